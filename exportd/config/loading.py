@@ -1,0 +1,77 @@
+"""Load :class:`Settings` from ``exportd.toml`` and ``EXPORTD_*`` variables.
+
+Precedence, lowest first: defaults, the file, the environment.  The file is
+``$EXPORTD_CONFIG`` if set, else ``./exportd.toml`` if it exists.  Nested keys
+use a double underscore in variables (``EXPORTD_SECTION__KEY``); list values
+are comma-separated.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from exportd.config.settings import Settings
+from exportd.errors import ConfigError, InvalidRequest
+from exportd.validation import convert
+
+PREFIX = "EXPORTD_"
+CONFIG_VARIABLE = "EXPORTD_CONFIG"
+DEFAULT_FILE = Path("exportd.toml")
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings in force, or a :class:`ConfigError` naming the bad key."""
+    environ = os.environ if environ is None else environ
+    path = Path(environ[CONFIG_VARIABLE]) if CONFIG_VARIABLE in environ else DEFAULT_FILE
+    data = _read_file(path) if CONFIG_VARIABLE in environ or path.exists() else {}
+    for key, value in _from_environment(environ).items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    try:
+        return convert(data, Settings, strict=False)
+    except InvalidRequest as exc:
+        field = exc.fields[0]
+        where = f"{path}" if path.exists() else "the environment"
+        raise ConfigError(
+            f"configuration key {field.name!r} ({where}): {field.message}", exc.fields
+        ) from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for variable, value in environ.items():
+        if not variable.startswith(PREFIX) or variable == CONFIG_VARIABLE:
+            continue
+        path = variable[len(PREFIX) :].lower().split("__")
+        target = data
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = _parse_value(path, value, variable)
+    return data
+
+
+def _parse_value(path: list[str], value: str, variable: str) -> Any:
+    info: Any = msgspec.inspect.type_info(Settings)
+    for key in path:
+        fields = {f.encode_name: f.type for f in getattr(info, "fields", ())}
+        if key not in fields:
+            raise ConfigError(f"unknown setting {variable}", [])
+        info = fields[key]
+    if isinstance(info, msgspec.inspect.ListType):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value

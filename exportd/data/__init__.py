@@ -1,0 +1,1 @@
+"""The embedded data store (data.db): its schema and demo data."""

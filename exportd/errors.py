@@ -1,0 +1,99 @@
+"""The one error model of exportd: a code, a message and the fields at fault.
+
+Every failure a user can cause is raised as an :class:`ExportError` subclass;
+HTTP answers, AMQP replies and the CLI all render it the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    """One field that is wrong, with why (``name`` is a dotted path)."""
+
+    name: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    """The wire form of an error: ``{code, message, fields: [{name, message}]}``."""
+
+    code: str
+    message: str
+    fields: list[FieldError] = []
+
+
+class ExportError(Exception):
+    """Base class of every error exportd reports to a user."""
+
+    code = "error"
+
+    def __init__(self, message: str, fields: Sequence[FieldError] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = list(fields)
+
+    def body(self) -> ErrorBody:
+        """The error as its wire form."""
+        return ErrorBody(code=self.code, message=self.message, fields=self.fields)
+
+    def __str__(self) -> str:
+        if not self.fields:
+            return self.message
+        details = "; ".join(f"{f.name}: {f.message}" for f in self.fields)
+        return f"{self.message} ({details})"
+
+
+class InvalidRequest(ExportError):
+    """The request (or a parameter of it) is malformed; nothing was started."""
+
+    code = "invalid_request"
+
+    @classmethod
+    def field(cls, name: str, message: str) -> InvalidRequest:
+        """An invalid request with exactly one bad field."""
+        return cls(f"invalid value for {name}", [FieldError(name, message)])
+
+
+class NotFound(ExportError):
+    """Something the request names (a room, a workflow, a channel) does not exist."""
+
+    code = "not_found"
+
+    @classmethod
+    def field(cls, name: str, message: str) -> NotFound:
+        """A not-found error about exactly one field."""
+        return cls(message, [FieldError(name, message)])
+
+
+class NotImplementedFeature(ExportError):
+    """The request asks for something valid that this source does not support yet."""
+
+    code = "not_implemented"
+
+
+class ExportFailed(ExportError):
+    """A source or format failed while the export ran."""
+
+    code = "export_failed"
+
+
+class Cancelled(ExportError):
+    """The export was canceled before it finished; its partial file is gone."""
+
+    code = "canceled"
+
+
+class PluginError(ExportError):
+    """A plugin could not be loaded, or two plugins claim the same name."""
+
+    code = "plugin_error"
+
+
+class ConfigError(ExportError):
+    """The configuration file or an ``EXPORTD_*`` variable is wrong."""
+
+    code = "config_error"

@@ -1,0 +1,129 @@
+"""Validate an :class:`ExportRequest` against the plugins into an :class:`ExportPlan`.
+
+Everything a user can get wrong is found here, before any work starts, and
+reported together: unknown source or format, bad parameters or options, a bad
+interval or time zone, a room that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from exportd.errors import ExportError, FieldError, InvalidRequest
+from exportd.messages import ExportRequest
+from exportd.plugins.api import Column, ExportInfo, Format, ReadContext, Source, Window
+from exportd.plugins.manager import Plugins
+from exportd.validation import convert
+from exportd.window import parse_window
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """A request that passed validation, with its plugins and decoded parameters."""
+
+    request: ExportRequest
+    source: Source[Any]
+    format: Format[Any]
+    params: msgspec.Struct
+    options: msgspec.Struct
+    window: Window
+    data_path: Path
+    columns: tuple[Column, ...] = field(default=())
+
+    def context(
+        self,
+        *,
+        batch_size: int,
+        part: int = 0,
+        part_count: int = 1,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> ReadContext:
+        """The context a source reads this plan's rows with."""
+        return ReadContext(
+            window=self.window,
+            data_path=self.data_path,
+            batch_size=batch_size,
+            limit=self.request.limit,
+            part=part,
+            part_count=part_count,
+            cancelled=cancelled,
+        )
+
+    def info(self) -> ExportInfo:
+        """What a format may record about this export."""
+        return ExportInfo(
+            source=self.source.name,
+            params=msgspec.to_builtins(self.params),
+            window=self.window,
+            columns=self.columns,
+            generated_at=datetime.now(UTC),
+        )
+
+    def parts(self, batch_size: int) -> list[ExportPlan]:
+        """One plan per independent part of this export (usually just itself)."""
+        part_params = self.source.parts(self.params, self.context(batch_size=batch_size))
+        return [_replace_params(self, params) for params in part_params]
+
+
+def _replace_params(plan: ExportPlan, params: msgspec.Struct) -> ExportPlan:
+    return ExportPlan(
+        request=msgspec.structs.replace(plan.request, params=msgspec.to_builtins(params)),
+        source=plan.source,
+        format=plan.format,
+        params=params,
+        options=plan.options,
+        window=plan.window,
+        data_path=plan.data_path,
+        columns=tuple(plan.source.columns(params)),
+    )
+
+
+def plan_export(request: ExportRequest, plugins: Plugins, data_path: Path) -> ExportPlan:
+    """Validate ``request`` and resolve its plugins, or raise one error listing every fault."""
+    failures: list[ExportError] = []
+
+    def attempt(step: Callable[[], Any]) -> Any:
+        try:
+            return step()
+        except ExportError as exc:
+            failures.append(exc)
+            return None
+
+    source = attempt(lambda: plugins.source(request.source))
+    format_ = attempt(lambda: plugins.format(request.format))
+    window = attempt(lambda: parse_window(request.interval, request.timezone))
+    params = source and attempt(lambda: convert(request.params, source.Params, "params"))
+    options = format_ and attempt(
+        lambda: convert(request.format_options, format_.Options, "format_options")
+    )
+    if not failures:
+        attempt(lambda: source.validate(params, window, data_path))
+    if failures:
+        raise _combine(failures)
+    return ExportPlan(
+        request=request,
+        source=source,
+        format=format_,
+        params=params,
+        options=options,
+        window=window,
+        data_path=data_path,
+        columns=tuple(source.columns(params)),
+    )
+
+
+def _combine(failures: list[ExportError]) -> ExportError:
+    """One error carrying every failure's fields; its class is theirs if they agree."""
+    if len(failures) == 1:
+        return failures[0]
+    fields = [f for exc in failures for f in exc.fields or [FieldError("request", exc.message)]]
+    kinds = {type(exc) for exc in failures}
+    kind = kinds.pop() if len(kinds) == 1 else InvalidRequest
+    names = ", ".join(dict.fromkeys(f.name for f in fields))
+    return kind(f"invalid request: {names}", fields)

@@ -1,0 +1,165 @@
+"""The contract between exportd and its plugins: columns, sources, formats.
+
+A *source* turns validated parameters into batches of row tuples; a *format*
+turns batches of rows into bytes in a file.  Any source works with any format
+because both speak only in :class:`Column` lists and row tuples.
+
+Row values are plain Python objects: ``str``, ``int``, ``float``, ``bool``,
+``None``, timezone-aware ``datetime`` (for ``datetime`` columns) and ``date``
+(for ``date`` columns).  Formats render times in the request's time zone.
+"""
+
+from __future__ import annotations
+
+import abc
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar, Generic, Literal, TypeVar
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+ColumnType = Literal["text", "integer", "float", "boolean", "datetime", "date"]
+Role = Literal["time", "author", "text", "conversation"]
+Row = Sequence[Any]
+Batch = Sequence[Row]
+
+
+class Column(msgspec.Struct, frozen=True):
+    """One column of an export: its name, value type and optional role.
+
+    Roles tell transcript-style formats (txt, html) which column is the time,
+    the author, the message text and the conversation a row belongs to.
+    """
+
+    name: str
+    type: ColumnType = "text"
+    role: Role | None = None
+
+
+class NoOptions(msgspec.Struct, forbid_unknown_fields=True):
+    """The options of a format that takes none."""
+
+
+class NoParams(msgspec.Struct, forbid_unknown_fields=True):
+    """The parameters of a source that takes none."""
+
+
+P = TypeVar("P", bound=msgspec.Struct)
+O = TypeVar("O", bound=msgspec.Struct)  # noqa: E741
+
+
+@dataclass(frozen=True)
+class Window:
+    """The time range of an export: ``start`` inclusive, ``end`` exclusive.
+
+    Both ends are timezone-aware UTC datetimes; ``timezone`` is the request's
+    IANA zone, in which formats render times and sources cut days.
+    """
+
+    start: datetime
+    end: datetime
+    timezone: ZoneInfo
+
+
+@dataclass
+class ReadContext:
+    """What a source may use while it reads: where data lives and the run's limits."""
+
+    window: Window
+    data_path: Path
+    batch_size: int = 5000
+    limit: int | None = None
+    part: int = 0
+    part_count: int = 1
+    cancelled: Callable[[], bool] = field(default=lambda: False)
+
+    def connect(self) -> sqlite3.Connection:
+        """A read-only connection to the embedded data store (``data.db``)."""
+        uri = f"{self.data_path.resolve().as_uri()}?mode=ro"
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """What a format may want to record about the export it writes."""
+
+    source: str
+    params: dict[str, Any]
+    window: Window
+    columns: Sequence[Column]
+    generated_at: datetime
+
+
+class Source(abc.ABC, Generic[P]):
+    """Where rows come from.  Subclass it and return an instance from
+    ``exportd_sources()``.
+
+    ``Params`` is a msgspec Struct validated when the request arrives, so a bad
+    parameter is rejected before any work starts.  Declare it with
+    ``forbid_unknown_fields=True`` and constraints (``Meta(ge=0)``) so that the
+    error names the field.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Params: ClassVar[type[msgspec.Struct]] = NoParams
+
+    def validate(self, params: P, window: Window, data_path: Path) -> None:
+        """Check what the Struct cannot: that named things exist, for example.
+
+        Called at request time; raise :class:`~exportd.NotFound` or
+        :class:`~exportd.InvalidRequest` naming the field.  The default does nothing.
+        """
+
+    @abc.abstractmethod
+    def columns(self, params: P) -> Sequence[Column]:
+        """The columns of every row :meth:`read` yields for these parameters."""
+
+    def estimate(self, params: P, ctx: ReadContext) -> int | None:
+        """How many rows :meth:`read` will yield, for progress; ``None`` if unknown."""
+        return None
+
+    def parts(self, params: P, ctx: ReadContext) -> Sequence[P]:
+        """Split one export into independent parts, each with its own parameters.
+
+        Every part becomes its own file.  The default is one part.
+        """
+        return [params]
+
+    @abc.abstractmethod
+    def read(self, params: P, ctx: ReadContext) -> Iterator[Batch]:
+        """Yield the rows in batches of about ``ctx.batch_size`` tuples."""
+
+
+class RowWriter(abc.ABC):
+    """Writes batches of rows into one open binary file."""
+
+    @abc.abstractmethod
+    def write(self, batch: Batch) -> None:
+        """Write one batch of row tuples, in column order."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Write whatever the format needs at the end; the file itself stays open."""
+
+
+class Format(abc.ABC, Generic[O]):
+    """How rows become a file.  Subclass it and return an instance from
+    ``exportd_formats()``.
+    """
+
+    name: ClassVar[str]
+    media_type: ClassVar[str]
+    extension: ClassVar[str]
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[msgspec.Struct]] = NoOptions
+
+    @abc.abstractmethod
+    def open(
+        self, file: BinaryIO, columns: Sequence[Column], options: O, info: ExportInfo
+    ) -> RowWriter:
+        """Start writing an export with these columns into ``file``."""

@@ -1,0 +1,1 @@
+"""Built-in formats: csv, xlsx, txt, html, json, json_bulk."""

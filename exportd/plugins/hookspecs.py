@@ -1,0 +1,41 @@
+"""The hooks a plugin may implement.  Every hook is optional.
+
+Built-in sources and formats are registered through these same hooks, so
+``exportd/plugins/sources`` and ``exportd/plugins/formats`` are worked examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pluggy
+
+from exportd.plugins.api import Format, Source
+
+PROJECT = "exportd"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def exportd_sources() -> Iterable[Source[Any]]:
+    """Return the sources this plugin adds.
+
+    Called once when the plugin manager starts (CLI start, engine start,
+    worker start).  Each :class:`~exportd.Source` needs a ``name`` that no
+    other plugin uses; a clash is an error that names both plugins.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def exportd_formats() -> Iterable[Format[Any]]:
+    """Return the output formats this plugin adds.
+
+    Called once when the plugin manager starts.  Each :class:`~exportd.Format`
+    needs a ``name`` that no other plugin uses; a clash is an error that names
+    both plugins.
+    """
+    raise NotImplementedError

@@ -1,0 +1,142 @@
+"""The plugin manager: built-ins, entry-point plugins, and the names they register."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, TypeVar, cast
+
+import pluggy
+
+from exportd.errors import InvalidRequest, PluginError
+from exportd.plugins import hookspecs
+from exportd.plugins.api import Format, Source
+
+ENTRY_POINT_GROUP = "exportd"
+BUILTIN_PLUGINS = (
+    "exportd.plugins.sources.rooms",
+    "exportd.plugins.sources.workflows",
+    "exportd.plugins.sources.qna",
+    "exportd.plugins.formats.csv",
+    "exportd.plugins.formats.xlsx",
+    "exportd.plugins.formats.txt",
+    "exportd.plugins.formats.html",
+    "exportd.plugins.formats.json",
+)
+
+D = TypeVar("D", Source[Any], Format[Any])
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A source or format together with the plugin and package it came from."""
+
+    name: str
+    plugin: str
+    package: str
+    description: str
+
+
+class Plugins:
+    """The sources and formats of every enabled plugin, by name.
+
+    Build it with :func:`load_plugins`; tests may build one from their own
+    plugin objects with ``Plugins(extra=[...], builtins=False)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        builtins: bool = True,
+        entry_points: bool = True,
+        extra: Iterable[object] = (),
+        blocked: Iterable[str] = (),
+    ) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        for name in blocked:
+            self.pm.set_blocked(name)
+        self._packages: dict[str, str] = {}
+        self._origins: dict[tuple[str, str], Registered] = {}
+        if builtins:
+            for module_name in BUILTIN_PLUGINS:
+                self._register(importlib.import_module(module_name), module_name, "exportd")
+        if entry_points:
+            self._load_entry_points()
+        for plugin in extra:
+            self._register(plugin, getattr(plugin, "__name__", repr(plugin)), "(registered)")
+        self.sources: Mapping[str, Source[Any]] = self._collect(
+            self.pm.hook.exportd_sources, "source"
+        )
+        self.formats: Mapping[str, Format[Any]] = self._collect(
+            self.pm.hook.exportd_formats, "format"
+        )
+
+    def _register(self, plugin: object, name: str, package: str) -> None:
+        if self.pm.is_blocked(name):
+            return
+        self.pm.register(plugin, name=name)
+        self._packages[name] = package
+
+    def _load_entry_points(self) -> None:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
+                continue
+            package = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ep.value
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {ep.name!r} from {package} failed to load: {type(exc).__name__}: {exc}"
+                ) from exc
+            self._register(plugin, ep.name, package)
+
+    def _collect(self, hook: pluggy.HookCaller, kind: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        owner: dict[str, str] = {}
+        for impl in reversed(hook.get_hookimpls()):
+            descriptors: Iterable[Any] = cast(Iterable[Any], impl.function() or ())
+            for descriptor in descriptors:
+                name = descriptor.name
+                if name in found:
+                    raise PluginError(
+                        f"{kind} {name!r} is registered by two plugins: "
+                        f"{owner[name]!r} and {impl.plugin_name!r}; block one with "
+                        "EXPORTD_DISABLE_PLUGINS"
+                    )
+                found[name] = descriptor
+                owner[name] = impl.plugin_name
+                self._origins[(kind, name)] = Registered(
+                    name=name,
+                    plugin=impl.plugin_name,
+                    package=self._packages.get(impl.plugin_name, "?"),
+                    description=descriptor.description,
+                )
+        return dict(sorted(found.items()))
+
+    def source(self, name: str, field: str = "source") -> Source[Any]:
+        """The source called ``name``, or an invalid-request error naming ``field``."""
+        return _lookup(self.sources, name, field, "source")
+
+    def format(self, name: str, field: str = "format") -> Format[Any]:
+        """The format called ``name``, or an invalid-request error naming ``field``."""
+        return _lookup(self.formats, name, field, "format")
+
+    def origin(self, kind: str, name: str) -> Registered:
+        """Which plugin and package registered the ``kind`` ("source"/"format") ``name``."""
+        return self._origins[(kind, name)]
+
+
+def _lookup(table: Mapping[str, D], name: str, field: str, kind: str) -> D:
+    try:
+        return table[name]
+    except KeyError:
+        known = ", ".join(table) or "none"
+        raise InvalidRequest.field(field, f"unknown {kind} {name!r}; known: {known}") from None
+
+
+def load_plugins(blocked: Iterable[str] = ()) -> Plugins:
+    """Every built-in and installed plugin, less the ``blocked`` ones."""
+    return Plugins(blocked=blocked)

@@ -1,0 +1,1 @@
+"""Workers: the export pipeline (and, later, the task consumer)."""

@@ -1,0 +1,127 @@
+"""Run one export plan into one file: read, write, hash, rename into place.
+
+This is the whole job of a worker once it holds a task, and of ``exportd
+export`` on the command line.  The file appears at its final path only when it
+is complete; a failed or canceled export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+from exportd.errors import Cancelled, ExportError, ExportFailed
+from exportd.messages import FileInfo
+from exportd.plan import ExportPlan
+
+HASH_CHUNK = 1 << 20
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far an export has got: rows and bytes written, estimated total rows."""
+
+    rows: int
+    bytes: int
+    total: int | None
+
+
+def run_export(
+    plan: ExportPlan,
+    target: Path,
+    *,
+    batch_size: int = 5000,
+    on_progress: Callable[[Progress], None] | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+    part: int = 0,
+    part_count: int = 1,
+) -> FileInfo:
+    """Export ``plan`` into ``target`` and describe the finished file.
+
+    ``on_progress`` is called after every batch; ``cancelled`` is checked before
+    every batch and stops the export with :class:`Cancelled`.  A source or
+    format that raises fails the export with :class:`ExportFailed` naming it.
+    """
+    ctx = plan.context(batch_size=batch_size, part=part, part_count=part_count, cancelled=cancelled)
+    total = _guard(plan, "source", lambda: plan.source.estimate(plan.params, ctx))
+    if plan.request.limit is not None and total is not None:
+        total = min(total, plan.request.limit)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    unfinished = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    try:
+        with unfinished.open("wb") as file:
+            writer = _guard(
+                plan,
+                "format",
+                lambda: plan.format.open(file, plan.columns, plan.options, plan.info()),
+            )
+            rows = 0
+            remaining = plan.request.limit
+            batches = iter(_guard(plan, "source", lambda: plan.source.read(plan.params, ctx)))
+            with closing(batches):
+                while remaining is None or remaining > 0:
+                    if cancelled():
+                        raise Cancelled("the export was canceled")
+                    batch = _guard(plan, "source", lambda: next(batches, None))
+                    if batch is None:
+                        break
+                    if remaining is not None:
+                        batch = batch[:remaining]
+                        remaining -= len(batch)
+                    _guard(plan, "format", partial(writer.write, batch))
+                    rows += len(batch)
+                    if on_progress is not None:
+                        on_progress(Progress(rows=rows, bytes=file.tell(), total=total))
+            _guard(plan, "format", writer.close)
+            file.flush()
+            os.fsync(file.fileno())
+        digest, size = _sha256(unfinished)
+        os.replace(unfinished, target)
+    finally:
+        unfinished.unlink(missing_ok=True)
+    return FileInfo(
+        key=target.name,
+        name=target.name,
+        media_type=plan.format.media_type,
+        size=size,
+        sha256=digest,
+        rows=rows,
+    )
+
+
+def _guard(plan: ExportPlan, role: str, step: Callable[[], T]) -> T:
+    """Run a plugin's code; its unexpected exception becomes :class:`ExportFailed`."""
+    try:
+        return step()
+    except ExportError:
+        raise
+    except Exception as exc:
+        name = plan.source.name if role == "source" else plan.format.name
+        raise ExportFailed(f"{role} {name!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+@contextmanager
+def closing(batches: Iterator[object]) -> Iterator[None]:
+    """Close a generator source early, so it releases its cursor and connection."""
+    try:
+        yield
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest(), path.stat().st_size
