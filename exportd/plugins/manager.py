@@ -10,6 +10,7 @@ from typing import Any, TypeVar, cast
 
 import pluggy
 
+from exportd.config import Settings
 from exportd.errors import InvalidRequest, PluginError
 from exportd.plugins import hookspecs
 from exportd.plugins.api import Format, Source
@@ -137,6 +138,6 @@ def _lookup(table: Mapping[str, D], name: str, field: str, kind: str) -> D:
         raise InvalidRequest.field(field, f"unknown {kind} {name!r}; known: {known}") from None
 
 
-def load_plugins(blocked: Iterable[str] = ()) -> Plugins:
-    """Every built-in and installed plugin, less the ``blocked`` ones."""
-    return Plugins(blocked=blocked)
+def load_plugins(settings: Settings) -> Plugins:
+    """Every built-in and installed plugin, less those in ``settings.disable_plugins``."""
+    return Plugins(blocked=settings.disable_plugins)

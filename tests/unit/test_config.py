@@ -1,0 +1,70 @@
+"""Settings from defaults, exportd.toml and EXPORTD_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exportd.config import Settings, load_settings
+from exportd.errors import ConfigError
+
+
+def test_defaults_need_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({})
+    assert settings == Settings()
+    assert settings.data_path == Path("var/data.db")
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    config = tmp_path / "exportd.toml"
+    config.write_text('home = "/srv/exportd"\nbatch_size = 100\n')
+    settings = load_settings(
+        {"EXPORTD_CONFIG": str(config), "EXPORTD_BATCH_SIZE": "250", "PATH": "/bin"}
+    )
+    assert settings.home == "/srv/exportd"
+    assert settings.batch_size == 250
+
+
+def test_the_file_in_the_working_directory_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "exportd.toml").write_text('home = "elsewhere"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_settings({}).home == "elsewhere"
+
+
+def test_lists_come_comma_separated_from_the_environment() -> None:
+    settings = load_settings({"EXPORTD_DISABLE_PLUGINS": "a, b,,c"})
+    assert settings.disable_plugins == ["a", "b", "c"]
+
+
+def test_an_unknown_key_in_the_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "exportd.toml"
+    config.write_text("batch_sise = 10\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"EXPORTD_CONFIG": str(config)})
+    assert "batch_sise" in str(caught.value)
+    assert caught.value.fields[0].name == "batch_sise"
+
+
+def test_an_unknown_variable_is_an_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match="EXPORTD_HOEM"):
+        load_settings({"EXPORTD_HOEM": "x"})
+
+
+def test_a_bad_value_names_the_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"EXPORTD_BATCH_SIZE": "0"})
+    assert caught.value.fields[0].name == "batch_size"
+    assert ">= 1" in str(caught.value)
+
+
+def test_a_missing_or_broken_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read configuration file"):
+        load_settings({"EXPORTD_CONFIG": str(tmp_path / "missing.toml")})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("home = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings({"EXPORTD_CONFIG": str(broken)})

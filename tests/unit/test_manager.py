@@ -1,0 +1,74 @@
+"""The plugin manager: registration, name clashes, blocking, failing entry points."""
+
+from __future__ import annotations
+
+import sys
+import types
+from importlib.metadata import EntryPoint
+from typing import Any
+
+import pytest
+
+from exportd import InvalidRequest, PluginError, hookimpl
+from exportd.plugins import manager
+from exportd.plugins.manager import Plugins
+from tests.unit import toy_plugins
+
+
+def test_a_registered_plugin_provides_its_sources_and_formats() -> None:
+    plugins = Plugins(builtins=False, entry_points=False, extra=[toy_plugins])
+    assert list(plugins.sources) == ["count"]
+    assert list(plugins.formats) == ["lines"]
+    origin = plugins.origin("source", "count")
+    assert origin.plugin == "tests.unit.toy_plugins"
+    assert origin.description == "counts"
+
+
+def test_unknown_names_are_errors_naming_the_field_and_the_choices() -> None:
+    plugins = Plugins(builtins=False, entry_points=False, extra=[toy_plugins])
+    with pytest.raises(InvalidRequest) as caught:
+        plugins.format("nope")
+    assert caught.value.fields[0].name == "format"
+    assert "unknown format 'nope'; known: lines" in caught.value.fields[0].message
+
+
+def test_two_plugins_registering_one_name_is_an_error_naming_both() -> None:
+    twin = types.ModuleType("twin_plugin")
+
+    @hookimpl
+    def exportd_formats() -> list[Any]:
+        return [toy_plugins.LinesFormat()]
+
+    twin.exportd_formats = exportd_formats  # type: ignore[attr-defined]
+    with pytest.raises(PluginError) as caught:
+        Plugins(builtins=False, entry_points=False, extra=[toy_plugins, twin])
+    message = str(caught.value)
+    assert "format 'lines'" in message
+    assert "tests.unit.toy_plugins" in message
+    assert "twin_plugin" in message
+
+
+def test_a_blocked_plugin_is_not_loaded() -> None:
+    plugins = Plugins(
+        builtins=False, entry_points=False, extra=[toy_plugins], blocked=["tests.unit.toy_plugins"]
+    )
+    assert not plugins.sources
+
+
+def test_an_entry_point_that_fails_to_import_names_the_plugin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broken = EntryPoint(name="broken", value="exportd_no_such_module_xyz", group="exportd")
+    monkeypatch.setattr(manager, "entry_points", lambda group: [broken])
+    with pytest.raises(PluginError) as caught:
+        Plugins(builtins=False)
+    assert "plugin 'broken'" in str(caught.value)
+    assert "ModuleNotFoundError" in str(caught.value)
+    assert "exportd_no_such_module_xyz" not in sys.modules
+
+
+def test_a_blocked_entry_point_is_not_even_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = EntryPoint(name="broken", value="exportd_no_such_module_xyz", group="exportd")
+    monkeypatch.setattr(manager, "entry_points", lambda group: [broken])
+    plugins = Plugins(builtins=False, blocked=["broken"])
+    assert not plugins.formats

@@ -1,0 +1,105 @@
+"""Validating a request against the plugins: every fault found, each naming its field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from exportd import InvalidRequest
+from exportd.messages import ExportRequest
+from exportd.plan import plan_export
+from exportd.plugins.manager import Plugins
+from exportd.validation import decode_json
+from tests.unit import toy_plugins
+
+PLUGINS = Plugins(builtins=False, entry_points=False, extra=[toy_plugins])
+
+
+def request(**changes: Any) -> ExportRequest:
+    fields: dict[str, Any] = {
+        "source": "count",
+        "format": "lines",
+        "params": {"rows": 3},
+        "interval": {"start": "2024-03-01", "end": "2024-03-02"},
+    }
+    fields.update(changes)
+    return msgspec.convert(fields, ExportRequest)
+
+
+def fault_names(**changes: Any) -> list[str]:
+    with pytest.raises(InvalidRequest) as caught:
+        plan_export(request(**changes), PLUGINS, Path("unused.db"))
+    return [field.name for field in caught.value.fields]
+
+
+def test_a_valid_request_becomes_a_plan() -> None:
+    plan = plan_export(request(timezone="Europe/Helsinki"), PLUGINS, Path("x.db"))
+    assert plan.params == toy_plugins.CountParams(rows=3)
+    assert plan.options == toy_plugins.LinesOptions()
+    assert [c.name for c in plan.columns] == ["n", "square", "label"]
+    assert plan.window.start == datetime(2024, 2, 29, 22, tzinfo=UTC)
+    assert plan.window.end == datetime(2024, 3, 1, 22, tzinfo=UTC)
+
+
+def test_times_with_an_offset_keep_it_and_z_means_utc() -> None:
+    interval = {"start": "2024-03-01T08:00:00+02:00", "end": "2024-03-01T12:00:00Z"}
+    plan = plan_export(request(interval=interval, timezone="Asia/Tokyo"), PLUGINS, Path("x.db"))
+    assert plan.window.start == datetime(2024, 3, 1, 6, tzinfo=UTC)
+    assert plan.window.end == datetime(2024, 3, 1, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("changes", "names"),
+    [
+        ({"source": "nope"}, ["source"]),
+        ({"format": "nope"}, ["format"]),
+        ({"timezone": "Mars/Olympus"}, ["timezone"]),
+        ({"interval": {"start": "yesterday", "end": "2024-01-01"}}, ["interval.start"]),
+        ({"interval": {"start": "2024-01-02", "end": "2024-01-01"}}, ["interval.end"]),
+        ({"params": {"rows": -1}}, ["params.rows"]),
+        ({"params": {"rows": 1, "colour": "red"}}, ["params.colour"]),
+        ({"params": {}}, ["params.rows"]),
+        ({"format_options": {"separator": 1}}, ["format_options.separator"]),
+        ({"params": {"rows": 1, "forbidden": "x"}}, ["params.forbidden"]),
+    ],
+)
+def test_each_fault_names_its_field(changes: dict[str, Any], names: list[str]) -> None:
+    assert fault_names(**changes) == names
+
+
+def test_every_fault_is_reported_at_once() -> None:
+    names = fault_names(
+        format="nope",
+        timezone="Nowhere/Land",
+        params={"rows": "many"},
+        interval={"start": "2024-01-01", "end": "soon"},
+    )
+    assert names == ["format", "timezone", "interval.end", "params.rows"]
+
+
+def test_a_typo_in_the_request_itself_names_the_field() -> None:
+    body = b"""{"source": "count", "fromat": "csv",
+               "interval": {"start": "2024-01-01", "end": "2024-01-02"}}"""
+    with pytest.raises(InvalidRequest) as caught:
+        decode_json(body, ExportRequest)
+    assert caught.value.fields[0].name == "fromat"
+    assert caught.value.fields[0].message == "unknown field"
+
+
+def test_broken_json_is_an_invalid_request() -> None:
+    with pytest.raises(InvalidRequest, match="body"):
+        decode_json(b"{not json", ExportRequest)
+
+
+def test_parts_carry_their_own_params() -> None:
+    plan = plan_export(request(params={"rows": 11}), PLUGINS, Path("x.db"))
+    parts = plan.parts(batch_size=10)
+    assert [part.params for part in parts] == [
+        toy_plugins.CountParams(rows=5),
+        toy_plugins.CountParams(rows=6),
+    ]
+    assert parts[1].request.params == {"rows": 6, "explode_at": None, "forbidden": None}

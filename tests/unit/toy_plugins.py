@@ -1,0 +1,112 @@
+"""Tiny plugins for testing the manager, the planner and the pipeline on their own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, BinaryIO
+
+import msgspec
+
+from exportd import (
+    Batch,
+    Column,
+    ExportInfo,
+    Format,
+    InvalidRequest,
+    ReadContext,
+    RowWriter,
+    Source,
+    Window,
+    hookimpl,
+)
+
+
+class CountParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """How many rows to count to, and whether to blow up half-way."""
+
+    rows: Annotated[int, msgspec.Meta(ge=0)]
+    explode_at: int | None = None
+    forbidden: str | None = None
+
+
+class CountSource(Source[CountParams]):
+    """Rows (n, n squared, "row n"), with an optional failure part-way."""
+
+    name = "count"
+    description = "counts"
+    Params = CountParams
+
+    def validate(self, params: CountParams, window: Window, data_path: Any) -> None:
+        if params.forbidden is not None:
+            raise InvalidRequest.field("params.forbidden", "this value is not allowed")
+
+    def columns(self, params: CountParams) -> Sequence[Column]:
+        return [Column("n", "integer"), Column("square", "integer"), Column("label")]
+
+    def estimate(self, params: CountParams, ctx: ReadContext) -> int | None:
+        return params.rows
+
+    def parts(self, params: CountParams, ctx: ReadContext) -> Sequence[CountParams]:
+        half = params.rows // 2
+        if params.rows < 10:
+            return [params]
+        return [
+            msgspec.structs.replace(params, rows=half),
+            msgspec.structs.replace(params, rows=params.rows - half),
+        ]
+
+    def read(self, params: CountParams, ctx: ReadContext) -> Iterator[Batch]:
+        batch: list[tuple[int, int, str]] = []
+        for n in range(params.rows):
+            if n == params.explode_at:
+                raise RuntimeError(f"boom at {n}")
+            batch.append((n, n * n, f"row {n}"))
+            if len(batch) == ctx.batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+class LinesOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The separator between values."""
+
+    separator: str = "|"
+
+
+class LinesWriter(RowWriter):
+    def __init__(self, file: BinaryIO, columns: Sequence[Column], separator: str) -> None:
+        self.file = file
+        self.separator = separator
+        file.write((separator.join(c.name for c in columns) + "\n").encode())
+
+    def write(self, batch: Batch) -> None:
+        sep = self.separator
+        self.file.write("".join(sep.join(map(str, row)) + "\n" for row in batch).encode())
+
+    def close(self) -> None:
+        self.file.write(b"-- end\n")
+
+
+class LinesFormat(Format[LinesOptions]):
+    """One line per row, values joined by a separator, and an end marker."""
+
+    name = "lines"
+    media_type = "text/plain"
+    extension = "lines"
+    Options = LinesOptions
+
+    def open(
+        self, file: BinaryIO, columns: Sequence[Column], options: LinesOptions, info: ExportInfo
+    ) -> RowWriter:
+        return LinesWriter(file, columns, options.separator)
+
+
+@hookimpl
+def exportd_sources() -> list[Source[Any]]:
+    return [CountSource()]
+
+
+@hookimpl
+def exportd_formats() -> list[Format[Any]]:
+    return [LinesFormat()]
