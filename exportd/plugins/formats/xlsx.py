@@ -1,0 +1,201 @@
+"""The ``xlsx`` format: an Excel workbook written by openpyxl in write-only mode.
+
+Rows stream to openpyxl's temporary sheet files as they arrive; the workbook is
+zipped into the export file at ``close()``.  Cells are typed: numbers stay
+numbers, booleans booleans, dates dates, and datetimes become Excel date-times
+in the request's zone (Excel has no zones, so they are stored as local naive
+times, to the millisecond).  Every Excel number is a double: integers beyond
+2**53 lose precision, and openpyxl writes 16 significant digits.  Floats that
+Excel cannot hold (NaN, infinities, beyond +-9.99999999999999e307) are written
+as text (``"inf"``) instead of making a workbook Excel refuses to open.
+
+Only datetime, float and text columns are rewritten, a whole column per batch.
+Text:
+
+* is never a formula or an error value: text that openpyxl would store as one
+  (``"=1+1"``, ``"#N/A"``) is written as an explicit string cell;
+* loses the characters XML 1.0 forbids (NUL and most other C0 controls, lone
+  surrogates, U+FFFE, U+FFFF);
+* keeps a literal ``_xHHHH_`` by escaping its underscore as ``_x005F_``, since
+  Excel would otherwise read it as an escaped character;
+* is cut to Excel's limit of 32,767 characters per cell (openpyxl does that).
+
+Columns are trusted to hold their declared type: only ``text`` columns get these
+checks.  A sheet holds 1,048,576 rows; after that the export continues on a new
+sheet (``Export (2)``, ...) that starts with the header row again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Annotated, Any, BinaryIO
+from zoneinfo import ZoneInfo
+
+import msgspec
+from openpyxl import Workbook
+from openpyxl.cell import Cell, WriteOnlyCell
+from openpyxl.cell.cell import ERROR_CODES
+from openpyxl.styles import Font
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+
+from exportd import Batch, Column, ExportInfo, Format, RowWriter, hookimpl
+
+SHEET_ROWS = 1_048_576
+SHEET_NAME_LENGTH = 31
+EXCEL_LARGEST_NUMBER = 9.99999999999999e307
+
+_NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_ESCAPE_LIKE = re.compile("_(?=x[0-9A-Fa-f]{4}_)")
+_TYPED_TEXT = frozenset(ERROR_CODES)
+
+SheetName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=SHEET_NAME_LENGTH,
+        pattern=r"^(?!')[^\[\]:*?/\\]*(?<!')$",
+        description="1 to 31 characters, none of [ ] : * ? / \\, not starting or ending with '",
+    ),
+]
+
+
+class XlsxOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Options of the ``xlsx`` format.
+
+    ``sheet_name`` names the first sheet; overflow sheets add `` (2)``, `` (3)``...
+    """
+
+    sheet_name: SheetName = "Export"
+
+
+class XlsxFormat(Format[XlsxOptions]):
+    """An Excel workbook with a bold header row and typed cells.
+
+    ``rows_per_sheet`` (header included) is Excel's limit; tests lower it.
+    """
+
+    name = "xlsx"
+    media_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    extension = "xlsx"
+    description = "Excel workbook, typed cells, times in the request's zone"
+    Options = XlsxOptions
+
+    def __init__(self, rows_per_sheet: int = SHEET_ROWS) -> None:
+        if rows_per_sheet < 2:
+            raise ValueError("a sheet needs room for the header and at least one row")
+        self.rows_per_sheet = rows_per_sheet
+
+    def open(
+        self, file: BinaryIO, columns: Sequence[Column], options: XlsxOptions, info: ExportInfo
+    ) -> RowWriter:
+        """Start a workbook whose first sheet holds the header row."""
+        return XlsxWriter(
+            file, columns, options.sheet_name, info.window.timezone, self.rows_per_sheet
+        )
+
+
+class XlsxWriter(RowWriter):
+    """Appends rows to write-only sheets, starting a new sheet when one is full."""
+
+    def __init__(
+        self,
+        file: BinaryIO,
+        columns: Sequence[Column],
+        sheet_name: str,
+        zone: ZoneInfo,
+        rows_per_sheet: int,
+    ) -> None:
+        self._file = file
+        self._book = Workbook(write_only=True)
+        self._names = [column.name for column in columns]
+        self._times = [i for i, column in enumerate(columns) if column.type == "datetime"]
+        self._floats = [i for i, column in enumerate(columns) if column.type == "float"]
+        self._texts = [i for i, column in enumerate(columns) if column.type == "text"]
+        self._zone = zone
+        self._sheet_name = sheet_name
+        self._rows_per_sheet = rows_per_sheet
+        self._sheet = self._new_sheet()
+        self._room = rows_per_sheet - 1
+
+    def write(self, batch: Batch) -> None:
+        """Append one batch, spilling onto new sheets as they fill up."""
+        while batch:
+            if not self._room:
+                self._sheet = self._new_sheet()
+                self._room = self._rows_per_sheet - 1
+            rows, batch = batch[: self._room], batch[self._room :]
+            append = self._sheet.append
+            for row in self._cells(rows):
+                append(row)
+            self._room -= len(rows)
+
+    def close(self) -> None:
+        """Zip the sheets into the file."""
+        self._book.save(self._file)
+
+    def _new_sheet(self) -> WriteOnlyWorksheet:
+        number = len(self._book.worksheets) + 1
+        suffix = f" ({number})" if number > 1 else ""
+        sheet: WriteOnlyWorksheet = self._book.create_sheet(
+            self._sheet_name[: SHEET_NAME_LENGTH - len(suffix)] + suffix
+        )
+        sheet.freeze_panes = "A2"
+        bold = Font(bold=True)
+        header = []
+        for name in self._names:
+            cell = WriteOnlyCell(sheet, _storable(name))
+            cell.data_type = "s"
+            cell.font = bold
+            header.append(cell)
+        sheet.append(header)
+        return sheet
+
+    def _cells(self, rows: Batch) -> Iterable[Sequence[Any]]:
+        """``rows`` as openpyxl should get them: only datetime, float and text columns change."""
+        if not (self._times or self._floats or self._texts):
+            return rows
+        by_column: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        zone, sheet = self._zone, self._sheet
+        for i in self._times:
+            by_column[i] = _wall_clock(by_column[i], zone)
+        for i in self._floats:
+            # NaN fails both comparisons, so it becomes text too.
+            by_column[i] = [
+                v if v is None or -EXCEL_LARGEST_NUMBER <= v <= EXCEL_LARGEST_NUMBER else str(v)
+                for v in by_column[i]
+            ]
+        for i in self._texts:
+            by_column[i] = [v if v.__class__ is not str else _text(v, sheet) for v in by_column[i]]
+        return zip(*by_column, strict=True)
+
+
+def _wall_clock(values: Sequence[Any], zone: ZoneInfo) -> list[Any]:
+    """Aware datetimes as the naive local times Excel wants; ``None`` stays."""
+    local = [v if v is None else v.astimezone(zone) for v in values]
+    # combine(date, time) drops the zone several times faster than replace(tzinfo=None).
+    combine = datetime.combine
+    return [v if v is None else combine(v.date(), v.time()) for v in local]
+
+
+def _text(value: str, sheet: WriteOnlyWorksheet) -> str | Cell:
+    """``value`` made safe to store, as a string cell if openpyxl would not store it as one."""
+    value = _storable(value)
+    if value[:1] != "=" and value not in _TYPED_TEXT:
+        return value
+    cell = WriteOnlyCell(sheet, value)
+    cell.data_type = "s"
+    return cell
+
+
+def _storable(value: str) -> str:
+    """``value`` without the characters XML forbids, its ``_xHHHH_`` look-alikes escaped."""
+    value = _NOT_IN_XML.sub("", value)
+    return _ESCAPE_LIKE.sub("_x005F_", value) if "_x" in value else value
+
+
+@hookimpl
+def exportd_formats() -> list[Format[Any]]:
+    """Register the ``xlsx`` format."""
+    return [XlsxFormat()]

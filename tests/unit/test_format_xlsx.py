@@ -1,0 +1,249 @@
+"""The xlsx format: real workbooks, read back with openpyxl."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openpyxl import load_workbook
+from openpyxl.utils.escape import unescape
+from openpyxl.worksheet.worksheet import Worksheet
+
+from exportd import Column, InvalidRequest
+from exportd.plugins.formats import xlsx as xlsx_plugin
+from exportd.plugins.formats.xlsx import XlsxFormat
+from exportd.plugins.manager import Plugins
+from exportd.validation import convert
+from tests.unit.hostile import columns as hostile_columns
+from tests.unit.hostile import rows as hostile_rows
+from tests.unit.hostile import write_export
+
+ZONE = "Europe/Helsinki"
+EXCEL_TEXT_LIMIT = 32_767
+XML_FORBIDDEN = {*map(chr, range(0x20)), "\ufffe", "\uffff"} - {"\t", "\n", "\r"}
+
+MIXED = [
+    Column("id", "integer"),
+    Column("sent_at", "datetime", "time"),
+    Column("author", "text", "author"),
+    Column("real", "boolean"),
+    Column("day", "date"),
+    Column("score", "float"),
+]
+
+
+def options(**fields: Any) -> msgspec.Struct:
+    """The xlsx options, validated as a request's ``format_options`` are."""
+    return convert(fields, XlsxFormat.Options, "format_options")
+
+
+def write_xlsx(
+    path: Path,
+    columns: list[Column],
+    batches: list[list[tuple[Any, ...]]],
+    *,
+    rows_per_sheet: int = xlsx_plugin.SHEET_ROWS,
+    **fields: Any,
+) -> Path:
+    """Write ``batches`` as xlsx in :data:`ZONE` with the options ``fields``."""
+    format_ = XlsxFormat(rows_per_sheet=rows_per_sheet)
+    return write_export(path, format_, columns, batches, options=options(**fields), zone=ZONE)
+
+
+def sheet_values(sheet: Worksheet) -> list[list[Any]]:
+    """Every row of ``sheet`` as its cell values, header first."""
+    return [list(row) for row in sheet.iter_rows(values_only=True)]
+
+
+def local_naive(value: datetime) -> datetime:
+    """``value`` as the wall-clock time in :data:`ZONE`, as Excel stores it."""
+    return value.astimezone(ZoneInfo(ZONE)).replace(tzinfo=None)
+
+
+def stored_text(value: str) -> str | None:
+    """What a workbook holds for ``value``: no XML-forbidden characters, at most
+    32,767 of them, and nothing at all for an empty string."""
+    kept = "".join(char for char in value if char not in XML_FORBIDDEN)[:EXCEL_TEXT_LIMIT]
+    return kept or None
+
+
+def test_it_is_registered_as_an_excel_workbook() -> None:
+    registered = Plugins(builtins=False, entry_points=False, extra=[xlsx_plugin]).format("xlsx")
+    assert registered.media_type == (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    assert registered.extension == "xlsx"
+
+
+def test_cells_keep_their_types_and_times_are_local(tmp_path: Path) -> None:
+    summer = datetime(2024, 7, 1, 9, 30, 15, tzinfo=UTC)
+    winter = datetime(2024, 1, 1, 23, 0, 0, tzinfo=UTC)
+    rows = [
+        (1, summer, "Ann", True, date(2024, 7, 1), 2.5),
+        (-2, winter, "Bob", False, date(2024, 1, 2), -0.125),
+        (None, None, None, None, None, None),
+    ]
+    path = write_xlsx(tmp_path / "out.xlsx", MIXED, [rows])
+
+    sheet = load_workbook(path)["Export"]
+    assert sheet_values(sheet) == [
+        ["id", "sent_at", "author", "real", "day", "score"],
+        [1, datetime(2024, 7, 1, 12, 30, 15), "Ann", True, datetime(2024, 7, 1), 2.5],
+        [-2, datetime(2024, 1, 2, 1, 0, 0), "Bob", False, datetime(2024, 1, 2), -0.125],
+    ]
+    assert [cell.number_format for cell in sheet[2][1:5:3]] == ["yyyy-mm-dd h:mm:ss", "yyyy-mm-dd"]
+    assert [cell.data_type for cell in sheet[2]] == ["n", "d", "s", "b", "d", "n"]
+    assert all(cell.font.b for cell in sheet[1])
+    assert sheet.freeze_panes == "A2"
+
+
+def test_text_is_never_a_formula_or_an_error_value(tmp_path: Path) -> None:
+    hostile = ["=1+1", '=HYPERLINK("http://evil.example","x")', "#N/A", "#DIV/0!", "=", "+1"]
+    columns = [Column("=SUM(A1:A2)"), Column("#REF!")]
+    path = write_xlsx(tmp_path / "out.xlsx", columns, [[(text, text) for text in hostile]])
+
+    sheet = load_workbook(path)["Export"]
+    assert sheet_values(sheet) == [["=SUM(A1:A2)", "#REF!"], *([text, text] for text in hostile)]
+    assert {cell.data_type for row in sheet.iter_rows() for cell in row} == {"s"}
+
+
+def test_floats_excel_cannot_hold_are_written_as_text(tmp_path: Path) -> None:
+    values = [float("nan"), float("inf"), -float("inf"), 1.7976931348623157e308, 9.5e307]
+    path = write_xlsx(tmp_path / "out.xlsx", [Column("x", "float")], [[(v,) for v in values]])
+
+    assert sheet_values(load_workbook(path)["Export"])[1:] == [
+        ["nan"],
+        ["inf"],
+        ["-inf"],
+        ["1.7976931348623157e+308"],
+        [9.5e307],
+    ]
+
+
+def test_characters_that_xml_forbids_are_removed(tmp_path: Path) -> None:
+    rows = [("a\x00b\x08c\x0b\x1fd\ufffe\uffffe",), ("tab\tline\nreturn\r",), ("\x00\x01",)]
+    path = write_xlsx(tmp_path / "out.xlsx", [Column("text\x00")], [rows])
+
+    assert sheet_values(load_workbook(path)["Export"]) == [
+        ["text"],
+        ["abcde"],
+        ["tab\tline\nreturn\r"],
+        [None],
+    ]
+
+
+def test_text_that_looks_like_an_excel_escape_is_escaped(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "out.xlsx", [Column("text")], [[("a_x0041_b_x00",)]])
+
+    stored = sheet_values(load_workbook(path)["Export"])[1][0]
+    # openpyxl hands over the stored text; Excel unescapes it, as unescape() does.
+    assert stored == "a_x005F_x0041_b_x00"
+    assert unescape(stored) == "a_x0041_b_x00"
+
+
+def test_text_is_cut_to_the_excel_cell_limit(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "out.xlsx", [Column("text")], [[("x" * 40_000,), ("=" * 40_000,)]])
+
+    values = sheet_values(load_workbook(path)["Export"])
+    assert values[1:] == [["x" * EXCEL_TEXT_LIMIT], ["=" * EXCEL_TEXT_LIMIT]]
+
+
+def test_rows_beyond_a_full_sheet_continue_on_new_sheets_under_the_header(tmp_path: Path) -> None:
+    rows = [(n, f"row {n}") for n in range(8)]
+    columns = [Column("n", "integer"), Column("label")]
+    batches = [rows[:2], rows[2:3], [], rows[3:8]]
+    path = write_xlsx(tmp_path / "out.xlsx", columns, batches, rows_per_sheet=4, sheet_name="Rows")
+
+    book = load_workbook(path)
+    assert book.sheetnames == ["Rows", "Rows (2)", "Rows (3)"]
+    header = ["n", "label"]
+    assert [sheet_values(sheet) for sheet in book] == [
+        [header, *map(list, rows[0:3])],
+        [header, *map(list, rows[3:6])],
+        [header, *map(list, rows[6:8])],
+    ]
+
+
+def test_overflow_sheet_names_stay_within_31_characters(tmp_path: Path) -> None:
+    name = "m" * 31
+    path = write_xlsx(
+        tmp_path / "out.xlsx",
+        [Column("n", "integer")],
+        [[(1,), (2,)]],
+        rows_per_sheet=2,
+        sheet_name=name,
+    )
+
+    assert load_workbook(path).sheetnames == [name, "m" * 27 + " (2)"]
+
+
+def test_an_export_without_rows_is_a_sheet_with_the_header(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "out.xlsx", MIXED, [])
+
+    assert sheet_values(load_workbook(path)["Export"]) == [[column.name for column in MIXED]]
+
+
+@pytest.mark.parametrize(
+    ("fields", "name"),
+    [
+        ({"sheet_name": ""}, "format_options.sheet_name"),
+        ({"sheet_name": "x" * 32}, "format_options.sheet_name"),
+        ({"sheet_name": "a/b"}, "format_options.sheet_name"),
+        ({"sheet_name": "[x]"}, "format_options.sheet_name"),
+        ({"sheet_name": "what?"}, "format_options.sheet_name"),
+        ({"sheet_name": "'quoted'"}, "format_options.sheet_name"),
+        ({"sheet_name": 7}, "format_options.sheet_name"),
+        ({"colour": "red"}, "format_options.colour"),
+    ],
+)
+def test_bad_options_name_the_field(fields: dict[str, Any], name: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        options(**fields)
+    assert [field.name for field in caught.value.fields] == [name]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_hostile_values_survive_as_typed_cells(tmp_path: Path, data: st.DataObject) -> None:
+    columns = data.draw(hostile_columns())
+    rows = data.draw(hostile_rows(columns))
+    path = write_xlsx(tmp_path / "hostile.xlsx", columns, [rows[:7], rows[7:]])
+
+    sheet = load_workbook(path)["Export"]
+    # Sized explicitly: a reader cannot tell trailing empty rows and columns apart.
+    header, *stored = sheet.iter_rows(max_row=len(rows) + 1, max_col=len(columns), values_only=True)
+    assert list(header) == [stored_text(column.name) for column in columns]
+    for stored_row, row in zip(stored, rows, strict=True):
+        for column, got, value in zip(columns, stored_row, row, strict=True):
+            assert_stored(column, got, value)
+    assert "f" not in {cell.data_type for row in sheet.iter_rows() for cell in row}
+
+
+def assert_stored(column: Column, got: Any, value: Any) -> None:
+    """``got``, read from the workbook, is what ``value`` of ``column`` should become."""
+    if value is None:
+        assert got is None
+    elif column.type == "text":
+        assert (unescape(got) if got else None) == stored_text(value)
+    elif column.type == "datetime":
+        # Excel keeps milliseconds.
+        assert abs(got - local_naive(value)) <= timedelta(milliseconds=1)
+    elif column.type == "date":
+        assert got == datetime.combine(value, time())
+    elif column.type == "float" and abs(value) > xlsx_plugin.EXCEL_LARGEST_NUMBER:
+        assert got == str(value)
+    elif column.type in ("integer", "float"):
+        # Every Excel number is a double; openpyxl writes 16 significant digits.
+        assert got == pytest.approx(value, rel=1e-15)
+    else:
+        assert got is value
