@@ -1,0 +1,73 @@
+"""What the built-in sources share: the stored time form, store access, batching.
+
+``data.db`` stores every time as ISO 8601 text in UTC (docs/data-model.md), so
+window bounds are compared as text and values are read back with
+``datetime.fromisoformat``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from exportd import Batch, ExportFailed, ReadContext, Window
+
+Rows = list[tuple[Any, ...]]
+
+
+def db_time(moment: datetime) -> str:
+    """An aware datetime in the stored form: ``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00``."""
+    return moment.astimezone(UTC).isoformat()
+
+
+def window_args(window: Window) -> dict[str, str]:
+    """The window's bounds as SQL parameters ``:start`` (inclusive) and ``:end`` (exclusive)."""
+    return {"start": db_time(window.start), "end": db_time(window.end)}
+
+
+def sql_limit(*limits: int | None) -> int:
+    """The smallest of the limits that are set, for SQL ``LIMIT``; -1 means none."""
+    return min((limit for limit in limits if limit is not None), default=-1)
+
+
+@contextmanager
+def connection(ctx: ReadContext) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to ``data.db``, closed on exit.
+
+    A missing or unreadable store is an :class:`~exportd.ExportFailed` that names
+    the file, also at request time, where a plain ``sqlite3.Error`` would escape.
+    """
+    if not ctx.data_path.is_file():
+        raise ExportFailed(
+            f"no data store at {ctx.data_path}: run `exportd demo-data` "
+            "or load your data (see docs/data-model.md)"
+        )
+    conn = ctx.connect()
+    try:
+        yield conn
+    except sqlite3.Error as exc:
+        raise ExportFailed(f"cannot read the data store {ctx.data_path}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def request_connection(
+    window: Window, data_path: Path
+) -> AbstractContextManager[sqlite3.Connection]:
+    """:func:`connection` for ``Source.validate``, which gets no read context."""
+    return connection(ReadContext(window=window, data_path=data_path))
+
+
+def exists(conn: sqlite3.Connection, table: str, id_: str) -> bool:
+    """Whether ``table`` has a row with this ``id``."""
+    return conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (id_,)).fetchone() is not None
+
+
+def batches(cursor: sqlite3.Cursor, size: int, convert: Callable[[Rows], Batch]) -> Iterator[Batch]:
+    """Fetch ``size`` rows at a time and convert each batch with one call."""
+    while rows := cursor.fetchmany(size):
+        yield convert(rows)

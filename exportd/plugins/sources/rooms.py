@@ -1,0 +1,285 @@
+"""The ``rooms`` source: a chat room's message logs, or its figures per day.
+
+It follows the giosg report export: ``type`` is ``logs`` (one row per message,
+with its conversation) or ``stats`` (one row per day in the request's time
+zone); ``is_real_conversation`` and ``min_message_count`` filter the logs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from exportd import (
+    Batch,
+    Column,
+    FieldError,
+    InvalidRequest,
+    NotFound,
+    ReadContext,
+    Source,
+    Window,
+    hookimpl,
+)
+from exportd.plugins.sources.common import (
+    Rows,
+    batches,
+    connection,
+    db_time,
+    exists,
+    request_connection,
+    sql_limit,
+    window_args,
+)
+
+
+class RoomsParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What to export from a room."""
+
+    room_id: Annotated[str, msgspec.Meta(min_length=1)]
+    type: Literal["logs", "stats"]
+    is_real_conversation: bool | None = None
+    """logs only: true for real conversations, false for the others, null for all."""
+    min_message_count: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """logs only: the fewest visitor and operator messages a conversation must have."""
+
+
+LOG_COLUMNS = (
+    Column("conversation_id", "text", "conversation"),
+    Column("conversation_started_at", "datetime"),
+    Column("is_real_conversation", "boolean"),
+    Column("message_id", "integer"),
+    Column("sent_at", "datetime", "time"),
+    Column("sender_type", "text"),
+    Column("sender_name", "text", "author"),
+    Column("body", "text", "text"),
+)
+
+STATS_COLUMNS = (
+    Column("date", "date"),
+    Column("chats", "integer"),
+    Column("real_chats", "integer"),
+    Column("missed_chats", "integer"),
+    Column("visitors", "integer"),
+    Column("messages", "integer"),
+    Column("visitor_messages", "integer"),
+    Column("operator_messages", "integer"),
+    Column("operators", "integer"),
+    Column("avg_first_response_seconds", "float"),
+    Column("median_first_response_seconds", "float"),
+    Column("avg_duration_seconds", "float"),
+)
+
+# The start times of the conversations with a message in the window bound the
+# scan of the room's conversations (in start order), so the cost follows the
+# window rather than the room's history and each conversation's messages stream
+# out without sorting the whole result.
+LOGS_FROM = """
+WITH touched AS MATERIALIZED (
+    SELECT s.started_at FROM conversations AS s
+    WHERE s.id IN (
+        SELECT w.conversation_id FROM messages AS w
+        WHERE w.room_id = :room AND w.sent_at >= :start AND w.sent_at < :end
+    )
+)
+SELECT {columns}
+FROM conversations AS c
+CROSS JOIN messages AS m ON m.conversation_id = c.id AND m.sent_at >= :start AND m.sent_at < :end
+WHERE c.room_id = :room
+    AND c.started_at >= (SELECT min(started_at) FROM touched)
+    AND c.started_at <= (SELECT max(started_at) FROM touched)
+    {filters}
+"""
+LOGS_SQL = LOGS_FROM + "ORDER BY c.started_at, c.id, m.sent_at, m.id LIMIT :limit"
+LOG_SELECT = "c.id, c.started_at, c.is_real, m.id, m.sent_at, m.sender_type, m.sender_name, m.body"
+
+ROOM_MESSAGES_SQL = """
+SELECT count(*) FROM messages
+WHERE room_id = :room AND sent_at >= :start AND sent_at < :end
+"""
+
+ACTUAL_MESSAGES_SQL = """(
+    SELECT count(*) FROM messages AS x
+    WHERE x.conversation_id = c.id AND x.sender_type IN ('visitor', 'operator')
+)"""
+
+# :days is a JSON array of [start, end) pairs, one per local day, in UTC.  A
+# chat counts on the day it started; a message on the day it was sent.
+STATS_SQL = """
+WITH days AS (
+    SELECT key AS day, json_extract(value, '$[0]') AS lo, json_extract(value, '$[1]') AS hi
+    FROM json_each(:days)
+),
+started AS MATERIALIZED (
+    SELECT d.day, c.id, c.is_real, c.visitor_id, c.started_at, c.ended_at, (
+        SELECT min(v.sent_at) FROM messages AS v
+        WHERE v.conversation_id = c.id AND v.sender_type = 'visitor'
+    ) AS asked_at
+    FROM days AS d
+    JOIN conversations AS c ON c.room_id = :room AND c.started_at >= d.lo AND c.started_at < d.hi
+),
+chats AS MATERIALIZED (
+    SELECT s.*, (
+        SELECT min(r.sent_at) FROM messages AS r
+        WHERE r.conversation_id = s.id AND r.sender_type = 'operator' AND r.sent_at > s.asked_at
+    ) AS replied_at, EXISTS (
+        SELECT 1 FROM messages AS o WHERE o.conversation_id = s.id AND o.sender_type = 'operator'
+    ) AS answered
+    FROM started AS s
+),
+chat_figures AS (
+    SELECT day, count(*) AS chats, sum(is_real) AS real_chats,
+        sum(is_real AND NOT answered) AS missed_chats, count(DISTINCT visitor_id) AS visitors,
+        round(avg((julianday(ended_at) - julianday(started_at)) * 86400), 1) AS duration
+    FROM chats GROUP BY day
+),
+responses AS (
+    SELECT day, seconds, avg(seconds) OVER per_day AS average,
+        row_number() OVER (per_day ORDER BY seconds) AS rank, count(*) OVER per_day AS n
+    FROM (
+        SELECT day, (julianday(replied_at) - julianday(asked_at)) * 86400 AS seconds
+        FROM chats WHERE replied_at IS NOT NULL
+    )
+    WINDOW per_day AS (PARTITION BY day)
+),
+response_figures AS (
+    -- The median is the middle response, or the mean of the middle two.
+    SELECT day, round(max(average), 1) AS average, round(avg(seconds), 1) AS median
+    FROM responses WHERE rank IN ((n + 1) / 2, (n + 2) / 2)
+    GROUP BY day
+),
+message_figures AS (
+    SELECT d.day, count(*) AS messages,
+        sum(m.sender_type = 'visitor') AS visitor_messages,
+        sum(m.sender_type = 'operator') AS operator_messages,
+        count(DISTINCT CASE WHEN m.sender_type = 'operator'
+            THEN coalesce(m.sender_id, m.sender_name) END) AS operators
+    FROM days AS d
+    JOIN messages AS m ON m.room_id = :room AND m.sent_at >= d.lo AND m.sent_at < d.hi
+    GROUP BY d.day
+)
+SELECT d.day, coalesce(chats, 0), coalesce(real_chats, 0), coalesce(missed_chats, 0),
+    coalesce(visitors, 0), coalesce(messages, 0), coalesce(visitor_messages, 0),
+    coalesce(operator_messages, 0), coalesce(operators, 0), average, median, duration
+FROM days AS d
+LEFT JOIN chat_figures USING (day)
+LEFT JOIN response_figures USING (day)
+LEFT JOIN message_figures USING (day)
+ORDER BY d.day
+"""
+
+
+def local_days(window: Window) -> list[tuple[date, datetime, datetime]]:
+    """The days of the window in its time zone, each with its UTC ``[start, end)``.
+
+    A day runs from local midnight to the next (23 or 25 hours on a DST change);
+    the first and last day are cut to the window.
+    """
+    zone = window.timezone
+    day = window.start.astimezone(zone).date()
+    last = (window.end - timedelta(microseconds=1)).astimezone(zone).date()
+    days = []
+    while day <= last:
+        following = day + timedelta(days=1)
+        start = datetime.combine(day, time(), zone).astimezone(UTC)
+        end = datetime.combine(following, time(), zone).astimezone(UTC)
+        days.append((day, max(start, window.start), min(end, window.end)))
+        day = following
+    return days
+
+
+def _conversation_filters(params: RoomsParams) -> tuple[str, dict[str, Any]]:
+    """The logs' conversation filters as SQL on ``c`` and their parameters."""
+    sql, args = "", {}
+    if params.is_real_conversation is not None:
+        sql += " AND c.is_real = :is_real"
+        args["is_real"] = int(params.is_real_conversation)
+    if params.min_message_count:
+        sql += f" AND {ACTUAL_MESSAGES_SQL} >= :min_count"
+        args["min_count"] = params.min_message_count
+    return sql, args
+
+
+def _log_rows(rows: Rows) -> Batch:
+    parse = datetime.fromisoformat
+    return [
+        (conversation, parse(started), real == 1, id_, parse(sent), type_, name, body)
+        for conversation, started, real, id_, sent, type_, name, body in rows
+    ]
+
+
+class RoomsSource(Source[RoomsParams]):
+    """A room's chat logs (one row per message) or stats (one row per local day)."""
+
+    name = "rooms"
+    description = "chat room logs (one row per message) or stats (one row per day)"
+    Params = RoomsParams
+
+    def validate(self, params: RoomsParams, window: Window, data_path: Path) -> None:
+        """The logs-only parameters are unset for stats, and the room exists."""
+        if params.type == "stats":
+            misplaced = [
+                FieldError(f"params.{name}", "available only if type is logs")
+                for name, given in (
+                    ("is_real_conversation", params.is_real_conversation is not None),
+                    ("min_message_count", params.min_message_count != 0),
+                )
+                if given
+            ]
+            if misplaced:
+                raise InvalidRequest("parameters for logs given with type stats", misplaced)
+        with request_connection(window, data_path) as conn:
+            if not exists(conn, "rooms", params.room_id):
+                raise NotFound.field("params.room_id", f"no room with id {params.room_id!r}")
+
+    def columns(self, params: RoomsParams) -> Sequence[Column]:
+        """Message columns for logs, figure columns for stats."""
+        return LOG_COLUMNS if params.type == "logs" else STATS_COLUMNS
+
+    def estimate(self, params: RoomsParams, ctx: ReadContext) -> int | None:
+        """Messages that match (logs) or days in the window (stats)."""
+        if params.type == "stats":
+            return len(local_days(ctx.window))
+        filters, args = _conversation_filters(params)
+        # Without filters, the room's index alone counts the messages.
+        sql = (
+            LOGS_FROM.format(columns="count(*)", filters=filters) if filters else ROOM_MESSAGES_SQL
+        )
+        args |= {"room": params.room_id, **window_args(ctx.window)}
+        with connection(ctx) as conn:
+            count: int = conn.execute(sql, args).fetchone()[0]
+        return count
+
+    def read(self, params: RoomsParams, ctx: ReadContext) -> Iterator[Batch]:
+        """The logs or the stats, in batches."""
+        return (self._logs if params.type == "logs" else self._stats)(params, ctx)
+
+    def _logs(self, params: RoomsParams, ctx: ReadContext) -> Iterator[Batch]:
+        filters, args = _conversation_filters(params)
+        args |= {"room": params.room_id, "limit": sql_limit(ctx.limit), **window_args(ctx.window)}
+        with connection(ctx) as conn:
+            cursor = conn.execute(LOGS_SQL.format(columns=LOG_SELECT, filters=filters), args)
+            yield from batches(cursor, ctx.batch_size, _log_rows)
+
+    def _stats(self, params: RoomsParams, ctx: ReadContext) -> Iterator[Batch]:
+        days = local_days(ctx.window)[: ctx.limit]
+        dates = [day for day, _, _ in days]
+        bounds = json.dumps([[db_time(start), db_time(end)] for _, start, end in days])
+        with connection(ctx) as conn:
+            cursor = conn.execute(STATS_SQL, {"room": params.room_id, "days": bounds})
+            yield from batches(
+                cursor,
+                ctx.batch_size,
+                lambda rows: [(dates[day], *figures) for day, *figures in rows],
+            )
+
+
+@hookimpl
+def exportd_sources() -> list[Source[Any]]:
+    """The ``rooms`` source."""
+    return [RoomsSource()]

@@ -1,0 +1,164 @@
+"""Demo data: deterministic, the size asked for, realistic enough to exercise every source."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlite_utils
+
+from exportd import ReadContext, Window
+from exportd.data.demo import DemoSummary, generate_demo_data
+from exportd.data.demo_text import EVENT_ACTIONS
+from exportd.data.schema import TABLES, create_schema
+from exportd.plugins.sources.qna import QnaParams, QnaSource
+from exportd.plugins.sources.rooms import RoomsParams, RoomsSource
+from exportd.plugins.sources.workflows import WorkflowParams, WorkflowsSource
+
+MESSAGES = 3000
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoSummary:
+    return generate_demo_data(tmp_path_factory.mktemp("demo") / "data.db", messages=MESSAGES)
+
+
+def query(summary: DemoSummary, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(summary.path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def count(summary: DemoSummary, sql: str) -> int:
+    value = query(summary, sql)[0][0]
+    assert isinstance(value, int)
+    return value
+
+
+def test_the_same_seed_gives_the_same_file(tmp_path: Path, demo: DemoSummary) -> None:
+    again = generate_demo_data(tmp_path / "again.db", messages=MESSAGES)
+    assert again.path.read_bytes() == demo.path.read_bytes()
+    other = generate_demo_data(tmp_path / "other.db", messages=MESSAGES, seed=2)
+    bodies = "SELECT conversation_id, body FROM messages ORDER BY id"
+    assert query(other, bodies) != query(demo, bodies)
+
+
+def test_the_summary_counts_what_is_in_the_tables(demo: DemoSummary) -> None:
+    assert demo.messages == MESSAGES
+    for table in TABLES:
+        assert count(demo, f"SELECT count(*) FROM {table.name}") == getattr(demo, table.name)
+
+
+def test_the_message_count_is_exact(tmp_path: Path) -> None:
+    for messages in (0, 1, 2, 777):
+        summary = generate_demo_data(tmp_path / f"{messages}.db", messages=messages)
+        assert count(summary, "SELECT count(*) FROM messages") == messages == summary.messages
+
+
+def test_times_are_stored_utc_in_the_period(demo: DemoSummary) -> None:
+    for (text,) in query(demo, "SELECT sent_at FROM messages ORDER BY random() LIMIT 200"):
+        assert isinstance(text, str)
+        moment = datetime.fromisoformat(text)
+        assert moment.isoformat() == text and moment.utcoffset() is not None
+        assert not moment.utcoffset()
+        assert demo.start <= moment < demo.end + (demo.end - demo.start) / 30
+
+
+def test_conversations_are_real_exactly_when_a_visitor_wrote(demo: DemoSummary) -> None:
+    flags = query(
+        demo,
+        """SELECT c.is_real, EXISTS (SELECT 1 FROM messages AS m
+            WHERE m.conversation_id = c.id AND m.sender_type = 'visitor')
+        FROM conversations AS c""",
+    )
+    assert all(real == wrote for real, wrote in flags)
+    assert {real for real, _ in flags} == {0, 1}
+    missed = """SELECT count(*) FROM conversations AS c WHERE c.is_real AND NOT EXISTS (
+        SELECT 1 FROM messages AS m
+        WHERE m.conversation_id = c.id AND m.sender_type = 'operator'
+    )"""
+    assert count(demo, missed) > 0
+
+
+def test_messages_agree_with_their_conversation(demo: DemoSummary) -> None:
+    wrong = """SELECT count(*)
+        FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
+        WHERE m.room_id != c.room_id OR m.sent_at < c.started_at OR m.sent_at > c.ended_at"""
+    assert count(demo, wrong) == 0
+    sizes = {
+        size for (size,) in query(demo, "SELECT count(*) FROM messages GROUP BY conversation_id")
+    }
+    assert min(sizes) == 1 and max(sizes) > 20
+    senders = query(demo, "SELECT DISTINCT sender_type FROM messages ORDER BY 1")
+    assert senders == [("bot",), ("operator",), ("system",), ("visitor",)]
+
+
+def test_bodies_include_hostile_text(demo: DemoSummary) -> None:
+    bodies = {body for (body,) in query(demo, "SELECT DISTINCT body FROM messages")}
+    for needle in ('"', ",", "\n", "🎉", "=SUM(", "<script>", "مرحبا"):
+        assert any(needle in body for body in bodies if isinstance(body, str)), needle
+
+
+def test_every_workflow_kind_has_events_on_every_step(demo: DemoSummary) -> None:
+    steps = query(
+        demo,
+        """SELECT w.kind, w.step_count, count(DISTINCT e.step_index), sum(e.goal_triggered)
+        FROM workflows AS w JOIN workflow_events AS e ON e.workflow_id = w.id GROUP BY w.id""",
+    )
+    assert {kind for kind, *_ in steps} == set(EVENT_ACTIONS)
+    assert all(step_count == used and goals > 0 for _, step_count, used, goals in steps)
+
+
+def test_a_qna_channel_has_more_than_25_rooms(demo: DemoSummary) -> None:
+    sizes = query(demo, "SELECT channel_id, count(*) FROM qna_rooms GROUP BY channel_id")
+    assert dict(sizes)[demo.channel_id] > 25
+    statuses = {status for (status,) in query(demo, "SELECT DISTINCT status FROM qna_questions")}
+    assert statuses == {"answered", "approved", "pending", "rejected"}
+    unanswered = (
+        "SELECT count(*) FROM qna_questions WHERE (status = 'answered') != (answer IS NOT NULL)"
+    )
+    assert count(demo, unanswered) == 0
+
+
+def test_the_schema_is_complete(demo: DemoSummary) -> None:
+    db = sqlite_utils.Database(demo.path)
+    before = db.execute("SELECT sql FROM sqlite_master").fetchall()
+    create_schema(db)
+    assert db.execute("SELECT sql FROM sqlite_master").fetchall() == before
+    db.close()
+
+
+def test_the_sources_read_the_demo_data(demo: DemoSummary) -> None:
+    window = Window(demo.start, demo.end, ZoneInfo("UTC"))
+    ctx = ReadContext(window=window, data_path=demo.path)
+    in_room = f"SELECT count(*) FROM messages WHERE room_id = '{demo.room_id}'"
+    cases = [
+        (RoomsSource(), RoomsParams(room_id=demo.room_id, type="logs"), count(demo, in_room)),
+        (RoomsSource(), RoomsParams(room_id=demo.room_id, type="stats"), 30),
+        (
+            WorkflowsSource(),
+            WorkflowParams(workflow_id=demo.workflow_id, step_index=0, filters=[]),
+            None,
+        ),
+        (QnaSource(), QnaParams(channel_id=demo.channel_id), None),
+    ]
+    for source, params, expected in cases:
+        source.validate(params, window, demo.path)
+        rows = sum(len(batch) for batch in source.read(params, ctx))
+        assert rows == source.estimate(params, ctx)
+        assert rows > 0 and expected in (None, rows)
+    parts = QnaSource().parts(QnaParams(channel_id=demo.channel_id), ctx)
+    assert len(parts) == 3
+
+
+def test_an_existing_store_is_replaced_whole(tmp_path: Path) -> None:
+    target = tmp_path / "data.db"
+    target.write_bytes(b"old")
+    with pytest.raises(ValueError, match="messages"):
+        generate_demo_data(target, messages=-1)
+    assert target.read_bytes() == b"old"
+    summary = generate_demo_data(target, messages=10)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data.db"]
+    assert count(summary, "SELECT count(*) FROM messages") == 10
