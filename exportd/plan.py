@@ -18,6 +18,7 @@ import msgspec
 from exportd.errors import ExportError, FieldError, InvalidRequest
 from exportd.messages import ExportRequest
 from exportd.plugins.api import Column, ExportInfo, Format, ReadContext, Source, Window
+from exportd.plugins.guard import call_plugin
 from exportd.plugins.manager import Plugins
 from exportd.validation import convert
 from exportd.window import parse_window
@@ -55,6 +56,16 @@ class ExportPlan:
             cancelled=cancelled,
         )
 
+    @property
+    def source_label(self) -> str:
+        """The source as error messages name it: ``source 'rooms'``."""
+        return f"source {self.source.name!r}"
+
+    @property
+    def format_label(self) -> str:
+        """The format as error messages name it: ``format 'csv'``."""
+        return f"format {self.format.name!r}"
+
     def info(self) -> ExportInfo:
         """What a format may record about this export."""
         return ExportInfo(
@@ -67,7 +78,8 @@ class ExportPlan:
 
     def parts(self, batch_size: int) -> list[ExportPlan]:
         """One plan per independent part of this export (usually just itself)."""
-        part_params = self.source.parts(self.params, self.context(batch_size=batch_size))
+        ctx = self.context(batch_size=batch_size)
+        part_params = call_plugin(self.source_label, lambda: self.source.parts(self.params, ctx))
         return [_replace_params(self, params) for params in part_params]
 
 
@@ -80,7 +92,7 @@ def _replace_params(plan: ExportPlan, params: msgspec.Struct) -> ExportPlan:
         options=plan.options,
         window=plan.window,
         data_path=plan.data_path,
-        columns=tuple(plan.source.columns(params)),
+        columns=call_plugin(plan.source_label, lambda: tuple(plan.source.columns(params))),
     )
 
 
@@ -103,7 +115,9 @@ def plan_export(request: ExportRequest, plugins: Plugins, data_path: Path) -> Ex
         lambda: convert(request.format_options, format_.Options, "format_options")
     )
     if not failures:
-        attempt(lambda: source.validate(params, window, data_path))
+        what = f"source {source.name!r}"
+        attempt(lambda: call_plugin(what, lambda: source.validate(params, window, data_path)))
+        columns = attempt(lambda: call_plugin(what, lambda: tuple(source.columns(params))))
     if failures:
         raise _combine(failures)
     return ExportPlan(
@@ -114,7 +128,7 @@ def plan_export(request: ExportRequest, plugins: Plugins, data_path: Path) -> Ex
         options=options,
         window=window,
         data_path=data_path,
-        columns=tuple(source.columns(params)),
+        columns=columns,
     )
 
 

@@ -146,6 +146,14 @@ class RowWriter(abc.ABC):
     def close(self) -> None:
         """Write whatever the format needs at the end; the file itself stays open."""
 
+    def abort(self) -> None:  # noqa: B027
+        """Called instead of :meth:`close` when the export fails or is canceled.
+
+        Release whatever the writer holds besides the file (temporary files,
+        for example); the partial file itself is deleted by exportd.  The
+        default does nothing.
+        """
+
 
 class Format(abc.ABC, Generic[O]):
     """How rows become a file.  Subclass it and return an instance from

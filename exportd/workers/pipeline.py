@@ -11,18 +11,19 @@ import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO
 
-from exportd.errors import Cancelled, ExportError, ExportFailed
+from exportd.errors import Cancelled
 from exportd.messages import FileInfo
 from exportd.plan import ExportPlan
+from exportd.plugins.api import ReadContext, RowWriter
+from exportd.plugins.guard import call_plugin
 
 HASH_CHUNK = 1 << 20
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,36 +52,24 @@ def run_export(
     format that raises fails the export with :class:`ExportFailed` naming it.
     """
     ctx = plan.context(batch_size=batch_size, part=part, part_count=part_count, cancelled=cancelled)
-    total = _guard(plan, "source", lambda: plan.source.estimate(plan.params, ctx))
+    total = call_plugin(plan.source_label, lambda: plan.source.estimate(plan.params, ctx))
     if plan.request.limit is not None and total is not None:
         total = min(total, plan.request.limit)
     target.parent.mkdir(parents=True, exist_ok=True)
     unfinished = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
     try:
         with unfinished.open("wb") as file:
-            writer = _guard(
-                plan,
-                "format",
+            writer = call_plugin(
+                plan.format_label,
                 lambda: plan.format.open(file, plan.columns, plan.options, plan.info()),
             )
-            rows = 0
-            remaining = plan.request.limit
-            batches = iter(_guard(plan, "source", lambda: plan.source.read(plan.params, ctx)))
-            with closing(batches):
-                while remaining is None or remaining > 0:
-                    if cancelled():
-                        raise Cancelled("the export was canceled")
-                    batch = _guard(plan, "source", lambda: next(batches, None))
-                    if batch is None:
-                        break
-                    if remaining is not None:
-                        batch = batch[:remaining]
-                        remaining -= len(batch)
-                    _guard(plan, "format", partial(writer.write, batch))
-                    rows += len(batch)
-                    if on_progress is not None:
-                        on_progress(Progress(rows=rows, bytes=file.tell(), total=total))
-            _guard(plan, "format", writer.close)
+            try:
+                rows = _copy_rows(plan, ctx, writer, file, total=total, on_progress=on_progress)
+                call_plugin(plan.format_label, writer.close)
+            except BaseException:
+                with suppress(Exception):
+                    writer.abort()
+                raise
             file.flush()
             os.fsync(file.fileno())
         digest, size = _sha256(unfinished)
@@ -97,15 +86,34 @@ def run_export(
     )
 
 
-def _guard(plan: ExportPlan, role: str, step: Callable[[], T]) -> T:
-    """Run a plugin's code; its unexpected exception becomes :class:`ExportFailed`."""
-    try:
-        return step()
-    except ExportError:
-        raise
-    except Exception as exc:
-        name = plan.source.name if role == "source" else plan.format.name
-        raise ExportFailed(f"{role} {name!r} failed: {type(exc).__name__}: {exc}") from exc
+def _copy_rows(
+    plan: ExportPlan,
+    ctx: ReadContext,
+    writer: RowWriter,
+    file: BinaryIO,
+    *,
+    total: int | None,
+    on_progress: Callable[[Progress], None] | None,
+) -> int:
+    """Move batches from the source to the writer, up to the limit; return the row count."""
+    rows = 0
+    remaining = plan.request.limit
+    batches = iter(call_plugin(plan.source_label, lambda: plan.source.read(plan.params, ctx)))
+    with closing(batches):
+        while remaining is None or remaining > 0:
+            if ctx.cancelled():
+                raise Cancelled("the export was canceled")
+            batch = call_plugin(plan.source_label, lambda: next(batches, None))
+            if batch is None:
+                break
+            if remaining is not None:
+                batch = batch[:remaining]
+                remaining -= len(batch)
+            call_plugin(plan.format_label, partial(writer.write, batch))
+            rows += len(batch)
+            if on_progress is not None:
+                on_progress(Progress(rows=rows, bytes=file.tell(), total=total))
+    return rows
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from openpyxl.worksheet._writer import ALL_TEMP_FILES
 
 from exportd import Cancelled, ExportFailed
 from exportd.messages import ExportRequest
@@ -114,3 +115,21 @@ def test_an_existing_file_is_replaced_only_when_the_new_one_is_complete(
     assert target.read_text() == "previous"
     run_export(plan(rows=1), target)
     assert target.read_text().startswith("n|square|label")
+
+
+def test_a_failed_xlsx_export_leaves_no_temporary_sheet_files(tmp_path: Path) -> None:
+    plugins = Plugins(entry_points=False, extra=[toy_plugins])
+    request = msgspec.convert(
+        {
+            "source": "count",
+            "format": "xlsx",
+            "params": {"rows": 100, "explode_at": 50},
+            "interval": {"start": "2024-03-01", "end": "2024-03-02"},
+        },
+        ExportRequest,
+    )
+    before = {Path(p) for p in ALL_TEMP_FILES if Path(p).exists()}
+    with pytest.raises(ExportFailed):
+        run_export(plan_export(request, plugins, Path("unused.db")), tmp_path / "f", batch_size=10)
+    assert {Path(p) for p in ALL_TEMP_FILES if Path(p).exists()} == before
+    assert list(tmp_path.iterdir()) == []

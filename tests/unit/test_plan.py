@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from exportd import InvalidRequest
+from exportd import ExportFailed, InvalidRequest, hookimpl
 from exportd.messages import ExportRequest
 from exportd.plan import plan_export
 from exportd.plugins.manager import Plugins
@@ -103,3 +104,17 @@ def test_parts_carry_their_own_params() -> None:
         toy_plugins.CountParams(rows=6),
     ]
     assert parts[1].request.params == {"rows": 6, "explode_at": None, "forbidden": None}
+
+
+def test_a_plugin_bug_in_validate_fails_the_request_naming_the_source() -> None:
+    class Buggy(toy_plugins.CountSource):
+        name = "buggy"
+
+        def validate(self, params: Any, window: Any, data_path: Any) -> None:
+            raise KeyError("room")
+
+    buggy = types.ModuleType("buggy_plugin")
+    buggy.exportd_sources = hookimpl(lambda: [Buggy()])  # type: ignore[attr-defined]
+    plugins = Plugins(builtins=False, entry_points=False, extra=[toy_plugins, buggy])
+    with pytest.raises(ExportFailed, match="source 'buggy' failed: KeyError: 'room'"):
+        plan_export(request(source="buggy"), plugins, Path("x.db"))

@@ -116,6 +116,7 @@ class XlsxWriter(RowWriter):
         self._zone = zone
         self._sheet_name = sheet_name
         self._rows_per_sheet = rows_per_sheet
+        self._sheets: list[WriteOnlyWorksheet] = []
         self._sheet = self._new_sheet()
         self._room = rows_per_sheet - 1
 
@@ -135,6 +136,15 @@ class XlsxWriter(RowWriter):
         """Zip the sheets into the file."""
         self._book.save(self._file)
 
+    def abort(self) -> None:
+        """Remove the sheets' temporary files, which openpyxl otherwise keeps until exit."""
+        for sheet in self._sheets:
+            # openpyxl has no public call for this; _writer is set by the first append.
+            writer = getattr(sheet, "_writer", None)
+            if writer is not None:
+                sheet.close()
+                writer.cleanup()
+
     def _new_sheet(self) -> WriteOnlyWorksheet:
         number = len(self._book.worksheets) + 1
         suffix = f" ({number})" if number > 1 else ""
@@ -150,6 +160,7 @@ class XlsxWriter(RowWriter):
             cell.font = bold
             header.append(cell)
         sheet.append(header)
+        self._sheets.append(sheet)
         return sheet
 
     def _cells(self, rows: Batch) -> Iterable[Sequence[Any]]:
