@@ -73,7 +73,7 @@ def neutralized(text: str) -> str:
 
 def test_it_is_registered_as_text_csv() -> None:
     registered = Plugins(builtins=False, entry_points=False, extra=[csv_plugin]).format("csv")
-    assert (registered.media_type, registered.extension) == ("text/csv", "csv")
+    assert (registered.media_type, registered.extension) == ("text/csv; charset=utf-8", "csv")
 
 
 def test_every_type_reads_back_as_the_text_a_spreadsheet_expects(tmp_path: Path) -> None:

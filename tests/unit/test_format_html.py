@@ -138,7 +138,7 @@ def at(hour: int, minute: int, second: int = 0) -> datetime:
 
 def test_it_is_registered_as_text_html() -> None:
     registered = Plugins(builtins=False, entry_points=False, extra=[html_plugin]).format("html")
-    assert (registered.media_type, registered.extension) == ("text/html", "html")
+    assert (registered.media_type, registered.extension) == ("text/html; charset=utf-8", "html")
 
 
 def test_a_table_holds_every_value_and_times_are_local(tmp_path: Path) -> None:

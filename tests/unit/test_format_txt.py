@@ -71,7 +71,7 @@ def at(hour: int, minute: int, second: int = 0) -> datetime:
 
 def test_it_is_registered_as_plain_text() -> None:
     registered = Plugins(builtins=False, entry_points=False, extra=[txt_plugin]).format("txt")
-    assert (registered.media_type, registered.extension) == ("text/plain", "txt")
+    assert (registered.media_type, registered.extension) == ("text/plain; charset=utf-8", "txt")
 
 
 def test_a_transcript_has_a_section_per_conversation_and_local_times(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ class CsvFormat(Format[CsvOptions]):
     """
 
     name = "csv"
-    media_type = "text/csv"
+    media_type = "text/csv; charset=utf-8"
     extension = "csv"
     description = "comma-separated values (RFC 4180), UTF-8, with a header row"
     Options = CsvOptions

@@ -60,7 +60,7 @@ class HtmlFormat(Format[NoOptions]):
     """A standalone HTML page: a transcript when the columns allow it, a table otherwise."""
 
     name = "html"
-    media_type = "text/html"
+    media_type = "text/html; charset=utf-8"
     extension = "html"
     description = "a standalone HTML page: a chat transcript, or a table"
 

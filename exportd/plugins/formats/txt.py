@@ -58,7 +58,7 @@ class TxtFormat(Format[NoOptions]):
     """A readable transcript when the columns allow it, an aligned table otherwise."""
 
     name = "txt"
-    media_type = "text/plain"
+    media_type = "text/plain; charset=utf-8"
     extension = "txt"
     description = "plain text: a chat transcript, or an aligned table"
 
