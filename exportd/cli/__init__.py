@@ -1,0 +1,74 @@
+"""The ``exportd`` command line: demo data, the plugin list and one-shot exports.
+
+A mistake a user can make ends the command with one line on stderr and a
+non-zero exit code; only a bug in exportd itself shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from exportd import __version__
+from exportd.cli import demo, export, plugins
+from exportd.config import load_settings
+from exportd.errors import ConfigError, ExportError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Report a usage error in one line and exit with status 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every ``exportd`` command."""
+    parser = Parser(
+        prog="exportd",
+        description="exportd: a plugin-based export engine for conversation data.  "
+        "Settings come from ./exportd.toml (or $EXPORTD_CONFIG) and EXPORTD_* variables.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"exportd {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for command in (demo, plugins, export):
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command in ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, --version or a usage error, already printed
+        return int(exit_.code or 0)
+    try:
+        status: int = args.run(args, load_settings())
+    except ExportError as exc:
+        return fail(describe(exc))
+    except OSError as exc:
+        return fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+    except KeyboardInterrupt:
+        print("exportd: canceled", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return status
+
+
+def describe(error: ExportError) -> str:
+    """An error in one line: the fields at fault if it names any, else its message."""
+    if isinstance(error, ConfigError) or not error.fields:
+        return error.message
+    return "; ".join(f"{field.name}: {field.message}" for field in error.fields)
+
+
+def fail(message: str) -> int:
+    """Print ``message`` as one error line on stderr; the exit status of a failure."""
+    print(f"exportd: error: {' '.join(message.splitlines())}", file=sys.stderr)
+    return EXIT_FAILED

@@ -1,0 +1,74 @@
+"""The Python examples of docs/plugins.md run as written, and the tests among them pass.
+
+The guide's Python blocks are loaded in order.  A block whose first line is a
+file name comment (``# exportd_countdown.py``) becomes a module of that name,
+so later blocks can import it; the ``test_*`` functions of the ``test_*.py``
+blocks are run here, each with its own ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+GUIDE = Path(__file__).parents[2] / "docs" / "plugins.md"
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
+FILE_NAME = re.compile(r"\A# (\w+)\.py\n")
+TEST_FUNCTION = re.compile(r"^def (test_\w+)\(", re.MULTILINE)
+
+
+def python_blocks() -> list[tuple[int, str]]:
+    """Each Python block of the guide with the line number it starts on."""
+    text = GUIDE.read_text(encoding="utf-8")
+    return [(text.count("\n", 0, m.start(1)) + 1, m[1]) for m in PYTHON_BLOCK.finditer(text)]
+
+
+def module_name(index: int, code: str) -> str:
+    match = FILE_NAME.match(code)
+    return match[1] if match else f"plugins_md_block_{index}"
+
+
+def example_tests() -> list[tuple[str, str]]:
+    """(module, function) for every test function the guide's test files define."""
+    return [
+        (name, function)
+        for index, (_, code) in enumerate(python_blocks())
+        if (name := module_name(index, code)).startswith("test_")
+        for function in TEST_FUNCTION.findall(code)
+    ]
+
+
+@pytest.fixture(scope="module")
+def guide() -> Iterator[dict[str, types.ModuleType]]:
+    """The guide's blocks, loaded in order as modules (removed again afterwards)."""
+    modules: dict[str, types.ModuleType] = {}
+    try:
+        for index, (line, code) in enumerate(python_blocks()):
+            name = module_name(index, code)
+            module = types.ModuleType(name)
+            sys.modules[name] = module  # before running it: msgspec resolves types through it
+            modules[name] = module
+            # Padding with newlines makes tracebacks point at the guide's own line numbers.
+            exec(compile("\n" * (line - 1) + code, str(GUIDE), "exec"), module.__dict__)
+        yield modules
+    finally:
+        for name in modules:
+            sys.modules.pop(name, None)
+
+
+def test_the_guide_defines_plugins_and_tests(guide: dict[str, types.ModuleType]) -> None:
+    assert {"exportd_countdown", "exportd_senders", "test_countdown", "test_senders"} <= set(guide)
+    assert len(example_tests()) >= 5
+
+
+@pytest.mark.parametrize(("module", "function"), example_tests())
+def test_an_example_test_passes(
+    guide: dict[str, types.ModuleType], module: str, function: str, tmp_path: Path
+) -> None:
+    test: Callable[[Path], None] = getattr(guide[module], function)
+    test(tmp_path)
