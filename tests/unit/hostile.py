@@ -160,6 +160,17 @@ ZONE_CASES: tuple[tuple[str, datetime, str], ...] = (
 )
 
 
+# One column of every type, with the roles of a transcript.
+MIXED = [
+    Column("id", "integer"),
+    Column("sent_at", "datetime", "time"),
+    Column("author", "text", "author"),
+    Column("real", "boolean"),
+    Column("day", "date"),
+    Column("score", "float"),
+]
+
+
 SYNTHETIC_COLUMNS = (
     Column("id", "integer"),
     Column("sent_at", "datetime", "time"),

@@ -19,6 +19,7 @@ from exportd.plugins.formats import csv as csv_plugin
 from exportd.plugins.manager import Plugins
 from exportd.validation import convert
 from tests.unit.hostile import (
+    MIXED,
     SYNTHETIC_COLUMNS,
     ZONE_CASES,
     export_info,
@@ -33,15 +34,6 @@ CSV = next(format_ for format_ in csv_plugin.exportd_formats() if format_.name =
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Hostile text holds cells far longer than the reader's default limit of 128 KiB.
 csv.field_size_limit(1 << 30)
-
-MIXED = [
-    Column("id", "integer"),
-    Column("sent_at", "datetime", "time"),
-    Column("author", "text", "author"),
-    Column("real", "boolean"),
-    Column("day", "date"),
-    Column("score", "float"),
-]
 
 
 def options(**fields: Any) -> msgspec.Struct:

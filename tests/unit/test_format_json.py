@@ -19,6 +19,7 @@ from exportd.plugins.formats import json as json_plugin
 from exportd.plugins.manager import Plugins
 from exportd.validation import convert
 from tests.unit.hostile import (
+    MIXED,
     SYNTHETIC_COLUMNS,
     ZONE_CASES,
     export_info,
@@ -32,14 +33,6 @@ from tests.unit.hostile import rows as hostile_rows
 FORMATS = {format_.name: format_ for format_ in json_plugin.exportd_formats()}
 JSON, BULK = FORMATS["json"], FORMATS["json_bulk"]
 
-MIXED = [
-    Column("id", "integer"),
-    Column("sent_at", "datetime", "time"),
-    Column("author", "text", "author"),
-    Column("real", "boolean"),
-    Column("day", "date"),
-    Column("score", "float"),
-]
 ROWS = [
     (1, datetime(2024, 3, 5, 12, 0, 1, 250000, tzinfo=UTC), "Ann", True, date(2024, 3, 5), 2.5),
     (-(2**63), None, 'say "hi"\n', False, None, -0.125),

@@ -20,22 +20,13 @@ from exportd.plugins.formats import xlsx as xlsx_plugin
 from exportd.plugins.formats.xlsx import XlsxFormat
 from exportd.plugins.manager import Plugins
 from exportd.validation import convert
+from tests.unit.hostile import MIXED, write_export
 from tests.unit.hostile import columns as hostile_columns
 from tests.unit.hostile import rows as hostile_rows
-from tests.unit.hostile import write_export
 
 ZONE = "Europe/Helsinki"
 EXCEL_TEXT_LIMIT = 32_767
 XML_FORBIDDEN = {*map(chr, range(0x20)), "\ufffe", "\uffff"} - {"\t", "\n", "\r"}
-
-MIXED = [
-    Column("id", "integer"),
-    Column("sent_at", "datetime", "time"),
-    Column("author", "text", "author"),
-    Column("real", "boolean"),
-    Column("day", "date"),
-    Column("score", "float"),
-]
 
 
 def options(**fields: Any) -> msgspec.Struct:
