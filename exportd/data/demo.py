@@ -230,6 +230,17 @@ def _senders(rng: random.Random, kind: str, size: int) -> list[str]:
     return ["bot"] + ["system"] * (size - 1)
 
 
+def _script(sender_types: Sequence[str]) -> list[Sequence[str]]:
+    """The lines each message may say: an operator greets first and says goodbye last."""
+    lines = [LINES[sender_type] for sender_type in sender_types]
+    operator = [i for i, sender_type in enumerate(sender_types) if sender_type == "operator"]
+    if len(operator) >= 2:
+        lines[operator[-1]] = text.OPERATOR_FAREWELLS
+    if operator:
+        lines[operator[0]] = text.OPERATOR_GREETINGS
+    return lines
+
+
 def _chats(
     rng: random.Random,
     rooms: Sequence[_Room],
@@ -267,14 +278,16 @@ def _chats(
         }
         sent = started + timedelta(seconds=randint(0, 20))
         waiting = replied = False  # for the first operator reply to the visitor
-        for sender_type in _senders(rng, kind, size):
+        sender_types = _senders(rng, kind, size)
+        lines_of = _script(sender_types)
+        for position, sender_type in enumerate(sender_types):
             if waiting and sender_type == "operator":
                 sent += timedelta(seconds=3 + int(rng.expovariate(1 / 60)))
                 waiting, replied = False, True
             else:
                 sent += timedelta(seconds=randint(5, 90))
             waiting = waiting or (sender_type == "visitor" and not replied)
-            lines = text.HOSTILE if rand() < HOSTILE_SHARE else LINES[sender_type]
+            lines = text.HOSTILE if rand() < HOSTILE_SHARE else lines_of[position]
             message_id += 1
             sender_id, sender_name = senders[sender_type]
             yield (

@@ -73,8 +73,18 @@ VISITOR_LINES: tuple[str, ...] = (
     "Where can I find the tracking number?",
 )
 
-OPERATOR_LINES: tuple[str, ...] = (
+# An operator opens with a greeting and closes with a farewell; the lines
+# between come from OPERATOR_LINES.
+OPERATOR_GREETINGS: tuple[str, ...] = (
     "Hello! How can I help you today?",
+    "Hi, thanks for waiting! What can I do for you?",
+)
+OPERATOR_FAREWELLS: tuple[str, ...] = (
+    "You're welcome, have a nice day!",
+    "Glad I could help. Have a great day!",
+)
+
+OPERATOR_LINES: tuple[str, ...] = (
     "Let me check that for you, one moment please.",
     "I can see your order, it left our warehouse yesterday.",
     "Could you give me your order number?",
@@ -83,7 +93,6 @@ OPERATOR_LINES: tuple[str, ...] = (
     "Yes, we're open 10–16 on Sundays.",
     "Is there anything else I can help with?",
     "I changed the address for you.",
-    "You're welcome, have a nice day!",
     "I'll forward this to our billing team.",
     "Sorry for the trouble!",
 )
