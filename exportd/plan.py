@@ -7,6 +7,7 @@ interval or time zone, a room that does not exist.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,10 +81,11 @@ class ExportPlan:
         """One plan per independent part of this export (usually just itself)."""
         ctx = self.context(batch_size=batch_size)
         part_params = call_plugin(self.source_label, lambda: self.source.parts(self.params, ctx))
-        return [_replace_params(self, params) for params in part_params]
+        return [_with_params(self, params) for params in part_params]
 
 
-def _replace_params(plan: ExportPlan, params: msgspec.Struct) -> ExportPlan:
+def _with_params(plan: ExportPlan, params: msgspec.Struct) -> ExportPlan:
+    """``plan`` for these parameters (and the columns they give)."""
     return ExportPlan(
         request=msgspec.structs.replace(plan.request, params=msgspec.to_builtins(params)),
         source=plan.source,
@@ -114,13 +116,9 @@ def plan_export(request: ExportRequest, plugins: Plugins, data_path: Path) -> Ex
     options = format_ and attempt(
         lambda: convert(request.format_options, format_.Options, "format_options")
     )
-    if not failures:
-        what = f"source {source.name!r}"
-        attempt(lambda: call_plugin(what, lambda: source.validate(params, window, data_path)))
-        columns = attempt(lambda: call_plugin(what, lambda: tuple(source.columns(params))))
     if failures:
         raise _combine(failures)
-    return ExportPlan(
+    plan = ExportPlan(
         request=request,
         source=source,
         format=format_,
@@ -128,8 +126,11 @@ def plan_export(request: ExportRequest, plugins: Plugins, data_path: Path) -> Ex
         options=options,
         window=window,
         data_path=data_path,
-        columns=columns,
     )
+    ctx = plan.context(batch_size=1)
+    call_plugin(plan.source_label, lambda: source.validate(params, ctx))
+    columns = call_plugin(plan.source_label, lambda: tuple(source.columns(params)))
+    return dataclasses.replace(plan, columns=columns)
 
 
 def _combine(failures: list[ExportError]) -> ExportError:

@@ -108,10 +108,11 @@ class Source(abc.ABC, Generic[P]):
     description: ClassVar[str] = ""
     Params: ClassVar[type[msgspec.Struct]] = NoParams
 
-    def validate(self, params: P, window: Window, data_path: Path) -> None:
+    def validate(self, params: P, ctx: ReadContext) -> None:
         """Check what the Struct cannot: that named things exist, for example.
 
-        Called at request time; raise :class:`~exportd.NotFound` or
+        Called at request time, before any work is queued, with the context the
+        export will read with; raise :class:`~exportd.NotFound` or
         :class:`~exportd.InvalidRequest` naming the field.  The default does nothing.
         """
 

@@ -108,7 +108,7 @@ def test_own_data_loads_with_the_sqlite_utils_tool(tmp_path: Path) -> None:
     window = Window(datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 2, tzinfo=UTC), UTC_ZONE)
     source = RoomsSource()
     params = RoomsParams(room_id="r1", type="logs", is_real_conversation=True)
-    source.validate(params, window, store)
+    source.validate(params, ReadContext(window=window, data_path=store))
     rows = [row for batch in source.read(params, ReadContext(window, store)) for row in batch]
     assert rows == [
         (

@@ -145,7 +145,7 @@ def test_the_sources_read_the_demo_data(demo: DemoSummary) -> None:
         (QnaSource(), QnaParams(channel_id=demo.channel_id), None),
     ]
     for source, params, expected in cases:
-        source.validate(params, window, demo.path)
+        source.validate(params, ReadContext(window=window, data_path=demo.path))
         rows = sum(len(batch) for batch in source.read(params, ctx))
         assert rows == source.estimate(params, ctx)
         assert rows > 0 and expected in (None, rows)

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from exportd import ExportFailed, InvalidRequest, hookimpl
+from exportd import ExportFailed, InvalidRequest, ReadContext, hookimpl
 from exportd.messages import ExportRequest
 from exportd.plan import plan_export
 from exportd.plugins.manager import Plugins
@@ -110,7 +110,7 @@ def test_a_plugin_bug_in_validate_fails_the_request_naming_the_source() -> None:
     class Buggy(toy_plugins.CountSource):
         name = "buggy"
 
-        def validate(self, params: Any, window: Any, data_path: Any) -> None:
+        def validate(self, params: Any, ctx: ReadContext) -> None:
             raise KeyError("room")
 
     buggy = types.ModuleType("buggy_plugin")

@@ -27,7 +27,7 @@ def context(datastore: Path, limit: int | None = None) -> ReadContext:
 
 def questions(datastore: Path, chosen: QnaParams, limit: int | None = None) -> list[int]:
     """The ids of the questions read, in order; checks the estimate on the way."""
-    SOURCE.validate(chosen, WINDOW, datastore)
+    SOURCE.validate(chosen, ReadContext(window=WINDOW, data_path=datastore))
     ctx = context(datastore, limit)
     ids = [row[0] for batch in SOURCE.read(chosen, ctx) for row in batch]
     if limit is None:
@@ -117,14 +117,14 @@ def test_rooms_per_part_is_configurable(datastore: Path) -> None:
 
 def test_an_unknown_channel_is_not_found(datastore: Path) -> None:
     with pytest.raises(NotFound) as caught:
-        SOURCE.validate(params(channel_id="nope"), WINDOW, datastore)
+        SOURCE.validate(params(channel_id="nope"), ReadContext(window=WINDOW, data_path=datastore))
     assert [f.name for f in caught.value.fields] == ["params.channel_id"]
 
 
 def test_rooms_of_another_channel_are_not_found(datastore: Path) -> None:
     chosen = params(room_ids=["small-a", "big-01", "nope"])
     with pytest.raises(NotFound) as caught:
-        SOURCE.validate(chosen, WINDOW, datastore)
+        SOURCE.validate(chosen, ReadContext(window=WINDOW, data_path=datastore))
     assert [f.name for f in caught.value.fields] == ["params.room_ids[1]", "params.room_ids[2]"]
 
 

@@ -45,7 +45,7 @@ def batches(
     datastore: Path, window: Window = WINDOW, *, limit: int | None = None, **values: Any
 ) -> list[list[tuple[Any, ...]]]:
     chosen = params(**values)
-    SOURCE.validate(chosen, window, datastore)
+    SOURCE.validate(chosen, ReadContext(window=window, data_path=datastore))
     ctx = ReadContext(window=window, data_path=datastore, batch_size=4, limit=limit)
     return [list(batch) for batch in SOURCE.read(chosen, ctx)]
 
@@ -244,20 +244,24 @@ def test_logs_filters_with_stats_are_rejected(
     datastore: Path, values: dict[str, Any], fields: list[str]
 ) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        SOURCE.validate(params(type="stats", **values), WINDOW, datastore)
+        SOURCE.validate(
+            params(type="stats", **values), ReadContext(window=WINDOW, data_path=datastore)
+        )
     assert [f.name for f in caught.value.fields] == fields
 
 
 def test_an_unknown_room_is_not_found(datastore: Path) -> None:
     with pytest.raises(NotFound) as caught:
-        SOURCE.validate(params(type="logs", room_id="nope"), WINDOW, datastore)
+        SOURCE.validate(
+            params(type="logs", room_id="nope"), ReadContext(window=WINDOW, data_path=datastore)
+        )
     assert [f.name for f in caught.value.fields] == ["params.room_id"]
 
 
 def test_a_missing_data_store_fails_naming_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "data.db"
     with pytest.raises(ExportFailed, match="demo-data") as caught:
-        SOURCE.validate(params(type="logs"), WINDOW, missing)
+        SOURCE.validate(params(type="logs"), ReadContext(window=WINDOW, data_path=missing))
     assert str(missing) in caught.value.message
 
 

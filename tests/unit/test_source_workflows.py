@@ -31,7 +31,7 @@ def params(**values: Any) -> WorkflowParams:
 def events(datastore: Path, *, ctx_limit: int | None = None, **values: Any) -> list[int]:
     """The ids of the events read, in order; checks the estimate on the way."""
     chosen = params(**values)
-    SOURCE.validate(chosen, WINDOW, datastore)
+    SOURCE.validate(chosen, ReadContext(window=WINDOW, data_path=datastore))
     ctx = ReadContext(window=WINDOW, data_path=datastore, batch_size=2, limit=ctx_limit)
     ids = [row[0] for batch in SOURCE.read(chosen, ctx) for row in batch]
     if ctx_limit is None:
@@ -136,7 +136,7 @@ def test_an_unsupported_filter_property_is_not_implemented(datastore: Path) -> N
         ]
     )
     with pytest.raises(NotImplementedFeature) as caught:
-        SOURCE.validate(chosen, WINDOW, datastore)
+        SOURCE.validate(chosen, ReadContext(window=WINDOW, data_path=datastore))
     assert caught.value.code == "not_implemented"
     assert [f.name for f in caught.value.fields] == [
         "params.filters[1].property",
@@ -157,7 +157,7 @@ def test_an_unknown_workflow_or_step_is_not_found(
     datastore: Path, values: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(NotFound) as caught:
-        SOURCE.validate(params(**values), WINDOW, datastore)
+        SOURCE.validate(params(**values), ReadContext(window=WINDOW, data_path=datastore))
     assert [f.name for f in caught.value.fields] == [field]
 
 

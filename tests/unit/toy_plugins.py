@@ -16,7 +16,6 @@ from exportd import (
     ReadContext,
     RowWriter,
     Source,
-    Window,
     hookimpl,
 )
 
@@ -36,7 +35,7 @@ class CountSource(Source[CountParams]):
     description = "counts"
     Params = CountParams
 
-    def validate(self, params: CountParams, window: Window, data_path: Any) -> None:
+    def validate(self, params: CountParams, ctx: ReadContext) -> None:
         if params.forbidden is not None:
             raise InvalidRequest.field("params.forbidden", "this value is not allowed")
 

@@ -12,7 +12,6 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
@@ -63,7 +62,7 @@ class WeatherSource(Source[WeatherParams]):
     description = "made-up weather readings for a city (needs no data store)"
     Params = WeatherParams
 
-    def validate(self, params: WeatherParams, window: Window, data_path: Path) -> None:
+    def validate(self, params: WeatherParams, ctx: ReadContext) -> None:
         """Refuse a city this source knows nothing about, naming the parameter."""
         if params.city.lower() not in CITIES:
             known = ", ".join(CITIES)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from exportd import Batch, ExportFailed, ReadContext, Window
@@ -53,13 +52,6 @@ def connection(ctx: ReadContext) -> Iterator[sqlite3.Connection]:
         raise ExportFailed(f"cannot read the data store {ctx.data_path}: {exc}") from exc
     finally:
         conn.close()
-
-
-def request_connection(
-    window: Window, data_path: Path
-) -> AbstractContextManager[sqlite3.Connection]:
-    """:func:`connection` for ``Source.validate``, which gets no read context."""
-    return connection(ReadContext(window=window, data_path=data_path))
 
 
 def exists(conn: sqlite3.Connection, table: str, id_: str) -> bool:

@@ -10,18 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
 
-from exportd import Batch, Column, FieldError, NotFound, ReadContext, Source, Window, hookimpl
+from exportd import Batch, Column, FieldError, NotFound, ReadContext, Source, hookimpl
 from exportd.plugins.sources.common import (
     Rows,
     batches,
     connection,
     exists,
-    request_connection,
     sql_limit,
     window_args,
 )
@@ -83,9 +81,9 @@ class QnaSource(Source[QnaParams]):
     description = "questions of a Q&A channel (one row per question, parts of 25 rooms)"
     Params = QnaParams
 
-    def validate(self, params: QnaParams, window: Window, data_path: Path) -> None:
+    def validate(self, params: QnaParams, ctx: ReadContext) -> None:
         """The channel exists, and so does every room named, in that channel."""
-        with request_connection(window, data_path) as conn:
+        with connection(ctx) as conn:
             if not exists(conn, "qna_channels", params.channel_id):
                 raise NotFound.field(
                     "params.channel_id", f"no Q&A channel with id {params.channel_id!r}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -32,7 +31,6 @@ from exportd.plugins.sources.common import (
     connection,
     db_time,
     exists,
-    request_connection,
     sql_limit,
     window_args,
 )
@@ -220,7 +218,7 @@ class RoomsSource(Source[RoomsParams]):
     description = "chat room logs (one row per message) or stats (one row per day)"
     Params = RoomsParams
 
-    def validate(self, params: RoomsParams, window: Window, data_path: Path) -> None:
+    def validate(self, params: RoomsParams, ctx: ReadContext) -> None:
         """The logs-only parameters are unset for stats, and the room exists."""
         if params.type == "stats":
             misplaced = [
@@ -233,7 +231,7 @@ class RoomsSource(Source[RoomsParams]):
             ]
             if misplaced:
                 raise InvalidRequest("parameters for logs given with type stats", misplaced)
-        with request_connection(window, data_path) as conn:
+        with connection(ctx) as conn:
             if not exists(conn, "rooms", params.room_id):
                 raise NotFound.field("params.room_id", f"no room with id {params.room_id!r}")
 

@@ -14,7 +14,6 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -34,7 +33,6 @@ from exportd.plugins.sources.common import (
     Rows,
     batches,
     connection,
-    request_connection,
     sql_limit,
     window_args,
 )
@@ -155,10 +153,10 @@ class WorkflowsSource(Source[WorkflowParams]):
     description = "the events behind one step of a workflow (one row per event)"
     Params = WorkflowParams
 
-    def validate(self, params: WorkflowParams, window: Window, data_path: Path) -> None:
+    def validate(self, params: WorkflowParams, ctx: ReadContext) -> None:
         """Every filter property is supported, and the workflow and its step exist."""
         check_filters(params.filters)
-        with request_connection(window, data_path) as conn:
+        with connection(ctx) as conn:
             _workflow(conn, params)
 
     def columns(self, params: WorkflowParams) -> Sequence[Column]:
