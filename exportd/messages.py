@@ -47,7 +47,7 @@ class ExportRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     org_id: str | None = None
     user_id: str | None = None
     idempotency_key: str | None = None
-    limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
     name: str | None = None
 
 

@@ -14,21 +14,34 @@ def parse_timezone(name: str, field: str = "timezone") -> ZoneInfo:
     """The IANA zone called ``name``, or an error naming ``field``."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name like "Europe" is a folder of the zone database, not a zone.
         raise InvalidRequest.field(field, f"unknown IANA time zone {name!r}") from None
 
 
 def parse_time(text: str, zone: ZoneInfo, field: str) -> datetime:
-    """An ISO 8601 time as aware UTC; without an offset it is read in ``zone``."""
+    """An ISO 8601 time as aware UTC; without an offset it is read in ``zone``.
+
+    A local time that a daylight-saving change skips does not exist and is an
+    error; one that it repeats means its first occurrence.
+    """
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidRequest.field(
             field, f"{text!r} is not an ISO 8601 date or date-time"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
+    try:
+        if moment.tzinfo is not None:
+            return moment.astimezone(UTC)
+        utc = moment.replace(tzinfo=zone).astimezone(UTC)
+        if utc.astimezone(zone).replace(tzinfo=None) != moment:
+            raise InvalidRequest.field(
+                field, f"{text} does not exist in {zone.key}: a daylight-saving change skips it"
+            )
+        return utc
+    except OverflowError:
+        raise InvalidRequest.field(field, f"{text!r} is out of the supported range") from None
 
 
 def parse_window(interval: Interval, timezone: str, prefix: str = "") -> Window:

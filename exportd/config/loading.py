@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,26 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     path = Path(environ[CONFIG_VARIABLE]) if CONFIG_VARIABLE in environ else DEFAULT_FILE
     data = _read_file(path) if CONFIG_VARIABLE in environ or path.exists() else {}
+    _check(data, strict=True, origin=lambda key: str(path))
     for key, value in _from_environment(environ).items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return _check(data, strict=False, origin=variable_name)
+
+
+def _check(data: dict[str, Any], *, strict: bool, origin: Callable[[str], str]) -> Settings:
+    """``data`` as settings; an error names the bad key and ``origin(key)``, where it is set."""
     try:
-        return convert(data, Settings, strict=False)
+        return convert(data, Settings, strict=strict)
     except InvalidRequest as exc:
-        field = exc.fields[0]
-        where = f"{path}" if path.exists() else "the environment"
+        key = exc.fields[0].name
         raise ConfigError(
-            f"configuration key {field.name!r} ({where}): {field.message}", exc.fields
+            f"configuration key {key!r} ({origin(key)}): {exc.fields[0].message}", exc.fields
         ) from None
+
+
+def variable_name(key: str) -> str:
+    """The environment variable that sets ``key``: ``a.b_c`` is ``EXPORTD_A__B_C``."""
+    return PREFIX + key.upper().replace(".", "__")
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -69,10 +69,10 @@ class Plugins:
         for plugin in extra:
             self._register(plugin, getattr(plugin, "__name__", repr(plugin)), "(registered)")
         self.sources: Mapping[str, Source[Any]] = self._collect(
-            self.pm.hook.exportd_sources, "source"
+            self.pm.hook.exportd_sources, "source", Source
         )
         self.formats: Mapping[str, Format[Any]] = self._collect(
-            self.pm.hook.exportd_formats, "format"
+            self.pm.hook.exportd_formats, "format", Format
         )
 
     def _register(self, plugin: object, name: str, package: str) -> None:
@@ -94,12 +94,16 @@ class Plugins:
                 ) from exc
             self._register(plugin, ep.name, package)
 
-    def _collect(self, hook: pluggy.HookCaller, kind: str) -> dict[str, Any]:
+    def _collect(self, hook: pluggy.HookCaller, kind: str, expected: type) -> dict[str, Any]:
+        """Every plugin's descriptors from one registration hook, by name.
+
+        Each plugin's implementation is called on its own, so that a failure,
+        a wrong return value or a name clash names the plugin responsible.
+        """
         found: dict[str, Any] = {}
         owner: dict[str, str] = {}
         for impl in reversed(hook.get_hookimpls()):
-            descriptors: Iterable[Any] = cast(Iterable[Any], impl.function() or ())
-            for descriptor in descriptors:
+            for descriptor in _descriptors(impl, hook.name, expected):
                 name = descriptor.name
                 if name in found:
                     raise PluginError(
@@ -128,6 +132,25 @@ class Plugins:
     def origin(self, kind: str, name: str) -> Registered:
         """Which plugin and package registered the ``kind`` ("source"/"format") ``name``."""
         return self._origins[(kind, name)]
+
+
+def _descriptors(impl: pluggy.HookImpl, hook: str, expected: type) -> list[Any]:
+    """What one plugin's ``hook`` returns: ``expected`` instances with a name, or an error."""
+    try:
+        descriptors = list(cast(Iterable[Any], impl.function() or ()))
+    except Exception as exc:
+        raise PluginError(
+            f"plugin {impl.plugin_name!r} failed in {hook}(): {type(exc).__name__}: {exc}"
+        ) from exc
+    for descriptor in descriptors:
+        if not isinstance(descriptor, expected) or not isinstance(
+            getattr(descriptor, "name", None), str
+        ):
+            raise PluginError(
+                f"plugin {impl.plugin_name!r}: {hook}() must return {expected.__name__} "
+                f"instances with a name, got {descriptor!r}"
+            )
+    return descriptors
 
 
 def _lookup(table: Mapping[str, D], name: str, field: str, kind: str) -> D:

@@ -68,3 +68,13 @@ def test_a_missing_or_broken_file_is_a_clear_error(tmp_path: Path) -> None:
     broken.write_text("home = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings({"EXPORTD_CONFIG": str(broken)})
+
+
+def test_an_error_names_the_layer_it_comes_from(tmp_path: Path) -> None:
+    config = tmp_path / "exportd.toml"
+    config.write_text("batch_size = 100\n")
+    with pytest.raises(ConfigError, match=r"'batch_size' \(EXPORTD_BATCH_SIZE\)"):
+        load_settings({"EXPORTD_CONFIG": str(config), "EXPORTD_BATCH_SIZE": "abc"})
+    config.write_text('batch_size = "many"\n')
+    with pytest.raises(ConfigError, match=rf"'batch_size' \({config}\)"):
+        load_settings({"EXPORTD_CONFIG": str(config)})

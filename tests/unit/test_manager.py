@@ -72,3 +72,28 @@ def test_a_blocked_entry_point_is_not_even_imported(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(manager, "entry_points", lambda group: [broken])
     plugins = Plugins(builtins=False, blocked=["broken"])
     assert not plugins.formats
+
+
+@pytest.mark.parametrize(
+    ("returns", "message"),
+    [
+        (RuntimeError("boom"), "plugin 'sloppy' failed in exportd_formats(): RuntimeError: boom"),
+        ([object()], "plugin 'sloppy': exportd_formats() must return Format instances"),
+        (toy_plugins.LinesFormat(), "plugin 'sloppy' failed in exportd_formats(): TypeError"),
+    ],
+)
+def test_a_hook_that_fails_or_returns_junk_is_an_error_naming_the_plugin(
+    returns: Any, message: str
+) -> None:
+    sloppy = types.ModuleType("sloppy")
+
+    @hookimpl
+    def exportd_formats() -> Any:
+        if isinstance(returns, Exception):
+            raise returns
+        return returns
+
+    sloppy.exportd_formats = exportd_formats  # type: ignore[attr-defined]
+    with pytest.raises(PluginError) as caught:
+        Plugins(builtins=False, entry_points=False, extra=[sloppy])
+    assert message in str(caught.value)

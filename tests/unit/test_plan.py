@@ -118,3 +118,40 @@ def test_a_plugin_bug_in_validate_fails_the_request_naming_the_source() -> None:
     plugins = Plugins(builtins=False, entry_points=False, extra=[toy_plugins, buggy])
     with pytest.raises(ExportFailed, match="source 'buggy' failed: KeyError: 'room'"):
         plan_export(request(source="buggy"), plugins, Path("x.db"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "name", "message"),
+    [
+        ({"timezone": "Europe"}, "timezone", "unknown IANA time zone 'Europe'"),
+        ({"timezone": "../etc/passwd"}, "timezone", "unknown IANA time zone"),
+        (
+            {"interval": {"start": "0001-01-01T00:00:00+01:00", "end": "2024-01-01"}},
+            "interval.start",
+            "out of the supported range",
+        ),
+        (
+            {
+                "interval": {"start": "2024-03-31T03:30", "end": "2024-03-31T05:00"},
+                "timezone": "Europe/Helsinki",
+            },
+            "interval.start",
+            "does not exist in Europe/Helsinki",
+        ),
+    ],
+)
+def test_zones_and_times_that_cannot_be_are_field_errors(
+    changes: dict[str, Any], name: str, message: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        plan_export(request(**changes), PLUGINS, Path("unused.db"))
+    assert caught.value.fields[0].name == name
+    assert message in caught.value.fields[0].message
+
+
+def test_a_repeated_local_time_means_its_first_occurrence() -> None:
+    interval = {"start": "2024-10-27T03:30", "end": "2024-10-27T05:00"}
+    plan = plan_export(
+        request(interval=interval, timezone="Europe/Helsinki"), PLUGINS, Path("unused.db")
+    )
+    assert plan.window.start == datetime(2024, 10, 27, 0, 30, tzinfo=UTC)
