@@ -181,7 +181,12 @@ def interval(start: str | None, end: str | None, timezone: str) -> dict[str, str
             anchor = datetime.fromisoformat(end)
         except ValueError:
             anchor = tomorrow  # the planner reports the bad --end
-        start = (anchor - timedelta(days=DEFAULT_DAYS)).isoformat()
+        try:
+            start = (anchor - timedelta(days=DEFAULT_DAYS)).isoformat()
+        except OverflowError:
+            raise InvalidRequest.field(
+                "interval.start", f"{DEFAULT_DAYS} days before --end is out of range: give --start"
+            ) from None
     return {"start": start, "end": end}
 
 

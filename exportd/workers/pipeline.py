@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
-from exportd.errors import Cancelled
+from exportd.errors import Cancelled, ExportFailed
 from exportd.messages import FileInfo
 from exportd.plan import ExportPlan
 from exportd.plugins.api import ReadContext, RowWriter
@@ -55,6 +55,7 @@ def run_export(
     total = call_plugin(plan.source_label, lambda: plan.source.estimate(plan.params, ctx))
     if plan.request.limit is not None and total is not None:
         total = min(total, plan.request.limit)
+    _check_target(plan, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     unfinished = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
     try:
@@ -99,7 +100,7 @@ def _copy_rows(
     rows = 0
     remaining = plan.request.limit
     batches = iter(call_plugin(plan.source_label, lambda: plan.source.read(plan.params, ctx)))
-    with closing(batches):
+    with _closing(batches):
         while remaining is None or remaining > 0:
             if ctx.cancelled():
                 raise Cancelled("the export was canceled")
@@ -116,8 +117,16 @@ def _copy_rows(
     return rows
 
 
+def _check_target(plan: ExportPlan, target: Path) -> None:
+    """Refuse to replace anything but a regular file, and never the data store."""
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        raise ExportFailed(f"will not replace {target}: it is not a regular file")
+    if target.resolve() == plan.data_path.resolve():
+        raise ExportFailed(f"will not replace {target}: it is the data store")
+
+
 @contextmanager
-def closing(batches: Iterator[object]) -> Iterator[None]:
+def _closing(batches: Iterator[object]) -> Iterator[None]:
     """Close a generator source early, so it releases its cursor and connection."""
     try:
         yield

@@ -354,7 +354,8 @@ def test_configuration_errors_end_in_one_line(
     monkeypatch.setenv("EXPORTD_BATCH_SIZE", "0")
     assert run("plugins")[::2] == (
         1,
-        "exportd: error: configuration key 'batch_size' (the environment): Expected `int` >= 1\n",
+        "exportd: error: configuration key 'batch_size' (EXPORTD_BATCH_SIZE): "
+        "Expected `int` >= 1\n",
     )
     monkeypatch.delenv("EXPORTD_BATCH_SIZE")
     (tmp_path / "exportd.toml").write_text('hom = "typo"\n')

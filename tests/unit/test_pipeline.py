@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,26 @@ def test_a_failed_xlsx_export_leaves_no_temporary_sheet_files(tmp_path: Path) ->
         run_export(plan_export(request, plugins, Path("unused.db")), tmp_path / "f", batch_size=10)
     assert {Path(p) for p in ALL_TEMP_FILES if Path(p).exists()} == before
     assert list(tmp_path.iterdir()) == []
+
+
+def test_only_a_regular_file_is_ever_replaced(tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    link = tmp_path / "link"
+    link.symlink_to(victim)
+    for target in (folder, link, Path("/dev/null")):
+        with pytest.raises(ExportFailed, match="it is not a regular file"):
+            run_export(plan(rows=3), target)
+    assert victim.read_text() == "keep me"
+    assert Path("/dev/null").is_char_device()
+
+
+def test_the_data_store_is_never_replaced(tmp_path: Path) -> None:
+    store = tmp_path / "data.db"
+    store.write_text("precious")
+    guarded = dataclasses.replace(plan(rows=3), data_path=store)
+    with pytest.raises(ExportFailed, match="it is the data store"):
+        run_export(guarded, tmp_path / "." / "data.db")
+    assert store.read_text() == "precious"
