@@ -1,12 +1,32 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the example plugin installed before the tests are collected."""
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 
 from tests.unit.datastore import build_datastore
+
+EXAMPLE_PACKAGE = Path(__file__).parent.parent / "examples" / "exportd-example"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Install examples/exportd-example (with its test extra) unless it already is.
+
+    The tests use it as a third party would: through its ``exportd`` entry point.
+    """
+    if any(ep.name == "example" for ep in entry_points(group="exportd")):
+        return
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", f"{EXAMPLE_PACKAGE}[test]"],
+        check=True,
+    )
+    importlib.invalidate_caches()
 
 
 @pytest.fixture(scope="session")

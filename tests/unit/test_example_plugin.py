@@ -1,6 +1,6 @@
 """The example third-party plugin (examples/exportd-example), used through its entry point.
 
-The package is installed into the test environment (tox lists it); its
+The package is installed into the test environment (tests/conftest.py); its
 ``weather`` source and ``markdown`` format must work with each other and with
 the built-in formats and sources.  Markdown is read back with a real
 CommonMark + GFM-tables parser (markdown-it-py) and an HTML parser.
