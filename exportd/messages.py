@@ -2,14 +2,20 @@
 
 Every message carries ``v``, its schema version.  Messages that people write
 (:class:`ExportRequest`) forbid unknown fields so that a typo is an error
-naming the field.
+naming the field.  Messages that exportd's own processes exchange
+(:class:`ExportTask`, :class:`StatusUpdate`, :class:`CancelSignal`,
+:class:`JobEvent`) ignore unknown fields, so that an engine and workers of
+neighbouring versions can run side by side while a deployment rolls.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+
+from exportd.errors import ErrorBody
 
 SCHEMA_VERSION = 1
 
@@ -33,8 +39,12 @@ class Delivery(msgspec.Struct, forbid_unknown_fields=True):
     to: list[str] = []
 
 
-class ExportRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """A request for one export, as a caller writes it."""
+class RequestFields(msgspec.Struct, kw_only=True):
+    """The fields of an export request, tolerant of fields it does not know.
+
+    exportd's own messages carry a request in this form; callers write an
+    :class:`ExportRequest`, which is strict.
+    """
 
     v: int = SCHEMA_VERSION
     source: str
@@ -51,8 +61,15 @@ class ExportRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: str | None = None
 
 
+class ExportRequest(RequestFields, forbid_unknown_fields=True, kw_only=True):
+    """A request for one export, as a caller writes it: an unknown field is an error."""
+
+
 class FileInfo(msgspec.Struct, frozen=True):
-    """A finished export file: its name, type, size, SHA-256 and row count."""
+    """A finished export file: its name, type, size, SHA-256 and row count.
+
+    ``key`` is where the storage keeps it (for a one-shot CLI export, the path).
+    """
 
     key: str
     name: str
@@ -60,3 +77,103 @@ class FileInfo(msgspec.Struct, frozen=True):
     size: int
     sha256: str
     rows: int
+
+
+JobStatus = Literal[
+    "created", "processing", "uploading", "done", "failed", "canceled", "deleted", "expired"
+]
+PartStatus = Literal["created", "processing", "uploading", "done", "failed", "canceled"]
+
+
+class Progress(msgspec.Struct, frozen=True):
+    """How far a part has got: rows and bytes written, estimated total rows."""
+
+    rows: int = 0
+    bytes: int = 0
+    total: int | None = None
+
+
+class ExportTask(msgspec.Struct, kw_only=True):
+    """One part of one job, for a worker to export (queue ``exportd.tasks``)."""
+
+    v: int = SCHEMA_VERSION
+    job_id: str
+    part: int
+    part_count: int
+    attempt: int
+    request: RequestFields
+    """The validated request, with this part's own ``params``."""
+    key: str
+    """Where the storage is to keep the part's file."""
+
+
+class StatusUpdate(msgspec.Struct, kw_only=True):
+    """A worker's news about one part (queue ``exportd.status``).
+
+    ``seq`` grows with every update a worker sends for one attempt of one part,
+    so that the engine can drop duplicates and updates that arrive late.
+    """
+
+    v: int = SCHEMA_VERSION
+    job_id: str
+    part: int
+    attempt: int
+    seq: int
+    status: PartStatus
+    progress: Progress | None = None
+    file: FileInfo | None = None
+    error: ErrorBody | None = None
+    worker: str = ""
+    at: datetime | None = None
+
+
+class CancelSignal(msgspec.Struct, kw_only=True):
+    """Tells every worker to stop a job's parts (fanout ``exportd.cancel``)."""
+
+    v: int = SCHEMA_VERSION
+    job_id: str
+    attempt: int
+
+
+class PartSnapshot(msgspec.Struct, kw_only=True):
+    """One part of a job as the engine knows it."""
+
+    part: int
+    status: PartStatus
+    progress: Progress = msgspec.field(default_factory=Progress)
+    file: FileInfo | None = None
+    error: ErrorBody | None = None
+
+
+class JobSnapshot(msgspec.Struct, kw_only=True):
+    """Everything about a job: what was asked, where it stands, where its files are."""
+
+    id: str
+    status: JobStatus
+    request: RequestFields
+    attempt: int
+    part_count: int
+    parts: list[PartSnapshot]
+    progress: Progress
+    error: ErrorBody | None = None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+class JobEvent(msgspec.Struct, kw_only=True):
+    """A change of a job, published on topic exchange ``exportd.events``.
+
+    The routing key is ``<org_id>.<source>.<status>`` (``_`` for no org).
+    ``type`` is ``job.<status>``, or ``job.progress`` for progress within a
+    status, or ``request.rejected`` for a request that was refused (then
+    ``job`` is absent and ``error`` says why).
+    """
+
+    v: int = SCHEMA_VERSION
+    id: str
+    type: str
+    occurred_at: datetime
+    job: JobSnapshot | None = None
+    error: ErrorBody | None = None

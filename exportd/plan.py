@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from exportd.errors import ExportError, FieldError, InvalidRequest
-from exportd.messages import ExportRequest
+from exportd.messages import RequestFields
 from exportd.plugins.api import Column, ExportInfo, Format, ReadContext, Source, Window
 from exportd.plugins.guard import call_plugin
 from exportd.plugins.manager import Plugins
@@ -29,7 +29,7 @@ from exportd.window import parse_window
 class ExportPlan:
     """A request that passed validation, with its plugins and decoded parameters."""
 
-    request: ExportRequest
+    request: RequestFields
     source: Source[Any]
     format: Format[Any]
     params: msgspec.Struct
@@ -98,7 +98,7 @@ def _with_params(plan: ExportPlan, params: msgspec.Struct) -> ExportPlan:
     )
 
 
-def plan_export(request: ExportRequest, plugins: Plugins, data_path: Path) -> ExportPlan:
+def plan_export(request: RequestFields, plugins: Plugins, data_path: Path) -> ExportPlan:
     """Validate ``request`` and resolve its plugins, or raise one error listing every fault."""
     failures: list[ExportError] = []
 

@@ -8,6 +8,19 @@ from typing import Annotated
 import msgspec
 
 
+class BrokerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The RabbitMQ connection of the engine and workers (``[broker]``)."""
+
+    url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    """AMQP URL; ``EXPORTD_BROKER__URL`` sets it from the environment."""
+
+    confirm_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """Seconds to wait for the broker to confirm a publish before it counts as failed."""
+
+    prefetch: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 10
+    """Unsettled messages a consumer may hold at once."""
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """All of exportd's settings (``exportd.toml`` keys, ``EXPORTD_*`` variables)."""
 
@@ -19,6 +32,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     disable_plugins: list[str] = []
     """Plugins (entry-point or built-in module names) not to load."""
+
+    broker: BrokerSettings = msgspec.field(default_factory=BrokerSettings)
 
     @property
     def home_path(self) -> Path:
