@@ -5,6 +5,7 @@ This module is the public plugin API.  A plugin imports only from here::
     from exportd import Column, Format, RowWriter, Source, hookimpl
 """
 
+from exportd.config import Settings
 from exportd.errors import (
     Cancelled,
     ErrorBody,
@@ -29,6 +30,7 @@ from exportd.plugins.api import (
     Row,
     RowWriter,
     Source,
+    Storage,
     Window,
 )
 from exportd.plugins.hookspecs import hookimpl
@@ -56,7 +58,9 @@ __all__ = [
     "Role",
     "Row",
     "RowWriter",
+    "Settings",
     "Source",
+    "Storage",
     "Window",
     "hookimpl",
 ]

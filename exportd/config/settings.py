@@ -33,6 +33,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     disable_plugins: list[str] = []
     """Plugins (entry-point or built-in module names) not to load."""
 
+    storage: str = "local"
+    """The storage plugin that keeps finished files (see ``exportd plugins``)."""
+
     broker: BrokerSettings = msgspec.field(default_factory=BrokerSettings)
 
     @property

@@ -172,3 +172,34 @@ class Format(abc.ABC, Generic[O]):
         self, file: BinaryIO, columns: Sequence[Column], options: O, info: ExportInfo
     ) -> RowWriter:
         """Start writing an export with these columns into ``file``."""
+
+
+class Storage(abc.ABC):
+    """Where finished export files are kept, by key.  Subclass it and return an
+    instance from ``exportd_storages(settings)``.
+
+    A worker writes each file locally, then hands it to the storage with
+    :meth:`store` (the job is ``uploading`` meanwhile); the engine serves
+    downloads through :meth:`open` and removes expired files with :meth:`delete`.
+    Keys are relative POSIX paths such as ``<job id>/<attempt>/<file name>``.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def store(self, key: str, path: Path) -> None:
+        """Keep the finished file at ``path`` under ``key``; ``path`` is the storage's
+        afterwards (it may be moved or deleted).  Replaces what ``key`` held."""
+
+    @abc.abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """The file kept under ``key``, for reading; :class:`FileNotFoundError` if none."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Forget ``key``; nothing happens if it holds nothing."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether a file is kept under ``key``."""

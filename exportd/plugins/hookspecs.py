@@ -11,7 +11,8 @@ from typing import Any
 
 import pluggy
 
-from exportd.plugins.api import Format, Source
+from exportd.config import Settings
+from exportd.plugins.api import Format, Source, Storage
 
 PROJECT = "exportd"
 
@@ -37,5 +38,16 @@ def exportd_formats() -> Iterable[Format[Any]]:
     Called once when the plugin manager starts.  Each :class:`~exportd.Format`
     needs a ``name`` that no other plugin uses; a clash is an error that names
     both plugins.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def exportd_storages(settings: Settings) -> Iterable[Storage]:
+    """Return the storages this plugin adds, configured from ``settings``.
+
+    Called once when the plugin manager starts.  The ``storage`` setting names
+    the one in use (``local``, a directory under ``EXPORTD_HOME``, is built in).
+    Each needs a ``name`` that no other plugin uses.
     """
     raise NotImplementedError

@@ -13,7 +13,7 @@ import pluggy
 from exportd.config import Settings
 from exportd.errors import InvalidRequest, PluginError
 from exportd.plugins import hookspecs
-from exportd.plugins.api import Format, Source
+from exportd.plugins.api import Format, Source, Storage
 
 ENTRY_POINT_GROUP = "exportd"
 BUILTIN_PLUGINS = (
@@ -25,9 +25,10 @@ BUILTIN_PLUGINS = (
     "exportd.plugins.formats.txt",
     "exportd.plugins.formats.html",
     "exportd.plugins.formats.json",
+    "exportd.plugins.storages.local",
 )
 
-D = TypeVar("D", Source[Any], Format[Any])
+D = TypeVar("D", Source[Any], Format[Any], Storage)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Plugins:
         entry_points: bool = True,
         extra: Iterable[object] = (),
         blocked: Iterable[str] = (),
+        settings: Settings | None = None,
     ) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
@@ -73,6 +75,9 @@ class Plugins:
         )
         self.formats: Mapping[str, Format[Any]] = self._collect(
             self.pm.hook.exportd_formats, "format", Format
+        )
+        self.storages: Mapping[str, Storage] = self._collect(
+            self.pm.hook.exportd_storages, "storage", Storage, settings=settings or Settings()
         )
 
     def _register(self, plugin: object, name: str, package: str) -> None:
@@ -94,7 +99,9 @@ class Plugins:
                 ) from exc
             self._register(plugin, ep.name, package)
 
-    def _collect(self, hook: pluggy.HookCaller, kind: str, expected: type) -> dict[str, Any]:
+    def _collect(
+        self, hook: pluggy.HookCaller, kind: str, expected: type, **arguments: Any
+    ) -> dict[str, Any]:
         """Every plugin's descriptors from one registration hook, by name.
 
         Each plugin's implementation is called on its own, so that a failure,
@@ -103,7 +110,7 @@ class Plugins:
         found: dict[str, Any] = {}
         owner: dict[str, str] = {}
         for impl in reversed(hook.get_hookimpls()):
-            for descriptor in _descriptors(impl, hook.name, expected):
+            for descriptor in _descriptors(impl, hook.name, expected, arguments):
                 name = descriptor.name
                 if name in found:
                     raise PluginError(
@@ -125,6 +132,10 @@ class Plugins:
         """The source called ``name``, or an invalid-request error naming ``field``."""
         return _lookup(self.sources, name, field, "source")
 
+    def storage(self, name: str, field: str = "storage") -> Storage:
+        """The storage called ``name``, or an invalid-request error naming ``field``."""
+        return _lookup(self.storages, name, field, "storage")
+
     def format(self, name: str, field: str = "format") -> Format[Any]:
         """The format called ``name``, or an invalid-request error naming ``field``."""
         return _lookup(self.formats, name, field, "format")
@@ -134,10 +145,16 @@ class Plugins:
         return self._origins[(kind, name)]
 
 
-def _descriptors(impl: pluggy.HookImpl, hook: str, expected: type) -> list[Any]:
-    """What one plugin's ``hook`` returns: ``expected`` instances with a name, or an error."""
+def _descriptors(
+    impl: pluggy.HookImpl, hook: str, expected: type, arguments: dict[str, Any]
+) -> list[Any]:
+    """What one plugin's ``hook`` returns: ``expected`` instances with a name, or an error.
+
+    The implementation gets, by keyword, the ``arguments`` it asks for.
+    """
+    wanted = {name: arguments[name] for name in impl.argnames}
     try:
-        descriptors = list(cast(Iterable[Any], impl.function() or ()))
+        descriptors = list(cast(Iterable[Any], impl.function(**wanted) or ()))
     except Exception as exc:
         raise PluginError(
             f"plugin {impl.plugin_name!r} failed in {hook}(): {type(exc).__name__}: {exc}"
@@ -163,4 +180,4 @@ def _lookup(table: Mapping[str, D], name: str, field: str, kind: str) -> D:
 
 def load_plugins(settings: Settings) -> Plugins:
     """Every built-in and installed plugin, less those in ``settings.disable_plugins``."""
-    return Plugins(blocked=settings.disable_plugins)
+    return Plugins(blocked=settings.disable_plugins, settings=settings)

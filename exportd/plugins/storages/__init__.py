@@ -1,0 +1,1 @@
+"""Built-in storages: local (a directory under EXPORTD_HOME)."""
