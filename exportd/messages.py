@@ -125,6 +125,9 @@ class StatusUpdate(msgspec.Struct, kw_only=True):
     error: ErrorBody | None = None
     worker: str = ""
     at: datetime | None = None
+    detached: bool = False
+    """The worker acknowledged the task early (it runs past the broker's ack timeout):
+    from now on the engine, not the broker, re-dispatches it if the worker falls silent."""
 
 
 class CancelSignal(msgspec.Struct, kw_only=True):

@@ -21,6 +21,43 @@ class BrokerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Unsettled messages a consumer may hold at once."""
 
 
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """How workers run their tasks (``[worker]``)."""
+
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
+    """Tasks one worker process runs at once, each in its own thread."""
+
+    progress_interval: Seconds = 1.0
+    """Least time between two progress updates of one task."""
+
+    heartbeat_interval: Seconds = 30.0
+    """Most time between two updates of a running task, even without progress."""
+
+    ack_deadline: Seconds = 900.0
+    """A task running this long is acknowledged early and kept alive by heartbeats
+    instead; must be shorter than RabbitMQ's ``consumer_timeout`` (30 min by default)."""
+
+    shutdown_grace: Seconds = 30.0
+    """On SIGTERM, how long running tasks may take to finish before they are returned."""
+
+
+class EngineSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """How the engine keeps jobs (``[engine]``)."""
+
+    file_lifetime: Seconds = 24 * 3600.0
+    """Seconds a finished file stays downloadable before the job expires."""
+
+    sweep_interval: Seconds = 60.0
+    """Seconds between two sweeps for expired jobs and silent workers."""
+
+    lease: Seconds = 120.0
+    """A part acknowledged early (see ``worker.ack_deadline``) whose worker stays
+    silent this long is dispatched again."""
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """All of exportd's settings (``exportd.toml`` keys, ``EXPORTD_*`` variables)."""
 
@@ -37,6 +74,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The storage plugin that keeps finished files (see ``exportd plugins``)."""
 
     broker: BrokerSettings = msgspec.field(default_factory=BrokerSettings)
+    worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
+    engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
 
     @property
     def home_path(self) -> Path:
@@ -50,5 +89,15 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     @property
     def files_path(self) -> Path:
-        """Where finished export files are kept."""
+        """Where the local storage keeps finished export files."""
         return self.home_path / "files"
+
+    @property
+    def jobs_path(self) -> Path:
+        """The engine's job store."""
+        return self.home_path / "jobs.db"
+
+    @property
+    def work_path(self) -> Path:
+        """Where workers write files before handing them to the storage."""
+        return self.home_path / "work"
