@@ -8,9 +8,10 @@ interval or time zone, a room that does not exist.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from exportd.plugins.guard import call_plugin
 from exportd.plugins.manager import Plugins
 from exportd.validation import convert
 from exportd.window import parse_window
+
+MAX_NAME_LENGTH = 120
+UNSAFE_IN_NAME = re.compile(r"[^\w.-]+")
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,32 @@ class ExportPlan:
     def format_label(self) -> str:
         """The format as error messages name it: ``format 'csv'``."""
         return f"format {self.format.name!r}"
+
+    def file_name(self) -> str:
+        """The request's ``name``, or ``SOURCE-VALUES-START-END``, with the format's extension.
+
+        VALUES are the text and whole-number parameters given; the interval is in
+        the request's zone.  Anything but letters, digits, ``.``, ``-`` and ``_``
+        becomes ``_``, so the name is safe in a path and a download header.
+        """
+        if self.request.name:
+            words = [self.request.name]
+        else:
+            given = self.request.params
+            values = [
+                given[field.encode_name]
+                for field in msgspec.structs.fields(self.params)
+                if field.encode_name in given
+            ]
+            zone = self.window.timezone
+            words = [
+                self.source.name,
+                *(str(v) for v in values if isinstance(v, str | int) and not isinstance(v, bool)),
+                _stamp(self.window.start.astimezone(zone)),
+                _stamp(self.window.end.astimezone(zone)),
+            ]
+        stem = UNSAFE_IN_NAME.sub("_", "-".join(words)).strip("._")[:MAX_NAME_LENGTH]
+        return f"{stem or 'export'}.{self.format.extension}"
 
     def info(self) -> ExportInfo:
         """What a format may record about this export."""
@@ -131,6 +161,11 @@ def plan_export(request: RequestFields, plugins: Plugins, data_path: Path) -> Ex
     call_plugin(plan.source_label, lambda: source.validate(params, ctx))
     columns = call_plugin(plan.source_label, lambda: tuple(source.columns(params)))
     return dataclasses.replace(plan, columns=columns)
+
+
+def _stamp(moment: datetime) -> str:
+    """``20240501`` for a midnight, ``20240501T083000`` otherwise."""
+    return moment.strftime("%Y%m%d" if moment.time() == time() else "%Y%m%dT%H%M%S")
 
 
 def _combine(failures: list[ExportError]) -> ExportError:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta, tzinfo
@@ -24,8 +23,6 @@ from exportd.window import parse_timezone
 from exportd.workers.pipeline import run_export
 
 DEFAULT_DAYS = 30
-MAX_NAME_LENGTH = 120
-UNSAFE_IN_NAME = re.compile(r"[^\w.-]+")
 
 DESCRIPTION = """\
 Export the rows of SOURCE to a file in FORMAT.
@@ -194,7 +191,7 @@ def output_paths(plan: ExportPlan, count: int, output: str | None, files_path: P
     """Where each of ``count`` parts goes: ``-o`` (a file or a folder) or the files folder."""
     if output is None or output.endswith(("/", os.sep)) or Path(output).is_dir():
         folder = files_path if output is None else Path(output)
-        path = folder / f"{default_name(plan)}.{plan.format.extension}"
+        path = folder / plan.file_name()
     else:
         path = Path(output)
     if count == 1:
@@ -203,26 +200,6 @@ def output_paths(plan: ExportPlan, count: int, output: str | None, files_path: P
         path.with_name(f"{path.stem}-part{number}of{count}{path.suffix}")
         for number in range(1, count + 1)
     ]
-
-
-def default_name(plan: ExportPlan) -> str:
-    """``SOURCE-VALUES-START-END``: the text and whole-number parameters given, the interval."""
-    given = plan.request.params
-    values = [
-        given[field.encode_name]
-        for field in msgspec.structs.fields(plan.params)
-        if field.encode_name in given
-    ]
-    words = [str(v) for v in values if isinstance(v, str | int) and not isinstance(v, bool)]
-    zone = plan.window.timezone
-    stamps = [stamp(plan.window.start.astimezone(zone)), stamp(plan.window.end.astimezone(zone))]
-    name = UNSAFE_IN_NAME.sub("_", "-".join([plan.source.name, *words, *stamps]))
-    return name.strip("._")[:MAX_NAME_LENGTH]
-
-
-def stamp(moment: datetime) -> str:
-    """``20240501`` for a midnight, ``20240501T083000`` otherwise."""
-    return moment.strftime("%Y%m%d" if moment.time() == time() else "%Y%m%dT%H%M%S")
 
 
 def write_parts(

@@ -155,3 +155,12 @@ def test_a_repeated_local_time_means_its_first_occurrence() -> None:
         request(interval=interval, timezone="Europe/Helsinki"), PLUGINS, Path("unused.db")
     )
     assert plan.window.start == datetime(2024, 10, 27, 0, 30, tzinfo=UTC)
+
+
+def test_the_file_name_comes_from_the_name_or_the_request_and_is_safe() -> None:
+    plain = plan_export(request(params={"rows": 3}), PLUGINS, Path("x.db"))
+    assert plain.file_name() == "count-3-20240301-20240302.lines"
+    named = plan_export(request(name="../Q3 report: ünïcode"), PLUGINS, Path("x.db"))
+    assert named.file_name() == "Q3_report_ünïcode.lines"
+    dots = plan_export(request(name="..."), PLUGINS, Path("x.db"))
+    assert dots.file_name() == "export.lines"
