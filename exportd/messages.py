@@ -180,3 +180,14 @@ class JobEvent(msgspec.Struct, kw_only=True):
     occurred_at: datetime
     job: JobSnapshot | None = None
     error: ErrorBody | None = None
+
+
+class RequestReply(msgspec.Struct, kw_only=True):
+    """The engine's answer to a request from ``exportd.requests``, sent to its ``reply_to``
+    with its ``correlation_id``: the created (or, for a repeated idempotency key, the
+    existing) job, or why the request was refused."""
+
+    v: int = SCHEMA_VERSION
+    ok: bool
+    job: JobSnapshot | None = None
+    error: ErrorBody | None = None

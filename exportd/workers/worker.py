@@ -1,0 +1,236 @@
+"""A worker: takes export tasks from the bus, runs each in a thread, reports as it goes.
+
+Workers are stateless and may run on any number of hosts.  For each task a
+worker publishes ``processing`` (then progress at most once a
+``progress_interval``, and a heartbeat at least once a ``heartbeat_interval``),
+``uploading`` while the storage takes the file, and ``done`` with the file's
+description or ``failed`` with the error.  It acknowledges the task only after
+its final update is confirmed by the broker, so a worker killed outright loses
+nothing: the broker delivers the task again.
+
+A task that runs longer than ``ack_deadline`` is acknowledged early (RabbitMQ
+would otherwise close the channel at its ``consumer_timeout`` and deliver the
+task twice); its updates then say ``detached`` and the engine re-dispatches the
+part if they stop coming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+
+import msgspec
+
+from exportd.bus.base import Bus, Message, Subscription
+from exportd.config import Settings
+from exportd.errors import Cancelled, ErrorBody, ExportError
+from exportd.messages import (
+    CancelSignal,
+    ExportTask,
+    FileInfo,
+    PartStatus,
+    Progress,
+    StatusUpdate,
+)
+from exportd.plan import plan_export
+from exportd.plugins.manager import Plugins
+from exportd.workers.pipeline import Progress as PipelineProgress
+from exportd.workers.pipeline import run_export
+
+log = logging.getLogger(__name__)
+
+REMEMBERED_CANCELS = 1000
+SEQ_PER_DELIVERY = 1_000_000
+"""Updates of a later delivery of a task must sort after those of earlier ones."""
+
+
+class Worker:
+    """Consumes ``exportd.tasks`` and runs up to ``worker.concurrency`` exports at once."""
+
+    def __init__(
+        self, bus: Bus, plugins: Plugins, settings: Settings, *, name: str | None = None
+    ) -> None:
+        self.bus = bus
+        self.plugins = plugins
+        self.settings = settings
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.storage = plugins.storage(settings.storage)
+        self._running: dict[tuple[str, int], TaskRun] = {}
+        self._cancelled: deque[tuple[str, int]] = deque(maxlen=REMEMBERED_CANCELS)
+        self.shutting_down = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then shut down gracefully (see :meth:`shutdown`)."""
+        cancels = await self.bus.subscribe(self.bus.topology.cancel, "", self._on_cancel)
+        tasks = await self.bus.consume(
+            self.bus.topology.tasks, self._on_task, prefetch=self.settings.worker.concurrency
+        )
+        log.info("worker %s taking tasks", self.name)
+        try:
+            await stop.wait()
+        finally:
+            await self.shutdown(tasks, cancels)
+
+    async def shutdown(self, tasks: Subscription, cancels: Subscription) -> None:
+        """Take no new task; let running ones finish within ``shutdown_grace``, then
+        stop them and give them back to the queue for another worker."""
+        self.shutting_down = True
+        await tasks.cancel()
+        running = [run.done for run in self._running.values()]
+        if running:
+            log.info("worker %s finishing %d task(s)", self.name, len(running))
+            _, late = await asyncio.wait(running, timeout=self.settings.worker.shutdown_grace)
+            for run in list(self._running.values()):
+                run.cancel_requested = True
+            if late:
+                await asyncio.wait(late)
+        await cancels.cancel()
+
+    async def _on_cancel(self, message: Message) -> None:
+        try:
+            signal = msgspec.json.decode(message.body, type=CancelSignal)
+        except msgspec.DecodeError:
+            log.warning("worker %s dropped a malformed cancel signal", self.name)
+        else:
+            self._cancelled.append((signal.job_id, signal.attempt))
+            for run in self._running.values():
+                if run.task.job_id == signal.job_id and run.task.attempt <= signal.attempt:
+                    run.cancel_requested = True
+        await message.ack()
+
+    async def _on_task(self, message: Message) -> None:
+        try:
+            task = msgspec.json.decode(message.body, type=ExportTask)
+        except msgspec.DecodeError as exc:
+            log.error("worker %s dead-letters a malformed task: %s", self.name, exc)
+            await message.reject(requeue=False)
+            return
+        run = TaskRun(self, task, message)
+        if (task.job_id, task.attempt) in self._cancelled:
+            run.cancel_requested = True
+        self._running[(task.job_id, task.part)] = run
+        try:
+            await run.execute()
+        finally:
+            del self._running[(task.job_id, task.part)]
+            run.done.set_result(None)
+
+
+class TaskRun:
+    """One delivery of one task: the export, its updates and the settling of the message."""
+
+    def __init__(self, worker: Worker, task: ExportTask, message: Message) -> None:
+        self.worker = worker
+        self.task = task
+        self.message = message
+        self.cancel_requested = False
+        self.detached = False
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seq = message.delivery_count * SEQ_PER_DELIVERY
+        self._progress = Progress()
+        self._folder = worker.settings.work_path / uuid.uuid4().hex
+
+    async def execute(self) -> None:
+        """Run the export and report it; settle the message once the outcome is confirmed."""
+        await self._send("processing")
+        ticker = asyncio.create_task(self._tick())
+        file: FileInfo | None = None
+        error: ErrorBody | None = None
+        try:
+            file = await self._export()
+        except Cancelled:
+            if self.worker.shutting_down:
+                await self._give_back()
+                return
+        except ExportError as exc:
+            error = exc.body()
+        except Exception as exc:
+            log.exception("task %s part %s failed", self.task.job_id, self.task.part)
+            error = ErrorBody("internal_error", f"the worker failed: {type(exc).__name__}: {exc}")
+        finally:
+            ticker.cancel()
+            shutil.rmtree(self._folder, ignore_errors=True)
+        status: PartStatus = "done" if file else "failed" if error else "canceled"
+        await self._send(status, file=file, error=error)
+        if not self.detached:
+            await self.message.ack()
+
+    async def _give_back(self) -> None:
+        """Stopped by a shutdown: the broker (or, once detached, the engine's lease)
+        hands the task to another worker."""
+        if not self.detached:
+            await self.message.reject(requeue=True)
+
+    async def _export(self) -> FileInfo:
+        worker, task = self.worker, self.task
+        plan = await asyncio.to_thread(
+            plan_export, task.request, worker.plugins, worker.settings.data_path
+        )
+        name = task.key.rsplit("/", 1)[-1]
+        loop = asyncio.get_running_loop()
+
+        def on_progress(progress: PipelineProgress) -> None:
+            loop.call_soon_threadsafe(self._set_progress, progress)
+
+        written = await asyncio.to_thread(
+            run_export,
+            plan,
+            self._folder / name,
+            batch_size=worker.settings.batch_size,
+            on_progress=on_progress,
+            cancelled=lambda: self.cancel_requested,
+            part=task.part,
+            part_count=task.part_count,
+        )
+        await self._send("uploading")
+        await asyncio.to_thread(worker.storage.store, task.key, self._folder / name)
+        return msgspec.structs.replace(written, key=task.key, name=name)
+
+    def _set_progress(self, progress: PipelineProgress) -> None:
+        self._progress = Progress(rows=progress.rows, bytes=progress.bytes, total=progress.total)
+
+    async def _tick(self) -> None:
+        """Publish progress when it moved, a heartbeat when it did not; detach when due."""
+        settings = self.worker.settings.worker
+        started = last_sent = time.monotonic()
+        sent = self._progress
+        while True:
+            await asyncio.sleep(settings.progress_interval)
+            now = time.monotonic()
+            due_heartbeat = now - last_sent >= settings.heartbeat_interval
+            due_detach = not self.detached and now - started >= settings.ack_deadline
+            if self._progress != sent or due_heartbeat or due_detach:
+                sent = self._progress
+                last_sent = now
+                if due_detach:
+                    self.detached = True
+                await self._send("processing")
+                if due_detach:
+                    await self.message.ack()
+
+    async def _send(
+        self, status: PartStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None
+    ) -> None:
+        self._seq += 1
+        update = StatusUpdate(
+            job_id=self.task.job_id,
+            part=self.task.part,
+            attempt=self.task.attempt,
+            seq=self._seq,
+            status=status,
+            progress=self._progress,
+            file=file,
+            error=error,
+            worker=self.worker.name,
+            at=datetime.now(UTC),
+            detached=self.detached,
+        )
+        bus = self.worker.bus
+        await bus.publish("", bus.topology.status, msgspec.json.encode(update))
