@@ -11,7 +11,7 @@ import sys
 from typing import NoReturn
 
 from exportd import __version__
-from exportd.cli import demo, export, plugins
+from exportd.cli import demo, export, plugins, schema
 from exportd.config import load_settings
 from exportd.errors import ConfigError, ExportError
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"exportd {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for command in (demo, plugins, export):
+    for command in (demo, plugins, export, schema):
         command.add_parser(commands)
     return parser
 
