@@ -7,6 +7,9 @@ usual window is ``WINDOW`` (UTC 2024-10-26 to 2024-10-29); some rows sit just
 outside it or exactly on its bounds.
 
     from tests.unit.datastore import ROOM, WINDOW, build_datastore
+
+:func:`build_odd_datastore` adds rows whose ids and texts are ``ODD``, for
+checking that such text is matched exactly.
 """
 
 from __future__ import annotations
@@ -199,6 +202,43 @@ def build_datastore(path: Path) -> Path:
     db = sqlite_utils.Database(path)
     create_schema(db)
     for table, rows in TABLES.items():
+        db.table(table).insert_all(rows)
+    db.close()
+    return path
+
+
+ODD = 'it\'s 100%_"odd" \\ 😀 مرحبا'
+"""Text with quotes, SQL LIKE wildcards, a backslash, an emoji and right-to-left script."""
+
+ODD_TABLES: dict[str, list[dict[str, Any]]] = {
+    "rooms": _rows("id org_id name", (ODD, ORG, ODD)),
+    "conversations": _rows(
+        "id room_id started_at ended_at is_real visitor_id",
+        (ODD, ODD, at("26T10:00:00"), at("26T10:01:00"), 1, ODD),
+    ),
+    "messages": _rows(
+        "id conversation_id room_id sent_at sender_type sender_id sender_name body",
+        (100, ODD, ODD, at("26T10:00:10"), "visitor", ODD, ODD, ODD),
+    ),
+    "workflow_events": _rows(
+        "id workflow_id step_index action occurred_at visitor_id session_id page_url view_uid"
+        " goal_triggered",
+        (100, WEB_WORKFLOW, 1, ODD, at("26T10:04:00"), ODD, ODD, ODD, None, 0),
+    ),
+    "qna_rooms": _rows("id channel_id name", (ODD, SMALL_CHANNEL, ODD)),
+    "qna_questions": _rows(
+        "id channel_id room_id asked_at author_name question upvotes status answered_at"
+        " answered_by answer",
+        (100, SMALL_CHANNEL, ODD, at("26T11:00:00"), ODD, ODD, 0, "pending", *UNANSWERED),
+    ),
+}
+
+
+def build_odd_datastore(path: Path) -> Path:
+    """The store of :func:`build_datastore` plus the ``ODD`` rows above; return ``path``."""
+    build_datastore(path)
+    db = sqlite_utils.Database(path)
+    for table, rows in ODD_TABLES.items():
         db.table(table).insert_all(rows)
     db.close()
     return path

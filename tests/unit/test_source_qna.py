@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from exportd import InvalidRequest, NotFound, ReadContext
+from exportd import InvalidRequest, NotFound, ReadContext, Window
 from exportd.plugins.sources import qna
 from exportd.plugins.sources.qna import QnaParams, QnaSource
 from exportd.validation import convert
 from tests.unit.datastore import BIG_CHANNEL, BIG_ROOMS, SMALL_CHANNEL, WINDOW
 
 SOURCE = QnaSource()
+UTC_ZONE = ZoneInfo("UTC")
 
 
 def params(**values: Any) -> QnaParams:
@@ -147,3 +149,42 @@ def test_bad_params_name_the_field(values: dict[str, Any], field: str) -> None:
 
 def test_the_plugin_registers_the_source() -> None:
     assert [source.name for source in qna.exportd_sources()] == ["qna"]
+
+
+def test_a_window_of_every_time_gives_every_question(datastore: Path) -> None:
+    every = Window(datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC), UTC_ZONE)
+    ctx = ReadContext(window=every, data_path=datastore)
+    assert [row[0] for batch in SOURCE.read(params(), ctx) for row in batch] == [3, 1, 4, 2]
+    assert SOURCE.estimate(params(), ctx) == 4
+
+
+def test_room_ids_are_matched_exactly(datastore: Path) -> None:
+    chosen = params(room_ids=["small-a", "small-%", "small_a", "SMALL-A", "small-a "])
+    with pytest.raises(NotFound) as caught:
+        SOURCE.validate(chosen, ReadContext(window=WINDOW, data_path=datastore))
+    assert [f.name for f in caught.value.fields] == [f"params.room_ids[{i}]" for i in (1, 2, 3, 4)]
+
+
+def test_a_room_named_twice_is_read_once(datastore: Path) -> None:
+    assert questions(datastore, params(room_ids=["small-b", "small-b"])) == [2]
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"channel_id": "\udcff"}, "params.channel_id"),
+        ({"room_ids": ["small-a", "small-a\x00b"]}, "params.room_ids[1]"),
+    ],
+)
+def test_text_no_stored_text_can_match_is_a_field_error(
+    datastore: Path, values: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        SOURCE.validate(params(**values), ReadContext(window=WINDOW, data_path=datastore))
+    assert [f.name for f in caught.value.fields] == [field]
+
+
+def test_rooms_per_part_beyond_what_sqlite_holds_is_a_field_error() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        params(rooms_per_part=2**63)
+    assert [f.name for f in caught.value.fields] == ["params.rooms_per_part"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import tracemalloc
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 from exportd import ExportFailed, InvalidRequest, NotFound, ReadContext, Window
 from exportd.messages import Interval
 from exportd.plugins.sources import rooms
-from exportd.plugins.sources.rooms import RoomsParams, RoomsSource, local_days
+from exportd.plugins.sources.rooms import RoomsParams, RoomsSource, day_count, local_days
 from exportd.validation import convert
 from exportd.window import parse_window
 from tests.unit.datastore import EMPTY_ROOM, ROOM, WINDOW
@@ -182,7 +184,7 @@ def test_stats_days_are_cut_to_the_window(datastore: Path) -> None:
 
 
 def test_local_days_follow_local_midnight() -> None:
-    days = local_days(HELSINKI)
+    days = list(local_days(HELSINKI))
     assert [(day, end - start) for day, start, end in days] == [
         (date(2024, 10, 26), timedelta(hours=24)),
         (date(2024, 10, 27), timedelta(hours=25)),
@@ -202,7 +204,8 @@ ZONES = ["UTC", "Europe/Helsinki", "America/Santiago", "Australia/Lord_Howe", "A
 )
 def test_local_days_tile_the_window(zone: str, start: datetime, length: timedelta) -> None:
     window = Window(start.replace(tzinfo=UTC), start.replace(tzinfo=UTC) + length, ZoneInfo(zone))
-    days = local_days(window)
+    days = list(local_days(window))
+    assert len(days) == day_count(window)
     assert days[0][1] == window.start
     assert days[-1][2] == window.end
     for (day, _, end), (following, start_, _) in pairwise(days):
@@ -280,3 +283,139 @@ def test_columns_carry_roles_for_transcripts() -> None:
 
 def test_the_plugin_registers_the_source() -> None:
     assert [source.name for source in rooms.exportd_sources()] == ["rooms"]
+
+
+ZERO_DAY = (0,) * 8 + (None,) * 3
+
+
+def utc_window(start: datetime, end: datetime, zone: str = "UTC") -> Window:
+    """The window from ``start`` to ``end`` (naive UTC), cutting days in ``zone``."""
+    return Window(start.replace(tzinfo=UTC), end.replace(tzinfo=UTC), ZoneInfo(zone))
+
+
+EVERY_DAY = utc_window(datetime.min, datetime.max)
+
+
+def test_a_stats_window_of_every_day_with_a_small_limit_is_quick_and_small(
+    datastore: Path,
+) -> None:
+    chosen = params(type="stats")
+    ctx = ReadContext(window=EVERY_DAY, data_path=datastore, limit=3)
+    tracemalloc.start()
+    began = time.perf_counter()
+    try:
+        total = SOURCE.estimate(chosen, ctx)
+        got = [row for batch in SOURCE.read(chosen, ctx) for row in batch]
+        seconds = time.perf_counter() - began
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total == (date.max - date.min).days + 1
+    assert got == [(date(1, 1, day), *ZERO_DAY) for day in (1, 2, 3)]
+    assert seconds < 1
+    assert peak < 1_000_000
+
+
+def test_a_long_stats_window_is_read_one_batch_of_days_at_a_time(datastore: Path) -> None:
+    window = utc_window(datetime(1960, 1, 1), datetime(1990, 1, 1), "Europe/Helsinki")
+    ctx = ReadContext(window=window, data_path=datastore, batch_size=200)
+    sizes = []
+    tracemalloc.start()
+    try:
+        for batch in SOURCE.read(params(type="stats"), ctx):
+            sizes.append(len(batch))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sum(sizes) == day_count(window) > 10_000
+    assert set(sizes[:-1]) == {200}
+    # All the window's days and their bounds at once would take megabytes.
+    assert peak < 1_000_000
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    batch_size=st.integers(1, 7),
+    limit=st.none() | st.integers(1, 20),
+)
+def test_stats_read_in_batches_of_days_equal_stats_read_in_one(
+    datastore: Path, zone: str, batch_size: int, limit: int | None
+) -> None:
+    # Two weeks around the end of summer time in Europe, with all the room's messages.
+    window = parse_window(Interval("2024-10-20", "2024-11-03"), zone)
+    chosen = params(type="stats")
+    at_once = ReadContext(window=window, data_path=datastore, batch_size=1000)
+    in_batches = ReadContext(window=window, data_path=datastore, batch_size=batch_size, limit=limit)
+    every_day = [row for batch in SOURCE.read(chosen, at_once) for row in batch]
+    assert sum(row[5] for row in every_day) == 21
+    got = [list(batch) for batch in SOURCE.read(chosen, in_batches)]
+    assert [row for batch in got for row in batch] == every_day[:limit]
+    assert all(len(batch) == batch_size for batch in got[:-1])
+
+
+@pytest.mark.parametrize(
+    ("window", "dates"),
+    [
+        (utc_window(datetime.min, datetime(1, 1, 2, 12)), [date(1, 1, 1), date(1, 1, 2)]),
+        (utc_window(datetime(9999, 12, 30, 12), datetime.max), [date(9999, 12, 30), date.max]),
+        (
+            utc_window(datetime(9999, 12, 30, 12), datetime(9999, 12, 31, 21), "Europe/Helsinki"),
+            [date(9999, 12, 30), date.max],
+        ),
+    ],
+)
+def test_stats_reach_the_first_and_the_last_day_of_the_calendar(
+    datastore: Path, window: Window, dates: list[date]
+) -> None:
+    assert rows(datastore, window, type="stats") == [(day, *ZERO_DAY) for day in dates]
+    assert estimate(datastore, window, type="stats") == len(dates)
+
+
+@pytest.mark.parametrize(
+    ("window", "field"),
+    [
+        (utc_window(datetime.min, datetime(1, 1, 3), "America/New_York"), "interval.start"),
+        (utc_window(datetime(9999, 12, 30), datetime.max, "Asia/Tokyo"), "interval.end"),
+    ],
+)
+def test_stats_days_beyond_the_calendar_are_a_field_error(
+    datastore: Path, window: Window, field: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        SOURCE.validate(params(type="stats"), ReadContext(window=window, data_path=datastore))
+    assert [f.name for f in caught.value.fields] == [field]
+    # Logs have no days to cut, so the same window is fine for them.
+    SOURCE.validate(params(type="logs"), ReadContext(window=window, data_path=datastore))
+
+
+def test_logs_of_a_window_of_every_time_are_all_the_room_messages(datastore: Path) -> None:
+    got = [(row[0], row[3]) for row in rows(datastore, EVERY_DAY, type="logs")]
+    assert got == [("conv-0", 1), *ALL_MESSAGES, ("conv-5", 21)]
+    assert estimate(datastore, EVERY_DAY, type="logs") == len(got)
+
+
+@pytest.mark.parametrize("room_id", ["%", "_", "'", "' OR '1'='1", f"{ROOM}%", ROOM.upper()])
+def test_room_ids_are_matched_exactly(datastore: Path, room_id: str) -> None:
+    with pytest.raises(NotFound) as caught:
+        SOURCE.validate(
+            params(type="logs", room_id=room_id), ReadContext(window=WINDOW, data_path=datastore)
+        )
+    assert [f.name for f in caught.value.fields] == ["params.room_id"]
+
+
+@pytest.mark.parametrize("room_id", [f"{ROOM}\x00", "\udcff"])
+def test_room_ids_no_stored_text_can_match_are_a_field_error(datastore: Path, room_id: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        SOURCE.validate(
+            params(type="logs", room_id=room_id), ReadContext(window=WINDOW, data_path=datastore)
+        )
+    assert [f.name for f in caught.value.fields] == ["params.room_id"]
+
+
+def test_min_message_count_is_bounded_by_what_sqlite_holds(datastore: Path) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        params(type="logs", min_message_count=2**63)
+    assert [f.name for f in caught.value.fields] == ["params.min_message_count"]
+    assert messages(datastore, min_message_count=2**63 - 1) == []
+    assert estimate(datastore, type="logs", min_message_count=2**63 - 1) == 0

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from exportd import InvalidRequest, NotFound, NotImplementedFeature, ReadContext
+from exportd import InvalidRequest, NotFound, NotImplementedFeature, ReadContext, Window
 from exportd.plugins.sources import workflows
 from exportd.plugins.sources.workflows import WorkflowParams, WorkflowsSource
 from exportd.validation import convert
@@ -21,6 +22,7 @@ from tests.unit.datastore import (
 )
 
 SOURCE = WorkflowsSource()
+UTC_ZONE = ZoneInfo("UTC")
 
 
 def params(**values: Any) -> WorkflowParams:
@@ -192,3 +194,51 @@ def test_filters_are_required() -> None:
 
 def test_the_plugin_registers_the_source() -> None:
     assert [source.name for source in workflows.exportd_sources()] == ["workflows"]
+
+
+def test_a_window_of_every_time_gives_every_event_of_the_step(datastore: Path) -> None:
+    every = Window(datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC), UTC_ZONE)
+    ctx = ReadContext(window=every, data_path=datastore)
+    chosen = params()
+    assert [row[0] for batch in SOURCE.read(chosen, ctx) for row in batch] == [3, 2, 4, 5, 6]
+    assert SOURCE.estimate(chosen, ctx) == 5
+
+
+def test_filter_values_are_matched_exactly(datastore: Path) -> None:
+    odd = ["v%", "v_", "V1", "v1 ", "' OR '1'='1", '"v1"']
+    assert events(datastore, filters=[{"property": "visitor_id", "values": odd}]) == []
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"workflow_id": f"{WEB_WORKFLOW}\x00"}, "params.workflow_id"),
+        (
+            {"filters": [{"property": "action", "values": ["x", "page\x00view"]}]},
+            "params.filters[0].values[1]",
+        ),
+        ({"step_data": [{}, {"actions": ["\udcff"]}]}, "params.step_data[1].actions[0]"),
+    ],
+)
+def test_text_no_stored_text_can_match_is_a_field_error(
+    datastore: Path, values: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        SOURCE.validate(params(**values), ReadContext(window=WINDOW, data_path=datastore))
+    assert [f.name for f in caught.value.fields] == [field]
+
+
+@pytest.mark.parametrize("name", ["step_index", "limit"])
+def test_integers_beyond_what_sqlite_holds_are_a_field_error(name: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        params(**{name: 2**63})
+    assert [f.name for f in caught.value.fields] == [f"params.{name}"]
+
+
+def test_the_largest_integers_sqlite_holds_work(datastore: Path) -> None:
+    assert events(datastore, limit=2**63 - 1) == [3, 2, 4, 5]
+    with pytest.raises(NotFound) as caught:
+        SOURCE.validate(
+            params(step_index=2**63 - 1), ReadContext(window=WINDOW, data_path=datastore)
+        )
+    assert [f.name for f in caught.value.fields] == ["params.step_index"]

@@ -7,15 +7,23 @@ window bounds are compared as text and values are read back with
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from exportd import Batch, ExportFailed, ReadContext, Window
+import msgspec
+
+from exportd import Batch, ExportFailed, FieldError, InvalidRequest, ReadContext, Window
 
 Rows = list[tuple[Any, ...]]
+
+SQL_INT_MAX = 2**63 - 1
+"""The largest integer SQLite stores: the bound of every integer parameter."""
+
+_UNMATCHABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def db_time(moment: datetime) -> str:
@@ -33,6 +41,35 @@ def sql_limit(*limits: int | None) -> int:
     return min((limit for limit in limits if limit is not None), default=-1)
 
 
+def check_text(params: msgspec.Struct) -> None:
+    """Raise :class:`~exportd.InvalidRequest` naming every text parameter with a NUL
+    character or a lone surrogate.
+
+    SQLite's JSON functions (which carry the list parameters) cut text at a NUL,
+    and a lone surrogate (what Python makes of undecodable bytes on a command
+    line) cannot be encoded for SQLite at all.
+    """
+    unmatchable = [
+        FieldError(name, "must not contain NUL characters or unpaired surrogates")
+        for name, text in _texts(msgspec.to_builtins(params), "params")
+        if _UNMATCHABLE.search(text)
+    ]
+    if unmatchable:
+        raise InvalidRequest("parameters with text that cannot be matched", unmatchable)
+
+
+def _texts(value: Any, name: str) -> Iterator[tuple[str, str]]:
+    """Every string in a tree of dicts and lists, with its dotted name."""
+    if isinstance(value, str):
+        yield name, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(item, f"{name}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _texts(item, f"{name}[{index}]")
+
+
 @contextmanager
 def connection(ctx: ReadContext) -> Iterator[sqlite3.Connection]:
     """A read-only connection to ``data.db``, closed on exit.
@@ -45,13 +82,11 @@ def connection(ctx: ReadContext) -> Iterator[sqlite3.Connection]:
             f"no data store at {ctx.data_path}: run `exportd demo-data` "
             "or load your data (see docs/data-model.md)"
         )
-    conn = ctx.connect()
     try:
-        yield conn
+        with closing(ctx.connect()) as conn:
+            yield conn
     except sqlite3.Error as exc:
         raise ExportFailed(f"cannot read the data store {ctx.data_path}: {exc}") from exc
-    finally:
-        conn.close()
 
 
 def exists(conn: sqlite3.Connection, table: str, id_: str) -> bool:

@@ -18,6 +18,7 @@ from exportd import Batch, Column, FieldError, NotFound, ReadContext, Source, ho
 from exportd.plugins.sources.common import (
     Rows,
     batches,
+    check_text,
     connection,
     exists,
     sql_limit,
@@ -83,6 +84,7 @@ class QnaSource(Source[QnaParams]):
 
     def validate(self, params: QnaParams, ctx: ReadContext) -> None:
         """The channel exists, and so does every room named, in that channel."""
+        check_text(params)
         with connection(ctx) as conn:
             if not exists(conn, "qna_channels", params.channel_id):
                 raise NotFound.field(

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import islice
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -26,8 +28,10 @@ from exportd import (
     hookimpl,
 )
 from exportd.plugins.sources.common import (
+    SQL_INT_MAX,
     Rows,
     batches,
+    check_text,
     connection,
     db_time,
     exists,
@@ -43,7 +47,7 @@ class RoomsParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     type: Literal["logs", "stats"]
     is_real_conversation: bool | None = None
     """logs only: true for real conversations, false for the others, null for all."""
-    min_message_count: Annotated[int, msgspec.Meta(ge=0)] = 0
+    min_message_count: Annotated[int, msgspec.Meta(ge=0, le=SQL_INT_MAX)] = 0
     """logs only: the fewest visitor and operator messages a conversation must have."""
 
 
@@ -106,7 +110,7 @@ ACTUAL_MESSAGES_SQL = """(
     WHERE x.conversation_id = c.id AND x.sender_type IN ('visitor', 'operator')
 )"""
 
-# :days is a JSON array of [start, end) pairs, one per local day, in UTC.  A
+# :days is a JSON array of [start, end) pairs, one per local day of a batch, in UTC.  A
 # chat counts on the day it started; a message on the day it was sent.
 STATS_SQL = """
 WITH days AS (
@@ -172,23 +176,49 @@ ORDER BY d.day
 """
 
 
-def local_days(window: Window) -> list[tuple[date, datetime, datetime]]:
+def _local_date(moment: datetime, zone: ZoneInfo, field: str) -> date:
+    """The day ``moment`` falls on in ``zone``, or an error naming ``field`` if out of range."""
+    try:
+        return moment.astimezone(zone).date()
+    except OverflowError:
+        raise InvalidRequest.field(
+            field, f"its day in {zone} is out of the supported range (years 1 to 9999)"
+        ) from None
+
+
+def local_dates(window: Window) -> tuple[date, date]:
+    """The first and the last day of the window in its time zone.
+
+    A day beyond the years 1 to 9999 is an :class:`~exportd.InvalidRequest`
+    naming the end of the interval it belongs to.
+    """
+    last_moment = window.end - timedelta(microseconds=1)
+    return (
+        _local_date(window.start, window.timezone, "interval.start"),
+        _local_date(last_moment, window.timezone, "interval.end"),
+    )
+
+
+def day_count(window: Window) -> int:
+    """How many days :func:`local_days` yields, without making them."""
+    first, last = local_dates(window)
+    return (last - first).days + 1
+
+
+def local_days(window: Window) -> Iterator[tuple[date, datetime, datetime]]:
     """The days of the window in its time zone, each with its UTC ``[start, end)``.
 
     A day runs from local midnight to the next (23 or 25 hours on a DST change);
     the first and last day are cut to the window.
     """
-    zone = window.timezone
-    day = window.start.astimezone(zone).date()
-    last = (window.end - timedelta(microseconds=1)).astimezone(zone).date()
-    days = []
-    while day <= last:
+    first, last = local_dates(window)
+    day, start = first, window.start
+    while day < last:
         following = day + timedelta(days=1)
-        start = datetime.combine(day, time(), zone).astimezone(UTC)
-        end = datetime.combine(following, time(), zone).astimezone(UTC)
-        days.append((day, max(start, window.start), min(end, window.end)))
-        day = following
-    return days
+        end = datetime.combine(following, time(), window.timezone).astimezone(UTC)
+        yield day, start, end
+        day, start = following, end
+    yield last, start, window.end
 
 
 def _conversation_filters(params: RoomsParams) -> tuple[str, dict[str, Any]]:
@@ -219,8 +249,12 @@ class RoomsSource(Source[RoomsParams]):
     Params = RoomsParams
 
     def validate(self, params: RoomsParams, ctx: ReadContext) -> None:
-        """The logs-only parameters are unset for stats, and the room exists."""
+        """The logs-only parameters are unset for stats, the window's days exist,
+        and so does the room.
+        """
+        check_text(params)
         if params.type == "stats":
+            local_dates(ctx.window)  # the days must exist to be rows
             misplaced = [
                 FieldError(f"params.{name}", "available only if type is logs")
                 for name, given in (
@@ -242,7 +276,7 @@ class RoomsSource(Source[RoomsParams]):
     def estimate(self, params: RoomsParams, ctx: ReadContext) -> int | None:
         """Messages that match (logs) or days in the window (stats)."""
         if params.type == "stats":
-            return len(local_days(ctx.window))
+            return day_count(ctx.window)
         filters, args = _conversation_filters(params)
         # Without filters, the room's index alone counts the messages.
         sql = (
@@ -265,16 +299,13 @@ class RoomsSource(Source[RoomsParams]):
             yield from batches(cursor, ctx.batch_size, _log_rows)
 
     def _stats(self, params: RoomsParams, ctx: ReadContext) -> Iterator[Batch]:
-        days = local_days(ctx.window)[: ctx.limit]
-        dates = [day for day, _, _ in days]
-        bounds = json.dumps([[db_time(start), db_time(end)] for _, start, end in days])
+        # One query per batch of days keeps memory flat however long the window.
+        days = islice(local_days(ctx.window), ctx.limit)
         with connection(ctx) as conn:
-            cursor = conn.execute(STATS_SQL, {"room": params.room_id, "days": bounds})
-            yield from batches(
-                cursor,
-                ctx.batch_size,
-                lambda rows: [(dates[day], *figures) for day, *figures in rows],
-            )
+            while chunk := list(islice(days, ctx.batch_size)):
+                bounds = json.dumps([[db_time(start), db_time(end)] for _, start, end in chunk])
+                figures = conn.execute(STATS_SQL, {"room": params.room_id, "days": bounds})
+                yield [(chunk[index][0], *values) for index, *values in figures]
 
 
 @hookimpl

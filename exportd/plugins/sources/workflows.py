@@ -30,8 +30,10 @@ from exportd import (
     hookimpl,
 )
 from exportd.plugins.sources.common import (
+    SQL_INT_MAX,
     Rows,
     batches,
+    check_text,
     connection,
     sql_limit,
     window_args,
@@ -61,11 +63,11 @@ class WorkflowParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Which workflow step's events to export."""
 
     workflow_id: Annotated[str, msgspec.Meta(min_length=1)]
-    step_index: Annotated[int, msgspec.Meta(ge=0)]
+    step_index: Annotated[int, msgspec.Meta(ge=0, le=SQL_INT_MAX)]
     filters: list[Filter]
     step_data: list[StepData] | None = None
     target: Literal["default", "triggered_goal"] = "default"
-    limit: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    limit: Annotated[int, msgspec.Meta(gt=0, le=SQL_INT_MAX)] | None = None
 
 
 COLUMNS = (
@@ -155,6 +157,7 @@ class WorkflowsSource(Source[WorkflowParams]):
 
     def validate(self, params: WorkflowParams, ctx: ReadContext) -> None:
         """Every filter property is supported, and the workflow and its step exist."""
+        check_text(params)
         check_filters(params.filters)
         with connection(ctx) as conn:
             _workflow(conn, params)
