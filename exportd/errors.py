@@ -69,6 +69,13 @@ class NotFound(ExportError):
         return cls(message, [FieldError(name, message)])
 
 
+class Conflict(ExportError):
+    """The request clashes with what exists: an operation a job's status does not allow
+    (restarting a job that is done), or an idempotency key reused for another request."""
+
+    code = "conflict"
+
+
 class NotImplementedFeature(ExportError):
     """The request asks for something valid that this source does not support yet."""
 

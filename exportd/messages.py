@@ -110,8 +110,10 @@ class ExportTask(msgspec.Struct, kw_only=True):
 class StatusUpdate(msgspec.Struct, kw_only=True):
     """A worker's news about one part (queue ``exportd.status``).
 
-    ``seq`` grows with every update a worker sends for one attempt of one part,
-    so that the engine can drop duplicates and updates that arrive late.
+    ``seq`` grows with every update sent for one dispatch of one part, across
+    redeliveries of its task too (a later delivery's updates sort after an
+    earlier one's), so that the engine can drop duplicates and updates that
+    arrive late.  It starts over only when the engine dispatches the part again.
     """
 
     v: int = SCHEMA_VERSION

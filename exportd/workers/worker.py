@@ -135,6 +135,7 @@ class TaskRun:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._seq = message.delivery_count * SEQ_PER_DELIVERY
         self._progress = Progress()
+        self._status: PartStatus = "processing"
         self._folder = worker.settings.work_path / uuid.uuid4().hex
 
     async def execute(self) -> None:
@@ -211,7 +212,7 @@ class TaskRun:
                 last_sent = now
                 if due_detach:
                     self.detached = True
-                await self._send("processing")
+                await self._send(self._status)
                 if due_detach:
                     await self.message.ack()
 
@@ -219,6 +220,7 @@ class TaskRun:
         self, status: PartStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None
     ) -> None:
         self._seq += 1
+        self._status = status
         update = StatusUpdate(
             job_id=self.task.job_id,
             part=self.task.part,

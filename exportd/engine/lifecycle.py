@@ -1,0 +1,403 @@
+"""The job state machine: the one place that decides how a job may change.
+
+Pure functions, no I/O: each takes a job's :class:`JobState` and returns a
+:class:`Change` (the job after, and what has to follow from it) or refuses.
+:mod:`exportd.engine.store` records the change and its messages.
+
+Parts
+-----
+A job has one or more parts (numbered from 0); a worker exports each part and
+reports on it with status updates (:class:`~exportd.messages.StatusUpdate`).
+A part moves forward only::
+
+    created -> processing -> uploading -> done
+    (created, processing, uploading) -> failed | canceled
+
+Skipping ahead is fine (``created -> done``); ``done``, ``failed`` and
+``canceled`` are final.
+
+A job's status while it runs
+----------------------------
+It derives from its parts' statuses; the first row that matches decides:
+
+==================================  ============
+parts                               job status
+==================================  ============
+any part failed                     failed
+any part canceled                   canceled
+every part done                     done
+every part not done is uploading    uploading
+any part past created               processing
+every part created                  created
+==================================  ============
+
+A job that fails or is canceled this way ends its attempt: its unfinished
+parts become canceled and the workers are told to stop them.
+
+What users (and the expiry sweeper) do
+--------------------------------------
+==========  ===================================  ==========================================
+operation   allowed from                         to
+==========  ===================================  ==========================================
+cancel      created, processing, uploading       canceled (unfinished parts canceled)
+restart     failed, canceled, expired            created, attempt + 1, every part reset
+delete      any status but deleted               deleted (unfinished parts canceled)
+expire      done, once ``expires_at`` has come   expired
+==========  ===================================  ==========================================
+
+Anything else raises :class:`~exportd.errors.Conflict`.  (The engine also
+redispatches a running job's part whose worker fell silent after acknowledging
+its task early: :func:`redispatch`.)  Together::
+
+    created -> processing -> uploading -> done -> expired
+    (created, processing, uploading) -> failed | canceled
+    (any but deleted) -> deleted
+    (failed, canceled, expired) -> created   by restart
+
+Workers' updates
+----------------
+An update is dropped for the first of these reasons that holds, and applied
+otherwise (:func:`unknown_job` drops the updates of a job that does not exist,
+:func:`apply_update` decides for the others):
+
+* ``unknown_job``: there is no such job;
+* ``unknown_part``: the job has no such part;
+* ``stale_attempt``: the update belongs to another attempt of the job;
+* ``job_finished``: the job is no longer created, processing or uploading;
+* ``duplicate``: its ``seq`` is not above the last ``seq`` applied to the part
+  (a redelivery, or an update overtaken by a later one);
+* ``backwards``: the part would move back (processing after uploading) or out
+  of a final status.
+
+An update within the part's status only moves its progress: the change has no
+``event`` and the engine throttles progress events itself.
+
+Times and files
+---------------
+``completed_at`` is when the attempt stopped running (done, failed, canceled,
+or deleted while running); ``expires_at`` is ``completed_at`` + the files'
+lifetime, for a job that is done.  A part's ``file`` is set while the file
+exists: a job keeps its files while it runs and once it is done, and loses
+them when it fails, is canceled, deleted or expires.  Every :class:`Change`
+and :class:`Dropped` lists in ``discard`` the files that nothing points at any
+more (including a file that a dropped update brought), for the engine to delete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, get_args
+
+from msgspec.structs import replace
+
+from exportd.errors import Conflict, ExportFailed
+from exportd.messages import (
+    JobSnapshot,
+    JobStatus,
+    PartSnapshot,
+    PartStatus,
+    Progress,
+    RequestFields,
+    StatusUpdate,
+)
+
+JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
+PART_STATUSES: tuple[PartStatus, ...] = get_args(PartStatus)
+RUNNING: frozenset[JobStatus] = frozenset({"created", "processing", "uploading"})
+"""The statuses of a job whose attempt is still running: workers' updates apply."""
+FINAL_PART: frozenset[PartStatus] = frozenset({"done", "failed", "canceled"})
+PART_STAGE: dict[PartStatus, int] = {
+    "created": 0,
+    "processing": 1,
+    "uploading": 2,
+    "done": 3,
+    "failed": 3,
+    "canceled": 3,
+}
+"""How far each part status is along; a part never moves to a lower stage."""
+
+Operation = Literal["cancel", "restart", "delete", "expire"]
+ALLOWED: dict[Operation, frozenset[JobStatus]] = {
+    "cancel": RUNNING,
+    "restart": frozenset({"failed", "canceled", "expired"}),
+    "delete": frozenset(JOB_STATUSES) - {"deleted"},
+    "expire": frozenset({"done"}),
+}
+"""The statuses each operation starts from."""
+
+DropReason = Literal[
+    "unknown_job", "unknown_part", "stale_attempt", "job_finished", "duplicate", "backwards"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """A job as the engine keeps it: its public snapshot and, per part, the last ``seq`` applied."""
+
+    job: JobSnapshot
+    seqs: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A job after a change, and what has to follow from the change."""
+
+    state: JobState
+    event: str | None
+    """The type of the public event that announces the change: ``job.<status>`` when the job's
+    status changed, ``job.progress`` when only a part's did, ``None`` when only progress moved."""
+    dispatch: tuple[int, ...] = ()
+    """The parts that go to the workers as tasks: every part when an attempt begins."""
+    stop_workers: bool = False
+    """The attempt ended with parts unfinished: the workers are told to stop them."""
+    discard: tuple[str, ...] = ()
+    """Storage keys of files that nothing points at any more: delete them."""
+
+    @property
+    def job(self) -> JobSnapshot:
+        """The job after the change."""
+        return self.state.job
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """An update that was not applied, and why."""
+
+    reason: DropReason
+    discard: tuple[str, ...] = ()
+    """The file the update brought, when nothing points at it."""
+
+
+def derive_status(parts: Iterable[PartStatus]) -> JobStatus:
+    """A running job's status from its parts' statuses (the table in the module docstring)."""
+    statuses = set(parts)
+    if "failed" in statuses:
+        return "failed"
+    if "canceled" in statuses:
+        return "canceled"
+    if statuses == {"done"}:
+        return "done"
+    if statuses <= {"uploading", "done"}:
+        return "uploading"
+    if statuses != {"created"}:
+        return "processing"
+    return "created"
+
+
+def total_progress(parts: Sequence[PartSnapshot]) -> Progress:
+    """The parts' progress added up; the total is known only when every part's is."""
+    totals = [part.progress.total for part in parts]
+    return Progress(
+        rows=sum(part.progress.rows for part in parts),
+        bytes=sum(part.progress.bytes for part in parts),
+        total=None if None in totals else sum(total for total in totals if total is not None),
+    )
+
+
+def create(job_id: str, request: RequestFields, part_count: int, *, now: datetime) -> Change:
+    """A new job of ``part_count`` parts, all created, in its first attempt."""
+    if part_count < 1:
+        raise ValueError(f"a job has at least one part, not {part_count}")
+    parts = _fresh_parts(part_count)
+    job = JobSnapshot(
+        id=job_id,
+        status="created",
+        request=request,
+        attempt=1,
+        part_count=part_count,
+        parts=parts,
+        progress=Progress(),
+        created_at=now,
+        updated_at=now,
+    )
+    return Change(
+        JobState(job, (0,) * part_count), event="job.created", dispatch=tuple(range(part_count))
+    )
+
+
+def apply_update(
+    state: JobState, update: StatusUpdate, *, now: datetime, lifetime: timedelta
+) -> Change | Dropped:
+    """Apply a worker's update to its job, or drop it.
+
+    ``lifetime`` is how long the files of a job that becomes done are kept.
+    """
+    reason = _drop_reason(state, update)
+    if reason is not None:
+        return Dropped(reason, _stray_file(state, update))
+    job = state.job
+    old = job.parts[update.part]
+    parts = list(job.parts)
+    parts[update.part] = _updated_part(old, update)
+    status = derive_status(part.status for part in parts)
+    stopped = False
+    if status in ("failed", "canceled"):
+        parts, stopped = _close(parts)
+    after = replace(
+        job,
+        status=status,
+        parts=parts,
+        progress=total_progress(parts),
+        error=parts[update.part].error if status == "failed" else None,
+        updated_at=now,
+        completed_at=None if status in RUNNING else now,
+        expires_at=now + lifetime if status == "done" else None,
+    )
+    seqs = list(state.seqs)
+    seqs[update.part] = update.seq
+    if status != job.status:
+        event: str | None = f"job.{status}"
+    else:
+        event = "job.progress" if parts[update.part].status != old.status else None
+    return Change(
+        JobState(after, tuple(seqs)),
+        event=event,
+        stop_workers=stopped,
+        discard=_discarded(job, after),
+    )
+
+
+def unknown_job(update: StatusUpdate) -> Dropped:
+    """Drop an update for a job that does not exist (and the file it brought)."""
+    return Dropped("unknown_job", _stray_file(None, update))
+
+
+def cancel(state: JobState, *, now: datetime) -> Change:
+    """Stop a running job: it becomes canceled, its unfinished parts too."""
+    _allow("cancel", state.job)
+    return _end(state, "canceled", now=now)
+
+
+def delete(state: JobState, *, now: datetime) -> Change:
+    """Delete a job (stopping it if it runs); its files go."""
+    _allow("delete", state.job)
+    return _end(state, "deleted", now=now)
+
+
+def expire(state: JobState, *, now: datetime) -> Change:
+    """Expire a done job whose ``expires_at`` has come; its files go."""
+    job = state.job
+    _allow("expire", job)
+    if job.expires_at is None or now < job.expires_at:
+        raise Conflict(f"cannot expire job {job.id} before {job.expires_at}")
+    return _end(state, "expired", now=now)
+
+
+def restart(state: JobState, *, now: datetime) -> Change:
+    """Run a failed, canceled or expired job again: a new attempt with every part reset."""
+    job = state.job
+    _allow("restart", job)
+    after = replace(
+        job,
+        status="created",
+        attempt=job.attempt + 1,
+        parts=_fresh_parts(job.part_count),
+        progress=Progress(),
+        error=None,
+        updated_at=now,
+        completed_at=None,
+        expires_at=None,
+    )
+    return Change(
+        JobState(after, (0,) * job.part_count),
+        event="job.created",
+        dispatch=tuple(range(job.part_count)),
+    )
+
+
+def redispatch(state: JobState, part: int) -> Change:
+    """Hand an unfinished part of a running job to another worker, because the worker that
+    had it fell silent after acknowledging its task early (nothing public changes).
+
+    The part's last ``seq`` goes back to 0: the next worker counts from the start.
+    """
+    job = state.job
+    status = job.parts[part].status
+    if job.status not in RUNNING or status in FINAL_PART:
+        raise Conflict(f"cannot redispatch part {part}, {status}, of a job that is {job.status}")
+    seqs = list(state.seqs)
+    seqs[part] = 0
+    return Change(JobState(job, tuple(seqs)), event=None, dispatch=(part,))
+
+
+def _allow(operation: Operation, job: JobSnapshot) -> None:
+    if job.status not in ALLOWED[operation]:
+        raise Conflict(f"cannot {operation} a job that is {job.status}")
+
+
+def _drop_reason(state: JobState, update: StatusUpdate) -> DropReason | None:
+    job = state.job
+    if not 0 <= update.part < job.part_count:
+        return "unknown_part"
+    if update.attempt != job.attempt:
+        return "stale_attempt"
+    if job.status not in RUNNING:
+        return "job_finished"
+    if update.seq <= state.seqs[update.part]:
+        return "duplicate"
+    current = job.parts[update.part].status
+    if PART_STAGE[update.status] < PART_STAGE[current] or (
+        current in FINAL_PART and update.status != current
+    ):
+        return "backwards"
+    return None
+
+
+def _updated_part(part: PartSnapshot, update: StatusUpdate) -> PartSnapshot:
+    """``part`` after ``update``: its status, its progress if it brings any, its file or error."""
+    error = None
+    if update.status == "failed":
+        error = update.error or ExportFailed(f"part {part.part} failed").body()
+    return PartSnapshot(
+        part=part.part,
+        status=update.status,
+        progress=part.progress if update.progress is None else update.progress,
+        file=update.file if update.status == "done" else None,
+        error=error,
+    )
+
+
+def _end(state: JobState, status: JobStatus, *, now: datetime) -> Change:
+    """``state``'s job moved to a final ``status``: unfinished parts canceled, files gone."""
+    job = state.job
+    parts, stopped = _close(job.parts)
+    after = replace(
+        job, status=status, parts=parts, updated_at=now, completed_at=job.completed_at or now
+    )
+    return Change(
+        JobState(after, state.seqs),
+        event=f"job.{status}",
+        stop_workers=stopped,
+        discard=_discarded(job, after),
+    )
+
+
+def _close(parts: Sequence[PartSnapshot]) -> tuple[list[PartSnapshot], bool]:
+    """The parts of an attempt that ends: unfinished ones canceled, none with a file; and
+    whether any was unfinished (so that workers may still be on it)."""
+    closed = [
+        replace(part, file=None, status=part.status if part.status in FINAL_PART else "canceled")
+        for part in parts
+    ]
+    return closed, any(part.status not in FINAL_PART for part in parts)
+
+
+def _fresh_parts(part_count: int) -> list[PartSnapshot]:
+    return [PartSnapshot(part=number, status="created") for number in range(part_count)]
+
+
+def _files(job: JobSnapshot) -> set[str]:
+    return {part.file.key for part in job.parts if part.file is not None}
+
+
+def _discarded(before: JobSnapshot, after: JobSnapshot) -> tuple[str, ...]:
+    return tuple(sorted(_files(before) - _files(after)))
+
+
+def _stray_file(state: JobState | None, update: StatusUpdate) -> tuple[str, ...]:
+    """The file a dropped update brought, unless the job already points at it (a duplicate)."""
+    if update.file is None or (state is not None and update.file.key in _files(state.job)):
+        return ()
+    return (update.file.key,)

@@ -1,0 +1,168 @@
+"""The job store's SQLite file: how it is opened, its transactions, its schema migrations.
+
+The schema version is SQLite's ``PRAGMA user_version``: the number of entries
+of :data:`MIGRATIONS` the file has had.  Opening a file applies the ones it
+lacks, in order, each in its own transaction, so that a file of any earlier
+version (or a new, empty one) comes up to date, and one that is up to date is
+left alone.  A migration, once released, never changes: a new schema is a new
+function appended to the list.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from exportd.errors import ConfigError
+
+
+@contextmanager
+def transaction(db: Database, *, write: bool = True) -> Iterator[None]:
+    """One transaction: committed at the end of the block, rolled back if it raises.
+
+    A write transaction takes the write lock at once (``BEGIN IMMEDIATE``), so
+    that it waits for another writer, up to the busy timeout, rather than
+    failing half-way through; a read transaction sees one consistent state of
+    the file however many queries it makes.
+    """
+    db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
+
+
+def open_database(path: Path, *, busy_timeout: float) -> Database:
+    """Open (creating if need be) the job store at ``path`` and bring its schema up to date.
+
+    WAL mode lets readers read while the engine writes.  ``synchronous=NORMAL``
+    keeps every commit through a crash of the process (a power cut may lose
+    the last ones).  The connection runs in autocommit mode: transactions are
+    only those of :func:`transaction`.  It may be handed between threads but
+    used by one at a time.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db = Database(connection, execute_plugins=False)
+    db.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
+    db.enable_wal()
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA foreign_keys = ON")
+    migrate(db, path)
+    return db
+
+
+def schema_version(db: Database) -> int:
+    """How many migrations the file has had."""
+    version: int = db.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def migrate(db: Database, path: Path) -> None:
+    """Apply the migrations the file lacks, each in one transaction.
+
+    Each one checks the version again inside its transaction, so that two
+    processes opening the file at once apply it once; a file that is up to date
+    is only read.  A file newer than this exportd is refused.
+    """
+    current = schema_version(db)
+    if current > len(MIGRATIONS):
+        raise ConfigError(
+            f"the job store {path} has schema version {current}, newer than this "
+            f"exportd knows ({len(MIGRATIONS)}): upgrade exportd"
+        )
+    for version in range(current, len(MIGRATIONS)):
+        with transaction(db):
+            if schema_version(db) == version:
+                MIGRATIONS[version](db)
+                db.execute(f"PRAGMA user_version = {version + 1}")
+
+
+def _create_tables(db: Database) -> None:
+    """Version 1: jobs, their parts, the outbox and the counts of dropped updates.
+
+    Times are ISO 8601 text in UTC with microseconds, so that they sort as text.
+    ``request``, ``error``, ``file`` and ``params`` are JSON.  A part is
+    ``detached`` while its worker runs it past acknowledging the task; it is
+    redispatched if ``heard_at`` (its last update, or its dispatch) gets too old.  Jobs are listed
+    newest first (``created_at``, then ``rowid`` for jobs created at the same
+    instant): each index serves one listing filter.  The idempotency index
+    counts a job without an org as org ``''``, since SQLite keeps NULLs apart
+    in a unique index.
+    """
+    statements = [
+        """
+        create table jobs (
+            id text primary key,
+            org_id text,
+            user_id text,
+            source text not null,
+            format text not null,
+            name text,
+            status text not null,
+            attempt integer not null,
+            part_count integer not null,
+            request text not null,
+            error text,
+            created_at text not null,
+            updated_at text not null,
+            completed_at text,
+            expires_at text,
+            idempotency_key text,
+            request_hash text not null
+        )
+        """,
+        "create index jobs_newest on jobs (created_at)",
+        "create index jobs_org on jobs (org_id, created_at)",
+        "create index jobs_org_user on jobs (org_id, user_id, created_at)",
+        "create index jobs_org_status on jobs (org_id, status, created_at)",
+        "create index jobs_org_source on jobs (org_id, source, created_at)",
+        "create index jobs_expiry on jobs (expires_at) where status = 'done'",
+        """
+        create unique index jobs_idempotency on jobs (ifnull(org_id, ''), idempotency_key)
+        where idempotency_key is not null
+        """,
+        """
+        create table parts (
+            job_id text not null references jobs (id) on delete cascade,
+            part integer not null,
+            status text not null,
+            last_seq integer not null default 0,
+            progress_rows integer not null default 0,
+            progress_bytes integer not null default 0,
+            progress_total integer,
+            file text,
+            error text,
+            params text not null,
+            file_name text not null,
+            detached integer not null default 0,
+            heard_at text,
+            primary key (job_id, part)
+        ) without rowid
+        """,
+        "create index parts_lease on parts (heard_at) where detached",
+        """
+        create table outbox (
+            id integer primary key autoincrement,
+            kind text not null,
+            exchange text not null,
+            routing_key text not null,
+            body blob not null,
+            created_at text not null
+        )
+        """,
+        "create table dropped_updates (reason text primary key, count integer not null)",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
+Migration = Callable[[Database], None]
+MIGRATIONS: list[Migration] = [_create_tables]
+"""Every schema change, oldest first; a file at version N has had the first N."""

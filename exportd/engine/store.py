@@ -1,0 +1,480 @@
+"""The job store: every job, its parts, and the messages that announce their changes.
+
+:class:`JobStore` is the engine's one way to change a job.  Each method that
+changes one is one SQLite transaction: it loads the job, asks
+:mod:`exportd.engine.lifecycle` for the change, writes it, and writes in the
+same transaction the outbox rows that follow from it: the public
+:class:`~exportd.messages.JobEvent`, one :class:`~exportd.messages.ExportTask`
+per part when an attempt begins, a :class:`~exportd.messages.CancelSignal` when
+one ends with parts unfinished.  The engine publishes the outbox
+(:meth:`JobStore.outbox_batch`) and deletes the rows the broker confirmed
+(:meth:`JobStore.outbox_done`), so a change and its messages are kept or lost
+together, and a message is published at least once.
+
+Dropped updates are counted by reason in the file, so the counts survive restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, NamedTuple
+
+import msgspec
+from msgspec.structs import replace
+
+from exportd.bus.topology import DEFAULT_EXCHANGE, Topology, event_routing_key
+from exportd.engine import lifecycle, rows
+from exportd.engine.lifecycle import Change, Dropped, JobState
+from exportd.engine.schema import open_database, transaction
+from exportd.errors import Conflict, FieldError, InvalidRequest, NotFound
+from exportd.messages import (
+    CancelSignal,
+    ExportTask,
+    JobEvent,
+    JobSnapshot,
+    RequestFields,
+    StatusUpdate,
+)
+
+MAX_PAGE = 1000
+"""The most jobs one :meth:`JobStore.list_jobs` call returns."""
+
+OutboxKind = Literal["task", "event", "cancel"]
+
+
+def _insert(table: str, *columns: str) -> str:
+    """An insert statement with a named parameter per column."""
+    values = ", ".join(f":{column}" for column in columns)
+    return f"insert into {table} ({', '.join(columns)}) values ({values})"
+
+
+# Writes are plain statements, prepared once by sqlite3's statement cache: sqlite-utils'
+# Table.insert and Table.update inspect the table on every call (Table.update also reads
+# the row back), which doubled the time to create a job and made an update 10x slower.
+_INSERT_JOB = _insert(
+    "jobs",
+    *("id", "org_id", "user_id", "source", "format", "name", "status", "attempt", "part_count"),
+    *("request", "error", "created_at", "updated_at", "completed_at", "expires_at"),
+    *("idempotency_key", "request_hash"),
+)
+_INSERT_PART = _insert("parts", "job_id", "part", "status", "params", "file_name")
+_INSERT_OUTBOX = _insert("outbox", "kind", "exchange", "routing_key", "body", "created_at")
+_UPDATE_JOB = """
+    update jobs set status = :status, attempt = :attempt, error = :error, updated_at = :updated_at,
+        completed_at = :completed_at, expires_at = :expires_at
+    where id = :id
+"""
+_UPDATE_PART = """
+    update parts set status = :status, last_seq = :last_seq, progress_rows = :progress_rows,
+        progress_bytes = :progress_bytes, progress_total = :progress_total, file = :file,
+        error = :error
+    where job_id = :job_id and part = :part
+"""
+_HEARD = """
+    update parts set detached = :detached, heard_at = :heard_at
+    where job_id = :job_id and part = :part
+"""
+_LAPSED = """
+    select parts.job_id, parts.part from parts join jobs on jobs.id = parts.job_id
+    where parts.detached and parts.heard_at <= ?
+        and jobs.status in ('created', 'processing', 'uploading')
+        and parts.status in ('created', 'processing', 'uploading')
+"""
+_COUNT_DROP = """
+    insert into dropped_updates (reason, count) values (?, 1)
+    on conflict (reason) do update set count = count + 1
+"""
+_IDEMPOTENCY_WHERE = "ifnull(org_id, '') = ? and idempotency_key = ?"
+"""Matches the expression of the unique index ``jobs_idempotency``, so that it is used."""
+
+
+class OutboxRow(NamedTuple):
+    """A message waiting to be published: ``body`` to ``exchange`` with ``routing_key``."""
+
+    id: int
+    kind: OutboxKind
+    exchange: str
+    routing_key: str
+    body: bytes
+    created_at: datetime
+
+
+class NewPart(NamedTuple):
+    """One part of a job to create: its own source parameters, and its file's name."""
+
+    params: dict[str, Any]
+    file_name: str
+
+
+class JobPage(NamedTuple):
+    """One page of a listing of jobs, newest first, and how many jobs the listing has."""
+
+    jobs: list[JobSnapshot]
+    total: int
+
+
+def part_key(job_id: str, attempt: int, part: int, file_name: str) -> str:
+    """Where the storage is to keep the file of one part of one attempt of a job: a path
+    that ends in the file's name."""
+    return f"{job_id}/{attempt}/{part}/{file_name}"
+
+
+def request_hash(request: RequestFields) -> str:
+    """The SHA-256 of the request's canonical JSON (keys sorted): equal for equal requests."""
+    return hashlib.sha256(msgspec.json.encode(request, order="sorted")).hexdigest()
+
+
+class JobStore:
+    """Jobs, their parts, the outbox and the counts of dropped updates, in one SQLite file.
+
+    The engine is the only writer.  Readers (another process listing jobs)
+    may open their own store on the same file and read while it writes.
+    Every ``now`` is a timezone-aware datetime.  One store serves one thread
+    at a time.
+    """
+
+    def __init__(self, path: Path, topology: Topology, *, busy_timeout: float = 5.0) -> None:
+        self.topology = topology
+        self._db = open_database(path, busy_timeout=busy_timeout)
+        self._jobs = self._db.table("jobs")
+        self._parts = self._db.table("parts")
+        self._outbox = self._db.table("outbox")
+        self._dropped = self._db.table("dropped_updates")
+
+    def close(self) -> None:
+        """Close the file."""
+        self._db.close()
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def create(
+        self, request: RequestFields, parts: Sequence[NewPart], *, now: datetime
+    ) -> JobSnapshot:
+        """Record a new job of ``parts``, and its tasks.
+
+        A request with an ``idempotency_key`` its org used before gets that job
+        back if the requests are the same, and :class:`~exportd.errors.Conflict`
+        naming ``idempotency_key`` if they are not.
+        """
+        encoded = msgspec.json.encode(request)
+        # kept as exportd's own messages carry it, whatever subclass came in
+        request = msgspec.json.decode(encoded, type=RequestFields)
+        digest = request_hash(request)
+        with transaction(self._db):
+            if request.idempotency_key is not None:
+                earlier = self._idempotent_job(request, digest)
+                if earlier is not None:
+                    return earlier
+            change = lifecycle.create(str(uuid.uuid4()), request, len(parts), now=now)
+            job = change.job
+            self._db.execute(
+                _INSERT_JOB,
+                {
+                    **rows.job_columns(job),
+                    "org_id": request.org_id,
+                    "user_id": request.user_id,
+                    "source": request.source,
+                    "format": request.format,
+                    "name": request.name,
+                    "part_count": job.part_count,
+                    "request": encoded.decode(),
+                    "created_at": rows.to_text(job.created_at),
+                    "idempotency_key": request.idempotency_key,
+                    "request_hash": digest,
+                },
+            )
+            self._db.conn.executemany(
+                _INSERT_PART,
+                [
+                    {
+                        "job_id": job.id,
+                        "part": part.part,
+                        "status": part.status,
+                        "params": msgspec.json.encode(new.params).decode(),
+                        "file_name": new.file_name,
+                    }
+                    for part, new in zip(job.parts, parts, strict=True)
+                ],
+            )
+            self._announce(change)
+        return job
+
+    def get(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
+        """The job ``job_id``; :class:`~exportd.errors.NotFound` naming ``job_id`` if there is
+        none, or if ``org_id`` is given and the job belongs to another org."""
+        with transaction(self._db, write=False):
+            return self._state(job_id, org_id).job
+
+    def list_jobs(
+        self,
+        *,
+        org_id: str | None = None,
+        user_id: str | None = None,
+        status: str | None = None,
+        source: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> JobPage:
+        """Jobs newest first, ``limit`` from ``offset`` on, with the ones given of
+        ``org_id``, ``user_id``, ``status`` and ``source``; and their total count."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidRequest.field("limit", f"must be from 1 to {MAX_PAGE}")
+        if offset < 0:
+            raise InvalidRequest.field("offset", "must be 0 or more")
+        if status is not None and status not in lifecycle.JOB_STATUSES:
+            statuses = ", ".join(lifecycle.JOB_STATUSES)
+            raise InvalidRequest.field("status", f"unknown status {status!r}; one of {statuses}")
+        given = {
+            name: value
+            for name, value in [
+                ("org_id", org_id),
+                ("user_id", user_id),
+                ("status", status),
+                ("source", source),
+            ]
+            if value is not None
+        }
+        where = " and ".join(f"{name} = ?" for name in given) or None
+        args = list(given.values())
+        with transaction(self._db, write=False):
+            states = self._states(where, args, limit=limit, offset=offset)
+            return JobPage([state.job for state in states], self._jobs.count_where(where, args))
+
+    def apply_update(
+        self, update: StatusUpdate, *, now: datetime, lifetime: timedelta
+    ) -> Change | Dropped:
+        """Apply a worker's update to its job, or drop it and count the reason.
+
+        A job that becomes done keeps its files for ``lifetime``.  An update
+        applied also renews the part's lease (see :meth:`redispatch_lapsed`).
+        """
+        with transaction(self._db):
+            before = self._find(update.job_id)
+            if before is None:
+                outcome: Change | Dropped = lifecycle.unknown_job(update)
+            else:
+                outcome = lifecycle.apply_update(before, update, now=now, lifetime=lifetime)
+                if isinstance(outcome, Change):
+                    self._record(before, outcome, now)
+                    self._hear(before.job.id, [update.part], detached=update.detached, now=now)
+            if isinstance(outcome, Dropped):
+                self._db.execute(_COUNT_DROP, [outcome.reason])
+        return outcome
+
+    def cancel(self, job_id: str, org_id: str | None = None, *, now: datetime) -> Change:
+        """Cancel a running job and tell the workers to stop it."""
+        return self._operate(lifecycle.cancel, job_id, org_id, now)
+
+    def restart(self, job_id: str, org_id: str | None = None, *, now: datetime) -> Change:
+        """Run a failed, canceled or expired job again, as a new attempt."""
+        return self._operate(lifecycle.restart, job_id, org_id, now)
+
+    def delete(self, job_id: str, org_id: str | None = None, *, now: datetime) -> Change:
+        """Mark a job deleted, stopping it if it runs; ``discard`` lists its files."""
+        return self._operate(lifecycle.delete, job_id, org_id, now)
+
+    def expire_due(self, now: datetime, *, limit: int = 100) -> list[Change]:
+        """Expire up to ``limit`` done jobs whose ``expires_at`` has come; each change's
+        ``discard`` lists the files to delete."""
+        with transaction(self._db):
+            due = self._states(
+                "status = 'done' and expires_at <= ?", [rows.to_text(now)], limit=limit
+            )
+            changes = [lifecycle.expire(state, now=now) for state in due]
+            for before, change in zip(due, changes, strict=True):
+                self._record(before, change, now)
+        return changes
+
+    def redispatch_lapsed(self, now: datetime, lease: timedelta) -> list[Change]:
+        """Dispatch again the parts of running jobs whose worker acknowledged the task early
+        (``detached``) and has not been heard from for ``lease``."""
+        with transaction(self._db):
+            changes = []
+            for job_id, part in self._db.execute(_LAPSED, [rows.to_text(now - lease)]).fetchall():
+                before = self._state(job_id, None)
+                change = lifecycle.redispatch(before, part)
+                self._record(before, change, now)
+                changes.append(change)
+        return changes
+
+    def outbox_batch(self, limit: int = 100) -> list[OutboxRow]:
+        """The oldest ``limit`` messages waiting to be published, oldest first."""
+        waiting = self._outbox.rows_where(order_by="id", limit=limit)
+        return [
+            OutboxRow(**{**row, "created_at": datetime.fromisoformat(row["created_at"])})
+            for row in waiting
+        ]
+
+    def outbox_done(self, ids: Iterable[int]) -> None:
+        """Forget published messages (once the broker confirmed them)."""
+        with transaction(self._db):
+            self._db.conn.executemany("delete from outbox where id = ?", [(id_,) for id_ in ids])
+
+    def dropped(self) -> dict[str, int]:
+        """How many workers' updates were dropped, by reason, since the store was created."""
+        return {row["reason"]: row["count"] for row in self._dropped.rows}
+
+    def _operate(
+        self,
+        operation: Callable[..., Change],
+        job_id: str,
+        org_id: str | None,
+        now: datetime,
+    ) -> Change:
+        with transaction(self._db):
+            before = self._state(job_id, org_id)
+            change = operation(before, now=now)
+            self._record(before, change, now)
+        return change
+
+    def _idempotent_job(self, request: RequestFields, digest: str) -> JobSnapshot | None:
+        """The job created before with ``request``'s idempotency key in its org, if any."""
+        earlier = next(
+            self._jobs.rows_where(
+                _IDEMPOTENCY_WHERE,
+                [request.org_id or "", request.idempotency_key],
+                select="id, request_hash",
+            ),
+            None,
+        )
+        if earlier is None:
+            return None
+        if earlier["request_hash"] != digest:
+            message = f"already used for job {earlier['id']}, with other parameters"
+            raise Conflict(
+                "idempotency_key reused for a different request",
+                [FieldError("idempotency_key", message)],
+            )
+        return self._state(earlier["id"], request.org_id).job
+
+    def _find(self, job_id: str, org_id: str | None = None) -> JobState | None:
+        where, args = "id = ?", [job_id]
+        if org_id is not None:
+            where, args = "id = ? and org_id = ?", [job_id, org_id]
+        states = self._states(where, args)
+        return states[0] if states else None
+
+    def _state(self, job_id: str, org_id: str | None) -> JobState:
+        state = self._find(job_id, org_id)
+        if state is None:
+            raise NotFound.field("job_id", f"no job {job_id!r}")
+        return state
+
+    def _states(
+        self,
+        where: str | None,
+        args: Sequence[Any],
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[JobState]:
+        """The jobs ``where`` matches, newest first, read with all their parts in two queries."""
+        jobs = list(
+            self._jobs.rows_where(
+                where, args, order_by="created_at desc, rowid desc", limit=limit, offset=offset
+            )
+        )
+        ids = [job["id"] for job in jobs]
+        parts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        if ids:
+            placeholders = ", ".join("?" * len(ids))
+            for row in self._parts.rows_where(
+                f"job_id in ({placeholders})", ids, order_by="job_id, part"
+            ):
+                parts[row["job_id"]].append(row)
+        return [rows.job_state(job, parts[job["id"]]) for job in jobs]
+
+    def _record(self, before: JobState, change: Change, now: datetime) -> None:
+        """Write ``change`` of the job that was ``before`` (its parts that changed), and
+        announce it.  A part dispatched starts its lease, not detached, at ``now``."""
+        after = change.state
+        self._db.execute(_UPDATE_JOB, rows.job_columns(after.job))
+        changed = [
+            rows.part_columns(after.job.id, part, seq)
+            for part, seq, old_part, old_seq in zip(
+                after.job.parts, after.seqs, before.job.parts, before.seqs, strict=True
+            )
+            if (part, seq) != (old_part, old_seq)
+        ]
+        self._db.conn.executemany(_UPDATE_PART, changed)
+        self._hear(after.job.id, change.dispatch, detached=False, now=now)
+        self._announce(change)
+
+    def _hear(self, job_id: str, parts: Iterable[int], *, detached: bool, now: datetime) -> None:
+        """Start or renew the lease of a job's ``parts``: a worker was heard from (or they
+        were dispatched) at ``now``."""
+        heard_at = rows.to_text(now)
+        self._db.conn.executemany(
+            _HEARD,
+            [
+                {"job_id": job_id, "part": part, "detached": detached, "heard_at": heard_at}
+                for part in parts
+            ],
+        )
+
+    def _announce(self, change: Change) -> None:
+        """Write the outbox rows that follow from ``change``."""
+        job = change.job
+        messages: list[tuple[OutboxKind, str, str, msgspec.Struct]] = []
+        if change.event is not None:
+            event = JobEvent(
+                id=str(uuid.uuid4()), type=change.event, occurred_at=job.updated_at, job=job
+            )
+            key = event_routing_key(job.request.org_id, job.request.source, job.status)
+            messages.append(("event", self.topology.events, key, event))
+        messages.extend(
+            ("task", DEFAULT_EXCHANGE, self.topology.tasks, task)
+            for task in self._tasks(job, change.dispatch)
+        )
+        if change.stop_workers:
+            signal = CancelSignal(job_id=job.id, attempt=job.attempt)
+            messages.append(("cancel", self.topology.cancel, "", signal))
+        created_at = rows.to_text(job.updated_at)
+        self._db.conn.executemany(
+            _INSERT_OUTBOX,
+            [
+                {
+                    "kind": kind,
+                    "exchange": exchange,
+                    "routing_key": routing_key,
+                    "body": msgspec.json.encode(message),
+                    "created_at": created_at,
+                }
+                for kind, exchange, routing_key, message in messages
+            ],
+        )
+
+    def _tasks(self, job: JobSnapshot, parts: Sequence[int]) -> list[ExportTask]:
+        """A task for each of ``parts`` in the job's current attempt, with its parameters."""
+        if not parts:
+            return []
+        part_rows = self._parts.rows_where(
+            "job_id = ?", [job.id], select="part, params, file_name", order_by="part"
+        )
+        return [
+            ExportTask(
+                job_id=job.id,
+                part=row["part"],
+                part_count=job.part_count,
+                attempt=job.attempt,
+                request=replace(job.request, params=msgspec.json.decode(row["params"])),
+                key=part_key(job.id, job.attempt, row["part"], row["file_name"]),
+            )
+            for row in part_rows
+            if row["part"] in parts
+        ]

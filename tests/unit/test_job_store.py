@@ -1,0 +1,588 @@
+"""The job store on real SQLite files: changes and their outbox rows, idempotency, listing,
+expiry, dropped updates, migrations, and readers beside the writer."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from msgspec.structs import replace
+from sqlite_utils import Database
+
+from exportd.bus.topology import Topology
+from exportd.engine import schema
+from exportd.engine import store as store_module
+from exportd.engine.lifecycle import Change, Dropped
+from exportd.engine.store import JobStore, NewPart
+from exportd.errors import ConfigError, Conflict, InvalidRequest, NotFound
+from exportd.messages import (
+    CancelSignal,
+    ExportTask,
+    FileInfo,
+    JobEvent,
+    JobSnapshot,
+    PartStatus,
+    Progress,
+    RequestFields,
+    StatusUpdate,
+)
+
+TOPOLOGY = Topology(prefix="test.")
+NOW = datetime(2024, 5, 1, 12, tzinfo=UTC)
+LIFETIME = timedelta(hours=24)
+
+
+def request(**changes: Any) -> RequestFields:
+    fields: dict[str, Any] = {
+        "source": "rooms",
+        "format": "csv",
+        "params": {"room_id": "r1", "min_messages": 2},
+        "interval": {"start": "2024-04-01", "end": "2024-05-01"},
+        "org_id": "acme",
+        "user_id": "u1",
+    }
+    fields.update(changes)
+    return msgspec.convert(fields, RequestFields)
+
+
+def parts(count: int) -> list[NewPart]:
+    return [NewPart({"room_id": f"r{n}"}, f"rooms-r{n}.csv") for n in range(count)]
+
+
+def file(job_id: str, part: int, attempt: int = 1) -> FileInfo:
+    """What the worker reports for a part done: the file at the task's key."""
+    name = f"rooms-r{part}.csv"
+    return FileInfo(f"{job_id}/{attempt}/{part}/{name}", name, "text/csv", 10, "ab" * 32, 3)
+
+
+def update(
+    job: JobSnapshot, status: PartStatus, seq: int, *, part: int = 0, **fields: Any
+) -> StatusUpdate:
+    if status == "done":
+        fields.setdefault("file", file(job.id, part, job.attempt))
+    fields.setdefault("attempt", job.attempt)
+    return StatusUpdate(job_id=job.id, part=part, seq=seq, status=status, **fields)
+
+
+def outbox(store: JobStore) -> list[tuple[str, str, str, Any]]:
+    """The waiting messages, decoded, and then forgotten as if published."""
+    types = {"event": JobEvent, "task": ExportTask, "cancel": CancelSignal}
+    rows = store.outbox_batch(limit=1000)
+    store.outbox_done(row.id for row in rows)
+    return [
+        (
+            row.kind,
+            row.exchange,
+            row.routing_key,
+            msgspec.json.decode(row.body, type=types[row.kind]),
+        )
+        for row in rows
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[JobStore]:
+    with JobStore(tmp_path / "jobs.db", TOPOLOGY) as opened:
+        yield opened
+
+
+def created(store: JobStore, part_count: int = 1, **changes: Any) -> JobSnapshot:
+    """A new job, its creation's messages already published."""
+    job = store.create(request(**changes), parts(part_count), now=NOW)
+    outbox(store)
+    return job
+
+
+def apply(store: JobStore, *updates: StatusUpdate, now: datetime = NOW) -> Change | Dropped:
+    outcome: Change | Dropped | None = None
+    for each in updates:
+        outcome = store.apply_update(each, now=now, lifetime=LIFETIME)
+    assert outcome is not None
+    return outcome
+
+
+def test_create_records_the_job_and_its_messages_together(store: JobStore) -> None:
+    job = store.create(request(), parts(2), now=NOW)
+    assert store.get(job.id) == job
+    assert (job.status, job.attempt, job.part_count) == ("created", 1, 2)
+    assert job.request == request()
+    messages = outbox(store)
+    assert [message[:3] for message in messages] == [
+        ("event", "test.exportd.events", "acme.rooms.created"),
+        ("task", "", "test.exportd.tasks"),
+        ("task", "", "test.exportd.tasks"),
+    ]
+    event = messages[0][3]
+    assert (event.type, event.occurred_at, event.job) == ("job.created", NOW, job)
+    tasks = [message[3] for message in messages[1:]]
+    assert [(task.part, task.part_count, task.attempt) for task in tasks] == [(0, 2, 1), (1, 2, 1)]
+    assert [task.request.params for task in tasks] == [{"room_id": "r0"}, {"room_id": "r1"}]
+    assert [task.key for task in tasks] == [file(job.id, 0).key, file(job.id, 1).key]
+    assert tasks[0].request.interval == job.request.interval
+
+
+def test_a_job_of_another_org_is_not_found(store: JobStore) -> None:
+    job = created(store)
+    assert store.get(job.id, org_id="acme") == job
+    for job_id, org_id in [(job.id, "other"), ("nope", None)]:
+        with pytest.raises(NotFound) as caught:
+            store.get(job_id, org_id)
+        assert [field.name for field in caught.value.fields] == ["job_id"]
+    with pytest.raises(NotFound):
+        store.cancel(job.id, "other", now=NOW)
+    assert store.get(job.id).status == "created"
+
+
+def test_the_same_idempotency_key_and_request_give_the_same_job(store: JobStore) -> None:
+    first = created(store, idempotency_key="k1")
+    reordered = request(idempotency_key="k1", params={"min_messages": 2, "room_id": "r1"})
+    again = store.create(reordered, parts(1), now=NOW + timedelta(minutes=1))
+    assert again == first
+    assert outbox(store) == []  # nothing new to announce or dispatch
+
+
+def test_the_same_idempotency_key_with_other_parameters_is_a_conflict(store: JobStore) -> None:
+    first = created(store, idempotency_key="k1")
+    with pytest.raises(Conflict) as caught:
+        store.create(request(idempotency_key="k1", format="xlsx"), parts(1), now=NOW)
+    assert [field.name for field in caught.value.fields] == ["idempotency_key"]
+    assert first.id in caught.value.fields[0].message
+    assert store.list_jobs().total == 1
+
+
+def test_an_idempotency_key_belongs_to_its_org(store: JobStore) -> None:
+    ours = created(store, idempotency_key="k1")
+    theirs = created(store, idempotency_key="k1", org_id="globex")
+    nobodys = created(store, idempotency_key="k1", org_id=None)
+    assert len({ours.id, theirs.id, nobodys.id}) == 3
+    assert created(store, idempotency_key="k1", org_id=None) == nobodys
+
+
+def test_listing_is_newest_first_in_pages_with_filters(store: JobStore) -> None:
+    jobs = [
+        store.create(
+            request(org_id=org, user_id=user, source=source),
+            parts(1),
+            now=NOW + timedelta(seconds=n // 2),  # two jobs per instant: newest inserted first
+        )
+        for n, (org, user, source) in enumerate(
+            [
+                ("acme", "u1", "rooms"),
+                ("acme", "u2", "rooms"),
+                ("acme", "u1", "workflows"),
+                ("globex", "u1", "rooms"),
+                ("acme", "u1", "rooms"),
+            ]
+        )
+    ]
+    ids = [job.id for job in jobs]
+    store.cancel(ids[4], now=NOW)
+
+    def listed(**filters: Any) -> tuple[list[str], int]:
+        page = store.list_jobs(**filters)
+        return [job.id for job in page.jobs], page.total
+
+    assert listed() == (ids[::-1], 5)
+    assert listed(limit=2) == ([ids[4], ids[3]], 5)
+    assert listed(limit=2, offset=2) == ([ids[2], ids[1]], 5)
+    assert listed(offset=5) == ([], 5)
+    assert listed(org_id="acme") == ([ids[4], ids[2], ids[1], ids[0]], 4)
+    assert listed(org_id="acme", user_id="u1") == ([ids[4], ids[2], ids[0]], 3)
+    assert listed(org_id="acme", source="rooms", limit=1) == ([ids[4]], 3)
+    assert listed(status="canceled") == ([ids[4]], 1)
+    assert listed(org_id="globex", status="canceled") == ([], 0)
+    assert store.list_jobs(org_id="globex").jobs == [store.get(ids[3])]
+
+
+@pytest.mark.parametrize(
+    ("filters", "field"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"offset": -1}, "offset"),
+        ({"status": "finished"}, "status"),
+    ],
+)
+def test_bad_listing_arguments_name_their_field(
+    store: JobStore, filters: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        store.list_jobs(**filters)
+    assert [error.name for error in caught.value.fields] == [field]
+
+
+def test_listing_reads_a_page_in_the_same_few_queries_however_long(store: JobStore) -> None:
+    def queries_to_list(limit: int) -> int:
+        statements: list[str] = []
+        store._db.conn.set_trace_callback(statements.append)
+        try:
+            page = store.list_jobs(limit=limit)
+        finally:
+            store._db.conn.set_trace_callback(None)
+        assert len(page.jobs) == limit
+        return len(statements)
+
+    for _ in range(30):
+        created(store, part_count=3)
+    assert queries_to_list(2) == queries_to_list(30)
+
+
+def test_updates_move_the_job_and_announce_status_changes_only(store: JobStore) -> None:
+    job = created(store, part_count=2)
+    first = apply(store, update(job, "processing", 1, progress=Progress(10, 100, 40)))
+    assert isinstance(first, Change)
+    assert store.get(job.id) == first.job
+    progress = apply(store, update(job, "processing", 2, progress=Progress(20, 200, 40)))
+    assert isinstance(progress, Change)
+    assert progress.event is None
+    assert store.get(job.id).parts[0].progress == Progress(20, 200, 40)
+    assert [(kind, key, event.type) for kind, _, key, event in outbox(store)] == [
+        ("event", "acme.rooms.processing", "job.processing")
+    ]
+    later = NOW + timedelta(minutes=5)
+    apply(store, update(job, "done", 3), update(job, "uploading", 1, part=1), now=later)
+    done = apply(store, update(job, "done", 2, part=1), now=later)
+    assert isinstance(done, Change)
+    assert store.get(job.id) == done.job
+    assert done.job.expires_at == later + LIFETIME
+    events = outbox(store)
+    assert [(key, event.type) for _, _, key, event in events] == [
+        ("acme.rooms.processing", "job.progress"),
+        ("acme.rooms.uploading", "job.uploading"),
+        ("acme.rooms.done", "job.done"),
+    ]
+    assert events[-1][3].job == done.job
+
+
+def test_dropped_updates_are_counted_by_reason_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with JobStore(path, TOPOLOGY) as store:
+        job = created(store, part_count=2)
+        apply(store, update(job, "uploading", 5))
+        outbox(store)
+        drops = [
+            update(job, "uploading", 5),  # duplicate
+            update(job, "processing", 6),  # backwards
+            update(job, "processing", 1, attempt=2),  # stale_attempt
+            update(job, "processing", 1, part=7),  # unknown_part
+            StatusUpdate(job_id="nope", part=0, attempt=1, seq=1, status="processing"),
+            update(job, "processing", 4),  # duplicate
+        ]
+        outcomes = [store.apply_update(each, now=NOW, lifetime=LIFETIME) for each in drops]
+        assert all(isinstance(outcome, Dropped) for outcome in outcomes)
+        assert outbox(store) == []
+        store.cancel(job.id, now=NOW)
+        apply(store, update(job, "done", 9, part=1))  # job_finished
+    with JobStore(path, TOPOLOGY) as reopened:
+        assert reopened.dropped() == {
+            "duplicate": 2,
+            "backwards": 1,
+            "stale_attempt": 1,
+            "unknown_part": 1,
+            "unknown_job": 1,
+            "job_finished": 1,
+        }
+        assert reopened.get(job.id).parts[0].status == "canceled"
+
+
+def worker_updates(job: JobSnapshot, steps: list[int]) -> list[StatusUpdate]:
+    """What each part's worker sends, in order: processing with progress, uploading, done."""
+    sent = []
+    for part, processing in enumerate(steps):
+        final = Progress(9, 90, 9)
+        sent += [
+            update(job, "processing", seq, part=part, progress=Progress(seq, seq * 10, 9))
+            for seq in range(1, processing + 1)
+        ]
+        sent += [
+            update(job, "uploading", processing + 1, part=part, progress=final),
+            update(job, "done", processing + 2, part=part, progress=final),
+        ]
+    return sent
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobStore]:
+    with JobStore(tmp_path_factory.mktemp("shared") / "jobs.db", TOPOLOGY) as opened:
+        yield opened
+
+
+def anonymous(job: JobSnapshot) -> JobSnapshot:
+    """``job`` without its id (nor its files' keys, which hold it), to compare two jobs."""
+    parts = [replace(part, file=part.file and replace(part.file, key="")) for part in job.parts]
+    return replace(job, id="", parts=parts)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data(), steps=st.lists(st.integers(1, 3), min_size=3, max_size=3))
+def test_updates_shuffled_and_repeated_are_stored_as_in_order(
+    shared_store: JobStore, data: st.DataObject, steps: list[int]
+) -> None:
+    store = shared_store
+    reference = created(store, part_count=3)
+    apply(store, *worker_updates(reference, steps))
+    job = created(store, part_count=3)
+    in_order = worker_updates(job, steps)
+    repeats = data.draw(st.lists(st.sampled_from(in_order), max_size=6))
+    arrivals = data.draw(st.permutations(in_order + repeats))
+    dropped_before = sum(store.dropped().values())
+    stages = {"created": 0, "processing": 1, "uploading": 2, "done": 3}
+    seen = store.get(job.id)
+    drops = 0
+    for each in arrivals:
+        drops += isinstance(store.apply_update(each, now=NOW, lifetime=LIFETIME), Dropped)
+        now_seen = store.get(job.id)
+        assert stages[now_seen.status] >= stages[seen.status]
+        for old, new in zip(seen.parts, now_seen.parts, strict=True):
+            assert stages[new.status] >= stages[old.status]
+        seen = now_seen
+    assert drops >= len(repeats)
+    assert sum(store.dropped().values()) - dropped_before == drops
+    assert anonymous(seen) == anonymous(store.get(reference.id))
+    assert [part.file for part in seen.parts] == [file(job.id, part) for part in range(3)]
+
+
+def failing_routing_key(*args: object) -> str:
+    raise RuntimeError("the disk is full")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda store, job: store.create(request(), parts(1), now=NOW),
+        lambda store, job: store.apply_update(
+            update(job, "processing", 1), now=NOW, lifetime=LIFETIME
+        ),
+        lambda store, job: store.cancel(job.id, now=NOW),
+        lambda store, job: store.delete(job.id, now=NOW),
+    ],
+    ids=["create", "apply_update", "cancel", "delete"],
+)
+def test_a_change_and_its_outbox_rows_are_kept_or_lost_together(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch, change: Callable[[JobStore, JobSnapshot], Any]
+) -> None:
+    job = created(store, part_count=2)
+    monkeypatch.setattr(store_module, "event_routing_key", failing_routing_key)
+    with pytest.raises(RuntimeError, match="disk is full"):
+        change(store, job)
+    assert store.outbox_batch() == []
+    assert store.list_jobs().jobs == [job]
+    monkeypatch.undo()
+    change(store, job)  # the store is still whole: the change goes through now
+    assert outbox(store)[0][0] == "event"
+
+
+def test_cancel_tells_the_workers_to_stop(store: JobStore) -> None:
+    job = created(store, part_count=2)
+    apply(store, update(job, "done", 3))
+    outbox(store)
+    change = store.cancel(job.id, "acme", now=NOW)
+    assert change.discard == (file(job.id, 0).key,)
+    assert [part.status for part in store.get(job.id).parts] == ["done", "canceled"]
+    messages = outbox(store)
+    assert [message[:3] for message in messages] == [
+        ("event", "test.exportd.events", "acme.rooms.canceled"),
+        ("cancel", "test.exportd.cancel", ""),
+    ]
+    assert messages[1][3] == CancelSignal(job_id=job.id, attempt=1)
+    with pytest.raises(Conflict, match="cannot cancel a job that is canceled"):
+        store.cancel(job.id, now=NOW)
+
+
+def test_restart_resets_the_parts_and_dispatches_the_next_attempt(store: JobStore) -> None:
+    job = created(store, part_count=2)
+    apply(store, update(job, "done", 2), update(job, "failed", 1, part=1))
+    assert store.get(job.id).status == "failed"
+    outbox(store)
+    with pytest.raises(Conflict, match="cannot restart a job that is created"):
+        store.restart(created(store).id, now=NOW)
+    later = NOW + timedelta(hours=1)
+    change = store.restart(job.id, "acme", now=later)
+    restarted = store.get(job.id)
+    assert restarted == change.job
+    assert (restarted.status, restarted.attempt, restarted.error) == ("created", 2, None)
+    assert [(p.status, p.progress, p.file) for p in restarted.parts] == [
+        ("created", Progress(), None)
+    ] * 2
+    messages = outbox(store)
+    assert [message[0] for message in messages] == ["event", "task", "task"]
+    tasks = [message[3] for message in messages[1:]]
+    assert [(task.attempt, task.key) for task in tasks] == [
+        (2, file(job.id, 0, attempt=2).key),
+        (2, file(job.id, 1, attempt=2).key),
+    ]
+    assert [task.request.params for task in tasks] == [{"room_id": "r0"}, {"room_id": "r1"}]
+    # the first attempt's news is stale; the second attempt's counts from seq 1 again
+    stale = apply(store, update(job, "done", 9))
+    assert stale == Dropped("stale_attempt", (file(job.id, 0, 1).key,))
+    assert isinstance(apply(store, update(restarted, "processing", 1)), Change)
+
+
+def test_delete_removes_the_files_of_a_done_job_at_once(store: JobStore) -> None:
+    job = created(store)
+    apply(store, update(job, "done", 1))
+    outbox(store)
+    change = store.delete(job.id, now=NOW)
+    assert change.discard == (file(job.id, 0).key,)
+    assert store.get(job.id).status == "deleted"
+    assert [message[2] for message in outbox(store)] == ["acme.rooms.deleted"]
+    with pytest.raises(Conflict, match="cannot delete a job that is deleted"):
+        store.delete(job.id, now=NOW)
+
+
+def test_done_jobs_expire_when_their_time_comes(store: JobStore) -> None:
+    jobs = [created(store) for _ in range(3)]
+    for n, job in enumerate(jobs):
+        apply(store, update(job, "done", 1), now=NOW + timedelta(minutes=n))
+    outbox(store)
+    assert store.expire_due(NOW + LIFETIME - timedelta(seconds=1)) == []
+    first = store.expire_due(NOW + LIFETIME + timedelta(minutes=1), limit=1)
+    second = store.expire_due(NOW + LIFETIME + timedelta(minutes=1))
+    expired = first + second
+    assert sorted(change.job.id for change in expired) == sorted(job.id for job in jobs[:2])
+    assert [len(first), len(second)] == [1, 1]
+    for change in expired:
+        assert change.discard == (file(change.job.id, 0).key,)
+        assert store.get(change.job.id).status == "expired"
+    assert [message[2] for message in outbox(store)] == ["acme.rooms.expired"] * 2
+    assert store.get(jobs[2].id).status == "done"
+    assert store.expire_due(NOW + 2 * LIFETIME)[0].job.id == jobs[2].id
+
+
+def test_a_detached_part_whose_worker_falls_silent_is_dispatched_again(store: JobStore) -> None:
+    lease = timedelta(minutes=2)
+    job = created(store, part_count=3)
+    apply(store, update(job, "processing", 5, detached=True))
+    apply(store, update(job, "processing", 3, part=1))
+    apply(store, update(job, "done", 9, part=2, detached=True))
+    outbox(store)
+    assert store.redispatch_lapsed(NOW + lease - timedelta(seconds=1), lease) == []
+    [change] = store.redispatch_lapsed(NOW + lease, lease)
+    assert change.job == store.get(job.id)  # nothing public changed
+    assert change.dispatch == (0,)
+    [(kind, _, _, task)] = outbox(store)
+    assert (kind, task.part, task.attempt, task.key) == ("task", 0, 1, file(job.id, 0).key)
+    assert store.redispatch_lapsed(NOW + 3 * lease, lease) == []  # not detached any more
+    # the next worker counts from seq 1; once it detaches and falls silent, it is replaced too
+    assert isinstance(apply(store, update(job, "processing", 1, detached=True)), Change)
+    assert len(store.redispatch_lapsed(NOW + lease, lease)) == 1
+    apply(store, update(job, "processing", 1, detached=True))
+    store.cancel(job.id, now=NOW)
+    assert store.redispatch_lapsed(NOW + 9 * lease, lease) == []
+
+
+def test_the_outbox_hands_out_the_oldest_messages_and_forgets_the_published(
+    store: JobStore,
+) -> None:
+    store.create(request(), parts(3), now=NOW)
+    rows = store.outbox_batch(limit=2)
+    assert [row.kind for row in rows] == ["event", "task"]
+    assert rows[0].created_at == NOW
+    store.outbox_done([rows[1].id])
+    assert [row.id for row in store.outbox_batch()] == [rows[0].id, rows[1].id + 1, rows[1].id + 2]
+
+
+def test_naive_times_are_refused_and_change_nothing(store: JobStore) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.create(request(), parts(1), now=datetime(2024, 5, 1))
+    assert store.list_jobs().total == 0
+    assert store.outbox_batch() == []
+
+
+def schema_version(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        version: int = connection.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def test_a_store_of_an_older_schema_is_migrated_once_on_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "jobs.db"
+    with JobStore(path, TOPOLOGY) as store:
+        job = created(store)
+    version = schema_version(path)
+    assert version == len(schema.MIGRATIONS)
+    runs: list[int] = []
+
+    def add_labels(db: Database) -> None:
+        runs.append(1)
+        db.execute("create table labels (job_id text references jobs (id), label text)")
+        db.execute("insert into labels select id, 'migrated' from jobs")
+
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, add_labels])
+    for _ in range(2):
+        with JobStore(path, TOPOLOGY) as store:
+            assert store.get(job.id) == job
+    assert runs == [1]
+    assert schema_version(path) == version + 1
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("select * from labels").fetchall() == [(job.id, "migrated")]
+
+
+def test_a_failing_migration_leaves_the_store_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "jobs.db"
+    JobStore(path, TOPOLOGY).close()
+
+    def half_done(db: Database) -> None:
+        db.execute("create table labels (label text)")
+        raise RuntimeError("migration bug")
+
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, half_done])
+    with pytest.raises(RuntimeError, match="migration bug"):
+        JobStore(path, TOPOLOGY)
+    assert schema_version(path) == len(schema.MIGRATIONS) - 1
+    with sqlite3.connect(path) as connection:
+        tables = {row[0] for row in connection.execute("select name from sqlite_master")}
+    assert "labels" not in tables
+
+
+def test_a_store_newer_than_exportd_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA user_version = 99")
+    with pytest.raises(ConfigError, match="schema version 99"):
+        JobStore(path, TOPOLOGY)
+
+
+def test_readers_read_while_the_engine_writes(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    writer = JobStore(path, TOPOLOGY)
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for n in range(150):
+                job = writer.create(request(), parts(2), now=NOW + timedelta(milliseconds=n))
+                writer.apply_update(update(job, "processing", 1), now=NOW, lifetime=LIFETIME)
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=write)
+    with JobStore(path, TOPOLOGY, busy_timeout=0.01) as reader:
+        thread.start()
+        totals = []
+        while thread.is_alive():
+            page = reader.list_jobs(limit=20)
+            totals.append(page.total)
+            assert all(len(job.parts) == job.part_count == 2 for job in page.jobs)
+        thread.join()
+        assert totals == sorted(totals)
+        assert len(set(totals)) > 1  # the reader did read while the writer wrote
+        assert reader.list_jobs().total == 150
+    writer.close()
+    assert failures == []
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -1,0 +1,373 @@
+"""The job state machine: every transition allowed or refused, and workers' updates in any order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exportd.engine import lifecycle
+from exportd.engine.lifecycle import (
+    JOB_STATUSES,
+    PART_STAGE,
+    PART_STATUSES,
+    Change,
+    Dropped,
+    DropReason,
+    JobState,
+)
+from exportd.errors import Conflict, ErrorBody
+from exportd.messages import (
+    FileInfo,
+    Interval,
+    JobStatus,
+    PartStatus,
+    Progress,
+    RequestFields,
+    StatusUpdate,
+)
+
+REQUEST = RequestFields(source="rooms", interval=Interval("2024-05-01", "2024-05-02"))
+NOW = datetime(2024, 5, 1, 12, tzinfo=UTC)
+LIFETIME = timedelta(hours=24)
+LATER = NOW + LIFETIME
+
+# The job lifecycle of DESIGN.md: where one step takes a job of each status.
+ONE_STEP: dict[JobStatus, set[JobStatus]] = {
+    "created": {"processing", "uploading", "done", "failed", "canceled", "deleted"},
+    "processing": {"uploading", "done", "failed", "canceled", "deleted"},
+    "uploading": {"done", "failed", "canceled", "deleted"},
+    "done": {"expired", "deleted"},
+    "failed": {"created", "deleted"},
+    "canceled": {"created", "deleted"},
+    "expired": {"created", "deleted"},
+    "deleted": set(),
+}
+OPERATIONS: dict[str, tuple[Callable[..., Change], set[JobStatus], JobStatus]] = {
+    "cancel": (lifecycle.cancel, {"created", "processing", "uploading"}, "canceled"),
+    "restart": (lifecycle.restart, {"failed", "canceled", "expired"}, "created"),
+    "delete": (lifecycle.delete, set(JOB_STATUSES) - {"deleted"}, "deleted"),
+    "expire": (lifecycle.expire, {"done"}, "expired"),
+}
+
+
+def file(part: int, attempt: int = 1) -> FileInfo:
+    return FileInfo(f"job/{attempt}/{part}", f"part{part}.csv", "text/csv", 10, "ab" * 32, 3)
+
+
+def update(
+    status: PartStatus, seq: int, *, part: int = 0, attempt: int = 1, **fields: Any
+) -> StatusUpdate:
+    if status == "done":
+        fields.setdefault("file", file(part, attempt))
+    return StatusUpdate(job_id="job", part=part, attempt=attempt, seq=seq, status=status, **fields)
+
+
+def new_job(parts: int = 1) -> JobState:
+    return lifecycle.create("job", REQUEST, parts, now=NOW).state
+
+
+def applied(state: JobState, *updates: StatusUpdate) -> JobState:
+    """``state`` after ``updates``, each of which must apply."""
+    for each in updates:
+        outcome = lifecycle.apply_update(state, each, now=NOW, lifetime=LIFETIME)
+        assert isinstance(outcome, Change), outcome
+        state = outcome.state
+    return state
+
+
+def job_in(status: JobStatus) -> JobState:
+    """A one-part job brought to ``status`` the way the engine would."""
+    job = new_job()
+    if status in ("processing", "uploading", "done", "failed"):
+        return applied(job, update(status, 1))
+    if status == "expired":
+        return lifecycle.expire(applied(job, update("done", 1)), now=LATER).state
+    if status == "canceled":
+        return lifecycle.cancel(job, now=NOW).state
+    if status == "deleted":
+        return lifecycle.delete(job, now=NOW).state
+    return job
+
+
+@cache
+def one_step_from(status: JobStatus) -> frozenset[JobStatus]:
+    """Every status one operation or one worker's update takes a job of ``status`` to."""
+    state = job_in(status)
+    reached: set[JobStatus] = set()
+    for operation, _, _ in OPERATIONS.values():
+        with suppress(Conflict):
+            reached.add(operation(state, now=LATER).job.status)
+    for part_status in PART_STATUSES:
+        outcome = lifecycle.apply_update(state, update(part_status, 99), now=NOW, lifetime=LIFETIME)
+        if isinstance(outcome, Change):
+            reached.add(outcome.job.status)
+    return frozenset(reached - {status})
+
+
+@pytest.mark.parametrize("after", JOB_STATUSES)
+@pytest.mark.parametrize("before", JOB_STATUSES)
+def test_one_step_goes_exactly_where_the_lifecycle_allows(
+    before: JobStatus, after: JobStatus
+) -> None:
+    assert (after in one_step_from(before)) == (after in ONE_STEP[before])
+
+
+@pytest.mark.parametrize("status", JOB_STATUSES)
+@pytest.mark.parametrize("name", OPERATIONS)
+def test_each_operation_runs_from_its_statuses_and_refuses_the_rest(
+    name: str, status: JobStatus
+) -> None:
+    operation, allowed, target = OPERATIONS[name]
+    state = job_in(status)
+    if status in allowed:
+        change = operation(state, now=LATER)
+        assert change.job.status == target
+        assert change.event == f"job.{target}"
+        assert change.job.updated_at == LATER
+    else:
+        with pytest.raises(Conflict, match=f"^cannot {name} a job that is {status}$") as caught:
+            operation(state, now=LATER)
+        assert caught.value.code == "conflict"
+
+
+@pytest.mark.parametrize(
+    ("parts", "job"),
+    [
+        (["created"], "created"),
+        (["created", "created"], "created"),
+        (["processing", "created"], "processing"),
+        (["uploading", "created"], "processing"),
+        (["done", "created"], "processing"),
+        (["uploading", "processing"], "processing"),
+        (["done", "processing"], "processing"),
+        (["uploading", "uploading"], "uploading"),
+        (["done", "uploading"], "uploading"),
+        (["done", "done"], "done"),
+        (["done", "failed"], "failed"),
+        (["failed", "canceled"], "failed"),
+        (["processing", "canceled"], "canceled"),
+        (["done", "canceled"], "canceled"),
+    ],
+)
+def test_a_jobs_status_derives_from_its_parts(parts: list[PartStatus], job: JobStatus) -> None:
+    assert lifecycle.derive_status(parts) == job
+
+
+def test_a_job_starts_created_with_a_task_per_part() -> None:
+    change = lifecycle.create("job", REQUEST, 3, now=NOW)
+    assert change.job.status == "created"
+    assert change.job.attempt == 1
+    assert [part.status for part in change.job.parts] == ["created"] * 3
+    assert change.state.seqs == (0, 0, 0)
+    assert (change.event, change.dispatch, change.stop_workers) == ("job.created", (0, 1, 2), False)
+    with pytest.raises(ValueError, match="at least one part"):
+        lifecycle.create("job", REQUEST, 0, now=NOW)
+
+
+def test_progress_within_a_status_applies_without_an_event() -> None:
+    state = applied(new_job(2), update("processing", 1, progress=Progress(10, 100, 50)))
+    second = lifecycle.apply_update(
+        state,
+        update("processing", 1, part=1, progress=Progress(5, 40, None)),
+        now=NOW,
+        lifetime=LIFETIME,
+    )
+    assert isinstance(second, Change)
+    assert second.event == "job.progress"  # a part moved, the job did not
+    third = lifecycle.apply_update(
+        second.state,
+        update("processing", 2, progress=Progress(30, 300, 50)),
+        now=NOW,
+        lifetime=LIFETIME,
+    )
+    assert isinstance(third, Change)
+    assert third.event is None
+    assert third.job.parts[0].progress == Progress(30, 300, 50)
+    assert third.job.progress == Progress(35, 340, None)  # part 1's total is unknown
+
+
+def test_a_job_done_keeps_its_files_for_their_lifetime() -> None:
+    state = applied(new_job(2), update("done", 1), update("uploading", 1, part=1))
+    assert state.job.status == "uploading"
+    change = lifecycle.apply_update(
+        state, update("done", 2, part=1, progress=Progress(3, 10, 3)), now=LATER, lifetime=LIFETIME
+    )
+    assert isinstance(change, Change)
+    job = change.job
+    assert (job.status, change.event, change.discard) == ("done", "job.done", ())
+    assert [part.file for part in job.parts] == [file(0), file(1)]
+    assert job.completed_at == LATER
+    assert job.expires_at == LATER + LIFETIME
+
+
+def test_a_failed_part_fails_the_job_and_stops_the_others() -> None:
+    state = applied(new_job(3), update("done", 1), update("processing", 1, part=1))
+    error = ErrorBody("export_failed", "source 'rooms' failed: boom")
+    change = lifecycle.apply_update(
+        state, update("failed", 1, part=2, error=error), now=NOW, lifetime=LIFETIME
+    )
+    assert isinstance(change, Change)
+    assert change.job.status == "failed"
+    assert change.job.error == error
+    assert [part.status for part in change.job.parts] == ["done", "canceled", "failed"]
+    assert [part.file for part in change.job.parts] == [None, None, None]
+    assert change.discard == (file(0).key,)
+    assert change.stop_workers
+    assert change.job.completed_at == NOW
+    assert change.job.expires_at is None
+
+
+def test_a_failure_without_an_error_still_says_which_part() -> None:
+    job = applied(new_job(2), update("failed", 1, part=1)).job
+    assert job.error == ErrorBody("export_failed", "part 1 failed")
+
+
+def test_the_last_part_failing_stops_no_worker() -> None:
+    change = lifecycle.apply_update(new_job(), update("failed", 1), now=NOW, lifetime=LIFETIME)
+    assert isinstance(change, Change)
+    assert not change.stop_workers
+
+
+def test_cancel_stops_the_unfinished_parts_and_drops_the_finished_files() -> None:
+    state = applied(new_job(2), update("done", 1))
+    change = lifecycle.cancel(state, now=LATER)
+    assert [part.status for part in change.job.parts] == ["done", "canceled"]
+    assert change.discard == (file(0).key,)
+    assert change.stop_workers
+    assert change.job.completed_at == LATER
+
+
+def test_delete_of_a_done_job_discards_its_files_and_stops_nobody() -> None:
+    state = applied(new_job(2), update("done", 1), update("done", 1, part=1))
+    change = lifecycle.delete(state, now=LATER)
+    assert change.discard == (file(0).key, file(1).key)
+    assert not change.stop_workers
+    assert change.job.completed_at == NOW  # when the export finished, not when it was deleted
+
+
+def test_restart_begins_a_new_attempt_from_scratch() -> None:
+    failed = applied(
+        new_job(2), update("processing", 4, progress=Progress(5, 5, 9)), update("failed", 1, part=1)
+    )
+    change = lifecycle.restart(failed, now=LATER)
+    job = change.job
+    assert (job.status, job.attempt, job.error) == ("created", 2, None)
+    assert [part.status for part in job.parts] == ["created", "created"]
+    assert job.progress == Progress()
+    assert (job.completed_at, job.expires_at) == (None, None)
+    assert change.state.seqs == (0, 0)
+    assert change.dispatch == (0, 1)
+    assert job.created_at == NOW
+    # the old attempt's late news no longer counts, and its file goes
+    late = lifecycle.apply_update(change.state, update("done", 9), now=LATER, lifetime=LIFETIME)
+    assert late == Dropped("stale_attempt", (file(0).key,))
+
+
+def test_a_part_redispatched_counts_its_updates_from_the_start() -> None:
+    state = applied(new_job(2), update("processing", 5), update("done", 1, part=1))
+    change = lifecycle.redispatch(state, 0)
+    assert (change.job, change.event, change.dispatch) == (state.job, None, (0,))
+    assert change.state.seqs == (0, 1)
+    assert applied(change.state, update("processing", 1)).seqs == (1, 1)
+    with pytest.raises(Conflict, match="part 1, done, of a job that is processing"):
+        lifecycle.redispatch(state, 1)
+    with pytest.raises(Conflict, match="part 0, canceled, of a job that is canceled"):
+        lifecycle.redispatch(lifecycle.cancel(state, now=NOW).state, 0)
+
+
+def test_expire_waits_for_expires_at() -> None:
+    done = job_in("done")
+    with pytest.raises(Conflict, match="before"):
+        lifecycle.expire(done, now=LATER - timedelta(seconds=1))
+    change = lifecycle.expire(done, now=LATER)
+    assert change.discard == (file(0).key,)
+    assert change.job.expires_at == LATER
+
+
+@pytest.mark.parametrize(
+    ("state", "news", "reason"),
+    [
+        (new_job(), update("processing", 1, part=1), "unknown_part"),
+        (new_job(), update("processing", 1, attempt=2), "stale_attempt"),
+        (job_in("canceled"), update("processing", 2), "job_finished"),
+        (job_in("done"), update("processing", 2), "job_finished"),
+        (job_in("processing"), update("uploading", 1), "duplicate"),
+        (applied(new_job(), update("uploading", 2)), update("processing", 3), "backwards"),
+        (applied(new_job(2), update("done", 2)), update("failed", 3), "backwards"),
+    ],
+)
+def test_updates_that_must_not_apply_are_dropped(
+    state: JobState, news: StatusUpdate, reason: DropReason
+) -> None:
+    assert lifecycle.apply_update(state, news, now=NOW, lifetime=LIFETIME) == Dropped(reason)
+
+
+def test_a_dropped_update_discards_its_file_unless_the_job_holds_it() -> None:
+    done = job_in("done")
+    again = lifecycle.apply_update(done, update("done", 1), now=NOW, lifetime=LIFETIME)
+    assert again == Dropped("job_finished")  # the job's own file: kept
+    canceled = job_in("canceled")
+    late = lifecycle.apply_update(canceled, update("done", 5), now=NOW, lifetime=LIFETIME)
+    assert late == Dropped("job_finished", (file(0).key,))
+    assert lifecycle.unknown_job(update("done", 1)) == Dropped("unknown_job", (file(0).key,))
+
+
+def test_total_progress_knows_the_total_only_when_every_part_does() -> None:
+    state = applied(
+        new_job(2),
+        update("processing", 1, progress=Progress(1, 2, 3)),
+        update("processing", 1, part=1, progress=Progress(4, 5, 6)),
+    )
+    assert state.job.progress == Progress(5, 7, 9)
+
+
+def valid_updates(part_count: int, steps: list[int]) -> list[StatusUpdate]:
+    """What each part's worker sends, in order: processing with growing progress, then
+    uploading, then done; parts one after another."""
+    updates = []
+    for part, processing in zip(range(part_count), steps, strict=True):
+        seq = 0
+        for rows in range(processing):
+            seq += 1
+            updates.append(
+                update("processing", seq, part=part, progress=Progress(rows, rows * 10, 9))
+            )
+        final = Progress(9, 90, 9)
+        updates.append(update("uploading", seq + 1, part=part, progress=final))
+        updates.append(update("done", seq + 2, part=part, progress=final))
+    return updates
+
+
+JOB_STAGE = {"created": 0, "processing": 1, "uploading": 2, "done": 3}
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), steps=st.lists(st.integers(1, 4), min_size=3, max_size=3))
+def test_updates_shuffled_and_repeated_end_where_updates_in_order_do(
+    data: st.DataObject, steps: list[int]
+) -> None:
+    in_order = valid_updates(3, steps)
+    repeats = data.draw(st.lists(st.sampled_from(in_order), max_size=8))
+    arrivals = data.draw(st.permutations(in_order + repeats))
+    expected = applied(new_job(3), *in_order)
+    state = new_job(3)
+    for news in arrivals:
+        outcome = lifecycle.apply_update(state, news, now=NOW, lifetime=LIFETIME)
+        if isinstance(outcome, Dropped):
+            assert outcome.reason in ("duplicate", "job_finished")
+            assert outcome.discard == ()
+            continue
+        after = outcome.state
+        assert JOB_STAGE[after.job.status] >= JOB_STAGE[state.job.status]
+        for old, new in zip(state.job.parts, after.job.parts, strict=True):
+            assert PART_STAGE[new.status] >= PART_STAGE[old.status]
+        state = after
+    assert state == expected
+    assert state.job.status == "done"
