@@ -104,3 +104,16 @@ class ConfigError(ExportError):
     """The configuration file or an ``EXPORTD_*`` variable is wrong."""
 
     code = "config_error"
+
+
+def from_body(body: ErrorBody) -> ExportError:
+    """The error a wire :class:`ErrorBody` describes, as the subclass of its ``code``
+    (an unknown code, from a newer exportd, keeps its code on a plain ExportError)."""
+    classes = {cls.code: cls for cls in _subclasses(ExportError)}
+    error = classes.get(body.code, ExportError)(body.message, body.fields)
+    error.code = body.code
+    return error
+
+
+def _subclasses(cls: type[ExportError]) -> list[type[ExportError]]:
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]

@@ -184,12 +184,37 @@ class JobEvent(msgspec.Struct, kw_only=True):
     error: ErrorBody | None = None
 
 
+class JobCommand(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """An operation on jobs for the engine (queue ``exportd.control``), answered on its
+    ``reply_to`` with a :class:`RequestReply`.
+
+    ``get``, ``cancel``, ``restart`` and ``delete`` need ``job_id``; ``list`` takes the
+    filters and paging.  ``org_id``, when given, limits the command to that org's jobs.
+    """
+
+    v: int = SCHEMA_VERSION
+    op: Literal["get", "list", "cancel", "restart", "delete"]
+    job_id: str | None = None
+    org_id: str | None = None
+    user_id: str | None = None
+    status: str | None = None
+    source: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    offset: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
 class RequestReply(msgspec.Struct, kw_only=True):
-    """The engine's answer to a request from ``exportd.requests``, sent to its ``reply_to``
-    with its ``correlation_id``: the created (or, for a repeated idempotency key, the
-    existing) job, or why the request was refused."""
+    """The engine's answer to a request (``exportd.requests``) or a command
+    (``exportd.control``), sent to its ``reply_to`` with its ``correlation_id``.
+
+    ``ok`` with the job (created, or for a repeated idempotency key the existing
+    one; or the one a command acted on), or with a page of ``jobs`` and their
+    ``total`` for ``list``; else ``error`` says why it was refused.
+    """
 
     v: int = SCHEMA_VERSION
     ok: bool
     job: JobSnapshot | None = None
+    jobs: list[JobSnapshot] | None = None
+    total: int | None = None
     error: ErrorBody | None = None

@@ -14,6 +14,7 @@ from exportd.messages import (
     CancelSignal,
     ExportRequest,
     ExportTask,
+    JobCommand,
     JobEvent,
     RequestReply,
     StatusUpdate,
@@ -21,6 +22,7 @@ from exportd.messages import (
 
 MESSAGES: dict[str, type[msgspec.Struct]] = {
     "ExportRequest": ExportRequest,
+    "JobCommand": JobCommand,
     "RequestReply": RequestReply,
     "ExportTask": ExportTask,
     "StatusUpdate": StatusUpdate,

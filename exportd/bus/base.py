@@ -8,10 +8,15 @@ in-process) pass the same contract tests (``tests/contract/test_bus.py``).
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from exportd.bus.topology import Topology
+
+log = logging.getLogger(__name__)
 
 
 class BusError(Exception):
@@ -27,7 +32,9 @@ class Message(abc.ABC):
     correlation_id: str | None
     redelivered: bool
     delivery_count: int
-    """How many times this message was delivered before (0 the first time)."""
+    """How many times this message was delivered before (0 the first time).
+
+    Quorum queues count; classic ones (requests, subscriptions) always say 0."""
 
     @abc.abstractmethod
     async def ack(self) -> None:
@@ -47,7 +54,9 @@ class Subscription(abc.ABC):
 
     @abc.abstractmethod
     async def cancel(self) -> None:
-        """Stop consuming."""
+        """Stop deliveries at once.  Handler calls in flight go on (they may still settle
+        their messages, and publish); once none is left, whatever is still unsettled
+        goes back to the queue.  Returns without waiting for them."""
 
 
 class Bus(abc.ABC):
@@ -77,7 +86,8 @@ class Bus(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Stop every subscription and disconnect."""
+        """Stop every subscription, wait for their handler calls in flight (cancelling
+        ``close`` cancels them), give back what is unsettled, and disconnect."""
 
     @abc.abstractmethod
     async def publish(
@@ -93,7 +103,9 @@ class Bus(abc.ABC):
 
         ``exchange`` is ``""`` (the default exchange: ``routing_key`` names a queue)
         or one of the topology's exchanges.  Raises :class:`BusError` when the
-        confirm does not come in time or the message cannot be routed.
+        confirm does not come in time or the message cannot be routed: no such
+        queue or exchange.  An exchange that routes it to no queue (nobody
+        subscribed) drops it quietly.
         """
 
     @abc.abstractmethod
@@ -105,3 +117,77 @@ class Bus(abc.ABC):
     async def subscribe(self, exchange: str, pattern: str, handler: Handler) -> Subscription:
         """Deliver what ``exchange`` routes to ``pattern`` (a topic pattern, or ``""`` for
         fanout) into a private queue that lives as long as the subscription."""
+
+
+class Consumer(Subscription):
+    """What both implementations' consumers share: each delivery runs the handler in a
+    task of its own, so a slow call holds only its own message; a handler that raises
+    is logged and its message rejected with requeue; a cancel waits for the calls in
+    flight before giving back what is unsettled.
+
+    ``registry`` holds the consumer from its creation until it has given everything
+    back, so that the bus can :meth:`stop` them all when it closes.
+    """
+
+    def __init__(self, handler: Handler, queue: str, registry: set[Consumer]) -> None:
+        self._handler = handler
+        self._queue_name = queue
+        self._registry = registry
+        self._calls: set[asyncio.Task[None]] = set()
+        self._finished: asyncio.Task[None] | None = None
+        registry.add(self)
+
+    @abc.abstractmethod
+    async def _stop_deliveries(self) -> None:
+        """Have no more messages delivered."""
+
+    @abc.abstractmethod
+    async def _give_back(self) -> None:
+        """Return every message still unsettled to its queue, and let go of the queue."""
+
+    def deliver(self, message: Message) -> None:
+        """Hand ``message`` to the handler, in a task of its own."""
+        call = asyncio.create_task(self._call(message))
+        self._calls.add(call)
+        call.add_done_callback(self._calls.discard)
+
+    async def _call(self, message: Message) -> None:
+        try:
+            await self._handler(message)
+        except Exception:
+            log.exception("The handler of %s failed; its message goes back", self._queue_name)
+            # The handler settled it before raising, or its channel is gone (and with
+            # it the delivery, which the broker requeues).
+            with contextlib.suppress(BusError):
+                await message.reject(requeue=True)
+
+    async def cancel(self) -> None:
+        """Stop deliveries now; give back what is unsettled once no handler call is in
+        flight (at once, if none is)."""
+        finished = await self._cancel()
+        if not self._calls:
+            await finished
+
+    async def stop(self) -> None:
+        """Cancel, and wait until everything is given back.  Cancelling this cancels
+        the handler calls still in flight."""
+        await (await self._cancel())
+
+    async def _cancel(self) -> asyncio.Task[None]:
+        """Stop deliveries (the first time) and return the task that finishes up."""
+        if self._finished is None:
+            try:
+                await self._stop_deliveries()
+            finally:
+                self._finished = asyncio.create_task(self._finish())
+        return self._finished
+
+    async def _finish(self) -> None:
+        try:
+            while self._calls:
+                await asyncio.wait(tuple(self._calls))
+        finally:
+            for call in self._calls:
+                call.cancel()
+            self._registry.discard(self)
+            await self._give_back()

@@ -7,6 +7,7 @@
     exportd.tasks          queue    engine -> workers: ExportTask; durable quorum queue with a
                                     delivery limit, then dead-lettered to exportd.tasks.dead
     exportd.status         queue    workers -> engine: StatusUpdate
+    exportd.control        queue    clients -> engine: JobCommand (reply_to gets the answer)
     exportd.cancel         fanout   engine -> every worker: CancelSignal
     exportd.events         topic    engine -> subscribers: JobEvent, key <org_id>.<source>.<status>
 
@@ -78,6 +79,11 @@ class Topology:
         return self._name("status")
 
     @property
+    def control(self) -> str:
+        """Queue of commands on jobs (get, list, cancel, restart, delete) for the engine."""
+        return self._name("control")
+
+    @property
     def cancel(self) -> str:
         """Fanout exchange of cancel signals to every worker."""
         return self._name("cancel")
@@ -100,6 +106,7 @@ class Topology:
                 dead_letter=self.tasks_dead,
             ),
             QueueSpec(self.status, quorum=True),
+            QueueSpec(self.control),
         )
 
     def exchanges(self) -> tuple[ExchangeSpec, ...]:

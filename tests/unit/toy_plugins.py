@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, BinaryIO
 
@@ -26,6 +27,8 @@ class CountParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     rows: Annotated[int, msgspec.Meta(ge=0)]
     explode_at: int | None = None
     forbidden: str | None = None
+    pause: float = 0.0
+    """Seconds to sleep before each batch: a slow export, for runtime tests."""
 
 
 class CountSource(Source[CountParams]):
@@ -61,6 +64,7 @@ class CountSource(Source[CountParams]):
                 raise RuntimeError(f"boom at {n}")
             batch.append((n, n * n, f"row {n}"))
             if len(batch) == ctx.batch_size:
+                time.sleep(params.pause)
                 yield batch
                 batch = []
         if batch:

@@ -1,0 +1,274 @@
+"""The RabbitMQ bus, on aio-pika.
+
+One robust connection (it reconnects and restores channels, queues, bindings
+and consumers on its own), one channel with publisher confirms for publishing,
+and one channel per consumer so that each has its own prefetch.  Publishes are
+persistent; a publish to a queue is ``mandatory``, so a missing queue is an
+error rather than a lost message.  A publish to a fanout or topic exchange is
+not: nobody listening is normal for events and cancel signals.
+
+After the broker drops the connection, aio-pika retries every
+``reconnect_interval`` seconds (5 unless the URL says otherwise, e.g.
+``amqp://host/?reconnect_interval=1``).  Publishes made meanwhile wait for the
+reconnect within the confirm timeout; deliveries in hand when the connection
+dropped can no longer be settled (the broker redelivers them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, PublishError
+from yarl import URL
+
+from exportd.bus.base import Bus, BusError, Consumer, Handler, Message, Subscription
+from exportd.bus.topology import DEFAULT_EXCHANGE, QueueSpec, Topology
+from exportd.config.settings import BrokerSettings
+
+_BROKER_ERRORS = (AMQPError, ChannelInvalidStateError, OSError)
+
+
+@contextlib.contextmanager
+def _as_bus_error(doing: str) -> Iterator[None]:
+    """Turn aio-pika's and the socket's errors into :class:`BusError`."""
+    try:
+        yield
+    except _BROKER_ERRORS as exc:
+        raise BusError(f"{doing}: {exc!r}") from exc
+
+
+def _queue_arguments(spec: QueueSpec) -> dict[str, str | int]:
+    arguments: dict[str, str | int] = {}
+    if spec.quorum:
+        arguments["x-queue-type"] = "quorum"
+    if spec.delivery_limit is not None:
+        arguments["x-delivery-limit"] = spec.delivery_limit
+    if spec.dead_letter is not None:
+        arguments["x-dead-letter-exchange"] = DEFAULT_EXCHANGE
+        arguments["x-dead-letter-routing-key"] = spec.dead_letter
+    return arguments
+
+
+async def _declare_queue(channel: AbstractRobustChannel, spec: QueueSpec) -> AbstractQueue:
+    return await channel.declare_queue(spec.name, durable=True, arguments=_queue_arguments(spec))
+
+
+class _AmqpMessage(Message):
+    """A delivery from RabbitMQ."""
+
+    def __init__(self, incoming: AbstractIncomingMessage) -> None:
+        self.body = incoming.body
+        self.routing_key = incoming.routing_key or ""
+        self.reply_to = incoming.reply_to
+        self.correlation_id = incoming.correlation_id
+        self.redelivered = bool(incoming.redelivered)
+        # Quorum queues count deliveries in this header; classic queues do not.
+        count = incoming.headers.get("x-delivery-count", 0)
+        self.delivery_count = count if isinstance(count, int) else 0
+        self._incoming = incoming
+
+    async def ack(self) -> None:
+        """Done with it: the broker forgets it."""
+        with _as_bus_error("cannot ack"):
+            await self._incoming.ack()
+
+    async def reject(self, *, requeue: bool) -> None:
+        """Give it back, or dead-letter it (or drop it, where the queue has no dead-letter)."""
+        with _as_bus_error("cannot reject"):
+            await self._incoming.reject(requeue=requeue)
+
+
+class _AmqpConsumer(Consumer):
+    """A consumer on a channel of its own; closing the channel gives back what is unsettled."""
+
+    def __init__(
+        self,
+        channel: AbstractRobustChannel,
+        queue: AbstractQueue,
+        handler: Handler,
+        registry: set[Consumer],
+        broker_timeout: float,
+    ) -> None:
+        super().__init__(handler, queue.name, registry)
+        self._channel = channel
+        self._queue = queue
+        self._broker_timeout = broker_timeout
+        self._tag: str | None = None
+
+    async def start(self) -> None:
+        """Start consuming with manual acks."""
+
+        async def on_message(incoming: AbstractIncomingMessage) -> None:
+            self.deliver(_AmqpMessage(incoming))
+
+        with _as_bus_error(f"cannot consume {self._queue.name}"):
+            self._tag = await self._queue.consume(on_message, no_ack=False)
+
+    async def _stop_deliveries(self) -> None:
+        if self._tag is not None:
+            # Without a broker to answer, closing the channel stops deliveries anyway.
+            with contextlib.suppress(*_BROKER_ERRORS):
+                async with asyncio.timeout(self._broker_timeout):
+                    await self._queue.cancel(self._tag)
+
+    async def _give_back(self) -> None:
+        with contextlib.suppress(*_BROKER_ERRORS):
+            await self._channel.close()
+
+
+class AmqpBus(Bus):
+    """A :class:`Bus` on RabbitMQ.
+
+    ``name`` is the connection name the broker shows (``rabbitmqctl
+    list_connections client_properties``, the management UI).
+    """
+
+    def __init__(
+        self,
+        settings: BrokerSettings | None = None,
+        topology: Topology | None = None,
+        *,
+        name: str = "exportd",
+    ) -> None:
+        super().__init__(topology)
+        self.settings = settings or BrokerSettings()
+        self.name = name
+        self._queue_specs = {spec.name: spec for spec in self.topology.queues()}
+        self._exchange_names = {spec.name for spec in self.topology.exchanges()}
+        self._connection: AbstractRobustConnection | None = None
+        self._publisher: AbstractRobustChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._consumers: set[Consumer] = set()
+
+    async def start(self) -> None:
+        """Connect, open the publishing channel and declare the topology."""
+        where = URL(self.settings.url).with_password(None)
+        with _as_bus_error(f"cannot connect to RabbitMQ at {where}"):
+            self._connection = await aio_pika.connect_robust(
+                self.settings.url, client_properties={"connection_name": self.name}
+            )
+        try:
+            with _as_bus_error("cannot declare the topology"):
+                self._publisher = channel = await self._connection.channel(on_return_raises=True)
+                self._exchanges[DEFAULT_EXCHANGE] = channel.default_exchange
+                for exchange in self.topology.exchanges():
+                    self._exchanges[exchange.name] = await channel.declare_exchange(
+                        exchange.name, aio_pika.ExchangeType(exchange.type), durable=True
+                    )
+                for queue in self.topology.queues():
+                    await _declare_queue(channel, queue)
+        except BusError:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop every consumer (handler calls in flight finish first), then disconnect."""
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            await asyncio.gather(*(consumer.stop() for consumer in tuple(self._consumers)))
+        finally:
+            self._connection = self._publisher = None
+            self._exchanges = {}
+            await connection.close()
+
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        reply_to: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        """Publish persistently and wait for the broker's confirm."""
+        if self._publisher is None:
+            raise BusError("the bus is not started")
+        target = self._exchanges.get(exchange)
+        if target is None:
+            raise BusError(f"no exchange named {exchange!r}")
+        message = aio_pika.Message(
+            body,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            reply_to=reply_to,
+            correlation_id=correlation_id,
+        )
+        timeout = self.settings.confirm_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self._publisher.ready()  # a reconnect in progress
+                await target.publish(message, routing_key, mandatory=exchange == DEFAULT_EXCHANGE)
+        except TimeoutError as exc:
+            raise BusError(f"RabbitMQ did not confirm the publish within {timeout} s") from exc
+        except PublishError as exc:
+            raise BusError(f"no queue named {routing_key!r}: the message cannot be routed") from exc
+        except _BROKER_ERRORS as exc:
+            raise BusError(
+                f"cannot publish to {exchange!r} with key {routing_key!r}: {exc!r}"
+            ) from exc
+
+    async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> Subscription:
+        """Consume a topology queue on a channel of its own with ``prefetch``."""
+        spec = self._queue_specs.get(queue)
+        if spec is None:
+            raise BusError(f"no queue named {queue!r}")
+
+        async def declare(channel: AbstractRobustChannel) -> AbstractQueue:
+            return await _declare_queue(channel, spec)
+
+        return await self._consume_on_new_channel(declare, handler, prefetch)
+
+    async def subscribe(self, exchange: str, pattern: str, handler: Handler) -> Subscription:
+        """Consume a private queue (exclusive, auto-delete) bound to ``exchange``.
+
+        aio-pika names the queue itself so that it can redeclare it, bindings and
+        all, after a reconnect.
+        """
+        if exchange not in self._exchange_names:
+            raise BusError(f"no exchange named {exchange!r}")
+
+        async def declare(channel: AbstractRobustChannel) -> AbstractQueue:
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            await queue.bind(exchange, pattern)
+            return queue
+
+        return await self._consume_on_new_channel(declare, handler, self.settings.prefetch)
+
+    async def _consume_on_new_channel(
+        self,
+        declare: Callable[[AbstractRobustChannel], Awaitable[AbstractQueue]],
+        handler: Handler,
+        prefetch: int,
+    ) -> Subscription:
+        if self._connection is None:
+            raise BusError("the bus is not started")
+        with _as_bus_error("cannot open a consumer channel"):
+            channel = await self._connection.channel()
+        try:
+            with _as_bus_error("cannot set up the consumer"):
+                await channel.set_qos(prefetch_count=prefetch)
+                queue = await declare(channel)
+        except BusError:
+            with contextlib.suppress(*_BROKER_ERRORS):
+                await channel.close()
+            raise
+        consumer = _AmqpConsumer(
+            channel, queue, handler, self._consumers, self.settings.confirm_timeout
+        )
+        try:
+            await consumer.start()
+        except BusError:
+            await consumer.stop()  # closes the channel
+            raise
+        return consumer

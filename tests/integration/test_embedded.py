@@ -1,0 +1,122 @@
+"""The engine and workers in one process over the in-process bus: the embedded mode."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+from exportd.bus.local import LocalBus
+from exportd.errors import Conflict, InvalidRequest
+from exportd.messages import JobCommand
+from exportd.plugins.manager import Plugins
+from tests.integration.runtime import running, settings_in
+from tests.unit import toy_plugins
+from tests.unit.datastore import ROOM, WINDOW
+
+
+@pytest.fixture
+def home(tmp_path: Path, datastore: Path) -> Path:
+    shutil.copy(datastore, tmp_path / "data.db")
+    return tmp_path
+
+
+def logs_request(**changes: object) -> dict[str, object]:
+    request: dict[str, object] = {
+        "source": "rooms",
+        "format": "csv",
+        "params": {"room_id": ROOM, "type": "logs"},
+        "interval": {"start": WINDOW.start.isoformat(), "end": WINDOW.end.isoformat()},
+        "org_id": "org1",
+    }
+    request.update(changes)
+    return request
+
+
+async def test_a_request_becomes_a_done_job_with_a_whole_file(home: Path) -> None:
+    async with running(LocalBus(), settings_in(home)) as runtime:
+        job = await runtime.submit(**logs_request())
+        assert job.status == "created"
+        done = await runtime.events.wait_for(job.id, "job.done")
+        assert done.job is not None
+        runtime.check_files(done.job)
+        assert runtime.file_bytes(done.job)[0].startswith(b"conversation_id,")
+        types = [event.type for event in runtime.events.of(job.id)]
+        assert types[0] == "job.created"
+        assert types.count("job.done") == 1
+        assert (await runtime.engine.get(job.id)).status == "done"
+
+
+async def test_a_bad_request_is_refused_before_anything_is_queued(home: Path) -> None:
+    async with running(LocalBus(), settings_in(home)) as runtime:
+        with pytest.raises(InvalidRequest) as caught:
+            await runtime.submit(**logs_request(params={"room_id": ROOM, "type": "lgos"}))
+        assert caught.value.fields[0].name == "params.type"
+        assert (await runtime.engine.list_jobs()).total == 0
+
+
+async def test_the_same_idempotency_key_gives_the_same_job(home: Path) -> None:
+    async with running(LocalBus(), settings_in(home)) as runtime:
+        first = await runtime.submit(**logs_request(idempotency_key="k1"))
+        again = await runtime.submit(**logs_request(idempotency_key="k1"))
+        assert again.id == first.id
+        with pytest.raises(Conflict):
+            await runtime.submit(**logs_request(idempotency_key="k1", format="json"))
+
+
+def count_request(**params: object) -> dict[str, object]:
+    return {
+        "source": "count",
+        "format": "lines",
+        "params": params,
+        "interval": {"start": "2024-01-01", "end": "2024-01-02"},
+    }
+
+
+def toy_plugins_in(home: Path) -> Plugins:
+    return Plugins(settings=settings_in(home), extra=[toy_plugins])
+
+
+async def test_cancel_stops_a_running_export_and_leaves_no_file(home: Path) -> None:
+    settings = settings_in(home, batch_size=10)
+    async with running(LocalBus(), settings, plugins=toy_plugins_in(home)) as runtime:
+        job = await runtime.submit(**count_request(rows=100_000, pause=0.05))
+        await runtime.events.wait_for(job.id, "job.processing")
+        await runtime.engine.cancel(job.id)
+        canceled = await runtime.events.wait_for(job.id, "job.canceled")
+        assert canceled.job is not None
+        assert all(part.file is None for part in canceled.job.parts)
+        await asyncio.sleep(0.3)  # the worker's own update comes after: dropped
+        assert (await runtime.engine.get(job.id)).status == "canceled"
+    assert not any(path.is_file() for path in (home / "files").rglob("*"))
+    assert not any(path.is_file() for path in (home / "work").rglob("*"))
+
+
+async def test_a_failed_job_restarts_as_a_new_attempt(home: Path) -> None:
+    async with running(LocalBus(), settings_in(home), plugins=toy_plugins_in(home)) as runtime:
+        job = await runtime.submit(**count_request(rows=20, explode_at=5))
+        failed = await runtime.events.wait_for(job.id, "job.failed")
+        assert failed.job is not None and failed.job.error is not None
+        assert "boom at 5" in failed.job.error.message
+        restarted = await runtime.engine.restart(job.id)
+        assert (restarted.status, restarted.attempt) == ("created", 2)
+
+
+async def test_commands_list_get_and_refuse_what_the_status_does_not_allow(home: Path) -> None:
+    async with running(LocalBus(), settings_in(home), plugins=toy_plugins_in(home)) as runtime:
+        first = await runtime.submit(**count_request(rows=3))
+        await runtime.events.wait_for(first.id, "job.done")
+        second = await runtime.submit(**count_request(rows=4))
+        await runtime.events.wait_for(second.id, "job.done")
+        listing = await runtime.engine.command(JobCommand(op="list"))
+        assert [job.id for job in listing.jobs or []] == [second.id, first.id]
+        assert listing.total == 2
+        with pytest.raises(Conflict, match="cannot restart a job that is done"):
+            await runtime.engine.command(JobCommand(op="restart", job_id=first.id))
+        with pytest.raises(InvalidRequest, match="job_id"):
+            await runtime.engine.command(JobCommand(op="get"))
+        deleted = await runtime.engine.command(JobCommand(op="delete", job_id=first.id))
+        assert deleted.job is not None and deleted.job.status == "deleted"
+        assert not list((home / "files" / first.id).rglob("*.lines"))
