@@ -22,6 +22,11 @@ It speaks the wire contract of :mod:`exportd.messages` over RabbitMQ:
   ``reply_to`` and ``correlation_id``, and returns the job from the engine's
   :class:`~exportd.messages.RequestReply`, or raises its error as an
   :class:`~exportd.errors.ExportError`.
+* :meth:`Client.get`, :meth:`Client.list_jobs`, :meth:`Client.cancel`,
+  :meth:`Client.restart` and :meth:`Client.delete` send a
+  :class:`~exportd.messages.JobCommand` to the engine's control queue the same way,
+  and return what its reply holds.  A command that no engine answers within
+  ``timeout`` expires in the queue rather than run later, unexpectedly.
 * :meth:`Client.events` follows the public :class:`~exportd.messages.JobEvent` stream by
   routing pattern (keys are ``<org_id>.<source>.<status>``).
 
@@ -61,10 +66,18 @@ from exportd.bus.base import BusError
 from exportd.bus.topology import Topology, event_routing_key
 from exportd.config.settings import BrokerSettings
 from exportd.errors import from_body
-from exportd.messages import ExportRequest, JobEvent, JobSnapshot, JobStatus, RequestReply
+from exportd.messages import (
+    ExportRequest,
+    JobCommand,
+    JobEvent,
+    JobSnapshot,
+    JobStatus,
+    RequestReply,
+)
 from exportd.validation import convert
 
 T = TypeVar("T")
+M = TypeVar("M", ExportRequest, JobCommand)
 
 DEFAULT_URL = BrokerSettings().url
 
@@ -149,21 +162,66 @@ class Client:
         :data:`FINAL_STATUSES`) and returns that snapshot: ``True`` waits as long as it
         takes, a number at most that many seconds before it raises :class:`Timeout`.
         """
-        request = _validated(request)
-        correlation_id = uuid.uuid4().hex
+        request = _validated(request, ExportRequest)
         final_keys = (
             [event_routing_key(request.org_id, request.source, s) for s in FINAL_STATUSES]
             if wait is not False
             else []
         )
-        session, replies, finals = self._retrying(
-            lambda: self._send(request, correlation_id, final_keys)
-        )
+        session, reply, finals = self._ask(self.topology.requests, request, final_keys)
         with session:
-            job = self._reply(session, replies, correlation_id)
+            job = _job(reply)
             if wait is False or job.status in FINAL_STATUSES:
                 return job
             return _final(session, finals, job.id, None if wait is True else float(wait))
+
+    def get(self, job_id: str, *, org_id: str | None = None) -> JobSnapshot:
+        """The job ``job_id`` (only if it belongs to ``org_id``, when given).
+
+        An unknown job raises :class:`~exportd.errors.NotFound` naming ``job_id``.
+        """
+        return _job(self._command(JobCommand(op="get", job_id=job_id, org_id=org_id)))
+
+    def list_jobs(
+        self,
+        *,
+        org_id: str | None = None,
+        user_id: str | None = None,
+        status: JobStatus | None = None,
+        source: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[JobSnapshot], int]:
+        """A page of jobs, newest first, and how many match the filters in all.
+
+        ``limit`` is 1 to 1000; a bad value raises :class:`~exportd.errors.InvalidRequest`
+        naming it, and nothing is sent.
+        """
+        command = JobCommand(
+            op="list",
+            org_id=org_id,
+            user_id=user_id,
+            status=status,
+            source=source,
+            limit=limit,
+            offset=offset,
+        )
+        reply = self._command(command)
+        return reply.jobs or [], reply.total or 0
+
+    def cancel(self, job_id: str, *, org_id: str | None = None) -> JobSnapshot:
+        """Cancel a job; its workers stop and drop their partial files.  A job that has
+        finished raises :class:`~exportd.errors.Conflict`."""
+        return _job(self._command(JobCommand(op="cancel", job_id=job_id, org_id=org_id)))
+
+    def restart(self, job_id: str, *, org_id: str | None = None) -> JobSnapshot:
+        """Run a failed, canceled or expired job again, as a new attempt; another status
+        raises :class:`~exportd.errors.Conflict`."""
+        return _job(self._command(JobCommand(op="restart", job_id=job_id, org_id=org_id)))
+
+    def delete(self, job_id: str, *, org_id: str | None = None) -> JobSnapshot:
+        """Delete a job and its files at once."""
+        return _job(self._command(JobCommand(op="delete", job_id=job_id, org_id=org_id)))
 
     def events(self, pattern: str = "#", *, timeout: float | None = None) -> EventStream:
         """Follow the public job events whose routing key matches ``pattern``.
@@ -195,13 +253,43 @@ class Client:
         _, inbox = session.private_queue(self._events, [pattern])
         return session, inbox
 
-    def _send(
-        self, request: ExportRequest, correlation_id: str, final_keys: list[str]
-    ) -> tuple[_Session, deque[Message], deque[Message]]:
-        """Publish ``request`` in a new session and return once the broker has it: the
-        session, the replies, and the events routed by ``final_keys``.
+    def _command(self, command: JobCommand) -> RequestReply:
+        """The engine's reply to ``command`` (checked first, like a request)."""
+        session, reply, _ = self._ask(self.topology.control, _validated(command, JobCommand))
+        session.close()
+        return reply
 
-        Both private queues exist before the request leaves, so no answer can be missed.
+    def _ask(
+        self, queue: str, message: ExportRequest | JobCommand, final_keys: Iterable[str] = ()
+    ) -> tuple[_Session, RequestReply, deque[Message]]:
+        """Send ``message`` to ``queue`` and wait for the engine's reply: the session
+        (close it), the reply, and the events routed by ``final_keys`` so far."""
+        correlation_id = uuid.uuid4().hex
+        # Commands are worth doing only while someone waits for the answer; requests
+        # wait in their queue for an engine (see the module's docstring).
+        expiration = self.timeout if isinstance(message, JobCommand) else None
+        session, replies, finals = self._retrying(
+            lambda: self._send(queue, message, correlation_id, list(final_keys), expiration)
+        )
+        try:
+            reply = self._reply(session, replies, correlation_id, queue)
+        except BaseException:
+            session.close()
+            raise
+        return session, reply, finals
+
+    def _send(
+        self,
+        queue: str,
+        message: ExportRequest | JobCommand,
+        correlation_id: str,
+        final_keys: list[str],
+        expiration: float | None,
+    ) -> tuple[_Session, deque[Message], deque[Message]]:
+        """Publish ``message`` to ``queue`` in a new session and return once the broker
+        has it: the session, the replies, and the events routed by ``final_keys``.
+
+        Both private queues exist before the message leaves, so no answer can be missed.
         """
         session = _Session(self._connection)
         reply_to, replies = session.private_queue()
@@ -211,9 +299,9 @@ class Client:
             session.channel, auto_declare=False, on_return=lambda *r: returned.append(r)
         )
         producer.publish(
-            msgspec.json.encode(request),
+            msgspec.json.encode(message),
             exchange="",
-            routing_key=self.topology.requests,
+            routing_key=queue,
             content_type="application/json",
             content_encoding="utf-8",
             delivery_mode=_PERSISTENT,
@@ -221,19 +309,20 @@ class Client:
             confirm_timeout=self.timeout,
             reply_to=reply_to,
             correlation_id=correlation_id,
+            expiration=expiration,
         )
         if returned:  # the broker returns a mandatory message before it confirms it
             session.close()
             raise BusError(
-                f"the broker has no queue {self.topology.requests!r}: "
-                "start the exportd engine once to declare it"
+                f"the broker has no queue {queue!r}: start the exportd engine once to declare it"
             )
         return session, replies, finals
 
     def _reply(
-        self, session: _Session, replies: deque[Message], correlation_id: str
-    ) -> JobSnapshot:
-        """The job of the engine's reply with ``correlation_id`` (others are dropped)."""
+        self, session: _Session, replies: deque[Message], correlation_id: str, queue: str
+    ) -> RequestReply:
+        """The engine's reply with ``correlation_id`` (others are dropped); its error,
+        if it holds one, is raised."""
         deadline = time.monotonic() + self.timeout
         while (message := session.receive(replies, deadline)) is not None:
             if message.properties.get("correlation_id") != correlation_id:
@@ -241,13 +330,13 @@ class Client:
             reply = msgspec.json.decode(message.body, type=RequestReply)
             if reply.error is not None:
                 raise from_body(reply.error)
-            if reply.job is None:
-                raise BusError("the engine replied with neither a job nor an error")
-            return reply.job
-        raise Timeout(
-            f"no reply from the engine within {self.timeout} s; the request waits in "
-            f"{self.topology.requests!r} until an engine takes it"
+            return reply
+        fate = (
+            f"the request waits in {queue!r} until an engine takes it"
+            if queue == self.topology.requests
+            else "is an exportd engine running?"
         )
+        raise Timeout(f"no reply from the engine within {self.timeout} s; {fate}")
 
 
 class EventStream(Iterator[JobEvent]):
@@ -360,10 +449,17 @@ def _final(
     raise Timeout(f"job {job_id} did not finish within {wait} s")
 
 
-def _validated(request: ExportRequest | Mapping[str, Any]) -> ExportRequest:
-    """``request`` checked against the :class:`ExportRequest` schema.
+def _job(reply: RequestReply) -> JobSnapshot:
+    """The job a reply holds."""
+    if reply.job is None:
+        raise BusError("the engine replied with neither a job nor an error")
+    return reply.job
+
+
+def _validated(message: M | Mapping[str, Any], type_: type[M]) -> M:
+    """``message`` checked against the schema of ``type_``.
 
     A Struct built in code is checked too: its constructor checks no types or limits.
     """
-    data = msgspec.to_builtins(request) if isinstance(request, ExportRequest) else dict(request)
-    return convert(data, ExportRequest)
+    data = msgspec.to_builtins(message) if isinstance(message, msgspec.Struct) else dict(message)
+    return convert(data, type_)

@@ -97,6 +97,11 @@ class ExportPlan:
         stem = UNSAFE_IN_NAME.sub("_", "-".join(words)).strip("._")[:MAX_NAME_LENGTH]
         return f"{stem or 'export'}.{self.format.extension}"
 
+    def part_file_names(self, count: int) -> list[str]:
+        """The file names of ``count`` parts: :meth:`file_name`, or for several parts
+        ``NAME-part1of3.EXT``, ``NAME-part2of3.EXT``, ..."""
+        return part_names(self.file_name(), count)
+
     def info(self) -> ExportInfo:
         """What a format may record about this export."""
         return ExportInfo(
@@ -161,6 +166,16 @@ def plan_export(request: RequestFields, plugins: Plugins, data_path: Path) -> Ex
     call_plugin(plan.source_label, lambda: source.validate(params, ctx))
     columns = call_plugin(plan.source_label, lambda: tuple(source.columns(params)))
     return dataclasses.replace(plan, columns=columns)
+
+
+def part_names(name: str, count: int) -> list[str]:
+    """``name`` for one part; ``STEM-partNofCOUNT.EXT`` for each of several."""
+    if count == 1:
+        return [name]
+    stem, dot, extension = name.rpartition(".")
+    if not dot:
+        stem, extension = name, ""
+    return [f"{stem}-part{n}of{count}{dot}{extension}" for n in range(1, count + 1)]
 
 
 def _stamp(moment: datetime) -> str:

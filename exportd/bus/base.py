@@ -58,12 +58,20 @@ class Subscription(abc.ABC):
         their messages, and publish); once none is left, whatever is still unsettled
         goes back to the queue.  Returns without waiting for them."""
 
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Cancel, and wait until every handler call in flight has returned and everything
+        unsettled is given back."""
+
 
 class Bus(abc.ABC):
     """Publish with confirms, consume with manual acks, over exportd's topology.
 
     ``async with bus:`` connects and declares the topology, and closes at the end.
     """
+
+    durable: bool = True
+    """Whether queued messages outlive the process (false for the in-process bus)."""
 
     def __init__(self, topology: Topology | None = None) -> None:
         self.topology = topology or Topology()

@@ -214,7 +214,10 @@ class LocalBus(Bus):
     """An in-process :class:`Bus` for the embedded mode; one event loop, no broker.
 
     ``prefetch`` applies to :meth:`subscribe`; :meth:`consume` takes its own.
+    Its messages live as long as the process (``durable`` is false).
     """
+
+    durable = False
 
     def __init__(
         self, topology: Topology | None = None, *, prefetch: int = _SUBSCRIBE_PREFETCH

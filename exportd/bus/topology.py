@@ -6,7 +6,8 @@
                                     a request refused is dead-lettered to exportd.requests.dead
     exportd.tasks          queue    engine -> workers: ExportTask; durable quorum queue with a
                                     delivery limit, then dead-lettered to exportd.tasks.dead
-    exportd.status         queue    workers -> engine: StatusUpdate
+    exportd.status         queue    workers -> engine: StatusUpdate (durable classic: a
+                                    quorum round trip costs twice as long here)
     exportd.control        queue    clients -> engine: JobCommand (reply_to gets the answer)
     exportd.cancel         fanout   engine -> every worker: CancelSignal
     exportd.events         topic    engine -> subscribers: JobEvent, key <org_id>.<source>.<status>
@@ -105,7 +106,7 @@ class Topology:
                 delivery_limit=TASK_DELIVERY_LIMIT,
                 dead_letter=self.tasks_dead,
             ),
-            QueueSpec(self.status, quorum=True),
+            QueueSpec(self.status),
             QueueSpec(self.control),
         )
 

@@ -1,4 +1,5 @@
-"""The ``exportd`` command line: demo data, the plugin list and one-shot exports.
+"""The ``exportd`` command line: demo data, the plugin list, one-shot exports, and the
+service: the embedded mode, the engine and workers, live events and the jobs.
 
 A mistake a user can make ends the command with one line on stderr and a
 non-zero exit code; only a bug in exportd itself shows a traceback.
@@ -11,7 +12,10 @@ import sys
 from typing import NoReturn
 
 from exportd import __version__
-from exportd.cli import demo, export, plugins, schema
+from exportd.bus.base import BusError
+from exportd.cli import demo, engine, export, jobs, plugins, schema, serve, watch, worker
+from exportd.cli.text import error_line
+from exportd.client import Timeout
 from exportd.config import load_settings
 from exportd.errors import ConfigError, ExportError
 
@@ -38,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"exportd {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for command in (demo, plugins, export, schema):
+    for command in (demo, plugins, export, schema, serve, engine, worker, watch, jobs):
         command.add_parser(commands)
     return parser
 
@@ -53,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         status: int = args.run(args, load_settings())
     except ExportError as exc:
         return fail(describe(exc))
+    except (BusError, Timeout) as exc:  # before OSError: Timeout is one
+        return fail(str(exc))
     except OSError as exc:
         return fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
     except KeyboardInterrupt:
@@ -63,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def describe(error: ExportError) -> str:
     """An error in one line: the fields at fault if it names any, else its message."""
-    if isinstance(error, ConfigError) or not error.fields:
-        return error.message
-    return "; ".join(f"{field.name}: {field.message}" for field in error.fields)
+    return error.message if isinstance(error, ConfigError) else error_line(error.body())
 
 
 def fail(message: str) -> int:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from exportd.cli import remote
 from exportd.cli.progress import progress_bar
+from exportd.cli.runtime import add_broker_option, with_broker
+from exportd.cli.text import human_size
 from exportd.config import Settings
 from exportd.errors import InvalidRequest
 from exportd.messages import ExportRequest, FileInfo
-from exportd.plan import ExportPlan, plan_export
+from exportd.plan import ExportPlan, part_names, plan_export
 from exportd.plugins.manager import load_plugins
 from exportd.validation import convert
 from exportd.window import parse_timezone
@@ -38,6 +41,10 @@ as text otherwise; quote a number that must stay text: -p 'id="123"'.
 
 An export that its source splits into parts writes one file per part:
 NAME-part1of3.EXT, NAME-part2of3.EXT, ...
+
+With --broker URL the export runs on the workers of a running engine (exportd
+engine, exportd worker); the files are then copied out of the storage, which
+must be shared with the workers (the same EXPORTD_HOME, or a shared volume).
 """
 
 EXAMPLES = """\
@@ -46,6 +53,7 @@ examples:
   exportd export rooms -p room_id=ROOM -p type=stats --tz Europe/Helsinki -o stats.csv
   exportd export qna -p channel_id=CHANNEL -f json_bulk --limit 1000
   exportd export weather --params '{"city": "Lisbon"}' -f markdown --option align_numbers=false
+  exportd export rooms -p room_id=ROOM --broker amqp://guest:guest@rabbit:5672/
 """
 
 
@@ -112,16 +120,32 @@ def add_parser(commands: Any) -> None:
         help="the file to write, or a directory to write into (default: the files folder "
         "under EXPORTD_HOME, with a name made of the source, the parameters and the interval)",
     )
+    add_broker_option(
+        parser,
+        help="run the export on the workers of the engine at this RabbitMQ, "
+        "amqp://user:password@host:port/vhost, instead of here",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Validate the request, write every part, print each file's path, rows, size and hash."""
+    """Validate the request, write every part (here, or through the engine at
+    ``--broker``), print each file's path, rows, size and hash."""
     request = build_request(args)
-    plan = plan_export(request, load_plugins(settings), settings.data_path)
-    parts = plan.parts(settings.batch_size)
-    targets = output_paths(plan, len(parts), args.output, settings.files_path)
-    files = write_parts(parts, targets, settings.batch_size)
+    plugins = load_plugins(settings)
+    if args.broker is None:
+        plan = plan_export(request, plugins, settings.data_path)
+        parts = plan.parts(settings.batch_size)
+        targets = output_paths(plan.file_name(), len(parts), args.output, settings.files_path)
+        files = write_parts(parts, targets, settings.batch_size)
+    else:
+        settings = with_broker(settings, args.broker)
+        storage = plugins.storage(settings.storage)
+        exported = remote.run_job(settings, request, sys.stderr)
+        targets = output_paths(exported[0].name, len(exported), args.output, settings.files_path)
+        files = make_all(
+            targets, lambda number, target: remote.fetch(storage, exported[number], target)
+        )
     for target, info in zip(targets, files, strict=True):
         print(target)
         print(f"  {info.rows:,} rows, {human_size(info.size)}, sha256 {info.sha256}")
@@ -187,58 +211,50 @@ def interval(start: str | None, end: str | None, timezone: str) -> dict[str, str
     return {"start": start, "end": end}
 
 
-def output_paths(plan: ExportPlan, count: int, output: str | None, files_path: Path) -> list[Path]:
-    """Where each of ``count`` parts goes: ``-o`` (a file or a folder) or the files folder."""
+def output_paths(name: str, count: int, output: str | None, files_path: Path) -> list[Path]:
+    """Where each of ``count`` parts goes: ``-o`` (a file or a folder) or the files folder,
+    under ``name`` unless ``-o`` names the file."""
     if output is None or output.endswith(("/", os.sep)) or Path(output).is_dir():
         folder = files_path if output is None else Path(output)
-        path = folder / plan.file_name()
+        path = folder / name
     else:
         path = Path(output)
-    if count == 1:
-        return [path]
-    return [
-        path.with_name(f"{path.stem}-part{number}of{count}{path.suffix}")
-        for number in range(1, count + 1)
-    ]
+    return [path.with_name(part) for part in part_names(path.name, count)]
 
 
 def write_parts(
     parts: Sequence[ExportPlan], targets: Sequence[Path], batch_size: int
 ) -> list[FileInfo]:
     """Run every part into its file; if one fails or is interrupted, remove them all."""
-    written: list[FileInfo] = []
+
+    def write(number: int, target: Path) -> FileInfo:
+        label = f"part {number + 1}/{len(parts)}" if len(parts) > 1 else ""
+        bar = progress_bar(sys.stderr, label)
+        try:
+            return run_export(
+                parts[number],
+                target,
+                batch_size=batch_size,
+                on_progress=None if bar is None else bar.update,
+                part=number,
+                part_count=len(parts),
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+
+    return make_all(targets, write)
+
+
+def make_all(targets: Sequence[Path], make: Callable[[int, Path], FileInfo]) -> list[FileInfo]:
+    """``make(number, target)`` each target in turn; if one fails or is interrupted,
+    remove those made."""
+    made: list[FileInfo] = []
     try:
-        for number, (part, target) in enumerate(zip(parts, targets, strict=True)):
-            label = f"part {number + 1}/{len(parts)}" if len(parts) > 1 else ""
-            bar = progress_bar(sys.stderr, label)
-            try:
-                written.append(
-                    run_export(
-                        part,
-                        target,
-                        batch_size=batch_size,
-                        on_progress=None if bar is None else bar.update,
-                        part=number,
-                        part_count=len(parts),
-                    )
-                )
-            finally:
-                if bar is not None:
-                    bar.close()
+        for number, target in enumerate(targets):
+            made.append(make(number, target))
     except BaseException:
-        for target in targets[: len(written)]:
+        for target in targets[: len(made)]:
             target.unlink(missing_ok=True)
         raise
-    return written
-
-
-def human_size(size: int) -> str:
-    """``size`` bytes as people read it: ``512 bytes``, ``1.5 KiB``, ``3.2 MiB``."""
-    if size < 1024:
-        return f"{size} bytes"
-    value = size / 1024
-    for unit in ("KiB", "MiB"):
-        if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
+    return made

@@ -20,6 +20,11 @@ class BrokerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     prefetch: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 10
     """Unsettled messages a consumer may hold at once."""
 
+    prefix: str = ""
+    """Put before every queue and exchange name (``test-1.exportd.tasks``), so that
+    deployments or tests sharing a vhost keep apart; all of one deployment's processes
+    must use the same."""
+
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 

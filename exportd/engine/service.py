@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -112,9 +112,11 @@ class Engine:
 
     def _plan_parts(self, request: ExportRequest) -> list[NewPart]:
         plan = plan_export(request, self.plugins, self.settings.data_path)
+        parts = plan.parts(self.settings.batch_size)
+        names = plan.part_file_names(len(parts))
         return [
-            NewPart(params=part.request.params, file_name=part.file_name())
-            for part in plan.parts(self.settings.batch_size)
+            NewPart(params=part.request.params, file_name=name)
+            for part, name in zip(parts, names, strict=True)
         ]
 
     async def _change(self, change: Change) -> JobSnapshot:
@@ -138,6 +140,8 @@ class Engine:
             await self.bus.consume(topology.control, self._on_command, prefetch=prefetch),
             await self.bus.consume(topology.status, self._on_status, prefetch=prefetch),
         ]
+        if not self.bus.durable:
+            self._redispatch_unfinished()
         loops = [
             asyncio.create_task(self._relay(), name="exportd outbox relay"),
             asyncio.create_task(self._sweep(), name="exportd sweeper"),
@@ -147,11 +151,21 @@ class Engine:
             await stop.wait()
         finally:
             for subscription in subscriptions:
-                await subscription.cancel()
+                await subscription.stop()
             for loop in loops:
                 loop.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+            with contextlib.suppress(BusError):
+                await self._publish_outbox()  # what the last handlers wrote
             self.store.close()
+
+    def _redispatch_unfinished(self) -> None:
+        """On a bus that keeps no messages (the embedded mode), the tasks of a previous run
+        died with it: send those of every unfinished part again."""
+        changes = self.store.redispatch_unfinished(now())
+        if changes:
+            log.info("dispatched again %d unfinished part(s) of a previous run", len(changes))
+            self._outbox_ready.set()
 
     async def _on_request(self, message: Message) -> None:
         try:
@@ -255,16 +269,28 @@ class Engine:
                 async with asyncio.timeout(OUTBOX_POLL):
                     await self._outbox_ready.wait()
             self._outbox_ready.clear()
-            while batch := self.store.outbox_batch(OUTBOX_BATCH):
-                published = await _publish_all(
-                    self.bus.publish(row.exchange, row.routing_key, row.body) for row in batch
-                )
-                self.store.outbox_done(
-                    row.id for row, ok in zip(batch, published, strict=True) if ok
-                )
-                if not all(published):
-                    await asyncio.sleep(RETRY_PAUSE)
-                    break
+            try:
+                await self._publish_outbox()
+            except BusError as exc:
+                log.warning("outbox messages not confirmed, will retry: %s", exc)
+                await asyncio.sleep(RETRY_PAUSE)
+
+    async def _publish_outbox(self) -> None:
+        """Publish every outbox message; raise :class:`BusError` if one is not confirmed
+        (the confirmed ones are deleted, the others wait for the next try)."""
+        while batch := self.store.outbox_batch(OUTBOX_BATCH):
+            results = await asyncio.gather(
+                *(self.bus.publish(row.exchange, row.routing_key, row.body) for row in batch),
+                return_exceptions=True,
+            )
+            self.store.outbox_done(
+                row.id
+                for row, result in zip(batch, results, strict=True)
+                if not isinstance(result, BaseException)
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
 
     async def _sweep(self) -> None:
         """Expire finished jobs whose time has come; re-dispatch silent detached parts."""
@@ -277,13 +303,3 @@ class Engine:
             if changes:
                 self._outbox_ready.set()
             await asyncio.sleep(self.settings.engine.sweep_interval)
-
-
-async def _publish_all(publishes: Iterable[Awaitable[None]]) -> list[bool]:
-    """Await the publishes together (they go out in order; their confirms overlap);
-    which ones succeeded."""
-    results = await asyncio.gather(*publishes, return_exceptions=True)
-    failed = [result for result in results if isinstance(result, BaseException)]
-    if failed:
-        log.warning("%d outbox message(s) not confirmed, will retry: %s", len(failed), failed[0])
-    return [not isinstance(result, BaseException) for result in results]

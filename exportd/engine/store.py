@@ -86,6 +86,11 @@ _LAPSED = """
         and jobs.status in ('created', 'processing', 'uploading')
         and parts.status in ('created', 'processing', 'uploading')
 """
+_UNFINISHED = """
+    select parts.job_id, parts.part from parts join jobs on jobs.id = parts.job_id
+    where jobs.status in ('created', 'processing', 'uploading')
+        and parts.status in ('created', 'processing', 'uploading')
+"""
 _COUNT_DROP = """
     insert into dropped_updates (reason, count) values (?, 1)
     on conflict (reason) do update set count = count + 1
@@ -303,14 +308,23 @@ class JobStore:
     def redispatch_lapsed(self, now: datetime, lease: timedelta) -> list[Change]:
         """Dispatch again the parts of running jobs whose worker acknowledged the task early
         (``detached``) and has not been heard from for ``lease``."""
+        return self._redispatch(_LAPSED, [rows.to_text(now - lease)], now)
+
+    def _redispatch(self, query: str, args: list[Any], now: datetime) -> list[Change]:
+        """Dispatch again the (job, part) pairs ``query`` selects."""
         with transaction(self._db):
             changes = []
-            for job_id, part in self._db.execute(_LAPSED, [rows.to_text(now - lease)]).fetchall():
+            for job_id, part in self._db.execute(query, args).fetchall():
                 before = self._state(job_id, None)
                 change = lifecycle.redispatch(before, part)
                 self._record(before, change, now)
                 changes.append(change)
         return changes
+
+    def redispatch_unfinished(self, now: datetime) -> list[Change]:
+        """Dispatch again every unfinished part of every running job: after a restart on a
+        bus whose queued tasks died with the process (the embedded mode)."""
+        return self._redispatch(_UNFINISHED, [], now)
 
     def outbox_batch(self, limit: int = 100) -> list[OutboxRow]:
         """The oldest ``limit`` messages waiting to be published, oldest first."""

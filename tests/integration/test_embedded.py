@@ -120,3 +120,27 @@ async def test_commands_list_get_and_refuse_what_the_status_does_not_allow(home:
         deleted = await runtime.engine.command(JobCommand(op="delete", job_id=first.id))
         assert deleted.job is not None and deleted.job.status == "deleted"
         assert not list((home / "files" / first.id).rglob("*.lines"))
+
+
+async def test_unfinished_jobs_go_on_after_the_embedded_mode_restarts(home: Path) -> None:
+    settings = settings_in(home, batch_size=10, worker={"shutdown_grace": 0.1})
+    async with running(LocalBus(), settings, plugins=toy_plugins_in(home)) as runtime:
+        job = await runtime.submit(**count_request(rows=200, pause=0.05))
+        await runtime.events.wait_for(job.id, "job.processing")
+    async with running(LocalBus(), settings, plugins=toy_plugins_in(home)) as runtime:
+        done = await runtime.events.wait_for(job.id, "job.done")
+        assert done.job is not None
+        assert sum(part.file.rows for part in done.job.parts if part.file) == 200
+        runtime.check_files(done.job)
+
+
+async def test_a_multi_part_job_names_its_files_like_a_local_export(home: Path) -> None:
+    async with running(LocalBus(), settings_in(home), plugins=toy_plugins_in(home)) as runtime:
+        job = await runtime.submit(**count_request(rows=11))
+        done = await runtime.events.wait_for(job.id, "job.done")
+        assert done.job is not None
+        names = [part.file.name for part in done.job.parts if part.file]
+        assert names == [
+            "count-11-20240101-20240102-part1of2.lines",
+            "count-11-20240101-20240102-part2of2.lines",
+        ]

@@ -103,12 +103,7 @@ def test_parts_carry_their_own_params() -> None:
         toy_plugins.CountParams(rows=5),
         toy_plugins.CountParams(rows=6),
     ]
-    assert parts[1].request.params == {
-        "rows": 6,
-        "explode_at": None,
-        "forbidden": None,
-        "pause": 0.0,
-    }
+    assert parts[1].request.params == msgspec.to_builtins(toy_plugins.CountParams(rows=6))
 
 
 def test_a_plugin_bug_in_validate_fails_the_request_naming_the_source() -> None:

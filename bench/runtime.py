@@ -1,0 +1,535 @@
+"""Small exports through RabbitMQ, beside a bare aio-pika round trip measured in the same run.
+
+    python bench/runtime.py                     # 200 jobs one at a time, then 1,000 at once
+    python bench/runtime.py --jobs 50 --burst 200 --url amqp://guest:guest@host:5672/
+
+An engine and two workers (``--concurrency`` tasks each) run as processes of
+their own (this file with ``--role engine`` or ``--role worker``) on a topology
+with a prefix of this run's own, over a fresh ``data.db`` of 2,000 demo
+messages.  The bench plays an upstream system: it publishes each request (a
+rooms logs export of ``ROWS`` rows, csv) to the requests queue, with a confirm,
+and waits for the job's ``job.done`` event on the events exchange.
+
+The baseline is a bare aio-pika round trip in the same shape: the bench
+publishes a message, with a confirm, to a durable queue; two echo processes
+(``--role echo``, each taking ``--concurrency`` at a time, as the workers do)
+consume it, publish a reply to another queue, with a confirm, and ack; the
+bench receives the reply.  Every message of both is persistent.
+
+* latency: one job (round trip) at a time, ``--jobs`` of them: p50 and p99;
+* overhead: exportd's latency less the export itself (planned, written and
+  stored as a worker does, timed in this process before the others start);
+* throughput: ``--burst`` of them published at once, from the first publish to
+  the last done event (reply).
+
+A ratio is exportd's time per job over the baseline's; the exit status is 1
+when the p50 latency or overhead misses its target.  Where exportd's time goes: the arrival
+of each job's events at the bench, one job at a time; and the CPU time each
+process used per job (from ``/proc``, so on Linux; the broker's when it runs on
+this machine and ``rabbitmqctl`` names its process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import aio_pika
+import msgspec
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from yarl import URL
+
+from exportd.bus.amqp import AmqpBus
+from exportd.bus.topology import Topology
+from exportd.config import Settings
+from exportd.config.settings import BrokerSettings, WorkerSettings
+from exportd.data.demo import generate_demo_data
+from exportd.engine.service import Engine
+from exportd.errors import ErrorBody
+from exportd.messages import ExportRequest, Interval
+from exportd.plan import plan_export
+from exportd.plugins.manager import load_plugins
+from exportd.workers.pipeline import run_export
+from exportd.workers.worker import Worker
+
+ROLES = ("engine", "worker", "echo")
+WORKERS = 2
+ROWS = 10
+ORG = "bench"
+WARMUP = 10
+TIMEOUT = 60.0
+"""Seconds to wait for a job (a reply) before the bench gives up."""
+P50_TARGET = 5.0
+STAGES = ("job.created", "job.processing", "job.uploading", "job.done")
+ROW = "{:<22}{:>12}{:>12}{:>10}{:>8} {}"
+CPU_ROW = "{:<26}" + "{:>9}" * 6
+Send = Callable[[str], Awaitable[None]]
+
+
+class Inbox:
+    """The replies (events) the bench awaits, by key, and when each kind of them arrived."""
+
+    def __init__(self, final: str) -> None:
+        self.final = final
+        self.arrivals: dict[str, dict[str, float]] = {}
+        self._waiting: dict[str, asyncio.Future[float]] = {}
+
+    def expect(self, key: str) -> asyncio.Future[float]:
+        """A future of the moment (``perf_counter``) the final reply for ``key`` arrives."""
+        self.arrivals[key] = {}
+        future = self._waiting[key] = asyncio.get_running_loop().create_future()
+        return future
+
+    def arrive(self, key: str, kind: str, failure: str | None = None) -> None:
+        """Note that a reply of ``kind`` for ``key`` arrived now."""
+        moment = time.perf_counter()
+        self.arrivals.setdefault(key, {}).setdefault(kind, moment)
+        future = self._waiting.get(key)
+        if future is None or future.done():
+            return
+        if failure is not None:
+            future.set_exception(RuntimeError(f"{key}: {failure}"))
+        elif kind == self.final:
+            future.set_result(moment)
+
+
+async def latencies(send: Send, inbox: Inbox, keys: list[str]) -> tuple[list[float], list[float]]:
+    """Send one at a time; when each was sent, and how long until its final reply."""
+    sent, seconds = [], []
+    for key in keys:
+        arrived = inbox.expect(key)
+        began = time.perf_counter()
+        await send(key)
+        sent.append(began)
+        seconds.append(await asyncio.wait_for(arrived, TIMEOUT) - began)
+    return sent, seconds
+
+
+async def throughput(send: Send, inbox: Inbox, keys: list[str]) -> float:
+    """Send all at once; per second, from the first send to the last final reply."""
+    arrivals = [inbox.expect(key) for key in keys]
+    began = time.perf_counter()
+    await asyncio.gather(*(send(key) for key in keys))
+    async with asyncio.timeout(TIMEOUT + len(keys) / 10):
+        finished = max(await asyncio.gather(*arrivals))
+    return len(keys) / (finished - began)
+
+
+def persistent(body: bytes, *, correlation_id: str | None = None) -> aio_pika.Message:
+    """A persistent message, as exportd's bus publishes them."""
+    mode = aio_pika.DeliveryMode.PERSISTENT
+    return aio_pika.Message(body, delivery_mode=mode, correlation_id=correlation_id)
+
+
+class _Request(msgspec.Struct):
+    idempotency_key: str | None = None
+
+
+class _Job(msgspec.Struct):
+    request: _Request
+    error: ErrorBody | None = None
+
+
+class _Event(msgspec.Struct):
+    """The fields of a :class:`~exportd.messages.JobEvent` the bench reads (and decodes)."""
+
+    type: str
+    job: _Job | None = None
+
+
+class Names:
+    """The queues of this run: exportd's topology and the baseline's two queues."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.topology = Topology(prefix)
+        self.ping = f"{prefix}bench.ping"
+        self.pong = f"{prefix}bench.pong"
+
+
+# -- the processes the bench starts ---------------------------------------------------------
+
+
+async def echo(url: str, names: Names, prefetch: int, stop: asyncio.Event) -> None:
+    """The baseline's far end: reply to each ping on the pong queue, then ack it."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        publisher = await connection.channel()
+        consumer = await connection.channel()
+        await consumer.set_qos(prefetch_count=prefetch)
+        queue = await consumer.declare_queue(names.ping, durable=True)
+
+        async def reply(message: AbstractIncomingMessage) -> None:
+            answer = persistent(message.body, correlation_id=message.correlation_id)
+            await publisher.default_exchange.publish(answer, names.pong, mandatory=True)
+            await message.ack()
+
+        await queue.consume(reply)
+        await stop.wait()
+
+
+def settings_for(home: Path, url: str, concurrency: int) -> Settings:
+    """The settings of the engine and workers of a run."""
+    return Settings(
+        home=str(home),
+        broker=BrokerSettings(url=url),
+        worker=WorkerSettings(concurrency=concurrency),
+    )
+
+
+async def serve(role: str, url: str, names: Names, home: Path, concurrency: int) -> None:
+    """Run ``role`` until SIGTERM."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    if role == "echo":
+        await echo(url, names, concurrency, stop)
+        return
+    settings = settings_for(home, url, concurrency)
+    plugins = load_plugins(settings)
+    async with AmqpBus(settings.broker, names.topology, name=f"bench {role}") as bus:
+        if role == "engine":
+            await Engine(bus, plugins, settings).run(stop)
+        else:
+            await Worker(bus, plugins, settings).run(stop)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time, user and system, process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid(url: str) -> int | None:
+    """The process id of the broker at ``url`` if it runs here and ``rabbitmqctl`` says it."""
+    if URL(url).host not in ("127.0.0.1", "localhost", "::1") or not shutil.which("rabbitmqctl"):
+        return None
+    answer = subprocess.run(
+        ["rabbitmqctl", "-q", "eval", "os:getpid()."],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    pid = answer.stdout.strip().strip('"')
+    return int(pid) if answer.returncode == 0 and pid.isdigit() else None
+
+
+class Crew:
+    """The processes of a run by role, and the CPU time each role used per job, by phase."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self.pids = pids
+        self.usage: dict[str, dict[str, float]] = {}
+
+    def cpu(self) -> dict[str, float]:
+        """The CPU seconds of each role so far."""
+        return {role: sum(map(cpu_seconds, pids)) for role, pids in self.pids.items()}
+
+    @contextmanager
+    def counting(self, phase: str, jobs: int) -> Iterator[None]:
+        """Note the CPU milliseconds per job each role uses in the block."""
+        before = self.cpu()
+        yield
+        after = self.cpu()
+        self.usage[phase] = {role: (after[role] - before[role]) * 1000 / jobs for role in after}
+
+
+@contextmanager
+def processes(roles: dict[str, list[list[str]]], url: str) -> Iterator[Crew]:
+    """Run the commands of each role; at the end, SIGTERM them and wait for them to stop."""
+    started = {role: [subprocess.Popen(c) for c in commands] for role, commands in roles.items()}
+    pids = {role: [process.pid for process in group] for role, group in started.items()}
+    pids["bench"] = [os.getpid()]
+    broker = broker_pid(url)
+    if broker is not None:
+        pids["broker"] = [broker]
+    try:
+        yield Crew(pids)
+    finally:
+        everyone = [process for group in started.values() for process in group]
+        for process in everyone:
+            process.terminate()
+        for process in everyone:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+# -- the bench ---------------------------------------------------------------------------
+
+
+async def wait_for_consumers(channel: AbstractChannel, wanted: dict[str, int]) -> None:
+    """Return once each queue of ``wanted`` has that many consumers."""
+    async with asyncio.timeout(TIMEOUT):
+        for name, count in wanted.items():
+            while True:
+                queue = await channel.declare_queue(name, passive=True)
+                if (queue.declaration_result.consumer_count or 0) >= count:
+                    break
+                await asyncio.sleep(0.05)
+
+
+async def delete_queues(channel: AbstractChannel, names: Names) -> None:
+    """Delete every queue and exchange of this run."""
+    for spec in names.topology.queues():
+        await channel.queue_delete(spec.name)
+    for queue in (names.ping, names.pong):
+        await channel.queue_delete(queue)
+    for exchange in names.topology.exchanges():
+        await channel.exchange_delete(exchange.name)
+
+
+class Bench:
+    """The upstream end of both: sends requests (pings) and follows events (pongs)."""
+
+    def __init__(self, channel: AbstractChannel, names: Names, request: ExportRequest) -> None:
+        self.channel = channel
+        self.names = names
+        self.request = request
+        self.jobs = Inbox(final="job.done")
+        self.pongs = Inbox(final="pong")
+
+    async def listen(self) -> None:
+        """Follow this org's job events and the pongs (no acks: both are private)."""
+        events = await self.channel.declare_queue(exclusive=True, auto_delete=True)
+        await events.bind(self.names.topology.events, f"{ORG}.#")
+        await events.consume(self._on_event, no_ack=True)
+        pongs = await self.channel.declare_queue(self.names.pong, durable=True)
+        await pongs.consume(self._on_pong, no_ack=True)
+
+    async def _on_event(self, message: AbstractIncomingMessage) -> None:
+        event = msgspec.json.decode(message.body, type=_Event)
+        if event.job is None or event.job.request.idempotency_key is None:
+            return
+        failed = event.job.error.message if event.job.error else None
+        if event.type == "job.failed":
+            failed = failed or "failed"
+        self.jobs.arrive(event.job.request.idempotency_key, event.type, failed)
+
+    async def _on_pong(self, message: AbstractIncomingMessage) -> None:
+        self.pongs.arrive(message.correlation_id or "", "pong")
+
+    async def submit(self, key: str) -> None:
+        """Publish an export request, as an upstream system would."""
+        request = msgspec.structs.replace(self.request, idempotency_key=key)
+        message = persistent(msgspec.json.encode(request))
+        await self.channel.default_exchange.publish(
+            message, self.names.topology.requests, mandatory=True
+        )
+
+    async def ping(self, key: str) -> None:
+        """Publish a baseline ping."""
+        message = persistent(key.encode(), correlation_id=key)
+        await self.channel.default_exchange.publish(message, self.names.ping, mandatory=True)
+
+
+def export_alone(settings: Settings, request: ExportRequest, count: int) -> list[float]:
+    """Seconds of each of ``count`` exports done here as a worker does them: plan, pipeline,
+    storage."""
+    plugins = load_plugins(settings)
+    storage = plugins.storage(settings.storage)
+    settings.work_path.mkdir(parents=True, exist_ok=True)
+    seconds = []
+    for n in range(count):
+        began = time.perf_counter()
+        plan = plan_export(request, plugins, settings.data_path)
+        written = settings.work_path / f"alone-{n}.csv"
+        run_export(plan, written, batch_size=settings.batch_size)
+        storage.store(f"alone/{n}/{written.name}", written)
+        seconds.append(time.perf_counter() - began)
+    return seconds
+
+
+class Results(msgspec.Struct):
+    """One run's figures: seconds per job, jobs per second, CPU ms per job by phase and role."""
+
+    exportd: list[float]
+    baseline: list[float]
+    export: list[float]
+    exportd_rate: float
+    baseline_rate: float
+    stages: dict[str, list[float]]
+    cpu: dict[str, dict[str, float]]
+
+
+def stage_times(inbox: Inbox, keys: list[str], sent: list[float]) -> dict[str, list[float]]:
+    """For each of ``STAGES``, how long after the one before (the send, first) it arrived."""
+    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    for key, began in zip(keys, sent, strict=True):
+        arrived = inbox.arrivals[key]
+        previous = began
+        for stage in STAGES:
+            stages[stage].append(arrived[stage] - previous)
+            previous = arrived[stage]
+    return stages
+
+
+async def run(args: argparse.Namespace, home: Path, names: Names) -> Results:
+    """Start the processes, measure both, stop everything and delete the queues."""
+    summary = generate_demo_data(home / "data.db", messages=2000)
+    request = ExportRequest(
+        source="rooms",
+        format="csv",
+        params={"room_id": summary.room_id, "type": "logs"},
+        interval=Interval(start=summary.start.isoformat(), end=summary.end.isoformat()),
+        limit=ROWS,
+        org_id=ORG,
+    )
+    settings = settings_for(home, args.url, args.concurrency)
+    export = export_alone(settings, request, args.jobs)
+    async with AmqpBus(settings.broker, names.topology, name="bench declare"):
+        pass  # the topology exists before anyone consumes from it
+    role = [sys.executable, __file__, "--url", args.url, "--prefix", names.prefix]
+    role += ["--home", str(home), "--concurrency", str(args.concurrency), "--role"]
+    roles = {
+        "echo": [[*role, "echo"]] * WORKERS,
+        "engine": [[*role, "engine"]],
+        "workers": [[*role, "worker"]] * WORKERS,
+    }
+    connection = await aio_pika.connect(args.url)
+    async with connection:
+        try:
+            async with await connection.channel() as channel:
+                await channel.declare_queue(names.ping, durable=True)
+                bench = Bench(channel, names, request)
+                await bench.listen()
+                with processes(roles, args.url) as crew:
+                    await wait_for_consumers(
+                        channel,
+                        {
+                            names.ping: WORKERS,
+                            names.topology.requests: 1,
+                            names.topology.tasks: WORKERS,
+                        },
+                    )
+                    return await measure(args, bench, crew, export)
+        finally:
+            await delete_queues(await connection.channel(), names)
+
+
+async def measure(
+    args: argparse.Namespace, bench: Bench, crew: Crew, export: list[float]
+) -> Results:
+    """Both latencies, then both throughputs, after a warm-up."""
+
+    def keys(label: str, count: int) -> list[str]:
+        return [f"{label}-{n}" for n in range(count)]
+
+    await latencies(bench.ping, bench.pongs, keys("warm", WARMUP))
+    await latencies(bench.submit, bench.jobs, keys("warm", WARMUP))
+    with crew.counting("baseline, one at a time", args.jobs):
+        _, baseline = await latencies(bench.ping, bench.pongs, keys("one", args.jobs))
+    exportd_keys = keys("one", args.jobs)
+    with crew.counting("exportd, one at a time", args.jobs):
+        sent, exportd = await latencies(bench.submit, bench.jobs, exportd_keys)
+    with crew.counting("baseline, all at once", args.burst):
+        baseline_rate = await throughput(bench.ping, bench.pongs, keys("many", args.burst))
+    with crew.counting("exportd, all at once", args.burst):
+        exportd_rate = await throughput(bench.submit, bench.jobs, keys("many", args.burst))
+    stages = stage_times(bench.jobs, exportd_keys, sent)
+    return Results(exportd, baseline, export, exportd_rate, baseline_rate, stages, crew.usage)
+
+
+def p(seconds: list[float], percent: int) -> float:
+    """The ``percent`` percentile, in milliseconds."""
+    return statistics.quantiles(seconds, n=100, method="inclusive")[percent - 1] * 1000
+
+
+def report(args: argparse.Namespace, results: Results) -> bool:
+    """Print the tables; whether the p50 targets are met."""
+    ours, base = results.exportd, results.baseline
+    overhead = p(ours, 50) - p(results.export, 50)
+    rows = [
+        ("latency p50 ms", p(ours, 50), p(base, 50), P50_TARGET),
+        ("latency p99 ms", p(ours, 99), p(base, 99), None),
+        ("export alone p50 ms", p(results.export, 50), None, None),
+        ("overhead p50 ms", overhead, p(base, 50), P50_TARGET),
+        (
+            f"{args.burst} jobs, ms/job",
+            1000 / results.exportd_rate,
+            1000 / results.baseline_rate,
+            None,
+        ),
+    ]
+    met = True
+    print(ROW.format("", "exportd", "baseline", "ratio", "target", ""))
+    for label, ours_ms, base_ms, target in rows:
+        ratio = None if base_ms is None else ours_ms / base_ms
+        ok = target is None or ratio is None or ratio <= target
+        met = met and ok
+        print(
+            ROW.format(
+                label,
+                f"{ours_ms:.2f}",
+                "-" if base_ms is None else f"{base_ms:.2f}",
+                "-" if ratio is None else f"{ratio:.1f}x",
+                "-" if target is None else f"<={target:g}x",
+                "" if target is None else "ok" if ok else "MISSED",
+            )
+        )
+    print(
+        f"throughput: exportd {results.exportd_rate:.0f} jobs/s, "
+        f"baseline {results.baseline_rate:.0f} round trips/s"
+    )
+    print("ratio: exportd's time per job over the baseline's; overhead: latency less export")
+    print(f"\nwhere a job's time goes, from its events' arrival ({args.jobs} jobs, ms):")
+    print(ROW.format("", "p50", "p99", "", "", ""))
+    previous = "request sent"
+    for stage, seconds in results.stages.items():
+        label = f"{previous.removeprefix('job.')} -> {stage.removeprefix('job.')}"
+        print(ROW.format(label, f"{p(seconds, 50):.2f}", f"{p(seconds, 99):.2f}", "", "", ""))
+        previous = stage
+    roles = list(next(iter(results.cpu.values())))
+    print("\nCPU ms per job, by process:")
+    print(CPU_ROW.format("", *roles, "total"))
+    for phase, usage in results.cpu.items():
+        figures = [f"{usage[role]:.2f}" for role in roles]
+        print(CPU_ROW.format(phase, *figures, f"{sum(usage.values()):.2f}"))
+    return met
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default=BrokerSettings().url, help="RabbitMQ's AMQP URL")
+    parser.add_argument("--jobs", type=int, default=200, help="jobs for the latency")
+    parser.add_argument("--burst", type=int, default=1000, help="jobs for the throughput")
+    parser.add_argument("--concurrency", type=int, default=1, help="tasks per worker at once")
+    parser.add_argument("--role", choices=ROLES, help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role:
+        asyncio.run(serve(args.role, args.url, Names(args.prefix), args.home, args.concurrency))
+        return
+    print(
+        f"cpus: {os.cpu_count()} (load {os.getloadavg()[0]:.1f} before the run), "
+        f"python {sys.version.split()[0]}, aio-pika {aio_pika.__version__}"
+    )
+    print(
+        f"{WORKERS} workers (echoes) x {args.concurrency} task(s); "
+        f"jobs: rooms logs, {ROWS} rows, csv; latency over {args.jobs} jobs one at a time, "
+        f"throughput of {args.burst} at once"
+    )
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="exportd-bench-") as home:
+        names = Names(f"bench-{uuid.uuid4().hex[:8]}.")
+        results = asyncio.run(run(args, Path(home), names))
+    print(f"measured in {time.perf_counter() - began:.0f} s\n")
+    sys.exit(0 if report(args, results) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""``exportd engine``: the engine of the distributed mode, on RabbitMQ."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+from typing import Any
+
+from exportd.cli.runtime import (
+    add_broker_option,
+    amqp_bus,
+    log_job_changes,
+    run_until_stopped,
+    with_broker,
+)
+from exportd.config import Settings
+from exportd.engine.service import Engine
+from exportd.plugins.manager import load_plugins
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``engine`` command to the ``exportd`` parser's sub-commands."""
+    parser = commands.add_parser(
+        "engine",
+        help="run the engine on RabbitMQ (workers run apart: exportd worker)",
+        description="Run the engine on RabbitMQ: it takes export requests and job commands, "
+        "records jobs in EXPORTD_HOME/jobs.db, dispatches their tasks to workers "
+        "(exportd worker, on any host) and announces every change of a job.  Run one.  "
+        "Logs a line per change of a job's status on stderr.  On SIGINT or SIGTERM it "
+        "stops taking messages and exits.",
+    )
+    add_broker_option(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the engine until SIGINT or SIGTERM."""
+    settings = with_broker(settings, args.broker)
+    plugins = load_plugins(settings)
+
+    async def service(stop: asyncio.Event) -> None:
+        name = f"exportd engine {socket.gethostname()}:{os.getpid()}"
+        async with amqp_bus(settings, name) as bus:
+            changes = await log_job_changes(bus)
+            try:
+                await Engine(bus, plugins, settings).run(stop)
+            finally:
+                await changes.cancel()
+
+    return run_until_stopped(service)

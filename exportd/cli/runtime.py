@@ -1,0 +1,165 @@
+"""What the commands that talk to a broker or run a service share: the ``--broker``
+option, clients and buses built from the settings, logging, and signal handling."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+import msgspec
+
+from exportd.bus.amqp import AmqpBus
+from exportd.bus.base import Bus, Message, Subscription
+from exportd.bus.topology import Topology
+from exportd.cli.text import event_line
+from exportd.client import Client
+from exportd.config import Settings
+from exportd.config.settings import WorkerSettings
+from exportd.errors import InvalidRequest
+from exportd.messages import JobEvent
+from exportd.validation import convert
+
+log = logging.getLogger("exportd")
+
+REPLY_TIMEOUT = 10.0
+"""Seconds a command waits for the engine's reply."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+NOISE = {
+    # Each failed connection attempt, which the bus raises (at start) or aio-pika
+    # logs again (while it reconnects).
+    "aiormq.connection": "error when creating transport",
+    # A message that arrived while the client closed its channel (after Ctrl-C, say).
+    "amqp": "Received method %s during closing channel",
+}
+"""Logger name: the start of the messages of it to leave out."""
+
+
+def add_broker_option(parser: argparse.ArgumentParser, *, help: str | None = None) -> None:
+    """Add ``--broker URL``, which overrides the ``broker.url`` setting."""
+    parser.add_argument(
+        "--broker",
+        metavar="URL",
+        help=help
+        or "the RabbitMQ to use, amqp://user:password@host:port/vhost "
+        "(default: the broker.url setting)",
+    )
+
+
+def with_broker(settings: Settings, url: str | None) -> Settings:
+    """``settings`` with the broker URL of ``--broker``, if given; the URL is checked."""
+    if url is not None:
+        settings = msgspec.structs.replace(
+            settings, broker=msgspec.structs.replace(settings.broker, url=url)
+        )
+    if urlsplit(settings.broker.url).scheme not in ("amqp", "amqps"):
+        name = "--broker" if url is not None else "broker.url"
+        raise InvalidRequest.field(
+            name, f"expected amqp://host/ or amqps://host/, got {settings.broker.url!r}"
+        )
+    return settings
+
+
+def with_concurrency(settings: Settings, concurrency: int | None, option: str) -> Settings:
+    """``settings`` with ``worker.concurrency`` set from ``option``, if given, and checked."""
+    if concurrency is None:
+        return settings
+    try:
+        worker = convert(
+            {**msgspec.to_builtins(settings.worker), "concurrency": concurrency}, WorkerSettings
+        )
+    except InvalidRequest as exc:
+        raise InvalidRequest.field(option, exc.fields[0].message) from None
+    return msgspec.structs.replace(settings, worker=worker)
+
+
+def topology(settings: Settings) -> Topology:
+    """The queue and exchange names of the deployment ``settings`` describe."""
+    return Topology(prefix=settings.broker.prefix)
+
+
+def connect(settings: Settings) -> Client:
+    """A client of the engine at ``settings.broker``."""
+    quiet_library_noise()
+    return Client(
+        settings.broker.url,
+        topology=topology(settings),
+        timeout=REPLY_TIMEOUT,
+        name="exportd command line",
+    )
+
+
+def amqp_bus(settings: Settings, name: str) -> AmqpBus:
+    """The RabbitMQ bus of ``settings``, its connection called ``name`` on the broker."""
+    return AmqpBus(settings.broker, topology(settings), name=name)
+
+
+def run_until_stopped(service: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Log to stderr and run ``service`` until SIGINT or SIGTERM sets its stop event,
+    then let it stop gracefully; the exit status.
+
+    A second signal ends the process at once (the broker delivers its unsettled
+    messages again).
+    """
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format=LOG_FORMAT)
+    log.setLevel(logging.INFO)
+    quiet_library_noise()
+    asyncio.run(_until_signalled(service))
+    log.info("stopped")
+    return 0
+
+
+def quiet_library_noise() -> None:
+    """Leave out the library warnings that say nothing to a user (see :data:`NOISE`)."""
+    for name in NOISE:
+        logging.getLogger(name).addFilter(_not_noise)  # once: the same filter is kept once
+
+
+def _not_noise(record: logging.LogRecord) -> bool:
+    noise = NOISE.get(record.name)
+    return noise is None or not str(record.msg).startswith(noise)
+
+
+async def _until_signalled(service: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(number: signal.Signals) -> None:
+        log.info("%s: stopping (again to stop at once)", number.name)
+        stop.set()
+        for other in STOP_SIGNALS:
+            loop.remove_signal_handler(other)
+            signal.signal(other, signal.SIG_DFL)
+
+    for number in STOP_SIGNALS:
+        loop.add_signal_handler(number, on_signal, number)
+    await service(stop)
+
+
+def interrupt_on_signals() -> None:
+    """Have SIGINT and SIGTERM raise :class:`KeyboardInterrupt`, even if the parent
+    process had them ignored (as a shell does for background jobs)."""
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.default_int_handler)
+
+
+async def log_job_changes(bus: Bus) -> Subscription:
+    """Log a line for every change of a job's status that the bus announces (the engine
+    logs refused requests itself)."""
+
+    async def on_event(message: Message) -> None:
+        try:
+            event = msgspec.json.decode(message.body, type=JobEvent)
+        except msgspec.DecodeError as exc:
+            log.warning("an event that is not a JobEvent: %s", exc)
+        else:
+            if event.job is not None and event.type != "job.progress":
+                log.info("%s", event_line(event))
+        await message.ack()
+
+    return await bus.subscribe(bus.topology.events, "#", on_event)

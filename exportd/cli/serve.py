@@ -1,0 +1,84 @@
+"""``exportd serve``: the embedded mode; the engine and workers in one process over an
+in-process bus, no broker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from exportd.bus.local import LocalBus
+from exportd.cli.runtime import log_job_changes, run_until_stopped, topology, with_concurrency
+from exportd.config import Settings
+from exportd.engine.service import Engine
+from exportd.plugins.manager import Plugins, load_plugins
+from exportd.workers.worker import Worker
+
+log = logging.getLogger("exportd")
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``serve`` command to the ``exportd`` parser's sub-commands."""
+    parser = commands.add_parser(
+        "serve",
+        help="run the engine and workers in one process, with no broker",
+        description="Run the engine and its workers in one process, over an in-process "
+        "bus: no RabbitMQ needed.  The job store and the files live under EXPORTD_HOME.  "
+        "Logs a line per change of a job's status on stderr.  On SIGINT or SIGTERM the "
+        "running exports get worker.shutdown_grace seconds to finish.",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="exports run at once, each in a worker thread (default: the "
+        "worker.concurrency setting, 1)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve until SIGINT or SIGTERM, then stop gracefully."""
+    settings = with_concurrency(settings, args.workers, "--workers")
+    plugins = load_plugins(settings)
+
+    async def service(stop: asyncio.Event) -> None:
+        async with embedded(settings, plugins):
+            log.info(
+                "serving in one process, no broker: %d export(s) at once, files in %s",
+                settings.worker.concurrency,
+                settings.files_path,
+            )
+            await stop.wait()
+
+    return run_until_stopped(service)
+
+
+@asynccontextmanager
+async def embedded(settings: Settings, plugins: Plugins) -> AsyncIterator[Engine]:
+    """The engine and a worker running up to ``worker.concurrency`` exports at once, on
+    an in-process bus, with every change of a job's status logged; yields the engine.
+
+    At the end the worker stops first (running exports get ``worker.shutdown_grace``
+    seconds to finish), then the engine.
+    """
+    engine_stop, worker_stop = asyncio.Event(), asyncio.Event()
+    async with LocalBus(topology(settings)) as bus:
+        changes = await log_job_changes(bus)
+        engine = Engine(bus, plugins, settings)
+        worker = Worker(bus, plugins, settings, name="embedded")
+        engine_run = asyncio.create_task(engine.run(engine_stop), name="exportd engine")
+        worker_run = asyncio.create_task(worker.run(worker_stop), name="exportd worker")
+        try:
+            yield engine
+        finally:
+            # The worker's last updates travel on this bus, which ends with the process:
+            # the engine must still be there to record them.
+            worker_stop.set()
+            await worker_run
+            engine_stop.set()
+            await engine_run
+            await changes.cancel()

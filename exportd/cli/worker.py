@@ -1,0 +1,56 @@
+"""``exportd worker``: a worker of the distributed mode, on RabbitMQ."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+from typing import Any
+
+from exportd.cli.runtime import (
+    add_broker_option,
+    amqp_bus,
+    run_until_stopped,
+    with_broker,
+    with_concurrency,
+)
+from exportd.config import Settings
+from exportd.plugins.manager import load_plugins
+from exportd.workers.worker import Worker
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``worker`` command to the ``exportd`` parser's sub-commands."""
+    parser = commands.add_parser(
+        "worker",
+        help="run a worker on RabbitMQ: it runs the exports the engine dispatches",
+        description="Run a worker on RabbitMQ: it takes export tasks from the engine "
+        "(exportd engine), runs them and stores their files.  Run as many as you like, on "
+        "any host; they must share the storage with the engine.  On SIGINT or SIGTERM it "
+        "takes no more tasks, gives the running ones worker.shutdown_grace seconds to "
+        "finish, then returns the rest to the queue for another worker.",
+    )
+    add_broker_option(parser)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="exports run at once, each in a thread (default: the worker.concurrency setting, 1)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the worker until SIGINT or SIGTERM, then stop gracefully."""
+    settings = with_concurrency(
+        with_broker(settings, args.broker), args.concurrency, "--concurrency"
+    )
+    plugins = load_plugins(settings)
+    name = f"{socket.gethostname()}:{os.getpid()}"
+
+    async def service(stop: asyncio.Event) -> None:
+        async with amqp_bus(settings, f"exportd worker {name}") as bus:
+            await Worker(bus, plugins, settings, name=name).run(stop)
+
+    return run_until_stopped(service)

@@ -1,0 +1,622 @@
+"""The runtime commands as real processes: ``exportd engine``, ``worker``, ``serve``,
+``watch``, ``jobs`` and ``export --broker``, against the real RabbitMQ.
+
+Every test runs ``python -m exportd`` with EXPORTD_HOME in its own folder and a
+topology of its own (``EXPORTD_BROKER__PREFIX``), deleted afterwards; processes
+still running at the end are killed.  The embedded mode's core,
+:func:`exportd.cli.serve.embedded`, is also tested in-process: ``exportd serve``
+has no way in for requests until the HTTP API comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import msgspec
+import openpyxl
+import pytest
+
+from exportd.bus.topology import Topology
+from exportd.cli.serve import embedded
+from exportd.cli.text import human_size
+from exportd.cli.watch import LiveView
+from exportd.client import Client, Timeout
+from exportd.data.demo import DemoSummary, generate_demo_data
+from exportd.engine.service import Engine
+from exportd.engine.store import JobStore
+from exportd.messages import (
+    ExportRequest,
+    Interval,
+    JobEvent,
+    JobSnapshot,
+    JobStatus,
+    Progress,
+    RequestFields,
+)
+from exportd.plugins.manager import Plugins
+from tests.broker import delete_topology
+from tests.integration.runtime import settings_in
+from tests.unit import toy_plugins
+from tests.unit.datastore import BIG_CHANNEL, ROOM, WINDOW
+
+WAIT = 30.0
+"""The most seconds any one thing may take to happen."""
+UNREACHABLE = "amqp://guest:secret@127.0.0.1:1/"
+INTERVAL = ["--start", WINDOW.start.isoformat(), "--end", WINDOW.end.isoformat()]
+ROOM_LOGS = ["rooms", "-p", f"room_id={ROOM}", "-p", "type=logs", *INTERVAL]
+# A test runner may have been started with SIGINT ignored, which a child inherits.
+WITH_CTRL_C = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+class Process:
+    """A running ``exportd`` command; threads collect its stdout and stderr lines."""
+
+    def __init__(
+        self, argv: list[str], env: dict[str, str], cwd: Path, *, ctrl_c: bool = False
+    ) -> None:
+        self.argv = argv
+        command = [sys.executable, "-m", "exportd", *argv]
+        self.popen = subprocess.Popen(
+            [sys.executable, "-c", WITH_CTRL_C, *command] if ctrl_c else command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            text=True,
+        )
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._changed = threading.Condition()
+        assert self.popen.stdout is not None and self.popen.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._read, args=(pipe, name), daemon=True)
+            for pipe, name in ((self.popen.stdout, "stdout"), (self.popen.stderr, "stderr"))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, pipe: IO[str], name: str) -> None:
+        for line in iter(pipe.readline, ""):
+            with self._changed:
+                self.lines[name].append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def wait_for(self, text: str, *, stream: str = "stderr", timeout: float = WAIT) -> str:
+        """The first line of ``stream`` containing ``text``, waiting up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines[stream]:
+                    if text in line:
+                        return line
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"no {text!r} from exportd {self.argv}: {self.lines}"
+                self._changed.wait(remaining)
+
+    def stop(self, number: signal.Signals = signal.SIGTERM, timeout: float = WAIT) -> int:
+        """Send ``number``; the exit status, once the process and its output ended."""
+        self.popen.send_signal(number)
+        status = self.popen.wait(timeout)
+        for reader in self._readers:
+            reader.join(timeout)
+        return status
+
+    def text(self, stream: str = "stderr") -> str:
+        """What ``stream`` said so far."""
+        with self._changed:
+            return "\n".join(self.lines[stream])
+
+
+class Deployment:
+    """An EXPORTD_HOME, a topology on the test broker, and the commands run on them."""
+
+    def __init__(self, home: Path, broker_url: str, **variables: str) -> None:
+        self.home = home
+        self.broker_url = broker_url
+        self.topology = Topology(prefix=f"test-{uuid.uuid4().hex[:12]}.")
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
+        self.env = {
+            **inherited,
+            "EXPORTD_HOME": str(home),
+            "EXPORTD_BROKER__URL": broker_url,
+            "EXPORTD_BROKER__PREFIX": self.topology.prefix,
+            **variables,
+        }
+        self.processes: list[Process] = []
+
+    def start(self, *argv: str, ready: str | None = None, ctrl_c: bool = False) -> Process:
+        """Start ``exportd ARGV...``; with ``ready``, wait for that text on its stderr;
+        with ``ctrl_c``, have SIGINT raise KeyboardInterrupt in it, as on a terminal."""
+        process = Process(list(argv), self.env, self.home, ctrl_c=ctrl_c)
+        self.processes.append(process)
+        if ready is not None:
+            process.wait_for(ready)
+        return process
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run ``exportd ARGV...`` to its end."""
+        return subprocess.run(
+            [sys.executable, "-m", "exportd", *argv],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.home,
+            timeout=WAIT * 2,
+            check=False,
+        )
+
+    def engine(self) -> Process:
+        """A started ``exportd engine``."""
+        return self.start("engine", ready="engine running")
+
+    def worker(self) -> Process:
+        """A started ``exportd worker``."""
+        return self.start("worker", ready="taking tasks")
+
+    def client(self) -> Client:
+        """A client of this deployment's engine."""
+        return Client(self.broker_url, topology=self.topology, timeout=WAIT)
+
+    def stored(self, job: JobSnapshot) -> list[bytes]:
+        """The content of the job's files in the local storage."""
+        keys = [part.file.key for part in job.parts if part.file is not None]
+        return [(self.home / "files" / key).read_bytes() for key in keys]
+
+    def close(self) -> None:
+        """Kill what still runs; delete the topology."""
+        for process in self.processes:
+            if process.popen.poll() is None:
+                process.popen.kill()
+                process.popen.wait(WAIT)
+        asyncio.run(delete_topology(self.broker_url, self.topology))
+
+
+def make_deployment(home: Path, broker_url: str, **variables: str) -> Iterator[Deployment]:
+    """A :class:`Deployment` for a fixture, closed after the test."""
+    deployment = Deployment(home, broker_url, **variables)
+    try:
+        yield deployment
+    finally:
+        deployment.close()
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, datastore: Path, broker_url: str) -> Iterator[Deployment]:
+    """The test data store in a fresh EXPORTD_HOME, on a topology of its own."""
+    shutil.copy(datastore, tmp_path / "data.db")
+    yield from make_deployment(tmp_path, broker_url)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoSummary:
+    """Demo data with a room big enough for an xlsx export to take seconds."""
+    return generate_demo_data(tmp_path_factory.mktemp("demo") / "data.db", messages=200_000)
+
+
+@pytest.fixture
+def slow_deployment(tmp_path: Path, demo: DemoSummary, broker_url: str) -> Iterator[Deployment]:
+    """The demo data in a fresh EXPORTD_HOME; small batches, frequent progress, and
+    running exports given back at once on SIGTERM."""
+    shutil.copy(demo.path, tmp_path / "data.db")
+    yield from make_deployment(
+        tmp_path,
+        broker_url,
+        EXPORTD_BATCH_SIZE="100",
+        EXPORTD_WORKER__PROGRESS_INTERVAL="0.2",
+        EXPORTD_WORKER__SHUTDOWN_GRACE="0.1",
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line a failed command printed on stderr."""
+    assert result.returncode == 1, result
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("exportd: error: "), result.stderr
+    return result.stderr.rstrip("\n")
+
+
+def reported(stdout: str) -> list[tuple[Path, str]]:
+    """(path, ``rows, size, sha256`` line) of each file an export reported."""
+    lines = stdout.splitlines()
+    return [(Path(path), details) for path, details in zip(lines[::2], lines[1::2], strict=True)]
+
+
+def logs_request(**changes: object) -> ExportRequest:
+    """The chat logs of the test data store's room, as csv, for org1."""
+    fields: dict[str, object] = {
+        "source": "rooms",
+        "format": "csv",
+        "params": {"room_id": ROOM, "type": "logs"},
+        "interval": {"start": WINDOW.start.isoformat(), "end": WINDOW.end.isoformat()},
+        "org_id": "org1",
+        **changes,
+    }
+    return msgspec.convert(fields, ExportRequest)
+
+
+def rows_and_size(job: JobSnapshot) -> str:
+    """The rows and size of a done job's files, as the commands print them."""
+    files = [part.file for part in job.parts if part.file is not None]
+    return f"{sum(f.rows for f in files):,} rows, {human_size(sum(f.size for f in files))}"
+
+
+def wait_for_status(client: Client, job_id: str, status: str) -> JobSnapshot:
+    """The job once it has ``status``, asking the engine every tenth of a second."""
+    deadline = time.monotonic() + WAIT
+    while (job := client.get(job_id)).status != status:
+        assert time.monotonic() < deadline, f"job {job_id} stays {job.status}, not {status}"
+        time.sleep(0.1)
+    return job
+
+
+# the distributed mode
+
+
+@pytest.mark.parametrize(
+    "source",
+    [ROOM_LOGS, ["qna", "-p", f"channel_id={BIG_CHANNEL}", *INTERVAL]],
+    ids=["one part", "three parts"],
+)
+def test_an_export_through_the_engine_gives_the_files_of_a_local_export(
+    deployment: Deployment, broker_url: str, source: list[str]
+) -> None:
+    engine = deployment.engine()
+    worker = deployment.worker()
+
+    remote = deployment.run("export", *source, "--broker", broker_url, "-o", "remote/")
+    local = deployment.run("export", *source, "-o", "local/")
+
+    assert (remote.returncode, remote.stderr) == (0, "")
+    remote_files, local_files = reported(remote.stdout), reported(local.stdout)
+    assert len(remote_files) == (1 if source is ROOM_LOGS else 3)
+    # The engine names files after the parameters with their defaults: compare in order.
+    assert [details for _, details in remote_files] == [details for _, details in local_files]
+    for (remote_path, details), (local_path, _) in zip(remote_files, local_files, strict=True):
+        assert remote_path.parent == Path("remote")
+        content = (deployment.home / remote_path).read_bytes()
+        assert content == (deployment.home / local_path).read_bytes()
+        assert details.endswith(f"sha256 {hashlib.sha256(content).hexdigest()}")
+    assert (engine.stop(), worker.stop()) == (0, 0)
+    assert " done: " in engine.text()
+    assert "Traceback" not in engine.text() + worker.text()
+
+
+def test_export_through_the_engine_reports_bad_input_in_one_line(
+    deployment: Deployment, broker_url: str
+) -> None:
+    deployment.engine()
+
+    typo = deployment.run("export", *ROOM_LOGS, "-p", "type=lgos", "--broker", broker_url)
+    unknown_room = deployment.run(
+        "export", "rooms", "-p", "room_id=nope", "-p", "type=logs", "--broker", broker_url
+    )
+
+    assert one_error_line(typo).startswith("exportd: error: params.type: ")
+    assert one_error_line(unknown_room) == "exportd: error: params.room_id: no room with id 'nope'"
+    assert not (deployment.home / "files").exists()
+
+
+BAD_COMMANDS = [
+    (["engine", "--broker", UNREACHABLE], "cannot connect to RabbitMQ at "),
+    (["worker", "--broker", UNREACHABLE], "cannot connect to RabbitMQ at "),
+    (["watch", "--broker", UNREACHABLE], "cannot reach the broker at "),
+    (["jobs", "list", "--broker", UNREACHABLE], "cannot reach the broker at "),
+    (["export", *ROOM_LOGS, "--broker", UNREACHABLE], "cannot reach the broker at "),
+    (["jobs", "show", "x", "--broker", "http://host/"], "--broker: expected amqp://"),
+    (["worker", "--concurrency", "0"], "--concurrency: Expected `int` >= 1"),
+    (["serve", "--workers", "300"], "--workers: Expected `int` <= 256"),
+]
+
+
+def test_no_broker_or_bad_input_is_one_line_and_a_failure(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
+    # All at once: each spends seconds trying to reach the broker.
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "exportd", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env, "EXPORTD_HOME": str(tmp_path)},
+        )
+        for argv, _ in BAD_COMMANDS
+    ]
+    try:
+        for (argv, error), process in zip(BAD_COMMANDS, processes, strict=True):
+            stdout, stderr = process.communicate(timeout=WAIT)
+            result = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+            assert one_error_line(result).startswith(f"exportd: error: {error}"), argv
+            assert "secret" not in stderr
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(WAIT)
+
+
+def test_ctrl_c_cancels_an_export_through_the_engine(deployment: Deployment) -> None:
+    deployment.engine()  # and no worker: the job waits
+    export = deployment.start("export", *ROOM_LOGS, "--broker", deployment.broker_url, ctrl_c=True)
+    with deployment.client() as client:
+        deadline = time.monotonic() + WAIT
+        while not (jobs := client.list_jobs()[0]):
+            assert time.monotonic() < deadline, export.text()
+            time.sleep(0.1)
+
+        assert export.stop(signal.SIGINT) == 130
+        assert export.text() == "exportd: canceled"
+        assert client.get(jobs[0].id).status == "canceled"
+
+
+def test_jobs_commands_list_show_cancel_restart_and_delete(deployment: Deployment) -> None:
+    deployment.engine()
+    with deployment.client() as client:
+        other = client.submit(logs_request(source="rooms", format="json"))
+        job = client.submit(logs_request())  # no worker yet: they wait
+
+        listing = deployment.run("jobs", "list")
+        as_json = json.loads(deployment.run("jobs", "list", "--json", "--limit", "1").stdout)
+        shown = deployment.run("jobs", "show", job.id)
+        canceled = deployment.run("jobs", "cancel", job.id)
+        restarted = deployment.run("jobs", "restart", job.id)
+
+        header, first, second, footer = listing.stdout.splitlines()
+        assert header.split() == ["ID", "STATUS", "SOURCE", "FORMAT", "ORG", "CREATED", "ROWS"]
+        assert first.split()[:5] == [job.id, "created", "rooms", "csv", "org1"]
+        assert second.split()[:5] == [other.id, "created", "rooms", "json", "org1"]
+        assert footer == "jobs 1-2 of 2"
+        assert ([j["id"] for j in as_json["jobs"]], as_json["total"]) == ([job.id], 2)
+        shown_fields = {
+            name: value.strip()
+            for name, _, value in (line.partition(":") for line in shown.stdout.splitlines())
+            if not name.startswith(" ")
+        }
+        assert shown_fields["job"] == job.id
+        assert shown_fields["status"] == "created (attempt 1)"
+        assert (shown_fields["org"], shown_fields["part 1/1"]) == ("org1", "created")
+        assert canceled.stdout == f"job {job.id} canceled: rooms to csv, org org1\n"
+        assert restarted.stdout == f"job {job.id} created: rooms to csv, org org1, attempt 2\n"
+
+        deployment.worker()
+        done = wait_for_status(client, job.id, "done")
+        [content] = deployment.stored(done)
+        assert content.startswith(b"conversation_id,")
+
+        assert one_error_line(deployment.run("jobs", "restart", job.id)) == (
+            "exportd: error: cannot restart a job that is done"
+        )
+        assert one_error_line(deployment.run("jobs", "show", "nope")) == (
+            "exportd: error: job_id: no job 'nope'"
+        )
+        assert one_error_line(deployment.run("jobs", "list", "--limit", "0")).startswith(
+            "exportd: error: limit: "
+        )
+        deleted = deployment.run("jobs", "delete", job.id)
+        assert deleted.stdout == f"job {job.id} deleted: rooms to csv, org org1, attempt 2\n"
+        assert not list((deployment.home / "files").rglob("*.csv"))
+        assert deployment.run("jobs", "list", "--status", "canceled").stdout == "no jobs\n"
+        assert client.list_jobs(status="deleted") == ([client.get(job.id)], 1)
+
+
+def test_a_command_no_engine_answers_times_out_and_expires(deployment: Deployment) -> None:
+    engine = deployment.engine()
+    with deployment.client() as client:
+        job = client.submit(logs_request())  # no worker: it waits
+        assert engine.stop() == 0
+
+        client.timeout = 0.3
+        with pytest.raises(Timeout, match="is an exportd engine running"):
+            client.cancel(job.id)
+        time.sleep(0.5)  # the command expires
+
+        deployment.engine()
+        client.timeout = WAIT
+        assert client.get(job.id).status == "created"
+
+
+def test_watch_prints_a_line_per_status_change_until_ctrl_c(deployment: Deployment) -> None:
+    deployment.engine()
+    deployment.worker()
+    watch = deployment.start("watch", "org1.rooms.*", ready="watching job events")
+    with deployment.client() as client:
+        job = client.submit(logs_request(), wait=WAIT)
+        client.submit(logs_request(org_id="org2"), wait=WAIT)
+
+    watch.wait_for(f"job {job.id} done", stream="stdout")
+    assert watch.stop(signal.SIGINT) == 0
+    lines = watch.text("stdout").splitlines()
+    assert [line.split()[3] for line in lines] == [
+        "created:",
+        "processing:",
+        "uploading:",
+        "done:",
+    ]
+    assert all(f"job {job.id} " in line for line in lines)
+    assert lines[-1].endswith(f"done: rooms to csv, org org1; {rows_and_size(job)}")
+    assert watch.text() == "watching job events matching 'org1.rooms.*'; Ctrl-C to stop"
+
+
+def job_event(job_id: str, type_: str, rows: int = 0) -> JobEvent:
+    """An event about a job of 100 rows, ``rows`` of them written."""
+    status = "processing" if type_ == "job.progress" else type_.removeprefix("job.")
+    moment = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    job = JobSnapshot(
+        id=job_id,
+        status=msgspec.convert(status, JobStatus),
+        request=RequestFields(source="rooms", interval=Interval("2024-05-01", "2024-05-02")),
+        attempt=1,
+        part_count=1,
+        parts=[],
+        progress=Progress(rows=rows, total=100),
+        created_at=moment,
+        updated_at=moment,
+    )
+    return JobEvent(id=uuid.uuid4().hex, type=type_, occurred_at=moment, job=job)
+
+
+def screen(output: str) -> list[str]:
+    """The lines a terminal shows after ``output``: bars erased are gone."""
+    lines: list[str] = []
+    for piece in re.split(r"(\x1b\[\d+A\r\x1b\[J)", output):
+        if erase := re.fullmatch(r"\x1b\[(\d+)A\r\x1b\[J", piece):
+            del lines[-int(erase[1]) :]
+        else:
+            lines += piece.splitlines()
+    return lines
+
+
+def test_watch_on_a_terminal_keeps_a_bar_per_running_job_under_the_lines() -> None:
+    output = io.StringIO()
+    view = LiveView(output, bars=True)
+    at = datetime(2024, 5, 1, 12, tzinfo=UTC).astimezone().strftime("%H:%M:%S")
+    one = f"{at}  job one-1234 processing: rooms to csv"
+    two = f"{at}  job two-5678 processing: rooms to csv"
+
+    view.show(job_event("one-1234", "job.processing"))
+    view.show(job_event("one-1234", "job.progress", rows=50))
+    assert screen(output.getvalue()) == [
+        one,
+        "one-1234 rooms to csv  [############------------]  50%  50/100 rows",
+    ]
+
+    view.show(job_event("two-5678", "job.processing", rows=10))
+    view.show(job_event("one-1234", "job.done", rows=100))
+    assert screen(output.getvalue()) == [
+        one,
+        two,
+        f"{at}  job one-1234 done: rooms to csv",
+        "two-5678 rooms to csv  [##----------------------]  10%  10/100 rows",
+    ]
+
+    view.close()
+    assert screen(output.getvalue())[-1] == f"{at}  job one-1234 done: rooms to csv"
+
+
+def test_sigterm_gives_a_running_export_back_for_the_next_worker(
+    slow_deployment: Deployment, demo: DemoSummary
+) -> None:
+    deployment = slow_deployment
+    deployment.engine()
+    first = deployment.worker()
+    watch = deployment.start("watch", ready="watching job events")
+    request = {
+        "source": "rooms",
+        "format": "xlsx",
+        "params": {"room_id": demo.room_id, "type": "logs"},
+        "interval": {"start": "2024-10-02", "end": "2024-10-08"},
+    }
+    with deployment.client() as client:
+        job = client.submit(request)
+        watch.wait_for(f"job {job.id} processing", stream="stdout")
+        time.sleep(0.5)
+
+        assert first.stop() == 0
+        assert "finishing 1 task(s)" in first.text()
+        assert client.get(job.id).status == "processing"
+
+        deployment.worker()
+        watch.wait_for(f"job {job.id} done", stream="stdout")
+        time.sleep(1)  # time for a second done, which must not come
+        done = client.get(job.id)
+
+    assert watch.text("stdout").count(" done: ") == 1
+    [part] = done.parts
+    assert part.file is not None
+    [content] = deployment.stored(done)
+    assert (len(content), hashlib.sha256(content).hexdigest()) == (part.file.size, part.file.sha256)
+    path = deployment.home / "files" / part.file.key
+    with closing(openpyxl.load_workbook(path, read_only=True)) as workbook:
+        rows = sum(1 for sheet in workbook.worksheets for _ in sheet.iter_rows(values_only=True))
+    assert rows == part.file.rows + 1  # and a header row
+
+
+# the embedded mode
+
+
+def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path, datastore: Path) -> None:
+    shutil.copy(datastore, tmp_path / "data.db")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
+    serve = Process(["serve", "--workers", "2"], {**env, "EXPORTD_HOME": str(tmp_path)}, tmp_path)
+    try:
+        serve.wait_for("taking tasks")
+        assert serve.stop() == 0
+    finally:
+        serve.popen.kill()
+        serve.popen.wait(WAIT)
+    log = serve.text().splitlines()
+    assert all(" INFO " in line for line in log), log
+    assert "2 export(s) at once" in log[0]
+    assert log[-2].endswith("SIGTERM: stopping (again to stop at once)")
+    assert log[-1].endswith("INFO stopped")
+
+
+def count_request(**params: object) -> ExportRequest:
+    """An export of the toy ``count`` source."""
+    fields = {
+        "source": "count",
+        "format": "lines",
+        "params": params,
+        "interval": {"start": "2024-01-01", "end": "2024-01-02"},
+    }
+    return msgspec.convert(fields, ExportRequest)
+
+
+async def wait_until(engine: Engine, job_id: str, status: str) -> JobSnapshot:
+    """The job once it has ``status``, looking every 50 ms."""
+    async with asyncio.timeout(WAIT):
+        while (job := await engine.get(job_id)).status != status:
+            await asyncio.sleep(0.05)
+    return job
+
+
+async def test_embedded_runs_jobs_and_logs_each_change_of_status(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_in(tmp_path, batch_size=3)
+    plugins = Plugins(settings=settings, extra=[toy_plugins])
+    caplog.set_level(logging.INFO, logger="exportd")
+
+    async with embedded(settings, plugins) as engine:
+        job = await engine.submit(count_request(rows=20))  # two parts of 10 rows
+        done = await wait_until(engine, job.id, "done")
+
+    part_lines = ["n|square|label", *(f"{n}|{n * n}|row {n}" for n in range(10)), "-- end"]
+    for part in done.parts:
+        assert part.file is not None
+        with engine.storage.open(part.file.key) as file:
+            assert file.read().decode().splitlines() == part_lines
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("job ")]
+    assert logged[0] == f"job {job.id} created: count to lines"
+    assert f"job {job.id} processing: count to lines" in logged
+    assert logged[-1] == f"job {job.id} done: count to lines; {rows_and_size(done)} in 2 files"
+
+
+async def test_embedded_lets_running_exports_finish_when_it_stops(tmp_path: Path) -> None:
+    settings = settings_in(tmp_path, batch_size=2)
+    plugins = Plugins(settings=settings, extra=[toy_plugins])
+
+    async with embedded(settings, plugins) as engine:
+        job = await engine.submit(count_request(rows=8, pause=0.2))  # one part, 0.8 s
+        await wait_until(engine, job.id, "processing")
+
+    with JobStore(settings.jobs_path, Topology()) as store:
+        assert store.get(job.id).status == "done"
