@@ -397,7 +397,13 @@ def _discarded(before: JobSnapshot, after: JobSnapshot) -> tuple[str, ...]:
 
 
 def _stray_file(state: JobState | None, update: StatusUpdate) -> tuple[str, ...]:
-    """The file a dropped update brought, unless the job already points at it (a duplicate)."""
-    if update.file is None or (state is not None and update.file.key in _files(state.job)):
+    """The file a dropped update brought, unless the job points at it (a duplicate) or its
+    running attempt still may: every delivery of a part's task writes the same key."""
+    if update.file is None:
+        return ()
+    if state is not None and (
+        update.file.key in _files(state.job)
+        or (state.job.status in RUNNING and update.attempt == state.job.attempt)
+    ):
         return ()
     return (update.file.key,)

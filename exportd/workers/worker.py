@@ -6,7 +6,9 @@ worker publishes ``processing`` (then progress at most once a
 ``uploading`` while the storage takes the file, and ``done`` with the file's
 description or ``failed`` with the error.  It acknowledges the task only after
 its final update is confirmed by the broker, so a worker killed outright loses
-nothing: the broker delivers the task again.
+nothing: the broker delivers the task again.  A task that no worker finished in
+as many deliveries as the queue allows (a poison task) is failed, not run, at its
+last delivery, and dead-lettered.
 
 A task that runs longer than ``ack_deadline`` is acknowledged early (RabbitMQ
 would otherwise close the channel at its ``consumer_timeout`` and deliver the
@@ -28,9 +30,10 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from exportd.bus.base import Bus, Message, Subscription
+from exportd.bus.base import Bus, BusError, Message, Subscription
+from exportd.bus.topology import TASK_DELIVERY_LIMIT
 from exportd.config import Settings
-from exportd.errors import Cancelled, ErrorBody, ExportError
+from exportd.errors import Cancelled, ErrorBody, ExportError, ExportFailed
 from exportd.messages import (
     CancelSignal,
     ExportTask,
@@ -62,7 +65,9 @@ class Worker:
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.storage = plugins.storage(settings.storage)
-        self._running: dict[tuple[str, int], TaskRun] = {}
+        # One entry per delivery: a task redelivered while its first run goes on (the broker
+        # took it back when the channel dropped) runs twice here, and both must be reached.
+        self._running: set[TaskRun] = set()
         self._cancelled: deque[tuple[str, int]] = deque(maxlen=REMEMBERED_CANCELS)
         self.shutting_down = False
 
@@ -83,11 +88,11 @@ class Worker:
         stop them and give them back to the queue for another worker."""
         self.shutting_down = True
         await tasks.cancel()
-        running = [run.done for run in self._running.values()]
+        running = [run.done for run in self._running]
         if running:
             log.info("worker %s finishing %d task(s)", self.name, len(running))
             _, late = await asyncio.wait(running, timeout=self.settings.worker.shutdown_grace)
-            for run in list(self._running.values()):
+            for run in self._running:
                 run.cancel_requested = True
             if late:
                 await asyncio.wait(late)
@@ -100,7 +105,7 @@ class Worker:
             log.warning("worker %s dropped a malformed cancel signal", self.name)
         else:
             self._cancelled.append((signal.job_id, signal.attempt))
-            for run in self._running.values():
+            for run in self._running:
                 if run.task.job_id == signal.job_id and run.task.attempt <= signal.attempt:
                     run.cancel_requested = True
         await message.ack()
@@ -113,13 +118,16 @@ class Worker:
             await message.reject(requeue=False)
             return
         run = TaskRun(self, task, message)
+        if message.delivery_count >= TASK_DELIVERY_LIMIT:
+            await run.give_up()
+            return
         if (task.job_id, task.attempt) in self._cancelled:
             run.cancel_requested = True
-        self._running[(task.job_id, task.part)] = run
+        self._running.add(run)
         try:
             await run.execute()
         finally:
-            del self._running[(task.job_id, task.part)]
+            self._running.discard(run)
             run.done.set_result(None)
 
 
@@ -162,6 +170,23 @@ class TaskRun:
         await self._send(status, file=file, error=error)
         if not self.detached:
             await self.message.ack()
+
+    async def give_up(self) -> None:
+        """Fail a task that no worker finished in as many deliveries as its queue allows
+        (a poison task: it crashes the process, say) and dead-letter it, instead of
+        running it again.
+
+        The queue's delivery limit would dead-letter it after this delivery anyway, but
+        then nobody would tell the engine, and the job would stay running for ever.
+        """
+        tries = self.message.delivery_count
+        log.error("task %s unfinished in %d tries: dead-lettered", self.task.job_id, tries)
+        message = (
+            f"no worker finished this export in {tries} tries (each one crashed, was killed, "
+            "lost its connection or shut down while on it); the task is dead-lettered"
+        )
+        await self._send("failed", error=ExportFailed(message).body())
+        await self.message.reject(requeue=False)
 
     async def _give_back(self) -> None:
         """Stopped by a shutdown: the broker (or, once detached, the engine's lease)
@@ -210,11 +235,26 @@ class TaskRun:
             if self._progress != sent or due_heartbeat or due_detach:
                 sent = self._progress
                 last_sent = now
-                if due_detach:
-                    self.detached = True
-                await self._send(self._status)
-                if due_detach:
-                    await self.message.ack()
+                try:
+                    if due_detach:
+                        # Shielded: execute() cancels the ticker when the export ends, leaving
+                        # the ack to a detach under way, which must not stop half-way.
+                        await asyncio.shield(self._detach())
+                    else:
+                        await self._send(self._status)
+                except BusError as exc:  # one update lost is no reason to stop the heartbeat
+                    log.warning("no update sent for task %s: %s", self.task.job_id, exc)
+
+    async def _detach(self) -> None:
+        """Say the task is detached, then acknowledge it (see the module docstring); if that
+        fails, the next tick tries again."""
+        self.detached = True
+        try:
+            await self._send(self._status)
+            await self.message.ack()
+        except BusError:
+            self.detached = False
+            raise
 
     async def _send(
         self, status: PartStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None

@@ -319,6 +319,12 @@ def test_a_dropped_update_discards_its_file_unless_the_job_holds_it() -> None:
     assert lifecycle.unknown_job(update("done", 1)) == Dropped("unknown_job", (file(0).key,))
 
 
+def test_a_late_done_of_an_earlier_delivery_keeps_the_key_the_running_attempt_writes() -> None:
+    redelivered = applied(new_job(), update("processing", 1_000_001))
+    late = lifecycle.apply_update(redelivered, update("done", 7), now=NOW, lifetime=LIFETIME)
+    assert late == Dropped("duplicate")
+
+
 def test_total_progress_knows_the_total_only_when_every_part_does() -> None:
     state = applied(
         new_job(2),

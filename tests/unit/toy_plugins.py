@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
 import msgspec
@@ -29,6 +31,10 @@ class CountParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     forbidden: str | None = None
     pause: float = 0.0
     """Seconds to sleep before each batch: a slow export, for runtime tests."""
+    fail_while: str | None = None
+    """A path: reading fails while a file exists there (a failure the test can end)."""
+    crash: bool = False
+    """Reading ends the whole process at once: a poison task, for runtime tests."""
 
 
 class CountSource(Source[CountParams]):
@@ -58,6 +64,10 @@ class CountSource(Source[CountParams]):
         ]
 
     def read(self, params: CountParams, ctx: ReadContext) -> Iterator[Batch]:
+        if params.crash:
+            os._exit(70)
+        if params.fail_while is not None and Path(params.fail_while).exists():
+            raise RuntimeError(f"failing while {params.fail_while} exists")
         batch: list[tuple[int, int, str]] = []
         for n in range(params.rows):
             if n == params.explode_at:

@@ -1,0 +1,314 @@
+"""What exportd survives on the real RabbitMQ: killed workers, dropped connections, poison
+tasks, malformed requests, and exports longer than the broker's acknowledgement timeout.
+
+Workers run in processes of their own and are killed for real; the engine runs in the
+test's process (:func:`watched_engine`), which shows the status updates it receives.
+Each test has a topology of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+
+import aio_pika
+import msgspec
+import pytest
+
+from exportd.bus.topology import TASK_DELIVERY_LIMIT, Topology
+from exportd.messages import ExportTask, JobEvent
+from exportd.workers.worker import SEQ_PER_DELIVERY
+from tests import broker
+from tests.integration import processes as launcher
+from tests.integration.processes import (
+    Inbox,
+    Processes,
+    command,
+    connection_name,
+    count_request,
+    counted_lines,
+    stored,
+    tuned,
+    until,
+    wait_for_consumers,
+    watched_engine,
+)
+
+# the fixtures, for the tests here
+broker_url = broker.broker_url
+topology = launcher.topology
+processes = launcher.processes
+
+NEEDS_RABBITMQCTL = pytest.mark.skipif(
+    shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl"
+)
+
+
+@asynccontextmanager
+async def outside_listener(url: str, topology: Topology) -> AsyncIterator[list[JobEvent]]:
+    """Every public event, as a subscriber on a connection of its own sees them."""
+    seen: list[JobEvent] = []
+    async with await aio_pika.connect(url) as connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(topology.events, "#")
+
+        async def keep(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            seen.append(msgspec.json.decode(message.body, type=JobEvent))
+
+        await queue.consume(keep, no_ack=True)
+        yield seen
+
+
+def events_of(seen: list[JobEvent], job_id: str, type_: str) -> list[JobEvent]:
+    """The events of ``type_`` about ``job_id`` among ``seen``."""
+    return [e for e in seen if e.type == type_ and e.job is not None and e.job.id == job_id]
+
+
+async def test_a_worker_killed_mid_export_loses_nothing(
+    processes: Processes, topology: Topology, broker_url: str
+) -> None:
+    doomed = processes.start("worker")
+    async with watched_engine(processes.settings, topology) as (runtime, bus):
+        await wait_for_consumers(broker_url, topology.tasks, 1)
+        job = await runtime.submit(**count_request(9, pause=0.3))
+        await until(lambda: bus.rows(job.id) >= 2)
+        processes.start("worker")
+        await wait_for_consumers(broker_url, topology.tasks, 2)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=5)
+
+        done = await runtime.events.wait_for(job.id, "job.done")
+        await asyncio.sleep(0.3)  # time for a second done event, were there one
+        assert [event.type for event in runtime.events.of(job.id)].count("job.done") == 1
+    updates = bus.of(job.id)
+    killed = updates[0].worker
+    finals = [update for update in updates if update.status == "done"]
+    assert len(finals) == 1
+    assert finals[0].worker != killed
+    assert finals[0].seq > SEQ_PER_DELIVERY  # the task's second delivery
+    assert done.job is not None and done.job.parts[0].file is not None
+    assert done.job.parts[0].file.rows == 9
+    assert stored(processes.settings, done.job.parts[0].file) == counted_lines(9)
+
+
+@NEEDS_RABBITMQCTL
+async def test_after_the_broker_closes_every_connection_all_reconnect_and_every_job_finishes(
+    processes: Processes, topology: Topology, broker_url: str
+) -> None:
+    processes.start("worker")
+    processes.start("worker")
+    async with (
+        watched_engine(processes.settings, topology) as (runtime, bus),
+        outside_listener(broker_url, topology) as seen,
+    ):
+        await wait_for_consumers(broker_url, topology.tasks, 2)
+        jobs = [await runtime.submit(**count_request(6, pause=0.2)) for _ in range(6)]
+        await until(lambda: bus.first(jobs[1].id, "processing"))
+        closed = await asyncio.to_thread(broker.close_connections_named, connection_name(topology))
+        assert closed == 3  # the engine's and the two workers'
+
+        for job in jobs:
+            done = (await until(partial(events_of, seen, job.id, "job.done")))[0]
+            assert done.job is not None and done.job.parts[0].file is not None
+            assert stored(processes.settings, done.job.parts[0].file) == counted_lines(6)
+        await wait_for_consumers(broker_url, topology.tasks, 2)
+        reply = await command(broker_url, topology, op="get", job_id=jobs[0].id)
+        assert reply["ok"] is True and reply["job"]["status"] == "done"
+        await asyncio.sleep(0.3)  # time for a second done event, were there one
+        for job in jobs:
+            assert len(events_of(seen, job.id, "job.done")) == 1
+
+
+async def dead_letters(url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Take every message out of ``queue``."""
+    taken = []
+    async with await aio_pika.connect(url) as connection:
+        channel = await connection.channel()
+        dead = await channel.get_queue(queue)
+        while (message := await dead.get(no_ack=True, fail=False)) is not None:
+            taken.append(message)
+    return taken
+
+
+async def message_count(url: str, queue: str) -> int:
+    """How many messages wait in ``queue``."""
+    async with await aio_pika.connect(url) as connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+
+
+async def test_a_task_that_kills_every_worker_fails_its_job_is_dead_lettered_and_others_go_on(
+    processes: Processes, topology: Topology, broker_url: str
+) -> None:
+    async with watched_engine(processes.settings, topology) as (runtime, _):
+        poison = await runtime.submit(**count_request(3, crash=True))
+        healthy = await runtime.submit(**count_request(3))
+        async with asyncio.timeout(30):  # one worker at a time, another when it died
+            while not await message_count(broker_url, topology.tasks_dead):
+                if all(process.poll() is not None for process in processes.started):
+                    processes.start("worker")
+                await asyncio.sleep(0.1)
+        failed = await runtime.events.wait_for(poison.id, "job.failed")
+        done = await runtime.events.wait_for(healthy.id, "job.done")
+
+    # os._exit(70) in the toy source, at each delivery but the last, where the worker gives up
+    assert [process.poll() for process in processes.started] == [70] * TASK_DELIVERY_LIMIT + [None]
+    assert failed.job is not None and failed.job.error is not None
+    assert failed.job.error.code == "export_failed"
+    assert f"no worker finished this export in {TASK_DELIVERY_LIMIT} tries" in (
+        failed.job.error.message
+    )
+    dead = await dead_letters(broker_url, topology.tasks_dead)
+    assert [msgspec.json.decode(m.body, type=ExportTask).job_id for m in dead] == [poison.id]
+    assert done.job is not None and done.job.parts[0].file is not None
+    assert stored(processes.settings, done.job.parts[0].file) == counted_lines(3)
+
+
+async def test_a_malformed_request_is_answered_announced_and_dead_lettered(
+    processes: Processes, topology: Topology, broker_url: str
+) -> None:
+    processes.start("worker")
+    async with (
+        watched_engine(processes.settings, topology) as (runtime, _),
+        outside_listener(broker_url, topology) as seen,
+        await aio_pika.connect(broker_url) as connection,
+    ):
+        channel = await connection.channel()
+        replies = Inbox()
+        reply_queue = await channel.declare_queue(exclusive=True)
+        await replies.consume(reply_queue)
+        unknown_field = json.dumps({**count_request(3), "colour": "red"}).encode()
+        for number, body in enumerate([b"{not json", unknown_field, b"[]"]):
+            message = aio_pika.Message(
+                body, reply_to=reply_queue.name, correlation_id=f"bad-{number}"
+            )
+            await channel.default_exchange.publish(message, routing_key=topology.requests)
+        answers = {}
+        for _ in range(3):
+            reply = await replies.next()
+            answers[reply.correlation_id] = json.loads(reply.body)
+        assert all(answer["ok"] is False for answer in answers.values())
+        assert answers["bad-0"]["error"]["code"] == "invalid_request"
+        assert answers["bad-0"]["error"]["fields"][0]["name"] == "body"
+        assert "not valid JSON" in answers["bad-0"]["error"]["fields"][0]["message"]
+        assert answers["bad-1"]["error"]["fields"] == [
+            {"name": "colour", "message": "unknown field"}
+        ]
+
+        good = json.dumps(count_request(3)).encode()
+        message = aio_pika.Message(good, reply_to=reply_queue.name, correlation_id="good")
+        await channel.default_exchange.publish(message, routing_key=topology.requests)
+        reply = await replies.next()
+        assert reply.correlation_id == "good"
+        job_id = json.loads(reply.body)["job"]["id"]
+        await runtime.events.wait_for(job_id, "job.done")
+
+    rejected = [event for event in seen if event.type == "request.rejected"]
+    assert len(rejected) == 3
+    assert {event.error.fields[0].name for event in rejected if event.error} == {"body", "colour"}
+    dead = await dead_letters(broker_url, topology.requests_dead)
+    assert [message.body for message in dead] == [b"{not json", unknown_field, b"[]"]
+
+
+BROKER_SETTINGS_LOCK = Path(tempfile.gettempdir()) / "exportd-tests-broker-settings.lock"
+"""Locked while a test has the broker's settings changed (closing the file, or the end of the
+process, unlocks it)."""
+
+
+def broker_settings_swap(**values: int) -> dict[str, int]:
+    """Set some of the ``rabbit`` application's integer settings, at once and for the whole
+    broker; their values before."""
+    names = ", ".join(f"application:get_env(rabbit, {name})" for name in values)
+    sets = "".join(f"application:set_env(rabbit, {k}, {v}), " for k, v in values.items())
+    answer = subprocess.run(  # "[{ok,1800000},{ok,60000}]": the old values
+        ["rabbitmqctl", "-q", "eval", f"Old = [{names}], {sets}Old."],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    old = [int(value) for value in re.findall(r"\{ok,(\d+)\}", answer)]
+    return dict(zip(values, old, strict=True))
+
+
+@asynccontextmanager
+async def short_consumer_timeout(
+    url: str, topology: Topology, processes: Processes
+) -> AsyncIterator[None]:
+    """Start a worker whose channels have a 3 s acknowledgement timeout, checked twice a second.
+
+    RabbitMQ 3.10 has one ``consumer_timeout`` for the whole broker.  A channel reads it
+    when it opens, so it is put back as soon as the worker's channels are open (the
+    other clients' channels keep theirs).  A channel checks it every
+    ``channel_tick_interval`` (one minute by default), which it reads at every check:
+    that stays short until the end.
+    """
+    with BROKER_SETTINGS_LOCK.open("w") as lock:
+        # another test run on this machine would read our values as the ones to put back
+        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+        old = broker_settings_swap(channel_tick_interval=500, consumer_timeout=3000)
+        try:
+            try:
+                processes.start("worker")
+                await wait_for_consumers(url, topology.tasks, 1)
+            finally:
+                broker_settings_swap(consumer_timeout=old["consumer_timeout"])
+            yield
+        finally:
+            broker_settings_swap(channel_tick_interval=old["channel_tick_interval"])
+
+
+@NEEDS_RABBITMQCTL
+async def test_an_export_longer_than_the_ack_timeout_is_acknowledged_early_and_runs_once(
+    processes: Processes, topology: Topology, broker_url: str
+) -> None:
+    processes.settings = tuned(processes.settings, worker={"ack_deadline": 1.0})
+    async with (
+        short_consumer_timeout(broker_url, topology, processes),
+        watched_engine(processes.settings, topology) as (runtime, bus),
+    ):
+        job = await runtime.submit(**count_request(9, pause=0.5))
+        done = await runtime.events.wait_for(job.id, "job.done", timeout=30)
+        await asyncio.sleep(0.5)  # time for a redelivery, were there one
+    updates = bus.of(job.id)
+    assert all(update.seq < SEQ_PER_DELIVERY for update in updates)  # delivered once
+    assert len({update.worker for update in updates}) == 1
+    assert [update.status for update in updates].count("done") == 1
+    started = bus.first(job.id, "processing")
+    detached = next(seen for seen in bus.updates if seen.update.detached)
+    assert started is not None
+    assert 1.0 <= detached.at - started.at < 3.0  # acknowledged before the broker's timeout
+    assert done.job is not None and done.job.parts[0].file is not None
+    assert stored(processes.settings, done.job.parts[0].file) == counted_lines(9)
+
+
+@NEEDS_RABBITMQCTL
+async def test_without_the_early_ack_the_broker_would_deliver_a_long_export_twice(
+    processes: Processes, topology: Topology, broker_url: str
+) -> None:
+    """The control for the test above: the short timeout is real."""
+    processes.settings = tuned(processes.settings, worker={"ack_deadline": 600.0})
+    async with (
+        short_consumer_timeout(broker_url, topology, processes),
+        watched_engine(processes.settings, topology) as (runtime, bus),
+    ):
+        job = await runtime.submit(**count_request(9, pause=0.5))
+        # the broker takes the task back after 3 s and delivers it again: a second run
+        second = await until(lambda: bus.first(job.id, "processing", delivery=1), timeout=15)
+        started = bus.first(job.id, "processing")
+        assert started is not None and second.at - started.at >= 3.0
+        done = await runtime.events.wait_for(job.id, "job.done", timeout=30)
+    assert done.job is not None and done.job.parts[0].file is not None
+    assert stored(processes.settings, done.job.parts[0].file) == counted_lines(9)
