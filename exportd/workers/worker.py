@@ -144,11 +144,12 @@ class TaskRun:
         self._seq = message.delivery_count * SEQ_PER_DELIVERY
         self._progress = Progress()
         self._status: PartStatus = "processing"
+        self._unconfirmed: list[asyncio.Future[None]] = []
         self._folder = worker.settings.work_path / uuid.uuid4().hex
 
     async def execute(self) -> None:
         """Run the export and report it; settle the message once the outcome is confirmed."""
-        await self._send("processing")
+        self._send_soon("processing")
         ticker = asyncio.create_task(self._tick())
         file: FileInfo | None = None
         error: ErrorBody | None = None
@@ -167,7 +168,7 @@ class TaskRun:
             ticker.cancel()
             shutil.rmtree(self._folder, ignore_errors=True)
         status: PartStatus = "done" if file else "failed" if error else "canceled"
-        await self._send(status, file=file, error=error)
+        await self._send(status, file=file, error=error)  # after the ones sent soon
         if not self.detached:
             await self.message.ack()
 
@@ -191,31 +192,33 @@ class TaskRun:
     async def _give_back(self) -> None:
         """Stopped by a shutdown: the broker (or, once detached, the engine's lease)
         hands the task to another worker."""
+        await asyncio.gather(*self._unconfirmed, return_exceptions=True)
         if not self.detached:
             await self.message.reject(requeue=True)
 
     async def _export(self) -> FileInfo:
+        """Plan and write the file (one thread hop), then hand it to the storage."""
         worker, task = self.worker, self.task
-        plan = await asyncio.to_thread(
-            plan_export, task.request, worker.plugins, worker.settings.data_path
-        )
         name = task.key.rsplit("/", 1)[-1]
         loop = asyncio.get_running_loop()
 
         def on_progress(progress: PipelineProgress) -> None:
             loop.call_soon_threadsafe(self._set_progress, progress)
 
-        written = await asyncio.to_thread(
-            run_export,
-            plan,
-            self._folder / name,
-            batch_size=worker.settings.batch_size,
-            on_progress=on_progress,
-            cancelled=lambda: self.cancel_requested,
-            part=task.part,
-            part_count=task.part_count,
-        )
-        await self._send("uploading")
+        def write() -> FileInfo:
+            plan = plan_export(task.request, worker.plugins, worker.settings.data_path)
+            return run_export(
+                plan,
+                self._folder / name,
+                batch_size=worker.settings.batch_size,
+                on_progress=on_progress,
+                cancelled=lambda: self.cancel_requested,
+                part=task.part,
+                part_count=task.part_count,
+            )
+
+        written = await asyncio.to_thread(write)
+        self._send_soon("uploading")
         await asyncio.to_thread(worker.storage.store, task.key, self._folder / name)
         return msgspec.structs.replace(written, key=task.key, name=name)
 
@@ -256,12 +259,28 @@ class TaskRun:
             self.detached = False
             raise
 
+    def _send_soon(self, status: PartStatus) -> None:
+        """Send an update without waiting for its confirm here: the export goes on, and the
+        next :meth:`_send` waits for it (updates leave in order on one channel)."""
+        update = self._update(status)
+        self._unconfirmed.append(asyncio.ensure_future(self._publish(update)))
+
     async def _send(
         self, status: PartStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None
     ) -> None:
+        """Send an update, once every update sent soon before it is confirmed."""
+        update = self._update(status, file=file, error=error)
+        earlier, self._unconfirmed = self._unconfirmed, []
+        if earlier:
+            await asyncio.gather(*earlier)
+        await self._publish(update)
+
+    def _update(
+        self, status: PartStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None
+    ) -> StatusUpdate:
         self._seq += 1
         self._status = status
-        update = StatusUpdate(
+        return StatusUpdate(
             job_id=self.task.job_id,
             part=self.task.part,
             attempt=self.task.attempt,
@@ -274,5 +293,7 @@ class TaskRun:
             at=datetime.now(UTC),
             detached=self.detached,
         )
+
+    async def _publish(self, update: StatusUpdate) -> None:
         bus = self.worker.bus
         await bus.publish("", bus.topology.status, msgspec.json.encode(update))
