@@ -5,10 +5,15 @@ quotes, delimiters, control characters, formula prefixes, markup and very
 long strings, then write them into a real file with :func:`write_export`::
 
     from tests.unit.hostile import hostile_text, rows, write_export
+
+With ``wild=True`` the strategies also draw what only a loosely typed store or
+a careless plugin hands over, which every built-in format handles: lone
+surrogates in text, and text in a column of any type.
 """
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
@@ -88,15 +93,25 @@ HOSTILE_FRAGMENTS: tuple[str, ...] = (
     " ",
 )
 
+# A str can hold surrogate code points, which UTF-8 cannot encode: the halves
+# of a pair too, as Python keeps them apart.
+LONE_SURROGATES: tuple[str, ...] = ("\ud800", "\udfff", "a\udc00b", "\ud83d\ude00")
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
-def hostile_text(*, max_repeat: int = 3000) -> st.SearchStrategy[str]:
+
+def encodable(text: str) -> str:
+    """``text`` as the built-in formats write it: each lone surrogate as U+FFFD."""
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def hostile_text(*, max_repeat: int = 3000, wild: bool = False) -> st.SearchStrategy[str]:
     """Text built from hostile fragments, arbitrary unicode, and long repeats.
 
-    Every draw is valid unicode that UTF-8 can encode (no lone surrogates),
-    since that is all a data store can hand a format.
+    Every draw is text that UTF-8 can encode, unless ``wild`` adds lone surrogates.
     """
+    fragments = HOSTILE_FRAGMENTS + (LONE_SURROGATES if wild else ())
     fragment = st.one_of(
-        st.sampled_from(HOSTILE_FRAGMENTS),
+        st.sampled_from(fragments),
         st.text(st.characters(codec="utf-8"), max_size=20),
     )
     mixed = st.lists(fragment, max_size=12).map("".join)
@@ -121,27 +136,37 @@ _CELLS: dict[ColumnType, st.SearchStrategy[Any]] = {
 }
 
 
-def cells(column_type: ColumnType) -> st.SearchStrategy[Any]:
-    """Values of ``column_type`` as a source yields them, ``None`` included."""
-    return st.none() | _CELLS[column_type]
+def cells(column_type: ColumnType, *, wild: bool = False) -> st.SearchStrategy[Any]:
+    """Values of ``column_type`` as a source yields them, ``None`` included
+    (``wild``: see the module's docstring)."""
+    if not wild:
+        return st.none() | _CELLS[column_type]
+    if column_type == "text":
+        return st.none() | hostile_text(wild=True)
+    return st.none() | _CELLS[column_type] | hostile_text(max_repeat=3, wild=True)
 
 
 def rows(
-    columns: Sequence[Column], *, max_size: int = 20
+    columns: Sequence[Column], *, max_size: int = 20, wild: bool = False
 ) -> st.SearchStrategy[list[tuple[Any, ...]]]:
-    """A batch of row tuples that fit ``columns``."""
-    row = st.tuples(*(cells(column.type) for column in columns))
+    """A batch of row tuples that fit ``columns`` (``wild``: see the module's docstring)."""
+    row = st.tuples(*(cells(column.type, wild=wild) for column in columns))
     return st.lists(row, max_size=max_size)
 
 
-def columns(*, min_size: int = 1, max_size: int = 6) -> st.SearchStrategy[list[Column]]:
-    """Columns with hostile, distinct names and any type."""
+def columns(
+    *, min_size: int = 1, max_size: int = 6, wild: bool = False
+) -> st.SearchStrategy[list[Column]]:
+    """Columns with hostile names, distinct as written, and any type (``wild``: names
+    with lone surrogates too)."""
     column = st.builds(
         Column,
-        name=hostile_text(max_repeat=3),
+        name=hostile_text(max_repeat=3, wild=wild),
         type=st.sampled_from(list(_CELLS)),
     )
-    return st.lists(column, min_size=min_size, max_size=max_size, unique_by=lambda c: c.name)
+    return st.lists(
+        column, min_size=min_size, max_size=max_size, unique_by=lambda c: encodable(c.name)
+    )
 
 
 # (zone, an aware UTC moment, that moment in RFC 3339 with the zone's offset, as

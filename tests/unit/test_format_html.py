@@ -117,18 +117,17 @@ def _symbol(char: str) -> str:
         return chr(0x2400 + code)
     if code == 0x7F:
         return "\u2421"
-    return "\ufffd" if 0x80 <= code <= 0x9F else char
+    return "\ufffd" if 0x80 <= code <= 0x9F or 0xD800 <= code <= 0xDFFF else char
 
 
 def display(column: Column, value: Any) -> str:
     """The documented display text of ``value`` in ``column``."""
     if value is None:
         return ""
-    if column.type == "boolean":
+    if column.type == "boolean" and not isinstance(value, str):
         return "true" if value else "false"
-    if column.type == "datetime":
-        local: datetime = value.astimezone(ZoneInfo(ZONE))
-        return local.strftime("%Y-%m-%d %H:%M:%S")
+    if column.type == "datetime" and isinstance(value, datetime):
+        return value.astimezone(ZoneInfo(ZONE)).strftime("%Y-%m-%d %H:%M:%S")
     return shown(str(value))
 
 
@@ -210,11 +209,13 @@ def messages(section: Element) -> list[tuple[str | None, str, str, str]]:
     for message in section.all("div"):
         if message.attrs.get("class") != "message":
             continue
-        times = message.all("time")  # none for a message without a time
-        [author] = message.all("span")
-        [text] = message.all("div")
-        when = (times[0].attrs["datetime"], times[0].text()) if times else (None, "")
-        found.append((*when, author.text(), text.text()))
+        # Before the author: a <time>, the text of a time column that holds no time, or nothing.
+        *when, author, text = message.children
+        assert isinstance(author, Element) and isinstance(text, Element)
+        times = [child for child in when if isinstance(child, Element)]
+        attribute = times[0].attrs["datetime"] if times else None
+        time = "".join(child if isinstance(child, str) else child.text() for child in when)
+        found.append((attribute, time, author.text(), text.text()))
     return found
 
 
@@ -233,6 +234,29 @@ def test_empty_exports_are_whole_pages(tmp_path: Path) -> None:
     assert [th.text() for th in table.all("th")] == ["a"]
     assert table.all("td") == []
     assert transcript.all("main")[0].children == ["\n"]
+
+
+def test_text_in_a_column_of_any_type_is_shown_as_it_is(tmp_path: Path) -> None:
+    # SQLite stores text in a column of any type, and users load their own data.
+    columns = [Column("n", "integer"), Column("at", "datetime"), Column("ok", "boolean")]
+    rows = [("=1+1", "<b>yesterday</b>", "no"), (7, at(8, 0), False)]
+    page = write_html(tmp_path / "out.html", columns, [rows])
+
+    assert [[td.text() for td in tr.all("td")] for tr in page.all("tr")[1:]] == [
+        ["=1+1", "<b>yesterday</b>", "no"],
+        ["7", "2024-03-05 10:00:00", "false"],
+    ]
+    assert [time.attrs for time in page.all("time")] == [{"datetime": "2024-03-05T10:00:00+02:00"}]
+
+
+def test_lone_surrogates_are_shown_as_the_replacement_character(tmp_path: Path) -> None:
+    rows = [(1, at(8, 0), "Ann\ud800", "a\udfff\nb\ud83d\ude00")]
+    page = write_html(tmp_path / "out.html", TRANSCRIPT, [rows])
+
+    [section] = page.all("section")
+    assert messages(section) == [
+        ("2024-03-05T10:00:00+02:00", "2024-03-05 10:00:00", "Ann\ufffd", "a\ufffd\nb\ufffd\ufffd")
+    ]
 
 
 def test_the_page_loads_nothing_and_runs_nothing(tmp_path: Path) -> None:
@@ -262,8 +286,8 @@ SETTINGS = settings(
 @SETTINGS
 @given(data=st.data())
 def test_hostile_tables_round_trip(tmp_path: Path, data: st.DataObject) -> None:
-    columns = data.draw(hostile_columns())
-    rows = data.draw(hostile_rows(columns))
+    columns = data.draw(hostile_columns(wild=True))
+    rows = data.draw(hostile_rows(columns, wild=True))
     page = write_html(tmp_path / "hostile.html", columns, [rows[:5], rows[5:]])
 
     assert page.tags() <= TABLE_TAGS
@@ -278,7 +302,7 @@ def test_hostile_tables_round_trip(tmp_path: Path, data: st.DataObject) -> None:
 @given(data=st.data())
 def test_hostile_transcripts_round_trip(tmp_path: Path, data: st.DataObject) -> None:
     columns = [Column("conversation", "text", "conversation"), *TRANSCRIPT[1:]]
-    rows = data.draw(hostile_rows(columns))
+    rows = data.draw(hostile_rows(columns, wild=True))
     page = write_html(tmp_path / "hostile.html", columns, [rows[:5], rows[5:]])
 
     assert page.tags() <= TRANSCRIPT_TAGS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -22,6 +23,7 @@ from tests.unit.hostile import (
     MIXED,
     SYNTHETIC_COLUMNS,
     ZONE_CASES,
+    encodable,
     export_info,
     peak_memory_of_export,
     synthetic_batches,
@@ -65,6 +67,13 @@ def read_lines(path: Path) -> list[Any]:
         lines = list(file)
     assert all(line.endswith(b"\n") for line in lines)
     return [json.loads(line) for line in lines]
+
+
+def read_objects(format_name: str, path: Path) -> list[Any]:
+    """The row objects of a json or json_bulk file."""
+    if format_name == "json":
+        return list(json.loads(path.read_bytes())["rows"])
+    return read_lines(path)
 
 
 def test_they_are_registered_with_their_media_types() -> None:
@@ -140,7 +149,7 @@ def test_times_are_rfc3339_with_the_offset_of_the_request_zone(
     rows = [(moment, "x"), (None, "y")]
     path = write_export(tmp_path / "out", FORMATS[format_name], columns, [rows], zone=zone)
 
-    objects = json.loads(path.read_bytes())["rows"] if format_name == "json" else read_lines(path)
+    objects = read_objects(format_name, path)
     assert objects == [{"at": rendered, "note": "x"}, {"at": None, "note": "y"}]
 
 
@@ -188,9 +197,57 @@ def test_any_column_name_is_a_key(tmp_path: Path, format_name: str, zone: str) -
     rows = [("a", "b", "c", datetime(2024, 3, 31, 1, tzinfo=UTC))]
     path = write_export(tmp_path / "out", FORMATS[format_name], columns, [rows], zone=zone)
 
-    objects = json.loads(path.read_bytes())["rows"] if format_name == "json" else read_lines(path)
+    objects = read_objects(format_name, path)
     at = "2024-03-31T01:00:00Z" if zone == "UTC" else "2024-03-31T04:00:00+03:00"
     assert objects == [{'say "hi"\n': "a", "back\\slash": "b", "\x00": "c", "at": at}]
+
+
+@pytest.mark.parametrize("format_name", ["json", "json_bulk"])
+@pytest.mark.parametrize("column_type", ["integer", "float", "boolean", "date", "datetime"])
+def test_text_in_a_column_of_any_type_is_a_string(
+    tmp_path: Path, format_name: str, column_type: ColumnType
+) -> None:
+    # SQLite stores text in a column of any type, and users load their own data.
+    columns = [Column("value", column_type), Column("at", "datetime")]
+    moment = datetime(2024, 3, 5, 12, tzinfo=UTC)
+    rows = [("=1+1", moment), ("", None), (None, moment)]
+    path = write_export(
+        tmp_path / "out", FORMATS[format_name], columns, [rows], zone="Europe/Helsinki"
+    )
+
+    at = "2024-03-05T14:00:00+02:00"
+    assert read_objects(format_name, path) == [
+        {"value": "=1+1", "at": at},
+        {"value": "", "at": None},
+        {"value": None, "at": at},
+    ]
+
+
+@pytest.mark.parametrize("format_name", ["json", "json_bulk"])
+def test_lone_surrogates_are_written_as_the_replacement_character(
+    tmp_path: Path, format_name: str
+) -> None:
+    columns = [Column("name\ud800"), Column("n", "integer")]
+    rows = [("a\ud800b\udfff", 1), ("\ud83d\ude00", 2)]
+    path = write_export(tmp_path / "out", FORMATS[format_name], columns, [rows[:1], rows[1:]])
+
+    assert read_objects(format_name, path) == [
+        {"name\ufffd": "a\ufffdb\ufffd", "n": 1},
+        {"name\ufffd": "\ufffd\ufffd", "n": 2},
+    ]
+
+
+def test_lone_surrogates_in_the_metadata_are_the_replacement_character(tmp_path: Path) -> None:
+    columns = [Column("name\udfff")]
+    params = {"room_id": "r\ud800", "\udc00": ["\ud83d"]}
+    info = dataclasses.replace(export_info(columns), params=params)
+    with (tmp_path / "out.json").open("wb") as file:
+        writer = JSON.open(file, columns, JSON.Options(), info)
+        writer.close()
+
+    export = json.loads((tmp_path / "out.json").read_bytes())["export"]
+    assert export["params"] == {"room_id": "r\ufffd", "\ufffd": ["\ufffd"]}
+    assert export["columns"] == [{"name": "name\ufffd", "type": "text", "role": None}]
 
 
 PARSERS: dict[str, Callable[[str], Any]] = {
@@ -216,24 +273,27 @@ def decoded(column_type: ColumnType, value: Any) -> Any:
 def test_hostile_values_and_names_survive(
     tmp_path: Path, data: st.DataObject, format_name: str, zone: str
 ) -> None:
-    columns = data.draw(hostile_columns())
-    batches = data.draw(st.lists(hostile_rows(columns), max_size=3))
+    columns = data.draw(hostile_columns(wild=True))
+    batches = data.draw(st.lists(hostile_rows(columns, wild=True), max_size=3))
     path = write_export(tmp_path / "out", FORMATS[format_name], columns, batches, zone=zone)
 
+    names = [encodable(column.name) for column in columns]
     if format_name == "json":
         document = json.loads(path.read_bytes())
         assert document["export"]["columns"] == [
-            {"name": c.name, "type": c.type, "role": None} for c in columns
+            {"name": name, "type": c.type, "role": None}
+            for name, c in zip(names, columns, strict=True)
         ]
-        objects = document["rows"]
-    else:
-        objects = read_lines(path)
+    objects = read_objects(format_name, path)
     written = [row for batch in batches for row in batch]
     assert len(objects) == len(written)
     for obj, row in zip(objects, written, strict=True):
-        assert list(obj) == [column.name for column in columns]
-        assert [decoded(c.type, obj[c.name]) for c in columns] == list(row)
-        for column, value in zip(columns, row, strict=True):
-            if column.type == "datetime" and value is not None:
+        assert list(obj) == names
+        for name, column, value in zip(names, columns, row, strict=True):
+            if isinstance(value, str):
+                assert obj[name] == encodable(value)
+            else:
+                assert decoded(column.type, obj[name]) == value
+            if column.type == "datetime" and isinstance(value, datetime):
                 local_offset = value.astimezone(ZoneInfo(zone)).utcoffset()
-                assert datetime.fromisoformat(obj[column.name]).utcoffset() == local_offset
+                assert datetime.fromisoformat(obj[name]).utcoffset() == local_offset

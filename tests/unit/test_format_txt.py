@@ -48,7 +48,7 @@ def _symbol(char: str) -> str:
         return chr(0x2400 + code)
     if code == 0x7F:
         return "\u2421"
-    if 0x80 <= code <= 0x9F or char in "\u2028\u2029":
+    if 0x80 <= code <= 0x9F or 0xD800 <= code <= 0xDFFF or char in "\u2028\u2029":
         return "\ufffd"
     return char
 
@@ -57,11 +57,10 @@ def display(column: Column, value: Any) -> str:
     """The documented display text of ``value`` in ``column``, before controls are shown."""
     if value is None:
         return ""
-    if column.type == "boolean":
+    if column.type == "boolean" and not isinstance(value, str):
         return "true" if value else "false"
-    if column.type == "datetime":
-        local: datetime = value.astimezone(ZoneInfo(ZONE))
-        return local.strftime("%Y-%m-%d %H:%M:%S")
+    if column.type == "datetime" and isinstance(value, datetime):
+        return value.astimezone(ZoneInfo(ZONE)).strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
 
 
@@ -139,6 +138,31 @@ def test_a_table_is_aligned_by_its_first_batch(tmp_path: Path) -> None:
     ]
 
 
+def test_text_in_a_column_of_any_type_is_shown_as_it_is(tmp_path: Path) -> None:
+    # SQLite stores text in a column of any type, and users load their own data.
+    columns = [Column("n", "integer"), Column("at", "datetime"), Column("ok", "boolean")]
+    rows = [("=1+1", "yesterday\n", "no"), (7, at(8, 0), False)]
+    lines = write_txt(tmp_path / "out.txt", columns, [rows])
+
+    assert lines[2:] == [
+        "   n | at                  | ok",
+        "-----+---------------------+------",
+        "=1+1 | yesterday␊          | no",
+        "   7 | 2024-03-05 10:00:00 | false",
+    ]
+
+
+def test_lone_surrogates_are_shown_as_the_replacement_character(tmp_path: Path) -> None:
+    rows = [(1, at(8, 0), "Ann\ud800", "a\udfff\nb\ud83d\ude00")]
+    lines = write_txt(tmp_path / "out.txt", TRANSCRIPT, [rows])
+
+    assert lines[2:] == [
+        "== conversation_id: 1 ==",
+        "[2024-03-05 10:00:00] Ann\ufffd: a\ufffd",
+        "    b\ufffd\ufffd",
+    ]
+
+
 def test_table_widths_are_capped(tmp_path: Path) -> None:
     long = "y" * (MAX_WIDTH * 2)
     lines = write_txt(tmp_path / "out.txt", [Column("a"), Column("b")], [[(long, 1)]])
@@ -165,7 +189,7 @@ def test_hostile_messages_keep_one_line_per_message_line(
     tmp_path: Path, data: st.DataObject
 ) -> None:
     columns = [Column("conversation", "text", "conversation"), *TRANSCRIPT[1:]]
-    rows = data.draw(hostile_rows(columns))
+    rows = data.draw(hostile_rows(columns, wild=True))
     lines = write_txt(tmp_path / "hostile.txt", columns, [rows[:5], rows[5:]])
 
     expected = [TITLE, ""]
@@ -176,7 +200,7 @@ def test_hostile_messages_keep_one_line_per_message_line(
             expected.append(f"== conversation: {shown(display(columns[0], row[0]))} ==")
             conversation = row[0]
         first, *more = display(columns[3], row[3]).splitlines() or [""]
-        time, author = display(columns[1], row[1]), shown(display(columns[2], row[2]))
+        time, author = shown(display(columns[1], row[1])), shown(display(columns[2], row[2]))
         expected.append(f"[{time}] {author}: {shown(first)}")
         expected += [f"    {shown(line)}" for line in more]
     assert lines == expected
@@ -185,8 +209,8 @@ def test_hostile_messages_keep_one_line_per_message_line(
 @SETTINGS
 @given(data=st.data())
 def test_hostile_tables_keep_one_line_per_row(tmp_path: Path, data: st.DataObject) -> None:
-    columns = data.draw(hostile_columns())
-    rows = data.draw(hostile_rows(columns))
+    columns = data.draw(hostile_columns(wild=True))
+    rows = data.draw(hostile_rows(columns, wild=True))
     lines = write_txt(tmp_path / "hostile.txt", columns, [rows[:5], rows[5:]])
 
     assert len(lines) == 4 + len(rows)

@@ -15,12 +15,12 @@ from openpyxl import load_workbook
 from openpyxl.utils.escape import unescape
 from openpyxl.worksheet.worksheet import Worksheet
 
-from exportd import Column, InvalidRequest
+from exportd import Column, ColumnType, InvalidRequest
 from exportd.plugins.formats import xlsx as xlsx_plugin
-from exportd.plugins.formats.xlsx import XlsxFormat
+from exportd.plugins.formats.xlsx import XlsxFormat, XlsxOptions
 from exportd.plugins.manager import Plugins
 from exportd.validation import convert
-from tests.unit.hostile import MIXED, write_export
+from tests.unit.hostile import MIXED, encodable, write_export
 from tests.unit.hostile import columns as hostile_columns
 from tests.unit.hostile import rows as hostile_rows
 
@@ -58,10 +58,11 @@ def local_naive(value: datetime) -> datetime:
 
 
 def stored_text(value: str) -> str | None:
-    """What a workbook holds for ``value``: no XML-forbidden characters, at most
-    32,767 of them, and nothing at all for an empty string."""
-    kept = "".join(char for char in value if char not in XML_FORBIDDEN)[:EXCEL_TEXT_LIMIT]
-    return kept or None
+    """What a workbook holds for ``value``: no XML-forbidden characters, lone
+    surrogates as U+FFFD, at most 32,767 characters, and nothing at all for an
+    empty string."""
+    kept = "".join(char for char in encodable(value) if char not in XML_FORBIDDEN)
+    return kept[:EXCEL_TEXT_LIMIT] or None
 
 
 def test_it_is_registered_as_an_excel_workbook() -> None:
@@ -102,6 +103,47 @@ def test_text_is_never_a_formula_or_an_error_value(tmp_path: Path) -> None:
     sheet = load_workbook(path)["Export"]
     assert sheet_values(sheet) == [["=SUM(A1:A2)", "#REF!"], *([text, text] for text in hostile)]
     assert {cell.data_type for row in sheet.iter_rows() for cell in row} == {"s"}
+
+
+# A value of each column type, what openpyxl reads back for it, and its data type.
+TYPED_CELLS: dict[ColumnType, tuple[Any, Any, str]] = {
+    "integer": (-5, -5, "n"),
+    "float": (-0.5, -0.5, "n"),
+    "boolean": (False, False, "b"),
+    "date": (date(2024, 3, 5), datetime(2024, 3, 5), "d"),
+    "datetime": (datetime(2024, 3, 5, 12, tzinfo=UTC), datetime(2024, 3, 5, 14), "d"),
+    "text": ("plain", "plain", "s"),
+}
+STRAY_TEXT = ['=HYPERLINK("http://evil.example","x")', "=1+1", "#N/A", "#DIV/0!", "-2", "x"]
+
+
+@pytest.mark.parametrize("column_type", list(TYPED_CELLS))
+def test_text_in_a_column_of_any_type_is_a_string_cell(
+    tmp_path: Path, column_type: ColumnType
+) -> None:
+    # SQLite stores text in a column of any type, and users load their own data.
+    value, stored, data_type = TYPED_CELLS[column_type]
+    rows = [(value,), *((text,) for text in STRAY_TEXT), (value,)]
+    path = write_xlsx(tmp_path / "out.xlsx", [Column("value", column_type)], [rows])
+
+    cells = [row[0] for row in load_workbook(path)["Export"].iter_rows(min_row=2)]
+    assert [(cell.value, cell.data_type) for cell in cells] == [
+        (stored, data_type),
+        *((text, "s") for text in STRAY_TEXT),
+        (stored, data_type),
+    ]
+
+
+def test_lone_surrogates_are_stored_as_the_replacement_character(tmp_path: Path) -> None:
+    rows = [("a\ud800b\udfff",), ("\ud83d\ude00",), ("=\udc00",)]
+    path = write_xlsx(tmp_path / "out.xlsx", [Column("text\ud800")], [rows])
+
+    assert sheet_values(load_workbook(path)["Export"]) == [
+        ["text\ufffd"],
+        ["a\ufffdb\ufffd"],
+        ["\ufffd\ufffd"],
+        ["=\ufffd"],
+    ]
 
 
 def test_floats_excel_cannot_hold_are_written_as_text(tmp_path: Path) -> None:
@@ -181,14 +223,28 @@ def test_an_export_without_rows_is_a_sheet_with_the_header(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
+    "name", ["", "x" * 32, "a/b", "a\\b", "[x]", "a:b", "a*", "what?", "'quoted", "quoted'"]
+)
+def test_a_bad_sheet_name_is_explained_in_words(name: str) -> None:
+    rule = "1 to 31 characters, none of [ ] : * ? / \\, not starting or ending with '"
+    with pytest.raises(InvalidRequest) as caught:
+        options(sheet_name=name)
+    assert [(f.name, f.message) for f in caught.value.fields] == [
+        ("format_options.sheet_name", rule)
+    ]
+    with pytest.raises(InvalidRequest):
+        XlsxOptions(sheet_name=name)
+
+
+@pytest.mark.parametrize("name", ["x" * 31, "it's", "Q&A (2024)", "日本語"])
+def test_a_good_sheet_name_names_the_sheet(tmp_path: Path, name: str) -> None:
+    path = write_xlsx(tmp_path / "out.xlsx", [Column("n", "integer")], [[(1,)]], sheet_name=name)
+    assert load_workbook(path).sheetnames == [name]
+
+
+@pytest.mark.parametrize(
     ("fields", "name"),
     [
-        ({"sheet_name": ""}, "format_options.sheet_name"),
-        ({"sheet_name": "x" * 32}, "format_options.sheet_name"),
-        ({"sheet_name": "a/b"}, "format_options.sheet_name"),
-        ({"sheet_name": "[x]"}, "format_options.sheet_name"),
-        ({"sheet_name": "what?"}, "format_options.sheet_name"),
-        ({"sheet_name": "'quoted'"}, "format_options.sheet_name"),
         ({"sheet_name": 7}, "format_options.sheet_name"),
         ({"colour": "red"}, "format_options.colour"),
     ],
@@ -206,25 +262,27 @@ def test_bad_options_name_the_field(fields: dict[str, Any], name: str) -> None:
 )
 @given(data=st.data())
 def test_hostile_values_survive_as_typed_cells(tmp_path: Path, data: st.DataObject) -> None:
-    columns = data.draw(hostile_columns())
-    rows = data.draw(hostile_rows(columns))
+    columns = data.draw(hostile_columns(wild=True))
+    rows = data.draw(hostile_rows(columns, wild=True))
     path = write_xlsx(tmp_path / "hostile.xlsx", columns, [rows[:7], rows[7:]])
 
     sheet = load_workbook(path)["Export"]
     # Sized explicitly: a reader cannot tell trailing empty rows and columns apart.
     header, *stored = sheet.iter_rows(max_row=len(rows) + 1, max_col=len(columns), values_only=True)
-    assert list(header) == [stored_text(column.name) for column in columns]
+    assert [unescape(name) if name else None for name in header] == [
+        stored_text(column.name) for column in columns
+    ]
     for stored_row, row in zip(stored, rows, strict=True):
         for column, got, value in zip(columns, stored_row, row, strict=True):
             assert_stored(column, got, value)
-    assert "f" not in {cell.data_type for row in sheet.iter_rows() for cell in row}
+    assert {cell.data_type for row in sheet.iter_rows() for cell in row}.isdisjoint({"f", "e"})
 
 
 def assert_stored(column: Column, got: Any, value: Any) -> None:
     """``got``, read from the workbook, is what ``value`` of ``column`` should become."""
     if value is None:
         assert got is None
-    elif column.type == "text":
+    elif isinstance(value, str):
         assert (unescape(got) if got else None) == stored_text(value)
     elif column.type == "datetime":
         # Excel keeps milliseconds.

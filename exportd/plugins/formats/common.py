@@ -1,24 +1,84 @@
-"""Helpers the built-in formats share: times in the request's zone, transcript roles,
-and the display text of values for the human-readable formats (txt, html)."""
+"""Helpers the built-in formats share: times in the request's zone, text in UTF-8,
+text that turns up in a column of another type, transcript roles and
+conversations, and the display text of values for the human-readable formats
+(txt, html)."""
 
 from __future__ import annotations
 
+import codecs
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from itertools import groupby
+from operator import itemgetter
+from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
-from exportd import Column, ExportInfo
+from exportd import Batch, Column, ColumnType, ExportInfo, Row
 
+T = TypeVar("T")
 Render = Callable[[Any], str]
+
+NUMERIC_TYPES: frozenset[ColumnType] = frozenset({"integer", "float"})
+REPLACEMENT_CHARACTER = "\ufffd"
 
 # C0 controls and DEL have visible stand-ins in Unicode's Control Pictures block
 # (U+2400-U+2421); C1 controls, lone surrogates (which UTF-8 cannot encode) and the
 # line/paragraph separators have none, so they become U+FFFD.
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
 _CONTROLS_BUT_LINES = re.compile("\r\n|[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_SURROGATES_REPLACED = "exportd.replace-surrogates"
+
+
+def _replace_surrogates(error: UnicodeError) -> tuple[bytes, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    # The UTF-8 encoder takes a replacement as bytes: a str one must be ASCII.
+    return REPLACEMENT_CHARACTER.encode() * (error.end - error.start), error.end
+
+
+codecs.register_error(_SURROGATES_REPLACED, _replace_surrogates)
+
+
+def utf8(text: str) -> bytes:
+    """``text`` in UTF-8, each lone surrogate (which UTF-8 cannot encode) as U+FFFD.
+
+    As fast as ``text.encode()``: the replacing only runs where a surrogate is.
+    """
+    return text.encode("utf-8", _SURROGATES_REPLACED)
+
+
+def without_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD, as :func:`utf8` writes it."""
+    return _SURROGATES.sub(REPLACEMENT_CHARACTER, text)
+
+
+def with_stray_text(
+    values: Sequence[Any],
+    typed: Callable[[Sequence[Any]], Sequence[T]],
+    text: Callable[[Sequence[Any]], Sequence[T]],
+) -> Sequence[T]:
+    """The cells of a column's ``values``: ``typed`` makes them, except that each str
+    among them is made by ``text`` (which must take values of any type).
+
+    This is for columns of a type other than text, whose values are almost never
+    str, though SQLite stores text in a column of any type and users load their
+    own data.  Values without text cost one look at each value's type, in C;
+    among values with some, ``typed`` gets ``None`` in place of each str.
+    """
+    if str not in set(map(type, values)):
+        return typed(values)
+    cells = typed([None if v.__class__ is str else v for v in values])
+    return [
+        t if v.__class__ is str else c for v, t, c in zip(values, text(values), cells, strict=True)
+    ]
+
+
+def unchanged(values: Sequence[T]) -> Sequence[T]:
+    """``values`` as they are: the cells of a column that a format need not convert."""
+    return values
 
 
 def local_time(value: datetime, zone: ZoneInfo) -> datetime:
@@ -60,19 +120,22 @@ def _picture(match: re.Match[str]) -> str:
     code = ord(char)
     if code < 0x20:
         return chr(0x2400 + code)
-    return "\u2421" if code == 0x7F else "\ufffd"
+    return "\u2421" if code == 0x7F else REPLACEMENT_CHARACTER
 
 
 def renderers(columns: Sequence[Column], zone: ZoneInfo) -> list[Render]:
     """For each column, a function giving the display text of one of its values.
 
     ``None`` is empty, booleans (or SQLite's 0/1) are ``true``/``false``,
-    datetimes are the local :func:`clock` time in ``zone``, anything else ``str()``.
-    Control characters are left as they are: see :func:`printable`.
+    datetimes are the local :func:`clock` time in ``zone``, anything else
+    (text in a column of another type too) ``str()``.  Control characters are
+    left as they are: see :func:`printable`.
     """
 
     def render_time(value: Any) -> str:
-        return "" if value is None else clock(local_time(value, zone))
+        return (
+            clock(local_time(value, zone)) if isinstance(value, datetime) else _render_plain(value)
+        )
 
     by_type: dict[str, Render] = {"datetime": render_time, "boolean": _render_boolean}
     return [by_type.get(column.type, _render_plain) for column in columns]
@@ -83,7 +146,9 @@ def _render_plain(value: Any) -> str:
 
 
 def _render_boolean(value: Any) -> str:
-    return "" if value is None else "true" if value else "false"
+    if value is None or value.__class__ is str:
+        return _render_plain(value)
+    return "true" if value else "false"
 
 
 @dataclass(frozen=True)
@@ -107,3 +172,53 @@ def transcript_layout(columns: Sequence[Column]) -> TranscriptLayout | None:
         text=roles["text"],
         conversation=roles.get("conversation"),
     )
+
+
+class Run(NamedTuple):
+    """Consecutive rows of a transcript that belong to one conversation."""
+
+    conversation: str
+    """The conversation's value as the writer renders it; ``""`` without a conversation column."""
+    rows: Iterable[Row]
+    """The rows, in order: an iterator, to be read before the next run."""
+    starts: bool
+    """Whether the conversation starts here, rather than going on from the last batch."""
+    first: bool
+    """Whether it is the export's first conversation."""
+
+
+class ConversationRuns:
+    """Splits a transcript's batches into runs of rows of one conversation each.
+
+    A run starts where the conversation column's value changes, so a source
+    should order rows by conversation.  The last batch's conversation is
+    remembered: a run that goes on from it does not start again.  Without a
+    conversation column a batch is one run that never starts.
+    """
+
+    def __init__(self, layout: TranscriptLayout, render: Sequence[Render]) -> None:
+        """``render`` holds the writer's function for each column's values."""
+        at = layout.conversation
+        self._conversation = None if at is None else (at, render[at])
+        self._current: Any = _NOTHING_YET
+
+    @property
+    def started(self) -> bool:
+        """Whether any conversation has started."""
+        return self._current is not _NOTHING_YET
+
+    def split(self, batch: Batch) -> Iterator[Run]:
+        """The runs of ``batch``, in order."""
+        if self._conversation is None:
+            if batch:
+                yield Run("", batch, starts=False, first=False)
+            return
+        at, render = self._conversation
+        for conversation, rows in groupby(batch, itemgetter(at)):
+            first = not self.started
+            starts = conversation != self._current
+            self._current = conversation
+            yield Run(render(conversation), rows, starts, first)
+
+
+_NOTHING_YET = object()

@@ -15,23 +15,26 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from exportd import Batch, Column, ColumnType, ExportInfo, Format, RowWriter, hookimpl
+from exportd import (
+    Batch,
+    Column,
+    ColumnType,
+    ExportInfo,
+    Format,
+    InvalidRequest,
+    RowWriter,
+    hookimpl,
+)
+from exportd.plugins.formats.common import utf8, with_stray_text
 
 # What Excel, LibreOffice and Google Sheets may run as a formula (OWASP's list).
 FORMULA_STARTS = frozenset("=+-@\t\r")
 LINE_ENDINGS = {"\r\n": "\r\n", "\n": "\n", "crlf": "\r\n", "lf": "\n"}
+DELIMITER_RULE = "one character other than a double quote, CR or LF"
 
-Delimiter = Annotated[
-    str,
-    msgspec.Meta(
-        min_length=1,
-        max_length=1,
-        pattern='^[^"\r\n]$',
-        description="one character other than a double quote, CR or LF",
-    ),
-]
+Delimiter = Annotated[str, msgspec.Meta(description=DELIMITER_RULE)]
 Values = Sequence[Any]
-Cells = Callable[[Values], list[str]]
+Cells = Callable[[Values], Sequence[str]]
 
 
 class CsvOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -48,15 +51,22 @@ class CsvOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     line_ending: Literal["\r\n", "\n", "crlf", "lf"] = "\r\n"
     neutralize_formulas: bool = True
 
+    def __post_init__(self) -> None:
+        # Checked here rather than by a Meta pattern, whose error would quote the regex.
+        if len(self.delimiter) != 1 or self.delimiter in '"\r\n':
+            raise InvalidRequest.field("format_options.delimiter", DELIMITER_RULE)
+
 
 class CsvFormat(Format[CsvOptions]):
     """Comma-separated values (RFC 4180), UTF-8, one header row of column names.
 
     Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
     (header included) is prefixed with ``'``, as OWASP recommends, unless
-    ``neutralize_formulas`` is off; numbers are never touched.  Datetimes are
-    RFC 3339 with the offset of the request's zone, dates ISO 8601, booleans
-    ``true``/``false``, ``None`` an empty cell.
+    ``neutralize_formulas`` is off; numbers are never touched.  That holds for
+    text in a column of any type: SQLite stores text in any column, and it is
+    written as text there too.  Datetimes are RFC 3339 with the offset of the
+    request's zone, dates ISO 8601, booleans ``true``/``false``, ``None`` an
+    empty cell.  Lone surrogates, which UTF-8 cannot encode, become U+FFFD.
     """
 
     name = "csv"
@@ -109,7 +119,7 @@ class CsvWriter(RowWriter):
         else:
             lines = list(map(self._delimiter.join, zip(*columns, strict=True)))
         lines.append("")  # so that the last line ends too
-        self._file.write(self._line_ending.join(lines).encode())
+        self._file.write(utf8(self._line_ending.join(lines)))
 
 
 class Quoting:
@@ -124,7 +134,7 @@ class Quoting:
         self._delimiter = delimiter
         self._specials = (delimiter, '"', "\r", "\n")
 
-    def __call__(self, cells: list[str]) -> list[str]:
+    def __call__(self, cells: Sequence[str]) -> Sequence[str]:
         """``cells`` with each one that needs it quoted."""
         whole = "".join(cells)
         if not any(special in whole for special in self._specials):
@@ -140,13 +150,11 @@ class Quoting:
 
 def cells_of(column_type: ColumnType, neutralize: bool, zone: ZoneInfo) -> Cells:
     """How the values of a column of ``column_type`` become (unquoted) cells."""
-    if column_type == "text" and neutralize:
-        return neutralized
-    if column_type == "boolean":
-        return true_false
-    if column_type == "datetime":
-        return rfc3339(zone)
-    return plain
+    text = neutralized if neutralize else plain
+    if column_type == "text":
+        return text
+    typed = {"boolean": true_false, "datetime": rfc3339(zone)}.get(column_type, plain)
+    return lambda values: with_stray_text(values, typed, text)
 
 
 def plain(values: Values) -> list[str]:

@@ -21,12 +21,15 @@ in the request's zone, to the second.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from html import escape
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 from exportd import Batch, Column, ExportInfo, Format, NoOptions, RowWriter, hookimpl
 from exportd.plugins.formats.common import (
+    NUMERIC_TYPES,
+    ConversationRuns,
     Render,
     TranscriptLayout,
     clock,
@@ -51,9 +54,7 @@ table{border-collapse:collapse}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f4f4f4;position:sticky;top:0}
 """
-_NUMBERS = frozenset({"integer", "float"})
 _TAIL = "</body>\n</html>\n"
-_NO_CONVERSATION = object()
 
 
 class HtmlFormat(Format[NoOptions]):
@@ -91,40 +92,32 @@ class TranscriptWriter(RowWriter):
         self._layout = layout
         conversation = layout.conversation
         self._label = "" if conversation is None else _escaped(columns[conversation].name)
-        self._conversation: Any = _NO_CONVERSATION
+        self._runs = ConversationRuns(layout, markup)
         _write(file, [_head(info, ""), "<main>\n"])
 
     def write(self, batch: Batch) -> None:
         """Write the batch's messages, starting a section where the conversation changes."""
         layout, markup = self._layout, self._markup
         time, author, text = markup[layout.time], markup[layout.author], markup[layout.text]
-        at_time, at_author, at_text, at_conversation = (
-            layout.time,
-            layout.author,
-            layout.text,
-            layout.conversation,
-        )
+        at_time, at_author, at_text = layout.time, layout.author, layout.text
         parts: list[str] = []
-        for row in batch:
-            if at_conversation is not None and row[at_conversation] != self._conversation:
-                self._start_conversation(row[at_conversation], markup[at_conversation], parts)
-            parts.append(
+        for run in self._runs.split(batch):
+            if run.starts:
+                if not run.first:
+                    parts.append("</section>\n")
+                parts.append(f"<section>\n<h2>{self._label}: {run.conversation}</h2>\n")
+            parts.extend(
                 f'<div class="message">{time(row[at_time])}'
                 f'<span class="author">{author(row[at_author])}</span>'
                 f'<div class="text">{text(row[at_text])}</div></div>\n'
+                for row in run.rows
             )
         _write(self._file, parts)
 
     def close(self) -> None:
         """Close the last section and the page."""
-        end = "" if self._conversation is _NO_CONVERSATION else "</section>\n"
+        end = "</section>\n" if self._runs.started else ""
         _write(self._file, [end, "</main>\n", _TAIL])
-
-    def _start_conversation(self, value: Any, markup: Render, parts: list[str]) -> None:
-        if self._conversation is not _NO_CONVERSATION:
-            parts.append("</section>\n")
-        self._conversation = value
-        parts.append(f"<section>\n<h2>{self._label}: {markup(value)}</h2>\n")
 
 
 class TableWriter(RowWriter):
@@ -139,7 +132,7 @@ class TableWriter(RowWriter):
         numbers = ",".join(
             f"td:nth-child({index})"
             for index, column in enumerate(columns, 1)
-            if column.type in _NUMBERS
+            if column.type in NUMERIC_TYPES
         )
         header = "".join(f"<th>{_escaped(column.name)}</th>" for column in columns)
         _write(
@@ -171,15 +164,17 @@ class TableWriter(RowWriter):
 def cell_markup(columns: Sequence[Column], zone: ZoneInfo) -> list[Render]:
     """For each column, a function giving the escaped HTML of one of its values."""
     return [
-        _time_markup(zone) if column.type == "datetime" else _escaping(render)
+        _time_markup(zone, render) if column.type == "datetime" else _escaping(render)
         for column, render in zip(columns, renderers(columns, zone), strict=True)
     ]
 
 
-def _time_markup(zone: ZoneInfo) -> Render:
+def _time_markup(zone: ZoneInfo, render: Render) -> Render:
+    text = _escaping(render)
+
     def markup(value: Any) -> str:
-        if value is None:
-            return ""
+        if not isinstance(value, datetime):
+            return text(value)
         local = local_time(value, zone)
         return f'<time datetime="{local.isoformat(timespec="seconds")}">{clock(local)}</time>'
 

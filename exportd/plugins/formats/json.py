@@ -6,6 +6,11 @@ are the column names (dicts where a name rules that out), built in C
 msgspec renders aware datetimes as RFC 3339 itself; only the datetime columns
 are moved to the request's zone first, and not at all when it is UTC, the zone
 sources hand them over in.
+
+Text is written as a JSON string in a column of any type.  Lone surrogates,
+which UTF-8 cannot encode (msgspec refuses them), become U+FFFD: a batch that
+holds one is encoded again with its text cleaned, so that only such a batch
+pays for it.
 """
 
 from __future__ import annotations
@@ -14,18 +19,21 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from itertools import starmap
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 from exportd import Batch, Column, ExportInfo, Format, NoOptions, RowWriter, hookimpl
+from exportd.plugins.formats.common import unchanged, with_stray_text, without_surrogates
+
+T = TypeVar("T")
 
 # msgspec writes a renamed field's name as it is, so it refuses these characters.
 UNNAMEABLE = re.compile(r'["\\\x00-\x1f]')
 
 
-class Interval(msgspec.Struct):
+class LocalInterval(msgspec.Struct):
     """The exported time range in the request's zone: start inclusive, end exclusive."""
 
     start: datetime
@@ -37,7 +45,7 @@ class ExportMetadata(msgspec.Struct):
 
     source: str
     params: dict[str, Any]
-    interval: Interval
+    interval: LocalInterval
     timezone: str
     columns: Sequence[Column]
     generated_at: datetime
@@ -49,7 +57,9 @@ class ExportMetadata(msgspec.Struct):
         return cls(
             source=info.source,
             params=info.params,
-            interval=Interval(info.window.start.astimezone(zone), info.window.end.astimezone(zone)),
+            interval=LocalInterval(
+                info.window.start.astimezone(zone), info.window.end.astimezone(zone)
+            ),
             timezone=zone.key,
             columns=info.columns,
             generated_at=info.generated_at.astimezone(zone),
@@ -60,7 +70,7 @@ class RowObjects:
     """Turns batches of row tuples into objects keyed by column name, ready to encode."""
 
     def __init__(self, columns: Sequence[Column], zone: ZoneInfo) -> None:
-        self._object = row_constructor([column.name for column in columns])
+        self._object = row_constructor([without_surrogates(column.name) for column in columns])
         self._zone = zone
         self._times = (
             []
@@ -72,11 +82,32 @@ class RowObjects:
         """The rows of ``batch`` as objects, their datetimes in the request's zone."""
         if not (self._times and batch):
             return list(starmap(self._object, batch))
-        zone = self._zone
         by_column: list[Sequence[Any]] = list(zip(*batch, strict=True))
         for index in self._times:
-            by_column[index] = [v if v is None else v.astimezone(zone) for v in by_column[index]]
+            by_column[index] = with_stray_text(by_column[index], self._in_zone, unchanged)
         return list(map(self._object, *by_column))
+
+    def encode(self, encode: Callable[[list[Any]], T], batch: Batch) -> T:
+        """``encode`` of the rows of ``batch`` as objects, lone surrogates as U+FFFD."""
+        try:
+            return encode(self(batch))
+        except UnicodeEncodeError:
+            return encode(self([tuple(map(_cleaned, row)) for row in batch]))
+
+    def _in_zone(self, values: Sequence[Any]) -> list[Any]:
+        zone = self._zone
+        return [v if v is None else v.astimezone(zone) for v in values]
+
+
+def _cleaned(value: Any) -> Any:
+    """``value`` without lone surrogates if it is text (a key or value of a dict too)."""
+    if isinstance(value, str):
+        return without_surrogates(value)
+    if isinstance(value, list):
+        return list(map(_cleaned, value))
+    if isinstance(value, dict):
+        return {_cleaned(key): _cleaned(item) for key, item in value.items()}
+    return value
 
 
 def row_constructor(names: Sequence[str]) -> Callable[..., Any]:
@@ -128,7 +159,8 @@ class JsonWriter(RowWriter):
         self._encoder = msgspec.json.Encoder()
         self._buffer = bytearray()
         self._separator = b""
-        metadata = self._encoder.encode(ExportMetadata.of(info))
+        # The metadata holds text from the request and the source: column names, params.
+        metadata = self._encoder.encode(_cleaned(msgspec.to_builtins(ExportMetadata.of(info))))
         file.write(b'{"export":' + metadata + b',"rows":[')
 
     def write(self, batch: Batch) -> None:
@@ -138,7 +170,7 @@ class JsonWriter(RowWriter):
         buffer = self._buffer
         # The batch encodes as "[row,...,row]": swap its "[" for the separator
         # and leave out its "]", so its rows join the array open in the file.
-        self._encoder.encode_into(self._objects(batch), buffer)
+        self._objects.encode(lambda objects: self._encoder.encode_into(objects, buffer), batch)
         buffer[:1] = self._separator
         self._separator = b","
         with memoryview(buffer) as view:  # released at once, so the buffer can grow again
@@ -179,7 +211,7 @@ class JsonLinesWriter(RowWriter):
 
     def write(self, batch: Batch) -> None:
         """Write one line per row of the batch."""
-        self._file.write(self._encoder.encode_lines(self._objects(batch)))
+        self._file.write(self._objects.encode(self._encoder.encode_lines, batch))
 
     def close(self) -> None:
         """Nothing to finish: every line is complete when written."""

@@ -39,7 +39,8 @@ from typing import Any, BinaryIO
 
 from exportd import Batch, Column, ExportInfo, Format, NoOptions, RowWriter, hookimpl
 from exportd.plugins.formats.common import (
-    Render,
+    NUMERIC_TYPES,
+    ConversationRuns,
     TranscriptLayout,
     export_title,
     printable,
@@ -50,8 +51,6 @@ from exportd.plugins.formats.common import (
 MAX_WIDTH = 40
 INDENT = "    "
 SEPARATOR = " | "
-_NUMBERS = frozenset({"integer", "float"})
-_NO_CONVERSATION = object()
 
 
 class TxtFormat(Format[NoOptions]):
@@ -84,35 +83,27 @@ class TranscriptWriter(RowWriter):
         self._render = renderers(columns, info.window.timezone)
         conversation = layout.conversation
         self._label = "" if conversation is None else printable(columns[conversation].name)
-        self._conversation: Any = _NO_CONVERSATION
+        self._runs = ConversationRuns(layout, self._render)
 
     def write(self, batch: Batch) -> None:
         """Write the batch's messages, starting a section where the conversation changes."""
         layout, render = self._layout, self._render
         time, author, text = render[layout.time], render[layout.author], render[layout.text]
-        at_time, at_author, at_text, at_conversation = (
-            layout.time,
-            layout.author,
-            layout.text,
-            layout.conversation,
-        )
+        at_time, at_author, at_text = layout.time, layout.author, layout.text
         lines: list[str] = []
-        for row in batch:
-            if at_conversation is not None and row[at_conversation] != self._conversation:
-                self._start_conversation(row[at_conversation], render[at_conversation], lines)
-            first, *more = text(row[at_text]).splitlines() or [""]
-            lines.append(
-                f"[{printable(time(row[at_time]))}] {printable(author(row[at_author]))}: "
-                f"{printable(first)}"
-            )
-            lines.extend(INDENT + printable(line) for line in more)
+        for run in self._runs.split(batch):
+            if run.starts:
+                if not run.first:
+                    lines.append("")
+                lines.append(f"== {self._label}: {printable(run.conversation)} ==")
+            for row in run.rows:
+                first, *more = text(row[at_text]).splitlines() or [""]
+                lines.append(
+                    f"[{printable(time(row[at_time]))}] {printable(author(row[at_author]))}: "
+                    f"{printable(first)}"
+                )
+                lines.extend(INDENT + printable(line) for line in more)
         _write_lines(self._file, lines)
-
-    def _start_conversation(self, value: Any, render: Render, lines: list[str]) -> None:
-        if self._conversation is not _NO_CONVERSATION:
-            lines.append("")
-        self._conversation = value
-        lines.append(f"== {self._label}: {printable(render(value))} ==")
 
     def close(self) -> None:
         """Nothing to finish: every batch is written whole."""
@@ -152,7 +143,7 @@ class TableWriter(RowWriter):
         last = len(widths) - 1
         line = SEPARATOR.join(
             f"{{:>{width}}}"
-            if column.type in _NUMBERS
+            if column.type in NUMERIC_TYPES
             else "{}"
             if index == last
             else f"{{:<{width}}}"

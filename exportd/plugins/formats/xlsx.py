@@ -9,27 +9,29 @@ times, to the millisecond).  Every Excel number is a double: integers beyond
 Excel cannot hold (NaN, infinities, beyond +-9.99999999999999e307) are written
 as text (``"inf"``) instead of making a workbook Excel refuses to open.
 
-Only datetime, float and text columns are rewritten, a whole column per batch.
-Text:
+Text, in a column of any type (SQLite stores text in any column):
 
 * is never a formula or an error value: text that openpyxl would store as one
   (``"=1+1"``, ``"#N/A"``) is written as an explicit string cell;
-* loses the characters XML 1.0 forbids (NUL and most other C0 controls, lone
-  surrogates, U+FFFE, U+FFFF);
+* loses the characters XML 1.0 forbids (NUL and most other C0 controls,
+  U+FFFE, U+FFFF); lone surrogates, which UTF-8 cannot encode, become U+FFFD;
 * keeps a literal ``_xHHHH_`` by escaping its underscore as ``_x005F_``, since
   Excel would otherwise read it as an escaped character;
 * is cut to Excel's limit of 32,767 characters per cell (openpyxl does that).
 
-Columns are trusted to hold their declared type: only ``text`` columns get these
-checks.  A sheet holds 1,048,576 rows; after that the export continues on a new
-sheet (``Export (2)``, ...) that starts with the header row again.
+Values are rewritten a whole column per batch, and only where needed: text
+columns, datetime and float columns, and a column of another type in a batch
+that holds text.  A sheet holds 1,048,576 rows; after that the export
+continues on a new sheet (``Export (2)``, ...) that starts with the header row
+again.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, BinaryIO
 from zoneinfo import ZoneInfo
 
@@ -40,25 +42,21 @@ from openpyxl.cell.cell import ERROR_CODES
 from openpyxl.styles import Font
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
-from exportd import Batch, Column, ExportInfo, Format, RowWriter, hookimpl
+from exportd import Batch, Column, ExportInfo, Format, InvalidRequest, RowWriter, hookimpl
+from exportd.plugins.formats.common import REPLACEMENT_CHARACTER, unchanged, with_stray_text
 
 SHEET_ROWS = 1_048_576
 SHEET_NAME_LENGTH = 31
+SHEET_NAME_RULE = "1 to 31 characters, none of [ ] : * ? / \\, not starting or ending with '"
 EXCEL_LARGEST_NUMBER = 9.99999999999999e307
 
 _NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_NOT_IN_SHEET_NAME = re.compile(r"[\[\]:*?/\\]")
 _ESCAPE_LIKE = re.compile("_(?=x[0-9A-Fa-f]{4}_)")
 _TYPED_TEXT = frozenset(ERROR_CODES)
 
-SheetName = Annotated[
-    str,
-    msgspec.Meta(
-        min_length=1,
-        max_length=SHEET_NAME_LENGTH,
-        pattern=r"^(?!')[^\[\]:*?/\\]*(?<!')$",
-        description="1 to 31 characters, none of [ ] : * ? / \\, not starting or ending with '",
-    ),
-]
+Convert = Callable[[Sequence[Any]], Sequence[Any]]
+SheetName = Annotated[str, msgspec.Meta(description=SHEET_NAME_RULE)]
 
 
 class XlsxOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -68,6 +66,17 @@ class XlsxOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """
 
     sheet_name: SheetName = "Export"
+
+    def __post_init__(self) -> None:
+        # Checked here rather than by a Meta pattern, whose error would quote the regex.
+        name = self.sheet_name
+        if (
+            not 1 <= len(name) <= SHEET_NAME_LENGTH
+            or _NOT_IN_SHEET_NAME.search(name)
+            or name.startswith("'")
+            or name.endswith("'")
+        ):
+            raise InvalidRequest.field("format_options.sheet_name", SHEET_NAME_RULE)
 
 
 class XlsxFormat(Format[XlsxOptions]):
@@ -110,10 +119,16 @@ class XlsxWriter(RowWriter):
         self._file = file
         self._book = Workbook(write_only=True)
         self._names = [column.name for column in columns]
-        self._times = [i for i, column in enumerate(columns) if column.type == "datetime"]
-        self._floats = [i for i, column in enumerate(columns) if column.type == "float"]
         self._texts = [i for i, column in enumerate(columns) if column.type == "text"]
-        self._zone = zone
+        conversions: dict[str, Convert] = {
+            "datetime": partial(_wall_clock, zone=zone),
+            "float": _excel_floats,
+        }
+        self._typed = [
+            (i, conversions.get(column.type, unchanged))
+            for i, column in enumerate(columns)
+            if column.type != "text"
+        ]
         self._sheet_name = sheet_name
         self._rows_per_sheet = rows_per_sheet
         self._sheets: list[WriteOnlyWorksheet] = []
@@ -164,21 +179,13 @@ class XlsxWriter(RowWriter):
         return sheet
 
     def _cells(self, rows: Batch) -> Iterable[Sequence[Any]]:
-        """``rows`` as openpyxl should get them: only datetime, float and text columns change."""
-        if not (self._times or self._floats or self._texts):
-            return rows
+        """``rows`` as openpyxl should get them: each column's values converted for Excel."""
         by_column: list[Sequence[Any]] = list(zip(*rows, strict=True))
-        zone, sheet = self._zone, self._sheet
-        for i in self._times:
-            by_column[i] = _wall_clock(by_column[i], zone)
-        for i in self._floats:
-            # NaN fails both comparisons, so it becomes text too.
-            by_column[i] = [
-                v if v is None or -EXCEL_LARGEST_NUMBER <= v <= EXCEL_LARGEST_NUMBER else str(v)
-                for v in by_column[i]
-            ]
+        texts = partial(_texts, sheet=self._sheet)
         for i in self._texts:
-            by_column[i] = [v if v.__class__ is not str else _text(v, sheet) for v in by_column[i]]
+            by_column[i] = texts(by_column[i])
+        for i, convert in self._typed:
+            by_column[i] = with_stray_text(by_column[i], convert, texts)
         return zip(*by_column, strict=True)
 
 
@@ -188,6 +195,20 @@ def _wall_clock(values: Sequence[Any], zone: ZoneInfo) -> list[Any]:
     # combine(date, time) drops the zone several times faster than replace(tzinfo=None).
     combine = datetime.combine
     return [v if v is None else combine(v.date(), v.time()) for v in local]
+
+
+def _excel_floats(values: Sequence[Any]) -> list[Any]:
+    """Floats as they are, or as text where Excel cannot hold them; ``None`` stays."""
+    # NaN fails both comparisons, so it becomes text too.
+    return [
+        v if v is None or -EXCEL_LARGEST_NUMBER <= v <= EXCEL_LARGEST_NUMBER else str(v)
+        for v in values
+    ]
+
+
+def _texts(values: Sequence[Any], sheet: WriteOnlyWorksheet) -> list[Any]:
+    """Each str of ``values`` made safe to store (see :func:`_text`); the others stay."""
+    return [v if v.__class__ is not str else _text(v, sheet) for v in values]
 
 
 def _text(value: str, sheet: WriteOnlyWorksheet) -> str | Cell:
@@ -201,9 +222,14 @@ def _text(value: str, sheet: WriteOnlyWorksheet) -> str | Cell:
 
 
 def _storable(value: str) -> str:
-    """``value`` without the characters XML forbids, its ``_xHHHH_`` look-alikes escaped."""
-    value = _NOT_IN_XML.sub("", value)
+    """``value`` without the characters XML forbids, its lone surrogates as U+FFFD and
+    its ``_xHHHH_`` look-alikes escaped."""
+    value = _NOT_IN_XML.sub(_xml_replacement, value)
     return _ESCAPE_LIKE.sub("_x005F_", value) if "_x" in value else value
+
+
+def _xml_replacement(match: re.Match[str]) -> str:
+    return REPLACEMENT_CHARACTER if "\ud800" <= match[0] <= "\udfff" else ""
 
 
 @hookimpl
