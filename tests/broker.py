@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 
@@ -21,6 +22,12 @@ from yarl import URL
 from exportd.bus.topology import Topology
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+NEEDS_RABBITMQCTL = pytest.mark.skipif(
+    shutil.which("rabbitmqctl") is None and os.environ.get("CI") != "true",
+    reason="needs rabbitmqctl (under CI=true its absence fails the test instead)",
+)
+"""For tests that drive the broker with rabbitmqctl (closing connections, settings)."""
 
 
 def broker_address() -> str:

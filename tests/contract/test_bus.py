@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 
@@ -20,7 +19,7 @@ from exportd.bus.amqp import AmqpBus
 from exportd.bus.base import Bus, BusError, Message
 from exportd.bus.topology import DEFAULT_EXCHANGE, TASK_DELIVERY_LIMIT, Topology
 from exportd.config.settings import BrokerSettings
-from tests.broker import close_connections_named
+from tests.broker import NEEDS_RABBITMQCTL, close_connections_named
 from tests.contract.conftest import Implementation, connection_name
 
 WAIT = 5.0
@@ -478,7 +477,7 @@ async def until_received(inbox: Inbox, send: Callable[[], Awaitable[None]]) -> M
                 raise
 
 
-@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl")
+@NEEDS_RABBITMQCTL
 async def test_the_connection_comes_back_after_the_broker_closes_it(
     amqp: Implementation, topology: Topology
 ) -> None:

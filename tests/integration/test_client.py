@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -65,9 +64,7 @@ REQUEST: dict[str, Any] = {
 PARSED = msgspec.convert(REQUEST, ExportRequest)
 
 broker_url = broker.broker_url  # the fixture, for the tests here
-NEEDS_RABBITMQCTL = pytest.mark.skipif(
-    shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl"
-)
+NEEDS_RABBITMQCTL = broker.NEEDS_RABBITMQCTL
 
 
 def snapshot(

@@ -12,7 +12,6 @@ import asyncio
 import fcntl
 import json
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -23,7 +22,6 @@ from pathlib import Path
 
 import aio_pika
 import msgspec
-import pytest
 
 from exportd.bus.topology import TASK_DELIVERY_LIMIT, Topology
 from exportd.messages import ExportTask, JobEvent
@@ -49,9 +47,7 @@ broker_url = broker.broker_url
 topology = launcher.topology
 processes = launcher.processes
 
-NEEDS_RABBITMQCTL = pytest.mark.skipif(
-    shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl"
-)
+NEEDS_RABBITMQCTL = broker.NEEDS_RABBITMQCTL
 
 
 @asynccontextmanager
