@@ -46,6 +46,7 @@ from exportd.plan import plan_export
 from exportd.plugins.manager import Plugins
 from exportd.workers.pipeline import Progress as PipelineProgress
 from exportd.workers.pipeline import run_export
+from exportd.workers.workarea import WorkArea
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Worker:
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.storage = plugins.storage(settings.storage)
+        self.work_area = WorkArea(settings.work_path)
         # One entry per delivery: a task redelivered while its first run goes on (the broker
         # took it back when the channel dropped) runs twice here, and both must be reached.
         self._running: set[TaskRun] = set()
@@ -73,6 +75,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then shut down gracefully (see :meth:`shutdown`)."""
+        self.work_area.open()
         cancels = await self.bus.subscribe(self.bus.topology.cancel, "", self._on_cancel)
         tasks = await self.bus.consume(
             self.bus.topology.tasks, self._on_task, prefetch=self.settings.worker.concurrency
@@ -82,6 +85,7 @@ class Worker:
             await stop.wait()
         finally:
             await self.shutdown(tasks, cancels)
+            self.work_area.close()
 
     async def shutdown(self, tasks: Subscription, cancels: Subscription) -> None:
         """Take no new task; let running ones finish within ``shutdown_grace``, then
@@ -145,7 +149,7 @@ class TaskRun:
         self._progress = Progress()
         self._status: PartStatus = "processing"
         self._unconfirmed: list[asyncio.Future[None]] = []
-        self._folder = worker.settings.work_path / uuid.uuid4().hex
+        self._folder = worker.work_area.new_folder()
 
     async def execute(self) -> None:
         """Run the export and report it; settle the message once the outcome is confirmed."""
