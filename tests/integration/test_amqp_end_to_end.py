@@ -24,6 +24,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from exportd.bus.topology import Topology
 from exportd.client import Client
 from exportd.messages import FileInfo
+from exportd.workers.workarea import LOCK_SUFFIX
 from exportd.workers.worker import SEQ_PER_DELIVERY
 from tests import broker
 from tests.integration import processes as launcher
@@ -185,7 +186,9 @@ async def test_cancel_over_amqp_stops_the_worker_within_a_second_and_leaves_no_f
         canceled = await runtime.events.wait_for(job.id, "job.canceled")
         assert canceled.job is not None and canceled.job.parts[0].file is None
     settings = processes.settings
-    assert not [path for path in settings.work_path.rglob("*") if path.is_file()]
+    # the running worker's lock file stays; no partial export file does
+    left = [path for path in settings.work_path.rglob("*") if path.is_file()]
+    assert [path.suffix for path in left] == [LOCK_SUFFIX]
     assert not [path for path in settings.files_path.rglob("*") if path.is_file()]
 
 
