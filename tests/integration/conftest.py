@@ -1,3 +1,4 @@
-"""The test broker, for the runtime tests here."""
+"""The test broker and the runtime fixtures, for the integration tests."""
 
 from tests.broker import broker_url  # noqa: F401
+from tests.integration.processes import processes, topology  # noqa: F401

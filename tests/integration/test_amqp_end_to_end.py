@@ -26,8 +26,6 @@ from exportd.client import Client
 from exportd.messages import FileInfo
 from exportd.workers.workarea import LOCK_SUFFIX
 from exportd.workers.worker import SEQ_PER_DELIVERY
-from tests import broker
-from tests.integration import processes as launcher
 from tests.integration.processes import (
     ORG,
     Inbox,
@@ -43,11 +41,6 @@ from tests.integration.processes import (
     watched_engine,
 )
 from tests.unit.datastore import MESSAGES, ROOM, WINDOW
-
-# the fixtures, for the tests here
-broker_url = broker.broker_url
-topology = launcher.topology
-processes = launcher.processes
 
 
 def rooms_request(**changes: Any) -> dict[str, Any]:

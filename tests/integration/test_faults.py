@@ -27,7 +27,6 @@ from exportd.bus.topology import TASK_DELIVERY_LIMIT, Topology
 from exportd.messages import ExportTask, JobEvent
 from exportd.workers.worker import SEQ_PER_DELIVERY
 from tests import broker
-from tests.integration import processes as launcher
 from tests.integration.processes import (
     Inbox,
     Processes,
@@ -41,11 +40,6 @@ from tests.integration.processes import (
     wait_for_consumers,
     watched_engine,
 )
-
-# the fixtures, for the tests here
-broker_url = broker.broker_url
-topology = launcher.topology
-processes = launcher.processes
 
 NEEDS_RABBITMQCTL = broker.NEEDS_RABBITMQCTL
 
