@@ -366,15 +366,17 @@ class Results(msgspec.Struct):
 
 
 def stage_times(inbox: Inbox, keys: list[str], sent: list[float]) -> dict[str, list[float]]:
-    """For each of ``STAGES``, how long after the one before (the send, first) it arrived."""
+    """For each of ``STAGES`` a job went through, how long after the one before (the send,
+    first) it arrived.  A quick export skips ``processing`` and ``uploading``."""
     stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for key, began in zip(keys, sent, strict=True):
         arrived = inbox.arrivals[key]
         previous = began
         for stage in STAGES:
-            stages[stage].append(arrived[stage] - previous)
-            previous = arrived[stage]
-    return stages
+            if stage in arrived:
+                stages[stage].append(arrived[stage] - previous)
+                previous = arrived[stage]
+    return {stage: times for stage, times in stages.items() if times}
 
 
 async def run(args: argparse.Namespace, home: Path, names: Names) -> Results:

@@ -48,9 +48,9 @@ class WorkArea:
             self._lock.close()
             self._lock = None
 
-    def new_folder(self) -> Path:
-        """A fresh folder (not yet made) for one task's files."""
-        return self.folder / uuid.uuid4().hex
+    def new_path(self, name: str) -> Path:
+        """A fresh path in the folder for one task's file called ``name``."""
+        return self.folder / f"{uuid.uuid4().hex}-{name}"
 
 
 def sweep(root: Path) -> int:

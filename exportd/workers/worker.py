@@ -1,10 +1,13 @@
 """A worker: takes export tasks from the bus, runs each in a thread, reports as it goes.
 
 Workers are stateless and may run on any number of hosts.  For each task a
-worker publishes ``processing`` (then progress at most once a
-``progress_interval``, and a heartbeat at least once a ``heartbeat_interval``),
-``uploading`` while the storage takes the file, and ``done`` with the file's
-description or ``failed`` with the error.  It acknowledges the task only after
+worker publishes ``processing`` once the export has run a ``progress_interval``
+(then progress at most once a ``progress_interval``, and a heartbeat at least
+once a ``heartbeat_interval``), ``uploading`` while the storage takes the file,
+and ``done`` with the file's description or ``failed`` with the error.  An
+export that ends within its first ``progress_interval`` reports only its
+outcome: most exports are small, and two updates (and two public events) fewer
+per job is a third of the messages the job costs.  It acknowledges the task only after
 its final update is confirmed by the broker, so a worker killed outright loses
 nothing: the broker delivers the task again.  A task that no worker finished in
 as many deliveries as the queue allows (a poison task) is failed, not run, at its
@@ -21,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import socket
 import time
 import uuid
@@ -149,11 +151,10 @@ class TaskRun:
         self._progress = Progress()
         self._status: PartStatus = "processing"
         self._unconfirmed: list[asyncio.Future[None]] = []
-        self._folder = worker.work_area.new_folder()
+        self._announced = False
 
     async def execute(self) -> None:
         """Run the export and report it; settle the message once the outcome is confirmed."""
-        self._send_soon("processing")
         ticker = asyncio.create_task(self._tick())
         file: FileInfo | None = None
         error: ErrorBody | None = None
@@ -170,7 +171,6 @@ class TaskRun:
             error = ErrorBody("internal_error", f"the worker failed: {type(exc).__name__}: {exc}")
         finally:
             ticker.cancel()
-            shutil.rmtree(self._folder, ignore_errors=True)
         status: PartStatus = "done" if file else "failed" if error else "canceled"
         await self._send(status, file=file, error=error)  # after the ones sent soon
         if not self.detached:
@@ -201,36 +201,49 @@ class TaskRun:
             await self.message.reject(requeue=True)
 
     async def _export(self) -> FileInfo:
-        """Plan and write the file (one thread hop), then hand it to the storage."""
+        """Plan and write the file, then hand it to the storage, in one thread hop."""
         worker, task = self.worker, self.task
         name = task.key.rsplit("/", 1)[-1]
+        path = worker.work_area.new_path(name)
         loop = asyncio.get_running_loop()
 
         def on_progress(progress: PipelineProgress) -> None:
             loop.call_soon_threadsafe(self._set_progress, progress)
 
-        def write() -> FileInfo:
+        def write_and_store() -> FileInfo:
             plan = plan_export(task.request, worker.plugins, worker.settings.data_path)
-            return run_export(
-                plan,
-                self._folder / name,
-                batch_size=worker.settings.batch_size,
-                on_progress=on_progress,
-                cancelled=lambda: self.cancel_requested,
-                part=task.part,
-                part_count=task.part_count,
-            )
+            try:
+                written = run_export(
+                    plan,
+                    path,
+                    batch_size=worker.settings.batch_size,
+                    on_progress=on_progress,
+                    cancelled=lambda: self.cancel_requested,
+                    part=task.part,
+                    part_count=task.part_count,
+                )
+                loop.call_soon_threadsafe(self._start_upload)
+                worker.storage.store(task.key, path)
+            finally:
+                path.unlink(missing_ok=True)  # the storage moved it, or it is no use
+            return msgspec.structs.replace(written, key=task.key, name=name)
 
-        written = await asyncio.to_thread(write)
-        self._send_soon("uploading")
-        await asyncio.to_thread(worker.storage.store, task.key, self._folder / name)
-        return msgspec.structs.replace(written, key=task.key, name=name)
+        return await asyncio.to_thread(write_and_store)
 
     def _set_progress(self, progress: PipelineProgress) -> None:
         self._progress = Progress(rows=progress.rows, bytes=progress.bytes, total=progress.total)
 
+    def _start_upload(self) -> None:
+        """The file is written: say so now if the task has been announced, else at the
+        next tick (if the storage is still at it then)."""
+        if self._announced:
+            self._send_soon("uploading")
+        else:
+            self._status = "uploading"
+
     async def _tick(self) -> None:
-        """Publish progress when it moved, a heartbeat when it did not; detach when due."""
+        """Announce the task, then publish progress when it moved and a heartbeat when it
+        did not; detach when due."""
         settings = self.worker.settings.worker
         started = last_sent = time.monotonic()
         sent = self._progress
@@ -239,7 +252,7 @@ class TaskRun:
             now = time.monotonic()
             due_heartbeat = now - last_sent >= settings.heartbeat_interval
             due_detach = not self.detached and now - started >= settings.ack_deadline
-            if self._progress != sent or due_heartbeat or due_detach:
+            if not self._announced or self._progress != sent or due_heartbeat or due_detach:
                 sent = self._progress
                 last_sent = now
                 try:
@@ -284,6 +297,7 @@ class TaskRun:
     ) -> StatusUpdate:
         self._seq += 1
         self._status = status
+        self._announced = True
         return StatusUpdate(
             job_id=self.task.job_id,
             part=self.task.part,

@@ -444,12 +444,9 @@ def test_watch_prints_a_line_per_status_change_until_ctrl_c(deployment: Deployme
     watch.wait_for(f"job {job.id} done", stream="stdout")
     assert watch.stop(signal.SIGINT) == 0
     lines = watch.text("stdout").splitlines()
-    assert [line.split()[3] for line in lines] == [
-        "created:",
-        "processing:",
-        "uploading:",
-        "done:",
-    ]
+    # a small export ends within the worker's first progress interval: it reports only
+    # its outcome, so the job goes from created to done
+    assert [line.split()[3] for line in lines] == ["created:", "done:"]
     assert all(f"job {job.id} " in line for line in lines)
     assert lines[-1].endswith(f"done: rooms to csv, org org1; {rows_and_size(job)}")
     assert watch.text() == "watching job events matching 'org1.rooms.*'; Ctrl-C to stop"
@@ -611,7 +608,7 @@ async def test_embedded_runs_jobs_and_logs_each_change_of_status(
 
 
 async def test_embedded_lets_running_exports_finish_when_it_stops(tmp_path: Path) -> None:
-    settings = settings_in(tmp_path, batch_size=2)
+    settings = settings_in(tmp_path, batch_size=2, worker={"progress_interval": 0.1})
     plugins = Plugins(settings=settings, extra=[toy_plugins])
 
     async with embedded(settings, plugins) as engine:

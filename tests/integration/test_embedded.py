@@ -94,6 +94,25 @@ async def test_cancel_stops_a_running_export_and_leaves_no_file(home: Path) -> N
     assert not any(path.is_file() for path in (home / "work").rglob("*"))
 
 
+async def test_a_quick_export_reports_its_outcome_only_a_longer_one_every_status(
+    home: Path,
+) -> None:
+    settings = settings_in(home, batch_size=2, worker={"progress_interval": 0.1})
+    async with running(LocalBus(), settings, plugins=toy_plugins_in(home)) as runtime:
+        quick = await runtime.submit(**count_request(rows=3))
+        await runtime.events.wait_for(quick.id, "job.done")
+        longer = await runtime.submit(**count_request(rows=8, pause=0.1))  # 0.4 s
+        await runtime.events.wait_for(longer.id, "job.done")
+    assert [event.type for event in runtime.events.of(quick.id)] == ["job.created", "job.done"]
+    changes = [event.type for event in runtime.events.of(longer.id)]
+    assert [type_ for type_ in changes if type_ != "job.progress"] == [
+        "job.created",
+        "job.processing",
+        "job.uploading",
+        "job.done",
+    ]
+
+
 async def test_a_failed_job_restarts_as_a_new_attempt(home: Path) -> None:
     async with running(LocalBus(), settings_in(home), plugins=toy_plugins_in(home)) as runtime:
         job = await runtime.submit(**count_request(rows=20, explode_at=5))

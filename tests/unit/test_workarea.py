@@ -16,8 +16,7 @@ from pathlib import Path
 from exportd.workers.workarea import WorkArea
 area = WorkArea(Path(sys.argv[1]))
 area.open()
-(area.new_folder()).mkdir()
-(area.folder / "partial.csv").write_text("half a file")
+area.new_path("partial.csv").write_text("half a file")
 print(area.name, flush=True)
 time.sleep(60)
 """
@@ -39,14 +38,14 @@ def test_a_starting_worker_removes_the_folder_of_a_killed_one_and_keeps_a_live_o
     try:
         os.kill(killed.pid, signal.SIGKILL)
         killed.wait(timeout=10)
-        assert (tmp_path / killed_name / "partial.csv").exists()
+        assert list((tmp_path / killed_name).glob("*-partial.csv"))
 
         area = WorkArea(tmp_path)
         area.open()
 
         assert not (tmp_path / killed_name).exists()
         assert not (tmp_path / f"{killed_name}{LOCK_SUFFIX}").exists()
-        assert (tmp_path / alive_name / "partial.csv").exists()
+        assert list((tmp_path / alive_name).glob("*-partial.csv"))
         area.close()
         assert not area.folder.exists()
         assert sorted(path.name for path in tmp_path.iterdir()) == [
@@ -59,11 +58,15 @@ def test_a_starting_worker_removes_the_folder_of_a_killed_one_and_keeps_a_live_o
             process.wait(timeout=10)
 
 
-def test_task_folders_live_inside_the_workers_own(tmp_path: Path) -> None:
+def test_task_files_live_inside_the_workers_folder_under_names_of_their_own(
+    tmp_path: Path,
+) -> None:
     area = WorkArea(tmp_path)
     area.open()
-    first, second = area.new_folder(), area.new_folder()
+    first, second = area.new_path("logs.csv"), area.new_path("logs.csv")
     assert first != second
     assert first.parent == second.parent == area.folder
+    assert first.name.endswith("-logs.csv")
+    first.write_text("a file")
     area.close()
     assert list(tmp_path.iterdir()) == []
