@@ -69,6 +69,26 @@ class NotFound(ExportError):
         return cls(message, [FieldError(name, message)])
 
 
+class Unauthorized(ExportError):
+    """No credentials, or credentials exportd does not know (HTTP 401)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(ExportError):
+    """Known credentials that do not allow this: a missing permission, an inactive
+    subscription, a missing benefit (HTTP 403)."""
+
+    code = "forbidden"
+
+
+class Gone(ExportError):
+    """The file asked for existed but does no more: the job expired or was deleted
+    (HTTP 410)."""
+
+    code = "gone"
+
+
 class Conflict(ExportError):
     """The request clashes with what exists: an operation a job's status does not allow
     (restarting a job that is done), or an idempotency key reused for another request."""

@@ -59,6 +59,7 @@ class ExportPlan:
             part=part,
             part_count=part_count,
             cancelled=cancelled,
+            org_id=self.request.org_id,
         )
 
     @property

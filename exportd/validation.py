@@ -17,8 +17,9 @@ _NAMED = re.compile(
 )
 
 
-def field_error(exc: msgspec.ValidationError, prefix: str = "") -> FieldError:
-    """The field that ``exc`` is about, as a dotted name under ``prefix``."""
+def field_error(exc: msgspec.ValidationError | str, prefix: str = "") -> FieldError:
+    """The field that ``exc`` (or msgspec's message of it) is about, as a dotted name
+    under ``prefix``."""
     match = _AT.match(str(exc))
     assert match is not None  # the pattern matches any text
     message, path = match["message"], (match["path"] or "").lstrip(".")

@@ -13,7 +13,18 @@ from typing import NoReturn
 
 from exportd import __version__
 from exportd.bus.base import BusError
-from exportd.cli import demo, engine, export, jobs, plugins, schema, serve, watch, worker
+from exportd.cli import (
+    demo,
+    engine,
+    export,
+    jobs,
+    plugins,
+    schema,
+    serve,
+    tenants,
+    watch,
+    worker,
+)
 from exportd.cli.text import error_line
 from exportd.client import Timeout
 from exportd.config import load_settings
@@ -42,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"exportd {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for command in (demo, plugins, export, schema, serve, engine, worker, watch, jobs):
+    for command in (demo, plugins, export, schema, serve, engine, worker, watch, jobs, tenants):
         command.add_parser(commands)
     return parser
 

@@ -10,13 +10,16 @@ from typing import Any
 
 from exportd.cli.runtime import (
     add_broker_option,
+    add_http_option,
     amqp_bus,
     log_job_changes,
     run_until_stopped,
     with_broker,
+    with_http,
 )
 from exportd.config import Settings
 from exportd.engine.service import Engine
+from exportd.http.app import serving_http
 from exportd.plugins.manager import load_plugins
 
 
@@ -26,26 +29,29 @@ def add_parser(commands: Any) -> None:
         "engine",
         help="run the engine on RabbitMQ (workers run apart: exportd worker)",
         description="Run the engine on RabbitMQ: it takes export requests and job commands, "
-        "records jobs in EXPORTD_HOME/jobs.db, dispatches their tasks to workers "
-        "(exportd worker, on any host) and announces every change of a job.  Run one.  "
+        "records jobs in EXPORTD_HOME/jobs.db, serves the HTTP API, dispatches their tasks "
+        "to workers (exportd worker, on any host) and announces every change of a job.  Run one.  "
         "Logs a line per change of a job's status on stderr.  On SIGINT or SIGTERM it "
         "stops taking messages and exits.",
     )
     add_broker_option(parser)
+    add_http_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the engine until SIGINT or SIGTERM."""
-    settings = with_broker(settings, args.broker)
+    settings = with_http(with_broker(settings, args.broker), args.http)
     plugins = load_plugins(settings)
 
     async def service(stop: asyncio.Event) -> None:
         name = f"exportd engine {socket.gethostname()}:{os.getpid()}"
         async with amqp_bus(settings, name) as bus:
             changes = await log_job_changes(bus)
+            engine = Engine(bus, plugins, settings)
             try:
-                await Engine(bus, plugins, settings).run(stop)
+                async with serving_http(engine, plugins, settings):
+                    await engine.run(stop)
             finally:
                 await changes.cancel()
 

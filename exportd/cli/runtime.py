@@ -65,6 +65,25 @@ def with_broker(settings: Settings, url: str | None) -> Settings:
     return settings
 
 
+def add_http_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--http HOST:PORT``, which overrides the ``http.listen`` setting."""
+    parser.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve the HTTP API there, or not at all with 'off' (default: the http.listen "
+        "setting, 127.0.0.1:8080; port 0 takes a free one, which the log names)",
+    )
+
+
+def with_http(settings: Settings, listen: str | None) -> Settings:
+    """``settings`` with the ``http.listen`` of ``--http``, if given."""
+    if listen is None:
+        return settings
+    return msgspec.structs.replace(
+        settings, http=msgspec.structs.replace(settings.http, listen=listen)
+    )
+
+
 def with_concurrency(settings: Settings, concurrency: int | None, option: str) -> Settings:
     """``settings`` with ``worker.concurrency`` set from ``option``, if given, and checked."""
     if concurrency is None:

@@ -11,9 +11,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from exportd.bus.local import LocalBus
-from exportd.cli.runtime import log_job_changes, run_until_stopped, topology, with_concurrency
+from exportd.cli.runtime import (
+    add_http_option,
+    log_job_changes,
+    run_until_stopped,
+    topology,
+    with_concurrency,
+    with_http,
+)
 from exportd.config import Settings
 from exportd.engine.service import Engine
+from exportd.http.app import serving_http
 from exportd.plugins.manager import Plugins, load_plugins
 from exportd.workers.worker import Worker
 
@@ -24,9 +32,10 @@ def add_parser(commands: Any) -> None:
     """Add the ``serve`` command to the ``exportd`` parser's sub-commands."""
     parser = commands.add_parser(
         "serve",
-        help="run the engine and workers in one process, with no broker",
-        description="Run the engine and its workers in one process, over an in-process "
-        "bus: no RabbitMQ needed.  The job store and the files live under EXPORTD_HOME.  "
+        help="run the engine, the HTTP API and workers in one process, with no broker",
+        description="Run the engine, its HTTP API and its workers in one process, over an "
+        "in-process bus: no RabbitMQ needed.  The job store and the files live under "
+        "EXPORTD_HOME.  "
         "Logs a line per change of a job's status on stderr.  On SIGINT or SIGTERM the "
         "running exports get worker.shutdown_grace seconds to finish.",
     )
@@ -37,16 +46,17 @@ def add_parser(commands: Any) -> None:
         help="exports run at once, each in a worker thread (default: the "
         "worker.concurrency setting, 1)",
     )
+    add_http_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Serve until SIGINT or SIGTERM, then stop gracefully."""
-    settings = with_concurrency(settings, args.workers, "--workers")
+    settings = with_http(with_concurrency(settings, args.workers, "--workers"), args.http)
     plugins = load_plugins(settings)
 
     async def service(stop: asyncio.Event) -> None:
-        async with embedded(settings, plugins):
+        async with embedded(settings, plugins) as engine, serving_http(engine, plugins, settings):
             log.info(
                 "serving in one process, no broker: %d export(s) at once, files in %s",
                 settings.worker.concurrency,

@@ -63,6 +63,29 @@ class EngineSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     silent this long is dispatched again."""
 
 
+class HttpSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The HTTP API (``[http]``), served by ``exportd serve`` and ``exportd engine``."""
+
+    listen: str = "127.0.0.1:8080"
+    """HOST:PORT to listen on (``--http`` overrides it)."""
+
+    public_url: str = ""
+    """The base URL clients reach the API at, for the absolute URLs in answers
+    (download links); empty: the URL each request came to."""
+
+    secret: str = ""
+    """The key that signs download URLs; empty: a random one kept in
+    ``EXPORTD_HOME/http-secret`` (made on first use).  Engines behind one load
+    balancer need the same secret."""
+
+    url_lifetime: Seconds = 3600.0
+    """How long a download URL works (never past the file's own expiry)."""
+
+    sync_max_rows: Annotated[int, msgspec.Meta(ge=1)] = 100_000
+    """The most rows a synchronous export (the file as the answer) may hold; larger
+    exports go through a job."""
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """All of exportd's settings (``exportd.toml`` keys, ``EXPORTD_*`` variables)."""
 
@@ -81,6 +104,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     broker: BrokerSettings = msgspec.field(default_factory=BrokerSettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
 
     @property
     def home_path(self) -> Path:

@@ -14,6 +14,8 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from sqlite_utils import Database
 
@@ -56,6 +58,29 @@ def open_database(path: Path, *, busy_timeout: float) -> Database:
     db.execute("PRAGMA foreign_keys = ON")
     migrate(db, path)
     return db
+
+
+class StoreFile:
+    """A store kept in the job store's file: opened (and migrated) on creation, closed
+    by :meth:`close` or at the end of a ``with`` block."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
+        self._db = open_database(path, busy_timeout=busy_timeout)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def schema_version(db: Database) -> int:
@@ -163,6 +188,47 @@ def _create_tables(db: Database) -> None:
         db.execute(statement)
 
 
+def _create_tenancy(db: Database) -> None:
+    """Version 2: organisations, their users and the users' API tokens.
+
+    An org's ``active`` is its subscription; ``benefits`` is a JSON list (``qna``,
+    say).  A token is kept only as the SHA-256 of its secret (tokens are random and
+    long, so a plain hash is enough); ``permissions`` is a JSON list.
+    """
+    statements = [
+        """
+        create table orgs (
+            id text primary key,
+            name text not null,
+            active integer not null default 1,
+            benefits text not null default '[]',
+            created_at text not null
+        )
+        """,
+        """
+        create table users (
+            id text primary key,
+            org_id text not null references orgs (id),
+            name text not null,
+            email text,
+            created_at text not null
+        )
+        """,
+        "create index users_org on users (org_id)",
+        """
+        create table tokens (
+            hash text primary key,
+            user_id text not null references users (id),
+            name text not null,
+            permissions text not null,
+            created_at text not null
+        )
+        """,
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
 Migration = Callable[[Database], None]
-MIGRATIONS: list[Migration] = [_create_tables]
+MIGRATIONS: list[Migration] = [_create_tables, _create_tenancy]
 """Every schema change, oldest first; a file at version N has had the first N."""

@@ -22,7 +22,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, NamedTuple
 
 import msgspec
@@ -31,7 +30,7 @@ from msgspec.structs import replace
 from exportd.bus.topology import DEFAULT_EXCHANGE, Topology, event_routing_key
 from exportd.engine import lifecycle, rows
 from exportd.engine.lifecycle import Change, Dropped, JobState
-from exportd.engine.schema import open_database, transaction
+from exportd.engine.schema import StoreFile, transaction
 from exportd.errors import Conflict, FieldError, InvalidRequest, NotFound
 from exportd.messages import (
     CancelSignal,
@@ -135,7 +134,7 @@ def request_hash(request: RequestFields) -> str:
     return hashlib.sha256(msgspec.json.encode(request, order="sorted")).hexdigest()
 
 
-class JobStore:
+class JobStore(StoreFile):
     """Jobs, their parts, the outbox and the counts of dropped updates, in one SQLite file.
 
     The engine is the only writer.  Readers (another process listing jobs)
@@ -145,27 +144,12 @@ class JobStore:
     """
 
     def __init__(self, path: Path, topology: Topology, *, busy_timeout: float = 5.0) -> None:
+        super().__init__(path, busy_timeout=busy_timeout)
         self.topology = topology
-        self._db = open_database(path, busy_timeout=busy_timeout)
         self._jobs = self._db.table("jobs")
         self._parts = self._db.table("parts")
         self._outbox = self._db.table("outbox")
         self._dropped = self._db.table("dropped_updates")
-
-    def close(self) -> None:
-        """Close the file."""
-        self._db.close()
-
-    def __enter__(self) -> JobStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def create(
         self, request: RequestFields, parts: Sequence[NewPart], *, now: datetime

@@ -67,7 +67,13 @@ class Window:
 
 @dataclass
 class ReadContext:
-    """What a source may use while it reads: where data lives and the run's limits."""
+    """What a source may use while it reads: where data lives and the run's limits.
+
+    ``org_id`` is the organisation the export is for, if the request names one.
+    A source that knows which organisation owns its data must treat another
+    organisation's (a room, a channel) as not there: :class:`~exportd.NotFound`,
+    exactly as for one that does not exist, so that ids do not leak across tenants.
+    """
 
     window: Window
     data_path: Path
@@ -76,6 +82,7 @@ class ReadContext:
     part: int = 0
     part_count: int = 1
     cancelled: Callable[[], bool] = field(default=lambda: False)
+    org_id: str | None = None
 
     def connect(self) -> sqlite3.Connection:
         """A read-only connection to the embedded data store (``data.db``)."""

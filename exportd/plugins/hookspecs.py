@@ -51,3 +51,17 @@ def exportd_storages(settings: Settings) -> Iterable[Storage]:
     Each needs a ``name`` that no other plugin uses.
     """
     raise NotImplementedError
+
+
+@hookspec
+def exportd_http_routes(api: Any) -> Iterable[Any]:
+    """Return HTTP routes to add to the API: Litestar route handlers or ``Router`` s.
+
+    Called once when the HTTP API starts (``exportd serve``, ``exportd engine``),
+    with ``api``, an :class:`exportd.http.context.HttpApi`: the engine's Python API
+    (``api.engine``), who is calling (``api.caller(request, permission)``),
+    download URLs (``api.signer``) and the settings.  The seed-compatible APIs in
+    ``exportd/http/facades`` are worked examples.  A route whose path another
+    plugin already uses is an error that the framework reports at start.
+    """
+    raise NotImplementedError

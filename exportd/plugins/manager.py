@@ -128,6 +128,20 @@ class Plugins:
                 )
         return dict(sorted(found.items()))
 
+    def http_routes(self, api: object) -> list[Any]:
+        """Every plugin's extra HTTP routes (see ``exportd_http_routes``); a plugin that
+        fails is named."""
+        routes: list[Any] = []
+        for impl in reversed(self.pm.hook.exportd_http_routes.get_hookimpls()):
+            try:
+                routes.extend(cast(Iterable[Any], impl.function(api=api) or ()))
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in exportd_http_routes(): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+        return routes
+
     def source(self, name: str, field: str = "source") -> Source[Any]:
         """The source called ``name``, or an invalid-request error naming ``field``."""
         return _lookup(self.sources, name, field, "source")

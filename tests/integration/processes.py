@@ -56,12 +56,12 @@ from exportd.workers.worker import SEQ_PER_DELIVERY, Worker
 from tests.broker import delete_topology
 from tests.integration.runtime import Runtime, running
 from tests.unit import toy_plugins
+from tests.unit.datastore import ORG
 
 Role = Literal["engine", "worker"]
 T = TypeVar("T")
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-ORG = "org1"
 
 
 def connection_name(topology: Topology) -> str:

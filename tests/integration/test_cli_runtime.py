@@ -55,7 +55,7 @@ from exportd.plugins.manager import Plugins
 from tests.broker import delete_topology
 from tests.integration.runtime import settings_in
 from tests.unit import toy_plugins
-from tests.unit.datastore import BIG_CHANNEL, ROOM, WINDOW
+from tests.unit.datastore import BIG_CHANNEL, FOREIGN_ROOM, ORG, OTHER_ORG, ROOM, WINDOW
 
 WAIT = 30.0
 """The most seconds any one thing may take to happen."""
@@ -140,6 +140,7 @@ class Deployment:
             "EXPORTD_HOME": str(home),
             "EXPORTD_BROKER__URL": broker_url,
             "EXPORTD_BROKER__PREFIX": self.topology.prefix,
+            "EXPORTD_HTTP__LISTEN": "127.0.0.1:0",  # a free port: engines may run side by side
             **variables,
         }
         self.processes: list[Process] = []
@@ -242,13 +243,13 @@ def reported(stdout: str) -> list[tuple[Path, str]]:
 
 
 def logs_request(**changes: object) -> ExportRequest:
-    """The chat logs of the test data store's room, as csv, for org1."""
+    """The chat logs of the test data store's room, as csv, for its org."""
     fields: dict[str, object] = {
         "source": "rooms",
         "format": "csv",
         "params": {"room_id": ROOM, "type": "logs"},
         "interval": {"start": WINDOW.start.isoformat(), "end": WINDOW.end.isoformat()},
-        "org_id": "org1",
+        "org_id": ORG,
         **changes,
     }
     return msgspec.convert(fields, ExportRequest)
@@ -381,8 +382,8 @@ def test_jobs_commands_list_show_cancel_restart_and_delete(deployment: Deploymen
 
         header, first, second, footer = listing.stdout.splitlines()
         assert header.split() == ["ID", "STATUS", "SOURCE", "FORMAT", "ORG", "CREATED", "ROWS"]
-        assert first.split()[:5] == [job.id, "created", "rooms", "csv", "org1"]
-        assert second.split()[:5] == [other.id, "created", "rooms", "json", "org1"]
+        assert first.split()[:5] == [job.id, "created", "rooms", "csv", ORG]
+        assert second.split()[:5] == [other.id, "created", "rooms", "json", ORG]
         assert footer == "jobs 1-2 of 2"
         assert ([j["id"] for j in as_json["jobs"]], as_json["total"]) == ([job.id], 2)
         shown_fields = {
@@ -392,9 +393,9 @@ def test_jobs_commands_list_show_cancel_restart_and_delete(deployment: Deploymen
         }
         assert shown_fields["job"] == job.id
         assert shown_fields["status"] == "created (attempt 1)"
-        assert (shown_fields["org"], shown_fields["part 1/1"]) == ("org1", "created")
-        assert canceled.stdout == f"job {job.id} canceled: rooms to csv, org org1\n"
-        assert restarted.stdout == f"job {job.id} created: rooms to csv, org org1, attempt 2\n"
+        assert (shown_fields["org"], shown_fields["part 1/1"]) == (ORG, "created")
+        assert canceled.stdout == f"job {job.id} canceled: rooms to csv, org {ORG}\n"
+        assert restarted.stdout == f"job {job.id} created: rooms to csv, org {ORG}, attempt 2\n"
 
         deployment.worker()
         done = wait_for_status(client, job.id, "done")
@@ -411,7 +412,7 @@ def test_jobs_commands_list_show_cancel_restart_and_delete(deployment: Deploymen
             "exportd: error: limit: "
         )
         deleted = deployment.run("jobs", "delete", job.id)
-        assert deleted.stdout == f"job {job.id} deleted: rooms to csv, org org1, attempt 2\n"
+        assert deleted.stdout == f"job {job.id} deleted: rooms to csv, org {ORG}, attempt 2\n"
         assert not list((deployment.home / "files").rglob("*.csv"))
         assert deployment.run("jobs", "list", "--status", "canceled").stdout == "no jobs\n"
         assert client.list_jobs(status="deleted") == ([client.get(job.id)], 1)
@@ -436,10 +437,11 @@ def test_a_command_no_engine_answers_times_out_and_expires(deployment: Deploymen
 def test_watch_prints_a_line_per_status_change_until_ctrl_c(deployment: Deployment) -> None:
     deployment.engine()
     deployment.worker()
-    watch = deployment.start("watch", "org1.rooms.*", ready="watching job events")
+    watch = deployment.start("watch", f"{ORG}.rooms.*", ready="watching job events")
     with deployment.client() as client:
         job = client.submit(logs_request(), wait=WAIT)
-        client.submit(logs_request(org_id="org2"), wait=WAIT)
+        foreign = {"room_id": FOREIGN_ROOM, "type": "logs"}
+        client.submit(logs_request(org_id=OTHER_ORG, params=foreign), wait=WAIT)
 
     watch.wait_for(f"job {job.id} done", stream="stdout")
     assert watch.stop(signal.SIGINT) == 0
@@ -448,8 +450,8 @@ def test_watch_prints_a_line_per_status_change_until_ctrl_c(deployment: Deployme
     # its outcome, so the job goes from created to done
     assert [line.split()[3] for line in lines] == ["created:", "done:"]
     assert all(f"job {job.id} " in line for line in lines)
-    assert lines[-1].endswith(f"done: rooms to csv, org org1; {rows_and_size(job)}")
-    assert watch.text() == "watching job events matching 'org1.rooms.*'; Ctrl-C to stop"
+    assert lines[-1].endswith(f"done: rooms to csv, org {ORG}; {rows_and_size(job)}")
+    assert watch.text() == f"watching job events matching '{ORG}.rooms.*'; Ctrl-C to stop"
 
 
 def job_event(job_id: str, type_: str, rows: int = 0) -> JobEvent:
@@ -552,7 +554,8 @@ def test_sigterm_gives_a_running_export_back_for_the_next_worker(
 def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path, datastore: Path) -> None:
     shutil.copy(datastore, tmp_path / "data.db")
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
-    serve = Process(["serve", "--workers", "2"], {**env, "EXPORTD_HOME": str(tmp_path)}, tmp_path)
+    env = {**env, "EXPORTD_HOME": str(tmp_path)}
+    serve = Process(["serve", "--workers", "2", "--http", "127.0.0.1:0"], env, tmp_path)
     try:
         serve.wait_for("taking tasks")
         assert serve.stop() == 0
@@ -561,7 +564,8 @@ def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path, datastore: Pa
         serve.popen.wait(WAIT)
     log = serve.text().splitlines()
     assert all(" INFO " in line for line in log), log
-    assert "2 export(s) at once" in log[0]
+    assert re.search(r"INFO HTTP API at http://127\.0\.0\.1:\d+ \(OpenAPI: ", log[0])
+    assert "2 export(s) at once" in log[1]
     assert log[-2].endswith("SIGTERM: stopping (again to stop at once)")
     assert log[-1].endswith("INFO stopped")
 

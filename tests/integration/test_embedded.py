@@ -14,7 +14,7 @@ from exportd.messages import JobCommand
 from exportd.plugins.manager import Plugins
 from tests.integration.runtime import running, settings_in
 from tests.unit import toy_plugins
-from tests.unit.datastore import ROOM, WINDOW
+from tests.unit.datastore import ORG, ROOM, WINDOW
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def logs_request(**changes: object) -> dict[str, object]:
         "format": "csv",
         "params": {"room_id": ROOM, "type": "logs"},
         "interval": {"start": WINDOW.start.isoformat(), "end": WINDOW.end.isoformat()},
-        "org_id": "org1",
+        "org_id": ORG,
     }
     request.update(changes)
     return request

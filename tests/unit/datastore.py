@@ -31,9 +31,12 @@ WINDOW = Window(
 )
 
 ORG = "0a000000-0000-4000-8000-000000000001"
+OTHER_ORG = "0a000000-0000-4000-8000-000000000002"
 ROOM = "1b000000-0000-4000-8000-000000000001"
 OTHER_ROOM = "1b000000-0000-4000-8000-000000000002"
 EMPTY_ROOM = "1b000000-0000-4000-8000-000000000003"
+FOREIGN_ROOM = "1b000000-0000-4000-8000-000000000004"
+"""OTHER_ORG's only room, with no conversations."""
 WEB_WORKFLOW = "2c000000-0000-4000-8000-000000000001"
 INTERACTION_WORKFLOW = "2c000000-0000-4000-8000-000000000002"
 VOICE_WORKFLOW = "2c000000-0000-4000-8000-000000000003"
@@ -53,12 +56,13 @@ def _rows(columns: str, *values: tuple[Any, ...]) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in values]
 
 
-ORGS = _rows("id name", (ORG, "Acme"))
+ORGS = _rows("id name", (ORG, "Acme"), (OTHER_ORG, "Globex"))
 ROOMS = _rows(
     "id org_id name",
     (ROOM, ORG, "Support"),
     (OTHER_ROOM, ORG, "Sales"),
     (EMPTY_ROOM, ORG, "Quiet"),
+    (FOREIGN_ROOM, OTHER_ORG, "Lobby"),
 )
 # conv-1a and conv-1b start at the same second: their order is by id.
 CONVERSATIONS = _rows(

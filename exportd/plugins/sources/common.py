@@ -89,9 +89,13 @@ def connection(ctx: ReadContext) -> Iterator[sqlite3.Connection]:
         raise ExportFailed(f"cannot read the data store {ctx.data_path}: {exc}") from exc
 
 
-def exists(conn: sqlite3.Connection, table: str, id_: str) -> bool:
-    """Whether ``table`` has a row with this ``id``."""
-    return conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (id_,)).fetchone() is not None
+def exists(conn: sqlite3.Connection, table: str, id_: str, org_id: str | None = None) -> bool:
+    """Whether ``table`` has a row with this ``id`` (of the organisation ``org_id``, if
+    given: another organisation's counts as missing)."""
+    query, args = f"SELECT 1 FROM {table} WHERE id = ?", [id_]
+    if org_id is not None:
+        query, args = f"{query} AND org_id = ?", [id_, org_id]
+    return conn.execute(query, args).fetchone() is not None
 
 
 def batches(cursor: sqlite3.Cursor, size: int, convert: Callable[[Rows], Batch]) -> Iterator[Batch]:

@@ -86,7 +86,7 @@ class QnaSource(Source[QnaParams]):
         """The channel exists, and so does every room named, in that channel."""
         check_text(params)
         with connection(ctx) as conn:
-            if not exists(conn, "qna_channels", params.channel_id):
+            if not exists(conn, "qna_channels", params.channel_id, ctx.org_id):
                 raise NotFound.field(
                     "params.channel_id", f"no Q&A channel with id {params.channel_id!r}"
                 )

@@ -266,7 +266,7 @@ class RoomsSource(Source[RoomsParams]):
             if misplaced:
                 raise InvalidRequest("parameters for logs given with type stats", misplaced)
         with connection(ctx) as conn:
-            if not exists(conn, "rooms", params.room_id):
+            if not exists(conn, "rooms", params.room_id, ctx.org_id):
                 raise NotFound.field("params.room_id", f"no room with id {params.room_id!r}")
 
     def columns(self, params: RoomsParams) -> Sequence[Column]:

@@ -124,10 +124,12 @@ def _where(params: WorkflowParams, kind: str, window: Window) -> tuple[str, list
     return " AND ".join(clauses), args
 
 
-def _workflow(conn: sqlite3.Connection, params: WorkflowParams) -> str:
-    """The workflow's kind, or :class:`~exportd.NotFound` for it or its step."""
+def _workflow(conn: sqlite3.Connection, params: WorkflowParams, org_id: str | None) -> str:
+    """The workflow's kind, or :class:`~exportd.NotFound` for it (or another
+    organisation's) or its step."""
     found = conn.execute(
-        "SELECT kind, step_count FROM workflows WHERE id = ?", (params.workflow_id,)
+        "SELECT kind, step_count FROM workflows WHERE id = ? AND ifnull(?, org_id) = org_id",
+        (params.workflow_id, org_id),
     ).fetchone()
     if found is None:
         raise NotFound.field("params.workflow_id", f"no workflow with id {params.workflow_id!r}")
@@ -160,7 +162,7 @@ class WorkflowsSource(Source[WorkflowParams]):
         check_text(params)
         check_filters(params.filters)
         with connection(ctx) as conn:
-            _workflow(conn, params)
+            _workflow(conn, params, ctx.org_id)
 
     def columns(self, params: WorkflowParams) -> Sequence[Column]:
         """The event columns."""
@@ -169,14 +171,14 @@ class WorkflowsSource(Source[WorkflowParams]):
     def estimate(self, params: WorkflowParams, ctx: ReadContext) -> int | None:
         """The number of matching events, at most ``limit``."""
         with connection(ctx) as conn:
-            where, args = _where(params, _workflow(conn, params), ctx.window)
+            where, args = _where(params, _workflow(conn, params, ctx.org_id), ctx.window)
             count: int = conn.execute(COUNT.format(where=where), args).fetchone()[0]
         return min(count, params.limit or count)
 
     def read(self, params: WorkflowParams, ctx: ReadContext) -> Iterator[Batch]:
         """Yield the step's events in time order."""
         with connection(ctx) as conn:
-            where, args = _where(params, _workflow(conn, params), ctx.window)
+            where, args = _where(params, _workflow(conn, params, ctx.org_id), ctx.window)
             args.append(sql_limit(params.limit, ctx.limit))
             cursor = conn.execute(SELECT.format(where=where), args)
             yield from batches(cursor, ctx.batch_size, _event_rows)

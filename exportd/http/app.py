@@ -1,0 +1,118 @@
+"""The HTTP application: native API, downloads, health, OpenAPI and the routes of
+plugins; and serving it with uvicorn in the engine's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import msgspec
+import uvicorn
+from litestar import Litestar, get
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from exportd.config import Settings
+from exportd.engine.service import Engine
+from exportd.errors import ConfigError, InvalidRequest
+from exportd.http import native
+from exportd.http.context import AnyRequest, HttpApi, api_of
+from exportd.http.errors import HANDLERS
+from exportd.plugins.manager import Plugins
+
+log = logging.getLogger(__name__)
+
+OPENAPI_PATH = "/v1/openapi"
+"""The OpenAPI document is at ``/v1/openapi/openapi.json``, Swagger UI at ``/v1/openapi``."""
+
+
+class Health(msgspec.Struct, kw_only=True):
+    """Whether exportd answers (``/healthz``) or can take work (``/readyz``)."""
+
+    status: str
+
+
+@get("/healthz", summary="The process answers", include_in_schema=False)
+async def healthz() -> Health:
+    """Always ok while the server runs."""
+    return Health(status="ok")
+
+
+@get("/readyz", summary="The engine can take work", include_in_schema=False)
+async def readyz(request: AnyRequest) -> Health:
+    """Ok when the job store answers; 500 with the error body otherwise."""
+    await api_of(request).engine.list_jobs(limit=1)
+    return Health(status="ready")
+
+
+def build_app(api: HttpApi) -> Litestar:
+    """The application for ``api``, with every plugin's routes."""
+    app = Litestar(
+        route_handlers=[healthz, readyz, native.jobs, native.files, *api.plugins.http_routes(api)],
+        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        openapi_config=OpenAPIConfig(
+            title="exportd",
+            version="1",
+            description="Exports of conversation data: jobs, their files, and exports "
+            "answered at once.  Errors have one body: {code, message, fields}.",
+            path=OPENAPI_PATH,
+            render_plugins=[SwaggerRenderPlugin()],
+            components=Components(
+                security_schemes={"token": SecurityScheme(type="http", scheme="bearer")}
+            ),
+        ),
+        logging_config=None,
+    )
+    app.state.api = api
+    return app
+
+
+def parse_listen(value: str, field: str = "--http") -> tuple[str, int]:
+    """``HOST:PORT`` as a host and a port; :class:`InvalidRequest` naming ``field``."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InvalidRequest.field(field, f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn's server, leaving signals alone: exportd's command stops it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Install no signal handlers."""
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serving_http(
+    engine: Engine, plugins: Plugins, settings: Settings
+) -> AsyncIterator[str | None]:
+    """Serve the API on ``http.listen`` (unless it is ``off``) while the block runs;
+    yields its base URL (or None)."""
+    if settings.http.listen == "off":
+        yield None
+        return
+    host, port = parse_listen(settings.http.listen, "http.listen")
+    try:
+        listening = socket.create_server((host, port), reuse_port=False)
+    except OSError as exc:
+        raise ConfigError(f"http.listen: cannot listen on {settings.http.listen}: {exc}") from None
+    api = HttpApi(engine, plugins, settings)
+    config = uvicorn.Config(build_app(api), log_config=None, access_log=False, lifespan="on")
+    server = QuietServer(config)
+    serving = asyncio.create_task(server.serve(sockets=[listening]), name="exportd http")
+    try:
+        port = listening.getsockname()[1]
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        log.info("HTTP API at %s (OpenAPI: %s%s)", url, url, OPENAPI_PATH)
+        yield url
+    finally:
+        server.should_exit = True
+        await serving
+        listening.close()
+        api.close()

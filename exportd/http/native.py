@@ -1,0 +1,239 @@
+"""The native API, version 1: jobs, their files, synchronous exports.
+
+Every route but the file downloads needs a token with the ``reports``
+permission; a caller sees and touches only its organisation's jobs (another
+organisation's answer as not found).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+from urllib.parse import quote, urlencode
+
+import msgspec
+from litestar import Router, delete, get, post
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.response import File, Stream
+
+from exportd.errors import Conflict, Gone, InvalidRequest
+from exportd.http.context import AnyRequest, HttpApi, api_of, caller_of, requires
+from exportd.http.downloads import FileLink
+from exportd.messages import ExportRequest, JobSnapshot
+
+PERMISSION = "reports"
+
+
+class JobResource(JobSnapshot, kw_only=True):
+    """A job as the API shows it: the snapshot, its own URL, and a signed download URL
+    for each file while it has files."""
+
+    url: str
+    files: list[FileLink] = msgspec.field(default_factory=list)
+
+
+class JobList(msgspec.Struct, kw_only=True):
+    """A page of jobs, newest first, with the total count and links to its neighbours."""
+
+    count: int
+    page: int
+    page_size: int
+    next: str | None
+    previous: str | None
+    results: list[JobResource]
+
+
+class FileLinks(msgspec.Struct, kw_only=True):
+    """Fresh download URLs for a job's files."""
+
+    files: list[FileLink]
+
+
+def resource(api: HttpApi, request: AnyRequest, job: JobSnapshot) -> JobResource:
+    """``job`` with its URL and file links, for ``request``'s caller."""
+    base = api.base_url(request)
+    lifetime = timedelta(seconds=api.settings.http.url_lifetime)
+    return JobResource(
+        **msgspec.structs.asdict(job),
+        url=f"{base}/v1/jobs/{job.id}",
+        files=api.signer.links(job, base, lifetime=lifetime),
+    )
+
+
+def own_request(request: AnyRequest, export: ExportRequest) -> ExportRequest:
+    """``export`` as a request of the caller's org and user, with the ``Idempotency-Key``
+    header, if any."""
+    caller = caller_of(request)
+    for name, own in (("org_id", caller.org.id), ("user_id", caller.user.id)):
+        given = getattr(export, name)
+        if given is not None and given != own:
+            raise InvalidRequest.field(name, "is your token's; leave it out")
+    key = request.headers.get("idempotency-key") or export.idempotency_key
+    return msgspec.structs.replace(
+        export, org_id=caller.org.id, user_id=caller.user.id, idempotency_key=key
+    )
+
+
+@post("/jobs", status_code=201, summary="Create an export job")
+async def create_job(request: AnyRequest, data: JSONBody[ExportRequest]) -> JobResource:
+    """Validate the request, record the job and queue it.  The same ``Idempotency-Key``
+    header (or ``idempotency_key``) gives the same job; with other parameters, 409."""
+    api = api_of(request)
+    job = await api.engine.submit(own_request(request, data))
+    return resource(api, request, job)
+
+
+@get("/jobs", summary="List jobs, newest first")
+async def list_jobs(
+    request: AnyRequest,
+    *,
+    page: Annotated[int, QueryParameter(ge=1)] = 1,
+    page_size: Annotated[int, QueryParameter(ge=1, le=1000)] = 20,
+    status: FromQuery[str | None] = None,
+    source: FromQuery[str | None] = None,
+    user_id: Annotated[str | None, QueryParameter(description="the creator")] = None,
+) -> JobList:
+    """The caller's organisation's jobs, filtered by status, source and creator."""
+    api = api_of(request)
+    caller = caller_of(request)
+    found = await api.engine.list_jobs(
+        org_id=caller.org.id,
+        user_id=user_id,
+        status=status,
+        source=source,
+        limit=page_size,
+        offset=(page - 1) * page_size,
+    )
+    filters = {"status": status, "source": source, "user_id": user_id}
+
+    def link(number: int) -> str:
+        query = {"page": number, "page_size": page_size, **filters}
+        given = {name: value for name, value in query.items() if value is not None}
+        return f"{api.base_url(request)}/v1/jobs?{urlencode(given)}"
+
+    return JobList(
+        count=found.total,
+        page=page,
+        page_size=page_size,
+        next=link(page + 1) if page * page_size < found.total else None,
+        previous=link(page - 1) if page > 1 else None,
+        results=[resource(api, request, job) for job in found.jobs],
+    )
+
+
+@get("/jobs/{job_id:str}", summary="Get a job")
+async def get_job(request: AnyRequest, job_id: FromPath[str]) -> JobResource:
+    """One job of the caller's organisation, with download URLs once it is done."""
+    api = api_of(request)
+    caller = caller_of(request)
+    return resource(api, request, await api.engine.get(job_id, caller.org.id))
+
+
+@post("/jobs/{job_id:str}/cancel", status_code=200, summary="Cancel a job")
+async def cancel_job(request: AnyRequest, job_id: FromPath[str]) -> JobResource:
+    """Stop a created or running job; its workers stop within a second."""
+    api = api_of(request)
+    caller = caller_of(request)
+    return resource(api, request, await api.engine.cancel(job_id, caller.org.id))
+
+
+@post("/jobs/{job_id:str}/restart", status_code=200, summary="Restart a job")
+async def restart_job(request: AnyRequest, job_id: FromPath[str]) -> JobResource:
+    """Run a failed, canceled or expired job again, as a new attempt."""
+    api = api_of(request)
+    caller = caller_of(request)
+    return resource(api, request, await api.engine.restart(job_id, caller.org.id))
+
+
+@delete("/jobs/{job_id:str}", status_code=204, summary="Delete a job")
+async def delete_job(request: AnyRequest, job_id: FromPath[str]) -> None:
+    """Delete a job and its files at once."""
+    api = api_of(request)
+    caller = caller_of(request)
+    await api.engine.delete(job_id, caller.org.id)
+
+
+@post("/jobs/{job_id:str}/links", status_code=200, summary="New download URLs")
+async def new_links(request: AnyRequest, job_id: FromPath[str]) -> FileLinks:
+    """Fresh signed URLs for a done job's files; 409 while it runs, 410 once its files
+    are gone."""
+    api = api_of(request)
+    caller = caller_of(request)
+    job = await api.engine.get(job_id, caller.org.id)
+    check_downloadable(job, job.attempt)
+    return FileLinks(files=resource(api, request, job).files)
+
+
+@post("/exports", status_code=200, summary="Export now: the file is the answer")
+async def export_now(request: AnyRequest, data: JSONBody[ExportRequest]) -> File:
+    """Run a small export while the caller waits and answer with the file (at most
+    ``http.sync_max_rows`` rows; more is a 400 naming ``limit``)."""
+    api = api_of(request)
+    return await api.export_now(own_request(request, data))
+
+
+def check_downloadable(job: JobSnapshot, attempt: int) -> None:
+    """Raise :class:`Gone` if the job's files (of ``attempt``) are no more, and
+    :class:`Conflict` if it has none yet."""
+    if job.status in ("expired", "deleted") or attempt != job.attempt:
+        raise Gone(f"the files of job {job.id} are gone: it is {job.status}")
+    if job.status != "done":
+        raise Conflict(f"job {job.id} has no files yet: it is {job.status}")
+
+
+@get("/files/{job_id:str}/{part:int}", summary="Download a file (signed URL)")
+async def download(
+    request: AnyRequest,
+    job_id: FromPath[str],
+    part: FromPath[int],
+    *,
+    attempt: FromQuery[int],
+    expires: FromQuery[int],
+    signature: FromQuery[str],
+) -> Stream:
+    """The file of a part, to the holder of a signed URL (no other credential)."""
+    api = api_of(request)
+    api.signer.check(
+        job_id, attempt, part, expires=expires, signature=signature, now=datetime.now(UTC)
+    )
+    job = await api.engine.get(job_id)
+    check_downloadable(job, attempt)
+    file = next((p.file for p in job.parts if p.part == part), None)
+    if file is None:
+        raise Gone(f"job {job_id} has no file for part {part}")
+    return Stream(
+        api.read_file(file.key),
+        headers={
+            "Content-Type": file.media_type,
+            "Content-Length": str(file.size),
+            "Content-Disposition": content_disposition(file.name),
+        },
+    )
+
+
+def content_disposition(name: str) -> str:
+    """An attachment header for ``name``, safe for any name (RFC 6266)."""
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+
+
+jobs = Router(
+    "/v1",
+    route_handlers=[
+        create_job,
+        list_jobs,
+        get_job,
+        cancel_job,
+        restart_job,
+        delete_job,
+        new_links,
+        export_now,
+    ],
+    guards=[requires(PERMISSION)],
+    tags=["jobs"],
+    security=[{"token": []}],
+)
+"""The native API's routes for callers with a token."""
+
+files = Router("/v1", route_handlers=[download], tags=["files"])
+"""Downloads, which need only a signed URL."""

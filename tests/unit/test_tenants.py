@@ -1,0 +1,54 @@
+"""Organisations, users and tokens: tokens are kept hashed and name their caller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exportd.engine.tenants import TenantStore, token_hash
+from exportd.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+
+
+def test_a_token_names_its_user_org_and_permissions_and_is_kept_only_hashed(
+    tmp_path: Path,
+) -> None:
+    with TenantStore(tmp_path / "jobs.db") as tenants:
+        org = tenants.create_org("Acme", benefits=["qna"])
+        user = tenants.create_user(org.id, "Ann", email="ann@example.com")
+        made = tenants.create_token(user.id, ["reports", "settings"])
+        caller = tenants.authenticate(made.token)
+        assert (caller.user, caller.org) == (user, org)
+        assert caller.permissions == ["reports", "settings"]
+        caller.require("reports")
+        with pytest.raises(Forbidden, match="lacks the mail-messages permission"):
+            caller.require("mail-messages")
+        stored = b"".join(path.read_bytes() for path in tmp_path.glob("jobs.db*"))  # and WAL
+        assert made.token.encode() not in stored
+        assert token_hash(made.token).encode() in stored
+
+
+def test_an_inactive_subscription_forbids_everything(tmp_path: Path) -> None:
+    with TenantStore(tmp_path / "jobs.db") as tenants:
+        org = tenants.create_org("Acme", active=False)
+        user = tenants.create_user(org.id, "Ann")
+        caller = tenants.authenticate(tenants.create_token(user.id, ["reports"]).token)
+        with pytest.raises(Forbidden, match="no active subscription"):
+            caller.require("reports")
+        tenants.update_org(org.id, active=True)
+        tenants.authenticate(tenants.create_token(user.id, ["reports"]).token).require("reports")
+
+
+def test_unknown_things_are_errors_naming_the_field(tmp_path: Path) -> None:
+    with TenantStore(tmp_path / "jobs.db") as tenants:
+        with pytest.raises(Unauthorized):
+            tenants.authenticate("xd_nope")
+        with pytest.raises(NotFound, match="org_id"):
+            tenants.create_user("nope", "Ann")
+        org = tenants.create_org("Acme", org_id="acme")
+        with pytest.raises(InvalidRequest, match="exists already"):
+            tenants.create_org("Again", org_id="acme")
+        user = tenants.create_user(org.id, "Ann")
+        with pytest.raises(InvalidRequest, match="permissions") as caught:
+            tenants.create_token(user.id, ["reports", "root"])
+        assert "unknown root" in caught.value.fields[0].message
