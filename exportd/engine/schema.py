@@ -229,6 +229,28 @@ def _create_tenancy(db: Database) -> None:
         db.execute(statement)
 
 
+def _number_jobs(db: Database) -> None:
+    """Version 3: a job's ``number``, a stable whole number for APIs whose ids are numeric.
+
+    It is the job's ``rowid`` when it was inserted (set by a trigger, so that inserts
+    need not know of it), kept in a column because ``VACUUM`` may renumber the rowids
+    of a table without an ``integer primary key``.
+    """
+    statements = [
+        "alter table jobs add column number integer",
+        "update jobs set number = rowid",
+        "create unique index jobs_number on jobs (number)",
+        """
+        create trigger jobs_number after insert on jobs when new.number is null
+        begin
+            update jobs set number = new.rowid where rowid = new.rowid;
+        end
+        """,
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
 Migration = Callable[[Database], None]
-MIGRATIONS: list[Migration] = [_create_tables, _create_tenancy]
+MIGRATIONS: list[Migration] = [_create_tables, _create_tenancy, _number_jobs]
 """Every schema change, oldest first; a file at version N has had the first N."""

@@ -83,6 +83,14 @@ class Engine:
         """The job ``job_id`` (of ``org_id``, if given)."""
         return self.store.get(job_id, org_id)
 
+    async def get_by_number(self, number: int, org_id: str | None = None) -> JobSnapshot:
+        """The job whose number is ``number`` (of ``org_id``, if given)."""
+        return self.store.get_by_number(number, org_id)
+
+    async def job_numbers(self, job_ids: Iterable[str]) -> dict[str, int]:
+        """The number of each job of ``job_ids`` that exists (see :meth:`JobStore.numbers`)."""
+        return self.store.numbers(job_ids)
+
     async def list_jobs(
         self,
         *,

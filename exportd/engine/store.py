@@ -42,6 +42,8 @@ from exportd.messages import (
 )
 
 MAX_PAGE = 1000
+MAX_OFFSET = 10**12
+"""Far past any real listing, and far inside SQLite's integers."""
 """The most jobs one :meth:`JobStore.list_jobs` call returns."""
 
 OutboxKind = Literal["task", "event", "cancel"]
@@ -209,6 +211,27 @@ class JobStore(StoreFile):
         with transaction(self._db, write=False):
             return self._state(job_id, org_id).job
 
+    def numbers(self, job_ids: Iterable[str]) -> dict[str, int]:
+        """The ``number`` of each of the jobs ``job_ids`` that exists: a whole number that
+        stays the job's, for APIs whose ids are numeric."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        placeholders = ", ".join("?" * len(ids))
+        query = f"select id, number from jobs where id in ({placeholders})"
+        return dict(self._db.execute(query, ids).fetchall())
+
+    def get_by_number(self, number: int, org_id: str | None = None) -> JobSnapshot:
+        """The job whose ``number`` is ``number``; :class:`~exportd.errors.NotFound` naming
+        ``job_id`` if there is none, or if ``org_id`` is given and it is another org's."""
+        where = "number = ?" if org_id is None else "number = ? and org_id = ?"
+        args = [number] if org_id is None else [number, org_id]
+        with transaction(self._db, write=False):
+            states = self._states(where, args)
+        if not states:
+            raise NotFound.field("job_id", f"no job number {number}")
+        return states[0].job
+
     def list_jobs(
         self,
         *,
@@ -223,8 +246,8 @@ class JobStore(StoreFile):
         ``org_id``, ``user_id``, ``status`` and ``source``; and their total count."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequest.field("limit", f"must be from 1 to {MAX_PAGE}")
-        if offset < 0:
-            raise InvalidRequest.field("offset", "must be 0 or more")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise InvalidRequest.field("offset", f"must be from 0 to {MAX_OFFSET}")
         if status is not None and status not in lifecycle.JOB_STATUSES:
             statuses = ", ".join(lifecycle.JOB_STATUSES)
             raise InvalidRequest.field("status", f"unknown status {status!r}; one of {statuses}")

@@ -586,3 +586,46 @@ def test_readers_read_while_the_engine_writes(tmp_path: Path) -> None:
     assert failures == []
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_jobs_have_stable_numbers_that_find_them_in_their_org(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    with JobStore(path, TOPOLOGY) as store:
+        first, second = created(store), created(store, org_id="globex")
+        numbers = store.numbers([first.id, second.id, "no-such-job"])
+        assert set(numbers) == {first.id, second.id}
+        assert numbers[second.id] > numbers[first.id] >= 1
+        assert store.get_by_number(numbers[first.id], "acme") == first
+        assert store.get_by_number(numbers[second.id]) == second
+        with pytest.raises(NotFound) as found:
+            store.get_by_number(numbers[second.id], "acme")
+        assert second.id not in str(found.value)
+        with pytest.raises(NotFound):
+            store.get_by_number(numbers[second.id] + 1)
+    connection = sqlite3.connect(path, isolation_level=None)  # VACUUM renumbers rowids
+    connection.execute("delete from jobs where id = ?", [first.id])
+    connection.execute("VACUUM")
+    connection.close()
+    with JobStore(path, TOPOLOGY) as store:
+        assert store.numbers([second.id]) == {second.id: numbers[second.id]}
+        assert store.numbers([]) == {}
+
+
+def test_the_numbering_migration_numbers_existing_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "jobs.db"
+    before = schema.MIGRATIONS.index(schema._number_jobs)
+    with monkeypatch.context() as patched:
+        patched.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:before])
+        db = schema.open_database(path, busy_timeout=1)
+        db.execute(
+            "insert into jobs (id, source, format, status, attempt, part_count, request,"
+            " created_at, updated_at, request_hash) values"
+            " ('old', 'rooms', 'csv', 'created', 1, 1, '{}', 'x', 'x', 'h')"
+        )
+        db.close()
+    with JobStore(path, TOPOLOGY) as store:
+        [old] = store.numbers(["old"]).values()
+        job = created(store)
+        assert store.numbers([job.id]) == {job.id: old + 1}
