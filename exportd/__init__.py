@@ -21,6 +21,8 @@ from exportd.plugins.api import (
     Batch,
     Column,
     ColumnType,
+    DeliveryContext,
+    DeliveryMethod,
     ExportInfo,
     Format,
     NoOptions,
@@ -31,6 +33,7 @@ from exportd.plugins.api import (
     RowWriter,
     Source,
     Storage,
+    Undeliverable,
     Window,
 )
 from exportd.plugins.hookspecs import hookimpl
@@ -42,6 +45,8 @@ __all__ = [
     "Cancelled",
     "Column",
     "ColumnType",
+    "DeliveryContext",
+    "DeliveryMethod",
     "ErrorBody",
     "ExportError",
     "ExportFailed",
@@ -61,6 +66,7 @@ __all__ = [
     "Settings",
     "Source",
     "Storage",
+    "Undeliverable",
     "Window",
     "hookimpl",
 ]

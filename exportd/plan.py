@@ -152,6 +152,7 @@ def plan_export(request: RequestFields, plugins: Plugins, data_path: Path) -> Ex
     options = format_ and attempt(
         lambda: convert(request.format_options, format_.Options, "format_options")
     )
+    attempt(lambda: plugins.check_delivery(request.delivery))
     if failures:
         raise _combine(failures)
     plan = ExportPlan(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 
+from tests.http.server import Server, serving
 from tests.unit.datastore import build_datastore
 
 EXAMPLE_PACKAGE = Path(__file__).parent.parent / "examples" / "exportd-example"
@@ -33,3 +35,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def datastore(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The hand-written ``data.db`` of :mod:`tests.unit.datastore` (read it, don't change it)."""
     return build_datastore(tmp_path_factory.mktemp("datastore") / "data.db")
+
+
+@pytest.fixture
+async def server(tmp_path: Path, datastore: Path) -> AsyncIterator[Server]:
+    """exportd with the test data store, serving HTTP on a free port (see
+    :mod:`tests.http.server`)."""
+    async with serving(tmp_path, datastore) as running:
+        yield running

@@ -18,6 +18,7 @@ from exportd.cli.runtime import (
     with_http,
 )
 from exportd.config import Settings
+from exportd.deliveries.service import delivering
 from exportd.engine.service import Engine
 from exportd.http.app import serving_http
 from exportd.plugins.manager import load_plugins
@@ -30,7 +31,8 @@ def add_parser(commands: Any) -> None:
         help="run the engine on RabbitMQ (workers run apart: exportd worker)",
         description="Run the engine on RabbitMQ: it takes export requests and job commands, "
         "records jobs in EXPORTD_HOME/jobs.db, serves the HTTP API, dispatches their tasks "
-        "to workers (exportd worker, on any host) and announces every change of a job.  Run one.  "
+        "to workers (exportd worker, on any host), announces every change of a job and "
+        "sends the files of jobs that ask for it by email.  Run one.  "
         "Logs a line per change of a job's status on stderr.  On SIGINT or SIGTERM it "
         "stops taking messages and exits.",
     )
@@ -50,7 +52,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             changes = await log_job_changes(bus)
             engine = Engine(bus, plugins, settings)
             try:
-                async with serving_http(engine, plugins, settings):
+                async with (
+                    delivering(engine, bus, plugins, settings),
+                    serving_http(engine, plugins, settings),
+                ):
                     await engine.run(stop)
             finally:
                 await changes.cancel()

@@ -20,6 +20,7 @@ from exportd.cli.runtime import (
     with_http,
 )
 from exportd.config import Settings
+from exportd.deliveries.service import delivering
 from exportd.engine.service import Engine
 from exportd.http.app import serving_http
 from exportd.plugins.manager import Plugins, load_plugins
@@ -69,26 +70,29 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 @asynccontextmanager
 async def embedded(settings: Settings, plugins: Plugins) -> AsyncIterator[Engine]:
-    """The engine and a worker running up to ``worker.concurrency`` exports at once, on
-    an in-process bus, with every change of a job's status logged; yields the engine.
+    """The engine, the delivery service and a worker running up to
+    ``worker.concurrency`` exports at once, on an in-process bus, with every change of
+    a job's status logged; yields the engine.
 
     At the end the worker stops first (running exports get ``worker.shutdown_grace``
-    seconds to finish), then the engine.
+    seconds to finish), then the engine, then the delivery service (a delivery in
+    hand is finished; those left are made at the next start).
     """
     engine_stop, worker_stop = asyncio.Event(), asyncio.Event()
     async with LocalBus(topology(settings)) as bus:
         changes = await log_job_changes(bus)
         engine = Engine(bus, plugins, settings)
-        worker = Worker(bus, plugins, settings, name="embedded")
-        engine_run = asyncio.create_task(engine.run(engine_stop), name="exportd engine")
-        worker_run = asyncio.create_task(worker.run(worker_stop), name="exportd worker")
-        try:
-            yield engine
-        finally:
-            # The worker's last updates travel on this bus, which ends with the process:
-            # the engine must still be there to record them.
-            worker_stop.set()
-            await worker_run
-            engine_stop.set()
-            await engine_run
-            await changes.cancel()
+        async with delivering(engine, bus, plugins, settings):
+            worker = Worker(bus, plugins, settings, name="embedded")
+            engine_run = asyncio.create_task(engine.run(engine_stop), name="exportd engine")
+            worker_run = asyncio.create_task(worker.run(worker_stop), name="exportd worker")
+            try:
+                yield engine
+            finally:
+                # The worker's last updates travel on this bus, which ends with the
+                # process: the engine must still be there to record them.
+                worker_stop.set()
+                await worker_run
+                engine_stop.set()
+                await engine_run
+        await changes.cancel()

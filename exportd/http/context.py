@@ -30,6 +30,8 @@ AnyRequest = Request[Any, Any, State]
 """A request of any user, auth and state type."""
 AnyConnection = ASGIConnection[Any, Any, Any, State]
 Guard = Callable[[AnyConnection, BaseRouteHandler], None]
+MAX_PAGE_NUMBER = 10**9
+"""The highest page number a listing takes: pages past it hold nothing anyway."""
 SECRET_FILE = "http-secret"
 READ_CHUNK = 1 << 16
 

@@ -9,6 +9,8 @@ and answers 500 without its details.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from litestar import Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -69,10 +71,19 @@ def on_unexpected_error(request: AnyRequest, exc: Exception) -> Response[ErrorBo
     return error_response(500, ErrorBody("internal_error", "exportd failed to answer; see its log"))
 
 
-HANDLERS = {
+Handler = Callable[[AnyRequest, Any], Response[ErrorBody]]
+
+HANDLERS: dict[type[Exception], Handler] = {
     ExportError: on_export_error,
     ValidationException: on_validation_error,
     HTTPException: on_http_error,
     Exception: on_unexpected_error,
 }
 """Exception handlers for the app, most specific first."""
+
+
+def native_error(request: AnyRequest, exc: Exception) -> Response[ErrorBody]:
+    """The native API's answer to ``exc``, for an API with a body of its own to reshape
+    (the seed-compatible APIs)."""
+    handler = next(handle for kind, handle in HANDLERS.items() if isinstance(exc, kind))
+    return handler(request, exc)

@@ -17,7 +17,14 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import File, Stream
 
 from exportd.errors import Conflict, Gone, InvalidRequest
-from exportd.http.context import AnyRequest, HttpApi, api_of, caller_of, requires
+from exportd.http.context import (
+    MAX_PAGE_NUMBER,
+    AnyRequest,
+    HttpApi,
+    api_of,
+    caller_of,
+    requires,
+)
 from exportd.http.downloads import FileLink
 from exportd.messages import ExportRequest, JobSnapshot
 
@@ -87,7 +94,7 @@ async def create_job(request: AnyRequest, data: JSONBody[ExportRequest]) -> JobR
 async def list_jobs(
     request: AnyRequest,
     *,
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
+    page: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_NUMBER)] = 1,
     page_size: Annotated[int, QueryParameter(ge=1, le=1000)] = 20,
     status: FromQuery[str | None] = None,
     source: FromQuery[str | None] = None,

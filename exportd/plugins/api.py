@@ -1,4 +1,5 @@
-"""The contract between exportd and its plugins: columns, sources, formats.
+"""The contract between exportd and its plugins: columns, sources, formats, storages
+and deliveries.
 
 A *source* turns validated parameters into batches of row tuples; a *format*
 turns batches of rows into bytes in a file.  Any source works with any format
@@ -21,6 +22,8 @@ from typing import Any, BinaryIO, ClassVar, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
+
+from exportd.messages import Delivery, JobSnapshot
 
 ColumnType = Literal["text", "integer", "float", "boolean", "datetime", "date"]
 Role = Literal["time", "author", "text", "conversation"]
@@ -210,3 +213,49 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def exists(self, key: str) -> bool:
         """Whether a file is kept under ``key``."""
+
+
+class Undeliverable(Exception):
+    """Raised by :meth:`DeliveryMethod.deliver` when trying again cannot help (the
+    recipient's server refused the address for good, say): the delivery is given up
+    and logged.  Any other exception is taken as passing, and the delivery retried."""
+
+
+@dataclass(frozen=True)
+class DeliveryContext:
+    """What a delivery may use: the stored files and signed download URLs.
+
+    ``open_file(key)`` opens a part's stored file (``part.file.key``) for reading;
+    ``link(part)`` is a signed URL that downloads that part's file until it expires,
+    or ``None`` when exportd has no public URL (``http.public_url``).
+    """
+
+    open_file: Callable[[str], BinaryIO]
+    link: Callable[[int], str | None]
+
+
+class DeliveryMethod(abc.ABC):
+    """A way a finished export reaches its requester besides the download URL: the
+    ``delivery.type`` of a request.  Subclass it and return an instance from
+    ``exportd_deliveries(settings)``.
+
+    exportd calls :meth:`deliver` once a job with this delivery type is done, in a
+    thread, and again after ``retry_interval`` seconds as long as it raises anything
+    but :class:`Undeliverable`.  It records each delivery before trying it, so a
+    delivery cut short by a stop is tried again at the next start: ``deliver`` may
+    run more than once for one job, and should be harmless when it does.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    retry_interval: float = 30.0
+    """Seconds between two attempts at a delivery that failed for a passing reason."""
+
+    def validate(self, delivery: Delivery) -> None:  # noqa: B027
+        """Check a request's ``delivery`` when it arrives; raise
+        :class:`~exportd.InvalidRequest` naming the field (``delivery.to``).  The
+        default accepts any."""
+
+    @abc.abstractmethod
+    def deliver(self, job: JobSnapshot, ctx: DeliveryContext) -> None:
+        """Deliver the files of ``job`` (done) to ``job.request.delivery.to``."""

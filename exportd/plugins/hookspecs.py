@@ -12,7 +12,7 @@ from typing import Any
 import pluggy
 
 from exportd.config import Settings
-from exportd.plugins.api import Format, Source, Storage
+from exportd.plugins.api import DeliveryMethod, Format, Source, Storage
 
 PROJECT = "exportd"
 
@@ -49,6 +49,18 @@ def exportd_storages(settings: Settings) -> Iterable[Storage]:
     Called once when the plugin manager starts.  The ``storage`` setting names
     the one in use (``local``, a directory under ``EXPORTD_HOME``, is built in).
     Each needs a ``name`` that no other plugin uses.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def exportd_deliveries(settings: Settings) -> Iterable[DeliveryMethod]:
+    """Return the delivery methods this plugin adds, configured from ``settings``.
+
+    Called once when the plugin manager starts.  A request's ``delivery.type``
+    names the method that sends its files once the job is done (``email``, over
+    the ``[email]`` SMTP server, is built in; ``file``, the default, sends
+    nothing).  Each needs a ``name`` that no other plugin uses.
     """
     raise NotImplementedError
 

@@ -12,8 +12,9 @@ import pluggy
 
 from exportd.config import Settings
 from exportd.errors import InvalidRequest, PluginError
+from exportd.messages import Delivery
 from exportd.plugins import hookspecs
-from exportd.plugins.api import Format, Source, Storage
+from exportd.plugins.api import DeliveryMethod, Format, Source, Storage
 
 ENTRY_POINT_GROUP = "exportd"
 BUILTIN_PLUGINS = (
@@ -26,9 +27,17 @@ BUILTIN_PLUGINS = (
     "exportd.plugins.formats.html",
     "exportd.plugins.formats.json",
     "exportd.plugins.storages.local",
+    "exportd.plugins.deliveries.email",
+    "exportd.http.facades.giosg_reports",
+    "exportd.http.facades.giosg_workflows",
+    "exportd.http.facades.rocketchat",
+    "exportd.http.facades.talkdesk",
+    "exportd.http.facades.ibm_video",
 )
 
-D = TypeVar("D", Source[Any], Format[Any], Storage)
+D = TypeVar("D", Source[Any], Format[Any], Storage, DeliveryMethod)
+FILE_DELIVERY = "file"
+"""The delivery type that sends nothing: the file waits for its download."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,12 @@ class Plugins:
         )
         self.storages: Mapping[str, Storage] = self._collect(
             self.pm.hook.exportd_storages, "storage", Storage, settings=settings or Settings()
+        )
+        self.deliveries: Mapping[str, DeliveryMethod] = self._collect(
+            self.pm.hook.exportd_deliveries,
+            "delivery",
+            DeliveryMethod,
+            settings=settings or Settings(),
         )
 
     def _register(self, plugin: object, name: str, package: str) -> None:
@@ -154,8 +169,19 @@ class Plugins:
         """The format called ``name``, or an invalid-request error naming ``field``."""
         return _lookup(self.formats, name, field, "format")
 
+    def delivery(self, name: str, field: str = "delivery.type") -> DeliveryMethod:
+        """The delivery method called ``name``, or an invalid-request error naming ``field``."""
+        return _lookup(self.deliveries, name, field, "delivery method")
+
+    def check_delivery(self, delivery: Delivery) -> None:
+        """Refuse a request's ``delivery`` that its method cannot carry out (an email
+        delivery with no address, say), naming the field; ``file`` needs nothing."""
+        if delivery.type != FILE_DELIVERY:
+            self.delivery(delivery.type).validate(delivery)
+
     def origin(self, kind: str, name: str) -> Registered:
-        """Which plugin and package registered the ``kind`` ("source"/"format") ``name``."""
+        """Which plugin and package registered the ``kind`` ("source", "format", "storage",
+        "delivery") ``name``."""
         return self._origins[(kind, name)]
 
 

@@ -96,8 +96,8 @@ async def serving(
     """exportd with the test data store in ``home``, serving HTTP on a free port; with
     the toy plugins too if ``toy``.  ``changes`` are settings (``http={...}``, say)."""
     shutil.copy(datastore, home / "data.db")
-    http = {"listen": "127.0.0.1:0", **changes.pop("http", {})}
-    settings = settings_in(home, http=http, **changes)
+    http_settings = {"listen": "127.0.0.1:0", **changes.pop("http", {})}
+    settings = settings_in(home, http=http_settings, **changes)
     plugins = Plugins(settings=settings, extra=[toy_plugins] if toy else [])
     with TenantStore(settings.jobs_path) as tenants:
         tenants.create_org("Acme", org_id=ORG, benefits=["qna"])

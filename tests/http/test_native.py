@@ -201,6 +201,8 @@ async def test_a_synchronous_export_answers_with_the_file(tmp_path: Path, datast
         (logs(interval={"start": "2024-10-27"}), "interval.end"),
         (logs(org_id=OTHER_ORG), "org_id"),
         (logs(params={"room_id": FOREIGN_ROOM, "type": "logs"}), "params.room_id"),
+        (logs(delivery={"type": "email", "to": ["ann@example.com"]}), "delivery.type"),  # off
+        (logs(delivery={"type": "fax"}), "delivery.type"),
     ],
 )
 async def test_a_bad_request_is_refused_naming_its_field(

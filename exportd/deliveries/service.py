@@ -1,0 +1,174 @@
+"""The delivery service: once a job whose request asks for a delivery (``email``)
+is done, hand its files to that delivery method, and never lose the delivery.
+
+It runs beside the engine (``exportd serve``, ``exportd engine``) and learns of
+finished jobs from the public ``job.done`` events.  Each delivery is written to
+the :class:`~exportd.deliveries.ledger.Ledger` before the event is acknowledged
+and marked sent only after the method returned (the SMTP server accepted the
+message); one that fails for a passing reason (the server is down) is tried
+again every ``retry_interval`` seconds.  At start it also records the done jobs
+it has not seen (their event came while it was stopped), so a stop at any
+moment costs at most a second copy of a message, never a lost one.
+
+A durable broker queue would not do here: the embedded mode's bus lives in the
+process, and the ledger serves both modes alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import msgspec
+
+from exportd.bus.base import Bus, Message
+from exportd.config import Settings
+from exportd.deliveries.ledger import Ledger, Pending
+from exportd.engine.service import Engine
+from exportd.errors import NotFound
+from exportd.http.context import stored_secret
+from exportd.http.downloads import Signer
+from exportd.messages import JobEvent, JobSnapshot
+from exportd.plugins.api import DeliveryContext, DeliveryMethod, Undeliverable
+from exportd.plugins.manager import FILE_DELIVERY, Plugins
+
+log = logging.getLogger(__name__)
+
+LEDGER_FILE = "deliveries.db"
+DONE_EVENTS = "*.*.done"
+"""The events exchange's routing-key pattern of finished jobs."""
+CATCH_UP_PAGE = 200
+
+
+class DeliveryService:
+    """Delivers the files of done jobs by the method their request names."""
+
+    def __init__(self, engine: Engine, bus: Bus, plugins: Plugins, settings: Settings) -> None:
+        self.engine = engine
+        self.bus = bus
+        self.plugins = plugins
+        self.storage = plugins.storage(settings.storage)
+        self.signer = Signer(settings.http.secret or stored_secret(settings.home_path))
+        self.base_url = settings.http.public_url.rstrip("/") or None
+        self.link_lifetime = timedelta(seconds=settings.engine.file_lifetime)
+        self.ledger = Ledger(settings.home_path / LEDGER_FILE)
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    async def run(self) -> None:
+        """Make due deliveries, one at a time, until :meth:`stop`; a delivery in hand
+        is finished first."""
+        while not self._stopping:
+            pending = self.ledger.due(time.time())
+            if pending is not None:
+                await self._deliver(pending)
+                continue
+            self._wake.clear()
+            next_at = self.ledger.next_at()
+            delay = None if next_at is None else max(0.0, next_at - time.time())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    def stop(self) -> None:
+        """Have :meth:`run` return once the delivery in hand, if any, is made."""
+        self._stopping = True
+        self._wake.set()
+
+    async def on_event(self, message: Message) -> None:
+        """Record the delivery a ``job.done`` event calls for, then acknowledge it."""
+        try:
+            event = msgspec.json.decode(message.body, type=JobEvent)
+        except msgspec.DecodeError as exc:
+            log.warning("an event that is not a JobEvent: %s", exc)
+        else:
+            if event.type == "job.done" and event.job is not None:
+                self.record(event.job)
+        await message.ack()
+
+    def record(self, job: JobSnapshot) -> None:
+        """Note that ``job`` is to be delivered, if its request asks for a delivery."""
+        method = job.request.delivery.type
+        if method != FILE_DELIVERY and self.ledger.add(job.id, job.attempt, method):
+            self._wake.set()
+
+    async def catch_up(self) -> None:
+        """Record the done jobs whose event this service missed (it was stopped)."""
+        since = self.ledger.since
+        offset = 0
+        while True:
+            page = await self.engine.list_jobs(status="done", limit=CATCH_UP_PAGE, offset=offset)
+            for job in page.jobs:
+                if job.completed_at is not None and job.completed_at >= since:
+                    self.record(job)
+            offset += len(page.jobs)
+            if not page.jobs or offset >= page.total:
+                return
+
+    async def _deliver(self, pending: Pending) -> None:
+        try:
+            job = await self.engine.get(pending.job_id)
+        except NotFound:
+            self.ledger.finish(pending, "given_up", "the job is gone")
+            return
+        if job.status != "done" or job.attempt != pending.attempt:
+            self.ledger.finish(pending, "given_up", f"its files are gone: the job is {job.status}")
+            log.warning("job %s: not delivered, it is %s", job.id, job.status)
+            return
+        try:
+            method = self.plugins.delivery(pending.method)
+            await asyncio.to_thread(method.deliver, job, self._context(job))
+        except Undeliverable as exc:
+            self.ledger.finish(pending, "given_up", str(exc))
+            log.error("job %s: %s delivery given up: %s", job.id, pending.method, exc)
+        except Exception as exc:
+            # Plugins not loaded any more, an SMTP server down: it may pass.
+            interval = self._retry_interval(pending.method)
+            self.ledger.retry(pending, time.time() + interval, f"{type(exc).__name__}: {exc}")
+            log.warning(
+                "job %s: %s delivery failed (try %d), again in %g s: %s",
+                job.id,
+                pending.method,
+                pending.tries + 1,
+                interval,
+                exc,
+            )
+        else:
+            self.ledger.finish(pending, "sent")
+            log.info("job %s: delivered by %s", job.id, pending.method)
+
+    def _retry_interval(self, method: str) -> float:
+        found = self.plugins.deliveries.get(method)
+        return (found or DeliveryMethod).retry_interval
+
+    def _context(self, job: JobSnapshot) -> DeliveryContext:
+        urls: dict[int, str] = {}
+        if self.base_url is not None:
+            links = self.signer.links(job, self.base_url, lifetime=self.link_lifetime)
+            urls = {link.part: link.url for link in links}
+        return DeliveryContext(open_file=self.storage.open, link=urls.get)
+
+
+@contextlib.asynccontextmanager
+async def delivering(
+    engine: Engine, bus: Bus, plugins: Plugins, settings: Settings
+) -> AsyncIterator[DeliveryService]:
+    """Run the delivery service on ``bus`` while the block runs.  Start it before the
+    engine, so that it sees the engine's first events."""
+    service = DeliveryService(engine, bus, plugins, settings)
+    subscription = await bus.subscribe(bus.topology.events, DONE_EVENTS, service.on_event)
+    running: asyncio.Task[None] | None = None
+    try:
+        await service.catch_up()
+        running = asyncio.create_task(service.run(), name="exportd deliveries")
+        yield service
+    finally:
+        await subscription.cancel()
+        service.stop()
+        if running is not None:
+            await running
+        service.ledger.close()

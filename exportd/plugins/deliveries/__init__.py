@@ -1,0 +1,1 @@
+"""Built-in delivery methods: how a finished export reaches its requester."""

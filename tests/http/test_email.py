@@ -1,0 +1,288 @@
+"""Email delivery over real SMTP: exportd serving HTTP, its engine, worker and delivery
+service, and an aiosmtpd server on a free port that receives what exportd sends.
+
+Also what tests of the Rocket.Chat facade use: :class:`Inbox` and :func:`smtp_settings`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import hashlib
+import socket
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from exportd.cli.serve import embedded
+from exportd.config.loading import load_settings
+from exportd.deliveries.ledger import Ledger
+from exportd.deliveries.service import LEDGER_FILE
+from exportd.errors import ConfigError, InvalidRequest
+from exportd.messages import Delivery, JobSnapshot
+from exportd.plugins.manager import Plugins
+from tests.http.server import Server, serving
+from tests.unit.datastore import ROOM, WINDOW
+
+SENDER = "exports@example.com"
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[Envelope, EmailMessage]] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        """Keep the message, parsed with the standard library."""
+        assert isinstance(envelope.content, bytes)
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.received.append((envelope, parsed))
+        return "250 OK"
+
+    async def wait(self, count: int = 1, timeout: float = 30) -> list[EmailMessage]:
+        """The messages once ``count`` have arrived."""
+        async with asyncio.timeout(timeout):
+            while len(self.received) < count:
+                await asyncio.sleep(0.02)
+        return [message for _, message in self.received]
+
+
+@pytest.fixture
+def inbox_port() -> int:
+    """The port the SMTP server listens on (or will)."""
+    return free_port()
+
+
+@pytest.fixture
+def inbox(inbox_port: int) -> Iterator[Inbox]:
+    """A running SMTP server at 127.0.0.1:``inbox_port``."""
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=inbox_port)
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+def smtp_settings(port: int, **changes: Any) -> dict[str, Any]:
+    """The ``[email]`` settings for the test SMTP server at ``port``."""
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "tls": "none",
+        "sender": SENDER,
+        "retry_interval": 0.2,
+        "timeout": 5,
+        **changes,
+    }
+
+
+def emailed_logs(to: list[str], **changes: object) -> dict[str, object]:
+    """A request body for the test room's chat logs as csv, by email to ``to``."""
+    return {
+        "source": "rooms",
+        "format": "csv",
+        "params": {"room_id": ROOM, "type": "logs"},
+        "interval": {"start": WINDOW.start.isoformat(), "end": WINDOW.end.isoformat()},
+        "delivery": {"type": "email", "to": to},
+        **changes,
+    }
+
+
+async def finished(server: Server, body: dict[str, object]) -> JobSnapshot:
+    """The job ``body`` asks for, once it is finished."""
+    tenant = server.tenant()
+    answer = await server.http.post("/v1/jobs", json=body, headers=tenant.headers)
+    assert answer.status_code == 201, answer.text
+    job = await server.wait(answer.json()["id"])
+    assert job.status == "done"
+    return job
+
+
+def stored(server: Server, job: JobSnapshot) -> bytes:
+    """The bytes of the job's (only) stored file."""
+    file = job.parts[0].file
+    assert file is not None
+    return (server.settings.files_path / file.key).read_bytes()
+
+
+async def test_a_done_job_is_emailed_with_its_file_attached(
+    tmp_path: Path, datastore: Path, inbox: Inbox, inbox_port: int
+) -> None:
+    async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+        name = 'Weekly "logs"\r\nBcc: intruder@example.com'
+        job = await finished(
+            server, emailed_logs(["ann@example.com", "bob@example.com"], name=name)
+        )
+        [message] = await inbox.wait()
+        envelope = inbox.received[0][0]
+    # The server stopped: the delivery service finished the SMTP session first.
+
+    assert envelope.rcpt_tos == ["ann@example.com", "bob@example.com"]
+    assert message["From"] == SENDER
+    assert message["To"] == "ann@example.com, bob@example.com"
+    # The name's line break cannot start a header of its own.
+    assert message["Subject"] == 'Your export Weekly "logs"  Bcc: intruder@example.com is ready'
+    assert message["Bcc"] is None
+    assert message["Message-ID"] == f"<{job.id}.{job.attempt}@exportd>"
+    [attachment] = list(message.iter_attachments())
+    file = job.parts[0].file
+    assert file is not None
+    assert attachment.get_filename() == file.name
+    assert attachment.get_content_type() == "text/csv"
+    content = attachment.get_payload(decode=True)
+    assert isinstance(content, bytes)
+    assert hashlib.sha256(content).hexdigest() == file.sha256
+    assert content == stored(server, job)
+    body = message.get_body(("plain",))
+    assert body is not None
+    assert f"{file.name}: attached ({file.rows} rows)" in body.get_content()
+    ledger = Ledger(tmp_path / LEDGER_FILE)
+    assert ledger.status(job.id, job.attempt) == "sent"
+    ledger.close()
+
+
+async def test_a_file_over_attach_max_bytes_is_sent_as_a_link_that_downloads_it(
+    tmp_path: Path, datastore: Path, inbox: Inbox, inbox_port: int
+) -> None:
+    port = free_port()
+    http = {"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}"}
+    email_settings = smtp_settings(inbox_port, attach_max_bytes=10)
+    async with serving(tmp_path, datastore, email=email_settings, http=http) as server:
+        job = await finished(server, emailed_logs(["ann@example.com"]))
+        [message] = await inbox.wait()
+        assert list(message.iter_attachments()) == []
+        body = message.get_body(("plain",))
+        assert body is not None
+        [url] = [word for word in body.get_content().split() if word.startswith("http://")]
+        assert url.startswith(f"http://127.0.0.1:{port}/v1/files/{job.id}/0?")
+        download = await server.http.get(url)
+
+    assert download.status_code == 200
+    assert download.content == stored(server, job)
+    file = job.parts[0].file
+    assert file is not None
+    assert hashlib.sha256(download.content).hexdigest() == file.sha256
+
+
+async def test_a_message_is_delivered_once_the_smtp_server_is_up(
+    tmp_path: Path, datastore: Path, inbox_port: int
+) -> None:
+    async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+        job = await finished(server, emailed_logs(["ann@example.com"]))
+        await asyncio.sleep(0.5)  # a few tries against the closed port
+        ledger = Ledger(tmp_path / LEDGER_FILE)
+        assert ledger.status(job.id, job.attempt) == "pending"
+
+        handler = Inbox()
+        controller = Controller(handler, hostname="127.0.0.1", port=inbox_port)
+        controller.start()
+        try:
+            [message] = await handler.wait()
+        finally:
+            controller.stop()
+        async with asyncio.timeout(10):  # the SMTP session ends after the message
+            while ledger.status(job.id, job.attempt) != "sent":
+                await asyncio.sleep(0.02)
+        ledger.close()
+    assert message["To"] == "ann@example.com"
+    assert len(handler.received) == 1
+
+
+async def test_a_delivery_cut_short_by_a_stop_is_made_at_the_next_start(
+    tmp_path: Path, datastore: Path, inbox_port: int
+) -> None:
+    async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+        job = await finished(server, emailed_logs(["ann@example.com"]))
+        settings = server.settings
+    # The SMTP server was down all along: the delivery waits in the ledger.
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=inbox_port)
+    controller.start()
+    try:
+        async with embedded(settings, Plugins(settings=settings)):
+            [message] = await handler.wait()
+    finally:
+        controller.stop()
+    assert message["Message-ID"] == f"<{job.id}.{job.attempt}@exportd>"
+    assert len(handler.received) == 1
+
+
+async def test_a_job_without_email_delivery_sends_nothing(
+    tmp_path: Path, datastore: Path, inbox: Inbox, inbox_port: int
+) -> None:
+    async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+        body = emailed_logs([])
+        body["delivery"] = {"type": "file"}
+        job = await finished(server, body)
+        await asyncio.sleep(0.3)
+    assert inbox.received == []
+    ledger = Ledger(tmp_path / LEDGER_FILE)
+    assert ledger.status(job.id, job.attempt) is None
+    ledger.close()
+
+
+@pytest.mark.parametrize(
+    ("delivery", "field", "message"),
+    [
+        (Delivery(type="email"), "delivery.to", "an email delivery needs an address"),
+        (Delivery(type="email", to=["ann"]), "delivery.to", "'ann' is not an email address"),
+        (
+            Delivery(type="email", to=["a@b.example\r\nBcc: c@d.example"]),
+            "delivery.to",
+            "is not an email address",
+        ),
+    ],
+)
+def test_an_email_delivery_without_a_good_address_is_refused(
+    delivery: Delivery, field: str, message: str
+) -> None:
+    settings = load_settings({"EXPORTD_EMAIL__HOST": "127.0.0.1"})
+    with pytest.raises(InvalidRequest) as refused:
+        Plugins(settings=settings, entry_points=False).check_delivery(delivery)
+    assert refused.value.fields[0].name == field
+    assert message in refused.value.fields[0].message
+
+
+def test_email_delivery_is_refused_while_no_smtp_server_is_configured() -> None:
+    plugins = Plugins(settings=load_settings({}), entry_points=False)
+    with pytest.raises(InvalidRequest) as refused:
+        plugins.check_delivery(Delivery(type="email", to=["ann@example.com"]))
+    assert refused.value.fields[0].name == "delivery.type"
+    plugins.check_delivery(Delivery(type="file"))  # needs nothing
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("EXPORTD_EMAIL__TLS", "ssl", "configuration key 'email.tls'"),
+        ("EXPORTD_EMAIL__PORT", "70000", "configuration key 'email.port'"),
+        ("EXPORTD_EMAIL__SENDER", "not an address", "configuration key 'email.sender'"),
+        ("EXPORTD_EMAIL__ATTACH_MAX_BYTES", "-1", "configuration key 'email.attach_max_bytes'"),
+        ("EXPORTD_EMAIL__RETRY_INTERVAL", "0", "configuration key 'email.retry_interval'"),
+        ("EXPORTD_EMAIL__HOSTNAME", "smtp.example.com", "unknown setting EXPORTD_EMAIL__HOSTNAME"),
+    ],
+)
+def test_a_bad_email_setting_is_an_error_naming_its_key(
+    variable: str, value: str, named: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings({variable: value})
+    assert named in str(refused.value)
