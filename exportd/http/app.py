@@ -26,6 +26,7 @@ from exportd.plugins.manager import Plugins
 
 log = logging.getLogger(__name__)
 
+LISTEN_BACKLOG = 2048
 OPENAPI_PATH = "/v1/openapi"
 """The OpenAPI document is at ``/v1/openapi/openapi.json``, Swagger UI at ``/v1/openapi``."""
 
@@ -79,6 +80,25 @@ def parse_listen(value: str, field: str = "--http") -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def listen_tcp(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port``.
+
+    Made as an explicit TCP socket because asyncio sets ``TCP_NODELAY`` only on
+    connections of such a socket; without it, every answer on a kept-alive
+    connection waits about 40 ms for the client's delayed acknowledgement.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+        listening.listen(LISTEN_BACKLOG)
+    except OSError:
+        listening.close()
+        raise
+    return listening
+
+
 class QuietServer(uvicorn.Server):
     """uvicorn's server, leaving signals alone: exportd's command stops it."""
 
@@ -99,7 +119,7 @@ async def serving_http(
         return
     host, port = parse_listen(settings.http.listen, "http.listen")
     try:
-        listening = socket.create_server((host, port), reuse_port=False)
+        listening = listen_tcp(host, port)
     except OSError as exc:
         raise ConfigError(f"http.listen: cannot listen on {settings.http.listen}: {exc}") from None
     api = HttpApi(engine, plugins, settings)

@@ -54,7 +54,7 @@ class Signer:
     ) -> None:
         """Raise :class:`Forbidden` unless ``signature`` is right and ``expires`` to come."""
         expected = self.signature(job_id, attempt, part, expires)
-        if not hmac.compare_digest(expected, signature):
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
             raise Forbidden("the download URL is not valid: ask for a new one")
         if expires <= now.timestamp():
             raise Forbidden("the download URL has expired: ask for a new one")
