@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+import httpx
 import msgspec
 import openpyxl
 import pytest
@@ -546,6 +547,48 @@ def test_sigterm_gives_a_running_export_back_for_the_next_worker(
     with closing(openpyxl.load_workbook(path, read_only=True)) as workbook:
         rows = sum(1 for sheet in workbook.worksheets for _ in sheet.iter_rows(values_only=True))
     assert rows == part.file.rows + 1  # and a header row
+
+
+# the HTTP API of the distributed mode
+
+
+def fields_of(stdout: str) -> dict[str, str]:
+    """The ``key: value`` lines of ``exportd orgs|users|tokens create``."""
+    return dict(line.split(": ", 1) for line in stdout.splitlines())
+
+
+def test_the_engine_serves_http_with_tenants_made_by_the_cli_and_a_worker_apart(
+    deployment: Deployment,
+) -> None:
+    engine = deployment.start("engine", "--http", "127.0.0.1:0", ready="engine running")
+    url = re.search(r"HTTP API at (http://\S+)", engine.wait_for("HTTP API at"))
+    assert url is not None
+    deployment.worker()
+    org = fields_of(deployment.run("orgs", "create", "Acme", "--id", ORG).stdout)
+    assert (org["id"], org["active"], org["benefits"]) == (ORG, "True", "")
+    user = fields_of(deployment.run("users", "create", ORG, "Ann", "--email", "a@b.example").stdout)
+    made = deployment.run("tokens", "create", user["id"], "--permission", "reports")
+    token = fields_of(made.stdout)
+    assert (token["user_id"], token["org_id"], token["permissions"]) == (user["id"], ORG, "reports")
+    assert one_error_line(deployment.run("tokens", "create", "nobody")).startswith(
+        "exportd: error: user_id: no user 'nobody'"
+    )
+
+    headers = {"Authorization": f"Bearer {token['token']}"}
+    body = msgspec.to_builtins(logs_request(org_id=None))
+    with httpx.Client(base_url=url[1], headers=headers, timeout=WAIT) as http:
+        created = http.post("/v1/jobs", json=body)
+        assert created.status_code == 201, created.text
+        job_id = created.json()["id"]
+        deadline = time.monotonic() + WAIT
+        while (job := http.get(f"/v1/jobs/{job_id}").json())["status"] != "done":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+        [link] = job["files"]
+        download = httpx.get(link["url"], timeout=WAIT)  # the signed URL is the credential
+    assert hashlib.sha256(download.content).hexdigest() == link["sha256"]
+    assert download.content.startswith(b"conversation_id,")
+    assert job["request"]["user_id"] == user["id"]
 
 
 # the embedded mode
