@@ -82,6 +82,13 @@ class Forbidden(ExportError):
     code = "forbidden"
 
 
+class Unavailable(ExportError):
+    """exportd cannot take this now (too much at once); the same request may work
+    shortly (HTTP 503)."""
+
+    code = "unavailable"
+
+
 class Gone(ExportError):
     """The file asked for existed but does no more: the job expired or was deleted
     (HTTP 410)."""

@@ -33,9 +33,11 @@ class Interval(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Delivery(msgspec.Struct, forbid_unknown_fields=True):
-    """Where the finished file goes: kept for download, or also sent by email."""
+    """Where the finished file goes: ``file`` keeps it for download; any other
+    ``type`` names a delivery method (``email``, or a plugin's) that also sends it,
+    to the addresses in ``to``."""
 
-    type: Literal["file", "email"] = "file"
+    type: str = "file"
     to: list[str] = []
 
 
@@ -58,7 +60,7 @@ class RequestFields(msgspec.Struct, kw_only=True):
     user_id: str | None = None
     idempotency_key: str | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
-    name: str | None = None
+    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
 
 class ExportRequest(RequestFields, forbid_unknown_fields=True, kw_only=True):

@@ -85,6 +85,9 @@ class HttpSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The most rows a synchronous export (the file as the answer) may hold; larger
     exports go through a job."""
 
+    sync_concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    """Synchronous exports run at once, each in a thread of its own; more answer 503."""
+
 
 class EmailSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The SMTP server that sends finished exports by email (``[email]``), for requests

@@ -58,9 +58,15 @@ class Ledger:
         """Close the file."""
         self._db.close()
 
+    def mark(self, moment: datetime) -> None:
+        """Note that every job done from ``moment`` on will reach this ledger by its event
+        (the service listens since then): a later start catches up from there."""
+        self._db.execute("UPDATE meta SET value = ? WHERE key = 'since'", [moment.isoformat()])
+
     @property
     def since(self) -> datetime:
-        """When this ledger was made: jobs done before then are not its business."""
+        """Since when the done jobs may lack a record here: when the ledger was made, or
+        when the last run of the service started listening."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'since'").fetchone()
         return datetime.fromisoformat(row[0])
 

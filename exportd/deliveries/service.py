@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -30,8 +30,7 @@ from exportd.config import Settings
 from exportd.deliveries.ledger import Ledger, Pending
 from exportd.engine.service import Engine
 from exportd.errors import NotFound
-from exportd.http.context import stored_secret
-from exportd.http.downloads import Signer
+from exportd.http.downloads import signer_for
 from exportd.messages import JobEvent, JobSnapshot
 from exportd.plugins.api import DeliveryContext, DeliveryMethod, Undeliverable
 from exportd.plugins.manager import FILE_DELIVERY, Plugins
@@ -52,7 +51,7 @@ class DeliveryService:
         self.bus = bus
         self.plugins = plugins
         self.storage = plugins.storage(settings.storage)
-        self.signer = Signer(settings.http.secret or stored_secret(settings.home_path))
+        self.signer = signer_for(settings)
         self.base_url = settings.http.public_url.rstrip("/") or None
         self.link_lifetime = timedelta(seconds=settings.engine.file_lifetime)
         self.ledger = Ledger(settings.home_path / LEDGER_FILE)
@@ -97,14 +96,16 @@ class DeliveryService:
             self._wake.set()
 
     async def catch_up(self) -> None:
-        """Record the done jobs whose event this service missed (it was stopped)."""
+        """Record the done jobs whose event this service missed: those done since the
+        previous run started listening (or since the ledger was made)."""
         since = self.ledger.since
         offset = 0
         while True:
-            page = await self.engine.list_jobs(status="done", limit=CATCH_UP_PAGE, offset=offset)
+            page = await self.engine.list_jobs(
+                status="done", completed_since=since, limit=CATCH_UP_PAGE, offset=offset
+            )
             for job in page.jobs:
-                if job.completed_at is not None and job.completed_at >= since:
-                    self.record(job)
+                self.record(job)
             offset += len(page.jobs)
             if not page.jobs or offset >= page.total:
                 return
@@ -160,10 +161,12 @@ async def delivering(
     """Run the delivery service on ``bus`` while the block runs.  Start it before the
     engine, so that it sees the engine's first events."""
     service = DeliveryService(engine, bus, plugins, settings)
+    listening_since = datetime.now(UTC)
     subscription = await bus.subscribe(bus.topology.events, DONE_EVENTS, service.on_event)
     running: asyncio.Task[None] | None = None
     try:
         await service.catch_up()
+        service.ledger.mark(listening_since)  # from now on the events bring every job
         running = asyncio.create_task(service.run(), name="exportd deliveries")
         yield service
     finally:

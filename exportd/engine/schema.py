@@ -251,6 +251,22 @@ def _number_jobs(db: Database) -> None:
         db.execute(statement)
 
 
+def _index_channels(db: Database) -> None:
+    """Version 4: an index of each org's jobs by the ``channel_id`` parameter of their
+    request (the ``qna`` source's), newest first, for listings of a channel's exports.
+
+    Its expression is the one :meth:`~exportd.engine.store.JobStore.list_jobs` writes
+    for a filter on a parameter; it holds only the jobs that have the parameter.
+    """
+    db.execute(
+        """
+        create index jobs_org_channel
+        on jobs (org_id, json_extract(request, '$.params.channel_id'), created_at)
+        where json_extract(request, '$.params.channel_id') is not null
+        """
+    )
+
+
 Migration = Callable[[Database], None]
-MIGRATIONS: list[Migration] = [_create_tables, _create_tenancy, _number_jobs]
+MIGRATIONS: list[Migration] = [_create_tables, _create_tenancy, _number_jobs, _index_channels]
 """Every schema change, oldest first; a file at version N has had the first N."""

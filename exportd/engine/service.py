@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -27,8 +27,8 @@ from exportd.bus.base import Bus, BusError, Message
 from exportd.bus.topology import DEFAULT_EXCHANGE, event_routing_key
 from exportd.config import Settings
 from exportd.engine.lifecycle import Change, Dropped
-from exportd.engine.store import JobPage, JobStore, NewPart
-from exportd.errors import ErrorBody, ExportError, InvalidRequest
+from exportd.engine.store import JobPage, JobStore, NewPart, ParamValue
+from exportd.errors import ErrorBody, ExportError, InvalidRequest, Unavailable
 from exportd.messages import (
     ExportRequest,
     JobCommand,
@@ -68,6 +68,7 @@ class Engine:
         self._lifetime = timedelta(seconds=settings.engine.file_lifetime)
         self._outbox_ready = asyncio.Event()
         self._progress_sent: dict[str, float] = {}
+        self.running = False
 
     # -- the Python API -------------------------------------------------------------------
 
@@ -78,6 +79,12 @@ class Engine:
         job = self.store.create(request, parts, now=now())
         self._outbox_ready.set()
         return job
+
+    def ready(self) -> None:
+        """Raise :class:`Unavailable` unless the engine runs and its job store answers."""
+        if not self.running:
+            raise Unavailable("the engine is not running")
+        self.store.ping()
 
     async def get(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
         """The job ``job_id`` (of ``org_id``, if given)."""
@@ -97,13 +104,27 @@ class Engine:
         org_id: str | None = None,
         user_id: str | None = None,
         status: str | None = None,
+        not_status: str | None = None,
         source: str | None = None,
+        params: Mapping[str, ParamValue] | None = None,
+        completed_since: datetime | None = None,
+        by_parts: bool = False,
         limit: int = 50,
         offset: int = 0,
     ) -> JobPage:
-        """Jobs newest first, filtered and paged."""
+        """Jobs newest first, filtered and paged, with their numbers (see
+        :meth:`JobStore.list_jobs`)."""
         return self.store.list_jobs(
-            org_id=org_id, user_id=user_id, status=status, source=source, limit=limit, offset=offset
+            org_id=org_id,
+            user_id=user_id,
+            status=status,
+            not_status=not_status,
+            source=source,
+            params=params,
+            completed_since=completed_since,
+            by_parts=by_parts,
+            limit=limit,
+            offset=offset,
         )
 
     async def cancel(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
@@ -150,6 +171,7 @@ class Engine:
         ]
         if not self.bus.durable:
             self._redispatch_unfinished()
+        self.running = True
         loops = [
             asyncio.create_task(self._relay(), name="exportd outbox relay"),
             asyncio.create_task(self._sweep(), name="exportd sweeper"),
@@ -158,6 +180,7 @@ class Engine:
         try:
             await stop.wait()
         finally:
+            self.running = False
             for subscription in subscriptions:
                 await subscription.stop()
             for loop in loops:

@@ -17,9 +17,10 @@ Dropped updates are counted by reason in the file, so the counts survive restart
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -42,9 +43,13 @@ from exportd.messages import (
 )
 
 MAX_PAGE = 1000
+"""The most jobs one :meth:`JobStore.list_jobs` call returns."""
 MAX_OFFSET = 10**12
 """Far past any real listing, and far inside SQLite's integers."""
-"""The most jobs one :meth:`JobStore.list_jobs` call returns."""
+PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""The names of request parameters a listing may filter on: they go into a JSON path."""
+
+ParamValue = str | int | float
 
 OutboxKind = Literal["task", "event", "cancel"]
 
@@ -119,10 +124,18 @@ class NewPart(NamedTuple):
 
 
 class JobPage(NamedTuple):
-    """One page of a listing of jobs, newest first, and how many jobs the listing has."""
+    """One page of a listing of jobs, newest first, and the listing's size.
+
+    ``total`` counts jobs, or their parts for a listing by parts (see
+    :meth:`JobStore.list_jobs`), where ``skip`` is how many parts of the first job
+    come before the page's first part (0 in a listing by jobs).  ``numbers`` has the
+    ``number`` of each job of the page (see :meth:`JobStore.numbers`).
+    """
 
     jobs: list[JobSnapshot]
     total: int
+    numbers: dict[str, int]
+    skip: int = 0
 
 
 def part_key(job_id: str, attempt: int, part: int, file_name: str) -> str:
@@ -134,6 +147,15 @@ def part_key(job_id: str, attempt: int, part: int, file_name: str) -> str:
 def request_hash(request: RequestFields) -> str:
     """The SHA-256 of the request's canonical JSON (keys sorted): equal for equal requests."""
     return hashlib.sha256(msgspec.json.encode(request, order="sorted")).hexdigest()
+
+
+def _param(name: str) -> str:
+    """The SQL expression of the request parameter ``name``, written as the index
+    ``jobs_org_channel`` writes it (so that it serves ``channel_id``);
+    :class:`~exportd.errors.InvalidRequest` if ``name`` is not an identifier."""
+    if not PARAM_NAME.fullmatch(name):
+        raise InvalidRequest.field("params", f"cannot filter on the parameter {name!r}")
+    return f"json_extract(request, '$.params.{name}')"
 
 
 class JobStore(StoreFile):
@@ -238,21 +260,34 @@ class JobStore(StoreFile):
         org_id: str | None = None,
         user_id: str | None = None,
         status: str | None = None,
+        not_status: str | None = None,
         source: str | None = None,
+        params: Mapping[str, ParamValue] | None = None,
+        completed_since: datetime | None = None,
+        by_parts: bool = False,
         limit: int = 50,
         offset: int = 0,
     ) -> JobPage:
         """Jobs newest first, ``limit`` from ``offset`` on, with the ones given of
-        ``org_id``, ``user_id``, ``status`` and ``source``; and their total count."""
+        ``org_id``, ``user_id``, ``status``, ``source`` and the request's ``params``
+        (each a value of ``request.params``), without those whose status is
+        ``not_status``, finished at ``completed_since`` or later; and the listing's size.
+
+        A parameter's name must be an identifier (:data:`PARAM_NAME`).  With
+        ``by_parts``, ``limit``, ``offset`` and ``total`` count the jobs' parts, each
+        job's in order, and the page has every job with a part among them: the first
+        job's first ``skip`` parts and the last job's last ones may fall outside.
+        """
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequest.field("limit", f"must be from 1 to {MAX_PAGE}")
         if not 0 <= offset <= MAX_OFFSET:
             raise InvalidRequest.field("offset", f"must be from 0 to {MAX_OFFSET}")
-        if status is not None and status not in lifecycle.JOB_STATUSES:
-            statuses = ", ".join(lifecycle.JOB_STATUSES)
-            raise InvalidRequest.field("status", f"unknown status {status!r}; one of {statuses}")
-        given = {
-            name: value
+        for name, value in [("status", status), ("not_status", not_status)]:
+            if value is not None and value not in lifecycle.JOB_STATUSES:
+                statuses = ", ".join(lifecycle.JOB_STATUSES)
+                raise InvalidRequest.field(name, f"unknown status {value!r}; one of {statuses}")
+        conditions: list[tuple[str, ParamValue]] = [
+            (f"{name} = ?", value)
             for name, value in [
                 ("org_id", org_id),
                 ("user_id", user_id),
@@ -260,12 +295,48 @@ class JobStore(StoreFile):
                 ("source", source),
             ]
             if value is not None
-        }
-        where = " and ".join(f"{name} = ?" for name in given) or None
-        args = list(given.values())
+        ]
+        if not_status is not None:
+            conditions.append(("status != ?", not_status))
+        if completed_since is not None:
+            conditions.append(("completed_at >= ?", rows.to_text(completed_since)))
+        conditions.extend((f"{_param(name)} = ?", given) for name, given in (params or {}).items())
+        where = " and ".join(condition for condition, _ in conditions) or None
+        args = [value for _, value in conditions]
         with transaction(self._db, write=False):
-            states = self._states(where, args, limit=limit, offset=offset)
-            return JobPage([state.job for state in states], self._jobs.count_where(where, args))
+            if not by_parts:
+                jobs = self._job_rows(where, args, limit=limit, offset=offset)
+                return self._page(jobs, self._jobs.count_where(where, args))
+            return self._page_by_parts(where or "1", args, limit=limit, offset=offset)
+
+    def _page_by_parts(self, where: str, args: list[Any], *, limit: int, offset: int) -> JobPage:
+        """The jobs ``where`` matches that have a part among parts ``offset`` to ``offset +
+        limit`` of the listing (see :meth:`list_jobs`), found by a running sum of part
+        counts in SQL: only those jobs are read in full."""
+        query = f"""
+            select id, parts_before from (
+                select id, part_count, sum(part_count) over (
+                    order by created_at desc, rowid desc rows unbounded preceding
+                ) - part_count as parts_before
+                from jobs where {where}
+            )
+            where parts_before < ? and parts_before + part_count > ?
+            order by parts_before
+        """
+        found = self._db.execute(query, [*args, offset + limit, offset]).fetchall()
+        total_query = f"select ifnull(sum(part_count), 0) from jobs where {where}"
+        total: int = self._db.execute(total_query, args).fetchone()[0]
+        if not found:
+            return JobPage([], total, {})
+        ids = [job_id for job_id, _ in found]
+        jobs = self._job_rows(f"id in ({', '.join('?' * len(ids))})", ids)
+        return self._page(jobs, total, skip=offset - found[0][1])
+
+    def _page(self, jobs: list[dict[str, Any]], total: int, skip: int = 0) -> JobPage:
+        """The page of the jobs of rows ``jobs``, read with their parts."""
+        states = self._with_parts(jobs)
+        numbers = {job["id"]: job["number"] for job in jobs}
+        return JobPage([state.job for state in states], total, numbers, skip)
 
     def apply_update(
         self, update: StatusUpdate, *, now: datetime, lifetime: timedelta
@@ -332,6 +403,10 @@ class JobStore(StoreFile):
         """Dispatch again every unfinished part of every running job: after a restart on a
         bus whose queued tasks died with the process (the embedded mode)."""
         return self._redispatch(_UNFINISHED, [], now)
+
+    def ping(self) -> None:
+        """Read the file once: raises if it cannot be read."""
+        self._db.execute("select 1 from jobs limit 1").fetchall()
 
     def outbox_batch(self, limit: int = 100) -> list[OutboxRow]:
         """The oldest ``limit`` messages waiting to be published, oldest first."""
@@ -405,11 +480,25 @@ class JobStore(StoreFile):
         offset: int | None = None,
     ) -> list[JobState]:
         """The jobs ``where`` matches, newest first, read with all their parts in two queries."""
-        jobs = list(
+        return self._with_parts(self._job_rows(where, args, limit=limit, offset=offset))
+
+    def _job_rows(
+        self,
+        where: str | None,
+        args: Sequence[Any],
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The rows of the jobs ``where`` matches, newest first."""
+        return list(
             self._jobs.rows_where(
                 where, args, order_by="created_at desc, rowid desc", limit=limit, offset=offset
             )
         )
+
+    def _with_parts(self, jobs: Sequence[dict[str, Any]]) -> list[JobState]:
+        """The jobs of rows ``jobs``, with their parts read in one query."""
         ids = [job["id"] for job in jobs]
         parts: dict[str, list[dict[str, Any]]] = defaultdict(list)
         if ids:

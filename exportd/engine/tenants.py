@@ -174,13 +174,20 @@ class TenantStore(StoreFile):
         """The caller a token belongs to; :class:`Unauthorized` if it is unknown."""
         row = self._row("tokens", token_hash(token), key="hash")
         if row is None:
-            raise Unauthorized("the token is missing, unknown or revoked")
+            raise Unauthorized("the token is missing or unknown")
         user = self.user(row["user_id"])
         return Caller(
             user=user,
             org=self.org(user.org_id),
             permissions=msgspec.json.decode(row["permissions"]),
         )
+
+    def org_emails(self, org_id: str) -> set[str]:
+        """The email addresses of an organisation's users, in lower case."""
+        rows = self._db.table("users").rows_where(
+            "org_id = ? and email is not null", [org_id], select="email"
+        )
+        return {row["email"].lower() for row in rows}
 
     def org(self, org_id: str) -> Org:
         """The organisation ``org_id``; :class:`NotFound` if there is none."""

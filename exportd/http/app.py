@@ -45,8 +45,9 @@ async def healthz() -> Health:
 
 @get("/readyz", summary="The engine can take work", include_in_schema=False)
 async def readyz(request: AnyRequest) -> Health:
-    """Ok when the job store answers; 500 with the error body otherwise."""
-    await api_of(request).engine.list_jobs(limit=1)
+    """Ok when the engine runs and its job store answers; 503 (or 500 when the store
+    fails) with the error body otherwise."""
+    api_of(request).engine.ready()
     return Health(status="ready")
 
 

@@ -4,25 +4,23 @@ download URLs, and who is calling.  Route plugins get it as ``api``."""
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers import BaseRouteHandler
-from litestar.response import File
+from litestar.response import File, Stream
 
 from exportd.config import Settings
 from exportd.engine.service import Engine
 from exportd.engine.tenants import Caller, TenantStore
 from exportd.errors import Unauthorized
-from exportd.http.downloads import Signer
-from exportd.http.sync import export_now
-from exportd.messages import RequestFields
+from exportd.http.downloads import signer_for
+from exportd.http.sync import SyncExports
+from exportd.messages import FileInfo, RequestFields
 from exportd.plugins.manager import Plugins
 from exportd.workers.workarea import WorkArea
 
@@ -32,7 +30,6 @@ AnyConnection = ASGIConnection[Any, Any, Any, State]
 Guard = Callable[[AnyConnection, BaseRouteHandler], None]
 MAX_PAGE_NUMBER = 10**9
 """The highest page number a listing takes: pages past it hold nothing anyway."""
-SECRET_FILE = "http-secret"
 READ_CHUNK = 1 << 16
 
 
@@ -45,24 +42,30 @@ class HttpApi:
         self.settings = settings
         self.storage = plugins.storage(settings.storage)
         self.tenants = TenantStore(settings.jobs_path)
-        self.signer = Signer(settings.http.secret or stored_secret(settings.home_path))
+        self.signer = signer_for(settings)
         self.work_area = WorkArea(settings.work_path)
         self.work_area.open()
+        self.sync_exports = SyncExports(plugins, settings, self.work_area)
 
     def close(self) -> None:
-        """Release the tenant store and the work area."""
+        """Release the synchronous exports' threads, the work area and the tenant store."""
+        self.sync_exports.close()
         self.work_area.close()
         self.tenants.close()
 
     async def export_now(self, request: RequestFields) -> File:
         """Run a small export here and answer with its file (see :mod:`exportd.http.sync`)."""
-        return await export_now(
-            request,
-            self.plugins,
-            data_path=self.settings.data_path,
-            work_area=self.work_area,
-            max_rows=self.settings.http.sync_max_rows,
-            batch_size=self.settings.batch_size,
+        return await self.sync_exports.answer(request)
+
+    def file_answer(self, file: FileInfo) -> Stream:
+        """An answer streaming a stored file, with its type, length and name."""
+        return Stream(
+            self.read_file(file.key),
+            headers={
+                "Content-Type": file.media_type,
+                "Content-Length": str(file.size),
+                "Content-Disposition": content_disposition(file.name),
+            },
         )
 
     async def read_file(self, key: str) -> AsyncIterator[bytes]:
@@ -99,6 +102,12 @@ class HttpApi:
         return (configured or str(request.base_url)).rstrip("/")
 
 
+def content_disposition(name: str) -> str:
+    """An attachment header for ``name``, safe for any name (RFC 6266)."""
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+
+
 def api_of(connection: AnyConnection) -> HttpApi:
     """The running exportd a request reaches."""
     api: HttpApi = connection.app.state.api
@@ -132,17 +141,3 @@ def credentials(request: AnyConnection) -> tuple[str, str | None]:
     if token:
         return token, request.headers.get("x-user-id")
     raise Unauthorized("no token: send Authorization: Bearer <token>")
-
-
-def stored_secret(home: Path) -> str:
-    """The signing key kept in ``home``, made (readable by its owner only) if missing."""
-    path = home / SECRET_FILE
-    home.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # made before, or by another process starting now
-        pass
-    else:
-        with os.fdopen(descriptor, "w") as file:
-            file.write(secrets.token_hex(32))
-    return path.read_text().strip()

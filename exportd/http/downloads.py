@@ -8,14 +8,23 @@ lives: once the job expired or was deleted (or was run again), it answers 410.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import os
+import secrets
+import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 
-from exportd.errors import Forbidden
+from exportd.config import Settings
+from exportd.errors import ConfigError, Forbidden
 from exportd.messages import JobSnapshot
+
+SECRET_FILE = "http-secret"
+MIN_SECRET_LENGTH = 32
 
 
 class FileLink(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,22 +51,14 @@ class Signer:
         message = f"{job_id}:{attempt}:{part}:{expires}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
-    def check(
-        self,
-        job_id: str,
-        attempt: int,
-        part: int,
-        *,
-        expires: int,
-        signature: str,
-        now: datetime,
+    def check_signature(
+        self, job_id: str, attempt: int, part: int, *, expires: int, signature: str
     ) -> None:
-        """Raise :class:`Forbidden` unless ``signature`` is right and ``expires`` to come."""
+        """Raise :class:`Forbidden` unless ``signature`` is the URL's (whether or not
+        it has expired: see :func:`check_expiry`)."""
         expected = self.signature(job_id, attempt, part, expires)
         if not hmac.compare_digest(expected.encode(), signature.encode()):
             raise Forbidden("the download URL is not valid: ask for a new one")
-        if expires <= now.timestamp():
-            raise Forbidden("the download URL has expired: ask for a new one")
 
     def links(
         self, job: JobSnapshot, base_url: str, *, lifetime: timedelta, now: datetime | None = None
@@ -90,3 +91,49 @@ class Signer:
                 )
             )
         return links
+
+
+def check_expiry(expires: int, now: datetime) -> None:
+    """Raise :class:`Forbidden` if a URL working until ``expires`` has run out."""
+    if expires <= now.timestamp():
+        raise Forbidden("the download URL has expired: ask for a new one")
+
+
+def signer_for(settings: Settings) -> Signer:
+    """The signer with ``http.secret``, or with the key kept in ``EXPORTD_HOME``.
+
+    Raises :class:`ConfigError` for a key shorter than :data:`MIN_SECRET_LENGTH`:
+    a short key would let anyone who knows a job id forge its URLs.
+    """
+    if settings.http.secret:
+        secret, origin = settings.http.secret, "http.secret"
+    else:
+        secret, origin = stored_secret(settings.home_path), str(settings.home_path / SECRET_FILE)
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"{origin}: the key that signs download URLs must have at least "
+            f"{MIN_SECRET_LENGTH} characters"
+        )
+    return Signer(secret)
+
+
+def stored_secret(home: Path) -> str:
+    """The signing key kept in ``home``, made (readable by its owner only) if missing.
+
+    It is written whole to a file of its own, then linked into place, so that no
+    process ever reads a half-written key, and two that start at once agree.
+    """
+    path = home / SECRET_FILE
+    home.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        descriptor, draft = tempfile.mkstemp(dir=home, prefix=f".{SECRET_FILE}.")
+        try:
+            with os.fdopen(descriptor, "w") as file:  # mkstemp makes it 0600
+                file.write(secrets.token_hex(32))
+                file.flush()
+                os.fsync(file.fileno())
+            with contextlib.suppress(FileExistsError):  # another process was first
+                os.link(draft, path)
+        finally:
+            os.unlink(draft)
+    return path.read_text().strip()

@@ -29,6 +29,7 @@ STATUS_OF_CODE = {
     "not_implemented": 406,
     "conflict": 409,
     "gone": 410,
+    "unavailable": 503,
 }
 CODE_OF_STATUS = {status: code for code, status in STATUS_OF_CODE.items()}
 

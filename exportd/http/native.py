@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import msgspec
 from litestar import Router, delete, get, post
@@ -25,7 +25,7 @@ from exportd.http.context import (
     caller_of,
     requires,
 )
-from exportd.http.downloads import FileLink
+from exportd.http.downloads import FileLink, check_expiry
 from exportd.messages import ExportRequest, JobSnapshot
 
 PERMISSION = "reports"
@@ -69,12 +69,21 @@ def resource(api: HttpApi, request: AnyRequest, job: JobSnapshot) -> JobResource
 
 def own_request(request: AnyRequest, export: ExportRequest) -> ExportRequest:
     """``export`` as a request of the caller's org and user, with the ``Idempotency-Key``
-    header, if any."""
+    header, if any.  Files are sent only to the organisation's own users, so that
+    exportd is nobody's mail relay."""
     caller = caller_of(request)
     for name, own in (("org_id", caller.org.id), ("user_id", caller.user.id)):
         given = getattr(export, name)
         if given is not None and given != own:
             raise InvalidRequest.field(name, "is your token's; leave it out")
+    if export.delivery.to:
+        known = api_of(request).tenants.org_emails(caller.org.id)
+        strangers = [to for to in export.delivery.to if to.lower() not in known]
+        if strangers:
+            raise InvalidRequest.field(
+                "delivery.to",
+                f"{', '.join(strangers)}: not the address of a user of your organisation",
+            )
     key = request.headers.get("idempotency-key") or export.idempotency_key
     return msgspec.structs.replace(
         export, org_id=caller.org.id, user_id=caller.user.id, idempotency_key=key
@@ -198,30 +207,18 @@ async def download(
     expires: FromQuery[int],
     signature: FromQuery[str],
 ) -> Stream:
-    """The file of a part, to the holder of a signed URL (no other credential)."""
+    """The file of a part, to the holder of a signed URL (no other credential): 403 for
+    a bad signature, 410 once the file is gone (even if the URL expired with it),
+    403 for a URL that expired while the file lives."""
     api = api_of(request)
-    api.signer.check(
-        job_id, attempt, part, expires=expires, signature=signature, now=datetime.now(UTC)
-    )
+    api.signer.check_signature(job_id, attempt, part, expires=expires, signature=signature)
     job = await api.engine.get(job_id)
     check_downloadable(job, attempt)
+    check_expiry(expires, datetime.now(UTC))
     file = next((p.file for p in job.parts if p.part == part), None)
     if file is None:
         raise Gone(f"job {job_id} has no file for part {part}")
-    return Stream(
-        api.read_file(file.key),
-        headers={
-            "Content-Type": file.media_type,
-            "Content-Length": str(file.size),
-            "Content-Disposition": content_disposition(file.name),
-        },
-    )
-
-
-def content_disposition(name: str) -> str:
-    """An attachment header for ``name``, safe for any name (RFC 6266)."""
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+    return api.file_answer(file)
 
 
 jobs = Router(

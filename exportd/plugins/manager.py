@@ -176,8 +176,14 @@ class Plugins:
     def check_delivery(self, delivery: Delivery) -> None:
         """Refuse a request's ``delivery`` that its method cannot carry out (an email
         delivery with no address, say), naming the field; ``file`` needs nothing."""
-        if delivery.type != FILE_DELIVERY:
-            self.delivery(delivery.type).validate(delivery)
+        if delivery.type == FILE_DELIVERY:
+            return
+        if delivery.type not in self.deliveries:
+            known = ", ".join([FILE_DELIVERY, *self.deliveries])
+            raise InvalidRequest.field(
+                "delivery.type", f"unknown delivery {delivery.type!r}; known: {known}"
+            )
+        self.delivery(delivery.type).validate(delivery)
 
     def origin(self, kind: str, name: str) -> Registered:
         """Which plugin and package registered the ``kind`` ("source", "format", "storage",

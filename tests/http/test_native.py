@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -10,10 +11,20 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import msgspec
 import pytest
 
+from exportd.bus.local import LocalBus
+from exportd.engine.service import Engine
+from exportd.errors import ConfigError
+from exportd.http.app import serving_http
+from exportd.http.context import HttpApi
 from exportd.http.downloads import Signer
+from exportd.messages import ExportRequest
+from exportd.plugins.manager import Plugins
 from tests.http.server import Server, error_body, serving
+from tests.integration.runtime import settings_in
+from tests.unit import toy_plugins
 from tests.unit.datastore import FOREIGN_ROOM, ORG, OTHER_ORG, ROOM, WINDOW
 
 
@@ -171,6 +182,39 @@ async def test_download_urls_expire_are_renewed_and_die_with_the_file(server: Se
     assert renew.status_code == 410
 
 
+async def test_a_url_of_an_expired_job_answers_410_though_the_url_expired_with_it(
+    tmp_path: Path, datastore: Path
+) -> None:
+    lifetime = {"file_lifetime": 0.5, "sweep_interval": 0.1}
+    async with serving(tmp_path, datastore, engine=lifetime) as server:
+        tenant = server.tenant()
+        job_id = await created(server, logs(), tenant.headers)
+        await server.wait(job_id)
+        shown = await server.http.get(f"/v1/jobs/{job_id}", headers=tenant.headers)
+        [link] = shown.json()["files"]
+        url_until = datetime.fromisoformat(link["url_expires_at"])
+        assert url_until <= datetime.fromisoformat(shown.json()["expires_at"])
+        while (await server.engine.get(job_id)).status != "expired":
+            await asyncio.sleep(0.05)
+        gone = await server.http.get(link["url"])
+        assert (gone.status_code, error_body(gone)["code"]) == (410, "gone")
+
+
+async def test_a_short_or_half_written_signing_key_is_refused(
+    tmp_path: Path, datastore: Path
+) -> None:
+    (tmp_path / "a").mkdir()
+    with pytest.raises(ConfigError, match=r"http\.secret: .* at least 32 characters"):
+        async with serving(tmp_path / "a", datastore, http={"secret": "short"}):
+            pass
+    home = tmp_path / "b"
+    home.mkdir()
+    (home / "http-secret").write_text("")  # a crash between creating and writing it
+    with pytest.raises(ConfigError, match=r"http-secret: .* at least 32 characters"):
+        async with serving(home, datastore):
+            pass
+
+
 def tmp_secret(server: Server) -> str:
     return (server.settings.home_path / "http-secret").read_text().strip()
 
@@ -191,6 +235,43 @@ async def test_a_synchronous_export_answers_with_the_file(tmp_path: Path, datast
         assert not list(left)
 
 
+async def test_synchronous_exports_beyond_the_concurrency_answer_503(
+    tmp_path: Path, datastore: Path
+) -> None:
+    settings = {"http": {"sync_concurrency": 1}, "batch_size": 1}
+    async with serving(tmp_path, datastore, toy=True, **settings) as server:
+        tenant = server.tenant()
+        slow = asyncio.create_task(
+            server.http.post("/v1/exports", json=count(rows=20, pause=0.05), headers=tenant.headers)
+        )
+        await asyncio.sleep(0.3)
+        busy = await server.http.post("/v1/exports", json=count(rows=1), headers=tenant.headers)
+        assert (busy.status_code, error_body(busy)["code"]) == (503, "unavailable")
+        lines = (await slow).content.splitlines()
+        assert (len(lines), lines[-1]) == (22, b"-- end")  # a header, 20 rows, the end
+        after = await server.http.post("/v1/exports", json=count(rows=1), headers=tenant.headers)
+        assert after.status_code == 200
+
+
+async def test_a_synchronous_export_whose_request_is_cancelled_leaves_nothing(
+    tmp_path: Path, datastore: Path
+) -> None:
+    async with serving(tmp_path, datastore, toy=True, batch_size=1) as server:
+        api = HttpApi(
+            server.engine, Plugins(settings=server.settings, extra=[toy_plugins]), server.settings
+        )
+        try:
+            request = msgspec.convert({**count(rows=100, pause=0.05), "org_id": ORG}, ExportRequest)
+            answering = asyncio.create_task(api.export_now(request))
+            await asyncio.sleep(0.3)
+            answering.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await answering
+            assert list(api.work_area.folder.iterdir()) == []
+        finally:
+            api.close()
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -201,7 +282,9 @@ async def test_a_synchronous_export_answers_with_the_file(tmp_path: Path, datast
         (logs(interval={"start": "2024-10-27"}), "interval.end"),
         (logs(org_id=OTHER_ORG), "org_id"),
         (logs(params={"room_id": FOREIGN_ROOM, "type": "logs"}), "params.room_id"),
-        (logs(delivery={"type": "email", "to": ["ann@example.com"]}), "delivery.type"),  # off
+        (logs(delivery={"type": "email", "to": []}), "delivery.type"),  # email is off here
+        (logs(delivery={"type": "email", "to": ["eve@elsewhere.example"]}), "delivery.to"),
+        (logs(name="n" * 201), "name"),
         (logs(delivery={"type": "fax"}), "delivery.type"),
     ],
 )
@@ -252,3 +335,15 @@ async def test_health_readiness_and_the_openapi_document(server: Server) -> None
     document = (await server.http.get("/v1/openapi/openapi.json")).json()
     assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/exports"} <= set(document["paths"])
     assert "ExportRequest" in document["components"]["schemas"]
+
+
+async def test_readyz_answers_503_while_the_engine_does_not_run(
+    tmp_path: Path, datastore: Path
+) -> None:
+    settings = settings_in(tmp_path, http={"listen": "127.0.0.1:0"})
+    plugins = Plugins(settings=settings)
+    engine = Engine(LocalBus(), plugins, settings)  # made, never run
+    async with serving_http(engine, plugins, settings) as url:
+        answer = await httpx.AsyncClient().get(f"{url}/readyz")
+    assert (answer.status_code, error_body(answer)["code"]) == (503, "unavailable")
+    engine.store.close()

@@ -209,6 +209,10 @@ def test_listing_is_newest_first_in_pages_with_filters(store: JobStore) -> None:
         ({"limit": 1001}, "limit"),
         ({"offset": -1}, "offset"),
         ({"status": "finished"}, "status"),
+        ({"not_status": "finished"}, "not_status"),
+        ({"params": {"channel_id') or 1 = 1 --": "c1"}}, "params"),
+        ({"params": {"channel.id": "c1"}}, "params"),
+        ({"params": {"": "c1"}}, "params"),
     ],
 )
 def test_bad_listing_arguments_name_their_field(
@@ -217,6 +221,92 @@ def test_bad_listing_arguments_name_their_field(
     with pytest.raises(InvalidRequest) as caught:
         store.list_jobs(**filters)
     assert [error.name for error in caught.value.fields] == [field]
+
+
+def qna(channel: str, **changes: Any) -> RequestFields:
+    return request(source="qna", format="json", params={"channel_id": channel}, **changes)
+
+
+def test_a_listing_filters_on_request_parameters_in_sql(store: JobStore) -> None:
+    jobs = [
+        store.create(fields, parts(1), now=NOW + timedelta(seconds=n))
+        for n, fields in enumerate(
+            [
+                qna("c1"),
+                qna("c2"),
+                qna("c1", org_id="globex"),
+                qna("c1"),
+                request(params={"room_id": "c1"}),
+                request(params={"room_id": "r1", "min_messages": 3}),
+            ]
+        )
+    ]
+    ids = [job.id for job in jobs]
+    store.delete(ids[3], now=NOW)
+
+    def listed(**filters: Any) -> tuple[list[str], int]:
+        page = store.list_jobs(**filters)
+        found = [job.id for job in page.jobs]
+        assert page.numbers == store.numbers(found)
+        return found, page.total
+
+    assert listed(params={"channel_id": "c1"}) == ([ids[3], ids[2], ids[0]], 3)
+    assert listed(org_id="acme", params={"channel_id": "c1"}) == ([ids[3], ids[0]], 2)
+    assert listed(params={"channel_id": "c1"}, not_status="deleted") == ([ids[2], ids[0]], 2)
+    assert listed(params={"channel_id": "c1"}, status="deleted") == ([ids[3]], 1)
+    assert listed(params={"room_id": "c1"}) == ([ids[4]], 1)
+    assert listed(params={"room_id": "r1", "min_messages": 3}) == ([ids[5]], 1)
+    assert listed(params={"min_messages": 3.0}) == ([ids[5]], 1)
+    assert listed(params={"min_messages": "3"}) == ([], 0)  # JSON types are kept apart
+    assert listed(params={"channel_id": "c3"}) == ([], 0)
+
+
+def test_a_channels_listing_is_served_by_its_index(store: JobStore) -> None:
+    for n in range(20):
+        created(store, **{"source": "qna", "params": {"channel_id": f"c{n % 4}"}})
+    statements: list[str] = []
+    store._db.conn.set_trace_callback(statements.append)
+    try:
+        page = store.list_jobs(
+            org_id="acme", source="qna", params={"channel_id": "c1"}, not_status="deleted"
+        )
+    finally:
+        store._db.conn.set_trace_callback(None)
+    assert page.total == 5
+    [listing] = [s for s in statements if "json_extract" in s and "order by" in s]
+    plan = store._db.execute(f"explain query plan {listing}").fetchall()
+    assert "USING INDEX jobs_org_channel" in plan[0][3]
+    assert not any("TEMP B-TREE" in row[3] for row in plan)  # the index gives the order
+
+
+def test_a_listing_by_parts_pages_parts_and_reads_only_the_jobs_on_the_page(
+    store: JobStore,
+) -> None:
+    sizes = [2, 3, 1, 4]  # oldest first
+    jobs = [
+        store.create(qna("c1"), parts(size), now=NOW + timedelta(seconds=n))
+        for n, size in enumerate(sizes)
+    ]
+    created(store, part_count=5, **{"source": "qna", "params": {"channel_id": "c2"}})
+    newest = [job.id for job in reversed(jobs)]  # parts: 4, 1, 3, 2
+
+    def listed(limit: int, offset: int) -> tuple[list[str], int, int]:
+        page = store.list_jobs(
+            params={"channel_id": "c1"}, by_parts=True, limit=limit, offset=offset
+        )
+        assert set(page.numbers) == {job.id for job in page.jobs}
+        return [job.id for job in page.jobs], page.skip, page.total
+
+    assert listed(4, 0) == (newest[:1], 0, 10)
+    assert listed(4, 4) == (newest[1:3], 0, 10)
+    assert listed(3, 2) == (newest[:2], 2, 10)
+    assert listed(3, 3) == (newest[:3], 3, 10)
+    assert listed(10, 0) == (newest, 0, 10)
+    assert listed(1, 9) == (newest[3:], 1, 10)
+    assert listed(5, 10) == ([], 0, 10)
+    assert store.list_jobs(params={"channel_id": "c3"}, by_parts=True).total == 0
+    assert store.list_jobs(by_parts=True, limit=13).jobs == store.list_jobs(limit=4).jobs
+    assert store.list_jobs(by_parts=True, limit=14).jobs == store.list_jobs().jobs
 
 
 def test_listing_reads_a_page_in_the_same_few_queries_however_long(store: JobStore) -> None:

@@ -26,6 +26,7 @@ from litestar.handlers import BaseRouteHandler
 from exportd.errors import ErrorBody, FieldError, Forbidden
 from exportd.http.context import AnyConnection, AnyRequest, caller_of
 from exportd.http.errors import HANDLERS, native_error
+from exportd.http.facades.common import renamed
 
 GiosgBody = dict[str, Any]
 """A giosg error body: ``{"detail": ...}`` or ``{"<field>": [messages]}``."""
@@ -49,19 +50,15 @@ def giosg_name(name: str, renames: Mapping[str, str]) -> str:
 
 def giosg_body(status: int, error: ErrorBody, renames: Mapping[str, str]) -> GiosgBody:
     """exportd's error body in giosg's shape (see the module docstring)."""
-
-    def renamed(text: str) -> str:
-        for exportd_name, name in renames.items():
-            text = text.replace(exportd_name, name)
-        return text
-
-    fields = [FieldError(giosg_name(f.name, renames), renamed(f.message)) for f in error.fields]
+    fields = [
+        FieldError(giosg_name(f.name, renames), renamed(f.message, renames)) for f in error.fields
+    ]
     if status == 400 and any(field.name != "body" for field in fields):
         body: GiosgBody = {}
         for field in fields:
             body.setdefault(field.name, []).append(field.message)
         return body
-    detail = renamed(error.message)
+    detail = renamed(error.message, renames)
     extra = [f"{f.name}: {f.message}" for f in fields if f.message != detail]
     return {"detail": "; ".join([detail, *extra])}
 

@@ -59,6 +59,7 @@ from exportd.http.context import (
     caller_of,
 )
 from exportd.http.errors import HANDLERS, native_error
+from exportd.http.facades.common import renamed
 from exportd.messages import ExportRequest, Interval, JobSnapshot, RequestFields
 from exportd.plan import plan_export
 from exportd.plugins.hookspecs import hookimpl
@@ -243,20 +244,6 @@ async def task_job(request: AnyRequest, channel_id: str, task: str) -> tuple[Job
     return job, task_id
 
 
-async def channel_jobs(api: HttpApi, org_id: str, channel_id: str) -> list[JobSnapshot]:
-    """The live exports of the channel, newest first."""
-    jobs: list[JobSnapshot] = []
-    offset = 0
-    while True:
-        page = await api.engine.list_jobs(
-            org_id=org_id, source=SOURCE, limit=MAX_PAGE, offset=offset
-        )
-        jobs.extend(job for job in page.jobs if is_of_channel(job, channel_id))
-        offset += len(page.jobs)
-        if not page.jobs or offset >= page.total:
-            return jobs
-
-
 @get("/exports.json", summary="List the channel's export tasks")
 async def list_tasks(
     request: AnyRequest,
@@ -265,21 +252,36 @@ async def list_tasks(
     page: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_NUMBER)] = 1,
     pagesize: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
 ) -> TaskList:
-    """The tasks of the channel's exports, newest export first, a page at a time."""
+    """The tasks of the channel's exports, newest export first, a page at a time.
+
+    The job store pages by parts (each a task), in SQL over the channel's jobs only
+    (by their ``channel_id``, an indexed filter): it reads in full just the jobs with
+    a task on the page, and the page is cut from their tasks.  Counting tasks still
+    sums the part counts of all the channel's live exports, in SQL.
+    """
     api = api_of(request)
     org_id = await checked_channel(request, channel_id)
-    jobs = await channel_jobs(api, org_id, channel_id)
-    numbers = await api.engine.job_numbers(job.id for job in jobs)
-    tasks = [task for job in jobs for task in tasks_of(api, request, job, numbers[job.id])]
-    page_count = math.ceil(len(tasks) / pagesize)
+    found = await api.engine.list_jobs(
+        org_id=org_id,
+        source=SOURCE,
+        params={"channel_id": channel_id},
+        not_status="deleted",
+        by_parts=True,
+        limit=pagesize,
+        offset=(page - 1) * pagesize,
+    )
+    tasks = [
+        task for job in found.jobs for task in tasks_of(api, request, job, found.numbers[job.id])
+    ]
+    page_count = math.ceil(found.total / pagesize)
     base = f"{api.base_url(request)}/channels/{channel_id}/qna/exports.json?pagesize={pagesize}"
     return TaskList(
-        exports=tasks[(page - 1) * pagesize : page * pagesize],
+        exports=tasks[found.skip : found.skip + pagesize],
         paging=Paging(
             previous=f"{base}&page={page - 1}" if 1 < page <= page_count + 1 else None,
             next=f"{base}&page={page + 1}" if page < page_count else None,
             page_count=page_count,
-            item_count=len(tasks),
+            item_count=found.total,
         ),
     )
 
@@ -361,9 +363,8 @@ def ibm_error(request: AnyRequest, exc: Exception) -> Response[ErrorAnswer]:
         native = native_error(request, exc)
         body: ErrorBody = native.content
         status = native.status_code or 500
-        description = "; ".join(f"{f.name}: {f.message}" for f in body.fields) or body.message
-        for name, ibm_name in FIELD_NAMES.items():
-            description = description.replace(name, ibm_name)
+        details = "; ".join(f"{f.name}: {f.message}" for f in body.fields) or body.message
+        description = renamed(details, FIELD_NAMES)
     value = ERROR_VALUES.get(status, "server_error" if status >= 500 else "bad_request")
     return Response(ErrorAnswer(value, description), status_code=status)
 

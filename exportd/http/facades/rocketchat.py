@@ -17,13 +17,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from litestar import Response, post
+from litestar import Response, Router, post
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers import BaseRouteHandler
 from litestar.params import JSONBody
 
 from exportd.errors import ErrorBody, ExportError, Forbidden, InvalidRequest, NotFound, Unauthorized
-from exportd.http.context import AnyConnection, AnyRequest, api_of, caller_of
+from exportd.http.context import AnyConnection, AnyRequest, HttpApi, api_of, caller_of
 from exportd.http.errors import on_export_error
 from exportd.messages import Delivery, ExportRequest, Interval
 from exportd.plugins.hookspecs import hookimpl
@@ -131,21 +131,7 @@ def interval(body: RoomsExport) -> Interval:
     return found
 
 
-@post(
-    "/api/v1/rooms.export",
-    status_code=200,
-    summary="Rocket.Chat: export a room to a file or email",
-    tags=["rocketchat"],
-    guards=[identified],
-    exception_handlers={
-        RocketChatError: on_rocketchat_error,
-        ExportError: on_export_failure,
-        # The app's handlers of both are exportd's: each needs replacing here.
-        ValidationException: on_bad_body,
-        HTTPException: on_bad_body,
-    },
-    security=[{"token": []}],
-)
+@post("/rooms.export", status_code=200, summary="Rocket.Chat: export a room to a file or email")
 async def rooms_export(request: AnyRequest, data: JSONBody[RoomsExport]) -> Success:
     """Export room ``rid``'s messages between ``dateFrom`` and ``dateTo`` as ``format``,
     to a file or to the caller's email.  Needs the ``mail-messages`` permission."""
@@ -179,6 +165,21 @@ async def rooms_export(request: AnyRequest, data: JSONBody[RoomsExport]) -> Succ
 
 
 @hookimpl
-def exportd_http_routes(api: Any) -> Iterable[Any]:
+def exportd_http_routes(api: HttpApi) -> Iterable[Router]:
     """The ``rooms.export`` route."""
-    return [rooms_export]
+    return [
+        Router(
+            "/api/v1",
+            route_handlers=[rooms_export],
+            guards=[identified],
+            exception_handlers={
+                RocketChatError: on_rocketchat_error,
+                ExportError: on_export_failure,
+                # The app's handlers of both are exportd's: each needs replacing here.
+                ValidationException: on_bad_body,
+                HTTPException: on_bad_body,
+            },
+            tags=["rocketchat"],
+            security=[{"token": []}],
+        )
+    ]

@@ -45,7 +45,7 @@ from litestar.response import Stream
 from exportd.errors import ErrorBody, FieldError, InvalidRequest, NotFound
 from exportd.http.context import AnyRequest, HttpApi, api_of, caller_of, requires
 from exportd.http.errors import HANDLERS, native_error
-from exportd.http.native import content_disposition
+from exportd.http.facades.common import renamed
 from exportd.messages import ExportRequest, Interval, JobSnapshot
 from exportd.plugins.hookspecs import hookimpl
 
@@ -265,21 +265,7 @@ async def download(
             "report file not found",
             [FieldError("id", f"job {job_id} has no file {part}: it is {job.status}")],
         )
-    return Stream(
-        api_of(request).read_file(file.key),
-        headers={
-            "Content-Type": file.media_type,
-            "Content-Length": str(file.size),
-            "Content-Disposition": content_disposition(file.name),
-        },
-    )
-
-
-def talkdesk_names(text: str) -> str:
-    """``text`` with exportd's names of request fields changed to Talkdesk's."""
-    for native, talkdesk in FIELD_NAMES.items():
-        text = text.replace(native, talkdesk)
-    return text
+    return api_of(request).file_answer(file)
 
 
 def talkdesk_error(request: AnyRequest, exc: Exception) -> Response[TalkdeskError]:
@@ -291,9 +277,9 @@ def talkdesk_error(request: AnyRequest, exc: Exception) -> Response[TalkdeskErro
     return Response(
         TalkdeskError(
             code=body.code,
-            message=STATUS_MESSAGES.get(status, talkdesk_names(body.message)),
-            description=talkdesk_names(details),
-            fields=[ProblemField(talkdesk_names(f.name), f.message) for f in body.fields],
+            message=STATUS_MESSAGES.get(status, renamed(body.message, FIELD_NAMES)),
+            description=renamed(details, FIELD_NAMES),
+            fields=[ProblemField(renamed(f.name, FIELD_NAMES), f.message) for f in body.fields],
         ),
         status_code=status,
         media_type="application/json",
