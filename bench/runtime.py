@@ -67,7 +67,6 @@ from exportd.workers.worker import Worker
 ROLES = ("engine", "worker", "echo")
 WORKERS = 2
 ROWS = 10
-ORG = "bench"
 WARMUP = 10
 TIMEOUT = 60.0
 """Seconds to wait for a job (a reply) before the bench gives up."""
@@ -305,7 +304,7 @@ class Bench:
     async def listen(self) -> None:
         """Follow this org's job events and the pongs (no acks: both are private)."""
         events = await self.channel.declare_queue(exclusive=True, auto_delete=True)
-        await events.bind(self.names.topology.events, f"{ORG}.#")
+        await events.bind(self.names.topology.events, f"{self.request.org_id}.#")
         await events.consume(self._on_event, no_ack=True)
         pongs = await self.channel.declare_queue(self.names.pong, durable=True)
         await pongs.consume(self._on_pong, no_ack=True)
@@ -388,7 +387,7 @@ async def run(args: argparse.Namespace, home: Path, names: Names) -> Results:
         params={"room_id": summary.room_id, "type": "logs"},
         interval=Interval(start=summary.start.isoformat(), end=summary.end.isoformat()),
         limit=ROWS,
-        org_id=ORG,
+        org_id=summary.org_id,  # the room's: an org's export reads only its own data
     )
     settings = settings_for(home, args.url, args.concurrency)
     export = export_alone(settings, request, args.jobs)

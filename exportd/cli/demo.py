@@ -79,5 +79,7 @@ def describe(summary: DemoSummary, seconds: float) -> str:
         f"  exportd export workflows -p workflow_id={summary.workflow_id} -p step_index=0 "
         f"-p filters=[] {interval}",
         f"  exportd export qna -p channel_id={summary.channel_id} -f json {interval}",
+        "and, for the HTTP API, a tenant that owns that room:",
+        f"  exportd orgs create Demo --id {summary.org_id} --benefit qna",
     ]
     return "\n".join(lines)

@@ -71,6 +71,8 @@ class DemoSummary:
     qna_questions: int
     room_id: str
     """The busiest room."""
+    org_id: str
+    """The organisation of the busiest room (an export for an org reads only its data)."""
     workflow_id: str
     """A web navigation workflow."""
     channel_id: str
@@ -162,6 +164,7 @@ def _build(partial: Path, path: Path, messages: int, seed: int) -> DemoSummary:
         qna_rooms=len(qna_rooms),
         qna_questions=question_count,
         room_id=busiest.id,
+        org_id=orgs[busiest.org_index][0],
         workflow_id=next(row[0] for row in workflows if row[3] == "web_navigation"),
         channel_id=channels[0][0],
     )

@@ -128,12 +128,19 @@ def test_demo_data_fills_the_home_folder_and_its_suggestions_run(
     assert out.startswith(f"Wrote {tmp_path / 'home' / 'data.db'} in ")
     assert "  messages                 800" in out
     suggestions = [line.strip() for line in out.splitlines() if line.startswith("  exportd ")]
-    assert len(suggestions) == 4
-    for number, command in enumerate(suggestions):
+    exports, [tenant] = suggestions[:4], suggestions[4:]
+    for number, command in enumerate(exports):
         argv = [*shlex.split(command)[1:], "-o", str(tmp_path / f"try{number}/")]
         status, out, err = run(*argv)
         assert (status, err) == (0, ""), command
         assert all(rows > 0 for _, rows in check_reported(out))
+    status, out, err = run(*shlex.split(tenant)[1:])
+    assert (status, err) == (0, "")
+    org_id = out.splitlines()[0].removeprefix("id: ")
+    room_id = shlex.split(exports[0])[4].removeprefix("room_id=")
+    with closing(sqlite3.connect(tmp_path / "home" / "data.db")) as data:
+        owner = data.execute("select org_id from rooms where id = ?", [room_id]).fetchone()
+    assert owner == (org_id,)  # the tenant owns the room the suggestions export
 
 
 def test_demo_data_as_json_is_deterministic(

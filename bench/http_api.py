@@ -1,8 +1,8 @@
 """Requests per second of the native HTTP API, beside ``GET /healthz`` of the same server.
 
-    python bench/http.py                          # 8 at once, 1,000 requests of each kind
-    python bench/http.py --concurrency 32 --requests 4000 --rounds 5
-    python bench/http.py --fresh                  # a new connection per request
+    python bench/http_api.py                          # 8 at once, 1,000 requests of each kind
+    python bench/http_api.py --concurrency 32 --requests 4000 --rounds 5
+    python bench/http_api.py --fresh                  # a new connection per request
 
 ``exportd serve`` (the embedded mode: engine, worker and HTTP API in one process,
 no broker) runs as a process of its own, with an ``EXPORTD_HOME`` of this run's
@@ -27,30 +27,22 @@ expected status, or the bench stops.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as ``python bench/http.py``, this file's folder comes first on the path, where
-# this file would stand for the standard library's ``http`` that httpx imports.
-if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
-
 import argparse
 import asyncio
 import os
 import re
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib.metadata import version
 from itertools import cycle
+from pathlib import Path
 
 import httpx
 
@@ -89,9 +81,7 @@ def home_for(home: Path) -> tuple[dict[str, str], dict[str, object]]:
     """Fill ``home`` with demo data and a tenant; the token's headers and an export body."""
     settings = Settings(home=str(home))
     summary = generate_demo_data(settings.data_path, messages=MESSAGES)
-    with closing(sqlite3.connect(settings.data_path)) as data:
-        query = "select org_id from rooms where id = ?"
-        [org_id] = data.execute(query, [summary.room_id]).fetchone()
+    org_id = summary.org_id
     with TenantStore(settings.jobs_path) as tenants:
         tenants.create_org("Bench", org_id=org_id)
         user = tenants.create_user(org_id, "Bench user")
