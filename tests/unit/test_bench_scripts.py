@@ -1,0 +1,31 @@
+"""The benchmarks stay runnable as ``python bench/X.py``.
+
+They are run for their numbers by hand (bench/README.md); these only check that
+each starts, and that none is named like a standard module: run as a script,
+bench/ comes first on the path, and ``bench/http.py`` once stood for the
+standard ``http`` for every import of the run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+SCRIPTS = sorted(BENCH.glob("*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
+def test_a_benchmark_script_starts(script: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
+
+
+def test_no_benchmark_script_shadows_a_standard_module() -> None:
+    assert {script.stem for script in SCRIPTS} & set(sys.stdlib_module_names) == set()
