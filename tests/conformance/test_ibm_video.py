@@ -264,3 +264,12 @@ async def test_unknown_channels_and_tasks_are_404_not_found(server: Server) -> N
         await server.http.delete(task_url(task["id"], BIG_CHANNEL), headers=tenant.headers),
     ]:
         ibm_error(answer, 404, "not_found")
+
+
+async def test_a_failure_on_exportds_side_is_503(server: Server) -> None:
+    tenant = server.tenant()
+    server.settings.data_path.write_bytes(b"not a database")  # the data store breaks
+    answer = await server.http.post(
+        exports(), data={"start_date": START, "end_date": END}, headers=tenant.headers
+    )
+    assert "data store" in ibm_error(answer, 503, "service_unavailable")

@@ -32,7 +32,8 @@ Any valid token may call; its organisation needs an active subscription and the
 400 ``bad_request`` (a bad value, named in the description), 401
 ``invalid_token``, 402 ``invalid_request`` (no ``qna`` benefit, or no active
 subscription), 403 ``lack_of_ownership`` (another organisation's channel), 404
-``not_found`` (no such channel or task).
+``not_found`` (no such channel or task), 503 ``service_unavailable`` (a failure on
+exportd's side, such as an unreadable data store).
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ ERROR_VALUES = {
     402: "invalid_request",
     403: "lack_of_ownership",
     404: "not_found",
+    503: "service_unavailable",
 }
 FIELD_NAMES = {"interval.start": "start_date", "interval.end": "end_date"}
 
@@ -365,7 +367,9 @@ def ibm_error(request: AnyRequest, exc: Exception) -> Response[ErrorAnswer]:
         status = native.status_code or 500
         details = "; ".join(f"{f.name}: {f.message}" for f in body.fields) or body.message
         description = renamed(details, FIELD_NAMES)
-    value = ERROR_VALUES.get(status, "server_error" if status >= 500 else "bad_request")
+    if status >= 500:  # IBM documents one answer for failures on its side
+        status = 503
+    value = ERROR_VALUES.get(status, "bad_request")
     return Response(ErrorAnswer(value, description), status_code=status)
 
 
