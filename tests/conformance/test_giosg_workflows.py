@@ -347,3 +347,9 @@ async def test_filtering_with_something_not_implemented_is_406(server: Server) -
     answer = await fetch(server, analyst(server), payload(filters=filters))
     detail = error(answer, 406)["detail"]
     assert "filters[1].property" in detail and "'device'" in detail
+
+
+async def test_an_unexpected_error_with_the_query_is_500(server: Server) -> None:
+    server.settings.data_path.write_bytes(b"not a database")  # the data store breaks
+    answer = await fetch(server, analyst(server), payload())
+    assert "data store" in error(answer, 500)["detail"]
