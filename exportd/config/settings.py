@@ -88,6 +88,10 @@ class HttpSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sync_concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     """Synchronous exports run at once, each in a thread of its own; more answer 503."""
 
+    shutdown_grace: Seconds = 10.0
+    """When exportd stops, answers under way (a slow client's download, say) get this
+    long to finish; then they are cut."""
+
 
 class EmailSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The SMTP server that sends finished exports by email (``[email]``), for requests

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 from collections.abc import AsyncIterator, Iterator
 
@@ -124,7 +125,13 @@ async def serving_http(
     except OSError as exc:
         raise ConfigError(f"http.listen: cannot listen on {settings.http.listen}: {exc}") from None
     api = HttpApi(engine, plugins, settings)
-    config = uvicorn.Config(build_app(api), log_config=None, access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        build_app(api),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=math.ceil(settings.http.shutdown_grace),
+    )
     server = QuietServer(config)
     serving = asyncio.create_task(server.serve(sockets=[listening]), name="exportd http")
     try:

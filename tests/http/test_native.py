@@ -6,6 +6,8 @@ import asyncio
 import csv
 import hashlib
 import io
+import socket
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -347,3 +349,24 @@ async def test_readyz_answers_503_while_the_engine_does_not_run(
         answer = await httpx.AsyncClient().get(f"{url}/readyz")
     assert (answer.status_code, error_body(answer)["code"]) == (503, "unavailable")
     engine.store.close()
+
+
+async def test_stopping_cuts_a_slow_download_once_the_grace_is_over(
+    tmp_path: Path, datastore: Path
+) -> None:
+    settings = {"http": {"shutdown_grace": 1}, "batch_size": 10_000}
+    async with asyncio.timeout(60), serving(tmp_path, datastore, toy=True, **settings) as server:
+        tenant = server.tenant()
+        job_id = await created(server, count(rows=2_000_000), tenant.headers)
+        await server.wait(job_id)
+        shown = await server.http.get(f"/v1/jobs/{job_id}", headers=tenant.headers)
+        link = urlsplit(shown.json()["files"][0]["url"])
+        assert shown.json()["files"][0]["size"] > 20_000_000  # far more than buffers hold
+        stalled = socket.create_connection((link.hostname, link.port))  # reads no more
+        request = f"GET {link.path}?{link.query} HTTP/1.1\r\nHost: {link.netloc}\r\n\r\n"
+        await asyncio.to_thread(stalled.sendall, request.encode())
+        assert (await asyncio.to_thread(stalled.recv, 100)).startswith(b"HTTP/1.1 200")
+        stopping = time.monotonic()
+    stopped_in = time.monotonic() - stopping
+    stalled.close()
+    assert stopped_in < 1 + 5  # the grace, and the rest of the shutdown
