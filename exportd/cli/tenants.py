@@ -1,7 +1,8 @@
-"""``exportd orgs|users|tokens create``: who may use the HTTP API.
+"""``exportd orgs|users|tokens ...``: who may use the HTTP API.
 
 Each prints what its user needs next, as ``key: value`` lines: the ids, and
-the token, which is shown this once.
+the token, which is shown this once.  ``orgs update`` changes a subscription or
+benefits; ``tokens list`` and ``tokens revoke`` manage a user's tokens.
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ def add_parser(commands: Any) -> None:
         "--benefit", action="append", default=[], help="a benefit, such as qna (repeatable)"
     )
     org.set_defaults(run=create_org)
+    update = orgs.add_parser("update", help="change an organisation's subscription or benefits")
+    update.add_argument("org_id")
+    subscription = update.add_mutually_exclusive_group()
+    subscription.add_argument("--active", action="store_true", default=None)
+    subscription.add_argument("--inactive", dest="active", action="store_false")
+    update.add_argument(
+        "--benefit",
+        action="append",
+        help="a benefit it has (repeatable; replaces the list; --benefit '' for none)",
+    )
+    update.set_defaults(run=update_org)
 
     users = commands.add_parser("users", help="add users to organisations").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -53,6 +65,12 @@ def add_parser(commands: Any) -> None:
     )
     token.add_argument("--name", default="api", help="what the token is for")
     token.set_defaults(run=create_token)
+    listing = tokens.add_parser("list", help="a user's tokens (their ids, never the secrets)")
+    listing.add_argument("user_id")
+    listing.set_defaults(run=list_tokens)
+    revoke = tokens.add_parser("revoke", help="delete a token: it stops working at once")
+    revoke.add_argument("token_id", help="the id `tokens create` or `tokens list` printed")
+    revoke.set_defaults(run=revoke_token)
 
 
 def create_org(args: argparse.Namespace, settings: Settings) -> int:
@@ -61,6 +79,15 @@ def create_org(args: argparse.Namespace, settings: Settings) -> int:
         org = tenants.create_org(
             args.name, org_id=args.id, active=not args.inactive, benefits=args.benefit
         )
+    show(org)
+    return 0
+
+
+def update_org(args: argparse.Namespace, settings: Settings) -> int:
+    """Change an organisation's subscription or benefits."""
+    benefits = None if args.benefit is None else [b for b in args.benefit if b]
+    with TenantStore(settings.jobs_path) as tenants:
+        org = tenants.update_org(args.org_id, active=args.active, benefits=benefits)
     show(org)
     return 0
 
@@ -78,6 +105,27 @@ def create_token(args: argparse.Namespace, settings: Settings) -> int:
     with TenantStore(settings.jobs_path) as tenants:
         token = tenants.create_token(args.user_id, args.permission or ["reports"], name=args.name)
     show(token)
+    return 0
+
+
+def list_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a user's tokens, a block of lines each."""
+    with TenantStore(settings.jobs_path) as tenants:
+        tokens = tenants.tokens(args.user_id)
+    for number, token in enumerate(tokens):
+        if number:
+            print()
+        show(token)
+    if not tokens:
+        print("no tokens")
+    return 0
+
+
+def revoke_token(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete a token."""
+    with TenantStore(settings.jobs_path) as tenants:
+        tenants.revoke_token(args.token_id)
+    print(f"revoked: {args.token_id}")
     return 0
 
 

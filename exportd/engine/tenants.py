@@ -22,6 +22,9 @@ from exportd.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 Permission = Literal["reports", "settings", "mail-messages", "data-reports:read"]
 PERMISSIONS: tuple[str, ...] = get_args(Permission)
 TOKEN_PREFIX = "xd_"
+TOKEN_ID_LENGTH = 12
+"""Hex digits of a token's hash that name it (48 bits: collisions are not a concern
+among one deployment's tokens)."""
 
 
 class Org(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,10 +61,22 @@ class Caller(msgspec.Struct, frozen=True, kw_only=True):
             raise Forbidden(f"the token lacks the {permission} permission")
 
 
+class TokenInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A token as the store knows it, without its secret: ``id`` (the start of its
+    hash) names it to revoke it."""
+
+    id: str
+    user_id: str
+    name: str
+    permissions: list[str]
+    created_at: str
+
+
 class NewToken(msgspec.Struct, frozen=True, kw_only=True):
-    """A token just made: its secret, shown this once."""
+    """A token just made: its secret, shown this once, and its ``id``."""
 
     token: str
+    id: str
     user_id: str
     org_id: str
     name: str
@@ -164,11 +179,43 @@ class TenantStore(StoreFile):
             )
         return NewToken(
             token=secret,
+            id=token_hash(secret)[:TOKEN_ID_LENGTH],
             user_id=user.id,
             org_id=user.org_id,
             name=name,
             permissions=sorted(set(permissions)),
         )
+
+    def tokens(self, user_id: str) -> list[TokenInfo]:
+        """A user's tokens, oldest first."""
+        self.user(user_id)  # it must exist
+        rows = self._db.table("tokens").rows_where(
+            "user_id = ?", [user_id], order_by="created_at, hash"
+        )
+        return [
+            TokenInfo(
+                id=row["hash"][:TOKEN_ID_LENGTH],
+                user_id=row["user_id"],
+                name=row["name"],
+                permissions=msgspec.json.decode(row["permissions"]),
+                created_at=row["created_at"],
+            )
+            for row in rows
+        ]
+
+    def revoke_token(self, token_id: str) -> None:
+        """Delete the token whose id is ``token_id``: it stops working at once."""
+        if len(token_id) < TOKEN_ID_LENGTH or not token_id.isalnum():
+            raise InvalidRequest.field(
+                "token_id", f"a token id has {TOKEN_ID_LENGTH} letters and digits"
+            )
+        with transaction(self._db):
+            deleted = self._db.execute(
+                "delete from tokens where substr(hash, 1, ?) = ?",
+                [len(token_id), token_id.lower()],
+            ).rowcount
+        if deleted == 0:
+            raise NotFound.field("token_id", f"no token {token_id!r}")
 
     def authenticate(self, token: str) -> Caller:
         """The caller a token belongs to; :class:`Unauthorized` if it is unknown."""

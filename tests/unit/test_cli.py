@@ -541,3 +541,31 @@ def test_human_sizes() -> None:
         "5.0 MiB",
         "3.0 GiB",
     ]
+
+
+def fields_of(stdout: str) -> dict[str, str]:
+    """The ``key: value`` lines of the tenant commands."""
+    return dict(line.split(": ", 1) for line in stdout.splitlines() if ": " in line)
+
+
+def test_tenants_are_made_changed_and_their_tokens_revoked(run: Run) -> None:
+    status, out, _ = run("orgs", "create", "Acme", "--id", "acme")
+    assert (status, fields_of(out)["active"]) == (0, "True")
+    status, out, _ = run("orgs", "update", "acme", "--inactive", "--benefit", "qna")
+    assert (fields_of(out)["active"], fields_of(out)["benefits"]) == ("False", "qna")
+    assert fields_of(run("orgs", "update", "acme", "--benefit", "")[1])["benefits"] == ""
+    run("users", "create", "acme", "Ann", "--id", "ann")
+    made = fields_of(run("tokens", "create", "ann", "--permission", "settings")[1])
+    assert made["token"].startswith("xd_") and len(made["id"]) == 12
+
+    status, out, _ = run("tokens", "list", "ann")
+    listed = fields_of(out)
+    assert (listed["id"], listed["permissions"]) == (made["id"], "settings")
+    assert made["token"] not in out  # the secret is shown once, at creation
+
+    assert run("tokens", "revoke", made["id"])[:2] == (0, f"revoked: {made['id']}\n")
+    assert run("tokens", "list", "ann")[1] == "no tokens\n"
+    status, _, err = run("tokens", "revoke", made["id"])
+    assert (status, err) == (1, f"exportd: error: token_id: no token {made['id']!r}\n")
+    status, _, err = run("orgs", "update", "nope", "--active")
+    assert (status, err) == (1, "exportd: error: org_id: no organisation 'nope'\n")

@@ -52,3 +52,21 @@ def test_unknown_things_are_errors_naming_the_field(tmp_path: Path) -> None:
         with pytest.raises(InvalidRequest, match="permissions") as caught:
             tenants.create_token(user.id, ["reports", "root"])
         assert "unknown root" in caught.value.fields[0].message
+
+
+def test_a_revoked_token_stops_working_and_others_go_on(tmp_path: Path) -> None:
+    with TenantStore(tmp_path / "jobs.db") as tenants:
+        org = tenants.create_org("Acme")
+        user = tenants.create_user(org.id, "Ann")
+        first = tenants.create_token(user.id, ["reports"], name="ci")
+        second = tenants.create_token(user.id, ["settings"], name="laptop")
+        assert [(t.id, t.name) for t in tenants.tokens(user.id)] == [
+            (first.id, "ci"),
+            (second.id, "laptop"),
+        ]
+        tenants.revoke_token(first.id)
+        with pytest.raises(Unauthorized):
+            tenants.authenticate(first.token)
+        assert tenants.authenticate(second.token).permissions == ["settings"]
+        with pytest.raises(InvalidRequest, match="token_id"):
+            tenants.revoke_token("abc")  # too short to name one token
