@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -18,9 +19,9 @@ from exportd.config import Settings
 from exportd.engine.service import Engine
 from exportd.engine.tenants import Caller, TenantStore
 from exportd.errors import Unauthorized
-from exportd.http.downloads import signer_for
+from exportd.http.downloads import FileLink, signer_for
 from exportd.http.sync import SyncExports
-from exportd.messages import FileInfo, RequestFields
+from exportd.messages import FileInfo, JobSnapshot, RequestFields
 from exportd.plugins.manager import Plugins
 from exportd.workers.workarea import WorkArea
 
@@ -56,6 +57,12 @@ class HttpApi:
     async def export_now(self, request: RequestFields) -> File:
         """Run a small export here and answer with its file (see :mod:`exportd.http.sync`)."""
         return await self.sync_exports.answer(request)
+
+    def file_links(self, request: AnyConnection, job: JobSnapshot) -> list[FileLink]:
+        """Signed download URLs of ``job``'s files, at the URL ``request`` came to,
+        working for ``http.url_lifetime``."""
+        lifetime = timedelta(seconds=self.settings.http.url_lifetime)
+        return self.signer.links(job, self.base_url(request), lifetime=lifetime)
 
     def file_answer(self, file: FileInfo) -> Stream:
         """An answer streaming a stored file, with its type, length and name."""
@@ -96,7 +103,7 @@ class HttpApi:
             raise Unauthorized("X-User-Id does not match the token's user")
         return caller
 
-    def base_url(self, request: AnyRequest) -> str:
+    def base_url(self, request: AnyConnection) -> str:
         """The API's base URL for absolute links, without a trailing slash."""
         configured = self.settings.http.public_url
         return (configured or str(request.base_url)).rstrip("/")

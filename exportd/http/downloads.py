@@ -63,8 +63,8 @@ class Signer:
     def links(
         self, job: JobSnapshot, base_url: str, *, lifetime: timedelta, now: datetime | None = None
     ) -> list[FileLink]:
-        """A signed URL for each file a job has now (none unless it is done), working
-        for ``lifetime`` but never past the job's ``expires_at``."""
+        """A signed URL for each file a job has now (none unless it is done and its
+        ``expires_at`` is to come), working for ``lifetime`` but never past it."""
         if job.status != "done":
             return []
         moment = now or datetime.now(UTC)
@@ -72,6 +72,8 @@ class Signer:
         if job.expires_at is not None:
             until = min(until, job.expires_at)
         expires = int(until.timestamp())
+        if expires <= moment.timestamp():  # the files' time is over; the sweeper is due
+            return []
         links = []
         for part in job.parts:
             if part.file is None:

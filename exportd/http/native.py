@@ -7,7 +7,7 @@ organisation's answer as not found).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -58,12 +58,10 @@ class FileLinks(msgspec.Struct, kw_only=True):
 
 def resource(api: HttpApi, request: AnyRequest, job: JobSnapshot) -> JobResource:
     """``job`` with its URL and file links, for ``request``'s caller."""
-    base = api.base_url(request)
-    lifetime = timedelta(seconds=api.settings.http.url_lifetime)
     return JobResource(
         **msgspec.structs.asdict(job),
-        url=f"{base}/v1/jobs/{job.id}",
-        files=api.signer.links(job, base, lifetime=lifetime),
+        url=f"{api.base_url(request)}/v1/jobs/{job.id}",
+        files=api.file_links(request, job),
     )
 
 

@@ -187,7 +187,7 @@ async def test_download_urls_expire_are_renewed_and_die_with_the_file(server: Se
 async def test_a_url_of_an_expired_job_answers_410_though_the_url_expired_with_it(
     tmp_path: Path, datastore: Path
 ) -> None:
-    lifetime = {"file_lifetime": 0.5, "sweep_interval": 0.1}
+    lifetime = {"file_lifetime": 2.0, "sweep_interval": 0.1}
     async with serving(tmp_path, datastore, engine=lifetime) as server:
         tenant = server.tenant()
         job_id = await created(server, logs(), tenant.headers)

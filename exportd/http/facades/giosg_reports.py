@@ -26,7 +26,7 @@ Error bodies are giosg's (see :mod:`exportd.http.facades.giosg_common`):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -148,11 +148,7 @@ def report_export(api: HttpApi, request: AnyRequest, job: JobSnapshot) -> Report
     params = job.request.params
     logs = params.get("type") == "logs"
     window = parse_window(job.request.interval, job.request.timezone)
-    now = datetime.now(UTC)
-    links = []
-    if job.expires_at is None or job.expires_at > now:
-        lifetime = timedelta(seconds=api.settings.http.url_lifetime)
-        links = api.signer.links(job, api.base_url(request), lifetime=lifetime, now=now)
+    links = api.file_links(request, job)
     return ReportExport(
         id=job.id,
         starting_at=window.start,

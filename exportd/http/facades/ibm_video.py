@@ -168,9 +168,7 @@ def tasks_of(api: HttpApi, request: AnyRequest, job: JobSnapshot, number: int) -
     """The tasks of ``job`` (whose job number is ``number``), one per part."""
     window = parse_window(job.request.interval, job.request.timezone)
     lifetime = timedelta(seconds=api.settings.engine.file_lifetime)
-    links = api.signer.links(
-        job, api.base_url(request), lifetime=timedelta(seconds=api.settings.http.url_lifetime)
-    )
+    links = api.file_links(request, job)
     urls = {link.part: link.url for link in links}
     return [
         QnaTask(
