@@ -8,6 +8,7 @@ interval or time zone, a room that does not exist.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,11 +84,7 @@ class ExportPlan:
             words = [self.request.name]
         else:
             given = self.request.params
-            values = [
-                given[field.encode_name]
-                for field in msgspec.structs.fields(self.params)
-                if field.encode_name in given
-            ]
+            values = [given[name] for name in _encode_names(type(self.params)) if name in given]
             zone = self.window.timezone
             words = [
                 self.source.name,
@@ -118,6 +115,13 @@ class ExportPlan:
         ctx = self.context(batch_size=batch_size)
         part_params = call_plugin(self.source_label, lambda: self.source.parts(self.params, ctx))
         return [_with_params(self, params) for params in part_params]
+
+
+@functools.cache
+def _encode_names(params_type: type[msgspec.Struct]) -> tuple[str, ...]:
+    """The names of a parameters Struct's fields as requests spell them, in order (looked up
+    once per type: msgspec evaluates the annotations each time it is asked)."""
+    return tuple(field.encode_name for field in msgspec.structs.fields(params_type))
 
 
 def _with_params(plan: ExportPlan, params: msgspec.Struct) -> ExportPlan:
