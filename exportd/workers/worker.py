@@ -148,8 +148,11 @@ class TaskRun:
         self.detached = False
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._seq = message.delivery_count * SEQ_PER_DELIVERY
+        # Set by the export's thread, read by the loop's: each is one assignment of an
+        # immutable value, so the thread needs no hop to the loop to report them.
         self._progress = Progress()
-        self._status: PartStatus = "processing"
+        self._written = False
+        self._status_sent: PartStatus = "processing"
         self._unconfirmed: list[asyncio.Future[None]] = []
         self._announced = False
 
@@ -208,7 +211,9 @@ class TaskRun:
         loop = asyncio.get_running_loop()
 
         def on_progress(progress: PipelineProgress) -> None:
-            loop.call_soon_threadsafe(self._set_progress, progress)
+            self._progress = Progress(
+                rows=progress.rows, bytes=progress.bytes, total=progress.total
+            )
 
         def write_and_store() -> FileInfo:
             plan = plan_export(task.request, worker.plugins, worker.settings.data_path)
@@ -222,7 +227,9 @@ class TaskRun:
                     part=task.part,
                     part_count=task.part_count,
                 )
-                loop.call_soon_threadsafe(self._start_upload)
+                self._written = True
+                if self._announced:  # else the next tick, if any, says uploading
+                    loop.call_soon_threadsafe(self._start_upload)
                 worker.storage.store(task.key, path)
             finally:
                 path.unlink(missing_ok=True)  # the storage moved it, or it is no use
@@ -230,16 +237,10 @@ class TaskRun:
 
         return await asyncio.to_thread(write_and_store)
 
-    def _set_progress(self, progress: PipelineProgress) -> None:
-        self._progress = Progress(rows=progress.rows, bytes=progress.bytes, total=progress.total)
-
     def _start_upload(self) -> None:
-        """The file is written: say so now if the task has been announced, else at the
-        next tick (if the storage is still at it then)."""
-        if self._announced:
+        """The file of an announced task is written: say so now."""
+        if self._status_sent != "uploading":
             self._send_soon("uploading")
-        else:
-            self._status = "uploading"
 
     async def _tick(self) -> None:
         """Announce the task, then publish progress when it moved and a heartbeat when it
@@ -252,25 +253,27 @@ class TaskRun:
             now = time.monotonic()
             due_heartbeat = now - last_sent >= settings.heartbeat_interval
             due_detach = not self.detached and now - started >= settings.ack_deadline
-            if not self._announced or self._progress != sent or due_heartbeat or due_detach:
+            status: PartStatus = "uploading" if self._written else "processing"
+            moved = self._progress != sent or status != self._status_sent
+            if not self._announced or moved or due_heartbeat or due_detach:
                 sent = self._progress
                 last_sent = now
                 try:
                     if due_detach:
                         # Shielded: execute() cancels the ticker when the export ends, leaving
                         # the ack to a detach under way, which must not stop half-way.
-                        await asyncio.shield(self._detach())
+                        await asyncio.shield(self._detach(status))
                     else:
-                        await self._send(self._status)
+                        await self._send(status)
                 except BusError as exc:  # one update lost is no reason to stop the heartbeat
                     log.warning("no update sent for task %s: %s", self.task.job_id, exc)
 
-    async def _detach(self) -> None:
+    async def _detach(self, status: PartStatus) -> None:
         """Say the task is detached, then acknowledge it (see the module docstring); if that
         fails, the next tick tries again."""
         self.detached = True
         try:
-            await self._send(self._status)
+            await self._send(status)
             await self.message.ack()
         except BusError:
             self.detached = False
@@ -296,7 +299,7 @@ class TaskRun:
         self, status: PartStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None
     ) -> StatusUpdate:
         self._seq += 1
-        self._status = status
+        self._status_sent = status
         self._announced = True
         return StatusUpdate(
             job_id=self.task.job_id,

@@ -113,6 +113,19 @@ async def test_a_quick_export_reports_its_outcome_only_a_longer_one_every_status
     ]
 
 
+async def test_an_export_written_before_the_first_tick_is_announced_uploading_if_storing_lasts(
+    home: Path,
+) -> None:
+    settings = settings_in(home, storage="slow", worker={"progress_interval": 0.1})
+    async with running(LocalBus(), settings, plugins=toy_plugins_in(home)) as runtime:
+        job = await runtime.submit(**count_request(rows=3))
+        done = await runtime.events.wait_for(job.id, "job.done")
+    changes = [event.type for event in runtime.events.of(job.id)]
+    assert changes == ["job.created", "job.uploading", "job.done"]
+    assert done.job is not None and done.job.parts[0].file is not None
+    assert (home / "files" / done.job.parts[0].file.key).is_file()
+
+
 async def test_a_failed_job_restarts_as_a_new_attempt(home: Path) -> None:
     async with running(LocalBus(), settings_in(home), plugins=toy_plugins_in(home)) as runtime:
         job = await runtime.submit(**count_request(rows=20, explode_at=5))

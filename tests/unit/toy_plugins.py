@@ -18,9 +18,12 @@ from exportd import (
     InvalidRequest,
     ReadContext,
     RowWriter,
+    Settings,
     Source,
+    Storage,
     hookimpl,
 )
+from exportd.plugins.storages.local import LocalStorage
 
 
 class CountParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -115,6 +118,18 @@ class LinesFormat(Format[LinesOptions]):
         return LinesWriter(file, columns, options.separator)
 
 
+class SlowStorage(LocalStorage):
+    """The local storage, taking ``STORE_SECONDS`` to take each file: a slow upload."""
+
+    name = "slow"
+    description = "local, slowly"
+    STORE_SECONDS = 0.5
+
+    def store(self, key: str, path: Path) -> None:
+        time.sleep(self.STORE_SECONDS)
+        super().store(key, path)
+
+
 @hookimpl
 def exportd_sources() -> list[Source[Any]]:
     return [CountSource()]
@@ -123,3 +138,8 @@ def exportd_sources() -> list[Source[Any]]:
 @hookimpl
 def exportd_formats() -> list[Format[Any]]:
     return [LinesFormat()]
+
+
+@hookimpl
+def exportd_storages(settings: Settings) -> list[Storage]:
+    return [SlowStorage(settings.files_path)]
