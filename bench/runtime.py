@@ -423,6 +423,7 @@ class Results(msgspec.Struct):
 
     exportd: list[float]
     baseline: list[float]
+    baseline_warm: list[float]
     floor: list[float]
     export: list[float]
     exportd_rate: float
@@ -532,6 +533,9 @@ async def measure(
             exportd.append(turn.job)
             alone.append(turn.export)
             sent.append(turn.job_sent)
+    baseline_warm = [
+        (await latency(bench.ping, bench.pongs, key))[1] for key in keys("warm-ping", args.jobs)
+    ]
     with crew.counting("baseline, all at once", args.burst):
         baseline_rate = await throughput(bench.ping, bench.pongs, keys("many", args.burst))
     with crew.counting("floor, all at once", args.burst):
@@ -542,6 +546,7 @@ async def measure(
     return Results(
         exportd,
         baseline,
+        baseline_warm,
         floor,
         alone,
         exportd_rate,
@@ -568,6 +573,7 @@ def report(args: argparse.Namespace, results: Results) -> bool:
         ("overhead p50 ms", overhead, p(base, 50), P50_TARGET),
         ("  of it the floor", p(floor, 50), p(base, 50), None),
         ("  of it exportd's own", overhead - p(floor, 50), p(base, 50), None),
+        ("overhead / warm ping", overhead, p(results.baseline_warm, 50), None),
         (
             f"{args.burst} jobs, ms/job",
             1000 / results.exportd_rate,
@@ -604,7 +610,8 @@ def report(args: argparse.Namespace, results: Results) -> bool:
     )
     print(
         "ratio: time per job over the baseline's; overhead: latency less export; the floor:\n"
-        "bare aio-pika along exportd's four hops (request, quorum task, status, event)"
+        "bare aio-pika along exportd's four hops (request, quorum task, status, event); the\n"
+        "warm baseline: pings back to back, each echo woken 2 round trips after the last"
     )
     print(f"\nwhere a job's time goes, from its events' arrival ({args.jobs} jobs, ms):")
     print(ROW.format("", "p50", "p99", "", "", ""))
