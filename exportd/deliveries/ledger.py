@@ -3,7 +3,8 @@
 A delivery is recorded as ``pending`` before it is tried and marked ``sent``
 only once its method returned, so a process that stops mid-way finds it again
 at its next start.  ``given_up`` ones are those whose method said retrying
-cannot help, or whose job lost its files first.
+cannot help, or whose job lost its files first.  Closed ones are kept only
+until their jobs' files are long gone (:meth:`Ledger.prune`).
 """
 
 from __future__ import annotations
@@ -111,6 +112,13 @@ class Ledger:
             "WHERE job_id = ? AND attempt = ?",
             [outcome, error, time.time(), pending.job_id, pending.attempt],
         )
+
+    def prune(self, before: float) -> int:
+        """Forget the deliveries closed (sent or given up) before ``before``; how many."""
+        cursor = self._db.execute(
+            "DELETE FROM deliveries WHERE status != 'pending' AND updated_at < ?", [before]
+        )
+        return cursor.rowcount
 
     def status(self, job_id: str, attempt: int) -> str | None:
         """``pending``, ``sent`` or ``given_up``; None if no delivery is recorded."""

@@ -41,6 +41,11 @@ LEDGER_FILE = "deliveries.db"
 DONE_EVENTS = "*.*.done"
 """The events exchange's routing-key pattern of finished jobs."""
 CATCH_UP_PAGE = 200
+PRUNE_INTERVAL = 3600.0
+"""Seconds between two prunings of the ledger."""
+KEEP_AFTER_EXPIRY = 86400.0
+"""Seconds a closed delivery stays in the ledger after its job's files expired.  Until
+the expiry sweeper has run, a done job could otherwise be caught up (and sent) again."""
 
 
 class DeliveryService:
@@ -54,24 +59,35 @@ class DeliveryService:
         self.signer = signer_for(settings)
         self.base_url = settings.http.public_url.rstrip("/") or None
         self.link_lifetime = timedelta(seconds=settings.engine.file_lifetime)
+        self.keep_closed = settings.engine.file_lifetime + KEEP_AFTER_EXPIRY
         self.ledger = Ledger(settings.home_path / LEDGER_FILE)
         self._wake = asyncio.Event()
         self._stopping = False
+        self._prune_at = 0.0
 
     async def run(self) -> None:
         """Make due deliveries, one at a time, until :meth:`stop`; a delivery in hand
-        is finished first."""
+        is finished first.  Now and then, forget the deliveries closed long ago."""
         while not self._stopping:
-            pending = self.ledger.due(time.time())
+            now = time.time()
+            if now >= self._prune_at:
+                self._prune(now)
+            pending = self.ledger.due(now)
             if pending is not None:
                 await self._deliver(pending)
                 continue
             self._wake.clear()
             next_at = self.ledger.next_at()
-            delay = None if next_at is None else max(0.0, next_at - time.time())
+            wake_at = self._prune_at if next_at is None else min(next_at, self._prune_at)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout(max(0.0, wake_at - time.time())):
                     await self._wake.wait()
+
+    def _prune(self, now: float) -> None:
+        pruned = self.ledger.prune(now - self.keep_closed)
+        if pruned:
+            log.info("forgot %d delivery record(s) closed over %g s ago", pruned, self.keep_closed)
+        self._prune_at = now + PRUNE_INTERVAL
 
     def stop(self) -> None:
         """Have :meth:`run` return once the delivery in hand, if any, is made."""

@@ -11,6 +11,8 @@ import email
 import email.policy
 import hashlib
 import socket
+import sqlite3
+import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -23,7 +25,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from exportd.cli.serve import embedded
 from exportd.config.loading import load_settings
 from exportd.deliveries.ledger import Ledger
-from exportd.deliveries.service import LEDGER_FILE
+from exportd.deliveries.service import KEEP_AFTER_EXPIRY, LEDGER_FILE
 from exportd.errors import ConfigError, InvalidRequest
 from exportd.messages import Delivery, JobSnapshot
 from exportd.plugins.manager import Plugins
@@ -227,6 +229,29 @@ async def test_a_delivery_cut_short_by_a_stop_is_made_at_the_next_start(
         controller.stop()
     assert message["Message-ID"] == f"<{job.id}.{job.attempt}@exportd>"
     assert len(handler.received) == 1
+
+
+async def test_a_closed_delivery_is_forgotten_once_its_files_are_long_gone_and_not_sent_again(
+    tmp_path: Path, datastore: Path, inbox: Inbox, inbox_port: int
+) -> None:
+    async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+        job = await finished(server, emailed_logs(["ann@example.com"]))
+        await inbox.wait()
+        settings = server.settings
+    ledger = Ledger(tmp_path / LEDGER_FILE)
+    assert ledger.status(job.id, job.attempt) == "sent"
+    # Time passes: the delivery was closed longer ago than the ledger keeps it.
+    long_ago = time.time() - settings.engine.file_lifetime - KEEP_AFTER_EXPIRY - 60
+    with sqlite3.connect(tmp_path / LEDGER_FILE) as db:
+        db.execute("UPDATE deliveries SET updated_at = ?", [long_ago])
+
+    async with embedded(settings, Plugins(settings=settings)):
+        async with asyncio.timeout(10):
+            while ledger.status(job.id, job.attempt) is not None:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+    ledger.close()
+    assert len(inbox.received) == 1
 
 
 async def test_a_job_without_email_delivery_sends_nothing(
