@@ -148,13 +148,16 @@ class TaskRun:
         self.detached = False
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._seq = message.delivery_count * SEQ_PER_DELIVERY
-        # Set by the export's thread, read by the loop's: each is one assignment of an
-        # immutable value, so the thread needs no hop to the loop to report them.
+        # The export's thread reports by setting _progress and _written, which the ticker
+        # reads every progress_interval: each is one assignment of an object made before
+        # and never changed after, so the loop sees the old value or the new one.
         self._progress = Progress()
         self._written = False
-        self._status_sent: PartStatus = "processing"
-        self._unconfirmed: list[asyncio.Future[None]] = []
         self._announced = False
+        # The last update made (sent, or on its way): its status and progress.
+        self._reported: PartStatus = "processing"
+        self._reported_progress = Progress()
+        self._unconfirmed: list[asyncio.Future[None]] = []
 
     async def execute(self) -> None:
         """Run the export and report it; settle the message once the outcome is confirmed."""
@@ -228,7 +231,10 @@ class TaskRun:
                     part_count=task.part_count,
                 )
                 self._written = True
-                if self._announced:  # else the next tick, if any, says uploading
+                # Read after _written is set, as the ticker sets _announced before it reads
+                # _written: either the ticker sees the file written, or this sees the task
+                # announced and says uploading at once.
+                if self._announced:
                     loop.call_soon_threadsafe(self._start_upload)
                 worker.storage.store(task.key, path)
             finally:
@@ -239,41 +245,46 @@ class TaskRun:
 
     def _start_upload(self) -> None:
         """The file of an announced task is written: say so now."""
-        if self._status_sent != "uploading":
+        if self._reported != "uploading":
             self._send_soon("uploading")
+
+    def _status_now(self) -> PartStatus:
+        """What the export is at: writing the file, or handing it to the storage."""
+        return "uploading" if self._written else "processing"
 
     async def _tick(self) -> None:
         """Announce the task, then publish progress when it moved and a heartbeat when it
         did not; detach when due."""
         settings = self.worker.settings.worker
         started = last_sent = time.monotonic()
-        sent = self._progress
         while True:
             await asyncio.sleep(settings.progress_interval)
             now = time.monotonic()
             due_heartbeat = now - last_sent >= settings.heartbeat_interval
             due_detach = not self.detached and now - started >= settings.ack_deadline
-            status: PartStatus = "uploading" if self._written else "processing"
-            moved = self._progress != sent or status != self._status_sent
-            if not self._announced or moved or due_heartbeat or due_detach:
-                sent = self._progress
+            first = not self._announced
+            self._announced = True  # before _written is read: see _export
+            moved = (
+                self._progress != self._reported_progress or self._status_now() != self._reported
+            )
+            if first or moved or due_heartbeat or due_detach:
                 last_sent = now
                 try:
                     if due_detach:
                         # Shielded: execute() cancels the ticker when the export ends, leaving
                         # the ack to a detach under way, which must not stop half-way.
-                        await asyncio.shield(self._detach(status))
+                        await asyncio.shield(self._detach())
                     else:
-                        await self._send(status)
+                        await self._send(self._status_now())
                 except BusError as exc:  # one update lost is no reason to stop the heartbeat
                     log.warning("no update sent for task %s: %s", self.task.job_id, exc)
 
-    async def _detach(self, status: PartStatus) -> None:
+    async def _detach(self) -> None:
         """Say the task is detached, then acknowledge it (see the module docstring); if that
         fails, the next tick tries again."""
         self.detached = True
         try:
-            await self._send(status)
+            await self._send(self._status_now())
             await self.message.ack()
         except BusError:
             self.detached = False
@@ -299,7 +310,7 @@ class TaskRun:
         self, status: PartStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None
     ) -> StatusUpdate:
         self._seq += 1
-        self._status_sent = status
+        self._reported, self._reported_progress = status, self._progress
         self._announced = True
         return StatusUpdate(
             job_id=self.task.job_id,
@@ -307,7 +318,7 @@ class TaskRun:
             attempt=self.task.attempt,
             seq=self._seq,
             status=status,
-            progress=self._progress,
+            progress=self._reported_progress,
             file=file,
             error=error,
             worker=self.worker.name,
