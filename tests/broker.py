@@ -69,6 +69,15 @@ async def delete_topology(url: str, topology: Topology) -> None:
             await channel.exchange_delete(exchange.name)
 
 
+def close_all_connections() -> int:
+    """Have the broker close every client's connection (``rabbitmqctl
+    close_all_connections``): not only this test's, so run no other client of this
+    broker meanwhile.  Returns how many there were."""
+    table = _rabbitmqctl("list_connections", "--no-table-headers", "pid")
+    _rabbitmqctl("close_all_connections", "closed by a test")
+    return len(table.split())
+
+
 def close_connections_named(name: str) -> int:
     """Have the broker close every connection whose client calls itself ``name``
     (as ``rabbitmqctl close_all_connections`` would, sparing other clients).
