@@ -659,7 +659,7 @@ def main() -> None:
         f"python {sys.version.split()[0]}, aio-pika {aio_pika.__version__}"
     )
     print(
-        f"{WORKERS} workers (echoes) x {args.concurrency} task(s); "
+        f"{WORKERS} workers (echoes, hops) x {args.concurrency} task(s); "
         f"jobs: rooms logs, {ROWS} rows, csv; latency over {args.jobs} jobs one at a time, "
         f"throughput of {args.burst} at once"
     )
