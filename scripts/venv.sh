@@ -1,4 +1,5 @@
-# Sourced by the other scripts: make sure .venv exists, made by Python 3.11 or newer.
+# Sourced by the other scripts: make sure .venv exists, made by Python 3.11 or newer,
+# and install what exportd's own runs use from the lock.
 
 ensure_venv() {
     if [[ -x .venv/bin/python ]]; then
@@ -15,4 +16,12 @@ ensure_venv() {
     done
     echo "exportd needs Python 3.11 or newer as python3, python3.11, python3.12 or python3.13" >&2
     exit 1
+}
+
+# Every dependency at the version and hash requirements.lock pins (exportd's, its
+# tests' and the project's tools: tox, ruff, mypy, uv), then exportd itself, editable.
+install_locked() {
+    local pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+    "${pip[@]}" --require-hashes --requirement requirements.lock
+    "${pip[@]}" --no-deps --editable .
 }

@@ -8,7 +8,9 @@ import contextlib
 import logging
 import math
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import msgspec
 import uvicorn
@@ -17,6 +19,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from exportd.bus.local import LocalBus
 from exportd.config import Settings
 from exportd.engine.service import Engine
 from exportd.errors import ConfigError, InvalidRequest
@@ -72,6 +75,23 @@ def build_app(api: HttpApi) -> Litestar:
     )
     app.state.api = api
     return app
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI document the HTTP API serves at ``/v1/openapi/openapi.json``, with the
+    routes of the built-in plugins only (what ``docs/schemas/openapi.json`` ships).
+
+    It is built from an application over a scratch home, so nothing of ``settings.home``
+    is opened or changed.
+    """
+    with tempfile.TemporaryDirectory(prefix="exportd-openapi-") as home:
+        scratch = msgspec.structs.replace(settings, home=home)
+        plugins = Plugins(settings=scratch, entry_points=False)
+        api = HttpApi(Engine(LocalBus(), plugins, scratch), plugins, scratch)
+        try:
+            return build_app(api).openapi_schema.to_schema()
+        finally:
+            api.close()
 
 
 def parse_listen(value: str, field: str = "--http") -> tuple[str, int]:

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import hashlib
 import io
+import json
 import socket
 import time
 from datetime import UTC, datetime, timedelta
@@ -337,6 +338,8 @@ async def test_health_readiness_and_the_openapi_document(server: Server) -> None
     document = (await server.http.get("/v1/openapi/openapi.json")).json()
     assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/exports"} <= set(document["paths"])
     assert "ExportRequest" in document["components"]["schemas"]
+    shipped = Path(__file__).parent.parent.parent / "docs" / "schemas" / "openapi.json"
+    assert document == json.loads(shipped.read_text()), "exportd schema --write docs/schemas"
 
 
 async def test_readyz_answers_503_while_the_engine_does_not_run(

@@ -1,7 +1,10 @@
-"""The JSON Schemas of the wire messages: shipped up to date, and true to the Structs.
+"""The JSON Schemas of the wire messages and the OpenAPI document: shipped up to date,
+and true to the Structs.
 
-A real JSON Schema validator (jsonschema) checks messages that exportd encodes,
-as a producer or subscriber in another language would.
+The shipped files are what the locked versions (requirements.lock) generate: a refresh
+of the lock that changes them fails here, naming the command that regenerates them.
+A real JSON Schema validator (jsonschema) checks messages that exportd encodes, as a
+producer or subscriber in another language would.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import msgspec
 import pytest
 
 from exportd.cli import main
+from exportd.cli.schema import generated_documents
+from exportd.config import Settings
 from exportd.errors import ErrorBody, FieldError
 from exportd.messages import (
     CancelSignal,
@@ -70,10 +75,27 @@ EXAMPLES: list[msgspec.Struct] = [
 ]
 
 
-@pytest.mark.parametrize("name", MESSAGES)
-def test_the_shipped_schema_is_the_generated_one(name: str) -> None:
-    shipped = json.loads((SHIPPED / f"{name}.json").read_text())
-    assert shipped == message_schema(name), f"run: exportd schema {name} > docs/schemas/{name}.json"
+REGENERATE = "docs/schemas is out of date; regenerate it: exportd schema --write docs/schemas"
+
+
+@pytest.fixture(scope="module")
+def generated() -> dict[str, dict[str, Any]]:
+    """What ``exportd schema --write`` writes, by file name."""
+    return generated_documents(Settings())
+
+
+def test_the_shipped_files_are_the_generated_ones(generated: dict[str, dict[str, Any]]) -> None:
+    shipped = {path.name: json.loads(path.read_text()) for path in SHIPPED.glob("*.json")}
+    assert set(shipped) == set(generated), REGENERATE
+    for name, document in generated.items():
+        assert shipped[name] == document, f"{name}: {REGENERATE}"
+
+
+def test_schema_write_writes_the_files_it_checks(tmp_path: Path) -> None:
+    assert main(["schema", "--write", str(tmp_path)]) == 0
+    for path in tmp_path.iterdir():
+        assert path.read_bytes() == (SHIPPED / path.name).read_bytes(), REGENERATE
+    assert {path.name for path in tmp_path.iterdir()} == {p.name for p in SHIPPED.iterdir()}
 
 
 @pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: type(m).__name__)
@@ -102,3 +124,5 @@ def test_the_schema_command_prints_them(capsys: pytest.CaptureFixture[str]) -> N
     assert json.loads(capsys.readouterr().out) == message_schema("CancelSignal")
     assert main(["schema"]) == 0
     assert set(json.loads(capsys.readouterr().out)) == set(MESSAGES)
+    assert main(["schema", "--openapi"]) == 0
+    assert json.loads(capsys.readouterr().out)["openapi"].startswith("3.")
