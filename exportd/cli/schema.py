@@ -19,7 +19,12 @@ def add_parser(commands: Any) -> None:
         description="Print the JSON Schema (draft 2020-12) of one wire message, or of all "
         "of them as one object keyed by name.",
     )
-    parser.add_argument("message", nargs="?", choices=list(MESSAGES), help="one message")
+    parser.add_argument(
+        "message",
+        nargs="?",
+        choices=list(MESSAGES),
+        help="the message whose schema to print (default: all of them)",
+    )
     parser.set_defaults(run=run)
 
 
