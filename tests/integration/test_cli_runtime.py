@@ -325,8 +325,8 @@ BAD_COMMANDS = [
     (["jobs", "list", "--broker", UNREACHABLE], "cannot reach the broker at "),
     (["export", *ROOM_LOGS, "--broker", UNREACHABLE], "cannot reach the broker at "),
     (["jobs", "show", "x", "--broker", "http://host/"], "--broker: expected amqp://"),
-    (["worker", "--concurrency", "0"], "--concurrency: Expected `int` >= 1"),
-    (["serve", "--workers", "300"], "--workers: Expected `int` <= 256"),
+    (["worker", "--concurrency", "0"], "--concurrency: must be at least 1"),
+    (["serve", "--workers", "300"], "--workers: must be at most 256"),
 ]
 
 

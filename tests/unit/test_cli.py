@@ -487,7 +487,7 @@ def test_configuration_errors_end_in_one_line(
     assert run("plugins")[::2] == (
         1,
         "exportd: error: configuration key 'batch_size' (EXPORTD_BATCH_SIZE): "
-        "Expected `int` >= 1\n",
+        "must be at least 1\n",
     )
     monkeypatch.delenv("EXPORTD_BATCH_SIZE")
     (tmp_path / "exportd.toml").write_text('hom = "typo"\n')
