@@ -249,10 +249,16 @@ def empty_note(window: Window, data: tuple[datetime, datetime] | None) -> str:
 
 
 def copy_to_stdout(path: Path) -> None:
-    """The finished file ``path``, written to standard output as it is."""
-    with path.open("rb") as file:
-        shutil.copyfileobj(file, sys.stdout.buffer, COPY_CHUNK)
-    sys.stdout.buffer.flush()
+    """The finished file ``path``, written to standard output as it is; an error if the
+    reader goes away first (``exportd export ... -o - | head``)."""
+    try:
+        with path.open("rb") as file:
+            shutil.copyfileobj(file, sys.stdout.buffer, COPY_CHUNK)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        # What is left in the buffer can go nowhere: spare Python's flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise ExportFailed("standard output was closed before the whole file was written") from None
 
 
 def report(

@@ -384,6 +384,21 @@ def test_dash_o_dash_writes_the_file_to_stdout_and_the_summary_to_stderr(
     assert [(file["path"], file["sha256"]) for file in described] == [(None, digest)]
 
 
+def test_a_reader_that_leaves_early_ends_the_export_in_one_line(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [str(BIN / "exportd"), "export", "weather", "-p", "city=Lisbon", "-p", "every_minutes=1",
+         "--start", "2024-01-01", "--end", "2024-03-01", "-o", "-"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment(tmp_path),
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(100).startswith(b"time,city,")
+    process.stdout.close()  # like head -c 100: the rest (megabytes) has nowhere to go
+    assert process.wait(timeout=60) == 1
+    assert process.stderr.read() == (
+        b"exportd: error: standard output was closed before the whole file was written\n"
+    )
+
+
 def test_the_default_interval_is_the_30_days_up_to_the_end_of_today(
     run: Run, tmp_path: Path
 ) -> None:
@@ -486,8 +501,7 @@ def test_configuration_errors_end_in_one_line(
     monkeypatch.setenv("EXPORTD_BATCH_SIZE", "0")
     assert run("plugins")[::2] == (
         1,
-        "exportd: error: configuration key 'batch_size' (EXPORTD_BATCH_SIZE): "
-        "must be at least 1\n",
+        "exportd: error: configuration key 'batch_size' (EXPORTD_BATCH_SIZE): must be at least 1\n",
     )
     monkeypatch.delenv("EXPORTD_BATCH_SIZE")
     (tmp_path / "exportd.toml").write_text('hom = "typo"\n')
