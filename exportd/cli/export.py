@@ -25,7 +25,7 @@ from exportd.errors import ExportFailed, InvalidRequest
 from exportd.messages import ExportRequest, FileInfo
 from exportd.plan import ExportPlan, part_names, plan_export
 from exportd.plugins.api import Window
-from exportd.plugins.manager import load_plugins
+from exportd.plugins.manager import Plugins, load_plugins
 from exportd.validation import convert
 from exportd.window import parse_timezone
 from exportd.workers.pipeline import run_export
@@ -181,14 +181,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.broker is None:
             files = export_here(request, plugins, settings, targets)
         else:
-            settings = with_broker(settings, args.broker)
-            storage = plugins.storage(settings.storage)
-            exported = remote.run_job(settings, request, sys.stderr)
-            paths = targets(exported[0].name, len(exported))
-            made = make_all(
-                paths, lambda number, target: remote.fetch(storage, exported[number], target)
-            )
-            files = list(zip(paths, made, strict=True))
+            files = export_remotely(request, plugins, with_broker(settings, args.broker), targets)
         if args.output == STDOUT:
             copy_to_stdout(files[0][0])
     summary = sys.stderr if args.output == STDOUT else sys.stdout
@@ -196,11 +189,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+Targets = Callable[[str, int], list[Path]]
+"""Where the files of an export go, given the name of its file and its part count."""
+
+
 def export_here(
-    request: ExportRequest,
-    plugins: Any,
-    settings: Settings,
-    targets: Callable[[str, int], list[Path]],
+    request: ExportRequest, plugins: Plugins, settings: Settings, targets: Targets
 ) -> list[tuple[Path, FileInfo]]:
     """Plan and write every part here, into ``targets(name, count)``; say so on stderr
     when the window matched no rows."""
@@ -211,6 +205,18 @@ def export_here(
     if not any(info.rows for _, info in files):
         print(f"exportd: {empty_note(plan.window, plan.data_range())}", file=sys.stderr)
     return files
+
+
+def export_remotely(
+    request: ExportRequest, plugins: Plugins, settings: Settings, targets: Targets
+) -> list[tuple[Path, FileInfo]]:
+    """Have the engine at ``settings.broker`` run the export, then copy each file out of
+    the storage into ``targets(name, count)``."""
+    storage = plugins.storage(settings.storage)
+    exported = remote.run_job(settings, request, sys.stderr)
+    paths = targets(exported[0].name, len(exported))
+    made = make_all(paths, lambda number, target: remote.fetch(storage, exported[number], target))
+    return list(zip(paths, made, strict=True))
 
 
 def source_date(environ: Mapping[str, str]) -> datetime | None:
