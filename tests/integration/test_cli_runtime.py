@@ -285,6 +285,8 @@ def test_an_export_through_the_engine_gives_the_files_of_a_local_export(
     engine = deployment.engine()
     worker = deployment.worker()
 
+    for folder in ("remote", "local"):
+        (deployment.home / folder).mkdir()  # -o FOLDER/ must exist
     remote = deployment.run("export", *source, "--broker", broker_url, "-o", "remote/")
     local = deployment.run("export", *source, "-o", "local/")
 
