@@ -54,8 +54,8 @@ parts cannot use: give -o FOLDER/ for it.
 The times a file records (json's generated_at, xlsx's created and modified)
 are SOURCE_DATE_EPOCH when it is set (seconds since 1970), else now; with
 --broker, the job's creation time: so that the same export gives the same
-bytes.  A window that matches no rows writes an
-empty file and says so on stderr, with where the data is if the source knows.
+bytes.  A window that matches no rows writes an empty file and says so on
+stderr, with where the data is if the source knows.
 
 With --broker URL the export runs on the workers of a running engine (exportd
 engine, exportd worker); the files are then copied out of the storage, which
