@@ -107,6 +107,9 @@ class ExportTask(msgspec.Struct, kw_only=True):
     """The validated request, with this part's own ``params``."""
     key: str
     """Where the storage is to keep the part's file."""
+    created_at: datetime | None = None
+    """When the job was made: the time its files record, so that every run of the job
+    writes the same bytes (``None`` from an engine that predates it: the time of the run)."""
 
 
 class StatusUpdate(msgspec.Struct, kw_only=True):

@@ -42,6 +42,8 @@ class ExportPlan:
     window: Window
     data_path: Path
     columns: tuple[Column, ...] = field(default=())
+    generated_at: datetime | None = None
+    """The time the file records as its making (see :class:`ExportInfo`); ``None``: now."""
 
     def context(
         self,
@@ -107,8 +109,14 @@ class ExportPlan:
             params=msgspec.to_builtins(self.params),
             window=self.window,
             columns=self.columns,
-            generated_at=datetime.now(UTC),
+            generated_at=self.generated_at or datetime.now(UTC),
         )
+
+    def data_range(self) -> tuple[datetime, datetime] | None:
+        """When the source's data for these parameters begins and ends, if it says
+        (:meth:`Source.time_range <exportd.Source.time_range>`)."""
+        ctx = self.context(batch_size=1)
+        return call_plugin(self.source_label, lambda: self.source.time_range(self.params, ctx))
 
     def parts(self, batch_size: int) -> list[ExportPlan]:
         """One plan per independent part of this export (usually just itself)."""
@@ -126,20 +134,26 @@ def _encode_names(params_type: type[msgspec.Struct]) -> tuple[str, ...]:
 
 def _with_params(plan: ExportPlan, params: msgspec.Struct) -> ExportPlan:
     """``plan`` for these parameters (and the columns they give)."""
-    return ExportPlan(
+    return dataclasses.replace(
+        plan,
         request=msgspec.structs.replace(plan.request, params=msgspec.to_builtins(params)),
-        source=plan.source,
-        format=plan.format,
         params=params,
-        options=plan.options,
-        window=plan.window,
-        data_path=plan.data_path,
         columns=call_plugin(plan.source_label, lambda: tuple(plan.source.columns(params))),
     )
 
 
-def plan_export(request: RequestFields, plugins: Plugins, data_path: Path) -> ExportPlan:
-    """Validate ``request`` and resolve its plugins, or raise one error listing every fault."""
+def plan_export(
+    request: RequestFields,
+    plugins: Plugins,
+    data_path: Path,
+    *,
+    generated_at: datetime | None = None,
+) -> ExportPlan:
+    """Validate ``request`` and resolve its plugins, or raise one error listing every fault.
+
+    ``generated_at`` is the time the files record as their making: a job's creation
+    time, so that every run of the job writes the same bytes; ``None`` for now.
+    """
     failures: list[ExportError] = []
 
     def attempt(step: Callable[[], Any]) -> Any:
@@ -167,6 +181,7 @@ def plan_export(request: RequestFields, plugins: Plugins, data_path: Path) -> Ex
         options=options,
         window=window,
         data_path=data_path,
+        generated_at=generated_at,
     )
     ctx = plan.context(batch_size=1)
     call_plugin(plan.source_label, lambda: source.validate(params, ctx))

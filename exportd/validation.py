@@ -1,4 +1,11 @@
-"""Turn msgspec's validation errors into field errors people can act on."""
+"""Turn msgspec's validation errors into field errors people can act on.
+
+msgspec says ``Expected `int`, got `str` - at `$.params.n```; people read
+``params.n: must be an integer, got text 'abc'``.  Given the type that was
+expected and the data that was given, the message lists the values an enum
+allows and shows the value at fault; given msgspec's message alone, it still
+says in words what was expected.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import re
 from typing import Any, TypeVar
 
 import msgspec
+from msgspec import inspect
 
 from exportd.errors import FieldError, InvalidRequest
 
@@ -15,30 +23,76 @@ _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _NAMED = re.compile(
     r"^Object (?P<what>contains unknown|missing required) field `(?P<field>[^`]+)`$"
 )
+_EXPECTED = re.compile(r"^Expected `(?P<kinds>[^`]+)`(?P<rule>.*?)(?:, got `(?P<got>[^`]+)`)?$")
+_ENUM = re.compile(r"^Invalid enum value (?P<value>.+)$", re.DOTALL)
+_STEP = re.compile(r"\.(?P<key>[^.\[]+)|\[(?P<index>\d+|\.\.\.)\]")
+_LENGTH = re.compile(r"^of length (?P<op>>=|<=) (?P<bound>\d+)$")
+_BOUND = re.compile(r"^(?P<op>>=|>|<=|<) (?P<bound>\S+)$")
+
+KIND_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "text",
+    "bool": "true or false",
+    "null": "null",
+    "array": "a list",
+    "object": "an object",
+    "datetime": "a date-time",
+    "date": "a date",
+    "time": "a time",
+    "duration": "a duration",
+    "uuid": "a UUID",
+    "decimal": "a decimal number",
+    "bytes": "base64-encoded bytes",
+}
+BOUND_WORDS = {">=": "at least", ">": "greater than", "<=": "at most", "<": "less than"}
+LENGTH_UNITS = {
+    "str": ("character", "characters"),
+    "array": ("item", "items"),
+    "object": ("entry", "entries"),
+}
+SHOWN_TEXT = 40
+"""Characters of a text value that a message shows."""
+
+_NOTHING: Any = object()
+"""No data given: the message cannot show the value at fault."""
 
 
-def field_error(exc: msgspec.ValidationError | str, prefix: str = "") -> FieldError:
+def field_error(
+    exc: msgspec.ValidationError | str,
+    prefix: str = "",
+    *,
+    type_: Any = None,
+    data: Any = _NOTHING,
+) -> FieldError:
     """The field that ``exc`` (or msgspec's message of it) is about, as a dotted name
-    under ``prefix``."""
+    under ``prefix``, and what is wrong with it in words; ``type_`` (what was expected)
+    and ``data`` (what was given) let the message name the allowed values and the value."""
     match = _AT.match(str(exc))
     assert match is not None  # the pattern matches any text
-    message, path = match["message"], (match["path"] or "").lstrip(".")
+    message, path = match["message"], match["path"] or ""
     named = _NAMED.match(message)
     if named:
-        path = f"{path}.{named['field']}" if path else named["field"]
+        path = f"{path}.{named['field']}"
         message = (
             "unknown field" if named["what"] == "contains unknown" else "required field is missing"
         )
-    name = ".".join(part for part in (prefix, path) if part) or prefix or "body"
+    else:
+        message = _in_words(message, _type_at(type_, path), _value_at(data, path))
+    name = ".".join(part for part in (prefix, path.lstrip(".")) if part) or prefix or "body"
     return FieldError(name=name.replace(".[", "["), message=message)
 
 
 def convert(data: Any, type_: type[T], prefix: str = "", *, strict: bool = True) -> T:
-    """``msgspec.convert`` that raises :class:`InvalidRequest` naming the field."""
+    """``msgspec.convert`` that raises :class:`InvalidRequest` naming the field.
+
+    Its message shows the value at fault only if ``strict``: a lenient conversion
+    may have read the value (text from a variable, say) as something else first.
+    """
     try:
         return msgspec.convert(data, type_, strict=strict)
     except msgspec.ValidationError as exc:
-        error = field_error(exc, prefix)
+        error = field_error(exc, prefix, type_=type_, data=data if strict else _NOTHING)
         raise InvalidRequest(f"invalid value for {error.name}", [error]) from None
 
 
@@ -47,7 +101,124 @@ def decode_json(data: bytes | str, type_: type[T]) -> T:
     try:
         return msgspec.json.decode(data, type=type_)
     except msgspec.ValidationError as exc:
-        error = field_error(exc)
+        error = field_error(exc, type_=type_, data=msgspec.json.decode(data))
         raise InvalidRequest(f"invalid value for {error.name}", [error]) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest.field("body", f"not valid JSON: {exc}") from None
+
+
+def _in_words(message: str, expected: inspect.Type | None, value: Any) -> str:
+    """msgspec's ``message`` about a value (``_NOTHING`` if unknown) said in words."""
+    enum = _ENUM.match(message)
+    if enum:
+        allowed = _allowed(expected)
+        given = enum["value"] if value is _NOTHING else repr(value)
+        return f"must be one of {allowed}; got {given}" if allowed else f"{given} is not allowed"
+    found = _EXPECTED.match(message)
+    if found is None:  # Invalid RFC3339 encoded datetime, say
+        said = message.replace("`", "")
+        return said if value is _NOTHING else f"{said}, got {_shown(value)}"
+    kinds, rule, got = found["kinds"], found["rule"].strip(), found["got"]
+    if got is not None:
+        given = KIND_WORDS.get(got, got) if value is _NOTHING else _shown(value)
+        return f"must be {_kinds(kinds)}, got {given}"
+    said = f"must {_rule(kinds, rule)}"
+    return said if value is _NOTHING else f"{said}, got {_shown(value)}"
+
+
+def _kinds(kinds: str) -> str:
+    """``int | null`` as ``an integer or null``."""
+    words = [KIND_WORDS.get(kind, kind) for kind in kinds.split(" | ")]
+    return " or ".join(words)
+
+
+def _rule(kind: str, rule: str) -> str:
+    """What a value of ``kind`` must be, from msgspec's constraint ``rule``."""
+    length = _LENGTH.match(rule)
+    if length:
+        count = int(length["bound"])
+        one, many = LENGTH_UNITS.get(kind, LENGTH_UNITS["array"])
+        units = f"{count} {one if count == 1 else many}"
+        bound = BOUND_WORDS[length["op"]]
+        return f"be {bound} {units} long" if kind == "str" else f"have {bound} {units}"
+    limit = _BOUND.match(rule)
+    if limit:
+        return f"be {BOUND_WORDS[limit['op']]} {limit['bound']}"
+    if rule.startswith("matching regex "):
+        return f"match the pattern {rule.removeprefix('matching regex ')}"
+    multiple = rule.removeprefix("that's ")  # that's a multiple of N
+    if multiple != rule:
+        return f"be {multiple}"
+    return f"be {_kinds(kind)} {rule}".rstrip()
+
+
+def _shown(value: Any) -> str:
+    """A given value as a message shows it: ``text 'abc'``, ``1.5``, ``true``, ``a list``."""
+    if isinstance(value, str):
+        cut = value if len(value) <= SHOWN_TEXT else value[:SHOWN_TEXT] + "..."
+        return f"text {cut!r}"
+    if isinstance(value, bool) or value is None:
+        return msgspec.json.encode(value).decode()
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "a list" if value else "an empty list"
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def _allowed(expected: inspect.Type | None) -> str:
+    """The values an enum or literal type allows, as ``logs, stats``; ``""`` if unknown."""
+    for option in _options(expected):
+        if isinstance(option, inspect.LiteralType):
+            return ", ".join(str(value) for value in option.values)
+        if isinstance(option, inspect.EnumType):
+            return ", ".join(str(member.value) for member in option.cls)
+    return ""
+
+
+def _type_at(type_: Any, path: str) -> inspect.Type | None:
+    """The type expected at msgspec's ``path`` (``.filters[0].property``) in ``type_``."""
+    if type_ is None:
+        return None
+    expected: inspect.Type | None = inspect.type_info(type_)
+    for step in _STEP.finditer(path):
+        expected = _inner(expected, step["key"], step["index"])
+    return expected
+
+
+def _inner(outer: inspect.Type | None, key: str | None, index: str | None) -> inspect.Type | None:
+    """The type of the field ``key`` or the item ``index`` (``...``: a dict's value) of
+    ``outer``, of the first option of a union that has one."""
+    for option in _options(outer):
+        if key is not None and isinstance(option, inspect.StructType):
+            fields = {field.encode_name: field.type for field in option.fields}
+            if key in fields:
+                return fields[key]
+        elif index == "..." and isinstance(option, inspect.DictType):
+            return option.value_type
+        elif index is not None and isinstance(
+            option,
+            inspect.ListType | inspect.SetType | inspect.FrozenSetType | inspect.VarTupleType,
+        ):
+            return option.item_type
+    return None
+
+
+def _options(expected: inspect.Type | None) -> list[inspect.Type]:
+    """The types a union allows, or the type itself."""
+    if expected is None:
+        return []
+    return list(expected.types) if isinstance(expected, inspect.UnionType) else [expected]
+
+
+def _value_at(data: Any, path: str) -> Any:
+    """The value at msgspec's ``path`` in ``data``, or ``_NOTHING`` if it cannot be told."""
+    for step in _STEP.finditer(path):
+        key, index = step["key"], step["index"]
+        if key is not None and isinstance(data, dict) and key in data:
+            data = data[key]
+        elif index is not None and index != "..." and isinstance(data, list | tuple):
+            data = data[int(index)] if int(index) < len(data) else _NOTHING
+        else:
+            return _NOTHING
+    return data

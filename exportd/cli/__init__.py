@@ -52,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"exportd {__version__}")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        title="commands",
+        metavar="COMMAND",
+        required=True,
+        help="what to do; exportd COMMAND --help describes it",
+    )
     for command in (demo, plugins, export, schema, serve, engine, worker, watch, jobs, tenants):
         command.add_parser(commands)
     return parser
@@ -62,10 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command in ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     try:
         args = build_parser().parse_args(argv)
+        status: int = args.run(args, load_settings())
     except SystemExit as exit_:  # --help, --version or a usage error, already printed
         return int(exit_.code or 0)
-    try:
-        status: int = args.run(args, load_settings())
     except ExportError as exc:
         return fail(describe(exc))
     except (BusError, Timeout) as exc:  # before OSError: Timeout is one

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from exportd.cli.arguments import at_least
 from exportd.config import Settings
 from exportd.data.demo import DemoSummary, generate_demo_data
 
@@ -35,7 +36,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--messages",
-        type=count,
+        type=at_least(0),
         default=100_000,
         metavar="N",
         help="chat messages (default: 100000)",
@@ -56,14 +57,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(describe(summary, seconds))
     return 0
-
-
-def count(text: str) -> int:
-    """A whole number of at least zero."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def describe(summary: DemoSummary, seconds: float) -> str:

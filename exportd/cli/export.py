@@ -4,28 +4,35 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import msgspec
 
 from exportd.cli import remote
+from exportd.cli.arguments import at_least
 from exportd.cli.progress import progress_bar
 from exportd.cli.runtime import add_broker_option, with_broker
 from exportd.cli.text import human_size
 from exportd.config import Settings
-from exportd.errors import InvalidRequest
+from exportd.errors import ExportFailed, InvalidRequest
 from exportd.messages import ExportRequest, FileInfo
 from exportd.plan import ExportPlan, part_names, plan_export
-from exportd.plugins.manager import load_plugins
+from exportd.plugins.api import Window
+from exportd.plugins.manager import Plugins, load_plugins
 from exportd.validation import convert
 from exportd.window import parse_timezone
 from exportd.workers.pipeline import run_export
 
 DEFAULT_DAYS = 30
+STDOUT = "-"
+COPY_CHUNK = 1 << 20
 
 DESCRIPTION = """\
 Export the rows of SOURCE to a file in FORMAT.
@@ -40,7 +47,15 @@ number, -p is_real_conversation=true a boolean, -p 'filters=[...]' a list) and
 as text otherwise; quote a number that must stay text: -p 'id="123"'.
 
 An export that its source splits into parts writes one file per part:
-NAME-part1of3.EXT, NAME-part2of3.EXT, ...
+NAME-part1of3.EXT, NAME-part2of3.EXT, ...  -o - writes the file to standard
+output (once it is complete; the summary goes to stderr), which an export in
+parts cannot use: give -o FOLDER/ for it.
+
+The times a file records (json's generated_at, xlsx's created and modified)
+are SOURCE_DATE_EPOCH when it is set (seconds since 1970), else now; with
+--broker, the job's creation time: so that the same export gives the same
+bytes.  A window that matches no rows writes an empty file and says so on
+stderr, with where the data is if the source knows.
 
 With --broker URL the export runs on the workers of a running engine (exportd
 engine, exportd worker); the files are then copied out of the storage, which
@@ -112,20 +127,39 @@ def add_parser(commands: Any) -> None:
         help="IANA time zone for times without an offset, for days and for the times "
         "written in the file (default: UTC)",
     )
-    parser.add_argument("--limit", type=int, metavar="N", help="write at most N rows per file")
+    parser.add_argument(
+        "--limit", type=at_least(1), metavar="N", help="write at most N rows per file"
+    )
     parser.add_argument(
         "-o",
         "--output",
         metavar="PATH",
-        help="the file to write, or a directory to write into (default: the files folder "
-        "under EXPORTD_HOME, with a name made of the source, the parameters and the interval)",
+        help="the file to write, an existing folder to write into, or - for standard "
+        "output (default: the files folder under EXPORTD_HOME, with a name made of the "
+        "source, the parameters and the interval)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print each file's path, name, rows, size, sha256 and media type as JSON",
     )
     add_broker_option(
         parser,
         help="run the export on the workers of the engine at this RabbitMQ, "
         "amqp://user:password@host:port/vhost, instead of here",
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, parser=parser)
+
+
+class ExportedFile(msgspec.Struct):
+    """A file written, as ``--json`` prints it; ``path`` is null for standard output."""
+
+    path: str | None
+    name: str
+    rows: int
+    size: int
+    sha256: str
+    media_type: str
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -133,23 +167,129 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     ``--broker``), print each file's path, rows, size and hash."""
     request = build_request(args)
     plugins = load_plugins(settings)
-    if args.broker is None:
-        plan = plan_export(request, plugins, settings.data_path)
-        parts = plan.parts(settings.batch_size)
-        targets = output_paths(plan.file_name(), len(parts), args.output, settings.files_path)
-        files = write_parts(parts, targets, settings.batch_size)
-    else:
-        settings = with_broker(settings, args.broker)
-        storage = plugins.storage(settings.storage)
-        exported = remote.run_job(settings, request, sys.stderr)
-        targets = output_paths(exported[0].name, len(exported), args.output, settings.files_path)
-        files = make_all(
-            targets, lambda number, target: remote.fetch(storage, exported[number], target)
-        )
-    for target, info in zip(targets, files, strict=True):
-        print(target)
-        print(f"  {info.rows:,} rows, {human_size(info.size)}, sha256 {info.sha256}")
+    with ExitStack() as spool:
+
+        def targets(name: str, count: int) -> list[Path]:
+            if args.output != STDOUT:
+                return output_paths(name, count, args.output, settings.files_path)
+            if count > 1:
+                args.parser.error(
+                    f"-o -: this export has {count} parts, one file each, and standard "
+                    "output takes one: give -o FOLDER/"
+                )
+            return [Path(spool.enter_context(tempfile.TemporaryDirectory())) / name]
+
+        if args.broker is None:
+            files = export_here(request, plugins, settings, targets)
+        else:
+            files = export_remotely(request, plugins, with_broker(settings, args.broker), targets)
+        if args.output == STDOUT:
+            copy_to_stdout(files[0][0])
+    summary = sys.stderr if args.output == STDOUT else sys.stdout
+    report(files, summary, as_json=args.json, to_stdout=args.output == STDOUT)
     return 0
+
+
+Targets = Callable[[str, int], list[Path]]
+"""Where the files of an export go, given the name of its file and its part count."""
+
+
+def export_here(
+    request: ExportRequest, plugins: Plugins, settings: Settings, targets: Targets
+) -> list[tuple[Path, FileInfo]]:
+    """Plan and write every part here, into ``targets(name, count)``; say so on stderr
+    when the window matched no rows."""
+    plan = plan_export(request, plugins, settings.data_path, generated_at=source_date(os.environ))
+    parts = plan.parts(settings.batch_size)
+    paths = targets(plan.file_name(), len(parts))
+    files = list(zip(paths, write_parts(parts, paths, settings.batch_size), strict=True))
+    if not any(info.rows for _, info in files):
+        print(f"exportd: {empty_note(plan.window, plan.data_range())}", file=sys.stderr)
+    return files
+
+
+def export_remotely(
+    request: ExportRequest, plugins: Plugins, settings: Settings, targets: Targets
+) -> list[tuple[Path, FileInfo]]:
+    """Have the engine at ``settings.broker`` run the export, then copy each file out of
+    the storage into ``targets(name, count)``."""
+    storage = plugins.storage(settings.storage)
+    exported = remote.run_job(settings, request, sys.stderr)
+    paths = targets(exported[0].name, len(exported))
+    made = make_all(paths, lambda number, target: remote.fetch(storage, exported[number], target))
+    return list(zip(paths, made, strict=True))
+
+
+def source_date(environ: Mapping[str, str]) -> datetime | None:
+    """``SOURCE_DATE_EPOCH``, the time the files are to record, if it is set."""
+    text = environ.get("SOURCE_DATE_EPOCH")
+    if not text:
+        return None
+    try:
+        return datetime.fromtimestamp(int(text), UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidRequest.field(
+            "SOURCE_DATE_EPOCH", f"must be a whole number of seconds since 1970, got {text!r}"
+        ) from None
+
+
+def empty_note(window: Window, data: tuple[datetime, datetime] | None) -> str:
+    """That ``window`` matched no rows, and where the ``data`` is, if known, with the
+    ``--start`` and ``--end`` that cover it (in the window's zone)."""
+    zone = window.timezone
+
+    def local(moment: datetime) -> datetime:
+        return moment.astimezone(zone)
+
+    def shown(moment: datetime) -> str:
+        return local(moment).strftime("%Y-%m-%d %H:%M:%S")
+
+    note = f"the window {shown(window.start)} to {shown(window.end)} ({zone.key}) matched no rows"
+    if data is None:
+        return note
+    first, last = data
+    end = local(last).date() + timedelta(days=1)
+    return (
+        f"{note}; the data runs from {shown(first)} to {shown(last)}: "
+        f"try --start {local(first).date()} --end {end}"
+    )
+
+
+def copy_to_stdout(path: Path) -> None:
+    """The finished file ``path``, written to standard output as it is; an error if the
+    reader goes away first (``exportd export ... -o - | head``)."""
+    try:
+        with path.open("rb") as file:
+            shutil.copyfileobj(file, sys.stdout.buffer, COPY_CHUNK)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        # What is left in the buffer can go nowhere: spare Python's flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise ExportFailed("standard output was closed before the whole file was written") from None
+
+
+def report(
+    files: Sequence[tuple[Path, FileInfo]], stream: TextIO, *, as_json: bool, to_stdout: bool
+) -> None:
+    """Each file's path, rows, size and hash on ``stream``: as text, or as JSON."""
+    if as_json:
+        listed = [
+            ExportedFile(
+                path=None if to_stdout else str(path),
+                name=info.name,
+                rows=info.rows,
+                size=info.size,
+                sha256=info.sha256,
+                media_type=info.media_type,
+            )
+            for path, info in files
+        ]
+        print(msgspec.json.encode({"files": listed}).decode(), file=stream)
+        return
+    for path, info in files:
+        print("(standard output)" if to_stdout else path, file=stream)
+        line = f"  {info.rows:,} rows, {human_size(info.size)}, sha256 {info.sha256}"
+        print(line, file=stream)
 
 
 def build_request(args: argparse.Namespace) -> ExportRequest:
@@ -213,13 +353,27 @@ def interval(start: str | None, end: str | None, timezone: str) -> dict[str, str
 
 def output_paths(name: str, count: int, output: str | None, files_path: Path) -> list[Path]:
     """Where each of ``count`` parts goes: ``-o`` (a file or a folder) or the files folder,
-    under ``name`` unless ``-o`` names the file."""
-    if output is None or output.endswith(("/", os.sep)) or Path(output).is_dir():
-        folder = files_path if output is None else Path(output)
-        path = folder / name
+    under ``name`` unless ``-o`` names the file.
+
+    The files folder is made if need be; a folder ``-o`` names must exist.
+    """
+    if output is None:
+        files_path.mkdir(parents=True, exist_ok=True)
+        path = files_path / name
+    elif output.endswith(("/", os.sep)) or Path(output).is_dir():
+        path = existing_folder(Path(output), output) / name
     else:
         path = Path(output)
+        existing_folder(path.parent, output)
     return [path.with_name(part) for part in part_names(path.name, count)]
+
+
+def existing_folder(folder: Path, output: str) -> Path:
+    """``folder``, or an error naming it if it is not an existing folder."""
+    if folder.is_dir():
+        return folder
+    problem = f"{folder} is not a folder" if folder.exists() else f"there is no folder {folder}"
+    raise ExportFailed(f"-o {output}: {problem}")
 
 
 def write_parts(

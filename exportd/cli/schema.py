@@ -26,7 +26,12 @@ def add_parser(commands: Any) -> None:
         "`exportd schema --write docs/schemas` regenerates the shipped copies.",
     )
     shown = parser.add_mutually_exclusive_group()
-    shown.add_argument("message", nargs="?", choices=list(MESSAGES), help="one message")
+    shown.add_argument(
+        "message",
+        nargs="?",
+        choices=list(MESSAGES),
+        help="the message whose schema to print (default: all of them)",
+    )
     shown.add_argument(
         "--openapi", action="store_true", help="the HTTP API's OpenAPI document instead"
     )

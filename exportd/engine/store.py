@@ -584,6 +584,7 @@ class JobStore(StoreFile):
                 attempt=job.attempt,
                 request=replace(job.request, params=msgspec.json.decode(row["params"])),
                 key=part_key(job.id, job.attempt, row["part"], row["file_name"]),
+                created_at=job.created_at,
             )
             for row in part_rows
             if row["part"] in parts

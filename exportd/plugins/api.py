@@ -95,7 +95,13 @@ class ReadContext:
 
 @dataclass(frozen=True)
 class ExportInfo:
-    """What a format may want to record about the export it writes."""
+    """What a format may want to record about the export it writes.
+
+    ``generated_at`` is the time to record as the file's making: the job's creation
+    time when the export runs as a job, ``SOURCE_DATE_EPOCH`` on the command line when
+    it is set, else now.  A format that records a time takes this one, never the clock,
+    so that the same job always writes the same bytes.
+    """
 
     source: str
     params: dict[str, Any]
@@ -132,6 +138,17 @@ class Source(abc.ABC, Generic[P]):
 
     def estimate(self, params: P, ctx: ReadContext) -> int | None:
         """How many rows :meth:`read` will yield, for progress; ``None`` if unknown."""
+        return None
+
+    def time_range(self, params: P, ctx: ReadContext) -> tuple[datetime, datetime] | None:
+        """When the data for these parameters begins and ends, whatever the window: the
+        times (aware, UTC) of the first and the last row there is, or ``None`` if unknown
+        or there are none.
+
+        exportd asks when an export's window matched no rows, to tell where the data
+        is; make it cheap (the first and the last entry of an index).  The default is
+        ``None``.
+        """
         return None
 
     def parts(self, params: P, ctx: ReadContext) -> Sequence[P]:

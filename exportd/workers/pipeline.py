@@ -75,6 +75,8 @@ def run_export(
             os.fsync(file.fileno())
         digest, size = _sha256(unfinished)
         os.replace(unfinished, target)
+    except OSError as exc:
+        raise _about(exc, target) from exc
     finally:
         unfinished.unlink(missing_ok=True)
     return FileInfo(
@@ -123,6 +125,14 @@ def _check_target(plan: ExportPlan, target: Path) -> None:
         raise ExportFailed(f"will not replace {target}: it is not a regular file")
     if target.resolve() == plan.data_path.resolve():
         raise ExportFailed(f"will not replace {target}: it is the data store")
+
+
+def _about(error: OSError, target: Path) -> OSError:
+    """``error`` (from writing the unfinished file, or renaming it) as one about
+    ``target``: the unfinished file's name is exportd's business, never the user's."""
+    if error.errno is None:
+        return OSError(f"cannot write {target}: {error}")
+    return OSError(error.errno, error.strerror, str(target))
 
 
 @contextmanager

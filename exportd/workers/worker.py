@@ -219,7 +219,12 @@ class TaskRun:
             )
 
         def write_and_store() -> FileInfo:
-            plan = plan_export(task.request, worker.plugins, worker.settings.data_path)
+            plan = plan_export(
+                task.request,
+                worker.plugins,
+                worker.settings.data_path,
+                generated_at=task.created_at,
+            )
             try:
                 written = run_export(
                     plan,

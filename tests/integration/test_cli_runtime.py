@@ -285,6 +285,8 @@ def test_an_export_through_the_engine_gives_the_files_of_a_local_export(
     engine = deployment.engine()
     worker = deployment.worker()
 
+    for folder in ("remote", "local"):
+        (deployment.home / folder).mkdir()  # -o FOLDER/ must exist
     remote = deployment.run("export", *source, "--broker", broker_url, "-o", "remote/")
     local = deployment.run("export", *source, "-o", "local/")
 
@@ -325,8 +327,8 @@ BAD_COMMANDS = [
     (["jobs", "list", "--broker", UNREACHABLE], "cannot reach the broker at "),
     (["export", *ROOM_LOGS, "--broker", UNREACHABLE], "cannot reach the broker at "),
     (["jobs", "show", "x", "--broker", "http://host/"], "--broker: expected amqp://"),
-    (["worker", "--concurrency", "0"], "--concurrency: Expected `int` >= 1"),
-    (["serve", "--workers", "300"], "--workers: Expected `int` <= 256"),
+    (["worker", "--concurrency", "0"], "--concurrency: must be at least 1"),
+    (["serve", "--workers", "300"], "--workers: must be at most 256"),
 ]
 
 

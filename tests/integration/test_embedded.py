@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from datetime import datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from exportd.bus.local import LocalBus
@@ -176,3 +178,15 @@ async def test_a_multi_part_job_names_its_files_like_a_local_export(home: Path) 
             "count-11-20240101-20240102-part1of2.lines",
             "count-11-20240101-20240102-part2of2.lines",
         ]
+
+
+async def test_the_files_of_a_job_record_its_creation_time_whenever_it_runs(
+    home: Path,
+) -> None:
+    async with running(LocalBus(), settings_in(home)) as runtime:
+        job = await runtime.submit(**logs_request(format="json"))
+        done = await runtime.events.wait_for(job.id, "job.done")
+        assert done.job is not None
+        [data] = runtime.file_bytes(done.job)
+    generated = msgspec.json.decode(data)["export"]["generated_at"]
+    assert datetime.fromisoformat(generated) == job.created_at

@@ -6,6 +6,7 @@ Exports are read back with real readers (openpyxl, json, csv) and compared with
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import io
@@ -20,7 +21,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,13 +32,14 @@ import msgspec
 import openpyxl
 import pytest
 
-from exportd.cli import main
+from exportd.cli import build_parser, main
 from exportd.cli.export import human_size, key_value, write_parts
 from exportd.cli.progress import ProgressBar, progress_bar, render
 from exportd.data.demo import DemoSummary, generate_demo_data
 from exportd.messages import ExportRequest
 from exportd.plan import plan_export
 from exportd.plugins.manager import Plugins
+from exportd.plugins.sources.rooms import LOG_COLUMNS
 from exportd.workers.pipeline import Progress
 from tests.unit import toy_plugins
 
@@ -130,6 +133,7 @@ def test_demo_data_fills_the_home_folder_and_its_suggestions_run(
     suggestions = [line.strip() for line in out.splitlines() if line.startswith("  exportd ")]
     exports, [tenant] = suggestions[:4], suggestions[4:]
     for number, command in enumerate(exports):
+        (tmp_path / f"try{number}").mkdir()
         argv = [*shlex.split(command)[1:], "-o", str(tmp_path / f"try{number}/")]
         status, out, err = run(*argv)
         assert (status, err) == (0, ""), command
@@ -257,7 +261,8 @@ def test_without_an_output_the_file_goes_to_the_files_folder_with_a_telling_name
 
 def test_an_output_folder_gets_the_default_name(run: Run, tmp_path: Path) -> None:
     (tmp_path / "existing").mkdir()
-    for output in ("existing", "new/"):
+    (tmp_path / "slashed").mkdir()
+    for output in ("existing", "slashed/"):
         status, out, _ = run(
             "export", "weather", "-p", "city=tokyo", "-f", "markdown",
             "--start", "2024-05-01", "--end", "2024-05-02", "-o", output,
@@ -265,6 +270,133 @@ def test_an_output_folder_gets_the_default_name(run: Run, tmp_path: Path) -> Non
         assert status == 0
         expected = Path(output) / "weather-tokyo-20240501-20240502.md"
         assert check_reported(out) == [(expected, 24)]
+
+
+def test_an_output_folder_that_does_not_exist_is_an_error_naming_it(
+    run: Run, tmp_path: Path
+) -> None:
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    for output, message in [
+        ("new/", "-o new/: there is no folder new"),
+        ("missing/w.csv", "-o missing/w.csv: there is no folder missing"),
+        ("blocker/w.csv", "-o blocker/w.csv: blocker is not a folder"),
+    ]:
+        status, out, err = run(
+            "export", "weather", "-p", "city=Lisbon",
+            "--start", "2024-05-01", "--end", "2024-05-02", "-o", output,
+        )  # fmt: skip
+        assert (status, out, err) == (1, "", f"exportd: error: {message}\n")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["blocker"]
+
+
+def test_a_window_without_rows_says_where_the_data_is(
+    run: Run, home: DemoSummary, tmp_path: Path
+) -> None:
+    logs = ["export", "rooms", "-p", f"room_id={home.room_id}", "-p", "type=logs"]
+    status, out, err = run(*logs, "-o", str(tmp_path / "empty.csv"))  # the last 30 days
+    assert status == 0
+    assert check_reported(out) == [(tmp_path / "empty.csv", 0)]
+    with (tmp_path / "empty.csv").open(newline="") as file:
+        assert list(csv.reader(file)) == [[column.name for column in LOG_COLUMNS]]
+    sql = "select min(sent_at), max(sent_at), count(*) from messages where room_id = ?"
+    [(first_text, last_text, count)] = query(home, sql, home.room_id)
+    first, last = datetime.fromisoformat(first_text), datetime.fromisoformat(last_text)
+    end = datetime.now(UTC).date() + timedelta(days=1)
+    start, stop = first.date(), last.date() + timedelta(days=1)
+    assert err == (
+        f"exportd: the window {end - timedelta(days=30)} 00:00:00 to {end} 00:00:00 (UTC) "
+        f"matched no rows; the data runs from {first:%Y-%m-%d %H:%M:%S} to "
+        f"{last:%Y-%m-%d %H:%M:%S}: try --start {start} --end {stop}\n"
+    )
+    status, out, err = run(
+        *logs, "--start", str(start), "--end", str(stop), "-o", str(tmp_path / "all.csv")
+    )
+    assert (status, err) == (0, "")
+    assert check_reported(out) == [(tmp_path / "all.csv", count)]
+
+
+def test_a_window_without_rows_from_a_source_that_does_not_know_its_range(
+    run: Run, tmp_path: Path
+) -> None:
+    status, out, err = run(
+        "export", "weather", "-p", "city=Lisbon", "--tz", "Europe/Lisbon",  # hourly readings
+        "--start", "2024-05-01T08:10", "--end", "2024-05-01T08:50", "-o", str(tmp_path / "w.csv"),
+    )  # fmt: skip
+    assert status == 0
+    assert check_reported(out) == [(tmp_path / "w.csv", 0)]
+    assert err == (
+        "exportd: the window 2024-05-01 08:10:00 to 2024-05-01 08:50:00 (Europe/Lisbon) "
+        "matched no rows\n"
+    )
+
+
+def test_json_describes_every_file(run: Run, home: DemoSummary, tmp_path: Path) -> None:
+    status, out, err = run(
+        "export", "qna", "-p", f"channel_id={home.channel_id}", "-f", "json", *interval(home),
+        "-o", f"{tmp_path}/", "--json",
+    )  # fmt: skip
+    assert (status, err) == (0, "")
+    files = json.loads(out)["files"]
+    assert len(files) > 1
+    for file in files:
+        data = Path(file["path"]).read_bytes()
+        assert file == {
+            "path": str(tmp_path / file["name"]),
+            "name": file["name"],
+            "rows": len(json.loads(data)["rows"]),
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "media_type": "application/json",
+        }
+
+
+def test_an_export_in_parts_cannot_go_to_standard_output(run: Run, home: DemoSummary) -> None:
+    status, out, err = run(
+        "export", "qna", "-p", f"channel_id={home.channel_id}", *interval(home), "-o", "-"
+    )
+    assert (status, out) == (2, "")
+    assert err.startswith("exportd export: error: -o -: this export has ")
+    assert err.endswith(" parts, one file each, and standard output takes one: give -o FOLDER/"
+                        " (see: exportd export --help)\n")  # fmt: skip
+
+
+def test_dash_o_dash_writes_the_file_to_stdout_and_the_summary_to_stderr(
+    home: DemoSummary, tmp_path: Path
+) -> None:
+    logs = ["export", "rooms", "-p", f"room_id={home.room_id}", "-p", "type=logs", "-f", "xlsx"]
+    env = {**environment(home.path.parent), "SOURCE_DATE_EPOCH": "1700000000"}
+
+    def exportd(*argv: str) -> subprocess.CompletedProcess[bytes]:
+        command = [str(BIN / "exportd"), *logs, *interval(home), *argv]
+        return subprocess.run(command, capture_output=True, env=env, check=True)
+
+    piped = exportd("-o", "-")
+    exportd("-o", str(tmp_path / "logs.xlsx"))
+    assert piped.stdout == (tmp_path / "logs.xlsx").read_bytes()
+    digest = hashlib.sha256(piped.stdout).hexdigest()
+    place, details = piped.stderr.decode().splitlines()
+    assert (place, details.split(", sha256 ")[1]) == ("(standard output)", digest)
+    sheet = openpyxl.load_workbook(io.BytesIO(piped.stdout), read_only=True).worksheets[0]
+    window = (home.start.isoformat(), home.end.isoformat())
+    rows = len(list(sheet.iter_rows(values_only=True)))
+    assert rows == 1 + len(query(home, ROOM_MESSAGES, home.room_id, *window))
+    described = json.loads(exportd("-o", "-", "--json").stderr)["files"]
+    assert [(file["path"], file["sha256"]) for file in described] == [(None, digest)]
+
+
+def test_a_reader_that_leaves_early_ends_the_export_in_one_line(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [str(BIN / "exportd"), "export", "weather", "-p", "city=Lisbon", "-p", "every_minutes=1",
+         "--start", "2024-01-01", "--end", "2024-03-01", "-o", "-"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment(tmp_path),
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(100).startswith(b"time,city,")
+    process.stdout.close()  # like head -c 100: the rest (megabytes) has nowhere to go
+    assert process.wait(timeout=60) == 1
+    assert process.stderr.read() == (
+        b"exportd: error: standard output was closed before the whole file was written\n"
+    )
 
 
 def test_the_default_interval_is_the_30_days_up_to_the_end_of_today(
@@ -335,8 +467,16 @@ def test_dash_p_overrides_the_keys_of_params_json(run: Run, tmp_path: Path) -> N
          "exportd: error: params.colour: unknown field"),
         (["export", "weather", "-p", "city=Lisbon", "-f", "markdown", "--option", "bold=1"], 1,
          "exportd: error: format_options.bold: unknown field"),
-        (["export", "weather", "-p", "city=Lisbon", "--limit", "0"], 1,
-         "exportd: error: limit: Expected `int` >= 1"),
+        (["export", "weather", "-p", "city=Lisbon", "--limit", "0"], 2,
+         "exportd export: error: argument --limit: must be 1 or more, got 0"),
+        (["export", "weather", "-p", "city=Lisbon", "--limit", "-3"], 2,
+         "exportd export: error: argument --limit: must be 1 or more, got -3"),
+        (["export", "weather", "-p", "city=Lisbon", "--limit", "many"], 2,
+         "exportd export: error: argument --limit: must be a whole number, got 'many'"),
+        (["export", "rooms", "-p", "room_id=x", "-p", "type=bogus"], 1,
+         "exportd: error: params.type: must be one of logs, stats; got 'bogus'"),
+        (["export", "rooms", "-p", "room_id=x", "-p", "type=logs", "-p", "min_message_count=abc"],
+         1, "exportd: error: params.min_message_count: must be an integer, got text 'abc'"),
         (["export", "weather", "-p", "city"], 2,
          "exportd export: error: argument -p/--param: expected KEY=VALUE, got 'city'"),
         (["export", "weather", "--params", "[1]"], 2,
@@ -361,8 +501,7 @@ def test_configuration_errors_end_in_one_line(
     monkeypatch.setenv("EXPORTD_BATCH_SIZE", "0")
     assert run("plugins")[::2] == (
         1,
-        "exportd: error: configuration key 'batch_size' (EXPORTD_BATCH_SIZE): "
-        "Expected `int` >= 1\n",
+        "exportd: error: configuration key 'batch_size' (EXPORTD_BATCH_SIZE): must be at least 1\n",
     )
     monkeypatch.delenv("EXPORTD_BATCH_SIZE")
     (tmp_path / "exportd.toml").write_text('hom = "typo"\n')
@@ -400,6 +539,113 @@ def test_when_a_part_fails_the_parts_already_written_are_removed(tmp_path: Path)
     with pytest.raises(OSError):
         write_parts(parts, targets, batch_size=5)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["blocker"]
+
+
+# reproducible files
+
+EVERY_FORMAT = ["csv", "txt", "html", "json", "json_bulk", "xlsx", "markdown"]
+
+
+def export_logs(run: Run, home: DemoSummary, format_: str, target: Path) -> None:
+    status, _, err = run(
+        "export", "rooms", "-p", f"room_id={home.room_id}", "-p", "type=logs", "-f", format_,
+        *interval(home), "-o", str(target),
+    )  # fmt: skip
+    assert (status, err) == (0, "")
+
+
+@pytest.mark.parametrize("format_", EVERY_FORMAT)
+def test_with_source_date_epoch_the_same_export_is_the_same_bytes(
+    run: Run, home: DemoSummary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, format_: str
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    first, second = tmp_path / f"first.{format_}", tmp_path / f"second.{format_}"
+    export_logs(run, home, format_, first)
+    export_logs(run, home, format_, second)
+    assert first.read_bytes() == second.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        ("1700000000", datetime(2023, 11, 14, 22, 13, 20), (2023, 11, 14, 22, 13, 20)),
+        ("0", datetime(1970, 1, 1), (1980, 1, 1, 0, 0, 0)),  # zip's times start in 1980
+    ],
+)
+def test_the_times_in_a_workbook_and_its_zip_entries_are_source_date_epoch(
+    run: Run,
+    home: DemoSummary,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    times: tuple[str, datetime, tuple[int, ...]],
+) -> None:
+    epoch, recorded, zipped = times
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+    export_logs(run, home, "xlsx", tmp_path / "logs.xlsx")
+    properties = openpyxl.load_workbook(tmp_path / "logs.xlsx", read_only=True).properties
+    assert (properties.created, properties.modified) == (recorded, recorded)
+    with zipfile.ZipFile(tmp_path / "logs.xlsx") as archive:
+        assert {entry.date_time for entry in archive.infolist()} == {zipped}
+
+
+def test_a_json_file_records_source_date_epoch_as_its_generation_time(
+    run: Run, home: DemoSummary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    export_logs(run, home, "json", tmp_path / "logs.json")
+    generated = json.loads((tmp_path / "logs.json").read_text())["export"]["generated_at"]
+    assert datetime.fromisoformat(generated) == datetime.fromtimestamp(1700000000, UTC)
+
+
+def test_a_bad_source_date_epoch_is_one_line_naming_it(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    assert run("export", "weather", "-p", "city=Lisbon")[::2] == (
+        1,
+        "exportd: error: SOURCE_DATE_EPOCH: must be a whole number of seconds since 1970, "
+        "got 'yesterday'\n",
+    )
+
+
+# help
+
+RUNTIME_COMMANDS = {"jobs", "orgs", "users", "tokens"}
+"""Commands whose help text comes with the runtime work (branch of its own)."""
+
+
+def commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every command and sub-command of ``parser``, with the words that call it."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                yield from commands(command, (*path, name))
+
+
+def every_command() -> list[Any]:
+    """A test parameter per command; those of :data:`RUNTIME_COMMANDS` may fail yet."""
+    waiting = pytest.mark.xfail(reason="help text of the runtime branch", strict=False)
+    return [
+        pytest.param(
+            parser,
+            id=" ".join(("exportd", *path)),
+            marks=[waiting] if path[:1] and path[0] in RUNTIME_COMMANDS else [],
+        )
+        for path, parser in commands(build_parser())
+    ]
+
+
+@pytest.mark.parametrize("parser", every_command())
+def test_every_argument_and_sub_command_has_help(parser: argparse.ArgumentParser) -> None:
+    undocumented = [action.dest for action in parser._actions if not action.help]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            described = {choice.dest for choice in action._choices_actions if choice.help}
+            undocumented += [name for name in action.choices if name not in described]
+    assert undocumented == []
 
 
 # the progress bar
@@ -491,6 +737,7 @@ def test_a_real_process_draws_a_progress_bar_on_a_terminal(tmp_path: Path) -> No
 
 def test_ctrl_c_cancels_cleanly(tmp_path: Path) -> None:
     output = tmp_path / "out"
+    output.mkdir()
     run = TerminalRun(
         ["export", "weather", "-p", "city=Lisbon", "-p", "every_minutes=1", "-f", "markdown", *
          ["--start", "2000-01-01", "--end", "2030-01-01", "-o", f"{output}/"]],

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 import pytest
 from openpyxl.worksheet._writer import ALL_TEMP_FILES
 
-from exportd import Cancelled, ExportFailed
+from exportd import Cancelled, Column, ExportFailed, ExportInfo, RowWriter
 from exportd.messages import ExportRequest
 from exportd.plan import ExportPlan, plan_export
 from exportd.plugins.manager import Plugins
@@ -157,3 +158,30 @@ def test_the_data_store_is_never_replaced(tmp_path: Path) -> None:
     with pytest.raises(ExportFailed, match="it is the data store"):
         run_export(guarded, tmp_path / "." / "data.db")
     assert store.read_text() == "precious"
+
+
+class SquattingFormat(toy_plugins.LinesFormat):
+    """Lines, but a folder takes the target's place while the file is written."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def open(
+        self,
+        file: BinaryIO,
+        columns: Sequence[Column],
+        options: toy_plugins.LinesOptions,
+        info: ExportInfo,
+    ) -> RowWriter:
+        self.target.mkdir()
+        return super().open(file, columns, options, info)
+
+
+def test_an_error_names_the_target_never_the_unfinished_file(tmp_path: Path) -> None:
+    target = tmp_path / "count.lines"
+    squatted = dataclasses.replace(plan(rows=3), format=SquattingFormat(target))
+    with pytest.raises(IsADirectoryError) as caught:
+        run_export(squatted, target)
+    assert (caught.value.filename, caught.value.filename2) == (str(target), None)
+    assert ".partial" not in str(caught.value)
+    assert [path.name for path in tmp_path.iterdir()] == ["count.lines"]  # the folder

@@ -24,15 +24,21 @@ columns, datetime and float columns, and a column of another type in a batch
 that holds text.  A sheet holds 1,048,576 rows; after that the export
 continues on a new sheet (``Export (2)``, ...) that starts with the header row
 again.
+
+The workbook's created and modified times (``docProps/core.xml``) and the times of
+its zip entries are the export's ``generated_at``, in UTC (zip entries from 1980 on,
+the earliest they can hold), so that the same job always writes the same bytes.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Annotated, Any, BinaryIO
+from zipfile import ZIP_DEFLATED, ZipFile, ZipInfo
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -41,6 +47,10 @@ from openpyxl.cell import Cell, WriteOnlyCell
 from openpyxl.cell.cell import ERROR_CODES
 from openpyxl.styles import Font
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from openpyxl.writer.excel import ExcelWriter
+
+if TYPE_CHECKING:
+    from _typeshed import SizedBuffer, StrPath
 
 from exportd import Batch, Column, ExportInfo, Format, InvalidRequest, RowWriter, hookimpl
 from exportd.plugins.formats.common import REPLACEMENT_CHARACTER, unchanged, with_stray_text
@@ -49,6 +59,10 @@ SHEET_ROWS = 1_048_576
 SHEET_NAME_LENGTH = 31
 SHEET_NAME_RULE = "1 to 31 characters, none of [ ] : * ? / \\, not starting or ending with '"
 EXCEL_LARGEST_NUMBER = 9.99999999999999e307
+EARLIEST_ZIP_TIME = datetime(1980, 1, 1, tzinfo=UTC)
+ENTRY_PERMISSIONS = 0o600 << 16
+"""What zipfile gives an entry written from bytes (rw-------), for those from files too."""
+COPY_CHUNK = 1 << 20
 
 _NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _NOT_IN_SHEET_NAME = re.compile(r"[\[\]:*?/\\]")
@@ -101,7 +115,12 @@ class XlsxFormat(Format[XlsxOptions]):
     ) -> RowWriter:
         """Start a workbook whose first sheet holds the header row."""
         return XlsxWriter(
-            file, columns, options.sheet_name, info.window.timezone, self.rows_per_sheet
+            file,
+            columns,
+            sheet_name=options.sheet_name,
+            zone=info.window.timezone,
+            rows_per_sheet=self.rows_per_sheet,
+            generated_at=info.generated_at,
         )
 
 
@@ -112,11 +131,14 @@ class XlsxWriter(RowWriter):
         self,
         file: BinaryIO,
         columns: Sequence[Column],
+        *,
         sheet_name: str,
         zone: ZoneInfo,
         rows_per_sheet: int,
+        generated_at: datetime,
     ) -> None:
         self._file = file
+        self._generated_at = generated_at.astimezone(UTC)
         self._book = Workbook(write_only=True)
         self._names = [column.name for column in columns]
         self._texts = [i for i, column in enumerate(columns) if column.type == "text"]
@@ -148,8 +170,11 @@ class XlsxWriter(RowWriter):
             self._room -= len(rows)
 
     def close(self) -> None:
-        """Zip the sheets into the file."""
-        self._book.save(self._file)
+        """Zip the sheets into the file, dated ``generated_at``."""
+        # Not Workbook.save, which sets the modified time to now.
+        properties = self._book.properties
+        properties.created = properties.modified = self._generated_at.replace(tzinfo=None)
+        ExcelWriter(self._book, DatedZipFile(self._file, self._generated_at)).save()
 
     def abort(self) -> None:
         """Remove the sheets' temporary files, which openpyxl otherwise keeps until exit."""
@@ -187,6 +212,49 @@ class XlsxWriter(RowWriter):
         for i, convert in self._typed:
             by_column[i] = with_stray_text(by_column[i], convert, texts)
         return zip(*by_column, strict=True)
+
+
+class DatedZipFile(ZipFile):
+    """A zip archive being written whose entries all carry one time, ``moment`` (in
+    UTC, from 1980 on), rather than the clock's (entries from bytes) or their files'
+    modification times (entries from files)."""
+
+    def __init__(self, file: IO[bytes], moment: datetime) -> None:
+        super().__init__(file, "w", ZIP_DEFLATED, allowZip64=True)
+        self.date_time = max(moment, EARLIEST_ZIP_TIME).astimezone(UTC).timetuple()[:6]
+
+    def writestr(
+        self,
+        zinfo_or_arcname: str | ZipInfo,
+        data: SizedBuffer | str,
+        compress_type: int | None = None,
+        compresslevel: int | None = None,
+    ) -> None:
+        """Add an entry holding ``data``; one named by a string gets ``date_time``."""
+        if isinstance(zinfo_or_arcname, str):
+            zinfo_or_arcname = self._entry(zinfo_or_arcname)
+        super().writestr(zinfo_or_arcname, data, compress_type, compresslevel)
+
+    def write(
+        self,
+        filename: StrPath,
+        arcname: StrPath | None = None,
+        compress_type: int | None = None,
+        compresslevel: int | None = None,
+    ) -> None:
+        """Add the file ``filename`` as the entry ``arcname``, dated ``date_time``."""
+        entry = ZipInfo.from_file(filename, arcname)
+        entry.date_time = self.date_time
+        entry.compress_type = self.compression if compress_type is None else compress_type
+        entry.external_attr = ENTRY_PERMISSIONS
+        with open(filename, "rb") as source, self.open(entry, "w") as target:
+            shutil.copyfileobj(source, target, COPY_CHUNK)
+
+    def _entry(self, name: str) -> ZipInfo:
+        entry = ZipInfo(name, self.date_time)
+        entry.compress_type = self.compression
+        entry.external_attr = ENTRY_PERMISSIONS
+        return entry
 
 
 def _wall_clock(values: Sequence[Any], zone: ZoneInfo) -> list[Any]:

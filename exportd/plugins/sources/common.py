@@ -98,6 +98,18 @@ def exists(conn: sqlite3.Connection, table: str, id_: str, org_id: str | None = 
     return conn.execute(query, args).fetchone() is not None
 
 
+def time_range(
+    ctx: ReadContext, sql: str, args: dict[str, Any] | list[Any]
+) -> tuple[datetime, datetime] | None:
+    """The first and the last time that ``sql`` selects (one row of two stored times),
+    or ``None`` when it finds none."""
+    with connection(ctx) as conn:
+        first, last = conn.execute(sql, args).fetchone()
+    if first is None or last is None:
+        return None
+    return datetime.fromisoformat(first), datetime.fromisoformat(last)
+
+
 def batches(cursor: sqlite3.Cursor, size: int, convert: Callable[[Rows], Batch]) -> Iterator[Batch]:
     """Fetch ``size`` rows at a time and convert each batch with one call."""
     while rows := cursor.fetchmany(size):

@@ -22,6 +22,7 @@ from exportd.plugins.sources.common import (
     connection,
     exists,
     sql_limit,
+    time_range,
     window_args,
 )
 
@@ -60,6 +61,16 @@ SELECT = (
     " ORDER BY q.room_id, q.asked_at, q.id LIMIT :limit"
 )
 COUNT = f"SELECT count(*) {FROM}"
+# The channel's index answers for the whole channel; each named room's, for some rooms.
+CHANNEL = "FROM qna_questions WHERE channel_id = :channel"
+CHANNEL_RANGE = f"SELECT (SELECT min(asked_at) {CHANNEL}), (SELECT max(asked_at) {CHANNEL})"
+ROOM = "FROM qna_questions WHERE room_id = r.value"
+ROOMS_RANGE = f"""
+SELECT min(first), max(last) FROM (
+    SELECT (SELECT min(asked_at) {ROOM}) AS first, (SELECT max(asked_at) {ROOM}) AS last
+    FROM json_each(:rooms) AS r
+)
+"""
 
 
 def _args(params: QnaParams, ctx: ReadContext) -> dict[str, Any]:
@@ -138,6 +149,12 @@ class QnaSource(Source[QnaParams]):
         with connection(ctx) as conn:
             count: int = conn.execute(COUNT, _args(params, ctx)).fetchone()[0]
         return count
+
+    def time_range(self, params: QnaParams, ctx: ReadContext) -> tuple[datetime, datetime] | None:
+        """When the first and the last question of the channel (or of ``room_ids``) was asked."""
+        if params.room_ids is None:
+            return time_range(ctx, CHANNEL_RANGE, {"channel": params.channel_id})
+        return time_range(ctx, ROOMS_RANGE, {"rooms": json.dumps(params.room_ids)})
 
     def read(self, params: QnaParams, ctx: ReadContext) -> Iterator[Batch]:
         """Yield the questions room by room, in the order they were asked."""

@@ -36,6 +36,7 @@ from exportd.plugins.sources.common import (
     db_time,
     exists,
     sql_limit,
+    time_range,
     window_args,
 )
 
@@ -103,6 +104,12 @@ LOG_SELECT = "c.id, c.started_at, c.is_real, m.id, m.sent_at, m.sender_type, m.s
 ROOM_MESSAGES_SQL = """
 SELECT count(*) FROM messages
 WHERE room_id = :room AND sent_at >= :start AND sent_at < :end
+"""
+
+# Two subqueries, as min() and max() together would scan the room's entries of the index.
+ROOM_RANGE_SQL = """
+SELECT (SELECT min(sent_at) FROM messages WHERE room_id = :room),
+    (SELECT max(sent_at) FROM messages WHERE room_id = :room)
 """
 
 ACTUAL_MESSAGES_SQL = """(
@@ -286,6 +293,10 @@ class RoomsSource(Source[RoomsParams]):
         with connection(ctx) as conn:
             count: int = conn.execute(sql, args).fetchone()[0]
         return count
+
+    def time_range(self, params: RoomsParams, ctx: ReadContext) -> tuple[datetime, datetime] | None:
+        """When the room's first and last messages were sent (filters aside)."""
+        return time_range(ctx, ROOM_RANGE_SQL, {"room": params.room_id})
 
     def read(self, params: RoomsParams, ctx: ReadContext) -> Iterator[Batch]:
         """The logs or the stats, in batches."""

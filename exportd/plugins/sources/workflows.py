@@ -36,6 +36,7 @@ from exportd.plugins.sources.common import (
     check_text,
     connection,
     sql_limit,
+    time_range,
     window_args,
 )
 
@@ -87,6 +88,8 @@ SELECT = (
     " goal_triggered FROM workflow_events WHERE {where} ORDER BY occurred_at, id LIMIT ?"
 )
 COUNT = "SELECT count(*) FROM workflow_events WHERE {where}"
+STEP = "FROM workflow_events WHERE workflow_id = :workflow AND step_index = :step"
+STEP_RANGE = f"SELECT (SELECT min(occurred_at) {STEP}), (SELECT max(occurred_at) {STEP})"
 
 
 def check_filters(filters: Sequence[Filter]) -> None:
@@ -174,6 +177,14 @@ class WorkflowsSource(Source[WorkflowParams]):
             where, args = _where(params, _workflow(conn, params, ctx.org_id), ctx.window)
             count: int = conn.execute(COUNT.format(where=where), args).fetchone()[0]
         return min(count, params.limit or count)
+
+    def time_range(
+        self, params: WorkflowParams, ctx: ReadContext
+    ) -> tuple[datetime, datetime] | None:
+        """When the step's first and last events occurred (filters aside)."""
+        return time_range(
+            ctx, STEP_RANGE, {"workflow": params.workflow_id, "step": params.step_index}
+        )
 
     def read(self, params: WorkflowParams, ctx: ReadContext) -> Iterator[Batch]:
         """Yield the step's events in time order."""
