@@ -204,7 +204,7 @@ def export_here(
     paths = targets(plan.file_name(), len(parts))
     files = list(zip(paths, write_parts(parts, paths, settings.batch_size), strict=True))
     if not any(info.rows for _, info in files):
-        print(f"exportd: {empty_note(plan.window, plan.data_range())}", file=sys.stderr)
+        print(f"exportd: {empty_note(plan)}", file=sys.stderr)
     return files
 
 
@@ -233,7 +233,17 @@ def source_date(environ: Mapping[str, str]) -> datetime | None:
         ) from None
 
 
-def empty_note(window: Window, data: tuple[datetime, datetime] | None) -> str:
+def empty_note(plan: ExportPlan) -> str:
+    """That ``plan``'s window matched no rows, and where the source's data is, if it
+    says, with the ``--start`` and ``--end`` that cover it.  A source that fails to say
+    does not fail the export, which is written by then: the note tells why instead."""
+    try:
+        return window_note(plan.window, plan.data_range())
+    except ExportFailed as exc:
+        return f"{window_note(plan.window, None)} (and {exc})"
+
+
+def window_note(window: Window, data: tuple[datetime, datetime] | None) -> str:
     """That ``window`` matched no rows, and where the ``data`` is, if known, with the
     ``--start`` and ``--end`` that cover it (in the window's zone)."""
     zone = window.timezone

@@ -33,7 +33,7 @@ import openpyxl
 import pytest
 
 from exportd.cli import build_parser, main
-from exportd.cli.export import human_size, key_value, write_parts
+from exportd.cli.export import empty_note, human_size, key_value, write_parts
 from exportd.cli.progress import ProgressBar, progress_bar, render
 from exportd.data.demo import DemoSummary, generate_demo_data
 from exportd.messages import ExportRequest
@@ -539,6 +539,22 @@ def test_when_a_part_fails_the_parts_already_written_are_removed(tmp_path: Path)
     with pytest.raises(OSError):
         write_parts(parts, targets, batch_size=5)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["blocker"]
+
+
+def test_a_source_that_fails_to_give_its_range_leaves_the_empty_export_done() -> None:
+    def note(params: dict[str, Any]) -> str:
+        interval = {"start": "2024-01-01", "end": "2024-01-02"}
+        request = msgspec.convert(
+            {"source": "count", "format": "lines", "params": params, "interval": interval},
+            ExportRequest,
+        )
+        plugins = Plugins(builtins=False, entry_points=False, extra=[toy_plugins])
+        return empty_note(plan_export(request, plugins, Path("unused.db")))
+
+    assert note({"rows": 0}).endswith(" (UTC) matched no rows")
+    assert note({"rows": 0, "range_fails": True}).endswith(
+        " (UTC) matched no rows (and source 'count' failed: RuntimeError: no range today)"
+    )
 
 
 # reproducible files

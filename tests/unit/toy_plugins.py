@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
@@ -38,6 +39,8 @@ class CountParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A path: reading fails while a file exists there (a failure the test can end)."""
     crash: bool = False
     """Reading ends the whole process at once: a poison task, for runtime tests."""
+    range_fails: bool = False
+    """:meth:`CountSource.time_range` raises instead of saying it knows no range."""
 
 
 class CountSource(Source[CountParams]):
@@ -56,6 +59,11 @@ class CountSource(Source[CountParams]):
 
     def estimate(self, params: CountParams, ctx: ReadContext) -> int | None:
         return params.rows
+
+    def time_range(self, params: CountParams, ctx: ReadContext) -> tuple[datetime, datetime] | None:
+        if params.range_fails:
+            raise RuntimeError("no range today")
+        return None
 
     def parts(self, params: CountParams, ctx: ReadContext) -> Sequence[CountParams]:
         half = params.rows // 2
