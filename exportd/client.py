@@ -62,7 +62,7 @@ from kombu.message import Message
 from kombu.messaging import Consumer, Producer
 from kombu.transport.pyamqp import Channel
 
-from exportd.bus.base import BusError
+from exportd.bus.base import LOGIN_REFUSED, BusError, cannot_connect, connect_reason
 from exportd.bus.topology import Topology, event_routing_key
 from exportd.config.settings import BrokerSettings
 from exportd.errors import from_body
@@ -95,6 +95,8 @@ RETRY_POLICY: dict[str, float] = {
 """How often, and after what pauses, a dropped connection is reconnected (kombu's ``ensure``)."""
 
 _PERSISTENT = 2
+_ACCESS_REFUSED = 403
+"""The AMQP reply code of a refused login."""
 
 
 class Timeout(TimeoutError):
@@ -121,6 +123,7 @@ class Client:
     ) -> None:
         self.topology = topology or Topology()
         self.timeout = timeout
+        self.url = url
         self._events = Exchange(self.topology.events, type="topic", durable=True)
         self._connection = Connection(
             url,
@@ -237,15 +240,31 @@ class Client:
 
     def _retrying(self, operation: Callable[[], T]) -> T:
         """Run ``operation``; after a dropped connection, reconnect and run it again."""
+        self._connect()
         # ensure() revives its first argument on the new connection; operations open
         # their own channels, so the connection itself is all there is to revive.
         ensured = self._connection.ensure(self._connection, operation, **RETRY_POLICY)
         try:
             result: T = ensured()
         except OperationalError as exc:
-            uri = self._connection.as_uri()
-            raise BusError(f"cannot reach the broker at {uri}: {exc}") from exc
+            raise cannot_connect(self.url, connect_reason(exc)) from exc
         return result
+
+    def _connect(self) -> None:
+        """Connect unless connected, retrying as :data:`RETRY_POLICY` says; a broker that
+        cannot be reached or refuses the login raises :class:`~exportd.bus.base.BusError`
+        in the words of every exportd process."""
+        if self._connection.connected:
+            return
+        connection = self._connection
+        try:
+            connection.ensure_connection(**RETRY_POLICY)
+        except (OperationalError, *connection.connection_errors, *connection.channel_errors) as exc:
+            # py-amqp raises the broker's refusal as it is: AccessRefused, NotAllowed...
+            if getattr(exc, "reply_code", None) == _ACCESS_REFUSED:
+                raise cannot_connect(self.url, LOGIN_REFUSED) from exc
+            reason = getattr(exc, "reply_text", None) or connect_reason(exc)
+            raise cannot_connect(self.url, reason) from exc
 
     def _subscribe(self, pattern: str) -> tuple[_Session, deque[Message]]:
         """A new session with a private queue bound to the events exchange by ``pattern``."""

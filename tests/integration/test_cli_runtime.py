@@ -29,6 +29,7 @@ from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import msgspec
@@ -318,41 +319,71 @@ def test_export_through_the_engine_reports_bad_input_in_one_line(
     assert not (deployment.home / "files").exists()
 
 
+UNREACHABLE_LINE = "cannot connect to RabbitMQ at amqp://guest:**@127.0.0.1:1/: Connection refused"
 BAD_COMMANDS = [
-    (["engine", "--broker", UNREACHABLE], "cannot connect to RabbitMQ at "),
-    (["worker", "--broker", UNREACHABLE], "cannot connect to RabbitMQ at "),
-    (["watch", "--broker", UNREACHABLE], "cannot reach the broker at "),
-    (["jobs", "list", "--broker", UNREACHABLE], "cannot reach the broker at "),
-    (["export", *ROOM_LOGS, "--broker", UNREACHABLE], "cannot reach the broker at "),
+    (["engine", "--broker", UNREACHABLE], UNREACHABLE_LINE),
+    (["worker", "--broker", UNREACHABLE], UNREACHABLE_LINE),
+    (["watch", "--broker", UNREACHABLE], UNREACHABLE_LINE),
+    (["jobs", "list", "--broker", UNREACHABLE], UNREACHABLE_LINE),
+    (["export", *ROOM_LOGS, "--broker", UNREACHABLE], UNREACHABLE_LINE),
     (["jobs", "show", "x", "--broker", "http://host/"], "--broker: expected amqp://"),
     (["worker", "--concurrency", "0"], "--concurrency: Expected `int` >= 1"),
     (["serve", "--workers", "300"], "--workers: Expected `int` <= 256"),
 ]
 
 
-def test_no_broker_or_bad_input_is_one_line_and_a_failure(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
-    # All at once: each spends seconds trying to reach the broker.
+def run_all(argvs: list[list[str]], env: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
+    """Run ``exportd ARGV...`` for each of ``argvs`` at once (each may spend seconds
+    trying to reach a broker); their results, in order."""
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "exportd", *argv],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**env, "EXPORTD_HOME": str(tmp_path)},
+            env=env,
         )
-        for argv, _ in BAD_COMMANDS
+        for argv in argvs
     ]
     try:
-        for (argv, error), process in zip(BAD_COMMANDS, processes, strict=True):
+        results = []
+        for argv, process in zip(argvs, processes, strict=True):
             stdout, stderr = process.communicate(timeout=WAIT)
-            result = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
-            assert one_error_line(result).startswith(f"exportd: error: {error}"), argv
-            assert "secret" not in stderr
+            results.append(subprocess.CompletedProcess(argv, process.returncode, stdout, stderr))
+        return results
     finally:
         for process in processes:
             process.kill()
             process.wait(WAIT)
+
+
+def test_no_broker_or_bad_input_is_one_line_and_a_failure(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
+    results = run_all([argv for argv, _ in BAD_COMMANDS], {**env, "EXPORTD_HOME": str(tmp_path)})
+    for (argv, error), result in zip(BAD_COMMANDS, results, strict=True):
+        assert one_error_line(result).startswith(f"exportd: error: {error}"), argv
+        assert "secret" not in result.stderr
+
+
+def test_a_refused_login_is_the_same_line_from_every_command(
+    tmp_path: Path, broker_url: str
+) -> None:
+    parts = urlsplit(broker_url)
+    address = parts.netloc.rpartition("@")[2]
+    wrong = urlunsplit(parts._replace(netloc=f"{parts.username or 'guest'}:wrong@{address}"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
+    env = {**env, "EXPORTD_HOME": str(tmp_path), "EXPORTD_BROKER__URL": wrong}
+    commands = [["jobs", "list"], ["jobs", "show", "x"], ["watch"], ["worker"], ["engine"]]
+    commands.append(["export", *ROOM_LOGS, "--broker", wrong])
+
+    results = run_all(commands, env)
+
+    shown = urlunsplit(parts._replace(netloc=f"{parts.username or 'guest'}:**@{address}"))
+    expected = (
+        f"exportd: error: cannot connect to RabbitMQ at {shown}: "
+        "the broker refused the user name or password (ACCESS_REFUSED)"
+    )
+    assert [one_error_line(result) for result in results] == [expected] * len(commands)
 
 
 def test_ctrl_c_cancels_an_export_through_the_engine(deployment: Deployment) -> None:

@@ -30,6 +30,7 @@ import msgspec
 import openpyxl
 import pytest
 
+from exportd.bus.base import redacted
 from exportd.cli import main
 from exportd.cli.export import human_size, key_value, write_parts
 from exportd.cli.progress import ProgressBar, progress_bar, render
@@ -372,6 +373,18 @@ def test_configuration_errors_end_in_one_line(
     )
 
 
+def test_the_test_suites_variables_are_no_settings_but_typos_are_refused(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXPORTD_TEST_BROKER_URL", "x")
+    assert run("plugins")[0] == 0
+    monkeypatch.setenv("EXPORTD_BATCH_SIZ", "1")
+    assert run("plugins")[::2] == (
+        1,
+        "exportd: error: unknown setting EXPORTD_BATCH_SIZ; did you mean EXPORTD_BATCH_SIZE?\n",
+    )
+
+
 def test_exporting_before_there_is_a_data_store_says_what_to_do(
     run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -531,6 +544,13 @@ def test_a_plugin_that_fails_to_import_ends_in_one_line_naming_it(tmp_path: Path
         "exportd: error: plugin 'broken' from broken-plugin 1.0 failed to load: ModuleNotFoundError"
     )
     assert result.stderr.count("\n") == 1
+
+
+def test_a_broker_url_in_a_message_is_as_given_with_its_password_hidden() -> None:
+    assert redacted("amqp://guest:secret@127.0.0.1:5999/") == "amqp://guest:**@127.0.0.1:5999/"
+    assert redacted("amqps://u:p@h/vhost?heartbeat=5") == "amqps://u:**@h/vhost?heartbeat=5"
+    assert redacted("amqp://h:5672") == "amqp://h:5672"
+    assert redacted("amqp://guest@h/") == "amqp://guest@h/"
 
 
 def test_human_sizes() -> None:
