@@ -13,9 +13,14 @@ import msgspec
 from exportd.cli.runtime import add_broker_option, connect, with_broker
 from exportd.cli.text import error_line, human_size, job_line
 from exportd.config import Settings
+from exportd.engine.store import MIN_ID_PREFIX
 from exportd.messages import JobSnapshot, JobStatus
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+JOB_ID_HELP = (
+    f"the job's id, or its start ({MIN_ID_PREFIX} characters or more) as the commands "
+    "print it, such as 201c91a0"
+)
 COLUMNS = ("ID", "STATUS", "SOURCE", "FORMAT", "ORG", "CREATED", "ROWS")
 
 
@@ -48,7 +53,7 @@ def add_parser(commands: Any) -> None:
     listing.set_defaults(run=run_list)
 
     show = actions.add_parser("show", help="one job in full", description="Show one job in full.")
-    show.add_argument("job_id", metavar="JOB_ID")
+    show.add_argument("job_id", metavar="JOB_ID", help=JOB_ID_HELP)
     show.add_argument("--json", action="store_true", help="print the job snapshot as JSON")
     show.set_defaults(run=run_show)
 
@@ -59,7 +64,7 @@ def add_parser(commands: Any) -> None:
         ("delete", "delete a job and its files"),
     ):
         acting = actions.add_parser(action, help=help_, description=help_[0].upper() + help_[1:])
-        acting.add_argument("job_id", metavar="JOB_ID")
+        acting.add_argument("job_id", metavar="JOB_ID", help=JOB_ID_HELP)
         acting.set_defaults(run=run_action, action=action)
         subcommands.append(acting)
 

@@ -218,7 +218,9 @@ class Engine:
         await message.ack()
 
     async def command(self, command: JobCommand) -> RequestReply:
-        """Carry out an operation on jobs, as the control queue asks for it."""
+        """Carry out an operation on jobs, as the control queue (or the control socket of
+        the embedded mode) asks for it.  A command may name a job by the start of its id,
+        as the command line prints it (see :meth:`JobStore.resolve_id`)."""
         if command.op == "list":
             page = await self.list_jobs(
                 org_id=command.org_id,
@@ -237,7 +239,8 @@ class Engine:
             "restart": self.restart,
             "delete": self.delete,
         }
-        job = await operations[command.op](command.job_id, command.org_id)
+        job_id = self.store.resolve_id(command.job_id, command.org_id)
+        job = await operations[command.op](job_id, command.org_id)
         return RequestReply(ok=True, job=job)
 
     async def _refuse(self, message: Message, error: ErrorBody) -> None:

@@ -408,8 +408,8 @@ def test_jobs_commands_list_show_cancel_restart_and_delete(deployment: Deploymen
 
         listing = deployment.run("jobs", "list")
         as_json = json.loads(deployment.run("jobs", "list", "--json", "--limit", "1").stdout)
-        shown = deployment.run("jobs", "show", job.id)
-        canceled = deployment.run("jobs", "cancel", job.id)
+        shown = deployment.run("jobs", "show", job.id[:8])  # as the commands print it
+        canceled = deployment.run("jobs", "cancel", job.id[:8])
         restarted = deployment.run("jobs", "restart", job.id)
 
         header, first, second, footer = listing.stdout.splitlines()
@@ -439,6 +439,10 @@ def test_jobs_commands_list_show_cancel_restart_and_delete(deployment: Deploymen
         )
         assert one_error_line(deployment.run("jobs", "show", "nope")) == (
             "exportd: error: job_id: no job 'nope'"
+        )
+        assert one_error_line(deployment.run("jobs", "show", job.id[:3])) == (
+            f"exportd: error: job_id: {job.id[:3]!r} is too short to stand for a job id: "
+            "give at least 6 characters"
         )
         assert one_error_line(deployment.run("jobs", "list", "--limit", "0")).startswith(
             "exportd: error: limit: "
