@@ -65,6 +65,7 @@ from kombu.transport.pyamqp import Channel
 from exportd.bus.base import LOGIN_REFUSED, BusError, cannot_connect, connect_reason
 from exportd.bus.topology import Topology, event_routing_key
 from exportd.config.settings import BrokerSettings
+from exportd.control import JobCommands, Timeout, job_of
 from exportd.errors import from_body
 from exportd.messages import (
     ExportRequest,
@@ -75,6 +76,8 @@ from exportd.messages import (
     RequestReply,
 )
 from exportd.validation import convert
+
+__all__ = ["DEFAULT_URL", "FINAL_STATUSES", "RETRY_POLICY", "Client", "EventStream", "Timeout"]
 
 T = TypeVar("T")
 M = TypeVar("M", ExportRequest, JobCommand)
@@ -99,12 +102,9 @@ _ACCESS_REFUSED = 403
 """The AMQP reply code of a refused login."""
 
 
-class Timeout(TimeoutError):
-    """An answer or an event did not come in time."""
-
-
-class Client:
-    """A connection to exportd through RabbitMQ: submit export requests, follow job events.
+class Client(JobCommands):
+    """A connection to exportd through RabbitMQ: submit export requests, run the job
+    commands of :class:`~exportd.control.JobCommands`, follow job events.
 
     ``url`` is the broker's AMQP URL, ``topology`` the names of exportd's queues and
     exchanges (a prefix keeps deployments apart), ``timeout`` the seconds to wait for
@@ -173,58 +173,10 @@ class Client:
         )
         session, reply, finals = self._ask(self.topology.requests, request, final_keys)
         with session:
-            job = _job(reply)
+            job = job_of(reply)
             if wait is False or job.status in FINAL_STATUSES:
                 return job
             return _final(session, finals, job.id, None if wait is True else float(wait))
-
-    def get(self, job_id: str, *, org_id: str | None = None) -> JobSnapshot:
-        """The job ``job_id`` (only if it belongs to ``org_id``, when given).
-
-        An unknown job raises :class:`~exportd.errors.NotFound` naming ``job_id``.
-        """
-        return _job(self._command(JobCommand(op="get", job_id=job_id, org_id=org_id)))
-
-    def list_jobs(
-        self,
-        *,
-        org_id: str | None = None,
-        user_id: str | None = None,
-        status: JobStatus | None = None,
-        source: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> tuple[list[JobSnapshot], int]:
-        """A page of jobs, newest first, and how many match the filters in all.
-
-        ``limit`` is 1 to 1000; a bad value raises :class:`~exportd.errors.InvalidRequest`
-        naming it, and nothing is sent.
-        """
-        command = JobCommand(
-            op="list",
-            org_id=org_id,
-            user_id=user_id,
-            status=status,
-            source=source,
-            limit=limit,
-            offset=offset,
-        )
-        reply = self._command(command)
-        return reply.jobs or [], reply.total or 0
-
-    def cancel(self, job_id: str, *, org_id: str | None = None) -> JobSnapshot:
-        """Cancel a job; its workers stop and drop their partial files.  A job that has
-        finished raises :class:`~exportd.errors.Conflict`."""
-        return _job(self._command(JobCommand(op="cancel", job_id=job_id, org_id=org_id)))
-
-    def restart(self, job_id: str, *, org_id: str | None = None) -> JobSnapshot:
-        """Run a failed, canceled or expired job again, as a new attempt; another status
-        raises :class:`~exportd.errors.Conflict`."""
-        return _job(self._command(JobCommand(op="restart", job_id=job_id, org_id=org_id)))
-
-    def delete(self, job_id: str, *, org_id: str | None = None) -> JobSnapshot:
-        """Delete a job and its files at once."""
-        return _job(self._command(JobCommand(op="delete", job_id=job_id, org_id=org_id)))
 
     def events(self, pattern: str = "#", *, timeout: float | None = None) -> EventStream:
         """Follow the public job events whose routing key matches ``pattern``.
@@ -273,8 +225,8 @@ class Client:
         return session, inbox
 
     def _command(self, command: JobCommand) -> RequestReply:
-        """The engine's reply to ``command`` (checked first, like a request)."""
-        session, reply, _ = self._ask(self.topology.control, _validated(command, JobCommand))
+        """The engine's reply to ``command``, through its control queue."""
+        session, reply, _ = self._ask(self.topology.control, command)
         session.close()
         return reply
 
@@ -466,13 +418,6 @@ def _final(
         if event.job is not None and event.job.id == job_id:
             return event.job
     raise Timeout(f"job {job_id} did not finish within {wait} s")
-
-
-def _job(reply: RequestReply) -> JobSnapshot:
-    """The job a reply holds."""
-    if reply.job is None:
-        raise BusError("the engine replied with neither a job nor an error")
-    return reply.job
 
 
 def _validated(message: M | Mapping[str, Any], type_: type[M]) -> M:

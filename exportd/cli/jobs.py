@@ -10,7 +10,7 @@ from typing import Any, get_args
 
 import msgspec
 
-from exportd.cli.runtime import add_broker_option, connect, with_broker
+from exportd.cli.runtime import add_broker_option, engine_client
 from exportd.cli.text import error_line, human_size, job_line
 from exportd.config import Settings
 from exportd.engine.store import MIN_ID_PREFIX
@@ -75,7 +75,7 @@ def add_parser(commands: Any) -> None:
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
     """Print a page of jobs as a table, or as JSON."""
-    with connect(with_broker(settings, args.broker)) as client:
+    with engine_client(settings, args.broker) as client:
         jobs, total = client.list_jobs(
             org_id=args.org,
             status=args.status,
@@ -96,7 +96,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:
     """Print one job, in full."""
-    with connect(with_broker(settings, args.broker)) as client:
+    with engine_client(settings, args.broker) as client:
         job = client.get(args.job_id, org_id=args.org)
     print(msgspec.json.encode(job).decode() if args.json else details(job))
     return 0
@@ -104,7 +104,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_action(args: argparse.Namespace, settings: Settings) -> int:
     """Cancel, restart or delete a job; print the job as it is now."""
-    with connect(with_broker(settings, args.broker)) as client:
+    with engine_client(settings, args.broker) as client:
         act = {"cancel": client.cancel, "restart": client.restart, "delete": client.delete}
         job = act[args.action](args.job_id, org_id=args.org)
     print(job_line(job))

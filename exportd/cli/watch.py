@@ -8,7 +8,7 @@ import sys
 from typing import Any, TextIO
 
 from exportd.cli.progress import render
-from exportd.cli.runtime import add_broker_option, connect, interrupt_on_signals, with_broker
+from exportd.cli.runtime import add_broker_option, engine_client, interrupt_on_signals
 from exportd.cli.text import event_line
 from exportd.config import Settings
 from exportd.messages import JobEvent, JobSnapshot
@@ -37,10 +37,9 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Print the events until Ctrl-C (or SIGTERM)."""
-    settings = with_broker(settings, args.broker)
     interrupt_on_signals()
     view = LiveView(sys.stdout, bars=sys.stdout.isatty())
-    with connect(settings) as client, client.events(args.pattern) as events:
+    with engine_client(settings, args.broker) as client, client.events(args.pattern) as events:
         print(f"watching job events matching {args.pattern!r}; Ctrl-C to stop", file=sys.stderr)
         try:
             for event in events:

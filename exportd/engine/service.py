@@ -209,13 +209,16 @@ class Engine:
         await message.ack()
 
     async def _on_command(self, message: Message) -> None:
-        try:
-            command = decode_json(message.body, JobCommand)
-            reply = await self.command(command)
-        except ExportError as exc:
-            reply = RequestReply(ok=False, error=exc.body())
-        await self._reply(message, reply)
+        await self._reply(message, await self.answer(message.body))
         await message.ack()
+
+    async def answer(self, body: bytes) -> RequestReply:
+        """The reply to the :class:`JobCommand` in JSON ``body``, from the control queue or
+        the control socket: what :meth:`command` returns, or the error that refused it."""
+        try:
+            return await self.command(decode_json(body, JobCommand))
+        except ExportError as exc:
+            return RequestReply(ok=False, error=exc.body())
 
     async def command(self, command: JobCommand) -> RequestReply:
         """Carry out an operation on jobs, as the control queue (or the control socket of

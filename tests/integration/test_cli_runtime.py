@@ -3,9 +3,10 @@
 
 Every test runs ``python -m exportd`` with EXPORTD_HOME in its own folder and a
 topology of its own (``EXPORTD_BROKER__PREFIX``), deleted afterwards; processes
-still running at the end are killed.  The embedded mode's core,
-:func:`exportd.cli.serve.embedded`, is also tested in-process: ``exportd serve``
-has no way in for requests until the HTTP API comes.
+still running at the end are killed.  ``exportd serve`` runs for real too, with
+jobs submitted through its HTTP API and ``jobs`` and ``watch`` reaching it through
+its control socket; its core, :func:`exportd.cli.serve.embedded`, is also tested
+in-process.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -129,6 +131,21 @@ class Process:
             return "\n".join(self.lines[stream])
 
 
+def run_exportd(
+    argv: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``exportd ARGV...`` to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "exportd", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=WAIT * 2,
+        check=False,
+    )
+
+
 class Deployment:
     """An EXPORTD_HOME, a topology on the test broker, and the commands run on them."""
 
@@ -158,15 +175,7 @@ class Deployment:
 
     def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
         """Run ``exportd ARGV...`` to its end."""
-        return subprocess.run(
-            [sys.executable, "-m", "exportd", *argv],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.home,
-            timeout=WAIT * 2,
-            check=False,
-        )
+        return run_exportd(list(argv), self.env, self.home)
 
     def engine(self) -> Process:
         """A started ``exportd engine``."""
@@ -643,9 +652,81 @@ def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path, datastore: Pa
     log = serve.text().splitlines()
     assert all(" INFO " in line for line in log), log
     assert re.search(r"INFO HTTP API at http://127\.0\.0\.1:\d+ \(OpenAPI: ", log[0])
-    assert "2 export(s) at once" in log[1]
+    assert any("2 export(s) at once" in line for line in log), log
+    assert any(
+        line.endswith(
+            f"control socket at {tmp_path / 'control.sock'} (exportd jobs, exportd watch)"
+        )
+        for line in log
+    ), log
     assert log[-2].endswith("SIGTERM: stopping (again to stop at once)")
     assert log[-1].endswith("INFO stopped")
+
+
+def test_jobs_and_watch_reach_serve_through_its_control_socket(
+    tmp_path: Path, demo: DemoSummary
+) -> None:
+    shutil.copy(demo.path, tmp_path / "data.db")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
+    env = {**env, "EXPORTD_HOME": str(tmp_path), "EXPORTD_BATCH_SIZE": "100"}
+    serve = Process(["serve", "--workers", "1", "--http", "127.0.0.1:0"], env, tmp_path)
+    watch: Process | None = None
+    try:
+        found = re.search(r"HTTP API at (http://\S+)", serve.wait_for("HTTP API at"))
+        assert found is not None
+        serve.wait_for("control socket at")
+        control = tmp_path / "control.sock"
+        assert stat.S_IMODE(control.stat().st_mode) == 0o600
+        assert one_error_line(run_exportd(["serve"], env, tmp_path)) == (
+            f"exportd: error: another exportd serve answers on {control}: run one per EXPORTD_HOME"
+        )
+        watch = Process(["watch", f"{demo.org_id}.rooms.*"], env, tmp_path)
+        watch.wait_for("watching job events")
+
+        run_exportd(["orgs", "create", "Demo", "--id", demo.org_id], env, tmp_path)
+        user = run_exportd(["users", "create", demo.org_id, "Ann"], env, tmp_path)
+        made = run_exportd(["tokens", "create", fields_of(user.stdout)["id"]], env, tmp_path)
+        headers = {"Authorization": f"Bearer {fields_of(made.stdout)['token']}"}
+        request = {
+            "source": "rooms",
+            "params": {"room_id": demo.room_id, "type": "logs"},
+            "interval": {"start": "2024-10-02", "end": "2024-10-08"},
+        }
+        with httpx.Client(base_url=found[1], headers=headers, timeout=WAIT) as http:
+            # one worker: the small csv waits for the xlsx, which takes seconds
+            whole = {"start": demo.start.isoformat(), "end": demo.end.isoformat()}
+            slow_request = {**request, "format": "xlsx", "interval": whole}
+            slow = http.post("/v1/jobs", json=slow_request).json()["id"]
+            queued = http.post("/v1/jobs", json={**request, "format": "csv"}).json()["id"]
+
+        listing = run_exportd(["jobs", "list", "--json"], env, tmp_path)
+        assert [job["id"] for job in json.loads(listing.stdout)["jobs"]] == [queued, slow]
+        canceled = run_exportd(["jobs", "cancel", queued[:8]], env, tmp_path)
+        assert canceled.returncode == 0, (canceled, serve.text())
+        assert canceled.stdout == f"job {queued} canceled: rooms to csv, org {demo.org_id}\n"
+        shown = run_exportd(["jobs", "show", slow[:8]], env, tmp_path)
+        assert shown.stdout.splitlines()[0].split() == ["job:", slow]
+        assert one_error_line(run_exportd(["jobs", "show", "0000000"], env, tmp_path)) == (
+            "exportd: error: job_id: no job '0000000'"
+        )
+
+        assert run_exportd(["jobs", "cancel", slow], env, tmp_path).returncode == 0
+
+        watch.wait_for(f"job {slow} canceled", stream="stdout")
+        assert watch.stop(signal.SIGINT) == 0
+        lines = [line.split(maxsplit=1)[1] for line in watch.text("stdout").splitlines()]
+        assert [line.split(":")[0] for line in lines if queued in line] == [
+            f"job {queued} created",
+            f"job {queued} canceled",
+        ]
+        assert lines[-1].startswith(f"job {slow} canceled: rooms to xlsx")
+        assert serve.stop() == 0
+        assert not control.exists()
+    finally:
+        for process in (serve, watch):
+            if process is not None and process.popen.poll() is None:
+                process.popen.kill()
+                process.popen.wait(WAIT)
 
 
 def count_request(**params: object) -> ExportRequest:
