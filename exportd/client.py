@@ -190,6 +190,32 @@ class Client(JobCommands):
         session, inbox = self._retrying(lambda: self._subscribe(pattern))
         return EventStream(session, inbox, timeout)
 
+    def task_consumers(self) -> int:
+        """How many consumers (workers' channels) take tasks from the task queue now; 0
+        while no engine or worker has declared it."""
+        return self._retrying(self._task_consumers)
+
+    def declared(self) -> bool:
+        """Whether an engine or a worker has declared this topology on the broker (its
+        events exchange exists): else no job's event can come."""
+        return self._retrying(self._declared)
+
+    def _task_consumers(self) -> int:
+        with _Session(self._connection) as session:
+            try:
+                declared = session.channel.queue_declare(queue=self.topology.tasks, passive=True)
+            except self._connection.channel_errors:  # no such queue: the channel closes
+                return 0
+            return int(declared.consumer_count)
+
+    def _declared(self) -> bool:
+        with _Session(self._connection) as session:
+            try:
+                session.channel.exchange_declare(self.topology.events, type="topic", passive=True)
+            except self._connection.channel_errors:  # no such exchange
+                return False
+            return True
+
     def _retrying(self, operation: Callable[[], T]) -> T:
         """Run ``operation``; after a dropped connection, reconnect and run it again."""
         self._connect()
@@ -327,12 +353,18 @@ class EventStream(Iterator[JobEvent]):
     def __next__(self) -> JobEvent:
         if self._closed:
             raise StopIteration
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        message = self._session.receive(self._inbox, deadline)
-        if message is None:
+        event = self.receive(self._timeout)
+        if event is None:
             self.close()
             raise StopIteration
-        return msgspec.json.decode(message.body, type=JobEvent)
+        return event
+
+    def receive(self, timeout: float | None) -> JobEvent | None:
+        """The next event, or ``None`` after ``timeout`` seconds without one (``None``
+        waits as long as it takes); the stream stays open either way."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        message = self._session.receive(self._inbox, deadline)
+        return None if message is None else msgspec.json.decode(message.body, type=JobEvent)
 
     def __enter__(self) -> EventStream:
         return self

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 from exportd.cli.progress import render
 from exportd.cli.runtime import add_broker_option, engine_client, interrupt_on_signals
 from exportd.cli.text import event_line
+from exportd.client import Client
 from exportd.config import Settings
 from exportd.messages import JobEvent, JobSnapshot
 from exportd.workers.pipeline import Progress
@@ -39,16 +40,27 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Print the events until Ctrl-C (or SIGTERM)."""
     interrupt_on_signals()
     view = LiveView(sys.stdout, bars=sys.stdout.isatty())
-    with engine_client(settings, args.broker) as client, client.events(args.pattern) as events:
-        print(f"watching job events matching {args.pattern!r}; Ctrl-C to stop", file=sys.stderr)
-        try:
-            for event in events:
-                view.show(event)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            view.close()
+    with engine_client(settings, args.broker) as client:
+        if isinstance(client, Client) and not client.declared():
+            print(undeclared(client.topology.events), file=sys.stderr)
+        with client.events(args.pattern) as events:
+            print(f"watching job events matching {args.pattern!r}; Ctrl-C to stop", file=sys.stderr)
+            try:
+                for event in events:
+                    view.show(event)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                view.close()
     return 0
+
+
+def undeclared(exchange: str) -> str:
+    """What a watch on a broker where no engine has declared ``exchange`` tells."""
+    return (
+        f"no engine or worker has declared the events exchange {exchange} on this broker "
+        "(is EXPORTD_BROKER__PREFIX right?); waiting for one"
+    )
 
 
 class LiveView:

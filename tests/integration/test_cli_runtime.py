@@ -405,8 +405,35 @@ def test_ctrl_c_cancels_an_export_through_the_engine(deployment: Deployment) -> 
             time.sleep(0.1)
 
         assert export.stop(signal.SIGINT) == 130
-        assert export.text() == "exportd: canceled"
+        # and, if that took seconds, the note that no worker takes the job
+        assert export.text().splitlines()[-1] == "exportd: canceled"
         assert client.get(jobs[0].id).status == "canceled"
+
+
+def test_an_export_through_the_engine_says_when_no_worker_takes_it(
+    deployment: Deployment,
+) -> None:
+    deployment.engine()
+    export = deployment.start("export", *ROOM_LOGS, "--broker", deployment.broker_url)
+    note = export.wait_for("no worker")
+    assert note == (
+        f"no worker is taking tasks from {deployment.topology.tasks}; waiting "
+        "(start one with exportd worker)"
+    )
+
+    deployment.worker()
+    assert export.popen.wait(WAIT) == 0
+    assert export.text() == note
+    assert reported(export.text("stdout"))
+
+
+def test_watch_says_when_no_engine_has_declared_its_topology(deployment: Deployment) -> None:
+    watch = deployment.start("watch", ready="watching job events")
+    assert watch.stop(signal.SIGINT) == 0
+    assert watch.text().splitlines()[0] == (
+        f"no engine or worker has declared the events exchange {deployment.topology.events} "
+        "on this broker (is EXPORTD_BROKER__PREFIX right?); waiting for one"
+    )
 
 
 def test_jobs_commands_list_show_cancel_restart_and_delete(deployment: Deployment) -> None:
