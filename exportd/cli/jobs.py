@@ -29,8 +29,9 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "jobs",
         help="list, show, cancel, restart or delete the engine's jobs",
-        description="Ask a running engine (exportd engine) about its jobs, or act on one, "
-        "through RabbitMQ.",
+        description="Ask a running engine about its jobs, or act on one: exportd serve "
+        "through its control socket (EXPORTD_HOME/control.sock) when it exists and no "
+        "--broker is given, else exportd engine through RabbitMQ.",
     )
     actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
 
@@ -65,6 +66,9 @@ def add_parser(commands: Any) -> None:
     ):
         acting = actions.add_parser(action, help=help_, description=help_[0].upper() + help_[1:])
         acting.add_argument("job_id", metavar="JOB_ID", help=JOB_ID_HELP)
+        acting.add_argument(
+            "--json", action="store_true", help="print the job snapshot, as it is now, as JSON"
+        )
         acting.set_defaults(run=run_action, action=action)
         subcommands.append(acting)
 
@@ -103,11 +107,11 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_action(args: argparse.Namespace, settings: Settings) -> int:
-    """Cancel, restart or delete a job; print the job as it is now."""
+    """Cancel, restart or delete a job; print the job as it is now (or its snapshot)."""
     with engine_client(settings, args.broker) as client:
         act = {"cancel": client.cancel, "restart": client.restart, "delete": client.delete}
         job = act[args.action](args.job_id, org_id=args.org)
-    print(job_line(job))
+    print(msgspec.json.encode(job).decode() if args.json else job_line(job))
     return 0
 
 

@@ -7,6 +7,8 @@ import shutil
 import sys
 from typing import Any, TextIO
 
+import msgspec
+
 from exportd.cli.progress import render
 from exportd.cli.runtime import add_broker_option, engine_client, interrupt_on_signals
 from exportd.cli.text import event_line
@@ -27,10 +29,21 @@ def add_parser(commands: Any) -> None:
         description="Print a line for every change of a job's status as the engine "
         "announces it and, on a terminal, a progress bar for every running job; until "
         "Ctrl-C.  PATTERN matches the events' routing keys, ORG.SOURCE.STATUS (_ for no "
-        "org): * stands for one word, # for any number; e.g. 'org1.#', '*.rooms.done'.",
+        "org): * stands for one word, # for any number; e.g. 'org1.#', '*.rooms.done'.  "
+        "Follows exportd serve through its control socket (EXPORTD_HOME/control.sock) when "
+        "it exists and no --broker is given, else the engine's events on RabbitMQ.",
     )
     parser.add_argument(
-        "pattern", nargs="?", default="#", metavar="PATTERN", help="default: # (every event)"
+        "pattern",
+        nargs="?",
+        default="#",
+        metavar="PATTERN",
+        help="the routing keys of the events to follow (default: #, every event)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print every event (progress too) as a line of JSON, a JobEvent; no bars",
     )
     add_broker_option(parser)
     parser.set_defaults(run=run)
@@ -47,7 +60,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"watching job events matching {args.pattern!r}; Ctrl-C to stop", file=sys.stderr)
             try:
                 for event in events:
-                    view.show(event)
+                    if args.json:
+                        print(msgspec.json.encode(event).decode(), flush=True)
+                    else:
+                        view.show(event)
             except KeyboardInterrupt:
                 pass
             finally:

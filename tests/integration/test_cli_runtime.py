@@ -526,6 +526,23 @@ def test_watch_prints_a_line_per_status_change_until_ctrl_c(deployment: Deployme
     assert watch.text() == f"watching job events matching '{ORG}.rooms.*'; Ctrl-C to stop"
 
 
+def test_watch_as_json_prints_a_job_event_a_line(deployment: Deployment) -> None:
+    deployment.engine()
+    deployment.worker()
+    watch = deployment.start("watch", "--json", ready="watching job events")
+    with deployment.client() as client:
+        job = client.submit(logs_request(), wait=WAIT)
+
+    watch.wait_for('"type":"job.done"', stream="stdout")
+    assert watch.stop(signal.SIGINT) == 0
+    events = [msgspec.json.decode(line, type=JobEvent) for line in watch.text("stdout").split("\n")]
+    assert [(event.type, event.job and event.job.id) for event in events] == [
+        ("job.created", job.id),
+        ("job.done", job.id),
+    ]
+    assert events[-1].job == job
+
+
 def job_event(job_id: str, type_: str, rows: int = 0) -> JobEvent:
     """An event about a job of 100 rows, ``rows`` of them written."""
     status = "processing" if type_ == "job.progress" else type_.removeprefix("job.")
@@ -737,7 +754,8 @@ def test_jobs_and_watch_reach_serve_through_its_control_socket(
             "exportd: error: job_id: no job '0000000'"
         )
 
-        assert run_exportd(["jobs", "cancel", slow], env, tmp_path).returncode == 0
+        as_json = json.loads(run_exportd(["jobs", "cancel", slow, "--json"], env, tmp_path).stdout)
+        assert (as_json["id"], as_json["status"]) == (slow, "canceled")
 
         watch.wait_for(f"job {slow} canceled", stream="stdout")
         assert watch.stop(signal.SIGINT) == 0

@@ -6,6 +6,7 @@ Exports are read back with real readers (openpyxl, json, csv) and compared with
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import io
@@ -20,7 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +32,7 @@ import openpyxl
 import pytest
 
 from exportd.bus.base import redacted
-from exportd.cli import main
+from exportd.cli import build_parser, main
 from exportd.cli.export import human_size, key_value, write_parts
 from exportd.cli.progress import ProgressBar, progress_bar, render
 from exportd.data.demo import DemoSummary, generate_demo_data
@@ -589,3 +590,47 @@ def test_tenants_are_made_changed_and_their_tokens_revoked(run: Run) -> None:
     assert (status, err) == (1, f"exportd: error: token_id: no token {made['id']!r}\n")
     status, _, err = run("orgs", "update", "nope", "--active")
     assert (status, err) == (1, "exportd: error: org_id: no organisation 'nope'\n")
+
+
+def test_tenants_are_listed_and_every_tenant_command_speaks_json(run: Run) -> None:
+    assert run("orgs", "list")[1] == "no organisations\n"
+    org = json.loads(run("orgs", "create", "Acme", "--id", "acme", "--json")[1])
+    assert org == {"id": "acme", "name": "Acme", "active": True, "benefits": []}
+    run("orgs", "create", "Beta", "--id", "beta")
+    updated = json.loads(run("orgs", "update", "beta", "--inactive", "--json")[1])
+    assert updated["active"] is False
+    assert [o["id"] for o in json.loads(run("orgs", "list", "--json")[1])] == ["acme", "beta"]
+    assert "\n\nid: beta\n" in run("orgs", "list")[1]
+
+    ann = json.loads(run("users", "create", "acme", "Ann", "--id", "ann", "--json")[1])
+    assert ann == {"id": "ann", "org_id": "acme", "name": "Ann", "email": None}
+    run("users", "create", "beta", "Bob", "--id", "bob")
+    assert json.loads(run("users", "list", "--org", "acme", "--json")[1]) == [ann]
+    assert [u["id"] for u in json.loads(run("users", "list", "--json")[1])] == ["ann", "bob"]
+    assert run("users", "list", "--org", "nope")[::2] == (
+        1,
+        "exportd: error: org_id: no organisation 'nope'\n",
+    )
+
+    token = json.loads(run("tokens", "create", "ann", "--json")[1])
+    assert token["token"].startswith("xd_")
+    [listed] = json.loads(run("tokens", "list", "ann", "--json")[1])
+    assert (listed["id"], listed["permissions"]) == (token["id"], ["reports"])
+    revoked = json.loads(run("tokens", "revoke", token["id"], "--json")[1])
+    assert revoked == {"revoked": token["id"]}
+    assert json.loads(run("tokens", "list", "ann", "--json")[1]) == []
+
+
+def test_every_command_action_and_argument_has_help() -> None:
+    def missing(parser: argparse.ArgumentParser, path: str) -> Iterator[str]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {choice.dest: choice.help for choice in action._choices_actions}
+                for name, sub in action.choices.items():
+                    if not helps.get(name):
+                        yield f"{path} {name}"
+                    yield from missing(sub, f"{path} {name}")
+            elif not action.help:
+                yield f"{path} {action.dest}"
+
+    assert list(missing(build_parser(), "exportd")) == []
