@@ -17,6 +17,7 @@ import pty
 import select
 import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -634,3 +635,17 @@ def test_every_command_action_and_argument_has_help() -> None:
                 yield f"{path} {action.dest}"
 
     assert list(missing(build_parser(), "exportd")) == []
+
+
+def test_a_control_socket_nobody_answers_on_is_one_line(
+    run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EXPORTD_HOME", str(tmp_path))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as left_over:  # a killed serve's
+        left_over.bind(str(tmp_path / "control.sock"))
+    for argv in (["jobs", "list"], ["jobs", "cancel", "abcdef"]):
+        assert run(*argv)[::2] == (
+            1,
+            f"exportd: error: nothing answers on {tmp_path / 'control.sock'}: is exportd "
+            "serve running? (if not, remove the file, or give --broker)\n",
+        )
