@@ -62,9 +62,10 @@ from kombu.message import Message
 from kombu.messaging import Consumer, Producer
 from kombu.transport.pyamqp import Channel
 
-from exportd.bus.base import BusError
+from exportd.bus.base import LOGIN_REFUSED, BusError, cannot_connect, connect_reason
 from exportd.bus.topology import Topology, event_routing_key
 from exportd.config.settings import BrokerSettings
+from exportd.control import JobCommands, Timeout, job_of
 from exportd.errors import from_body
 from exportd.messages import (
     ExportRequest,
@@ -75,6 +76,8 @@ from exportd.messages import (
     RequestReply,
 )
 from exportd.validation import convert
+
+__all__ = ["DEFAULT_URL", "FINAL_STATUSES", "RETRY_POLICY", "Client", "EventStream", "Timeout"]
 
 T = TypeVar("T")
 M = TypeVar("M", ExportRequest, JobCommand)
@@ -95,14 +98,13 @@ RETRY_POLICY: dict[str, float] = {
 """How often, and after what pauses, a dropped connection is reconnected (kombu's ``ensure``)."""
 
 _PERSISTENT = 2
+_ACCESS_REFUSED = 403
+"""The AMQP reply code of a refused login."""
 
 
-class Timeout(TimeoutError):
-    """An answer or an event did not come in time."""
-
-
-class Client:
-    """A connection to exportd through RabbitMQ: submit export requests, follow job events.
+class Client(JobCommands):
+    """A connection to exportd through RabbitMQ: submit export requests, run the job
+    commands of :class:`~exportd.control.JobCommands`, follow job events.
 
     ``url`` is the broker's AMQP URL, ``topology`` the names of exportd's queues and
     exchanges (a prefix keeps deployments apart), ``timeout`` the seconds to wait for
@@ -121,6 +123,7 @@ class Client:
     ) -> None:
         self.topology = topology or Topology()
         self.timeout = timeout
+        self.url = url
         self._events = Exchange(self.topology.events, type="topic", durable=True)
         self._connection = Connection(
             url,
@@ -170,58 +173,10 @@ class Client:
         )
         session, reply, finals = self._ask(self.topology.requests, request, final_keys)
         with session:
-            job = _job(reply)
+            job = job_of(reply)
             if wait is False or job.status in FINAL_STATUSES:
                 return job
             return _final(session, finals, job.id, None if wait is True else float(wait))
-
-    def get(self, job_id: str, *, org_id: str | None = None) -> JobSnapshot:
-        """The job ``job_id`` (only if it belongs to ``org_id``, when given).
-
-        An unknown job raises :class:`~exportd.errors.NotFound` naming ``job_id``.
-        """
-        return _job(self._command(JobCommand(op="get", job_id=job_id, org_id=org_id)))
-
-    def list_jobs(
-        self,
-        *,
-        org_id: str | None = None,
-        user_id: str | None = None,
-        status: JobStatus | None = None,
-        source: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> tuple[list[JobSnapshot], int]:
-        """A page of jobs, newest first, and how many match the filters in all.
-
-        ``limit`` is 1 to 1000; a bad value raises :class:`~exportd.errors.InvalidRequest`
-        naming it, and nothing is sent.
-        """
-        command = JobCommand(
-            op="list",
-            org_id=org_id,
-            user_id=user_id,
-            status=status,
-            source=source,
-            limit=limit,
-            offset=offset,
-        )
-        reply = self._command(command)
-        return reply.jobs or [], reply.total or 0
-
-    def cancel(self, job_id: str, *, org_id: str | None = None) -> JobSnapshot:
-        """Cancel a job; its workers stop and drop their partial files.  A job that has
-        finished raises :class:`~exportd.errors.Conflict`."""
-        return _job(self._command(JobCommand(op="cancel", job_id=job_id, org_id=org_id)))
-
-    def restart(self, job_id: str, *, org_id: str | None = None) -> JobSnapshot:
-        """Run a failed, canceled or expired job again, as a new attempt; another status
-        raises :class:`~exportd.errors.Conflict`."""
-        return _job(self._command(JobCommand(op="restart", job_id=job_id, org_id=org_id)))
-
-    def delete(self, job_id: str, *, org_id: str | None = None) -> JobSnapshot:
-        """Delete a job and its files at once."""
-        return _job(self._command(JobCommand(op="delete", job_id=job_id, org_id=org_id)))
 
     def events(self, pattern: str = "#", *, timeout: float | None = None) -> EventStream:
         """Follow the public job events whose routing key matches ``pattern``.
@@ -235,17 +190,59 @@ class Client:
         session, inbox = self._retrying(lambda: self._subscribe(pattern))
         return EventStream(session, inbox, timeout)
 
+    def task_consumers(self) -> int:
+        """How many consumers (workers' channels) take tasks from the task queue now; 0
+        while no engine or worker has declared it."""
+        return self._retrying(self._task_consumers)
+
+    def declared(self) -> bool:
+        """Whether an engine or a worker has declared this topology on the broker (its
+        events exchange exists): else no job's event can come."""
+        return self._retrying(self._declared)
+
+    def _task_consumers(self) -> int:
+        with _Session(self._connection) as session:
+            try:
+                declared = session.channel.queue_declare(queue=self.topology.tasks, passive=True)
+            except self._connection.channel_errors:  # no such queue: the channel closes
+                return 0
+            return int(declared.consumer_count)
+
+    def _declared(self) -> bool:
+        with _Session(self._connection) as session:
+            try:
+                session.channel.exchange_declare(self.topology.events, type="topic", passive=True)
+            except self._connection.channel_errors:  # no such exchange
+                return False
+            return True
+
     def _retrying(self, operation: Callable[[], T]) -> T:
         """Run ``operation``; after a dropped connection, reconnect and run it again."""
+        self._connect()
         # ensure() revives its first argument on the new connection; operations open
         # their own channels, so the connection itself is all there is to revive.
         ensured = self._connection.ensure(self._connection, operation, **RETRY_POLICY)
         try:
             result: T = ensured()
         except OperationalError as exc:
-            uri = self._connection.as_uri()
-            raise BusError(f"cannot reach the broker at {uri}: {exc}") from exc
+            raise cannot_connect(self.url, connect_reason(exc)) from exc
         return result
+
+    def _connect(self) -> None:
+        """Connect unless connected, retrying as :data:`RETRY_POLICY` says; a broker that
+        cannot be reached or refuses the login raises :class:`~exportd.bus.base.BusError`
+        in the words of every exportd process."""
+        if self._connection.connected:
+            return
+        connection = self._connection
+        try:
+            connection.ensure_connection(**RETRY_POLICY)
+        except (OperationalError, *connection.connection_errors, *connection.channel_errors) as exc:
+            # py-amqp raises the broker's refusal as it is: AccessRefused, NotAllowed...
+            if getattr(exc, "reply_code", None) == _ACCESS_REFUSED:
+                raise cannot_connect(self.url, LOGIN_REFUSED) from exc
+            reason = getattr(exc, "reply_text", None) or connect_reason(exc)
+            raise cannot_connect(self.url, reason) from exc
 
     def _subscribe(self, pattern: str) -> tuple[_Session, deque[Message]]:
         """A new session with a private queue bound to the events exchange by ``pattern``."""
@@ -254,8 +251,8 @@ class Client:
         return session, inbox
 
     def _command(self, command: JobCommand) -> RequestReply:
-        """The engine's reply to ``command`` (checked first, like a request)."""
-        session, reply, _ = self._ask(self.topology.control, _validated(command, JobCommand))
+        """The engine's reply to ``command``, through its control queue."""
+        session, reply, _ = self._ask(self.topology.control, command)
         session.close()
         return reply
 
@@ -356,12 +353,18 @@ class EventStream(Iterator[JobEvent]):
     def __next__(self) -> JobEvent:
         if self._closed:
             raise StopIteration
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        message = self._session.receive(self._inbox, deadline)
-        if message is None:
+        event = self.receive(self._timeout)
+        if event is None:
             self.close()
             raise StopIteration
-        return msgspec.json.decode(message.body, type=JobEvent)
+        return event
+
+    def receive(self, timeout: float | None) -> JobEvent | None:
+        """The next event, or ``None`` after ``timeout`` seconds without one (``None``
+        waits as long as it takes); the stream stays open either way."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        message = self._session.receive(self._inbox, deadline)
+        return None if message is None else msgspec.json.decode(message.body, type=JobEvent)
 
     def __enter__(self) -> EventStream:
         return self
@@ -447,13 +450,6 @@ def _final(
         if event.job is not None and event.job.id == job_id:
             return event.job
     raise Timeout(f"job {job_id} did not finish within {wait} s")
-
-
-def _job(reply: RequestReply) -> JobSnapshot:
-    """The job a reply holds."""
-    if reply.job is None:
-        raise BusError("the engine replied with neither a job nor an error")
-    return reply.job
 
 
 def _validated(message: M | Mapping[str, Any], type_: type[M]) -> M:

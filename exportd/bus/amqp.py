@@ -28,10 +28,25 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, PublishError
-from yarl import URL
+from aio_pika.exceptions import (
+    AMQPError,
+    AuthenticationError,
+    ChannelInvalidStateError,
+    ProbableAuthenticationError,
+    PublishError,
+)
 
-from exportd.bus.base import Bus, BusError, Consumer, Handler, Message, Subscription
+from exportd.bus.base import (
+    LOGIN_REFUSED,
+    Bus,
+    BusError,
+    Consumer,
+    Handler,
+    Message,
+    Subscription,
+    cannot_connect,
+    connect_reason,
+)
 from exportd.bus.topology import DEFAULT_EXCHANGE, QueueSpec, Topology
 from exportd.config.settings import BrokerSettings
 
@@ -152,11 +167,15 @@ class AmqpBus(Bus):
 
     async def start(self) -> None:
         """Connect, open the publishing channel and declare the topology."""
-        where = URL(self.settings.url).with_password(None)
-        with _as_bus_error(f"cannot connect to RabbitMQ at {where}"):
+        url = self.settings.url
+        try:
             self._connection = await aio_pika.connect_robust(
-                self.settings.url, client_properties={"connection_name": self.name}
+                url, client_properties={"connection_name": self.name}
             )
+        except (AuthenticationError, ProbableAuthenticationError) as exc:
+            raise cannot_connect(url, LOGIN_REFUSED) from exc
+        except _BROKER_ERRORS as exc:
+            raise cannot_connect(url, connect_reason(exc)) from exc
         try:
             with _as_bus_error("cannot declare the topology"):
                 self._publisher = channel = await self._connection.channel(on_return_raises=True)

@@ -11,16 +11,49 @@ import abc
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
 
 from exportd.bus.topology import Topology
 
 log = logging.getLogger(__name__)
 
 
+LOGIN_REFUSED = "the broker refused the user name or password (ACCESS_REFUSED)"
+"""Why a connection failed when the broker refused its credentials, whatever the library."""
+
+
 class BusError(Exception):
     """The bus could not do what was asked: no broker, no confirm in time, a closed channel."""
+
+
+def redacted(url: str) -> str:
+    """``url`` as given, with its password hidden: ``amqp://guest:**@host:5672/``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    credentials, _, address = parts.netloc.rpartition("@")
+    user = credentials.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:**@{address}"))
+
+
+def cannot_connect(url: str, reason: str) -> BusError:
+    """The error of a connection to the broker at ``url`` that failed for ``reason``: the
+    same line from every client and process, the password hidden."""
+    return BusError(f"cannot connect to RabbitMQ at {redacted(url)}: {reason}")
+
+
+def connect_reason(error: BaseException) -> str:
+    """Why a connection failed, from a library's ``error``: the system's words for a
+    network error behind it (``Connection refused``), else the error's own."""
+    cause = error if isinstance(error, OSError) else error.__cause__
+    if isinstance(cause, OSError) and cause.errno is not None and cause.errno > 0:
+        return os.strerror(cause.errno)  # asyncio words it "Connect call failed (...)"
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror  # a name that does not resolve: a negative errno
+    return str(error) or repr(error)
 
 
 class Message(abc.ABC):

@@ -10,12 +10,17 @@ from typing import Any, get_args
 
 import msgspec
 
-from exportd.cli.runtime import add_broker_option, connect, with_broker
+from exportd.cli.runtime import add_broker_option, engine_client
 from exportd.cli.text import error_line, human_size, job_line
 from exportd.config import Settings
+from exportd.engine.store import MIN_ID_PREFIX
 from exportd.messages import JobSnapshot, JobStatus
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+JOB_ID_HELP = (
+    f"the job's id, or its start ({MIN_ID_PREFIX} characters or more) as the commands "
+    "print it, such as 201c91a0"
+)
 COLUMNS = ("ID", "STATUS", "SOURCE", "FORMAT", "ORG", "CREATED", "ROWS")
 
 
@@ -24,8 +29,9 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "jobs",
         help="list, show, cancel, restart or delete the engine's jobs",
-        description="Ask a running engine (exportd engine) about its jobs, or act on one, "
-        "through RabbitMQ.",
+        description="Ask a running engine about its jobs, or act on one: exportd serve "
+        "through its control socket (EXPORTD_HOME/control.sock) when it exists and no "
+        "--broker is given, else exportd engine through RabbitMQ.",
     )
     actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
 
@@ -48,7 +54,7 @@ def add_parser(commands: Any) -> None:
     listing.set_defaults(run=run_list)
 
     show = actions.add_parser("show", help="one job in full", description="Show one job in full.")
-    show.add_argument("job_id", metavar="JOB_ID")
+    show.add_argument("job_id", metavar="JOB_ID", help=JOB_ID_HELP)
     show.add_argument("--json", action="store_true", help="print the job snapshot as JSON")
     show.set_defaults(run=run_show)
 
@@ -59,7 +65,10 @@ def add_parser(commands: Any) -> None:
         ("delete", "delete a job and its files"),
     ):
         acting = actions.add_parser(action, help=help_, description=help_[0].upper() + help_[1:])
-        acting.add_argument("job_id", metavar="JOB_ID")
+        acting.add_argument("job_id", metavar="JOB_ID", help=JOB_ID_HELP)
+        acting.add_argument(
+            "--json", action="store_true", help="print the job snapshot, as it is now, as JSON"
+        )
         acting.set_defaults(run=run_action, action=action)
         subcommands.append(acting)
 
@@ -70,7 +79,7 @@ def add_parser(commands: Any) -> None:
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
     """Print a page of jobs as a table, or as JSON."""
-    with connect(with_broker(settings, args.broker)) as client:
+    with engine_client(settings, args.broker) as client:
         jobs, total = client.list_jobs(
             org_id=args.org,
             status=args.status,
@@ -91,18 +100,18 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:
     """Print one job, in full."""
-    with connect(with_broker(settings, args.broker)) as client:
+    with engine_client(settings, args.broker) as client:
         job = client.get(args.job_id, org_id=args.org)
     print(msgspec.json.encode(job).decode() if args.json else details(job))
     return 0
 
 
 def run_action(args: argparse.Namespace, settings: Settings) -> int:
-    """Cancel, restart or delete a job; print the job as it is now."""
-    with connect(with_broker(settings, args.broker)) as client:
+    """Cancel, restart or delete a job; print the job as it is now (or its snapshot)."""
+    with engine_client(settings, args.broker) as client:
         act = {"cancel": client.cancel, "restart": client.restart, "delete": client.delete}
         job = act[args.action](args.job_id, org_id=args.org)
-    print(job_line(job))
+    print(msgspec.json.encode(job).decode() if args.json else job_line(job))
     return 0
 
 

@@ -20,11 +20,15 @@ from exportd.plugins.api import Storage
 from exportd.workers.pipeline import Progress
 
 COPY_CHUNK = 1 << 20
+NO_WORKER_AFTER = 3.0
+"""Seconds after which a job no worker has started makes ``run_job`` look for workers."""
 
 
 def run_job(settings: Settings, request: ExportRequest, stream: TextIO) -> list[FileInfo]:
     """Have the engine run ``request`` and wait for it, showing its progress on ``stream``
-    if that is a terminal; the file of each part.  Ctrl-C cancels the job.
+    if that is a terminal; the file of each part.  Ctrl-C cancels the job.  A job still
+    waiting after :data:`NO_WORKER_AFTER` seconds with no worker to take it says so on
+    ``stream``.
 
     A job that does not end done raises its error.
     """
@@ -33,10 +37,17 @@ def run_job(settings: Settings, request: ExportRequest, stream: TextIO) -> list[
     with connect(settings) as client, client.events(pattern) as events:
         job = client.submit(request)
         bar = progress_bar(stream, f"job {job.id[:8]}")
+        looked = False
         try:
             while job.status not in FINAL_STATUSES:
-                event = next(events)
-                if event.job is not None and event.job.id == job.id:
+                event = events.receive(None if looked else NO_WORKER_AFTER)
+                if event is None:  # once, a few seconds after the job was created
+                    looked = True
+                    if job.status == "created" and client.task_consumers() == 0:
+                        if bar is not None:
+                            bar.close()
+                        print(no_worker(client.topology.tasks), file=stream, flush=True)
+                elif event.job is not None and event.job.id == job.id:
                     job = event.job
                     if bar is not None:
                         progress = job.progress
@@ -53,6 +64,11 @@ def run_job(settings: Settings, request: ExportRequest, stream: TextIO) -> list[
     if job.status != "done":
         raise from_body(job.error) if job.error else ExportFailed(f"job {job.id} was {job.status}")
     return [part.file for part in job.parts if part.file is not None]
+
+
+def no_worker(queue: str) -> str:
+    """What a job that no worker takes is waiting for."""
+    return f"no worker is taking tasks from {queue}; waiting (start one with exportd worker)"
 
 
 def fetch(storage: Storage, file: FileInfo, target: Path) -> FileInfo:

@@ -1,5 +1,6 @@
 """What the commands that talk to a broker or run a service share: the ``--broker``
-option, clients and buses built from the settings, logging, and signal handling."""
+option, clients (of RabbitMQ, or of the control socket of ``exportd serve``) and buses
+built from the settings, logging, and signal handling."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from exportd.cli.text import event_line
 from exportd.client import Client
 from exportd.config import Settings
 from exportd.config.settings import WorkerSettings
+from exportd.control import SocketClient, socket_path
 from exportd.errors import InvalidRequest
 from exportd.messages import JobEvent
 from exportd.validation import convert
@@ -111,6 +113,17 @@ def connect(settings: Settings) -> Client:
         timeout=REPLY_TIMEOUT,
         name="exportd command line",
     )
+
+
+def engine_client(settings: Settings, broker: str | None) -> Client | SocketClient:
+    """A client of the engine for the job commands and ``watch``: that of ``exportd
+    serve`` through its control socket when there is one in EXPORTD_HOME and no
+    ``--broker`` is given, else the engine on RabbitMQ (``--broker``, or the
+    ``broker.url`` setting)."""
+    path = socket_path(settings)
+    if broker is None and path.is_socket():
+        return SocketClient(path, timeout=REPLY_TIMEOUT)
+    return connect(with_broker(settings, broker))
 
 
 def amqp_bus(settings: Settings, name: str) -> AmqpBus:

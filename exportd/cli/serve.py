@@ -20,7 +20,9 @@ from exportd.cli.runtime import (
     with_http,
 )
 from exportd.config import Settings
+from exportd.control import socket_path
 from exportd.deliveries.service import delivering
+from exportd.engine.control_socket import ControlSocket
 from exportd.engine.service import Engine
 from exportd.http.app import serving_http
 from exportd.plugins.manager import Plugins, load_plugins
@@ -36,7 +38,8 @@ def add_parser(commands: Any) -> None:
         help="run the engine, the HTTP API and workers in one process, with no broker",
         description="Run the engine, its HTTP API and its workers in one process, over an "
         "in-process bus: no RabbitMQ needed.  The job store and the files live under "
-        "EXPORTD_HOME.  "
+        "EXPORTD_HOME.  exportd jobs and exportd watch reach it through its control socket, "
+        "EXPORTD_HOME/control.sock.  "
         "Logs a line per change of a job's status on stderr.  On SIGINT or SIGTERM the "
         "running exports get worker.shutdown_grace seconds to finish.",
     )
@@ -57,7 +60,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     plugins = load_plugins(settings)
 
     async def service(stop: asyncio.Event) -> None:
-        async with embedded(settings, plugins) as engine, serving_http(engine, plugins, settings):
+        async with (
+            ControlSocket(socket_path(settings)) as control,
+            embedded(settings, plugins) as engine,
+            serving_http(engine, plugins, settings),
+            control.serving(engine),
+        ):
             log.info(
                 "serving in one process, no broker: %d export(s) at once, files in %s",
                 settings.worker.concurrency,

@@ -1,13 +1,16 @@
 """``exportd orgs|users|tokens ...``: who may use the HTTP API.
 
-Each prints what its user needs next, as ``key: value`` lines: the ids, and
-the token, which is shown this once.  ``orgs update`` changes a subscription or
-benefits; ``tokens list`` and ``tokens revoke`` manage a user's tokens.
+Each prints what its user needs next, as ``key: value`` lines (a block of them per
+record for a listing), or with ``--json`` as JSON: an object, or a list of them.
+``create`` prints the ids, and the token, which is shown this once; ``orgs update``
+changes a subscription or benefits; ``tokens list`` and ``tokens revoke`` manage a
+user's tokens.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -15,47 +18,47 @@ import msgspec
 from exportd.config import Settings
 from exportd.engine.tenants import PERMISSIONS, TenantStore
 
+Command = Callable[[argparse.Namespace, Settings], int]
+
 
 def add_parser(commands: Any) -> None:
     """Add the ``orgs``, ``users`` and ``tokens`` commands to the ``exportd`` parser."""
-    orgs = commands.add_parser("orgs", help="add organisations (tenants)").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
-    org = orgs.add_parser("create", help="add an organisation and print its id")
-    org.add_argument("name")
+    orgs = _command(commands, "orgs", "add, list and change organisations (tenants)")
+    org = _action(orgs, "create", "add an organisation and print its id", create_org)
+    org.add_argument("name", help="what to call it")
     org.add_argument("--id", help="its id (default: a new UUID)")
     org.add_argument("--inactive", action="store_true", help="without an active subscription")
     org.add_argument(
         "--benefit", action="append", default=[], help="a benefit, such as qna (repeatable)"
     )
-    org.set_defaults(run=create_org)
-    update = orgs.add_parser("update", help="change an organisation's subscription or benefits")
-    update.add_argument("org_id")
+    _action(orgs, "list", "every organisation, oldest first", list_orgs)
+    update = _action(
+        orgs, "update", "change an organisation's subscription or benefits", update_org
+    )
+    update.add_argument("org_id", metavar="ORG_ID", help="the organisation's id")
     subscription = update.add_mutually_exclusive_group()
-    subscription.add_argument("--active", action="store_true", default=None)
-    subscription.add_argument("--inactive", dest="active", action="store_false")
+    subscription.add_argument(
+        "--active", action="store_true", default=None, help="with an active subscription"
+    )
+    subscription.add_argument("--inactive", dest="active", action="store_false", help="without one")
     update.add_argument(
         "--benefit",
         action="append",
         help="a benefit it has (repeatable; replaces the list; --benefit '' for none)",
     )
-    update.set_defaults(run=update_org)
 
-    users = commands.add_parser("users", help="add users to organisations").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
-    user = users.add_parser("create", help="add a user and print its id")
-    user.add_argument("org_id")
-    user.add_argument("name")
+    users = _command(commands, "users", "add and list the users of organisations")
+    user = _action(users, "create", "add a user and print its id", create_user)
+    user.add_argument("org_id", metavar="ORG_ID", help="the id of the user's organisation")
+    user.add_argument("name", help="the user's name")
     user.add_argument("--id", help="its id (default: a new UUID)")
-    user.add_argument("--email")
-    user.set_defaults(run=create_user)
+    user.add_argument("--email", help="the user's email address")
+    listing = _action(users, "list", "every user, oldest first", list_users)
+    listing.add_argument("--org", metavar="ID", help="only the users of organisation ID")
 
-    tokens = commands.add_parser("tokens", help="make API tokens").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
-    token = tokens.add_parser("create", help="make a token for a user and print it once")
-    token.add_argument("user_id")
+    tokens = _command(commands, "tokens", "make, list and revoke API tokens")
+    token = _action(tokens, "create", "make a token for a user and print it once", create_token)
+    token.add_argument("user_id", metavar="USER_ID", help="the id of the token's user")
     token.add_argument(
         "--permission",
         action="append",
@@ -64,13 +67,33 @@ def add_parser(commands: Any) -> None:
         help="a permission (repeatable; default: reports)",
     )
     token.add_argument("--name", default="api", help="what the token is for")
-    token.set_defaults(run=create_token)
-    listing = tokens.add_parser("list", help="a user's tokens (their ids, never the secrets)")
-    listing.add_argument("user_id")
-    listing.set_defaults(run=list_tokens)
-    revoke = tokens.add_parser("revoke", help="delete a token: it stops working at once")
-    revoke.add_argument("token_id", help="the id `tokens create` or `tokens list` printed")
-    revoke.set_defaults(run=revoke_token)
+    listing = _action(tokens, "list", "a user's tokens (their ids, never the secrets)", list_tokens)
+    listing.add_argument("user_id", metavar="USER_ID", help="the user's id")
+    revoke = _action(tokens, "revoke", "delete a token: it stops working at once", revoke_token)
+    revoke.add_argument(
+        "token_id", metavar="TOKEN_ID", help="the id `tokens create` or `tokens list` printed"
+    )
+
+
+def _command(commands: Any, name: str, help_: str) -> Any:
+    """A command of ``exportd`` whose actions are sub-commands; its sub-parsers."""
+    parser = commands.add_parser(
+        name,
+        help=help_,
+        description=f"{help_[0].upper()}{help_[1:]}, in the job store (EXPORTD_HOME/jobs.db) "
+        "of the engine's host.",
+    )
+    return parser.add_subparsers(title="actions", dest="action", required=True, metavar="ACTION")
+
+
+def _action(actions: Any, name: str, help_: str, run: Command) -> argparse.ArgumentParser:
+    """An action of a tenant command, with ``--json``, that ``run`` carries out."""
+    parser: argparse.ArgumentParser = actions.add_parser(
+        name, help=help_, description=f"{help_[0].upper()}{help_[1:]}."
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(run=run)
+    return parser
 
 
 def create_org(args: argparse.Namespace, settings: Settings) -> int:
@@ -79,7 +102,14 @@ def create_org(args: argparse.Namespace, settings: Settings) -> int:
         org = tenants.create_org(
             args.name, org_id=args.id, active=not args.inactive, benefits=args.benefit
         )
-    show(org)
+    show(org, json=args.json)
+    return 0
+
+
+def list_orgs(args: argparse.Namespace, settings: Settings) -> int:
+    """Print every organisation."""
+    with TenantStore(settings.jobs_path) as tenants:
+        show_all(tenants.orgs(), "no organisations", json=args.json)
     return 0
 
 
@@ -88,7 +118,7 @@ def update_org(args: argparse.Namespace, settings: Settings) -> int:
     benefits = None if args.benefit is None else [b for b in args.benefit if b]
     with TenantStore(settings.jobs_path) as tenants:
         org = tenants.update_org(args.org_id, active=args.active, benefits=benefits)
-    show(org)
+    show(org, json=args.json)
     return 0
 
 
@@ -96,7 +126,14 @@ def create_user(args: argparse.Namespace, settings: Settings) -> int:
     """Add a user to an organisation."""
     with TenantStore(settings.jobs_path) as tenants:
         user = tenants.create_user(args.org_id, args.name, user_id=args.id, email=args.email)
-    show(user)
+    show(user, json=args.json)
+    return 0
+
+
+def list_users(args: argparse.Namespace, settings: Settings) -> int:
+    """Print every user, or an organisation's."""
+    with TenantStore(settings.jobs_path) as tenants:
+        show_all(tenants.users(args.org), "no users", json=args.json)
     return 0
 
 
@@ -104,20 +141,14 @@ def create_token(args: argparse.Namespace, settings: Settings) -> int:
     """Make a token for a user."""
     with TenantStore(settings.jobs_path) as tenants:
         token = tenants.create_token(args.user_id, args.permission or ["reports"], name=args.name)
-    show(token)
+    show(token, json=args.json)
     return 0
 
 
 def list_tokens(args: argparse.Namespace, settings: Settings) -> int:
-    """Print a user's tokens, a block of lines each."""
+    """Print a user's tokens."""
     with TenantStore(settings.jobs_path) as tenants:
-        tokens = tenants.tokens(args.user_id)
-    for number, token in enumerate(tokens):
-        if number:
-            print()
-        show(token)
-    if not tokens:
-        print("no tokens")
+        show_all(tenants.tokens(args.user_id), "no tokens", json=args.json)
     return 0
 
 
@@ -125,12 +156,32 @@ def revoke_token(args: argparse.Namespace, settings: Settings) -> int:
     """Delete a token."""
     with TenantStore(settings.jobs_path) as tenants:
         tenants.revoke_token(args.token_id)
-    print(f"revoked: {args.token_id}")
+    if args.json:
+        print(msgspec.json.encode({"revoked": args.token_id}).decode())
+    else:
+        print(f"revoked: {args.token_id}")
     return 0
 
 
-def show(record: msgspec.Struct) -> None:
-    """Print ``record`` as ``key: value`` lines."""
+def show(record: msgspec.Struct, *, json: bool) -> None:
+    """Print ``record`` as ``key: value`` lines, or as a JSON object."""
+    if json:
+        print(msgspec.json.encode(record).decode())
+        return
     for key, value in msgspec.to_builtins(record).items():
         text = ", ".join(value) if isinstance(value, list) else value
         print(f"{key}: {'' if text is None else text}")
+
+
+def show_all(records: Sequence[msgspec.Struct], none: str, *, json: bool) -> None:
+    """Print ``records`` as blocks of lines (or ``none`` if there are none), or as a JSON
+    list."""
+    if json:
+        print(msgspec.json.encode(records).decode())
+        return
+    for number, record in enumerate(records):
+        if number:
+            print()
+        show(record, json=False)
+    if not records:
+        print(none)

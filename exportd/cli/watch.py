@@ -7,9 +7,12 @@ import shutil
 import sys
 from typing import Any, TextIO
 
+import msgspec
+
 from exportd.cli.progress import render
-from exportd.cli.runtime import add_broker_option, connect, interrupt_on_signals, with_broker
+from exportd.cli.runtime import add_broker_option, engine_client, interrupt_on_signals
 from exportd.cli.text import event_line
+from exportd.client import Client
 from exportd.config import Settings
 from exportd.messages import JobEvent, JobSnapshot
 from exportd.workers.pipeline import Progress
@@ -26,10 +29,21 @@ def add_parser(commands: Any) -> None:
         description="Print a line for every change of a job's status as the engine "
         "announces it and, on a terminal, a progress bar for every running job; until "
         "Ctrl-C.  PATTERN matches the events' routing keys, ORG.SOURCE.STATUS (_ for no "
-        "org): * stands for one word, # for any number; e.g. 'org1.#', '*.rooms.done'.",
+        "org): * stands for one word, # for any number; e.g. 'org1.#', '*.rooms.done'.  "
+        "Follows exportd serve through its control socket (EXPORTD_HOME/control.sock) when "
+        "it exists and no --broker is given, else the engine's events on RabbitMQ.",
     )
     parser.add_argument(
-        "pattern", nargs="?", default="#", metavar="PATTERN", help="default: # (every event)"
+        "pattern",
+        nargs="?",
+        default="#",
+        metavar="PATTERN",
+        help="the routing keys of the events to follow (default: #, every event)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print every event (progress too) as a line of JSON, a JobEvent; no bars",
     )
     add_broker_option(parser)
     parser.set_defaults(run=run)
@@ -37,19 +51,32 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Print the events until Ctrl-C (or SIGTERM)."""
-    settings = with_broker(settings, args.broker)
     interrupt_on_signals()
     view = LiveView(sys.stdout, bars=sys.stdout.isatty())
-    with connect(settings) as client, client.events(args.pattern) as events:
-        print(f"watching job events matching {args.pattern!r}; Ctrl-C to stop", file=sys.stderr)
-        try:
-            for event in events:
-                view.show(event)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            view.close()
+    with engine_client(settings, args.broker) as client:
+        if isinstance(client, Client) and not client.declared():
+            print(undeclared(client.topology.events), file=sys.stderr)
+        with client.events(args.pattern) as events:
+            print(f"watching job events matching {args.pattern!r}; Ctrl-C to stop", file=sys.stderr)
+            try:
+                for event in events:
+                    if args.json:
+                        print(msgspec.json.encode(event).decode(), flush=True)
+                    else:
+                        view.show(event)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                view.close()
     return 0
+
+
+def undeclared(exchange: str) -> str:
+    """What a watch on a broker where no engine has declared ``exchange`` tells."""
+    return (
+        f"no engine or worker has declared the events exchange {exchange} on this broker "
+        "(is EXPORTD_BROKER__PREFIX right?); waiting for one"
+    )
 
 
 class LiveView:

@@ -4,10 +4,16 @@ Precedence, lowest first: defaults, the file, the environment.  The file is
 ``$EXPORTD_CONFIG`` if set, else ``./exportd.toml`` if it exists.  Nested keys
 use a double underscore in variables (``EXPORTD_SECTION__KEY``); list values
 are comma-separated.
+
+Every ``EXPORTD_*`` variable must name a setting: a typo is an error that names
+it, with the setting it most resembles.  The exception is the ``EXPORTD_TEST_``
+prefix, which the test suite keeps for its own variables (such as
+``EXPORTD_TEST_BROKER_URL``): the loader ignores them.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -22,6 +28,8 @@ from exportd.validation import convert
 
 PREFIX = "EXPORTD_"
 CONFIG_VARIABLE = "EXPORTD_CONFIG"
+TEST_PREFIX = "EXPORTD_TEST_"
+"""The variables of the test suite, which are no settings."""
 DEFAULT_FILE = Path("exportd.toml")
 
 
@@ -65,7 +73,11 @@ def _read_file(path: Path) -> dict[str, Any]:
 def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for variable, value in environ.items():
-        if not variable.startswith(PREFIX) or variable == CONFIG_VARIABLE:
+        if (
+            not variable.startswith(PREFIX)
+            or variable.startswith(TEST_PREFIX)
+            or variable == CONFIG_VARIABLE
+        ):
             continue
         path = variable[len(PREFIX) :].lower().split("__")
         target = data
@@ -80,8 +92,33 @@ def _parse_value(path: list[str], value: str, variable: str) -> Any:
     for key in path:
         fields = {f.encode_name: f.type for f in getattr(info, "fields", ())}
         if key not in fields:
-            raise ConfigError(f"unknown setting {variable}", [])
+            raise ConfigError(f"unknown setting {variable}{_suggestion(variable)}", [])
         info = fields[key]
     if isinstance(info, msgspec.inspect.ListType):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+def _suggestion(variable: str) -> str:
+    """``; did you mean EXPORTD_X?`` naming the setting's variable most like
+    ``variable``, or nothing if none is close."""
+    # Compared without the prefix, which every name shares and would make all look alike.
+    names = [name.removeprefix(PREFIX) for name in _setting_variables()]
+    close = difflib.get_close_matches(variable.removeprefix(PREFIX), names, n=1)
+    return f"; did you mean {PREFIX}{close[0]}?" if close else ""
+
+
+def _setting_variables() -> list[str]:
+    """The variable of every setting, sections' keys included."""
+    names: list[str] = []
+
+    def add(info: Any, key: str) -> None:
+        fields = getattr(info, "fields", None)
+        if fields is None:
+            names.append(variable_name(key))
+            return
+        for field in fields:
+            add(field.type, f"{key}.{field.encode_name}" if key else field.encode_name)
+
+    add(msgspec.inspect.type_info(Settings), "")
+    return names

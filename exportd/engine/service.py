@@ -209,16 +209,21 @@ class Engine:
         await message.ack()
 
     async def _on_command(self, message: Message) -> None:
-        try:
-            command = decode_json(message.body, JobCommand)
-            reply = await self.command(command)
-        except ExportError as exc:
-            reply = RequestReply(ok=False, error=exc.body())
-        await self._reply(message, reply)
+        await self._reply(message, await self.answer(message.body))
         await message.ack()
 
+    async def answer(self, body: bytes) -> RequestReply:
+        """The reply to the :class:`JobCommand` in JSON ``body``, from the control queue or
+        the control socket: what :meth:`command` returns, or the error that refused it."""
+        try:
+            return await self.command(decode_json(body, JobCommand))
+        except ExportError as exc:
+            return RequestReply(ok=False, error=exc.body())
+
     async def command(self, command: JobCommand) -> RequestReply:
-        """Carry out an operation on jobs, as the control queue asks for it."""
+        """Carry out an operation on jobs, as the control queue (or the control socket of
+        the embedded mode) asks for it.  A command may name a job by the start of its id,
+        as the command line prints it (see :meth:`JobStore.resolve_id`)."""
         if command.op == "list":
             page = await self.list_jobs(
                 org_id=command.org_id,
@@ -237,7 +242,8 @@ class Engine:
             "restart": self.restart,
             "delete": self.delete,
         }
-        job = await operations[command.op](command.job_id, command.org_id)
+        job_id = self.store.resolve_id(command.job_id, command.org_id)
+        job = await operations[command.op](job_id, command.org_id)
         return RequestReply(ok=True, job=job)
 
     async def _refuse(self, message: Message, error: ErrorBody) -> None:

@@ -17,6 +17,7 @@ Dropped updates are counted by reason in the file, so the counts survive restart
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import uuid
 from collections import defaultdict
@@ -48,6 +49,11 @@ MAX_OFFSET = 10**12
 """Far past any real listing, and far inside SQLite's integers."""
 PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 """The names of request parameters a listing may filter on: they go into a JSON path."""
+
+MIN_ID_PREFIX = 6
+"""The fewest characters of a job id that :meth:`JobStore.resolve_id` completes."""
+AMBIGUOUS_SHOWN = 3
+"""How many of the ids a short one could be an error names."""
 
 ParamValue = str | int | float
 
@@ -232,6 +238,39 @@ class JobStore(StoreFile):
         none, or if ``org_id`` is given and the job belongs to another org."""
         with transaction(self._db, write=False):
             return self._state(job_id, org_id).job
+
+    def resolve_id(self, job_id: str, org_id: str | None = None) -> str:
+        """The id of the one job (of ``org_id``, if given) whose id is ``job_id`` or, for
+        ``job_id`` of :data:`MIN_ID_PREFIX` characters or more, starts with it.
+
+        No such job raises :class:`~exportd.errors.NotFound` naming ``job_id``; a start
+        that more than one id shares, or a shorter one that is no id,
+        :class:`~exportd.errors.InvalidRequest`.
+        """
+        # A range of the primary key, so that the index serves it and no character of
+        # job_id is a wildcard; the ids are UUIDs, so no id sorts past the upper bound.
+        where, args = "id >= ? and id < ?", [job_id, job_id + "\U0010ffff"]
+        if org_id is not None:
+            where, args = where + " and org_id = ?", [*args, org_id]
+        rows = self._jobs.rows_where(where, args, select="id", order_by="id")
+        found = [row["id"] for row in itertools.islice(rows, AMBIGUOUS_SHOWN + 1)]
+        if job_id in found:
+            return job_id
+        if found and len(job_id) < MIN_ID_PREFIX:
+            raise InvalidRequest.field(
+                "job_id",
+                f"{job_id!r} is too short to stand for a job id: give at least "
+                f"{MIN_ID_PREFIX} characters",
+            )
+        if len(found) > 1:
+            shown = ", ".join(found[:AMBIGUOUS_SHOWN])
+            more = ", ..." if len(found) > AMBIGUOUS_SHOWN else ""
+            raise InvalidRequest.field(
+                "job_id", f"{job_id!r} is the start of more than one job id: {shown}{more}"
+            )
+        if not found:
+            raise NotFound.field("job_id", f"no job {job_id!r}")
+        return str(found[0])
 
     def numbers(self, job_ids: Iterable[str]) -> dict[str, int]:
         """The ``number`` of each of the jobs ``job_ids`` that exists: a whole number that

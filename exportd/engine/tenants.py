@@ -241,19 +241,39 @@ class TenantStore(StoreFile):
         row = self._row("orgs", org_id)
         if row is None:
             raise NotFound.field("org_id", f"no organisation {org_id!r}")
-        return Org(
-            id=row["id"],
-            name=row["name"],
-            active=bool(row["active"]),
-            benefits=msgspec.json.decode(row["benefits"]),
-        )
+        return _org(row)
+
+    def orgs(self) -> list[Org]:
+        """Every organisation, oldest first."""
+        return [_org(row) for row in self._db.table("orgs").rows_where(order_by="created_at, id")]
 
     def user(self, user_id: str) -> User:
         """The user ``user_id``; :class:`NotFound` if there is none."""
         row = self._row("users", user_id)
         if row is None:
             raise NotFound.field("user_id", f"no user {user_id!r}")
-        return User(id=row["id"], org_id=row["org_id"], name=row["name"], email=row["email"])
+        return _user(row)
+
+    def users(self, org_id: str | None = None) -> list[User]:
+        """Every user (of ``org_id``, which must exist, if given), oldest first."""
+        if org_id is not None:
+            self.org(org_id)
+        where, args = ("org_id = ?", [org_id]) if org_id is not None else (None, [])
+        rows = self._db.table("users").rows_where(where, args, order_by="created_at, id")
+        return [_user(row) for row in rows]
 
     def _row(self, table: str, value: str, *, key: str = "id") -> dict[str, Any] | None:
         return next(self._db.table(table).rows_where(f"{key} = ?", [value]), None)
+
+
+def _org(row: dict[str, Any]) -> Org:
+    return Org(
+        id=row["id"],
+        name=row["name"],
+        active=bool(row["active"]),
+        benefits=msgspec.json.decode(row["benefits"]),
+    )
+
+
+def _user(row: dict[str, Any]) -> User:
+    return User(id=row["id"], org_id=row["org_id"], name=row["name"], email=row["email"])

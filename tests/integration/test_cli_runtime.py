@@ -3,9 +3,10 @@
 
 Every test runs ``python -m exportd`` with EXPORTD_HOME in its own folder and a
 topology of its own (``EXPORTD_BROKER__PREFIX``), deleted afterwards; processes
-still running at the end are killed.  The embedded mode's core,
-:func:`exportd.cli.serve.embedded`, is also tested in-process: ``exportd serve``
-has no way in for requests until the HTTP API comes.
+still running at the end are killed.  ``exportd serve`` runs for real too, with
+jobs submitted through its HTTP API and ``jobs`` and ``watch`` reaching it through
+its control socket; its core, :func:`exportd.cli.serve.embedded`, is also tested
+in-process.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -29,6 +31,7 @@ from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import msgspec
@@ -128,6 +131,21 @@ class Process:
             return "\n".join(self.lines[stream])
 
 
+def run_exportd(
+    argv: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``exportd ARGV...`` to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "exportd", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=WAIT * 2,
+        check=False,
+    )
+
+
 class Deployment:
     """An EXPORTD_HOME, a topology on the test broker, and the commands run on them."""
 
@@ -157,15 +175,7 @@ class Deployment:
 
     def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
         """Run ``exportd ARGV...`` to its end."""
-        return subprocess.run(
-            [sys.executable, "-m", "exportd", *argv],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.home,
-            timeout=WAIT * 2,
-            check=False,
-        )
+        return run_exportd(list(argv), self.env, self.home)
 
     def engine(self) -> Process:
         """A started ``exportd engine``."""
@@ -320,41 +330,71 @@ def test_export_through_the_engine_reports_bad_input_in_one_line(
     assert not (deployment.home / "files").exists()
 
 
+UNREACHABLE_LINE = "cannot connect to RabbitMQ at amqp://guest:**@127.0.0.1:1/: Connection refused"
 BAD_COMMANDS = [
-    (["engine", "--broker", UNREACHABLE], "cannot connect to RabbitMQ at "),
-    (["worker", "--broker", UNREACHABLE], "cannot connect to RabbitMQ at "),
-    (["watch", "--broker", UNREACHABLE], "cannot reach the broker at "),
-    (["jobs", "list", "--broker", UNREACHABLE], "cannot reach the broker at "),
-    (["export", *ROOM_LOGS, "--broker", UNREACHABLE], "cannot reach the broker at "),
+    (["engine", "--broker", UNREACHABLE], UNREACHABLE_LINE),
+    (["worker", "--broker", UNREACHABLE], UNREACHABLE_LINE),
+    (["watch", "--broker", UNREACHABLE], UNREACHABLE_LINE),
+    (["jobs", "list", "--broker", UNREACHABLE], UNREACHABLE_LINE),
+    (["export", *ROOM_LOGS, "--broker", UNREACHABLE], UNREACHABLE_LINE),
     (["jobs", "show", "x", "--broker", "http://host/"], "--broker: expected amqp://"),
     (["worker", "--concurrency", "0"], "--concurrency: must be at least 1"),
     (["serve", "--workers", "300"], "--workers: must be at most 256"),
 ]
 
 
-def test_no_broker_or_bad_input_is_one_line_and_a_failure(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
-    # All at once: each spends seconds trying to reach the broker.
+def run_all(argvs: list[list[str]], env: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
+    """Run ``exportd ARGV...`` for each of ``argvs`` at once (each may spend seconds
+    trying to reach a broker); their results, in order."""
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "exportd", *argv],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**env, "EXPORTD_HOME": str(tmp_path)},
+            env=env,
         )
-        for argv, _ in BAD_COMMANDS
+        for argv in argvs
     ]
     try:
-        for (argv, error), process in zip(BAD_COMMANDS, processes, strict=True):
+        results = []
+        for argv, process in zip(argvs, processes, strict=True):
             stdout, stderr = process.communicate(timeout=WAIT)
-            result = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
-            assert one_error_line(result).startswith(f"exportd: error: {error}"), argv
-            assert "secret" not in stderr
+            results.append(subprocess.CompletedProcess(argv, process.returncode, stdout, stderr))
+        return results
     finally:
         for process in processes:
             process.kill()
             process.wait(WAIT)
+
+
+def test_no_broker_or_bad_input_is_one_line_and_a_failure(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
+    results = run_all([argv for argv, _ in BAD_COMMANDS], {**env, "EXPORTD_HOME": str(tmp_path)})
+    for (argv, error), result in zip(BAD_COMMANDS, results, strict=True):
+        assert one_error_line(result).startswith(f"exportd: error: {error}"), argv
+        assert "secret" not in result.stderr
+
+
+def test_a_refused_login_is_the_same_line_from_every_command(
+    tmp_path: Path, broker_url: str
+) -> None:
+    parts = urlsplit(broker_url)
+    address = parts.netloc.rpartition("@")[2]
+    wrong = urlunsplit(parts._replace(netloc=f"{parts.username or 'guest'}:wrong@{address}"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
+    env = {**env, "EXPORTD_HOME": str(tmp_path), "EXPORTD_BROKER__URL": wrong}
+    commands = [["jobs", "list"], ["jobs", "show", "x"], ["watch"], ["worker"], ["engine"]]
+    commands.append(["export", *ROOM_LOGS, "--broker", wrong])
+
+    results = run_all(commands, env)
+
+    shown = urlunsplit(parts._replace(netloc=f"{parts.username or 'guest'}:**@{address}"))
+    expected = (
+        f"exportd: error: cannot connect to RabbitMQ at {shown}: "
+        "the broker refused the user name or password (ACCESS_REFUSED)"
+    )
+    assert [one_error_line(result) for result in results] == [expected] * len(commands)
 
 
 def test_ctrl_c_cancels_an_export_through_the_engine(deployment: Deployment) -> None:
@@ -367,8 +407,35 @@ def test_ctrl_c_cancels_an_export_through_the_engine(deployment: Deployment) -> 
             time.sleep(0.1)
 
         assert export.stop(signal.SIGINT) == 130
-        assert export.text() == "exportd: canceled"
+        # and, if that took seconds, the note that no worker takes the job
+        assert export.text().splitlines()[-1] == "exportd: canceled"
         assert client.get(jobs[0].id).status == "canceled"
+
+
+def test_an_export_through_the_engine_says_when_no_worker_takes_it(
+    deployment: Deployment,
+) -> None:
+    deployment.engine()
+    export = deployment.start("export", *ROOM_LOGS, "--broker", deployment.broker_url)
+    note = export.wait_for("no worker")
+    assert note == (
+        f"no worker is taking tasks from {deployment.topology.tasks}; waiting "
+        "(start one with exportd worker)"
+    )
+
+    deployment.worker()
+    assert export.popen.wait(WAIT) == 0
+    assert export.text() == note
+    assert reported(export.text("stdout"))
+
+
+def test_watch_says_when_no_engine_has_declared_its_topology(deployment: Deployment) -> None:
+    watch = deployment.start("watch", ready="watching job events")
+    assert watch.stop(signal.SIGINT) == 0
+    assert watch.text().splitlines()[0] == (
+        f"no engine or worker has declared the events exchange {deployment.topology.events} "
+        "on this broker (is EXPORTD_BROKER__PREFIX right?); waiting for one"
+    )
 
 
 def test_jobs_commands_list_show_cancel_restart_and_delete(deployment: Deployment) -> None:
@@ -379,8 +446,8 @@ def test_jobs_commands_list_show_cancel_restart_and_delete(deployment: Deploymen
 
         listing = deployment.run("jobs", "list")
         as_json = json.loads(deployment.run("jobs", "list", "--json", "--limit", "1").stdout)
-        shown = deployment.run("jobs", "show", job.id)
-        canceled = deployment.run("jobs", "cancel", job.id)
+        shown = deployment.run("jobs", "show", job.id[:8])  # as the commands print it
+        canceled = deployment.run("jobs", "cancel", job.id[:8])
         restarted = deployment.run("jobs", "restart", job.id)
 
         header, first, second, footer = listing.stdout.splitlines()
@@ -410,6 +477,10 @@ def test_jobs_commands_list_show_cancel_restart_and_delete(deployment: Deploymen
         )
         assert one_error_line(deployment.run("jobs", "show", "nope")) == (
             "exportd: error: job_id: no job 'nope'"
+        )
+        assert one_error_line(deployment.run("jobs", "show", job.id[:3])) == (
+            f"exportd: error: job_id: {job.id[:3]!r} is too short to stand for a job id: "
+            "give at least 6 characters"
         )
         assert one_error_line(deployment.run("jobs", "list", "--limit", "0")).startswith(
             "exportd: error: limit: "
@@ -455,6 +526,23 @@ def test_watch_prints_a_line_per_status_change_until_ctrl_c(deployment: Deployme
     assert all(f"job {job.id} " in line for line in lines)
     assert lines[-1].endswith(f"done: rooms to csv, org {ORG}; {rows_and_size(job)}")
     assert watch.text() == f"watching job events matching '{ORG}.rooms.*'; Ctrl-C to stop"
+
+
+def test_watch_as_json_prints_a_job_event_a_line(deployment: Deployment) -> None:
+    deployment.engine()
+    deployment.worker()
+    watch = deployment.start("watch", "--json", ready="watching job events")
+    with deployment.client() as client:
+        job = client.submit(logs_request(), wait=WAIT)
+
+    watch.wait_for('"type":"job.done"', stream="stdout")
+    assert watch.stop(signal.SIGINT) == 0
+    events = [msgspec.json.decode(line, type=JobEvent) for line in watch.text("stdout").split("\n")]
+    assert [(event.type, event.job and event.job.id) for event in events] == [
+        ("job.created", job.id),
+        ("job.done", job.id),
+    ]
+    assert events[-1].job == job
 
 
 def job_event(job_id: str, type_: str, rows: int = 0) -> JobEvent:
@@ -610,9 +698,87 @@ def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path, datastore: Pa
     log = serve.text().splitlines()
     assert all(" INFO " in line for line in log), log
     assert re.search(r"INFO HTTP API at http://127\.0\.0\.1:\d+ \(OpenAPI: ", log[0])
-    assert "2 export(s) at once" in log[1]
+    assert any("2 export(s) at once" in line for line in log), log
+    assert any(
+        line.endswith(
+            f"control socket at {tmp_path / 'control.sock'} (exportd jobs, exportd watch)"
+        )
+        for line in log
+    ), log
     assert log[-2].endswith("SIGTERM: stopping (again to stop at once)")
     assert log[-1].endswith("INFO stopped")
+
+
+def test_jobs_and_watch_reach_serve_through_its_control_socket(
+    tmp_path: Path, demo: DemoSummary
+) -> None:
+    shutil.copy(demo.path, tmp_path / "data.db")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
+    env = {**env, "EXPORTD_HOME": str(tmp_path), "EXPORTD_BATCH_SIZE": "20"}
+    serve = Process(["serve", "--workers", "1", "--http", "127.0.0.1:0"], env, tmp_path)
+    watch: Process | None = None
+    try:
+        found = re.search(r"HTTP API at (http://\S+)", serve.wait_for("HTTP API at"))
+        assert found is not None
+        serve.wait_for("control socket at")
+        control = tmp_path / "control.sock"
+        assert stat.S_IMODE(control.stat().st_mode) == 0o600
+        assert one_error_line(run_exportd(["serve"], env, tmp_path)) == (
+            f"exportd: error: another exportd serve answers on {control}: run one per EXPORTD_HOME"
+        )
+        watch = Process(["watch", f"{demo.org_id}.rooms.*"], env, tmp_path)
+        watch.wait_for("watching job events")
+
+        run_exportd(["orgs", "create", "Demo", "--id", demo.org_id], env, tmp_path)
+        user = run_exportd(["users", "create", demo.org_id, "Ann"], env, tmp_path)
+        made = run_exportd(["tokens", "create", fields_of(user.stdout)["id"]], env, tmp_path)
+        headers = {"Authorization": f"Bearer {fields_of(made.stdout)['token']}"}
+        request = {
+            "source": "rooms",
+            "params": {"room_id": demo.room_id, "type": "logs"},
+            "interval": {"start": "2024-10-02", "end": "2024-10-08"},
+        }
+        with httpx.Client(base_url=found[1], headers=headers, timeout=WAIT) as http:
+            # one worker: the small csv waits for the xlsx, which takes seconds
+            whole = {"start": demo.start.isoformat(), "end": demo.end.isoformat()}
+            slow_request = {**request, "format": "xlsx", "interval": whole}
+            slow = http.post("/v1/jobs", json=slow_request).json()["id"]
+            queued = http.post("/v1/jobs", json={**request, "format": "csv"}).json()["id"]
+
+        listing = run_exportd(["jobs", "list", "--json"], env, tmp_path)
+        assert [job["id"] for job in json.loads(listing.stdout)["jobs"]] == [queued, slow]
+        canceled = run_exportd(["jobs", "cancel", queued[:8]], env, tmp_path)
+        assert canceled.stdout == f"job {queued} canceled: rooms to csv, org {demo.org_id}\n"
+        stopped = run_exportd(["jobs", "cancel", slow, "--json"], env, tmp_path)
+        assert stopped.returncode == 0, (stopped, serve.text())  # the xlsx still runs
+        assert (json.loads(stopped.stdout)["id"], json.loads(stopped.stdout)["status"]) == (
+            slow,
+            "canceled",
+        )
+        shown = run_exportd(["jobs", "show", slow[:8]], env, tmp_path)
+        assert shown.stdout.splitlines()[:2] == [
+            f"job:        {slow}",
+            "status:     canceled (attempt 1)",
+        ]
+        assert one_error_line(run_exportd(["jobs", "show", "0000000"], env, tmp_path)) == (
+            "exportd: error: job_id: no job '0000000'"
+        )
+
+        watch.wait_for(f"job {slow} canceled", stream="stdout")
+        assert watch.stop(signal.SIGINT) == 0
+        lines = [line.split(maxsplit=1)[1] for line in watch.text("stdout").splitlines()]
+        assert [line.split(":")[0] for line in lines if queued in line] == [
+            f"job {queued} created",
+            f"job {queued} canceled",
+        ]
+        assert lines[-1].startswith(f"job {slow} canceled: rooms to xlsx")
+        assert serve.stop() == 0
+        assert not control.exists()
+    finally:
+        for process in (serve, watch):
+            if process is not None and process.popen.poll() is None:
+                process.popen.kill()
+                process.popen.wait(WAIT)
 
 
 def count_request(**params: object) -> ExportRequest:

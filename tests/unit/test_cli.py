@@ -17,6 +17,7 @@ import pty
 import select
 import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +33,7 @@ import msgspec
 import openpyxl
 import pytest
 
+from exportd.bus.base import redacted
 from exportd.cli import build_parser, main
 from exportd.cli.export import empty_note, human_size, key_value, write_parts
 from exportd.cli.progress import ProgressBar, progress_bar, render
@@ -511,6 +513,18 @@ def test_configuration_errors_end_in_one_line(
     )
 
 
+def test_the_test_suites_variables_are_no_settings_but_typos_are_refused(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXPORTD_TEST_BROKER_URL", "x")
+    assert run("plugins")[0] == 0
+    monkeypatch.setenv("EXPORTD_BATCH_SIZ", "1")
+    assert run("plugins")[::2] == (
+        1,
+        "exportd: error: unknown setting EXPORTD_BATCH_SIZ; did you mean EXPORTD_BATCH_SIZE?\n",
+    )
+
+
 def test_exporting_before_there_is_a_data_store_says_what_to_do(
     run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -622,46 +636,6 @@ def test_a_bad_source_date_epoch_is_one_line_naming_it(
         "exportd: error: SOURCE_DATE_EPOCH: must be a whole number of seconds since 1970, "
         "got 'yesterday'\n",
     )
-
-
-# help
-
-RUNTIME_COMMANDS = {"jobs", "orgs", "users", "tokens"}
-"""Commands whose help text comes with the runtime work (branch of its own)."""
-
-
-def commands(
-    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
-    """Every command and sub-command of ``parser``, with the words that call it."""
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, command in action.choices.items():
-                yield from commands(command, (*path, name))
-
-
-def every_command() -> list[Any]:
-    """A test parameter per command; those of :data:`RUNTIME_COMMANDS` may fail yet."""
-    waiting = pytest.mark.xfail(reason="help text of the runtime branch", strict=False)
-    return [
-        pytest.param(
-            parser,
-            id=" ".join(("exportd", *path)),
-            marks=[waiting] if path[:1] and path[0] in RUNTIME_COMMANDS else [],
-        )
-        for path, parser in commands(build_parser())
-    ]
-
-
-@pytest.mark.parametrize("parser", every_command())
-def test_every_argument_and_sub_command_has_help(parser: argparse.ArgumentParser) -> None:
-    undocumented = [action.dest for action in parser._actions if not action.help]
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            described = {choice.dest for choice in action._choices_actions if choice.help}
-            undocumented += [name for name in action.choices if name not in described]
-    assert undocumented == []
 
 
 # the progress bar
@@ -796,6 +770,13 @@ def test_a_plugin_that_fails_to_import_ends_in_one_line_naming_it(tmp_path: Path
     assert result.stderr.count("\n") == 1
 
 
+def test_a_broker_url_in_a_message_is_as_given_with_its_password_hidden() -> None:
+    assert redacted("amqp://guest:secret@127.0.0.1:5999/") == "amqp://guest:**@127.0.0.1:5999/"
+    assert redacted("amqps://u:p@h/vhost?heartbeat=5") == "amqps://u:**@h/vhost?heartbeat=5"
+    assert redacted("amqp://h:5672") == "amqp://h:5672"
+    assert redacted("amqp://guest@h/") == "amqp://guest@h/"
+
+
 def test_human_sizes() -> None:
     assert [human_size(n) for n in (0, 1023, 1536, 5 * 2**20, 3 * 2**30)] == [
         "0 bytes",
@@ -832,3 +813,61 @@ def test_tenants_are_made_changed_and_their_tokens_revoked(run: Run) -> None:
     assert (status, err) == (1, f"exportd: error: token_id: no token {made['id']!r}\n")
     status, _, err = run("orgs", "update", "nope", "--active")
     assert (status, err) == (1, "exportd: error: org_id: no organisation 'nope'\n")
+
+
+def test_tenants_are_listed_and_every_tenant_command_speaks_json(run: Run) -> None:
+    assert run("orgs", "list")[1] == "no organisations\n"
+    org = json.loads(run("orgs", "create", "Acme", "--id", "acme", "--json")[1])
+    assert org == {"id": "acme", "name": "Acme", "active": True, "benefits": []}
+    run("orgs", "create", "Beta", "--id", "beta")
+    updated = json.loads(run("orgs", "update", "beta", "--inactive", "--json")[1])
+    assert updated["active"] is False
+    assert [o["id"] for o in json.loads(run("orgs", "list", "--json")[1])] == ["acme", "beta"]
+    assert "\n\nid: beta\n" in run("orgs", "list")[1]
+
+    ann = json.loads(run("users", "create", "acme", "Ann", "--id", "ann", "--json")[1])
+    assert ann == {"id": "ann", "org_id": "acme", "name": "Ann", "email": None}
+    run("users", "create", "beta", "Bob", "--id", "bob")
+    assert json.loads(run("users", "list", "--org", "acme", "--json")[1]) == [ann]
+    assert [u["id"] for u in json.loads(run("users", "list", "--json")[1])] == ["ann", "bob"]
+    assert run("users", "list", "--org", "nope")[::2] == (
+        1,
+        "exportd: error: org_id: no organisation 'nope'\n",
+    )
+
+    token = json.loads(run("tokens", "create", "ann", "--json")[1])
+    assert token["token"].startswith("xd_")
+    [listed] = json.loads(run("tokens", "list", "ann", "--json")[1])
+    assert (listed["id"], listed["permissions"]) == (token["id"], ["reports"])
+    revoked = json.loads(run("tokens", "revoke", token["id"], "--json")[1])
+    assert revoked == {"revoked": token["id"]}
+    assert json.loads(run("tokens", "list", "ann", "--json")[1]) == []
+
+
+def test_every_command_action_and_argument_has_help() -> None:
+    def missing(parser: argparse.ArgumentParser, path: str) -> Iterator[str]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {choice.dest: choice.help for choice in action._choices_actions}
+                for name, sub in action.choices.items():
+                    if not helps.get(name):
+                        yield f"{path} {name}"
+                    yield from missing(sub, f"{path} {name}")
+            elif not action.help:
+                yield f"{path} {action.dest}"
+
+    assert list(missing(build_parser(), "exportd")) == []
+
+
+def test_a_control_socket_nobody_answers_on_is_one_line(
+    run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EXPORTD_HOME", str(tmp_path))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as left_over:  # a killed serve's
+        left_over.bind(str(tmp_path / "control.sock"))
+    for argv in (["jobs", "list"], ["jobs", "cancel", "abcdef"]):
+        assert run(*argv)[::2] == (
+            1,
+            f"exportd: error: nothing answers on {tmp_path / 'control.sock'}: is exportd "
+            "serve running? (if not, remove the file, or give --broker)\n",
+        )

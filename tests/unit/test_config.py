@@ -54,6 +54,22 @@ def test_an_unknown_variable_is_an_error_naming_it() -> None:
         load_settings({"EXPORTD_HOEM": "x"})
 
 
+def test_an_unknown_variable_names_the_setting_it_resembles() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"EXPORTD_WORKER__CONCURENCY; did you mean "
+        r"EXPORTD_WORKER__CONCURRENCY\?$",
+    ):
+        load_settings({"EXPORTD_WORKER__CONCURENCY": "2"})
+    with pytest.raises(ConfigError, match=r"^unknown setting EXPORTD_ZZZ$"):
+        load_settings({"EXPORTD_ZZZ": "2"})
+
+
+def test_the_test_suites_variables_are_ignored() -> None:
+    settings = load_settings({"EXPORTD_TEST_BROKER_URL": "x", "EXPORTD_TEST_ANYTHING": "y"})
+    assert settings == load_settings({})
+
+
 def test_a_bad_value_names_the_key() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"EXPORTD_BATCH_SIZE": "0"})

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -719,3 +720,30 @@ def test_the_numbering_migration_numbers_existing_jobs(
         [old] = store.numbers(["old"]).values()
         job = created(store)
         assert store.numbers([job.id]) == {job.id: old + 1}
+
+
+def test_a_job_id_may_be_shortened_to_a_start_only_one_id_has(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each job takes an id, then its created event another
+    ids = [f"{start}-0000-4000-8000-{n:012d}" for n, start in enumerate(
+        ["201c91a0", "e1", "201c91b7", "e2", "9f00aa11", "e3"]
+    )]  # fmt: skip
+    given = iter(ids)
+    monkeypatch.setattr(store_module, "uuid", SimpleNamespace(uuid4=lambda: next(given)))
+    first, second, other = (created(store, org_id=org) for org in ("acme", "acme", "beta"))
+    assert (first.id, second.id, other.id) == (ids[0], ids[2], ids[4])
+
+    assert store.resolve_id(first.id) == first.id
+    assert store.resolve_id("201c91a") == store.resolve_id("201c91a0") == first.id
+    assert store.resolve_id("9f00aa") == other.id
+    with pytest.raises(InvalidRequest, match=r"'201c91' is the start of more than one job id: "):
+        store.resolve_id("201c91")
+    with pytest.raises(InvalidRequest, match="too short to stand for a job id: give at least 6"):
+        store.resolve_id("9f00a")
+    with pytest.raises(NotFound, match="no job '201c91ff'"):
+        store.resolve_id("201c91ff")
+    with pytest.raises(NotFound, match="no job '9f00aa'"):
+        store.resolve_id("9f00aa", "acme")  # another org's
+    with pytest.raises(NotFound, match="no job '%'"):
+        store.resolve_id("%")
