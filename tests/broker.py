@@ -210,16 +210,13 @@ class PrivateBroker:
     scripts: Path
     node: str
     port: int
+    process: subprocess.Popen[bytes] | None = None
+    """``rabbitmq-server``, in a process group of its own."""
 
     @property
     def url(self) -> str:
         """Its AMQP URL."""
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
-
-    @property
-    def pid_file(self) -> Path:
-        """The file that holds the node's process id."""
-        return self.folder / "rabbitmq.pid"
 
     @classmethod
     def start(
@@ -254,15 +251,24 @@ class PrivateBroker:
             "RABBITMQ_DIST_PORT": str(_free_port()),
             "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
             "RABBITMQ_LOG_BASE": str(folder / "log"),
-            "RABBITMQ_PID_FILE": str(broker.pid_file),
+            "RABBITMQ_PID_FILE": str(folder / "rabbitmq.pid"),
             "RABBITMQ_CONFIG_FILE": str(folder / "rabbitmq.conf"),
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(folder / "advanced.config"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "enabled_plugins"),
         }
+        with (folder / "output.log").open("wb") as output:
+            broker.process = subprocess.Popen(
+                [scripts / "rabbitmq-server"],
+                cwd=folder,  # where a crash dump goes
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
-            _run([str(scripts / "rabbitmq-server"), "-detached"], environment)
-            broker._await_startup()
-        except (subprocess.SubprocessError, OSError, RuntimeError) as exc:
+            broker._await_startup(broker.process)
+        except RuntimeError as exc:
             broker.stop()
             raise RuntimeError(f"RabbitMQ node {broker.node} did not start: {exc}") from exc
         return broker
@@ -272,22 +278,22 @@ class PrivateBroker:
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
         return {**inherited, "HOME": str(self.folder)}
 
-    def _await_startup(self) -> None:
+    def _await_startup(self, process: subprocess.Popen[bytes]) -> None:
         """Wait until the node has started; ``await_startup`` fails at once while the node
-        is not known yet, so it is tried again."""
+        is not known yet, so it is tried again, as long as ``process`` runs."""
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             try:
                 self.rabbitmqctl("await_startup", "--timeout", str(STARTUP_TIMEOUT))
                 return
-            except subprocess.CalledProcessError as exc:
+            except subprocess.SubprocessError as exc:
+                if process.poll() is not None:
+                    output = (self.folder / "output.log").read_text(errors="replace")
+                    last = "\n".join(output.splitlines()[-5:])
+                    raise RuntimeError(f"it exited ({process.returncode}):\n{last}") from exc
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{exc.stderr.strip()}\n{self._log_tail()}") from exc
+                    raise RuntimeError(f"not started in {STARTUP_TIMEOUT} s") from exc
                 time.sleep(0.2)
-
-    def _log_tail(self, lines: int = 20) -> str:
-        log = self.folder / "log" / f"{self.node}.log"
-        return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else ""
 
     def rabbitmqctl(self, *arguments: str) -> str:
         """Run ``rabbitmqctl -q`` on this node; its output."""
@@ -295,13 +301,15 @@ class PrivateBroker:
         return _run(command, self._environment())
 
     def stop(self) -> None:
-        """Stop the node (kill it if it will not stop) and remove its folder."""
-        try:
-            self.rabbitmqctl("stop", str(self.pid_file))
-        except subprocess.SubprocessError:
-            if self.pid_file.exists():
+        """Stop the node (kill its processes if it will not stop) and remove its folder."""
+        if self.process is not None and self.process.poll() is None:
+            try:
+                self.rabbitmqctl("stop")
+                self.process.wait(timeout=30)
+            except subprocess.SubprocessError:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(self.pid_file.read_text()), signal.SIGKILL)
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def close_all_connections(self) -> int:
@@ -325,7 +333,7 @@ def _private_node(**settings: Mapping[str, object]) -> Iterator[PrivateBroker]:
     folder = Path(tempfile.mkdtemp(prefix="exportd-test-rabbitmq-"))
     try:
         broker = PrivateBroker.start(folder, **settings)
-    except (FileNotFoundError, RuntimeError) as exc:
+    except (OSError, RuntimeError) as exc:
         shutil.rmtree(folder, ignore_errors=True)
         _missing(f"no private RabbitMQ node: {exc}")
     yield broker
