@@ -11,6 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.broker import (  # noqa: F401 (the brokers' fixtures, registered once for all tests)
+    OUTSIDER,
+    Outsider,
+    ack_timeout_broker,
+    broker_url,
+    outsider,
+    private_broker,
+)
 from tests.http.server import Server, serving
 from tests.unit.datastore import build_datastore
 
@@ -29,6 +37,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         check=True,
     )
     importlib.invalidate_caches()
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what they do
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Move the tests of the ``outsider`` fixture to the end, and open its connection to the
+    shared broker now, before the first test (see :class:`tests.broker.Outsider`)."""
+    witnesses = [item for item in items if "outsider" in getattr(item, "fixturenames", ())]
+    if witnesses:
+        items[:] = [item for item in items if item not in witnesses] + witnesses
+        config.stash[OUTSIDER] = Outsider.open()
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,7 @@ from exportd.bus.base import Bus
 from exportd.bus.local import LocalBus
 from exportd.bus.topology import Topology
 from exportd.config.settings import BrokerSettings
-from tests.broker import (
-    broker_url,  # noqa: F401 (a fixture, for the tests here)
-    delete_topology,
-)
+from tests.broker import delete_topology
 
 
 @dataclass(frozen=True)

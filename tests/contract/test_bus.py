@@ -19,7 +19,7 @@ from exportd.bus.amqp import AmqpBus
 from exportd.bus.base import Bus, BusError, Message
 from exportd.bus.topology import DEFAULT_EXCHANGE, TASK_DELIVERY_LIMIT, Topology
 from exportd.config.settings import BrokerSettings
-from tests.broker import NEEDS_RABBITMQCTL, close_connections_named
+from tests.broker import PrivateBroker
 from tests.contract.conftest import Implementation, connection_name
 
 WAIT = 5.0
@@ -477,19 +477,20 @@ async def until_received(inbox: Inbox, send: Callable[[], Awaitable[None]]) -> M
                 raise
 
 
-@NEEDS_RABBITMQCTL
 async def test_the_connection_comes_back_after_the_broker_closes_it(
-    amqp: Implementation, topology: Topology
+    private_broker: PrivateBroker, topology: Topology
 ) -> None:
-    assert amqp.broker_url is not None
-    url = str(URL(amqp.broker_url).update_query(reconnect_interval="0.2"))
+    """On a node of the session's own: closing connections of the shared broker could close
+    other people's."""
+    amqp = Implementation("amqp", private_broker.url)
+    url = str(URL(private_broker.url).update_query(reconnect_interval="0.2"))
     bus = AmqpBus(BrokerSettings(url=url), topology, name=connection_name(topology))
     tasks, events = Inbox(), Inbox()
     try:
         async with bus:
             await bus.consume(topology.tasks, tasks, prefetch=1)
             await bus.subscribe(topology.events, "#", events)
-            assert await asyncio.to_thread(close_connections_named, bus.name) == 1
+            assert await asyncio.to_thread(private_broker.close_connections_named, bus.name) == 1
 
             task = await until_received(tasks, lambda: publish_to(bus, topology.tasks, b"task"))
             assert task.body == b"task"

@@ -1,4 +1,3 @@
-"""The test broker and the runtime fixtures, for the integration tests."""
+"""The runtime fixtures, for the integration tests (the brokers' are in ``tests/conftest.py``)."""
 
-from tests.broker import broker_url  # noqa: F401
 from tests.integration.processes import processes, topology  # noqa: F401

@@ -65,7 +65,8 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def connection_name(topology: Topology) -> str:
-    """The name every connection of one test gives itself (see ``close_connections_named``)."""
+    """The name every connection of one test gives itself (``rabbitmqctl list_connections
+    client_properties`` shows it)."""
     return f"exportd-test {topology.prefix}"
 
 

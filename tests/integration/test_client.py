@@ -1,7 +1,8 @@
 """exportd.client against the real RabbitMQ, with a stand-in for the engine.
 
 Each test gets a topology of its own, declared by exportd's own AMQP bus as the
-engine declares it, and deleted afterwards.  :class:`Engine` plays the engine's
+engine declares it, and deleted afterwards, on the shared broker (on a private
+node for the tests that drop the connection).  :class:`Engine` plays the engine's
 part on the broker, as any AMQP peer could: it takes requests off the requests
 queue, replies to ``reply_to`` with the ``correlation_id``, and publishes job
 events.  The client under test is the real one.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
 import threading
 import time
 import uuid
@@ -63,7 +63,6 @@ REQUEST: dict[str, Any] = {
 }
 PARSED = msgspec.convert(REQUEST, ExportRequest)
 
-broker_url = broker.broker_url  # the fixture, for the tests here
 NEEDS_RABBITMQCTL = broker.NEEDS_RABBITMQCTL
 
 
@@ -385,18 +384,6 @@ def test_no_broker_is_an_error_that_hides_the_password() -> None:
     assert "secret" not in str(caught.value)
 
 
-@NEEDS_RABBITMQCTL
-def test_submit_reconnects_after_the_broker_drops_the_connection(
-    client: Client, topology: Topology, start_engine: Callable[[Answer], Engine]
-) -> None:
-    start_engine(created)
-    client.submit(REQUEST)
-
-    assert broker.close_connections_named(f"client {topology.prefix}") == 1
-
-    assert client.submit(REQUEST).id == "job-1"
-
-
 # submit(wait=...)
 
 
@@ -501,14 +488,41 @@ def test_closing_a_stream_deletes_its_queue(client: Client, topology: Topology) 
     assert list(stream) == []
 
 
-@NEEDS_RABBITMQCTL
-def test_a_stream_whose_connection_dropped_is_an_error(client: Client, topology: Topology) -> None:
-    stream = client.events(timeout=5)
+# a dropped connection
 
-    assert broker.close_connections_named(f"client {topology.prefix}") == 1
 
-    with pytest.raises(BusError, match="lost the connection"):
-        next(stream)
+class TestOnAPrivateNode:
+    """The broker closes the client's connection: on a RabbitMQ node of the session's own,
+    as closing connections of the shared one could close other people's."""
+
+    @pytest.fixture
+    def broker_url(self, private_broker: broker.PrivateBroker) -> str:
+        """The private node, for the test and its fixtures (``client``, ``topology``...)."""
+        return private_broker.url
+
+    def test_submit_reconnects_after_the_broker_drops_the_connection(
+        self,
+        client: Client,
+        topology: Topology,
+        start_engine: Callable[[Answer], Engine],
+        private_broker: broker.PrivateBroker,
+    ) -> None:
+        start_engine(created)
+        client.submit(REQUEST)
+
+        assert private_broker.close_connections_named(f"client {topology.prefix}") == 1
+
+        assert client.submit(REQUEST).id == "job-1"
+
+    def test_a_stream_whose_connection_dropped_is_an_error(
+        self, client: Client, topology: Topology, private_broker: broker.PrivateBroker
+    ) -> None:
+        stream = client.events(timeout=5)
+
+        assert private_broker.close_connections_named(f"client {topology.prefix}") == 1
+
+        with pytest.raises(BusError, match="lost the connection"):
+            next(stream)
 
 
 def _job_id(event: JobEvent) -> str:
@@ -518,11 +532,7 @@ def _job_id(event: JobEvent) -> str:
 
 def _bindings(exchange: str) -> list[str]:
     """The routing keys that bind queues to ``exchange``."""
-    listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_bindings", "source_name", "routing_key", "--formatter=json"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
+    listing = broker.shared_rabbitmqctl(
+        "list_bindings", "source_name", "routing_key", "--formatter=json"
+    )
     return [row["routing_key"] for row in json.loads(listing) if row["source_name"] == exchange]

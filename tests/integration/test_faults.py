@@ -3,31 +3,28 @@ tasks, malformed requests, and exports longer than the broker's acknowledgement 
 
 Workers run in processes of their own and are killed for real; the engine runs in the
 test's process (:func:`watched_engine`), which shows the status updates it receives.
-Each test has a topology of its own.
+Each test has a topology of its own, on the shared broker unless it closes connections or
+needs a short acknowledgement timeout: those run on private nodes (see :mod:`tests.broker`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
-import re
 import signal
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
-from pathlib import Path
 
 import aio_pika
 import msgspec
+import pytest
 from yarl import URL
 
 from exportd.bus.topology import TASK_DELIVERY_LIMIT, Topology
 from exportd.messages import ExportTask, JobEvent
 from exportd.workers.worker import SEQ_PER_DELIVERY
-from tests import broker
+from tests.broker import ACK_TIMEOUT, PrivateBroker
 from tests.integration.processes import (
     Inbox,
     Processes,
@@ -40,8 +37,6 @@ from tests.integration.processes import (
     wait_for_consumers,
     watched_engine,
 )
-
-NEEDS_RABBITMQCTL = broker.NEEDS_RABBITMQCTL
 
 
 @asynccontextmanager
@@ -104,32 +99,44 @@ async def test_a_worker_killed_mid_export_loses_nothing(
     assert stored(processes.settings, done.job.parts[0].file) == counted_lines(9)
 
 
-@NEEDS_RABBITMQCTL
-async def test_after_the_broker_closes_every_connection_all_reconnect_and_every_job_finishes(
-    processes: Processes, topology: Topology, broker_url: str
-) -> None:
-    processes.start("worker")
-    processes.start("worker")
-    async with (
-        watched_engine(processes.settings, topology) as (runtime, bus),
-        outside_listener(broker_url, topology) as seen,
-    ):
-        await wait_for_consumers(broker_url, topology.tasks, 2)
-        jobs = [await runtime.submit(**count_request(6, pause=0.2)) for _ in range(6)]
-        await until(lambda: bus.first(jobs[1].id, "processing"))
-        closed = await asyncio.to_thread(broker.close_all_connections)
-        assert closed >= 4  # the engine's, the two workers' and the listener's at least
+class TestOnAPrivateNode:
+    """Closing every connection of the shared broker would close other people's too: these
+    tests have a RabbitMQ node of their own."""
 
-        for job in jobs:
-            done = (await until(partial(events_of, seen, job.id, "job.done")))[0]
-            assert done.job is not None and done.job.parts[0].file is not None
-            assert stored(processes.settings, done.job.parts[0].file) == counted_lines(6)
-        await wait_for_consumers(broker_url, topology.tasks, 2)
-        reply = await command(broker_url, topology, op="get", job_id=jobs[0].id)
-        assert reply["ok"] is True and reply["job"]["status"] == "done"
-        await asyncio.sleep(0.3)  # time for a second done event, were there one
-        for job in jobs:
-            assert len(events_of(seen, job.id, "job.done")) == 1
+    @pytest.fixture
+    def broker_url(self, private_broker: PrivateBroker) -> str:
+        """The private node, for the test and its fixtures (``processes``, ``topology``)."""
+        return private_broker.url
+
+    async def test_after_the_broker_closes_every_connection_all_reconnect_and_every_job_finishes(
+        self,
+        processes: Processes,
+        topology: Topology,
+        broker_url: str,
+        private_broker: PrivateBroker,
+    ) -> None:
+        processes.start("worker")
+        processes.start("worker")
+        async with (
+            watched_engine(processes.settings, topology) as (runtime, bus),
+            outside_listener(broker_url, topology) as seen,
+        ):
+            await wait_for_consumers(broker_url, topology.tasks, 2)
+            jobs = [await runtime.submit(**count_request(6, pause=0.2)) for _ in range(6)]
+            await until(lambda: bus.first(jobs[1].id, "processing"))
+            closed = await asyncio.to_thread(private_broker.close_all_connections)
+            assert closed >= 4  # the engine's, the two workers' and the listener's at least
+
+            for job in jobs:
+                done = (await until(partial(events_of, seen, job.id, "job.done")))[0]
+                assert done.job is not None and done.job.parts[0].file is not None
+                assert stored(processes.settings, done.job.parts[0].file) == counted_lines(6)
+            await wait_for_consumers(broker_url, topology.tasks, 2)
+            reply = await command(broker_url, topology, op="get", job_id=jobs[0].id)
+            assert reply["ok"] is True and reply["job"]["status"] == "done"
+            await asyncio.sleep(0.3)  # time for a second done event, were there one
+            for job in jobs:
+                assert len(events_of(seen, job.id, "job.done")) == 1
 
 
 async def dead_letters(url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
@@ -224,96 +231,50 @@ async def test_a_malformed_request_is_answered_announced_and_dead_lettered(
     assert [message.body for message in dead] == [b"{not json", unknown_field, b"[]"]
 
 
-BROKER_SETTINGS_LOCK = Path(tempfile.gettempdir()) / "exportd-tests-broker-settings.lock"
-"""Locked while a test has the broker's settings changed (closing the file, or the end of the
-process, unlocks it)."""
+class TestOnANodeWithAShortAckTimeout:
+    """RabbitMQ 3.10 has one ``consumer_timeout`` for the whole broker (and checks it once a
+    minute by default): these tests have a node of their own where it is short."""
 
+    @pytest.fixture
+    def broker_url(self, ack_timeout_broker: PrivateBroker) -> str:
+        """The node with the short timeout, for the test and its fixtures."""
+        return ack_timeout_broker.url
 
-def broker_settings_swap(**values: int) -> dict[str, int]:
-    """Set some of the ``rabbit`` application's integer settings, at once and for the whole
-    broker; their values before."""
-    names = ", ".join(f"application:get_env(rabbit, {name})" for name in values)
-    sets = "".join(f"application:set_env(rabbit, {k}, {v}), " for k, v in values.items())
-    answer = subprocess.run(  # "[{ok,1800000},{ok,60000}]": the old values
-        ["rabbitmqctl", "-q", "eval", f"Old = [{names}], {sets}Old."],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
-    old = [int(value) for value in re.findall(r"\{ok,(\d+)\}", answer)]
-    return dict(zip(values, old, strict=True))
-
-
-@asynccontextmanager
-async def short_consumer_timeout(
-    url: str, topology: Topology, processes: Processes
-) -> AsyncIterator[None]:
-    """Start a worker whose channels have a 3 s acknowledgement timeout, checked twice a second.
-
-    RabbitMQ 3.10 has one ``consumer_timeout`` for the whole broker.  A channel reads it
-    when it opens, so it is put back as soon as the worker's channels are open (the
-    other clients' channels keep theirs).  A channel checks it every
-    ``channel_tick_interval`` (one minute by default), which it reads at every check:
-    that stays short until the end.
-    """
-    with BROKER_SETTINGS_LOCK.open("w") as lock:
-        # another test run on this machine would read our values as the ones to put back
-        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
-        old = broker_settings_swap(channel_tick_interval=500, consumer_timeout=3000)
-        try:
-            try:
-                processes.start("worker")
-                await wait_for_consumers(url, topology.tasks, 1)
-            finally:
-                broker_settings_swap(consumer_timeout=old["consumer_timeout"])
-            yield
-        finally:
-            broker_settings_swap(channel_tick_interval=old["channel_tick_interval"])
-
-
-@NEEDS_RABBITMQCTL
-async def test_an_export_longer_than_the_ack_timeout_is_acknowledged_early_and_runs_once(
-    processes: Processes, topology: Topology, broker_url: str
-) -> None:
-    processes.settings = tuned(processes.settings, worker={"ack_deadline": 1.0})
-    async with (
-        short_consumer_timeout(broker_url, topology, processes),
-        watched_engine(processes.settings, topology) as (runtime, bus),
-    ):
-        job = await runtime.submit(**count_request(9, pause=0.5))
-        done = await runtime.events.wait_for(job.id, "job.done", timeout=30)
-        await asyncio.sleep(0.5)  # time for a redelivery, were there one
-    updates = bus.of(job.id)
-    assert all(update.seq < SEQ_PER_DELIVERY for update in updates)  # delivered once
-    assert len({update.worker for update in updates}) == 1
-    assert [update.status for update in updates].count("done") == 1
-    started = bus.first(job.id, "processing")
-    detached = next(seen for seen in bus.updates if seen.update.detached)
-    assert started is not None
-    # acknowledged before the broker's timeout: ack_deadline after the start, which was a
-    # progress_interval before the first update
-    interval = processes.settings.worker.progress_interval
-    assert 1.0 - interval <= detached.at - started.at < 3.0
-    assert done.job is not None and done.job.parts[0].file is not None
-    assert stored(processes.settings, done.job.parts[0].file) == counted_lines(9)
-
-
-@NEEDS_RABBITMQCTL
-async def test_without_the_early_ack_the_broker_would_deliver_a_long_export_twice(
-    processes: Processes, topology: Topology, broker_url: str
-) -> None:
-    """The control for the test above: the short timeout is real."""
-    processes.settings = tuned(processes.settings, worker={"ack_deadline": 600.0})
-    async with (
-        short_consumer_timeout(broker_url, topology, processes),
-        watched_engine(processes.settings, topology) as (runtime, bus),
-    ):
-        job = await runtime.submit(**count_request(9, pause=0.5))
-        # the broker takes the task back after 3 s and delivers it again: a second run
-        second = await until(lambda: bus.first(job.id, "processing", delivery=1), timeout=15)
+    async def test_an_export_longer_than_the_ack_timeout_is_acknowledged_early_and_runs_once(
+        self, processes: Processes, topology: Topology, broker_url: str
+    ) -> None:
+        processes.settings = tuned(processes.settings, worker={"ack_deadline": 1.0})
+        processes.start("worker")
+        await wait_for_consumers(broker_url, topology.tasks, 1)
+        async with watched_engine(processes.settings, topology) as (runtime, bus):
+            job = await runtime.submit(**count_request(9, pause=0.5))
+            done = await runtime.events.wait_for(job.id, "job.done", timeout=30)
+            await asyncio.sleep(0.5)  # time for a redelivery, were there one
+        updates = bus.of(job.id)
+        assert all(update.seq < SEQ_PER_DELIVERY for update in updates)  # delivered once
+        assert len({update.worker for update in updates}) == 1
+        assert [update.status for update in updates].count("done") == 1
         started = bus.first(job.id, "processing")
-        assert started is not None and second.at - started.at >= 3.0
-        done = await runtime.events.wait_for(job.id, "job.done", timeout=30)
-    assert done.job is not None and done.job.parts[0].file is not None
-    assert stored(processes.settings, done.job.parts[0].file) == counted_lines(9)
+        detached = next(seen for seen in bus.updates if seen.update.detached)
+        assert started is not None
+        # acknowledged before the broker's timeout: ack_deadline after the start, which was a
+        # progress_interval before the first update
+        interval = processes.settings.worker.progress_interval
+        assert 1.0 - interval <= detached.at - started.at < ACK_TIMEOUT
+        assert done.job is not None and done.job.parts[0].file is not None
+        assert stored(processes.settings, done.job.parts[0].file) == counted_lines(9)
+
+    async def test_without_the_early_ack_the_broker_would_deliver_a_long_export_twice(
+        self, processes: Processes, topology: Topology, broker_url: str
+    ) -> None:
+        """The control for the test above: the short timeout is real.  (Every delivery of
+        this export outlasts it, so the test stops at the second.)"""
+        processes.settings = tuned(processes.settings, worker={"ack_deadline": 600.0})
+        processes.start("worker")
+        await wait_for_consumers(broker_url, topology.tasks, 1)
+        async with watched_engine(processes.settings, topology) as (runtime, bus):
+            job = await runtime.submit(**count_request(9, pause=0.5))
+            # the broker takes the task back after ACK_TIMEOUT and delivers it again: a second run
+            second = await until(lambda: bus.first(job.id, "processing", delivery=1), timeout=15)
+        started = bus.first(job.id, "processing")
+        assert started is not None and second.at - started.at >= ACK_TIMEOUT
