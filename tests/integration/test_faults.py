@@ -72,16 +72,22 @@ def events_of(seen: list[JobEvent], job_id: str, type_: str) -> list[JobEvent]:
     return [e for e in seen if e.type == type_ and e.job is not None and e.job.id == job_id]
 
 
+def worker_pid(worker: str) -> int:
+    """The process id in a worker's name (``HOST:PID:RANDOM``)."""
+    return int(worker.split(":")[1])
+
+
 async def test_a_worker_killed_mid_export_loses_nothing(
     processes: Processes, topology: Topology, broker_url: str
 ) -> None:
-    doomed = processes.start("worker")
+    # Both workers wait before the job exists, so that the kill comes mid-export however
+    # slowly a second worker would start on a busy machine.
+    workers = {worker.pid: worker for worker in (processes.start("worker") for _ in range(2))}
     async with watched_engine(processes.settings, topology) as (runtime, bus):
-        await wait_for_consumers(broker_url, topology.tasks, 1)
+        await wait_for_consumers(broker_url, topology.tasks, 2)
         job = await runtime.submit(**count_request(9, pause=0.3))
         await until(lambda: bus.rows(job.id) >= 2)
-        processes.start("worker")
-        await wait_for_consumers(broker_url, topology.tasks, 2)
+        doomed = workers[worker_pid(bus.of(job.id)[0].worker)]
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(timeout=5)
 
