@@ -34,7 +34,8 @@ class Message(abc.ABC):
     delivery_count: int
     """How many times this message was delivered before (0 the first time).
 
-    Quorum queues count; classic ones (requests, subscriptions) always say 0."""
+    Quorum queues (every queue exportd consumes) count; classic ones (dead-letter
+    queues, subscriptions) always say 0."""
 
     @abc.abstractmethod
     async def ack(self) -> None:
