@@ -133,7 +133,7 @@ def check_nesting(data: bytes | str) -> None:
     lists deeper than :data:`MAX_NESTING`.
 
     Without recursion, and in C loops only: strings are cut out, the brackets left are
-    counted.  A body with fewer opening brackets than the limit is not even scanned.
+    counted.  A body with no more opening brackets than the limit is not scanned at all.
     Malformed JSON passes (decoding refuses it).
     """
     raw = data.encode() if isinstance(data, str) else data
@@ -170,10 +170,8 @@ def _in_words(message: str, expected: inspect.Type | None, value: Any) -> str:
 def _version_words(message: str, value: Any) -> str:
     """msgspec's ``message`` about a message's schema version ``v`` (``value``, or
     ``_NOTHING``) said in words that name the versions exportd speaks."""
-    if len(SCHEMA_VERSIONS) == 1:
-        said = f"must be {SCHEMA_VERSIONS[0]}, the version exportd speaks"
-    else:
-        said = f"must be one of {', '.join(map(str, SCHEMA_VERSIONS))}, the versions exportd speaks"
+    versions = " or ".join(map(str, SCHEMA_VERSIONS))
+    said = f"must be {versions}, the version{'s' * (len(SCHEMA_VERSIONS) > 1)} exportd speaks"
     enum, found = _ENUM.match(message), _EXPECTED.match(message)
     if value is not _NOTHING:
         return f"{said}; got {_shown(value)}"
