@@ -28,6 +28,11 @@ from exportd.workers.workarea import WorkArea
 
 AnyRequest = Request[Any, Any, State]
 """A request of any user, auth and state type."""
+AnyConnection = ASGIConnection[Any, Any, Any, State]
+Guard = Callable[[AnyConnection, BaseRouteHandler], None]
+MAX_PAGE_NUMBER = 10**9
+"""The highest page number a listing takes: pages past it hold nothing anyway."""
+READ_CHUNK = 1 << 16
 
 
 class CheckedRequest(AnyRequest):
@@ -38,13 +43,6 @@ class CheckedRequest(AnyRequest):
         """The decoded JSON body, once :func:`~exportd.validation.check_nesting` passed it."""
         check_nesting(await self.body())
         return await super().json()
-
-
-AnyConnection = ASGIConnection[Any, Any, Any, State]
-Guard = Callable[[AnyConnection, BaseRouteHandler], None]
-MAX_PAGE_NUMBER = 10**9
-"""The highest page number a listing takes: pages past it hold nothing anyway."""
-READ_CHUNK = 1 << 16
 
 
 class HttpApi:
