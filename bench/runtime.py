@@ -17,9 +17,9 @@ consume it, publish a reply to another queue, with a confirm, and ack; the
 bench receives the reply.  Every message of all three is persistent.
 
 The floor is bare aio-pika along exportd's own four hops, with nothing done at
-any stop: a request queue, a quorum task queue, a status queue and a topic
-exchange, between a relay (``--role relay``, as the engine) and two hops
-(``--role hop``, as the workers).  It is what the topology alone costs, so that
+any stop: quorum request, task and status queues and a topic exchange, between
+a relay (``--role relay``, as the engine) and two hops (``--role hop``, as the
+workers).  It is what the topology alone costs, so that
 the overhead splits into the topology's share and exportd's own.
 
 * latency: one job (round trip) at a time, ``--jobs`` of each, taking turns
@@ -171,8 +171,12 @@ class Names:
         self.floor_events = f"{prefix}bench.floor.events"
 
     def plain_queues(self) -> list[str]:
-        """The bench's own classic queues (the floor's task queue is a quorum queue)."""
-        return [self.ping, self.pong, self.floor_requests, self.floor_status]
+        """The baseline's classic queues."""
+        return [self.ping, self.pong]
+
+    def floor_queues(self) -> list[str]:
+        """The floor's queues, quorum queues as exportd's."""
+        return [self.floor_requests, self.floor_tasks, self.floor_status]
 
     def forwards(self, role: str) -> list[tuple[str, str, str]]:
         """What a stand-in process of ``role`` forwards: (queue, exchange, routing key)."""
@@ -329,16 +333,18 @@ async def declare_bench_queues(channel: AbstractChannel, names: Names) -> None:
     """The baseline's and the floor's queues and exchange (exportd declares its own)."""
     for queue in names.plain_queues():
         await channel.declare_queue(queue, durable=True)
-    quorum: dict[str, Any] = {"x-queue-type": "quorum"}  # as exportd's task queue
-    await channel.declare_queue(names.floor_tasks, durable=True, arguments=quorum)
+    quorum: dict[str, Any] = {"x-queue-type": "quorum"}  # as the queues exportd consumes
+    for queue in names.floor_queues():
+        await channel.declare_queue(queue, durable=True, arguments=quorum)
     await channel.declare_exchange(names.floor_events, aio_pika.ExchangeType.TOPIC, durable=True)
 
 
 async def delete_queues(channel: AbstractChannel, names: Names) -> None:
     """Delete every queue and exchange of this run."""
-    for queue in [spec.name for spec in names.topology.queues()] + names.plain_queues():
+    for queue in [spec.name for spec in names.topology.queues()]:
         await channel.queue_delete(queue)
-    await channel.queue_delete(names.floor_tasks)
+    for queue in names.plain_queues() + names.floor_queues():
+        await channel.queue_delete(queue)
     for exchange in [spec.name for spec in names.topology.exchanges()] + [names.floor_events]:
         await channel.exchange_delete(exchange)
 
@@ -617,9 +623,9 @@ def report(args: argparse.Namespace, results: Results) -> bool:
     )
     print(
         "ratio: time per job over the baseline's; overhead: latency less the export alone,\n"
-        "turn by turn, and of it the floor (bare aio-pika along exportd's four hops: request,\n"
-        "quorum task, status, event) and exportd's own (the rest); warm ping: the baseline\n"
-        "sent back to back, each echo woken two round trips after its last"
+        "turn by turn, and of it the floor (bare aio-pika along exportd's four hops: quorum\n"
+        "request, task and status queues, event) and exportd's own (the rest); warm ping: the\n"
+        "baseline sent back to back, each echo woken two round trips after its last"
     )
     print(f"\nwhere a job's time goes, from its events' arrival ({args.jobs} jobs, ms):")
     print(ROW.format("", "p50", "p99", "", "", ""))

@@ -121,6 +121,13 @@ class Cancelled(ExportError):
     code = "canceled"
 
 
+class InternalError(ExportError):
+    """exportd failed on its side (a bug, a failing job store): the details, a traceback
+    among them, are in its log, not in the answer (HTTP 500)."""
+
+    code = "internal_error"
+
+
 class PluginError(ExportError):
     """A plugin could not be loaded, or two plugins claim the same name."""
 

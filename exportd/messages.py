@@ -1,23 +1,31 @@
 """Wire schemas shared by the CLI, the engine, workers and clients.
 
 Every message carries ``v``, its schema version.  Messages that people write
-(:class:`ExportRequest`) forbid unknown fields so that a typo is an error
-naming the field.  Messages that exportd's own processes exchange
-(:class:`ExportTask`, :class:`StatusUpdate`, :class:`CancelSignal`,
-:class:`JobEvent`) ignore unknown fields, so that an engine and workers of
-neighbouring versions can run side by side while a deployment rolls.
+(:class:`ExportRequest`, :class:`JobCommand`) forbid unknown fields so that a
+typo is an error naming the field, and refuse a version this exportd does not
+speak.  Messages that exportd's own processes exchange (:class:`ExportTask`,
+:class:`StatusUpdate`, :class:`CancelSignal`, :class:`JobEvent`) ignore unknown
+fields, so that an engine and workers of neighbouring versions can run side by
+side while a deployment rolls; the engine refuses a :class:`StatusUpdate` of
+another version (it dead-letters it), as it cannot tell what such an update
+would do to a job.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
 
 from exportd.errors import ErrorBody
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
+"""The version of the messages this exportd writes."""
+Version = Literal[1]
+"""The versions of :class:`ExportRequest`, :class:`JobCommand` and :class:`StatusUpdate`
+this exportd reads; one of any other version is refused, naming ``v``."""
+SCHEMA_VERSIONS: tuple[int, ...] = get_args(Version)
 
 
 class Interval(msgspec.Struct, forbid_unknown_fields=True):
@@ -64,7 +72,10 @@ class RequestFields(msgspec.Struct, kw_only=True):
 
 
 class ExportRequest(RequestFields, forbid_unknown_fields=True, kw_only=True):
-    """A request for one export, as a caller writes it: an unknown field is an error."""
+    """A request for one export, as a caller writes it: an unknown field is an error,
+    and so is a version (``v``) this exportd does not speak."""
+
+    v: Version = SCHEMA_VERSION
 
 
 class FileInfo(msgspec.Struct, frozen=True):
@@ -121,7 +132,7 @@ class StatusUpdate(msgspec.Struct, kw_only=True):
     arrive late.  It starts over only when the engine dispatches the part again.
     """
 
-    v: int = SCHEMA_VERSION
+    v: Version = SCHEMA_VERSION
     job_id: str
     part: int
     attempt: int
@@ -197,7 +208,7 @@ class JobCommand(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     filters and paging.  ``org_id``, when given, limits the command to that org's jobs.
     """
 
-    v: int = SCHEMA_VERSION
+    v: Version = SCHEMA_VERSION
     op: Literal["get", "list", "cancel", "restart", "delete"]
     job_id: str | None = None
     org_id: str | None = None

@@ -5,17 +5,23 @@ msgspec says ``Expected `int`, got `str` - at `$.params.n```; people read
 expected and the data that was given, the message lists the values an enum
 allows and shows the value at fault; given msgspec's message alone, it still
 says in words what was expected.
+
+A JSON body is checked for nesting before it is decoded (:func:`check_nesting`):
+msgspec decodes recursively, and a body nested some thousand levels deep would
+raise :class:`RecursionError` instead of an error naming the body.
 """
 
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 from typing import Any, TypeVar
 
 import msgspec
 from msgspec import inspect
 
 from exportd.errors import FieldError, InvalidRequest
+from exportd.messages import SCHEMA_VERSIONS
 
 T = TypeVar("T")
 
@@ -28,6 +34,10 @@ _ENUM = re.compile(r"^Invalid enum value (?P<value>.+)$", re.DOTALL)
 _STEP = re.compile(r"\.(?P<key>[^.\[]+)|\[(?P<index>\d+|\.\.\.)\]")
 _LENGTH = re.compile(r"^of length (?P<op>>=|<=) (?P<bound>\d+)$")
 _BOUND = re.compile(r"^(?P<op>>=|>|<=|<) (?P<bound>\S+)$")
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_DEPTH_STEP = [{ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}.get(b, 0) for b in range(256)]
+"""What each byte does to the depth of nesting: a bracket opens or closes a level."""
 
 KIND_WORDS = {
     "int": "an integer",
@@ -51,6 +61,11 @@ LENGTH_UNITS = {
     "array": ("item", "items"),
     "object": ("entry", "entries"),
 }
+MAX_NESTING = 32
+"""Levels of objects and lists within one another a JSON body may have (the body's own
+object is the first level)."""
+VERSION_FIELD = "v"
+"""The schema version of a message, at the top of its body."""
 SHOWN_TEXT = 40
 """Characters of a text value that a message shows."""
 
@@ -67,19 +82,23 @@ def field_error(
 ) -> FieldError:
     """The field that ``exc`` (or msgspec's message of it) is about, as a dotted name
     under ``prefix``, and what is wrong with it in words; ``type_`` (what was expected)
-    and ``data`` (what was given) let the message name the allowed values and the value."""
+    and ``data`` (what was given) let the message name the allowed values and the value.
+    A message's schema version ``v`` is said with the versions exportd speaks."""
     match = _AT.match(str(exc))
     assert match is not None  # the pattern matches any text
     message, path = match["message"], match["path"] or ""
     named = _NAMED.match(message)
     if named:
         path = f"{path}.{named['field']}"
+    name = ".".join(part for part in (prefix, path.lstrip(".")) if part) or prefix or "body"
+    if named:
         message = (
             "unknown field" if named["what"] == "contains unknown" else "required field is missing"
         )
+    elif name == VERSION_FIELD:
+        message = _version_words(message, _value_at(data, path))
     else:
         message = _in_words(message, _type_at(type_, path), _value_at(data, path))
-    name = ".".join(part for part in (prefix, path.lstrip(".")) if part) or prefix or "body"
     return FieldError(name=name.replace(".[", "["), message=message)
 
 
@@ -97,7 +116,9 @@ def convert(data: Any, type_: type[T], prefix: str = "", *, strict: bool = True)
 
 
 def decode_json(data: bytes | str, type_: type[T]) -> T:
-    """Decode JSON into ``type_``, raising :class:`InvalidRequest` on bad input."""
+    """Decode JSON into ``type_``, raising :class:`InvalidRequest` on bad input (nested
+    deeper than :data:`MAX_NESTING` too)."""
+    check_nesting(data)
     try:
         return msgspec.json.decode(data, type=type_)
     except msgspec.ValidationError as exc:
@@ -105,6 +126,26 @@ def decode_json(data: bytes | str, type_: type[T]) -> T:
         raise InvalidRequest(f"invalid value for {error.name}", [error]) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest.field("body", f"not valid JSON: {exc}") from None
+
+
+def check_nesting(data: bytes | str) -> None:
+    """Raise :class:`InvalidRequest` naming the body if JSON ``data`` nests objects and
+    lists deeper than :data:`MAX_NESTING`.
+
+    Without recursion, and in C loops only: strings are cut out, the brackets left are
+    counted.  A body with no more opening brackets than the limit is not scanned at all.
+    Malformed JSON passes (decoding refuses it).
+    """
+    raw = data.encode() if isinstance(data, str) else data
+    if raw.count(b"[") + raw.count(b"{") <= MAX_NESTING:
+        return
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > MAX_NESTING:
+        raise InvalidRequest.field(
+            "body",
+            f"objects and lists are nested too deep: at most {MAX_NESTING} levels are "
+            "allowed, the body's own object counting as one",
+        )
 
 
 def _in_words(message: str, expected: inspect.Type | None, value: Any) -> str:
@@ -124,6 +165,21 @@ def _in_words(message: str, expected: inspect.Type | None, value: Any) -> str:
         return f"must be {_kinds(kinds)}, got {given}"
     said = f"must {_rule(kinds, rule)}"
     return said if value is _NOTHING else f"{said}, got {_shown(value)}"
+
+
+def _version_words(message: str, value: Any) -> str:
+    """msgspec's ``message`` about a message's schema version ``v`` (``value``, or
+    ``_NOTHING``) said in words that name the versions exportd speaks."""
+    versions = " or ".join(map(str, SCHEMA_VERSIONS))
+    said = f"must be {versions}, the version{'s' * (len(SCHEMA_VERSIONS) > 1)} exportd speaks"
+    enum, found = _ENUM.match(message), _EXPECTED.match(message)
+    if value is not _NOTHING:
+        return f"{said}; got {_shown(value)}"
+    if enum is not None:
+        return f"{said}; got {enum['value']}"
+    if found is not None and found["got"] is not None:
+        return f"{said}; got {KIND_WORDS.get(found['got'], found['got'])}"
+    return said
 
 
 def _kinds(kinds: str) -> str:

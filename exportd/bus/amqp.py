@@ -32,6 +32,7 @@ from aio_pika.exceptions import (
     AMQPError,
     AuthenticationError,
     ChannelInvalidStateError,
+    ChannelPreconditionFailed,
     ProbableAuthenticationError,
     PublishError,
 )
@@ -75,7 +76,17 @@ def _queue_arguments(spec: QueueSpec) -> dict[str, str | int]:
 
 
 async def _declare_queue(channel: AbstractRobustChannel, spec: QueueSpec) -> AbstractQueue:
-    return await channel.declare_queue(spec.name, durable=True, arguments=_queue_arguments(spec))
+    """Declare ``spec``'s queue.  One that exists with other arguments (as an older
+    exportd declared it) is a :class:`BusError` naming it; the broker closes the channel."""
+    arguments = _queue_arguments(spec)
+    try:
+        return await channel.declare_queue(spec.name, durable=True, arguments=arguments)
+    except ChannelPreconditionFailed as exc:
+        raise BusError(
+            f"the queue {spec.name!r} exists with other arguments than the ones this exportd "
+            f"declares ({arguments}); see 'Queues declared by an older exportd' in "
+            f"docs/runtime.md. RabbitMQ says: {exc.args[-1] if exc.args else exc!r}"
+        ) from exc
 
 
 class _AmqpMessage(Message):

@@ -67,7 +67,8 @@ class Message(abc.ABC):
     delivery_count: int
     """How many times this message was delivered before (0 the first time).
 
-    Quorum queues count; classic ones (requests, subscriptions) always say 0."""
+    Quorum queues (every queue exportd consumes) count; classic ones (dead-letter
+    queues, subscriptions) always say 0."""
 
     @abc.abstractmethod
     async def ack(self) -> None:
@@ -152,7 +153,8 @@ class Bus(abc.ABC):
     @abc.abstractmethod
     async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> Subscription:
         """Deliver the messages of a topology queue to ``handler``, ``prefetch`` unsettled
-        at a time.  A handler that raises rejects its message with requeue."""
+        at a time.  A handler that raises rejects its message with requeue (up to the
+        queue's delivery limit: see :class:`Consumer`)."""
 
     @abc.abstractmethod
     async def subscribe(self, exchange: str, pattern: str, handler: Handler) -> Subscription:
@@ -165,6 +167,23 @@ class Consumer(Subscription):
     task of its own, so a slow call holds only its own message; a handler that raises
     is logged and its message rejected with requeue; a cancel waits for the calls in
     flight before giving back what is unsettled.
+
+    A requeue is never for ever: every queue exportd consumes has a delivery limit,
+    past which the broker dead-letters the message.  What each handler does with a
+    message it cannot handle:
+
+    * ``requests`` (the engine): nothing raises.  A request that cannot be read, that
+      is invalid, or whose handling fails (a bug, the job store) is refused: the error
+      on ``reply_to``, a ``request.rejected`` event, dead-lettered.  Only one the engine
+      died holding comes again.
+    * ``control`` (the engine): the same, without the event; a command refused on its
+      merits (no such job) is answered and acknowledged.
+    * ``status`` (the engine): an update that cannot be read (malformed, of a version
+      the engine does not speak) is dead-lettered; one that fails to apply raises,
+      and is tried again until the delivery limit: a transient failure passes, a
+      lasting one ends in the dead-letter queue.
+    * ``tasks`` (workers): a task that cannot be read is dead-lettered; one delivered
+      too often is failed and dead-lettered (poison); a failing export fails its job.
 
     ``registry`` holds the consumer from its creation until it has given everything
     back, so that the bus can :meth:`stop` them all when it closes.

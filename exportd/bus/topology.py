@@ -4,15 +4,19 @@
 
     exportd.requests       queue    upstream -> engine: ExportRequest (reply_to gets the answer);
                                     a request refused is dead-lettered to exportd.requests.dead
-    exportd.tasks          queue    engine -> workers: ExportTask; durable quorum queue with a
-                                    delivery limit, then dead-lettered to exportd.tasks.dead
-    exportd.status         queue    workers -> engine: StatusUpdate (durable classic: a
-                                    quorum round trip costs twice as long here)
-    exportd.control        queue    clients -> engine: JobCommand (reply_to gets the answer)
+    exportd.tasks          queue    engine -> workers: ExportTask; past the delivery limit
+                                    dead-lettered to exportd.tasks.dead
+    exportd.status         queue    workers -> engine: StatusUpdate; one the engine cannot
+                                    read or apply is dead-lettered to exportd.status.dead
+    exportd.control        queue    clients -> engine: JobCommand (reply_to gets the answer);
+                                    a malformed one is dead-lettered to exportd.control.dead
     exportd.cancel         fanout   engine -> every worker: CancelSignal
     exportd.events         topic    engine -> subscribers: JobEvent, key <org_id>.<source>.<status>
 
-Every name can carry a prefix, so that tests (or two deployments sharing a
+Every queue exportd consumes is a durable quorum queue with a delivery limit
+(only quorum queues count deliveries) and a dead-letter queue, so that no
+message goes round for ever, whatever its consumer does with it.  Every name
+can carry a prefix, so that tests (or two deployments sharing a
 vhost) keep apart: ``Topology(prefix="test-1.")``.
 """
 
@@ -24,6 +28,9 @@ from typing import Literal
 DEFAULT_EXCHANGE = ""
 TASK_DELIVERY_LIMIT = 5
 """Deliveries of one task before it is dead-lettered as poison (a worker crashing on it)."""
+ENGINE_DELIVERY_LIMIT = 5
+"""Deliveries of a request, command or status update before it is dead-lettered: one
+that failed to apply that often, or that the engine died holding."""
 NO_ORG = "_"
 
 
@@ -80,9 +87,19 @@ class Topology:
         return self._name("status")
 
     @property
+    def status_dead(self) -> str:
+        """Queue of status updates the engine could not read or apply."""
+        return self._name("status.dead")
+
+    @property
     def control(self) -> str:
         """Queue of commands on jobs (get, list, cancel, restart, delete) for the engine."""
         return self._name("control")
+
+    @property
+    def control_dead(self) -> str:
+        """Queue of malformed commands, and of commands the engine failed to carry out."""
+        return self._name("control.dead")
 
     @property
     def cancel(self) -> str:
@@ -98,17 +115,19 @@ class Topology:
         """Every queue, dead-letter queues first (declaring is idempotent)."""
         return (
             QueueSpec(self.requests_dead),
-            QueueSpec(self.requests, dead_letter=self.requests_dead),
+            QueueSpec(self.control_dead),
+            QueueSpec(self.status_dead),
             QueueSpec(self.tasks_dead, quorum=True),
-            QueueSpec(
-                self.tasks,
-                quorum=True,
-                delivery_limit=TASK_DELIVERY_LIMIT,
-                dead_letter=self.tasks_dead,
-            ),
-            QueueSpec(self.status),
-            QueueSpec(self.control),
+            self._consumed(self.requests, ENGINE_DELIVERY_LIMIT, self.requests_dead),
+            self._consumed(self.control, ENGINE_DELIVERY_LIMIT, self.control_dead),
+            self._consumed(self.status, ENGINE_DELIVERY_LIMIT, self.status_dead),
+            self._consumed(self.tasks, TASK_DELIVERY_LIMIT, self.tasks_dead),
         )
+
+    @staticmethod
+    def _consumed(name: str, delivery_limit: int, dead_letter: str) -> QueueSpec:
+        """A queue exportd consumes: quorum, so that the broker counts deliveries."""
+        return QueueSpec(name, quorum=True, delivery_limit=delivery_limit, dead_letter=dead_letter)
 
     def exchanges(self) -> tuple[ExchangeSpec, ...]:
         """Every exchange."""

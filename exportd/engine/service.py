@@ -28,7 +28,7 @@ from exportd.bus.topology import DEFAULT_EXCHANGE, event_routing_key
 from exportd.config import Settings
 from exportd.engine.lifecycle import Change, Dropped
 from exportd.engine.store import JobPage, JobStore, NewPart, ParamValue
-from exportd.errors import ErrorBody, ExportError, InvalidRequest, Unavailable
+from exportd.errors import ErrorBody, ExportError, InternalError, InvalidRequest, Unavailable
 from exportd.messages import (
     ExportRequest,
     JobCommand,
@@ -54,6 +54,21 @@ PROGRESS_EVENT_INTERVAL = 1.0
 def now() -> datetime:
     """The current time, aware, in UTC."""
     return datetime.now(UTC)
+
+
+DEAD_LETTERED_COMMANDS = frozenset({InvalidRequest.code, InternalError.code})
+"""The errors of a command that is malformed or failed on exportd's side, which the
+control queue dead-letters; a command refused on its merits is only answered."""
+
+
+def refusal(exc: Exception, what: str) -> ErrorBody:
+    """The error that refuses a request or command (``what``) for ``exc``: exportd's own
+    error as it is; anything else is a failure on exportd's side, logged with its
+    traceback and answered without it."""
+    if isinstance(exc, ExportError):
+        return exc.body()
+    log.error("a %s failed; refused as an internal error", what, exc_info=exc)
+    return InternalError(f"exportd failed to handle this {what}; see its log").body()
 
 
 class Engine:
@@ -199,17 +214,28 @@ class Engine:
             self._outbox_ready.set()
 
     async def _on_request(self, message: Message) -> None:
+        """Answer a request with its job, or refuse it: whatever fails, a bug included, is
+        a refusal (answered, announced, dead-lettered), never a requeue."""
         try:
             request = decode_json(message.body, ExportRequest)
             job = await self.submit(request)
-        except ExportError as exc:
-            await self._refuse(message, exc.body())
+        except Exception as exc:
+            error = refusal(exc, "request")
+            await self._announce_rejection(error)
+            await self._refuse(message, error)
             return
         await self._reply(message, RequestReply(ok=True, job=job))
         await message.ack()
 
     async def _on_command(self, message: Message) -> None:
-        await self._reply(message, await self.answer(message.body))
+        """Carry out a command and answer it.  One that is malformed, or that fails on
+        exportd's side, is refused (answered and dead-lettered); one refused on its merits
+        (no such job, a change the job's status does not allow) is answered."""
+        reply = await self.answer(message.body)
+        if reply.error is not None and reply.error.code in DEAD_LETTERED_COMMANDS:
+            await self._refuse(message, reply.error)
+            return
+        await self._reply(message, reply)
         await message.ack()
 
     async def answer(self, body: bytes) -> RequestReply:
@@ -217,8 +243,8 @@ class Engine:
         the control socket: what :meth:`command` returns, or the error that refused it."""
         try:
             return await self.command(decode_json(body, JobCommand))
-        except ExportError as exc:
-            return RequestReply(ok=False, error=exc.body())
+        except Exception as exc:
+            return RequestReply(ok=False, error=refusal(exc, "command"))
 
     async def command(self, command: JobCommand) -> RequestReply:
         """Carry out an operation on jobs, as the control queue (or the control socket of
@@ -247,16 +273,19 @@ class Engine:
         return RequestReply(ok=True, job=job)
 
     async def _refuse(self, message: Message, error: ErrorBody) -> None:
-        """Answer a refused request with the error, announce it, and dead-letter it."""
-        log.info("request refused: %s", error.message)
+        """Answer a refused request or command with the error, and dead-letter it."""
+        log.info("refused %s: %s", message.routing_key, error.message)
         await self._reply(message, RequestReply(ok=False, error=error))
+        await message.reject(requeue=False)
+
+    async def _announce_rejection(self, error: ErrorBody) -> None:
+        """Publish ``request.rejected`` for a refused request."""
         event = JobEvent(
             id=str(uuid.uuid4()), type="request.rejected", occurred_at=now(), error=error
         )
         key = event_routing_key(None, "request", "rejected")
         with contextlib.suppress(BusError):
             await self.bus.publish(self.bus.topology.events, key, msgspec.json.encode(event))
-        await message.reject(requeue=False)
 
     async def _reply(self, message: Message, reply: RequestReply) -> None:
         if not message.reply_to:
@@ -272,10 +301,13 @@ class Engine:
             log.warning("no reply delivered to %s: %s", message.reply_to, exc)
 
     async def _on_status(self, message: Message) -> None:
+        """Apply a worker's update.  One that cannot be read (malformed, or of a version
+        this engine does not speak) is dead-lettered; one that fails to apply raises, so
+        that it comes again, up to the queue's delivery limit (see :class:`Consumer`)."""
         try:
-            update = msgspec.json.decode(message.body, type=StatusUpdate)
-        except msgspec.DecodeError as exc:
-            log.error("dropped a malformed status update: %s", exc)
+            update = decode_json(message.body, StatusUpdate)
+        except InvalidRequest as exc:
+            log.error("dead-lettered a status update it cannot read: %s", exc)
             await message.reject(requeue=False)
             return
         outcome = self.store.apply_update(update, now=now(), lifetime=self._lifetime)

@@ -24,7 +24,7 @@ from exportd.config import Settings
 from exportd.engine.service import Engine
 from exportd.errors import ConfigError, InvalidRequest
 from exportd.http import native
-from exportd.http.context import AnyRequest, HttpApi, api_of
+from exportd.http.context import AnyRequest, CheckedRequest, HttpApi, api_of
 from exportd.http.errors import HANDLERS
 from exportd.plugins.manager import Plugins
 
@@ -60,6 +60,7 @@ def build_app(api: HttpApi) -> Litestar:
     app = Litestar(
         route_handlers=[healthz, readyz, native.jobs, native.files, *api.plugins.http_routes(api)],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        request_class=CheckedRequest,
         openapi_config=OpenAPIConfig(
             title="exportd",
             version="1",

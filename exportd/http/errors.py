@@ -15,7 +15,7 @@ from typing import Any
 from litestar import Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from exportd.errors import ErrorBody, ExportError, FieldError
+from exportd.errors import ErrorBody, ExportError, FieldError, InternalError
 from exportd.http.context import AnyRequest
 from exportd.validation import field_error
 
@@ -69,7 +69,7 @@ def on_http_error(request: AnyRequest, exc: HTTPException) -> Response[ErrorBody
 def on_unexpected_error(request: AnyRequest, exc: Exception) -> Response[ErrorBody]:
     """A bug: logged with its traceback, answered without it."""
     log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(500, ErrorBody("internal_error", "exportd failed to answer; see its log"))
+    return error_response(500, InternalError("exportd failed to answer; see its log").body())
 
 
 Handler = Callable[[AnyRequest, Any], Response[ErrorBody]]

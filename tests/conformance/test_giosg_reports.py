@@ -15,7 +15,8 @@ import httpx
 import openpyxl
 import pytest
 
-from tests.http.server import Server, Tenant, serving
+from exportd.validation import MAX_NESTING
+from tests.http.server import Server, Tenant, nested_too_deep, serving
 from tests.unit.datastore import (
     CONVERSATIONS,
     FOREIGN_ROOM,
@@ -318,6 +319,16 @@ async def test_a_body_that_is_not_json_is_400(server: Server) -> None:
         headers={**auth(tenant), "Content-Type": "application/json"},
     )
     assert "JSON" in error(answer, 400)["detail"]
+
+
+async def test_a_body_nested_too_deep_is_400(server: Server) -> None:
+    tenant = manager(server)
+    answer = await server.http.post(
+        exports_path(tenant),
+        content=nested_too_deep(payload(), "room_id"),
+        headers={**auth(tenant), "Content-Type": "application/json"},
+    )
+    assert f"at most {MAX_NESTING} levels" in error(answer, 400)["detail"]
 
 
 # -- 401, 403, 404 ---------------------------------------------------------------------------

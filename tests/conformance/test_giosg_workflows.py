@@ -15,7 +15,8 @@ import httpx
 import openpyxl
 import pytest
 
-from tests.http.server import Server, Tenant, serving
+from exportd.validation import MAX_NESTING
+from tests.http.server import Server, Tenant, nested_too_deep, serving
 from tests.unit.datastore import (
     INTERACTION_WORKFLOW,
     ORG,
@@ -284,6 +285,16 @@ async def test_a_body_that_is_not_json_is_400(server: Server) -> None:
         headers={**tenant.headers, "Content-Type": "application/json"},
     )
     assert set(error(answer, 400)) == {"detail"}
+
+
+async def test_a_body_nested_too_deep_is_400(server: Server) -> None:
+    tenant = analyst(server)
+    answer = await server.http.post(
+        download_path(),
+        content=nested_too_deep(payload(), "filters"),
+        headers={**tenant.headers, "Content-Type": "application/json"},
+    )
+    assert f"at most {MAX_NESTING} levels" in error(answer, 400)["detail"]
 
 
 # -- 401, 403, 404, 406 ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from exportd.messages import JobSnapshot
-from tests.http.server import Server, Tenant, serving
+from tests.http.server import Server, Tenant, nested_too_deep, serving
 from tests.http.test_email import SENDER, Inbox, inbox, inbox_port, smtp_settings
 from tests.unit.datastore import FOREIGN_ROOM, MESSAGES, ORG, OTHER_ORG, ROOM
 
@@ -197,6 +197,13 @@ async def test_missing_or_malformed_params_are_invalid_params(rocket: Server, bo
 async def test_a_body_that_is_not_json_is_invalid_params(rocket: Server) -> None:
     headers = {**rocket_headers(user(rocket)), "Content-Type": "application/json"}
     answer = await rocket.http.post(PATH, content=b"{rid:", headers=headers)
+    assert (answer.status_code, answer.json()) == (400, rocket_error("error-invalid-params"))
+
+
+async def test_a_body_nested_too_deep_is_invalid_params(rocket: Server) -> None:
+    headers = {**rocket_headers(user(rocket)), "Content-Type": "application/json"}
+    body = nested_too_deep({"rid": "room", "type": "file", "format": "json"}, "dateFrom")
+    answer = await rocket.http.post(PATH, content=body, headers=headers)
     assert (answer.status_code, answer.json()) == (400, rocket_error("error-invalid-params"))
 
 

@@ -17,7 +17,8 @@ import pytest
 
 from exportd.messages import ExportRequest, Interval
 from exportd.plugins.formats.csv import FORMULA_STARTS
-from tests.http.server import Server, Tenant, serving
+from exportd.validation import MAX_NESTING
+from tests.http.server import Server, Tenant, nested_too_deep, serving
 from tests.unit.datastore import (
     BIG_CHANNEL,
     FOREIGN_ROOM,
@@ -299,6 +300,19 @@ async def test_a_body_that_is_not_json_is_400(server: Server) -> None:
     )
     assert answer.status_code == 400
     assert talkdesk_error(answer)["code"] == "invalid_request"
+
+
+async def test_a_body_nested_too_deep_is_400_naming_the_body(server: Server) -> None:
+    tenant = server.tenant(permissions=SCOPE)
+    answer = await server.http.post(
+        "/data/reports/chat_logs/jobs",
+        content=nested_too_deep({"format": "csv"}, "filters"),
+        headers={**tenant.headers, "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400
+    body = talkdesk_error(answer)
+    assert (body["code"], body["fields"][0]["name"]) == ("invalid_request", "body")
+    assert f"at most {MAX_NESTING} levels" in body["description"]
 
 
 async def test_no_or_an_unknown_token_is_401(server: Server) -> None:

@@ -12,12 +12,18 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
+import aio_pika
 import pytest
 from yarl import URL
 
 from exportd.bus.amqp import AmqpBus
 from exportd.bus.base import Bus, BusError, Message
-from exportd.bus.topology import DEFAULT_EXCHANGE, TASK_DELIVERY_LIMIT, Topology
+from exportd.bus.topology import (
+    DEFAULT_EXCHANGE,
+    ENGINE_DELIVERY_LIMIT,
+    TASK_DELIVERY_LIMIT,
+    Topology,
+)
 from exportd.config.settings import BrokerSettings
 from tests.broker import PrivateBroker
 from tests.contract.conftest import Implementation, connection_name
@@ -137,9 +143,10 @@ async def test_a_requeued_task_comes_back_redelivered_and_counted(bus: Bus) -> N
 
 async def test_a_classic_queue_redelivers_without_counting(bus: Bus) -> None:
     """As RabbitMQ: only quorum queues count deliveries; a classic one only flags them."""
-    await publish_to(bus, bus.topology.requests, b"request")
+    classic = bus.topology.requests_dead
+    await publish_to(bus, classic, b"request")
     inbox = Inbox()
-    await bus.consume(bus.topology.requests, inbox, prefetch=1)
+    await bus.consume(classic, inbox, prefetch=1)
 
     await (await inbox.get()).reject(requeue=True)
     again = await inbox.get()
@@ -147,47 +154,74 @@ async def test_a_classic_queue_redelivers_without_counting(bus: Bus) -> None:
     await again.ack()
 
 
-async def test_a_rejected_request_is_dead_lettered(bus: Bus) -> None:
+CONSUMED = [
+    ("requests", "requests_dead", ENGINE_DELIVERY_LIMIT),
+    ("control", "control_dead", ENGINE_DELIVERY_LIMIT),
+    ("status", "status_dead", ENGINE_DELIVERY_LIMIT),
+    ("tasks", "tasks_dead", TASK_DELIVERY_LIMIT),
+]
+"""Every queue exportd consumes, its dead-letter queue and its delivery limit (names of
+:class:`Topology` properties)."""
+
+
+def test_every_queue_exportd_consumes_has_a_delivery_limit_and_a_dead_letter_queue() -> None:
+    topology = Topology(prefix="any.")
+    specs = {spec.name: spec for spec in topology.queues()}
+    dead_letter_queues = {spec.dead_letter for spec in specs.values() if spec.dead_letter}
+    consumed = {name for name in specs if name not in dead_letter_queues}
+    assert consumed == {getattr(topology, queue) for queue, _, _ in CONSUMED}
+    for queue, dead, limit in CONSUMED:
+        spec = specs[getattr(topology, queue)]
+        assert (spec.delivery_limit, spec.dead_letter) == (limit, getattr(topology, dead))
+
+
+@pytest.mark.parametrize(("queue", "dead", "limit"), CONSUMED)
+async def test_a_rejected_message_is_dead_lettered(
+    bus: Bus, queue: str, dead: str, limit: int
+) -> None:
     topology = bus.topology
     await bus.publish(
-        DEFAULT_EXCHANGE, topology.requests, b"bad", reply_to="replies", correlation_id="c-9"
+        DEFAULT_EXCHANGE, getattr(topology, queue), b"bad", reply_to="replies", correlation_id="c-9"
     )
-    requests, dead = Inbox(), Inbox()
-    await bus.consume(topology.requests, requests, prefetch=1)
-    await (await requests.get()).reject(requeue=False)
+    consumed, dead_letters = Inbox(), Inbox()
+    await bus.consume(getattr(topology, queue), consumed, prefetch=1)
+    await (await consumed.get()).reject(requeue=False)
 
-    await bus.consume(topology.requests_dead, dead, prefetch=1)
-    message = await dead.get()
+    await bus.consume(getattr(topology, dead), dead_letters, prefetch=1)
+    message = await dead_letters.get()
     assert (message.body, message.reply_to, message.correlation_id) == (b"bad", "replies", "c-9")
     await message.ack()
-    assert await requests.stays_empty()
+    assert await consumed.stays_empty()
 
 
 async def test_a_rejected_message_without_dead_letter_queue_is_dropped(bus: Bus) -> None:
-    status = bus.topology.status
-    await publish_to(bus, status, b"dropped", b"kept")
+    dead = bus.topology.requests_dead  # a dead-letter queue has none of its own
+    await publish_to(bus, dead, b"dropped", b"kept")
     inbox = Inbox()
-    await bus.consume(status, inbox, prefetch=1)
+    await bus.consume(dead, inbox, prefetch=1)
     await (await inbox.get()).reject(requeue=False)
     assert (await inbox.get()).body == b"kept"
 
 
-async def test_a_task_past_the_delivery_limit_is_dead_lettered(bus: Bus) -> None:
+@pytest.mark.parametrize(("queue", "dead", "limit"), CONSUMED)
+async def test_a_message_past_the_delivery_limit_is_dead_lettered(
+    bus: Bus, queue: str, dead: str, limit: int
+) -> None:
     topology = bus.topology
-    await publish_to(bus, topology.tasks, b"poison")
-    tasks, dead = Inbox(), Inbox()
-    await bus.consume(topology.tasks, tasks, prefetch=1)
+    await publish_to(bus, getattr(topology, queue), b"poison")
+    consumed, dead_letters = Inbox(), Inbox()
+    await bus.consume(getattr(topology, queue), consumed, prefetch=1)
 
     counts = []
-    for _ in range(TASK_DELIVERY_LIMIT + 1):
-        message = await tasks.get()
+    for _ in range(limit + 1):
+        message = await consumed.get()
         counts.append(message.delivery_count)
         await message.reject(requeue=True)
-    assert counts == list(range(TASK_DELIVERY_LIMIT + 1))
+    assert counts == list(range(limit + 1))
 
-    await bus.consume(topology.tasks_dead, dead, prefetch=1)
-    assert (await dead.get()).body == b"poison"
-    assert await tasks.stays_empty()
+    await bus.consume(getattr(topology, dead), dead_letters, prefetch=1)
+    assert (await dead_letters.get()).body == b"poison"
+    assert await consumed.stays_empty()
 
 
 async def test_a_consumer_holds_at_most_prefetch_unsettled(bus: Bus) -> None:
@@ -451,6 +485,24 @@ async def test_a_confirm_that_does_not_come_in_time_is_an_error(
                 await publish_to(hasty, topology.status, b"hasty")
     finally:
         await amqp.clean(topology)
+
+
+async def test_a_queue_declared_before_with_other_arguments_is_an_error_naming_it(
+    amqp: Implementation, topology: Topology, broker_url: str
+) -> None:
+    """As an older exportd left it: a classic queue, where this one declares a quorum one."""
+    async with await aio_pika.connect(broker_url) as connection:
+        channel = await connection.channel()
+        await channel.declare_queue(topology.requests, durable=True)
+    bus = amqp.make(topology)
+    try:
+        with pytest.raises(BusError) as caught:
+            await bus.start()
+    finally:
+        await amqp.clean(topology)
+    said = str(caught.value)
+    assert f"queue {topology.requests!r} exists with other arguments" in said
+    assert "x-queue-type" in said and "docs/runtime.md" in said
 
 
 async def test_no_broker_is_an_error_that_hides_the_password() -> None:

@@ -15,6 +15,7 @@ tenants with one user each.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -117,6 +118,13 @@ def error_body(answer: httpx.Response) -> dict[str, Any]:
     assert set(body) == {"code", "message", "fields"}, body
     assert all(set(field) == {"name", "message"} for field in body["fields"]), body
     return body
+
+
+def nested_too_deep(body: dict[str, Any], field: str) -> bytes:
+    """``body`` as JSON with ``field`` an object holding lists nested 1,000 deep (2 KB):
+    deeper than exportd reads, and than the JSON decoder's recursion limit."""
+    given = json.dumps({**body, field: {"deep": "here"}})
+    return given.replace('"here"', "[" * 1000 + "]" * 1000).encode()
 
 
 def decoded(answer: httpx.Response, type_: type[Any]) -> Any:

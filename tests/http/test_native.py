@@ -25,7 +25,8 @@ from exportd.http.context import HttpApi
 from exportd.http.downloads import Signer
 from exportd.messages import ExportRequest
 from exportd.plugins.manager import Plugins
-from tests.http.server import Server, error_body, serving
+from exportd.validation import MAX_NESTING
+from tests.http.server import Server, error_body, nested_too_deep, serving
 from tests.integration.runtime import settings_in
 from tests.unit import toy_plugins
 from tests.unit.datastore import FOREIGN_ROOM, ORG, OTHER_ORG, ROOM, WINDOW
@@ -310,6 +311,32 @@ async def test_malformed_json_unknown_paths_and_bad_paging_answer_the_error_body
     assert error_body(paging)["fields"][0]["name"] == "page"
     method = await server.http.put("/v1/jobs", headers=headers)
     assert (method.status_code, error_body(method)["code"]) == (405, "invalid_request")
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/exports"])
+@pytest.mark.parametrize("field", ["params", "format_options"])
+async def test_a_body_nested_too_deep_is_400_naming_the_body(
+    server: Server, path: str, field: str
+) -> None:
+    headers = {**server.tenant().headers, "Content-Type": "application/json"}
+    answer = await server.http.post(path, content=nested_too_deep(logs(), field), headers=headers)
+    assert answer.status_code == 400, answer.text
+    body = error_body(answer)
+    assert body["code"] == "invalid_request"
+    [problem] = body["fields"]
+    assert problem["name"] == "body"
+    assert f"at most {MAX_NESTING} levels" in problem["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/exports"])
+@pytest.mark.parametrize("version", [2, -1])
+async def test_a_version_exportd_does_not_speak_is_400_naming_v(
+    server: Server, path: str, version: int
+) -> None:
+    answer = await server.http.post(path, json=logs(v=version), headers=server.tenant().headers)
+    assert answer.status_code == 400, answer.text
+    said = f"must be 1, the version exportd speaks; got {version}"
+    assert error_body(answer)["fields"] == [{"name": "v", "message": said}]
 
 
 async def test_who_may_call(server: Server) -> None:

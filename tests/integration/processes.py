@@ -50,8 +50,10 @@ from exportd.config import Settings, load_settings
 from exportd.config.loading import variable_name
 from exportd.config.settings import BrokerSettings, EngineSettings, WorkerSettings
 from exportd.engine.service import Engine
+from exportd.errors import InvalidRequest
 from exportd.messages import FileInfo, PartStatus, StatusUpdate
 from exportd.plugins.manager import Plugins
+from exportd.validation import decode_json
 from exportd.workers.worker import SEQ_PER_DELIVERY, Worker
 from tests.broker import delete_topology
 from tests.integration.runtime import Runtime, running
@@ -260,8 +262,12 @@ class WatchedBus(AmqpBus):
             return await super().consume(queue, handler, prefetch=prefetch)
 
         async def watching(message: Message) -> None:
-            update = msgspec.json.decode(message.body, type=StatusUpdate)
-            self.updates.append(SeenUpdate(time.monotonic(), update))
+            try:
+                update = decode_json(message.body, StatusUpdate)
+            except InvalidRequest:
+                pass  # the engine's to refuse
+            else:
+                self.updates.append(SeenUpdate(time.monotonic(), update))
             await handler(message)
 
         return await super().consume(queue, watching, prefetch=prefetch)

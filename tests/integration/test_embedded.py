@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
+from exportd.bus.base import Message
 from exportd.bus.local import LocalBus
+from exportd.bus.topology import DEFAULT_EXCHANGE
+from exportd.engine.lifecycle import Change, Dropped
 from exportd.errors import Conflict, InvalidRequest
-from exportd.messages import JobCommand
+from exportd.messages import ExportRequest, JobCommand, JobSnapshot, StatusUpdate
 from exportd.plugins.manager import Plugins
 from tests.integration.runtime import running, settings_in
 from tests.unit import toy_plugins
@@ -190,3 +195,54 @@ async def test_the_files_of_a_job_record_its_creation_time_whenever_it_runs(
         [data] = runtime.file_bytes(done.job)
     generated = msgspec.json.decode(data)["export"]["generated_at"]
     assert datetime.fromisoformat(generated) == job.created_at
+
+
+async def test_a_request_whose_handling_fails_is_refused_as_an_internal_error_at_once(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure on exportd's side (a bug, the job store) refuses the request: announced
+    and dead-lettered at its first delivery, never requeued."""
+    calls: list[ExportRequest] = []
+
+    async def failing(request: ExportRequest) -> JobSnapshot:
+        calls.append(request)
+        raise RuntimeError("the job store is gone")
+
+    async with running(LocalBus(), settings_in(home)) as runtime:
+        monkeypatch.setattr(runtime.engine, "submit", failing)
+        dead: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def keep(message: Message) -> None:
+            dead.put_nowait(message.body)
+            await message.ack()
+
+        await runtime.bus.consume(runtime.bus.topology.requests_dead, keep, prefetch=1)
+        body = msgspec.json.encode(logs_request())
+        await runtime.bus.publish(DEFAULT_EXCHANGE, runtime.bus.topology.requests, body)
+        assert await asyncio.wait_for(dead.get(), 5) == body
+        await asyncio.sleep(0.1)  # time for a redelivery, were there one
+        assert len(calls) == 1
+    [rejected] = [event for event in runtime.events.seen if event.type == "request.rejected"]
+    assert rejected.error is not None
+    assert (rejected.error.code, rejected.error.fields) == ("internal_error", [])
+    assert "see its log" in rejected.error.message
+
+
+async def test_a_status_update_that_fails_to_apply_is_tried_again(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures: list[StatusUpdate] = []
+    async with running(LocalBus(), settings_in(home)) as runtime:
+        apply_update = runtime.engine.store.apply_update
+
+        def flaky(update: StatusUpdate, **kwargs: Any) -> Change | Dropped:
+            if not failures:
+                failures.append(update)
+                raise sqlite3.OperationalError("database is locked")
+            return apply_update(update, **kwargs)
+
+        monkeypatch.setattr(runtime.engine.store, "apply_update", flaky)
+        job = await runtime.submit(**logs_request())
+        done = await runtime.events.wait_for(job.id, "job.done")
+    assert [update.job_id for update in failures] == [job.id]
+    assert done.job is not None and done.job.parts[0].file is not None

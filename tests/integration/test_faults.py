@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import aio_pika
 import msgspec
@@ -23,8 +25,10 @@ from yarl import URL
 
 from exportd.bus.topology import TASK_DELIVERY_LIMIT, Topology
 from exportd.messages import ExportTask, JobEvent
+from exportd.validation import MAX_NESTING
 from exportd.workers.worker import SEQ_PER_DELIVERY
 from tests.broker import ACK_TIMEOUT, PrivateBroker
+from tests.http.server import nested_too_deep
 from tests.integration.processes import (
     Inbox,
     Processes,
@@ -191,6 +195,24 @@ async def test_a_task_that_kills_every_worker_fails_its_job_is_dead_lettered_and
     assert stored(processes.settings, done.job.parts[0].file) == counted_lines(3)
 
 
+async def answers_to(
+    channel: aio_pika.abc.AbstractChannel, sent: dict[str, tuple[str, bytes]]
+) -> dict[str, Any]:
+    """Publish each body of ``sent`` (by correlation id: the queue and the body) with a
+    reply queue; the JSON answers, by correlation id."""
+    replies = Inbox()
+    reply_queue = await channel.declare_queue(exclusive=True)
+    await replies.consume(reply_queue)
+    for correlation_id, (queue, body) in sent.items():
+        message = aio_pika.Message(body, reply_to=reply_queue.name, correlation_id=correlation_id)
+        await channel.default_exchange.publish(message, routing_key=queue)
+    answers = {}
+    for _ in sent:
+        reply = await replies.next()
+        answers[str(reply.correlation_id)] = json.loads(reply.body)
+    return answers
+
+
 async def test_a_malformed_request_is_answered_announced_and_dead_lettered(
     processes: Processes, topology: Topology, broker_url: str
 ) -> None:
@@ -235,6 +257,110 @@ async def test_a_malformed_request_is_answered_announced_and_dead_lettered(
     assert {event.error.fields[0].name for event in rejected if event.error} == {"body", "colour"}
     dead = await dead_letters(broker_url, topology.requests_dead)
     assert [message.body for message in dead] == [b"{not json", unknown_field, b"[]"]
+
+
+def dead_letter_reason(message: aio_pika.abc.AbstractIncomingMessage) -> object:
+    """Why the broker dead-lettered ``message``: ``rejected`` by its consumer, or
+    ``delivery_limit`` once it went round too often."""
+    deaths = message.headers.get("x-death")
+    assert isinstance(deaths, list) and isinstance(deaths[0], dict), message.headers
+    return deaths[0]["reason"]
+
+
+async def test_deeply_nested_requests_are_refused_and_a_good_one_is_answered_at_once(
+    processes: Processes, topology: Topology, broker_url: str
+) -> None:
+    """Ten deeply nested requests fill the engine's prefetch (10): each is answered,
+    announced and dead-lettered at its first delivery, and the next request goes through."""
+    processes.start("worker")
+    bad = [  # 2 KB each, nested 1,000 deep: past the JSON decoder's recursion limit
+        nested_too_deep(count_request(3), "params" if number % 2 else "format_options")
+        for number in range(10)
+    ]
+    assert all(len(body) > 2000 for body in bad)
+    good_request = json.dumps(count_request(3)).encode()
+    sent = {f"bad-{n}": (topology.requests, body) for n, body in enumerate(bad)}
+    async with (
+        watched_engine(processes.settings, topology) as (runtime, _),
+        outside_listener(broker_url, topology) as seen,
+        await aio_pika.connect(broker_url) as connection,
+    ):
+        started = time.monotonic()
+        answers = await answers_to(
+            await connection.channel(), {**sent, "good": (topology.requests, good_request)}
+        )
+        assert time.monotonic() - started < 1.0
+
+        good = answers.pop("good")
+        assert good["ok"] is True, good
+        await runtime.events.wait_for(good["job"]["id"], "job.done")
+        for answer in answers.values():
+            assert answer["ok"] is False
+            assert answer["error"]["code"] == "invalid_request"
+            [field] = answer["error"]["fields"]
+            assert field["name"] == "body"
+            assert f"at most {MAX_NESTING} levels" in field["message"]
+
+    rejected = [event for event in seen if event.type == "request.rejected"]
+    assert len(rejected) == 10
+    dead = await dead_letters(broker_url, topology.requests_dead)
+    assert sorted(message.body for message in dead) == sorted(bad)
+    assert {dead_letter_reason(message) for message in dead} == {"rejected"}
+
+
+async def test_a_request_or_command_of_an_unknown_version_is_refused_naming_v(
+    processes: Processes, topology: Topology, broker_url: str
+) -> None:
+    sent = {
+        "request-2": (topology.requests, json.dumps({**count_request(3), "v": 2}).encode()),
+        "request--1": (topology.requests, json.dumps({**count_request(3), "v": -1}).encode()),
+        "command-2": (topology.control, b'{"op": "list", "v": 2}'),
+        "command-deep": (topology.control, nested_too_deep({"op": "list"}, "user_id")),
+    }
+    async with (
+        watched_engine(processes.settings, topology),
+        await aio_pika.connect(broker_url) as connection,
+    ):
+        answers = await answers_to(await connection.channel(), sent)
+
+    said = "must be 1, the version exportd speaks; got"
+    for correlation_id, version in [("request-2", 2), ("request--1", -1), ("command-2", 2)]:
+        answer = answers[correlation_id]
+        assert answer["ok"] is False, answer
+        assert answer["error"]["fields"] == [{"name": "v", "message": f"{said} {version}"}]
+    assert answers["command-deep"]["error"]["fields"][0]["name"] == "body"
+    dead = await dead_letters(broker_url, topology.control_dead)
+    assert len(dead) == 2
+    assert {dead_letter_reason(message) for message in dead} == {"rejected"}
+
+
+async def test_a_status_update_the_engine_cannot_read_is_dead_lettered_and_others_go_on(
+    processes: Processes, topology: Topology, broker_url: str
+) -> None:
+    processes.start("worker")
+    unreadable = [
+        b"{not json",
+        json.dumps({"v": 2, "job_id": "j", "part": 0, "attempt": 1, "seq": 1}).encode(),
+        b'{"job_id": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+    ]
+    async with (
+        watched_engine(processes.settings, topology) as (runtime, _),
+        await aio_pika.connect(broker_url) as connection,
+    ):
+        channel = await connection.channel()
+        for body in unreadable:
+            await channel.default_exchange.publish(
+                aio_pika.Message(body), routing_key=topology.status
+            )
+        job = await runtime.submit(**count_request(3))
+        await runtime.events.wait_for(job.id, "job.done")
+        async with asyncio.timeout(10):
+            while await message_count(broker_url, topology.status_dead) < len(unreadable):
+                await asyncio.sleep(0.05)
+
+    dead = await dead_letters(broker_url, topology.status_dead)
+    assert sorted(message.body for message in dead) == sorted(unreadable)
+    assert {dead_letter_reason(message) for message in dead} == {"rejected"}
 
 
 class TestOnANodeWithAShortAckTimeout:

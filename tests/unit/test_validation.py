@@ -10,7 +10,8 @@ import msgspec
 import pytest
 
 from exportd.errors import InvalidRequest
-from exportd.validation import convert, decode_json, field_error
+from exportd.messages import SCHEMA_VERSIONS, ExportRequest, JobCommand
+from exportd.validation import MAX_NESTING, convert, decode_json, field_error
 
 
 class Colour(enum.Enum):
@@ -94,3 +95,59 @@ def test_a_lenient_conversion_does_not_show_the_value_it_read_otherwise() -> Non
     with pytest.raises(InvalidRequest) as caught:
         convert({"count": "12"}, Params, strict=False)
     assert caught.value.fields[0].message == "must be at most 10"
+
+
+def nested(depth: int, inner: str = "1") -> str:
+    """``inner`` in ``depth`` lists, one within the other."""
+    return "[" * depth + inner + "]" * depth
+
+
+def request_with(**fields: str) -> bytes:
+    """An export request whose ``fields`` are the given JSON texts."""
+    given = "".join(f', "{name}": {value}' for name, value in fields.items())
+    interval = '{"start": "2024-01-01", "end": "2024-01-02"}'
+    return f'{{"source": "rooms", "interval": {interval}{given}}}'.encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        request_with(params=f'{{"a": {nested(1000)}}}'),
+        request_with(format_options=f'{{"a": {nested(MAX_NESTING)}}}'),
+        nested(100_000).encode(),  # deeper than any recursion limit
+        ("{" + '"a": {' * 2000).encode(),  # unclosed: refused before it is found malformed
+    ],
+)
+def test_a_body_nested_deeper_than_the_limit_is_refused_naming_the_body(body: bytes) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        decode_json(body, ExportRequest)
+    [field] = caught.value.fields
+    assert field.name == "body"
+    assert f"at most {MAX_NESTING} levels" in field.message
+
+
+def test_a_body_at_the_nesting_limit_is_read_and_brackets_in_text_do_not_count() -> None:
+    deepest = nested(MAX_NESTING - 2)  # in the body's object, in params
+    text = '"' + "[{" * 1000 + '\\"[' + '"'
+    request = decode_json(request_with(params=f'{{"a": {deepest}, "b": {text}}}'), ExportRequest)
+    assert request.params["b"] == "[{" * 1000 + '"['
+    assert decode_json(nested(MAX_NESTING, '"]]]]"'), list[Any]) is not None
+
+
+@pytest.mark.parametrize(
+    ("version", "given"), [("2", "2"), ("-1", "-1"), ("0", "0"), ('"1"', "text '1'")]
+)
+@pytest.mark.parametrize(
+    ("type_", "body"),
+    [(ExportRequest, request_with(v="{v}")), (JobCommand, b'{"op": "list", "v": {v}}')],
+)
+def test_a_request_or_command_of_a_version_exportd_does_not_speak_is_refused_naming_v(
+    version: str, given: str, type_: type[Any], body: bytes
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        decode_json(body.replace(b"{v}", version.encode()), type_)
+    [field] = caught.value.fields
+    assert SCHEMA_VERSIONS == (1,)
+    said = f"must be 1, the version exportd speaks; got {given}"
+    assert (field.name, field.message) == ("v", said)
+    assert decode_json(body.replace(b"{v}", b"1"), type_).v == 1
