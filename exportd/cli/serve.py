@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 settings.worker.concurrency,
                 settings.files_path,
             )
-            await stop.wait()
+            await engine.loops.wait(stop)
 
     return run_until_stopped(service)
 
@@ -80,18 +80,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 async def embedded(settings: Settings, plugins: Plugins) -> AsyncIterator[Engine]:
     """The engine, the delivery service and a worker running up to
     ``worker.concurrency`` exports at once, on an in-process bus, with every change of
-    a job's status logged; yields the engine.
+    a job's status logged; yields the engine.  The worker's loops are the engine's:
+    ``engine.loops.wait`` raises when any loop of the process ends on its own.
 
     At the end the worker stops first (running exports get ``worker.shutdown_grace``
-    seconds to finish), then the engine, then the delivery service (a delivery in
-    hand is finished; those left are made at the next start).
+    seconds to finish), then the engine, which stops the delivery service's loop before
+    its job store (a delivery in hand is finished; those left are made at the next
+    start).
     """
     engine_stop, worker_stop = asyncio.Event(), asyncio.Event()
     async with LocalBus(topology(settings)) as bus:
         changes = await log_job_changes(bus)
         engine = Engine(bus, plugins, settings)
         async with delivering(engine, bus, plugins, settings):
-            worker = Worker(bus, plugins, settings, name="embedded")
+            worker = Worker(bus, plugins, settings, name="embedded", loops=engine.loops)
             engine_run = asyncio.create_task(engine.run(engine_stop), name="exportd engine")
             worker_run = asyncio.create_task(worker.run(worker_stop), name="exportd worker")
             try:
@@ -100,7 +102,9 @@ async def embedded(settings: Settings, plugins: Plugins) -> AsyncIterator[Engine
                 # The worker's last updates travel on this bus, which ends with the
                 # process: the engine must still be there to record them.
                 worker_stop.set()
-                await worker_run
-                engine_stop.set()
-                await engine_run
+                try:
+                    await worker_run
+                finally:
+                    engine_stop.set()
+                    await engine_run
         await changes.cancel()

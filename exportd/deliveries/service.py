@@ -10,6 +10,12 @@ again every ``retry_interval`` seconds.  At start it also records the done jobs
 it has not seen (their event came while it was stopped), so a stop at any
 moment costs at most a second copy of a message, never a lost one.
 
+Its loop and its handler of events go on through any :class:`Exception` (the
+ledger's disk full, the engine's store locked), logging it once per streak and
+backing off (:mod:`exportd.supervision`); the loop runs among the engine's
+:attr:`~exportd.engine.service.Engine.loops`, so that one that ends anyway
+ends the engine too.
+
 A durable broker queue would not do here: the embedded mode's bus lives in the
 process, and the ledger serves both modes alike.
 """
@@ -34,6 +40,7 @@ from exportd.http.downloads import signer_for
 from exportd.messages import JobEvent, JobSnapshot
 from exportd.plugins.api import DeliveryContext, DeliveryMethod, Undeliverable
 from exportd.plugins.manager import FILE_DELIVERY, Plugins
+from exportd.supervision import Guard, guarded
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +74,29 @@ class DeliveryService:
 
     async def run(self) -> None:
         """Make due deliveries, one at a time, until :meth:`stop`; a delivery in hand
-        is finished first.  Now and then, forget the deliveries closed long ago."""
+        is finished first.  Now and then, forget the deliveries closed long ago.
+
+        Any :class:`Exception` of a turn is logged (once per streak) and followed by a
+        back-off, then the next turn (see :class:`~exportd.supervision.Guard`)."""
+        guard = Guard("exportd deliveries")
         while not self._stopping:
-            now = time.time()
-            if now >= self._prune_at:
-                self._prune(now)
-            pending = self.ledger.due(now)
-            if pending is not None:
-                await self._deliver(pending)
-                continue
-            self._wake.clear()
-            next_at = self.ledger.next_at()
-            wake_at = self._prune_at if next_at is None else min(next_at, self._prune_at)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, wake_at - time.time())):
-                    await self._wake.wait()
+            await guard.run(self._turn)
+
+    async def _turn(self) -> None:
+        """Make the next due delivery, or wait until one may be due."""
+        now = time.time()
+        if now >= self._prune_at:
+            self._prune(now)
+        pending = self.ledger.due(now)
+        if pending is not None:
+            await self._deliver(pending)
+            return
+        self._wake.clear()
+        next_at = self.ledger.next_at()
+        wake_at = self._prune_at if next_at is None else min(next_at, self._prune_at)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, wake_at - time.time())):
+                await self._wake.wait()
 
     def _prune(self, now: float) -> None:
         pruned = self.ledger.prune(now - self.keep_closed)
@@ -95,7 +110,9 @@ class DeliveryService:
         self._wake.set()
 
     async def on_event(self, message: Message) -> None:
-        """Record the delivery a ``job.done`` event calls for, then acknowledge it."""
+        """Record the delivery a ``job.done`` event calls for, then acknowledge it.  Any
+        :class:`Exception` (the ledger's disk full) gives the event back to its queue
+        after a back-off."""
         try:
             event = msgspec.json.decode(message.body, type=JobEvent)
         except msgspec.DecodeError as exc:
@@ -174,20 +191,24 @@ class DeliveryService:
 async def delivering(
     engine: Engine, bus: Bus, plugins: Plugins, settings: Settings
 ) -> AsyncIterator[DeliveryService]:
-    """Run the delivery service on ``bus`` while the block runs.  Start it before the
-    engine, so that it sees the engine's first events."""
+    """Run the delivery service on ``bus`` while the block runs, its loop among the
+    engine's :attr:`~exportd.engine.service.Engine.loops` (so that the engine's
+    :meth:`~exportd.engine.service.Engine.run` stops it, before it closes its job
+    store, or ends if it ends on its own).  Start it before the engine, so that it sees
+    the engine's first events."""
     service = DeliveryService(engine, bus, plugins, settings)
     listening_since = datetime.now(UTC)
-    subscription = await bus.subscribe(bus.topology.events, DONE_EVENTS, service.on_event)
+    subscription = await bus.subscribe(
+        bus.topology.events, DONE_EVENTS, guarded("the handler of done events", service.on_event)
+    )
     running: asyncio.Task[None] | None = None
     try:
         await service.catch_up()
         service.ledger.mark(listening_since)  # from now on the events bring every job
-        running = asyncio.create_task(service.run(), name="exportd deliveries")
+        running = engine.loops.start("exportd deliveries", service.run(), stop=service.stop)
         yield service
     finally:
         await subscription.cancel()
-        service.stop()
         if running is not None:
-            await running
+            await engine.loops.stop(running)
         service.ledger.close()

@@ -19,7 +19,10 @@ from typing import Self
 
 from sqlite_utils import Database
 
-from exportd.errors import ConfigError
+from exportd.errors import ConfigError, Unavailable
+
+NO_SPACE = "no space left for the job store"
+LOCKED = "the job store is locked by another connection"
 
 
 @contextmanager
@@ -29,15 +32,34 @@ def transaction(db: Database, *, write: bool = True) -> Iterator[None]:
     A write transaction takes the write lock at once (``BEGIN IMMEDIATE``), so
     that it waits for another writer, up to the busy timeout, rather than
     failing half-way through; a read transaction sees one consistent state of
-    the file however many queries it makes.
+    the file however many queries it makes.  A failure that passes (see
+    :func:`passing_failure`) is raised as :class:`~exportd.errors.Unavailable`.
     """
-    db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
     try:
-        yield
-        db.execute("COMMIT")
-    except BaseException:
-        db.rollback()
-        raise
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield
+            db.execute("COMMIT")
+        except BaseException:
+            db.rollback()
+            raise
+    except sqlite3.OperationalError as exc:
+        unavailable = passing_failure(exc)
+        if unavailable is None:
+            raise
+        raise unavailable from exc
+
+
+def passing_failure(error: sqlite3.OperationalError) -> Unavailable | None:
+    """What ``error`` means to whoever asked the store, if it is a failure that passes
+    with time rather than with a change of the request: its disk is full, or another
+    connection held the lock longer than the busy timeout."""
+    code = error.sqlite_errorcode & 0xFF  # the primary code of an extended one
+    if code == sqlite3.SQLITE_FULL:
+        return Unavailable(NO_SPACE)
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return Unavailable(LOCKED)
+    return None
 
 
 def open_database(path: Path, *, busy_timeout: float) -> Database:

@@ -9,6 +9,12 @@ them only then, so none is lost when the engine or the broker restarts.
 Progress within a status is announced at most once a second per job, directly.
 A sweeper expires finished jobs and re-dispatches parts whose early-acknowledged
 task fell silent.
+
+The relay, the sweeper and the handlers of the three queues go on through any
+:class:`Exception` (the broker gone, the job store locked or full), logging it
+once per streak and backing off (:mod:`exportd.supervision`); a loop that ends
+anyway fails :meth:`Engine.ready` and ends :meth:`Engine.run` with
+:class:`~exportd.supervision.LoopEnded`.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import TypeVar
 
 import msgspec
 
@@ -39,15 +48,15 @@ from exportd.messages import (
 )
 from exportd.plan import plan_export
 from exportd.plugins.manager import Plugins
+from exportd.supervision import Loops, guarded
 from exportd.validation import decode_json
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 OUTBOX_BATCH = 200
 OUTBOX_POLL = 1.0
 """Seconds between two looks at the outbox when nothing woke the relay."""
-RETRY_PAUSE = 1.0
-"""Seconds to wait before publishing again after the broker failed a publish."""
 PROGRESS_EVENT_INTERVAL = 1.0
 
 
@@ -72,7 +81,12 @@ def refusal(exc: Exception, what: str) -> ErrorBody:
 
 
 class Engine:
-    """exportd's engine over a bus, with its job store under ``settings.home``."""
+    """exportd's engine over a bus, with its job store under ``settings.home``.
+
+    ``loops`` holds the engine's background loops while it runs, and those of whatever
+    runs beside it in the process (the delivery service, the workers of the embedded
+    mode): one that ends makes the engine unready and ends :meth:`run`.
+    """
 
     def __init__(self, bus: Bus, plugins: Plugins, settings: Settings) -> None:
         self.bus = bus
@@ -80,9 +94,13 @@ class Engine:
         self.settings = settings
         self.storage = plugins.storage(settings.storage)
         self.store = JobStore(settings.jobs_path, bus.topology)
+        # The store's one thread: a call that waits for the store's lock (up to its busy
+        # timeout) must not stop the event loop, and with it replies, confirms and HTTP.
+        self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="exportd job store")
         self._lifetime = timedelta(seconds=settings.engine.file_lifetime)
         self._outbox_ready = asyncio.Event()
         self._progress_sent: dict[str, float] = {}
+        self.loops = Loops()
         self.running = False
 
     # -- the Python API -------------------------------------------------------------------
@@ -91,27 +109,29 @@ class Engine:
         """Validate ``request``, record the job and queue its tasks; the new job (or, for a
         repeated idempotency key, the existing one)."""
         parts = await asyncio.to_thread(self._plan_parts, request)
-        job = self.store.create(request, parts, now=now())
+        job = await self._stored(partial(self.store.create, request, parts, now=now()))
         self._outbox_ready.set()
         return job
 
-    def ready(self) -> None:
-        """Raise :class:`Unavailable` unless the engine runs and its job store answers."""
+    async def ready(self) -> None:
+        """Raise :class:`Unavailable` unless the engine runs, none of its loops ended, and
+        its job store answers."""
+        self.loops.check()
         if not self.running:
             raise Unavailable("the engine is not running")
-        self.store.ping()
+        await self._stored(self.store.ping)
 
     async def get(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
         """The job ``job_id`` (of ``org_id``, if given)."""
-        return self.store.get(job_id, org_id)
+        return await self._stored(partial(self.store.get, job_id, org_id))
 
     async def get_by_number(self, number: int, org_id: str | None = None) -> JobSnapshot:
         """The job whose number is ``number`` (of ``org_id``, if given)."""
-        return self.store.get_by_number(number, org_id)
+        return await self._stored(partial(self.store.get_by_number, number, org_id))
 
     async def job_numbers(self, job_ids: Iterable[str]) -> dict[str, int]:
         """The number of each job of ``job_ids`` that exists (see :meth:`JobStore.numbers`)."""
-        return self.store.numbers(job_ids)
+        return await self._stored(partial(self.store.numbers, list(job_ids)))
 
     async def list_jobs(
         self,
@@ -129,7 +149,8 @@ class Engine:
     ) -> JobPage:
         """Jobs newest first, filtered and paged, with their numbers (see
         :meth:`JobStore.list_jobs`)."""
-        return self.store.list_jobs(
+        listing = partial(
+            self.store.list_jobs,
             org_id=org_id,
             user_id=user_id,
             status=status,
@@ -141,18 +162,19 @@ class Engine:
             limit=limit,
             offset=offset,
         )
+        return await self._stored(listing)
 
     async def cancel(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
         """Cancel a job; its workers stop within a second and drop their partial files."""
-        return await self._change(self.store.cancel(job_id, org_id, now=now()))
+        return await self._change(partial(self.store.cancel, job_id, org_id, now=now()))
 
     async def restart(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
         """Run a failed, canceled or expired job again as a new attempt."""
-        return await self._change(self.store.restart(job_id, org_id, now=now()))
+        return await self._change(partial(self.store.restart, job_id, org_id, now=now()))
 
     async def delete(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
         """Delete a job and its files at once."""
-        return await self._change(self.store.delete(job_id, org_id, now=now()))
+        return await self._change(partial(self.store.delete, job_id, org_id, now=now()))
 
     def _plan_parts(self, request: ExportRequest) -> list[NewPart]:
         plan = plan_export(request, self.plugins, self.settings.data_path)
@@ -163,7 +185,12 @@ class Engine:
             for part, name in zip(parts, names, strict=True)
         ]
 
-    async def _change(self, change: Change) -> JobSnapshot:
+    async def _stored(self, call: Callable[[], T]) -> T:
+        """What ``call`` (of the job store) returns, called in the store's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._store_thread, call)
+
+    async def _change(self, operation: Callable[[], Change]) -> JobSnapshot:
+        change = await self._stored(operation)
         self._outbox_ready.set()
         await self._discard(change.discard)
         return change.job
@@ -176,46 +203,56 @@ class Engine:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set: consume requests and updates, relay the outbox,
-        sweep.  The bus must be started."""
+        sweep.  The bus must be started.  Raises :class:`~exportd.supervision.LoopEnded`
+        (once it stopped) if one of :attr:`loops` ended on its own."""
         topology = self.bus.topology
         prefetch = self.settings.broker.prefetch
+        handlers = {
+            topology.requests: self._on_request,
+            topology.control: self._on_command,
+            topology.status: self._on_status,
+        }
+        held = {topology.status: (Unavailable,)}  # an outage must not use up its limit
         subscriptions = [
-            await self.bus.consume(topology.requests, self._on_request, prefetch=prefetch),
-            await self.bus.consume(topology.control, self._on_command, prefetch=prefetch),
-            await self.bus.consume(topology.status, self._on_status, prefetch=prefetch),
+            await self.bus.consume(
+                queue,
+                guarded(f"the handler of {queue}", handler, hold=held.get(queue, ())),
+                prefetch=prefetch,
+            )
+            for queue, handler in handlers.items()
         ]
         if not self.bus.durable:
-            self._redispatch_unfinished()
+            await self._redispatch_unfinished()
         self.running = True
-        loops = [
-            asyncio.create_task(self._relay(), name="exportd outbox relay"),
-            asyncio.create_task(self._sweep(), name="exportd sweeper"),
-        ]
+        self.loops.keep_running("exportd outbox relay", self._relay)
+        self.loops.keep_running("exportd sweeper", self._sweep)
         log.info("engine running: jobs in %s", self.settings.jobs_path)
         try:
-            await stop.wait()
+            await self.loops.wait(stop)
         finally:
             self.running = False
             for subscription in subscriptions:
                 await subscription.stop()
-            for loop in loops:
-                loop.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
-            with contextlib.suppress(BusError):
+            await self.loops.close()
+            try:
                 await self._publish_outbox()  # what the last handlers wrote
-            self.store.close()
+            except (BusError, Unavailable) as exc:
+                log.warning("the outbox waits for the next start: %s", exc)
+            await self._stored(self.store.close)
+            self._store_thread.shutdown()
 
-    def _redispatch_unfinished(self) -> None:
+    async def _redispatch_unfinished(self) -> None:
         """On a bus that keeps no messages (the embedded mode), the tasks of a previous run
         died with it: send those of every unfinished part again."""
-        changes = self.store.redispatch_unfinished(now())
+        changes = await self._stored(partial(self.store.redispatch_unfinished, now()))
         if changes:
             log.info("dispatched again %d unfinished part(s) of a previous run", len(changes))
             self._outbox_ready.set()
 
     async def _on_request(self, message: Message) -> None:
-        """Answer a request with its job, or refuse it: whatever fails, a bug included, is
-        a refusal (answered, announced, dead-lettered), never a requeue."""
+        """Answer a request with its job, or refuse it: whatever fails (a bad request, the
+        job store unavailable because it is locked or its disk full, a bug) is a refusal
+        (answered, announced, dead-lettered), never a requeue."""
         try:
             request = decode_json(message.body, ExportRequest)
             job = await self.submit(request)
@@ -302,15 +339,19 @@ class Engine:
 
     async def _on_status(self, message: Message) -> None:
         """Apply a worker's update.  One that cannot be read (malformed, or of a version
-        this engine does not speak) is dead-lettered; one that fails to apply raises, so
-        that it comes again, up to the queue's delivery limit (see :class:`Consumer`)."""
+        this engine does not speak) is dead-lettered.  While the job store is unavailable
+        (locked, its disk full) the update is held and tried again after a back-off, for
+        as long as that lasts; one that fails to apply otherwise goes back to its queue
+        after a back-off, up to the queue's delivery limit (see :func:`guarded`)."""
         try:
             update = decode_json(message.body, StatusUpdate)
         except InvalidRequest as exc:
             log.error("dead-lettered a status update it cannot read: %s", exc)
             await message.reject(requeue=False)
             return
-        outcome = self.store.apply_update(update, now=now(), lifetime=self._lifetime)
+        outcome = await self._stored(
+            partial(self.store.apply_update, update, now=now(), lifetime=self._lifetime)
+        )
         if isinstance(outcome, Dropped):
             log.debug("dropped update %s/%s: %s", update.job_id, update.part, outcome.reason)
         elif outcome.event is None:
@@ -332,43 +373,56 @@ class Engine:
             await self.bus.publish(self.bus.topology.events, key, msgspec.json.encode(event))
 
     async def _relay(self) -> None:
-        """Publish the outbox, oldest first, deleting each message once it is confirmed."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(OUTBOX_POLL):
-                    await self._outbox_ready.wait()
-            self._outbox_ready.clear()
-            try:
-                await self._publish_outbox()
-            except BusError as exc:
-                log.warning("outbox messages not confirmed, will retry: %s", exc)
-                await asyncio.sleep(RETRY_PAUSE)
+        """One turn of the outbox relay: publish the outbox, oldest first, deleting each
+        message once it is confirmed; then wait until a change wakes the relay, or
+        :data:`OUTBOX_POLL` seconds.
+
+        Any :class:`Exception` (a publish not confirmed, the store locked or full) ends
+        the turn; the relay logs it, backs off and starts the next
+        (:func:`~exportd.supervision.keep_running`), so every message goes out once
+        the broker and the store are back.
+        """
+        self._outbox_ready.clear()
+        await self._publish_outbox()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(OUTBOX_POLL):
+                await self._outbox_ready.wait()
 
     async def _publish_outbox(self) -> None:
         """Publish every outbox message; raise :class:`BusError` if one is not confirmed
         (the confirmed ones are deleted, the others wait for the next try)."""
-        while batch := self.store.outbox_batch(OUTBOX_BATCH):
+        while batch := await self._stored(partial(self.store.outbox_batch, OUTBOX_BATCH)):
             results = await asyncio.gather(
                 *(self.bus.publish(row.exchange, row.routing_key, row.body) for row in batch),
                 return_exceptions=True,
             )
-            self.store.outbox_done(
+            confirmed = [
                 row.id
                 for row, result in zip(batch, results, strict=True)
                 if not isinstance(result, BaseException)
-            )
+            ]
+            await self._stored(partial(self.store.outbox_done, confirmed))
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
 
     async def _sweep(self) -> None:
-        """Expire finished jobs whose time has come; re-dispatch silent detached parts."""
+        """One turn of the sweeper: expire finished jobs whose time has come, re-dispatch
+        silent detached parts, then wait ``engine.sweep_interval`` seconds.
+
+        Any :class:`Exception` (the store locked or full, a storage that cannot delete)
+        ends the turn; the sweeper logs it, backs off and starts the next
+        (:func:`~exportd.supervision.keep_running`).  A job whose files the storage
+        failed to delete is expired all the same; the files stay.
+        """
         lease = timedelta(seconds=self.settings.engine.lease)
-        while True:
-            moment = now()
-            changes = [*self.store.expire_due(moment), *self.store.redispatch_lapsed(moment, lease)]
-            for change in changes:
-                await self._discard(change.discard)
-            if changes:
-                self._outbox_ready.set()
-            await asyncio.sleep(self.settings.engine.sweep_interval)
+        moment = now()
+        changes = [
+            *await self._stored(partial(self.store.expire_due, moment)),
+            *await self._stored(partial(self.store.redispatch_lapsed, moment, lease)),
+        ]
+        if changes:
+            self._outbox_ready.set()
+        for change in changes:
+            await self._discard(change.discard)
+        await asyncio.sleep(self.settings.engine.sweep_interval)

@@ -51,7 +51,7 @@ async def healthz() -> Health:
 async def readyz(request: AnyRequest) -> Health:
     """Ok when the engine runs and its job store answers; 503 (or 500 when the store
     fails) with the error body otherwise."""
-    api_of(request).engine.ready()
+    await api_of(request).engine.ready()
     return Health(status="ready")
 
 

@@ -17,6 +17,12 @@ A task that runs longer than ``ack_deadline`` is acknowledged early (RabbitMQ
 would otherwise close the channel at its ``consumer_timeout`` and deliver the
 task twice); its updates then say ``detached`` and the engine re-dispatches the
 part if they stop coming.
+
+The handlers of the task queue and of the cancel signals, and each task's ticker
+(progress, heartbeats, the early acknowledgement), go on through any
+:class:`Exception`, logging it once per streak and backing off
+(:mod:`exportd.supervision`); a ticker that ends anyway ends :meth:`Worker.run`
+with :class:`~exportd.supervision.LoopEnded`.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from exportd.messages import (
 )
 from exportd.plan import plan_export
 from exportd.plugins.manager import Plugins
+from exportd.supervision import Loops, guarded
 from exportd.workers.pipeline import Progress as PipelineProgress
 from exportd.workers.pipeline import run_export
 from exportd.workers.workarea import WorkArea
@@ -58,10 +65,19 @@ SEQ_PER_DELIVERY = 1_000_000
 
 
 class Worker:
-    """Consumes ``exportd.tasks`` and runs up to ``worker.concurrency`` exports at once."""
+    """Consumes ``exportd.tasks`` and runs up to ``worker.concurrency`` exports at once.
+
+    Its tasks' tickers run in ``loops`` (its own, or those of the engine it runs beside).
+    """
 
     def __init__(
-        self, bus: Bus, plugins: Plugins, settings: Settings, *, name: str | None = None
+        self,
+        bus: Bus,
+        plugins: Plugins,
+        settings: Settings,
+        *,
+        name: str | None = None,
+        loops: Loops | None = None,
     ) -> None:
         self.bus = bus
         self.plugins = plugins
@@ -73,18 +89,26 @@ class Worker:
         # took it back when the channel dropped) runs twice here, and both must be reached.
         self._running: set[TaskRun] = set()
         self._cancelled: deque[tuple[str, int]] = deque(maxlen=REMEMBERED_CANCELS)
+        self.loops = loops or Loops()
         self.shutting_down = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set, then shut down gracefully (see :meth:`shutdown`)."""
+        """Work until ``stop`` is set, then shut down gracefully (see :meth:`shutdown`).
+        Raises :class:`~exportd.supervision.LoopEnded` (once shut down) if a ticker ended
+        on its own."""
         self.work_area.open()
-        cancels = await self.bus.subscribe(self.bus.topology.cancel, "", self._on_cancel)
+        topology = self.bus.topology
+        cancels = await self.bus.subscribe(
+            topology.cancel, "", guarded("the handler of cancel signals", self._on_cancel)
+        )
         tasks = await self.bus.consume(
-            self.bus.topology.tasks, self._on_task, prefetch=self.settings.worker.concurrency
+            topology.tasks,
+            guarded(f"the handler of {topology.tasks}", self._on_task),
+            prefetch=self.settings.worker.concurrency,
         )
         log.info("worker %s taking tasks", self.name)
         try:
-            await stop.wait()
+            await self.loops.wait(stop)
         finally:
             await self.shutdown(tasks, cancels)
             self.work_area.close()
@@ -105,6 +129,8 @@ class Worker:
         await cancels.cancel()
 
     async def _on_cancel(self, message: Message) -> None:
+        """Have the runs of the signalled job stop.  Any :class:`Exception` gives the
+        signal back to its queue after a back-off."""
         try:
             signal = msgspec.json.decode(message.body, type=CancelSignal)
         except msgspec.DecodeError:
@@ -117,6 +143,9 @@ class Worker:
         await message.ack()
 
     async def _on_task(self, message: Message) -> None:
+        """Run a task and report it.  An :class:`Exception` from the export fails the task;
+        any other (its final update not confirmed) gives the task back to its queue after
+        a back-off, unless it was acknowledged early."""
         try:
             task = msgspec.json.decode(message.body, type=ExportTask)
         except msgspec.DecodeError as exc:
@@ -158,10 +187,13 @@ class TaskRun:
         self._reported: PartStatus = "processing"
         self._reported_progress = Progress()
         self._unconfirmed: list[asyncio.Future[None]] = []
+        self._started = self._last_sent = time.monotonic()
 
     async def execute(self) -> None:
         """Run the export and report it; settle the message once the outcome is confirmed."""
-        ticker = asyncio.create_task(self._tick())
+        task = self.task
+        loops = self.worker.loops
+        ticker = loops.keep_running(f"the ticker of task {task.job_id}/{task.part}", self._tick)
         file: FileInfo | None = None
         error: ErrorBody | None = None
         try:
@@ -176,7 +208,7 @@ class TaskRun:
             log.exception("task %s part %s failed", self.task.job_id, self.task.part)
             error = ErrorBody("internal_error", f"the worker failed: {type(exc).__name__}: {exc}")
         finally:
-            ticker.cancel()
+            await loops.stop(ticker)
         status: PartStatus = "done" if file else "failed" if error else "canceled"
         await self._send(status, file=file, error=error)  # after the ones sent soon
         if not self.detached:
@@ -258,31 +290,29 @@ class TaskRun:
         return "uploading" if self._written else "processing"
 
     async def _tick(self) -> None:
-        """Announce the task, then publish progress when it moved and a heartbeat when it
-        did not; detach when due."""
+        """One turn of the ticker, every ``progress_interval``: announce the task, then
+        publish progress when it moved and a heartbeat when it did not; detach when due.
+
+        Any :class:`Exception` (an update not confirmed) ends the turn; the ticker logs
+        it, backs off and takes the next (:func:`~exportd.supervision.keep_running`):
+        one update lost is no reason to stop the heartbeat.
+        """
         settings = self.worker.settings.worker
-        started = last_sent = time.monotonic()
-        while True:
-            await asyncio.sleep(settings.progress_interval)
-            now = time.monotonic()
-            due_heartbeat = now - last_sent >= settings.heartbeat_interval
-            due_detach = not self.detached and now - started >= settings.ack_deadline
-            first = not self._announced
-            self._announced = True  # before _written is read: see _export
-            moved = (
-                self._progress != self._reported_progress or self._status_now() != self._reported
-            )
-            if first or moved or due_heartbeat or due_detach:
-                last_sent = now
-                try:
-                    if due_detach:
-                        # Shielded: execute() cancels the ticker when the export ends, leaving
-                        # the ack to a detach under way, which must not stop half-way.
-                        await asyncio.shield(self._detach())
-                    else:
-                        await self._send(self._status_now())
-                except BusError as exc:  # one update lost is no reason to stop the heartbeat
-                    log.warning("no update sent for task %s: %s", self.task.job_id, exc)
+        await asyncio.sleep(settings.progress_interval)
+        now = time.monotonic()
+        due_heartbeat = now - self._last_sent >= settings.heartbeat_interval
+        due_detach = not self.detached and now - self._started >= settings.ack_deadline
+        first = not self._announced
+        self._announced = True  # before _written is read: see _export
+        moved = self._progress != self._reported_progress or self._status_now() != self._reported
+        if first or moved or due_heartbeat or due_detach:
+            self._last_sent = now
+            if due_detach:
+                # Shielded: execute() cancels the ticker when the export ends, leaving the
+                # ack to a detach under way, which must not stop half-way.
+                await asyncio.shield(self._detach())
+            else:
+                await self._send(self._status_now())
 
     async def _detach(self) -> None:
         """Say the task is detached, then acknowledge it (see the module docstring); if that

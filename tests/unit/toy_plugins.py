@@ -150,4 +150,20 @@ def exportd_formats() -> list[Format[Any]]:
 
 @hookimpl
 def exportd_storages(settings: Settings) -> list[Storage]:
-    return [SlowStorage(settings.files_path)]
+    return [SlowStorage(settings.files_path), BrittleStorage(settings.files_path)]
+
+
+class Abort(BaseException):
+    """What a library may raise to end a whole program (as ``SystemExit`` does), and what
+    no loop of exportd can take as a failure to retry."""
+
+
+class BrittleStorage(LocalStorage):
+    """The local storage, whose ``delete`` raises :class:`Abort`: a bug that ends the
+    engine's sweeper, which deletes the files of the jobs it expires."""
+
+    name = "brittle"
+    description = "local, ends the program on delete"
+
+    def delete(self, key: str) -> None:
+        raise Abort(f"cannot delete {key}")
