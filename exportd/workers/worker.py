@@ -30,6 +30,7 @@ part if they stop coming.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -95,8 +96,8 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.storage = plugins.storage(settings.storage)
         self.work_area = WorkArea(settings.work_path)
-        # One entry per delivery: a task redelivered while its first run goes on (the broker
-        # took it back when the channel dropped) runs twice here, and both must be reached.
+        # One run per part: a task delivered again while its run goes on (the broker took it
+        # back when the channel dropped) is taken by that run (TaskRun.take).
         self._running: set[TaskRun] = set()
         self._cancelled: deque[tuple[str, int]] = deque(maxlen=REMEMBERED_CANCELS)
         self._reported: deque[PartRef] = deque(maxlen=REMEMBERED_OUTCOMES)
@@ -155,7 +156,8 @@ class Worker:
                 "worker %s acknowledges task %s part %d unrun: its attempt or part is over",
                 *(self.name, task.job_id, task.part),
             )
-            await message.ack()
+            with contextlib.suppress(BusError):  # its channel dropped: it comes again
+                await message.ack()
             return
         live = next((run for run in self._running if part_of(run.task) == part_of(task)), None)
         if live is not None:  # delivered again while its run goes on (the channel dropped)
@@ -293,7 +295,8 @@ class TaskRun:
         await asyncio.gather(*self._unconfirmed, return_exceptions=True)
         if not self.detached:
             for message in [self.message, *self.taken]:
-                await message.reject(requeue=True)
+                with contextlib.suppress(BusError):  # its channel dropped: requeued already
+                    await message.reject(requeue=True)
 
     async def _export(self) -> FileInfo:
         """Plan and write the file, then hand it to the storage, in one thread hop."""
