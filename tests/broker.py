@@ -9,7 +9,8 @@ Two kinds of broker:
 * Private nodes, :func:`private_broker` and :func:`ack_timeout_broker`: a RabbitMQ node
   of the session's own (:class:`PrivateBroker`), started the first time a test asks for
   it and stopped at the end of the session.  Tests that cut connections, or need
-  settings of the broker's own, run there.
+  settings of the broker's own, run there.  A test that stops the broker has a node of
+  its own, :func:`stoppable_broker`, started for it and removed after it.
 
 ``tests/conftest.py`` registers the fixtures, once: a session fixture imported into two
 ``conftest.py`` files would be two fixtures, and start two nodes.  Without a broker (the
@@ -312,6 +313,16 @@ class PrivateBroker:
                 self.process.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
 
+    def stop_app(self) -> None:
+        """Stop RabbitMQ on the node, the Erlang node staying up: every connection drops and
+        none is taken until :meth:`start_app`.  Durable queues and persistent messages stay."""
+        self.rabbitmqctl("stop_app")
+
+    def start_app(self) -> None:
+        """Start RabbitMQ again on a node stopped by :meth:`stop_app`, and wait until it has."""
+        self.rabbitmqctl("start_app")
+        self.rabbitmqctl("await_startup", "--timeout", str(STARTUP_TIMEOUT))
+
     def close_all_connections(self) -> int:
         """Have the node close every client's connection; how many there were."""
         table = self.rabbitmqctl("list_connections", "--no-table-headers", "pid")
@@ -344,6 +355,13 @@ def _private_node(**settings: Mapping[str, object]) -> Iterator[PrivateBroker]:
 def private_broker() -> Iterator[PrivateBroker]:
     """A RabbitMQ node of the session's own with the default settings, for tests that cut
     connections."""
+    yield from _private_node()
+
+
+@pytest.fixture
+def stoppable_broker() -> Iterator[PrivateBroker]:
+    """A RabbitMQ node of the test's own, which it may stop and start again
+    (:meth:`PrivateBroker.stop_app`): no other test shares it."""
     yield from _private_node()
 
 

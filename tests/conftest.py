@@ -18,6 +18,7 @@ from tests.broker import (  # noqa: F401 (the brokers' fixtures, registered once
     broker_url,
     outsider,
     private_broker,
+    stoppable_broker,
 )
 from tests.http.server import Server, serving
 from tests.unit.datastore import build_datastore

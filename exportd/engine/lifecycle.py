@@ -32,7 +32,9 @@ every part created                  created
 ==================================  ============
 
 A job that fails or is canceled this way ends its attempt: its unfinished
-parts become canceled and the workers are told to stop them.
+parts become canceled.  Whenever an attempt ends (done too) the workers are
+told to stop whatever run of it is still going (a copy of a task delivered
+twice) and to take no more of its tasks.
 
 What users (and the expiry sweeper) do
 --------------------------------------
@@ -65,9 +67,17 @@ otherwise (:func:`unknown_job` drops the updates of a job that does not exist,
 * ``stale_attempt``: the update belongs to another attempt of the job;
 * ``job_finished``: the job is no longer created, processing or uploading;
 * ``duplicate``: its ``seq`` is not above the last ``seq`` applied to the part
-  (a redelivery, or an update overtaken by a later one);
+  (a redelivery, or an update overtaken by a later one), unless it is the
+  outcome (done, failed, canceled) of a part still unfinished: a run overtaken
+  by a later delivery of its task (it lost its connection, not its life) may
+  still finish first, and its file is whole and its own;
 * ``backwards``: the part would move back (processing after uploading) or out
-  of a final status.
+  of a final status;
+* ``part_finished``: the part is done, failed or canceled already (another run
+  of its task reported its outcome first).
+
+So a part's first outcome is the one that counts: a file is never swapped for
+another run's once a part is done.
 
 An update within the part's status only moves its progress: the change has no
 ``event`` and the engine throttles progress events itself.
@@ -78,9 +88,12 @@ Times and files
 or deleted while running); ``expires_at`` is ``completed_at`` + the files'
 lifetime, for a job that is done.  A part's ``file`` is set while the file
 exists: a job keeps its files while it runs and once it is done, and loses
-them when it fails, is canceled, deleted or expires.  Every :class:`Change`
-and :class:`Dropped` lists in ``discard`` the files that nothing points at any
-more (including a file that a dropped update brought), for the engine to delete.
+them when it fails, is canceled, deleted or expires.  Every run of a task
+stores its file under a key of its own, so the file a dropped update brought
+is no part's unless the job points at it (the same update, delivered twice).
+Every :class:`Change` and :class:`Dropped` lists in ``discard`` the files that
+nothing points at any more (including a file that a dropped update brought),
+for the engine to delete.
 """
 
 from __future__ import annotations
@@ -128,7 +141,13 @@ ALLOWED: dict[Operation, frozenset[JobStatus]] = {
 """The statuses each operation starts from."""
 
 DropReason = Literal[
-    "unknown_job", "unknown_part", "stale_attempt", "job_finished", "duplicate", "backwards"
+    "unknown_job",
+    "unknown_part",
+    "stale_attempt",
+    "job_finished",
+    "duplicate",
+    "backwards",
+    "part_finished",
 ]
 
 
@@ -151,7 +170,8 @@ class Change:
     dispatch: tuple[int, ...] = ()
     """The parts that go to the workers as tasks: every part when an attempt begins."""
     stop_workers: bool = False
-    """The attempt ended with parts unfinished: the workers are told to stop them."""
+    """The attempt ended: the workers are told to stop whatever run of it still goes, and
+    to take no more of its tasks."""
     discard: tuple[str, ...] = ()
     """Storage keys of files that nothing points at any more: delete them."""
 
@@ -232,9 +252,8 @@ def apply_update(
     parts = list(job.parts)
     parts[update.part] = _updated_part(old, update)
     status = derive_status(part.status for part in parts)
-    stopped = False
     if status in ("failed", "canceled"):
-        parts, stopped = _close(parts)
+        parts = _close(parts)
     after = replace(
         job,
         status=status,
@@ -246,7 +265,7 @@ def apply_update(
         expires_at=now + lifetime if status == "done" else None,
     )
     seqs = list(state.seqs)
-    seqs[update.part] = update.seq
+    seqs[update.part] = max(update.seq, state.seqs[update.part])
     if status != job.status:
         event: str | None = f"job.{status}"
     else:
@@ -254,7 +273,7 @@ def apply_update(
     return Change(
         JobState(after, tuple(seqs)),
         event=event,
-        stop_workers=stopped,
+        stop_workers=status not in RUNNING,
         discard=_discarded(job, after),
     )
 
@@ -335,13 +354,23 @@ def _drop_reason(state: JobState, update: StatusUpdate) -> DropReason | None:
         return "stale_attempt"
     if job.status not in RUNNING:
         return "job_finished"
-    if update.seq <= state.seqs[update.part]:
+    return _part_drop_reason(job.parts[update.part].status, state.seqs[update.part], update)
+
+
+def _part_drop_reason(
+    current: PartStatus, last_seq: int, update: StatusUpdate
+) -> DropReason | None:
+    """Why an update of a running attempt does not apply to its part, whose status is
+    ``current`` and last ``seq`` applied ``last_seq``; ``None`` if it does."""
+    outcome_of_unfinished = update.status in FINAL_PART and current not in FINAL_PART
+    if update.seq <= last_seq and not outcome_of_unfinished:
         return "duplicate"
-    current = job.parts[update.part].status
     if PART_STAGE[update.status] < PART_STAGE[current] or (
         current in FINAL_PART and update.status != current
     ):
         return "backwards"
+    if current in FINAL_PART:
+        return "part_finished"
     return None
 
 
@@ -362,26 +391,24 @@ def _updated_part(part: PartSnapshot, update: StatusUpdate) -> PartSnapshot:
 def _end(state: JobState, status: JobStatus, *, now: datetime) -> Change:
     """``state``'s job moved to a final ``status``: unfinished parts canceled, files gone."""
     job = state.job
-    parts, stopped = _close(job.parts)
+    parts = _close(job.parts)
     after = replace(
         job, status=status, parts=parts, updated_at=now, completed_at=job.completed_at or now
     )
     return Change(
         JobState(after, state.seqs),
         event=f"job.{status}",
-        stop_workers=stopped,
+        stop_workers=job.status in RUNNING,
         discard=_discarded(job, after),
     )
 
 
-def _close(parts: Sequence[PartSnapshot]) -> tuple[list[PartSnapshot], bool]:
-    """The parts of an attempt that ends: unfinished ones canceled, none with a file; and
-    whether any was unfinished (so that workers may still be on it)."""
-    closed = [
+def _close(parts: Sequence[PartSnapshot]) -> list[PartSnapshot]:
+    """The parts of an attempt that ends: unfinished ones canceled, none with a file."""
+    return [
         replace(part, file=None, status=part.status if part.status in FINAL_PART else "canceled")
         for part in parts
     ]
-    return closed, any(part.status not in FINAL_PART for part in parts)
 
 
 def _fresh_parts(part_count: int) -> list[PartSnapshot]:
@@ -397,13 +424,8 @@ def _discarded(before: JobSnapshot, after: JobSnapshot) -> tuple[str, ...]:
 
 
 def _stray_file(state: JobState | None, update: StatusUpdate) -> tuple[str, ...]:
-    """The file a dropped update brought, unless the job points at it (a duplicate) or its
-    running attempt still may: every delivery of a part's task writes the same key."""
-    if update.file is None:
-        return ()
-    if state is not None and (
-        update.file.key in _files(state.job)
-        or (state.job.status in RUNNING and update.attempt == state.job.attempt)
-    ):
+    """The file a dropped update brought, unless the job points at it (the update applied
+    once already): every run of a task stores under a key of its own."""
+    if update.file is None or (state is not None and update.file.key in _files(state.job)):
         return ()
     return (update.file.key,)

@@ -208,7 +208,14 @@ class Storage(abc.ABC):
     A worker writes each file locally, then hands it to the storage with
     :meth:`store` (the job is ``uploading`` meanwhile); the engine serves
     downloads through :meth:`open` and removes expired files with :meth:`delete`.
-    Keys are relative POSIX paths such as ``<job id>/<attempt>/<file name>``.
+    Keys are relative POSIX paths such as
+    ``<job id>/<attempt>/<part>/<run>/<file name>``.
+
+    A stored file is never replaced: :meth:`store` refuses a key that holds one.
+    Every run of a task (a task may be delivered twice, and run twice) stores under
+    a key of its own; the engine keeps the file of the first run whose ``done`` it
+    applies, the one the job's size and SHA-256 describe, and deletes the others.
+    So a file being downloaded never changes under its reader.
     """
 
     name: ClassVar[str]
@@ -217,7 +224,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def store(self, key: str, path: Path) -> None:
         """Keep the finished file at ``path`` under ``key``; ``path`` is the storage's
-        afterwards (it may be moved or deleted).  Replaces what ``key`` held."""
+        afterwards (it may be moved or deleted).
+
+        Never replaces a file: if ``key`` holds one already, raise
+        :class:`FileExistsError` and leave both files as they are.  A file appears under
+        ``key`` whole or not at all (a reader never sees part of it)."""
 
     @abc.abstractmethod
     def open(self, key: str) -> BinaryIO:

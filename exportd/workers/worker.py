@@ -8,10 +8,18 @@ and ``done`` with the file's description or ``failed`` with the error.  An
 export that ends within its first ``progress_interval`` reports only its
 outcome: most exports are small, and two updates (and two public events) fewer
 per job is a third of the messages the job costs.  It acknowledges the task only after
-its final update is confirmed by the broker, so a worker killed outright loses
-nothing: the broker delivers the task again.  A task that no worker finished in
-as many deliveries as the queue allows (a poison task) is failed, not run, at its
-last delivery, and dead-lettered.
+its final update is confirmed by the broker (it sends that one until it is), so a
+worker killed outright loses nothing: the broker delivers the task again.  A task
+that no worker finished in as many deliveries as the queue allows (a poison task) is
+failed, not run, at its last delivery, and dead-lettered.
+
+A task may come more than once: published twice, or delivered again because its
+acknowledgement was lost or its worker's connection dropped while the export ran on.
+Each run stores its file under a key of its own (:func:`run_key`), so that no run
+replaces another's file; the engine keeps the first one it hears of.  A delivery of a
+task this worker is running already is taken by that run (it settles both), not run
+twice; one whose attempt is over (the engine's cancel signal says so, for a job done
+too) or whose outcome this worker reported is acknowledged without running.
 
 A task that runs longer than ``ack_deadline`` is acknowledged early (RabbitMQ
 would otherwise close the channel at its ``consumer_timeout`` and deliver the
@@ -28,6 +36,7 @@ with :class:`~exportd.supervision.LoopEnded`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -60,8 +69,26 @@ from exportd.workers.workarea import WorkArea
 log = logging.getLogger(__name__)
 
 REMEMBERED_CANCELS = 1000
+REMEMBERED_OUTCOMES = 1000
 SEQ_PER_DELIVERY = 1_000_000
 """Updates of a later delivery of a task must sort after those of earlier ones."""
+OUTCOME_RETRY_PAUSE = 1.0
+"""Seconds between two tries at sending a run's outcome the broker did not confirm."""
+
+PartRef = tuple[str, int, int]
+"""A part of one attempt of a job: (job id, attempt, part)."""
+
+
+def run_key(task_key: str, run: str) -> str:
+    """Where one run of a task stores its file: the task's key with the run's own folder
+    before the file's name, so that no two runs of a task write the same key."""
+    folder, _, name = task_key.rpartition("/")
+    return f"{folder}/{run}/{name}" if folder else f"{run}/{name}"
+
+
+def part_of(task: ExportTask) -> PartRef:
+    """The part of an attempt that ``task`` exports."""
+    return (task.job_id, task.attempt, task.part)
 
 
 class Worker:
@@ -85,10 +112,11 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.storage = plugins.storage(settings.storage)
         self.work_area = WorkArea(settings.work_path)
-        # One entry per delivery: a task redelivered while its first run goes on (the broker
-        # took it back when the channel dropped) runs twice here, and both must be reached.
+        # One run per part: a task delivered again while its run goes on (the broker took it
+        # back when the channel dropped) is taken by that run (TaskRun.take).
         self._running: set[TaskRun] = set()
         self._cancelled: deque[tuple[str, int]] = deque(maxlen=REMEMBERED_CANCELS)
+        self._reported: deque[PartRef] = deque(maxlen=REMEMBERED_OUTCOMES)
         self.loops = loops or Loops()
         self.shutting_down = False
 
@@ -152,18 +180,39 @@ class Worker:
             log.error("worker %s dead-letters a malformed task: %s", self.name, exc)
             await message.reject(requeue=False)
             return
+        if self._over(task):
+            log.info(
+                "worker %s acknowledges task %s part %d unrun: its attempt or part is over",
+                *(self.name, task.job_id, task.part),
+            )
+            with contextlib.suppress(BusError):  # its channel dropped: it comes again
+                await message.ack()
+            return
+        live = next((run for run in self._running if part_of(run.task) == part_of(task)), None)
+        if live is not None:  # delivered again while its run goes on (the channel dropped)
+            await live.take(message)
+            return
         run = TaskRun(self, task, message)
         if message.delivery_count >= TASK_DELIVERY_LIMIT:
             await run.give_up()
             return
-        if (task.job_id, task.attempt) in self._cancelled:
-            run.cancel_requested = True
         self._running.add(run)
         try:
             await run.execute()
         finally:
             self._running.discard(run)
             run.done.set_result(None)
+
+    def reported(self, task: ExportTask) -> None:
+        """The outcome of ``task``'s part is confirmed sent: no delivery of it needs a run."""
+        self._reported.append(part_of(task))
+
+    def _over(self, task: ExportTask) -> bool:
+        """Whether ``task`` needs no run: the engine ended its attempt (or a later one), or
+        this worker reported the outcome of its part."""
+        return part_of(task) in self._reported or any(
+            job_id == task.job_id and attempt >= task.attempt for job_id, attempt in self._cancelled
+        )
 
 
 class TaskRun:
@@ -173,6 +222,10 @@ class TaskRun:
         self.worker = worker
         self.task = task
         self.message = message
+        self.taken: list[Message] = []
+        """Later deliveries of the task, taken while this run went on: settled with it."""
+        self.run = f"{message.delivery_count}-{uuid.uuid4().hex[:8]}"
+        """This run's name, in the key its file is stored under."""
         self.cancel_requested = False
         self.detached = False
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -210,9 +263,46 @@ class TaskRun:
         finally:
             await loops.stop(ticker)
         status: PartStatus = "done" if file else "failed" if error else "canceled"
-        await self._send(status, file=file, error=error)  # after the ones sent soon
-        if not self.detached:
-            await self.message.ack()
+        await self._send_outcome(status, file=file, error=error)
+        self.worker.reported(self.task)
+        await self._ack(self.taken if self.detached else [self.message, *self.taken])
+
+    async def take(self, message: Message) -> None:
+        """Take a later delivery of this run's task: settled as this run settles its own
+        (at once if it is detached: the engine, not the broker, watches it now)."""
+        log.info(
+            "worker %s: task %s part %d delivered again (%d) while its run goes on: taken",
+            *(self.worker.name, self.task.job_id, self.task.part, message.delivery_count),
+        )
+        if self.detached:
+            await message.ack()
+        else:
+            self.taken.append(message)
+
+    async def _ack(self, messages: list[Message]) -> None:
+        """Acknowledge deliveries of the task.  One whose channel dropped cannot be: the
+        broker delivers it again, to this worker (which knows it is over) or another."""
+        for message in messages:
+            try:
+                await message.ack()
+            except BusError as exc:
+                log.warning("task %s not acknowledged: %s", self.task.job_id, exc)
+
+    async def _send_outcome(
+        self, status: PartStatus, *, file: FileInfo | None, error: ErrorBody | None
+    ) -> None:
+        """Send the run's final update until the broker confirms it (a broker restart
+        outlasts the confirm timeout), or until the worker shuts down."""
+        update = self._update(status, file=file, error=error)
+        while True:
+            try:
+                await self._deliver(update)
+                return
+            except BusError as exc:
+                if self.worker.shutting_down:
+                    raise
+                log.warning("outcome of task %s not confirmed, again: %s", self.task.job_id, exc)
+                await asyncio.sleep(OUTCOME_RETRY_PAUSE)
 
     async def give_up(self) -> None:
         """Fail a task that no worker finished in as many deliveries as its queue allows
@@ -236,12 +326,15 @@ class TaskRun:
         hands the task to another worker."""
         await asyncio.gather(*self._unconfirmed, return_exceptions=True)
         if not self.detached:
-            await self.message.reject(requeue=True)
+            for message in [self.message, *self.taken]:
+                with contextlib.suppress(BusError):  # its channel dropped: requeued already
+                    await message.reject(requeue=True)
 
     async def _export(self) -> FileInfo:
         """Plan and write the file, then hand it to the storage, in one thread hop."""
         worker, task = self.worker, self.task
         name = task.key.rsplit("/", 1)[-1]
+        key = run_key(task.key, self.run)
         path = worker.work_area.new_path(name)
         loop = asyncio.get_running_loop()
 
@@ -273,10 +366,10 @@ class TaskRun:
                 # announced and says uploading at once.
                 if self._announced:
                     loop.call_soon_threadsafe(self._start_upload)
-                worker.storage.store(task.key, path)
+                worker.storage.store(key, path)
             finally:
                 path.unlink(missing_ok=True)  # the storage moved it, or it is no use
-            return msgspec.structs.replace(written, key=task.key, name=name)
+            return msgspec.structs.replace(written, key=key, name=name)
 
         return await asyncio.to_thread(write_and_store)
 
@@ -324,6 +417,8 @@ class TaskRun:
         except BusError:
             self.detached = False
             raise
+        await self._ack(self.taken)
+        self.taken.clear()
 
     def _send_soon(self, status: PartStatus) -> None:
         """Send an update without waiting for its confirm here: the export goes on, and the
@@ -335,7 +430,10 @@ class TaskRun:
         self, status: PartStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None
     ) -> None:
         """Send an update, once every update sent soon before it is confirmed."""
-        update = self._update(status, file=file, error=error)
+        await self._deliver(self._update(status, file=file, error=error))
+
+    async def _deliver(self, update: StatusUpdate) -> None:
+        """Publish ``update`` once every update sent soon before it is confirmed."""
         earlier, self._unconfirmed = self._unconfirmed, []
         if earlier:
             await asyncio.gather(*earlier)

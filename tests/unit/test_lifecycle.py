@@ -229,10 +229,19 @@ def test_a_failure_without_an_error_still_says_which_part() -> None:
     assert job.error == ErrorBody("export_failed", "part 1 failed")
 
 
-def test_the_last_part_failing_stops_no_worker() -> None:
-    change = lifecycle.apply_update(new_job(), update("failed", 1), now=NOW, lifetime=LIFETIME)
+@pytest.mark.parametrize("outcome", ["done", "failed"])
+def test_an_attempt_that_ends_tells_the_workers_to_stop_any_run_still_on_it(
+    outcome: PartStatus,
+) -> None:
+    """A copy of a task delivered twice may still run, or be queued: the workers are told
+    to drop it, even when the job's parts are all finished."""
+    change = lifecycle.apply_update(new_job(), update(outcome, 1), now=NOW, lifetime=LIFETIME)
     assert isinstance(change, Change)
-    assert not change.stop_workers
+    assert change.stop_workers
+    progress = lifecycle.apply_update(
+        new_job(2), update("done", 1), now=NOW, lifetime=LIFETIME
+    )  # the job goes on
+    assert isinstance(progress, Change) and not progress.stop_workers
 
 
 def test_cancel_stops_the_unfinished_parts_and_drops_the_finished_files() -> None:
@@ -319,10 +328,28 @@ def test_a_dropped_update_discards_its_file_unless_the_job_holds_it() -> None:
     assert lifecycle.unknown_job(update("done", 1)) == Dropped("unknown_job", (file(0).key,))
 
 
-def test_a_late_done_of_an_earlier_delivery_keeps_the_key_the_running_attempt_writes() -> None:
+def test_the_outcome_of_an_earlier_delivery_still_finishes_an_unfinished_part() -> None:
+    """The run that lost its connection went on and finished first: its file is whole and
+    its own, so it counts, however far a later delivery's run has reported."""
     redelivered = applied(new_job(), update("processing", 1_000_001))
     late = lifecycle.apply_update(redelivered, update("done", 7), now=NOW, lifetime=LIFETIME)
-    assert late == Dropped("duplicate")
+    assert isinstance(late, Change)
+    assert (late.job.status, late.event, late.job.parts[0].file) == ("done", "job.done", file(0))
+    assert late.state.seqs == (1_000_001,)
+
+
+def test_a_second_run_s_outcome_of_a_finished_part_is_dropped_and_its_file_discarded() -> None:
+    state = applied(new_job(2), update("done", 1))
+    other_run = FileInfo("job/1/0/run-b", "part0.csv", "text/csv", 11, "cd" * 32, 3)
+    second = update("done", 1_000_002, file=other_run)
+    outcome = lifecycle.apply_update(state, second, now=NOW, lifetime=LIFETIME)
+    assert outcome == Dropped("part_finished", (other_run.key,))
+    again = lifecycle.apply_update(state, update("done", 1), now=NOW, lifetime=LIFETIME)
+    assert again == Dropped("duplicate")  # the same update twice: its file is the job's
+    done = applied(state, update("done", 1, part=1))
+    late = lifecycle.apply_update(done, second, now=NOW, lifetime=LIFETIME)
+    assert late == Dropped("job_finished", (other_run.key,))
+    assert [part.file for part in done.job.parts] == [file(0), file(1)]
 
 
 def test_total_progress_knows_the_total_only_when_every_part_does() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -96,12 +97,18 @@ class LinesOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The separator between values."""
 
     separator: str = "|"
+    stamp: bool = False
+    """End with a line of the run's own: a format whose bytes differ from one run to the
+    next, as nothing guarantees they do not."""
 
 
 class LinesWriter(RowWriter):
-    def __init__(self, file: BinaryIO, columns: Sequence[Column], separator: str) -> None:
+    def __init__(
+        self, file: BinaryIO, columns: Sequence[Column], separator: str, *, stamp: bool = False
+    ) -> None:
         self.file = file
         self.separator = separator
+        self.stamp = stamp
         file.write((separator.join(c.name for c in columns) + "\n").encode())
 
     def write(self, batch: Batch) -> None:
@@ -110,6 +117,8 @@ class LinesWriter(RowWriter):
 
     def close(self) -> None:
         self.file.write(b"-- end\n")
+        if self.stamp:
+            self.file.write(f"-- run {uuid.uuid4()}\n".encode())
 
 
 class LinesFormat(Format[LinesOptions]):
@@ -123,7 +132,7 @@ class LinesFormat(Format[LinesOptions]):
     def open(
         self, file: BinaryIO, columns: Sequence[Column], options: LinesOptions, info: ExportInfo
     ) -> RowWriter:
-        return LinesWriter(file, columns, options.separator)
+        return LinesWriter(file, columns, options.separator, stamp=options.stamp)
 
 
 class SlowStorage(LocalStorage):

@@ -7,6 +7,7 @@ In the distributed mode every engine and worker must see the same directory
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -31,13 +32,44 @@ class LocalStorage(Storage):
         return self.root.joinpath(*parts)
 
     def store(self, key: str, path: Path) -> None:
-        """Move the file in: a rename on the same file system, a copy otherwise."""
+        """Move the file in under ``key``, never over a file ``key`` holds
+        (:class:`FileExistsError`, and ``path`` stays as it was).
+
+        On the same file system the file is hard-linked in, which fails if the target
+        exists, and its old name removed; from another, it is copied beside the target
+        under a hidden name first and linked in from there.  Either way the file appears
+        whole, at once, or not at all.
+        """
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.replace(path, target)
-        except OSError:
-            shutil.move(path, target)
+            os.link(path, target)
+        except FileExistsError:
+            raise _refused(key) from None
+        except OSError:  # another file system (or one without hard links)
+            self._copy_in(key, path, target)
+        path.unlink()
+
+    def _copy_in(self, key: str, path: Path, target: Path) -> None:
+        """Copy ``path`` to ``target``, which must not exist, through a staged copy beside it."""
+        staged = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
+        try:
+            shutil.copyfile(path, staged)
+            try:
+                os.link(staged, target)
+            except FileExistsError:
+                raise _refused(key) from None
+            except OSError:  # no hard links here: create it exclusively and copy into it
+                try:
+                    with staged.open("rb") as source, target.open("xb") as copy:
+                        shutil.copyfileobj(source, copy)
+                except FileExistsError:
+                    raise _refused(key) from None
+                except BaseException:
+                    target.unlink(missing_ok=True)  # never a file half there
+                    raise
+        finally:
+            staged.unlink(missing_ok=True)
 
     def open(self, key: str) -> BinaryIO:
         """The file under ``key``, opened for reading."""
@@ -58,6 +90,10 @@ class LocalStorage(Storage):
     def exists(self, key: str) -> bool:
         """Whether ``key`` holds a file."""
         return self.path(key).is_file()
+
+
+def _refused(key: str) -> FileExistsError:
+    return FileExistsError(f"the storage already holds {key!r}: a stored file is never replaced")
 
 
 @hookimpl
