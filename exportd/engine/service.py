@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -27,6 +28,7 @@ from exportd.bus.base import Bus, BusError, Message
 from exportd.bus.topology import DEFAULT_EXCHANGE, event_routing_key
 from exportd.config import Settings
 from exportd.engine.lifecycle import Change, Dropped
+from exportd.engine.readers import StoreReaders
 from exportd.engine.store import JobPage, JobStore, NewPart, ParamValue
 from exportd.errors import ErrorBody, ExportError, InvalidRequest, Unavailable
 from exportd.messages import (
@@ -65,6 +67,7 @@ class Engine:
         self.settings = settings
         self.storage = plugins.storage(settings.storage)
         self.store = JobStore(settings.jobs_path, bus.topology)
+        self.readers = StoreReaders(settings.jobs_path, bus.topology)
         self._lifetime = timedelta(seconds=settings.engine.file_lifetime)
         self._outbox_ready = asyncio.Event()
         self._progress_sent: dict[str, float] = {}
@@ -87,16 +90,17 @@ class Engine:
         self.store.ping()
 
     async def get(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
-        """The job ``job_id`` (of ``org_id``, if given)."""
-        return self.store.get(job_id, org_id)
+        """The job ``job_id`` (of ``org_id``, if given), read off the event loop."""
+        return await self.readers.read(lambda store: store.get(job_id, org_id))
 
     async def get_by_number(self, number: int, org_id: str | None = None) -> JobSnapshot:
         """The job whose number is ``number`` (of ``org_id``, if given)."""
-        return self.store.get_by_number(number, org_id)
+        return await self.readers.read(lambda store: store.get_by_number(number, org_id))
 
     async def job_numbers(self, job_ids: Iterable[str]) -> dict[str, int]:
         """The number of each job of ``job_ids`` that exists (see :meth:`JobStore.numbers`)."""
-        return self.store.numbers(job_ids)
+        ids = list(job_ids)
+        return await self.readers.read(lambda store: store.numbers(ids))
 
     async def list_jobs(
         self,
@@ -113,8 +117,9 @@ class Engine:
         offset: int = 0,
     ) -> JobPage:
         """Jobs newest first, filtered and paged, with their numbers (see
-        :meth:`JobStore.list_jobs`)."""
-        return self.store.list_jobs(
+        :meth:`JobStore.list_jobs`), read off the event loop."""
+        listing = functools.partial(
+            JobStore.list_jobs,
             org_id=org_id,
             user_id=user_id,
             status=status,
@@ -126,6 +131,7 @@ class Engine:
             limit=limit,
             offset=offset,
         )
+        return await self.readers.read(listing)
 
     async def cancel(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
         """Cancel a job; its workers stop within a second and drop their partial files."""
@@ -189,6 +195,7 @@ class Engine:
             with contextlib.suppress(BusError):
                 await self._publish_outbox()  # what the last handlers wrote
             self.store.close()
+            self.readers.close()
 
     def _redispatch_unfinished(self) -> None:
         """On a bus that keeps no messages (the embedded mode), the tasks of a previous run
