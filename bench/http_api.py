@@ -3,19 +3,26 @@
     python bench/http_api.py                          # 8 at once, 1,000 requests of each kind
     python bench/http_api.py --concurrency 32 --requests 4000 --rounds 5
     python bench/http_api.py --fresh                  # a new connection per request
+    python bench/http_api.py --kinds healthz,list --concurrency 200 --requests 4000 --jobs 1000
 
 ``exportd serve`` (the embedded mode: engine, worker and HTTP API in one process,
 no broker) runs as a process of its own, with an ``EXPORTD_HOME`` of this run's
 own holding 2,000 demo messages, one organisation, a user and a token.  The bench
-is the client: one ``httpx.AsyncClient`` with ``--concurrency`` connections, kept
-alive (or, with ``--fresh``, a new one per request), and as many tasks sending
-requests back to back, ``--requests`` requests of a kind in all.  The kinds:
+is the client: ``--concurrency`` tasks, each sending requests back to back on a
+bare HTTP/1.1 connection of its own, kept alive (or, with ``--fresh``, a new one
+per request), ``--requests`` requests of a kind in all (``httpx`` makes the jobs
+and watches the worker between rounds).  The kinds:
 
 * ``healthz``: ``GET /healthz``, the baseline: the same server, HTTP stack and
   client, but no token, no job store and no job;
-* ``get``: ``GET /v1/jobs/{id}`` with the token, over jobs made beforehand;
+* ``get``: ``GET /v1/jobs/{id}`` with the token, over the ``--jobs`` jobs made
+  beforehand;
+* ``list``: ``GET /v1/jobs`` with the token: the first page (20) of the
+  organisation's jobs, newest first, and their count;
 * ``create``: ``POST /v1/jobs`` with the token: a rooms logs export of one hour
   (a handful of rows) as csv, which the server's worker then runs too.
+
+``--kinds`` picks some of them (``healthz`` always runs: the ratios need it).
 
 The kinds take turns for ``--rounds`` rounds, so that a change in the machine's
 load falls on all of them; before each round the bench waits until the server's
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import statistics
@@ -43,6 +51,7 @@ from datetime import timedelta
 from importlib.metadata import version
 from itertools import cycle
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -51,8 +60,7 @@ from exportd.data.demo import generate_demo_data
 from exportd.engine.tenants import TenantStore
 
 MESSAGES = 2_000
-KINDS = ("healthz", "get", "create")
-JOBS_TO_GET = 50
+KINDS = ("healthz", "get", "list", "create")
 STARTUP = 30.0
 """Seconds to wait for the server to say where it listens."""
 LISTENING = re.compile(r"HTTP API at (http://\S+)")
@@ -125,53 +133,123 @@ def listening_url(process: subprocess.Popen[bytes], log: Path) -> str:
     raise SystemExit(f"exportd serve did not start:\n{log.read_text()}")
 
 
+class Connection:
+    """A bare HTTP/1.1 client connection (asyncio streams, ``Content-Length`` answers):
+    at 200 requests at once, ``httpx`` used more CPU than the server it measured and
+    set the latency itself, on the same two cores."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, url: str) -> Connection:
+        """A connection to the server at ``url``."""
+        address = urlsplit(url)
+        assert address.hostname is not None and address.port is not None
+        return cls(*await asyncio.open_connection(address.hostname, address.port))
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes = b""
+    ) -> tuple[int, bytes]:
+        """Send one request; the answer's status and body."""
+        lines = [f"{method} {path} HTTP/1.1", "Host: bench", f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *fields = head.decode("latin-1").split("\r\n")
+        length = 0
+        for line in fields:
+            name, _, value = line.partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        return int(status_line.split()[1]), await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
 async def one_round(
-    client: httpx.AsyncClient, server: Server, kind: str, requests: int, concurrency: int
+    server: Server, kind: str, requests: int, concurrency: int, fresh: bool
 ) -> Round:
-    """Send ``requests`` requests of ``kind`` from ``concurrency`` tasks at once."""
+    """Send ``requests`` requests of ``kind`` from ``concurrency`` tasks at once, each on
+    a connection of its own (a new one per request if ``fresh``)."""
     left = iter(range(requests))
     ids = cycle(server.job_ids)
     seconds: list[float] = []
+    export = json.dumps(server.export).encode()
+    posting = {**server.headers, "Content-Type": "application/json"}
 
-    async def send() -> None:
+    async def send(connection: Connection | None) -> None:
         for _ in left:
             began = time.perf_counter()
+            used = connection or await Connection.open(server.url)
             if kind == "healthz":
-                answer, expected = await client.get("/healthz"), 200
+                answer, expected = await used.request("GET", "/healthz", {}), 200
             elif kind == "get":
-                answer = await client.get(f"/v1/jobs/{next(ids)}", headers=server.headers)
-                expected = 200
+                path = f"/v1/jobs/{next(ids)}"
+                answer, expected = await used.request("GET", path, server.headers), 200
+            elif kind == "list":
+                answer, expected = await used.request("GET", "/v1/jobs", server.headers), 200
             else:
-                answer = await client.post("/v1/jobs", json=server.export, headers=server.headers)
-                expected = 201
+                answer, expected = await used.request("POST", "/v1/jobs", posting, export), 201
+            if connection is None:
+                await used.close()
             seconds.append(time.perf_counter() - began)
-            if answer.status_code != expected:
-                raise SystemExit(f"{kind}: {answer.status_code} {answer.text}")
+            if answer[0] != expected:
+                raise SystemExit(f"{kind}: {answer[0]} {answer[1].decode(errors='replace')}")
 
+    # Connections are made before the clock starts (the server closes idle ones
+    # between rounds), unless every request makes its own.
+    connections = [None if fresh else await Connection.open(server.url) for _ in range(concurrency)]
     began = time.perf_counter()
-    await asyncio.gather(*(send() for _ in range(concurrency)))
-    return Round(requests / (time.perf_counter() - began), seconds)
+    await asyncio.gather(*(send(connection) for connection in connections))
+    rate = requests / (time.perf_counter() - began)
+    for connection in connections:
+        if connection is not None:
+            await connection.close()
+    return Round(rate, seconds)
 
 
 async def measure(args: argparse.Namespace, server: Server) -> dict[str, list[Round]]:
     """Warm up, make the jobs to get, then run the kinds in turn for ``args.rounds``."""
-    keep = 0 if args.fresh else args.concurrency
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=keep)
-    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
-        for _ in range(JOBS_TO_GET):
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        await make_jobs(client, server, args.jobs)
+        for kind in args.kinds:  # warm-up: connections, caches, first-call costs
+            await drained(client, server)
+            await one_round(server, kind, args.concurrency * 10, args.concurrency, args.fresh)
+        rounds: dict[str, list[Round]] = {kind: [] for kind in args.kinds}
+        for _ in range(args.rounds):
+            for kind in args.kinds:
+                await drained(client, server)
+                share = args.requests // args.rounds
+                done = await one_round(server, kind, share, args.concurrency, args.fresh)
+                rounds[kind].append(done)
+        return rounds
+
+
+async def make_jobs(client: httpx.AsyncClient, server: Server, count: int) -> None:
+    """Make ``count`` jobs (the ones ``get`` reads, and ``list`` pages through), 8 at once."""
+    pending = iter(range(count))
+
+    async def make() -> None:
+        for _ in pending:
             made = await client.post("/v1/jobs", json=server.export, headers=server.headers)
             made.raise_for_status()
             server.job_ids.append(made.json()["id"])
-        for kind in KINDS:  # warm-up: connections, caches, first-call costs
-            await drained(client, server)
-            await one_round(client, server, kind, args.concurrency * 10, args.concurrency)
-        rounds: dict[str, list[Round]] = {kind: [] for kind in KINDS}
-        for _ in range(args.rounds):
-            for kind in KINDS:
-                await drained(client, server)
-                share = args.requests // args.rounds
-                rounds[kind].append(await one_round(client, server, kind, share, args.concurrency))
-        return rounds
+
+    await asyncio.gather(*(make() for _ in range(8)))
+
+
+def kinds(value: str) -> tuple[str, ...]:
+    """``--kinds``: names of :data:`KINDS`, comma-separated; ``healthz`` comes first."""
+    chosen = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(KINDS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown kinds {', '.join(unknown)}; known: {KINDS}")
+    return tuple(kind for kind in KINDS if kind == "healthz" or kind in chosen)
 
 
 async def drained(client: httpx.AsyncClient, server: Server) -> None:
@@ -216,6 +294,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="requests at once")
     parser.add_argument("--requests", type=int, default=1000, help="requests of each kind")
     parser.add_argument("--rounds", type=int, default=3, help="turns each kind takes")
+    parser.add_argument("--jobs", type=int, default=50, help="jobs made before the rounds")
+    parser.add_argument(
+        "--kinds", type=kinds, default=KINDS, help=f"some of {','.join(KINDS)} (all)"
+    )
     parser.add_argument(
         "--fresh", action="store_true", help="a new connection per request (no keep-alive)"
     )
@@ -228,7 +310,8 @@ def main() -> None:
     print(
         f"exportd serve (embedded) in its own process; {args.concurrency} requests at once "
         f"on {'a new connection each' if args.fresh else 'kept-alive connections'}, "
-        f"{args.requests} of each kind over {args.rounds} rounds; {MESSAGES} demo messages"
+        f"{args.requests} of each kind over {args.rounds} rounds; {MESSAGES} demo messages, "
+        f"{args.jobs} jobs made first"
     )
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="exportd-bench-http-") as directory:

@@ -92,6 +92,10 @@ class HttpSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """When exportd stops, answers under way (a slow client's download, say) get this
     long to finish; then they are cut."""
 
+    header_timeout: Seconds = 10.0
+    """Seconds a connection has to send a request's line and headers, from its opening
+    or the end of the previous answer; then it is closed (slow or idle clients)."""
+
 
 class EmailSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The SMTP server that sends finished exports by email (``[email]``), for requests

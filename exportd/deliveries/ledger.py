@@ -42,6 +42,15 @@ class Pending(NamedTuple):
     tries: int
 
 
+class Entry(NamedTuple):
+    """What the ledger holds of one delivery: its status, how many tries it had, and the
+    error of the last failed one (why it was given up, for a ``given_up`` one)."""
+
+    status: str
+    tries: int
+    error: str | None
+
+
 class Ledger:
     """The deliveries of one exportd home."""
 
@@ -122,7 +131,13 @@ class Ledger:
 
     def status(self, job_id: str, attempt: int) -> str | None:
         """``pending``, ``sent`` or ``given_up``; None if no delivery is recorded."""
+        entry = self.entry(job_id, attempt)
+        return None if entry is None else entry.status
+
+    def entry(self, job_id: str, attempt: int) -> Entry | None:
+        """The delivery of ``attempt`` of ``job_id``; None if none is recorded."""
         row = self._db.execute(
-            "SELECT status FROM deliveries WHERE job_id = ? AND attempt = ?", [job_id, attempt]
+            "SELECT status, tries, error FROM deliveries WHERE job_id = ? AND attempt = ?",
+            [job_id, attempt],
         ).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else Entry(*row)

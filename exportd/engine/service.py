@@ -36,6 +36,7 @@ from exportd.bus.base import Bus, BusError, Message
 from exportd.bus.topology import DEFAULT_EXCHANGE, event_routing_key
 from exportd.config import Settings
 from exportd.engine.lifecycle import Change, Dropped
+from exportd.engine.readers import StoreReaders
 from exportd.engine.store import JobPage, JobStore, NewPart, ParamValue
 from exportd.errors import ErrorBody, ExportError, InternalError, InvalidRequest, Unavailable
 from exportd.messages import (
@@ -94,8 +95,10 @@ class Engine:
         self.settings = settings
         self.storage = plugins.storage(settings.storage)
         self.store = JobStore(settings.jobs_path, bus.topology)
-        # The store's one thread: a call that waits for the store's lock (up to its busy
-        # timeout) must not stop the event loop, and with it replies, confirms and HTTP.
+        self.readers = StoreReaders(settings.jobs_path, bus.topology)
+        # Reads go to the readers' threads, everything else to the store's one thread: a
+        # call that waits for the store's lock (up to its busy timeout) must not stop the
+        # event loop, and with it replies, confirms and HTTP.
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="exportd job store")
         self._lifetime = timedelta(seconds=settings.engine.file_lifetime)
         self._outbox_ready = asyncio.Event()
@@ -122,16 +125,17 @@ class Engine:
         await self._stored(self.store.ping)
 
     async def get(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
-        """The job ``job_id`` (of ``org_id``, if given)."""
-        return await self._stored(partial(self.store.get, job_id, org_id))
+        """The job ``job_id`` (of ``org_id``, if given), read off the event loop."""
+        return await self.readers.read(lambda store: store.get(job_id, org_id))
 
     async def get_by_number(self, number: int, org_id: str | None = None) -> JobSnapshot:
         """The job whose number is ``number`` (of ``org_id``, if given)."""
-        return await self._stored(partial(self.store.get_by_number, number, org_id))
+        return await self.readers.read(lambda store: store.get_by_number(number, org_id))
 
     async def job_numbers(self, job_ids: Iterable[str]) -> dict[str, int]:
         """The number of each job of ``job_ids`` that exists (see :meth:`JobStore.numbers`)."""
-        return await self._stored(partial(self.store.numbers, list(job_ids)))
+        ids = list(job_ids)
+        return await self.readers.read(lambda store: store.numbers(ids))
 
     async def list_jobs(
         self,
@@ -148,9 +152,9 @@ class Engine:
         offset: int = 0,
     ) -> JobPage:
         """Jobs newest first, filtered and paged, with their numbers (see
-        :meth:`JobStore.list_jobs`)."""
+        :meth:`JobStore.list_jobs`), read off the event loop."""
         listing = partial(
-            self.store.list_jobs,
+            JobStore.list_jobs,
             org_id=org_id,
             user_id=user_id,
             status=status,
@@ -162,7 +166,7 @@ class Engine:
             limit=limit,
             offset=offset,
         )
-        return await self._stored(listing)
+        return await self.readers.read(listing)
 
     async def cancel(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
         """Cancel a job; its workers stop within a second and drop their partial files."""
@@ -240,6 +244,7 @@ class Engine:
                 log.warning("the outbox waits for the next start: %s", exc)
             await self._stored(self.store.close)
             self._store_thread.shutdown()
+            await asyncio.to_thread(self.readers.close)
 
     async def _redispatch_unfinished(self) -> None:
         """On a bus that keeps no messages (the embedded mode), the tasks of a previous run

@@ -345,7 +345,8 @@ class JobStore(StoreFile):
         with transaction(self._db, write=False):
             if not by_parts:
                 jobs = self._job_rows(where, args, limit=limit, offset=offset)
-                return self._page(jobs, self._jobs.count_where(where, args))
+                count = f"select count(*) from jobs{f' where {where}' if where else ''}"
+                return self._page(jobs, self._db.execute(count, args).fetchone()[0])
             return self._page_by_parts(where or "1", args, limit=limit, offset=offset)
 
     def _page_by_parts(self, where: str, args: list[Any], *, limit: int, offset: int) -> JobPage:
@@ -529,12 +530,26 @@ class JobStore(StoreFile):
         limit: int | None = None,
         offset: int | None = None,
     ) -> list[dict[str, Any]]:
-        """The rows of the jobs ``where`` matches, newest first."""
-        return list(
-            self._jobs.rows_where(
-                where, args, order_by="created_at desc, rowid desc", limit=limit, offset=offset
-            )
-        )
+        """The rows of the jobs ``where`` matches, newest first.
+
+        Plain statements, with the page bound as parameters: sqlite-utils' ``rows_where``
+        asks ``sqlite_master`` whether the table exists on every call, and writes the
+        limit and offset into the text, so that each page was a statement to prepare.
+        """
+        query = "select * from jobs"
+        if where is not None:
+            query += f" where {where}"
+        query += " order by created_at desc, rowid desc"
+        if limit is not None or offset is not None:
+            query += " limit ? offset ?"
+            args = [*args, -1 if limit is None else limit, offset or 0]
+        return self._dicts(query, args)
+
+    def _dicts(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        """The rows ``query`` selects, each a dict by column name."""
+        cursor = self._db.execute(query, args)
+        columns = [column[0] for column in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor]
 
     def _with_parts(self, jobs: Sequence[dict[str, Any]]) -> list[JobState]:
         """The jobs of rows ``jobs``, with their parts read in one query."""
@@ -542,9 +557,8 @@ class JobStore(StoreFile):
         parts: dict[str, list[dict[str, Any]]] = defaultdict(list)
         if ids:
             placeholders = ", ".join("?" * len(ids))
-            for row in self._parts.rows_where(
-                f"job_id in ({placeholders})", ids, order_by="job_id, part"
-            ):
+            query = f"select * from parts where job_id in ({placeholders}) order by job_id, part"
+            for row in self._dicts(query, ids):
                 parts[row["job_id"]].append(row)
         return [rows.job_state(job, parts[job["id"]]) for job in jobs]
 

@@ -25,6 +25,7 @@ from exportd.engine.service import Engine
 from exportd.errors import ConfigError, InvalidRequest
 from exportd.http import native
 from exportd.http.context import AnyRequest, CheckedRequest, HttpApi, api_of
+from exportd.http.deadline import HttpConfig
 from exportd.http.errors import HANDLERS
 from exportd.plugins.manager import Plugins
 
@@ -146,8 +147,9 @@ async def serving_http(
     except OSError as exc:
         raise ConfigError(f"http.listen: cannot listen on {settings.http.listen}: {exc}") from None
     api = HttpApi(engine, plugins, settings)
-    config = uvicorn.Config(
+    config = HttpConfig(
         build_app(api),
+        header_timeout=settings.http.header_timeout,
         log_config=None,
         access_log=False,
         lifespan="on",

@@ -10,24 +10,30 @@ import asyncio
 import email
 import email.policy
 import hashlib
+import io
+import re
 import socket
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from exportd.cli.serve import embedded
 from exportd.config.loading import load_settings
-from exportd.deliveries.ledger import Ledger
+from exportd.deliveries.ledger import Entry, Ledger
 from exportd.deliveries.service import KEEP_AFTER_EXPIRY, LEDGER_FILE
 from exportd.errors import ConfigError, InvalidRequest
 from exportd.messages import Delivery, JobSnapshot
+from exportd.plugins.api import DeliveryContext, Undeliverable
+from exportd.plugins.deliveries.email import EmailDelivery
 from exportd.plugins.manager import Plugins
 from tests.http.server import Server, serving
 from tests.unit.datastore import ROOM, WINDOW
@@ -272,12 +278,25 @@ async def test_a_job_without_email_delivery_sends_nothing(
     ("delivery", "field", "message"),
     [
         (Delivery(type="email"), "delivery.to", "an email delivery needs an address"),
-        (Delivery(type="email", to=["ann"]), "delivery.to", "'ann' is not an email address"),
+        (Delivery(type="email", to=["ann"]), "delivery.to[0]", "'ann' is not an email address"),
         (
             Delivery(type="email", to=["a@b.example\r\nBcc: c@d.example"]),
-            "delivery.to",
+            "delivery.to[0]",
             "is not an email address",
         ),
+        # Each of these passed the check that came before email-validator, and could not
+        # be composed: the delivery was retried for ever.
+        (
+            Delivery(type="email", to=["ann@example.com", "a\x00b@example.com"]),
+            "delivery.to[1]",
+            "invalid characters before the @-sign: U+0000",
+        ),
+        (
+            Delivery(type="email", to=["=?utf-8?b?Ym9i?=@example.com"]),
+            "delivery.to[0]",
+            "an encoded word (=?...?=) may not stand in an address",
+        ),
+        (Delivery(type="email", to=["ann@example"]), "delivery.to[0]", "It should have a period"),
     ],
 )
 def test_an_email_delivery_without_a_good_address_is_refused(
@@ -315,3 +334,131 @@ def test_a_bad_email_setting_is_an_error_naming_its_key(
     with pytest.raises(ConfigError) as refused:
         load_settings({variable: value})
     assert named in str(refused.value)
+
+
+class FlakyInbox(Inbox):
+    """An :class:`Inbox` that answers the first ``refusals`` messages with a 451 (try later)."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        """Refuse for now while refusals are left, else keep the message."""
+        if self.refusals > 0:
+            self.refusals -= 1
+            return "451 4.3.0 try again later"
+        return await super().handle_DATA(server, session, envelope)
+
+
+@contextmanager
+def smtp_server(handler: Inbox, port: int, *, smtputf8: bool) -> Iterator[Inbox]:
+    """``handler`` serving SMTP at 127.0.0.1:``port``, offering SMTPUTF8 if ``smtputf8``."""
+    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+async def closed(ledger: Ledger, job: JobSnapshot, timeout: float = 10) -> Entry:
+    """The job's delivery, once it is no longer pending."""
+    async with asyncio.timeout(timeout):
+        while (entry := ledger.entry(job.id, job.attempt)) is None or entry.status == "pending":
+            await asyncio.sleep(0.02)
+    return entry
+
+
+async def test_international_addresses_and_names_are_sent_with_smtputf8_and_idna(
+    tmp_path: Path, datastore: Path, inbox_port: int
+) -> None:
+    to = ["ännä@exämple.com", "bob@exämple.com"]
+    # A line separator (U+2028) in a name was "Header values may not contain linefeed",
+    # retried for ever.
+    name = "Wöchentlich\u2028Bcc: intruder@example.com\u2029日本"
+    with smtp_server(Inbox(), inbox_port, smtputf8=True) as inbox:
+        async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+            job = await finished(server, emailed_logs(to, name=name))
+            [message] = await inbox.wait()
+            ledger = Ledger(tmp_path / LEDGER_FILE)
+            entry = await closed(ledger, job)
+            ledger.close()
+    envelope = inbox.received[0][0]
+    assert envelope.smtp_utf8
+    assert envelope.rcpt_tos == ["ännä@xn--exmple-cua.com", "bob@xn--exmple-cua.com"]
+    assert message["To"] == "ännä@xn--exmple-cua.com, bob@xn--exmple-cua.com"
+    assert message["Subject"] == "Your export Wöchentlich Bcc: intruder@example.com 日本 is ready"
+    assert message["Bcc"] is None
+    assert entry == Entry("sent", 1, None)
+
+
+async def test_an_ascii_local_part_needs_no_smtputf8_and_its_name_is_encoded(
+    tmp_path: Path, datastore: Path, inbox_port: int
+) -> None:
+    with smtp_server(Inbox(), inbox_port, smtputf8=False) as inbox:
+        async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+            await finished(server, emailed_logs(["ann@exämple.com"], name="Überblick\u2028x"))
+            [message] = await inbox.wait()
+    envelope = inbox.received[0][0]
+    assert not envelope.smtp_utf8
+    assert isinstance(envelope.original_content, bytes)
+    assert envelope.original_content.isascii()  # RFC 2047 words, 7-bit bodies
+    assert envelope.rcpt_tos == ["ann@xn--exmple-cua.com"]
+    assert message["Subject"] == "Your export Überblick x is ready"
+
+
+async def test_an_address_beyond_ascii_is_given_up_once_without_smtputf8(
+    tmp_path: Path, datastore: Path, inbox_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with smtp_server(Inbox(), inbox_port, smtputf8=False) as inbox:
+        async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+            job = await finished(server, emailed_logs(["ännä@example.com"]))
+            ledger = Ledger(tmp_path / LEDGER_FILE)
+            entry = await closed(ledger, job)
+            await asyncio.sleep(1)  # five retry intervals: no other try
+            assert ledger.entry(job.id, job.attempt) == entry
+            ledger.close()
+    assert inbox.received == []
+    assert entry.status == "given_up"
+    assert entry.tries == 1
+    assert entry.error is not None
+    assert "ännä@example.com: an address beyond ASCII needs SMTPUTF8" in entry.error
+    given_up = [r for r in caplog.records if "delivery given up" in r.getMessage()]
+    assert len(given_up) == 1
+    assert given_up[0].levelname == "ERROR"
+
+
+async def test_a_transient_smtp_refusal_is_retried_until_the_message_is_taken(
+    tmp_path: Path, datastore: Path, inbox_port: int
+) -> None:
+    with smtp_server(FlakyInbox(refusals=2), inbox_port, smtputf8=False) as inbox:
+        async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+            job = await finished(server, emailed_logs(["ann@example.com"]))
+            [message] = await inbox.wait()
+            ledger = Ledger(tmp_path / LEDGER_FILE)
+            entry = await closed(ledger, job)
+            ledger.close()
+    assert message["To"] == "ann@example.com"
+    assert entry == Entry("sent", 3, None)  # two 451s, retried
+
+
+async def test_a_recorded_address_that_cannot_be_composed_is_undeliverable_not_retried(
+    tmp_path: Path, datastore: Path, inbox: Inbox, inbox_port: int
+) -> None:
+    # A job accepted before addresses were checked as they are now (or from a trusted
+    # upstream system) that names one the message cannot carry.
+    async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+        job = await finished(server, emailed_logs(["ann@example.com"]))
+        await inbox.wait()
+    method = EmailDelivery(server.settings.email)
+    context = DeliveryContext(open_file=lambda key: io.BytesIO(b""), link=lambda part: None)
+    for address, why in [
+        ("a\x00b@example.com", "delivery.to[0]: 'a\\x00b@example.com' is not an email address"),
+        ("=?utf-8?b?Ym9i?=@example.com", "an encoded word (=?...?=) may not stand"),
+    ]:
+        delivery = msgspec.structs.replace(job.request.delivery, to=[address])
+        request = msgspec.structs.replace(job.request, delivery=delivery)
+        with pytest.raises(Undeliverable, match=re.escape(why)):
+            method.deliver(msgspec.structs.replace(job, request=request), context)
+    assert len(inbox.received) == 1

@@ -8,9 +8,12 @@ import hashlib
 import io
 import json
 import socket
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -19,6 +22,7 @@ import pytest
 
 from exportd.bus.local import LocalBus
 from exportd.engine.service import Engine
+from exportd.engine.store import JobStore
 from exportd.errors import ConfigError
 from exportd.http.app import serving_http
 from exportd.http.context import HttpApi
@@ -117,6 +121,38 @@ async def test_listing_is_newest_first_paged_and_filtered(server: Server) -> Non
     assert done_csv.json()["count"] == 4
     none = await server.http.get("/v1/jobs?status=failed", headers=ann.headers)
     assert (none.json()["count"], none.json()["results"]) == (0, [])
+
+
+async def test_a_slow_listing_or_get_does_not_hold_up_other_answers(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The job store's reads run in threads of their own: while one takes a second (a
+    # big listing, a disk that stalls), the event loop goes on answering.
+    tenant = server.tenant()
+    job_id = await created(server, logs(), tenant.headers)
+    await server.wait(job_id)
+    loop_thread = threading.current_thread()
+    readers: list[threading.Thread] = []
+
+    def slowly(read: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            readers.append(threading.current_thread())
+            time.sleep(1.0)
+            return read(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(JobStore, "list_jobs", slowly(JobStore.list_jobs))
+    monkeypatch.setattr(JobStore, "get", slowly(JobStore.get))
+    for path in ["/v1/jobs", f"/v1/jobs/{job_id}"]:
+        slow = asyncio.create_task(server.http.get(path, headers=tenant.headers))
+        await asyncio.sleep(0.2)  # the read has begun
+        began = time.monotonic()
+        assert (await server.http.get("/healthz")).status_code == 200
+        assert time.monotonic() - began < 0.5
+        assert not slow.done()
+        assert (await slow).status_code == 200
+    assert readers and loop_thread not in readers
 
 
 async def test_the_same_idempotency_key_gives_the_same_job(server: Server) -> None:

@@ -5,19 +5,31 @@ all; a file that does not fit goes as a signed download URL instead.  The
 message is built with :class:`email.message.EmailMessage`, so a job name or a
 file name of any text cannot break or add headers.  Sending uses the standard
 library's :mod:`smtplib`: exportd calls :meth:`EmailDelivery.deliver` in a
-thread, so a blocking client costs nothing and adds no dependency.
+thread, so a blocking client costs nothing.
+
+Addresses are checked when a request arrives with ``email-validator`` (RFC 5321
+and 5322 syntax, IDNA 2008 domains), so that what is accepted can be sent: a
+domain goes in its ASCII (IDNA) form, and a local part beyond ASCII
+(``ännä@example.com``) needs a server that offers SMTPUTF8 (RFC 6531).  What
+retrying cannot fix (an address or a name the message cannot carry, a server
+without SMTPUTF8 for such an address, a 5xx refusal) raises
+:class:`~exportd.Undeliverable`, and the delivery is given up.
 """
 
 from __future__ import annotations
 
-import re
+import email.errors
+import email.policy
 import smtplib
 import ssl
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import NamedTuple
+
+from email_validator import EmailNotValidError, validate_email
 
 from exportd import (
     DeliveryContext,
@@ -28,21 +40,73 @@ from exportd import (
     hookimpl,
 )
 from exportd.config.settings import EmailSettings
+from exportd.errors import ConfigError
 from exportd.messages import Delivery, FileInfo, JobSnapshot
 
-ADDRESS = re.compile(r"[^@\s<>,;:\"()\[\]\\]+@[^@\s<>,;:\"()\[\]\\]+")
-"""A plain address, ``name@domain``: no display name, nothing a header could mistake."""
 MAX_RECIPIENTS = 50
+LINE_BREAKING = frozenset({"Zl", "Zp"})
+"""Unicode's line and paragraph separators (U+2028, U+2029), which :meth:`str.splitlines`
+and the :mod:`email` package take for line breaks, as they do the controls (``C*``)."""
+ASCII_POLICY = email.policy.SMTP.clone(cte_type="7bit")
+"""Messages to ASCII addresses: headers beyond ASCII as RFC 2047 encoded words, bodies
+in 7 bits (quoted-printable or base64), for any SMTP server."""
+UTF8_POLICY = email.policy.SMTPUTF8
+"""Messages with an address beyond ASCII, for a server that offers SMTPUTF8."""
+UTF8_OPTIONS = ["SMTPUTF8", "BODY=8BITMIME"]
+"""The ``MAIL FROM`` options of an SMTPUTF8 message (RFC 6531 servers take 8BITMIME)."""
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters (line breaks among them) as spaces."""
-    return "".join(" " if unicodedata.category(char).startswith("C") else char for char in text)
+    """``text`` with control characters and line separators (every line break) as spaces."""
+    return "".join(
+        " "
+        if (category := unicodedata.category(char)).startswith("C") or category in LINE_BREAKING
+        else char
+        for char in text
+    )
 
 
-def addresses(to: Iterable[str]) -> list[Address]:
-    """The recipients as header addresses."""
-    return [Address(addr_spec=address) for address in to]
+class Mailbox(NamedTuple):
+    """An address as a message carries it: its local part as it is, its domain in ASCII
+    (IDNA), so that only a local part beyond ASCII needs SMTPUTF8."""
+
+    local_part: str
+    domain: str
+
+    def __str__(self) -> str:
+        return f"{self.local_part}@{self.domain}"
+
+    @property
+    def smtputf8(self) -> bool:
+        """Whether the address needs a server that offers SMTPUTF8."""
+        return not self.local_part.isascii()
+
+    @property
+    def header(self) -> Address:
+        """The address for a ``From`` or ``To`` header."""
+        return Address(username=self.local_part, domain=self.domain)
+
+
+def checked_address(address: str) -> Mailbox:
+    """``address`` parsed and normalised; :class:`~email_validator.EmailNotValidError` (a
+    :class:`ValueError`) saying why it is no address a message can carry."""
+    found = validate_email(address, check_deliverability=False, allow_smtputf8=True)
+    if "=?" in found.local_part:
+        # The email package would decode it, and show another address (RFC 2047, 5).
+        raise EmailNotValidError("an encoded word (=?...?=) may not stand in an address")
+    return Mailbox(found.local_part, found.ascii_domain)
+
+
+def sender_address(sender: str) -> Mailbox:
+    """The ``email.sender`` setting (``name@domain``, which the settings check) as a
+    mailbox; :class:`~exportd.errors.ConfigError` if its domain has no ASCII form."""
+    local_part, _, domain = sender.rpartition("@")
+    try:
+        return Mailbox(local_part, domain.encode("idna").decode("ascii"))
+    except UnicodeError as exc:
+        raise ConfigError(
+            f"configuration key 'email.sender': bad domain {domain!r}: {exc}"
+        ) from None
 
 
 class EmailDelivery(DeliveryMethod):
@@ -54,10 +118,17 @@ class EmailDelivery(DeliveryMethod):
     def __init__(self, settings: EmailSettings) -> None:
         self.settings = settings
         self.retry_interval = settings.retry_interval
+        self.sender = sender_address(settings.sender)
 
     def validate(self, delivery: Delivery) -> None:
         """Email delivery must be configured, and ``delivery.to`` hold 1 to 50 plain
-        addresses."""
+        addresses (``name@domain``) that a message can carry."""
+        self.recipients(delivery)
+
+    def recipients(self, delivery: Delivery) -> list[Mailbox]:
+        """The addresses of ``delivery.to``, checked and normalised;
+        :class:`~exportd.InvalidRequest` naming the field (``delivery.to[1]``) if one
+        is no address, or if email delivery is off."""
         if not self.settings.host:
             raise InvalidRequest.field(
                 "delivery.type", "email delivery is off: exportd has no email.host"
@@ -66,24 +137,48 @@ class EmailDelivery(DeliveryMethod):
             raise InvalidRequest.field("delivery.to", "an email delivery needs an address")
         if len(delivery.to) > MAX_RECIPIENTS:
             raise InvalidRequest.field("delivery.to", f"at most {MAX_RECIPIENTS} addresses")
-        for address in delivery.to:
-            if not ADDRESS.fullmatch(address):
+        found: list[Mailbox] = []
+        for index, address in enumerate(delivery.to):
+            try:
+                found.append(checked_address(address))
+            except EmailNotValidError as exc:
                 raise InvalidRequest.field(
-                    "delivery.to", f"{address!r} is not an email address (name@domain)"
-                )
+                    f"delivery.to[{index}]", f"{address!r} is not an email address: {exc}"
+                ) from None
+        return found
 
     def deliver(self, job: JobSnapshot, ctx: DeliveryContext) -> None:
-        """Compose the message and hand it to the SMTP server."""
-        self.validate(job.request.delivery)
-        self.send(self.compose(job, ctx))
+        """Compose the message and hand it to the SMTP server; :class:`Undeliverable` if
+        it cannot be composed (an address accepted before exportd checked as it does now,
+        say), since trying again would not change that."""
+        try:
+            recipients = self.recipients(job.request.delivery)
+        except InvalidRequest as exc:
+            wrong = "; ".join(f"{field.name}: {field.message}" for field in exc.fields)
+            raise Undeliverable(wrong or str(exc)) from exc
+        utf8 = any(address.smtputf8 for address in [self.sender, *recipients])
+        try:
+            message = self.compose(job, ctx, recipients, utf8=utf8)
+            data = message.as_bytes()
+        except (ValueError, UnicodeError, email.errors.MessageError) as exc:
+            raise Undeliverable(f"the message cannot be composed: {exc}") from exc
+        self.send(data, recipients, utf8=utf8)
 
-    def compose(self, job: JobSnapshot, ctx: DeliveryContext) -> EmailMessage:
-        """The message for ``job``: its files attached while they fit, linked otherwise."""
+    def compose(
+        self,
+        job: JobSnapshot,
+        ctx: DeliveryContext,
+        recipients: Sequence[Mailbox],
+        *,
+        utf8: bool = False,
+    ) -> EmailMessage:
+        """The message for ``job`` to ``recipients``: its files attached while they fit,
+        linked otherwise; in UTF-8 headers with ``utf8`` (for SMTPUTF8), else in ASCII."""
         name = printable(job.request.name or f"export {job.id}")
-        message = EmailMessage()
-        message["From"] = Address(addr_spec=self.settings.sender)
-        message["To"] = addresses(job.request.delivery.to)
-        message["Subject"] = self.settings.subject.replace("{name}", name)
+        message = EmailMessage(policy=UTF8_POLICY if utf8 else ASCII_POLICY)
+        message["From"] = self.sender.header
+        message["To"] = [address.header for address in recipients]
+        message["Subject"] = printable(self.settings.subject.replace("{name}", name))
         message["Date"] = formatdate(usegmt=True)
         # The same id on a message sent again (after a stop mid-way) lets mail clients
         # recognise the duplicate.
@@ -122,17 +217,30 @@ class EmailDelivery(DeliveryMethod):
             )
         return message
 
-    def send(self, message: EmailMessage) -> None:
-        """Hand ``message`` to the SMTP server; :class:`Undeliverable` when it refuses it
-        for good (5xx on the recipients or the content), any other error when it may
-        take it later."""
+    def send(self, data: bytes, recipients: Sequence[Mailbox], *, utf8: bool) -> None:
+        """Hand the message ``data`` for ``recipients`` to the SMTP server (with SMTPUTF8
+        if ``utf8``); :class:`Undeliverable` when it cannot carry it (no SMTPUTF8) or
+        refuses it for good (5xx on the recipients or the content), any other error
+        when it may take it later."""
         try:
             with self._connect() as smtp:
                 if self.settings.tls == "starttls":
                     smtp.starttls(context=ssl.create_default_context())
                 if self.settings.username:
                     smtp.login(self.settings.username, self.settings.password)
-                smtp.send_message(message)
+                smtp.ehlo_or_helo_if_needed()
+                if utf8 and not smtp.has_extn("smtputf8"):
+                    wide = [str(a) for a in [self.sender, *recipients] if a.smtputf8]
+                    raise Undeliverable(
+                        f"{', '.join(wide)}: an address beyond ASCII needs SMTPUTF8, which "
+                        f"the SMTP server {self.settings.host} does not offer"
+                    )
+                smtp.sendmail(
+                    str(self.sender),
+                    [str(address) for address in recipients],
+                    data,
+                    mail_options=UTF8_OPTIONS if utf8 else [],
+                )
         except smtplib.SMTPRecipientsRefused as exc:
             if all(code >= 500 for code, _ in exc.recipients.values()):
                 raise Undeliverable(f"the SMTP server refused every recipient: {exc}") from exc
