@@ -358,6 +358,18 @@ def private_broker() -> Iterator[PrivateBroker]:
     yield from _private_node()
 
 
+class OnThePrivateNode:
+    """A base for test classes whose tests, and the fixtures they use (``processes``,
+    ``topology``, ``client``...), talk to the session's private node rather than the shared
+    broker: tests that cut connections, which on the shared broker would cut other
+    people's."""
+
+    @pytest.fixture
+    def broker_url(self, private_broker: PrivateBroker) -> str:
+        """The private node's URL, in place of the shared broker's."""
+        return private_broker.url
+
+
 @pytest.fixture
 def stoppable_broker() -> Iterator[PrivateBroker]:
     """A RabbitMQ node of the test's own, which it may stop and start again

@@ -491,14 +491,9 @@ def test_closing_a_stream_deletes_its_queue(client: Client, topology: Topology) 
 # a dropped connection
 
 
-class TestOnAPrivateNode:
+class TestOnAPrivateNode(broker.OnThePrivateNode):
     """The broker closes the client's connection: on a RabbitMQ node of the session's own,
     as closing connections of the shared one could close other people's."""
-
-    @pytest.fixture
-    def broker_url(self, private_broker: broker.PrivateBroker) -> str:
-        """The private node, for the test and its fixtures (``client``, ``topology``...)."""
-        return private_broker.url
 
     def test_submit_reconnects_after_the_broker_drops_the_connection(
         self,

@@ -26,7 +26,7 @@ from exportd.bus.topology import Topology
 from exportd.config import Settings
 from exportd.engine.store import part_key
 from exportd.messages import ExportTask, FileInfo, JobEvent, JobSnapshot
-from tests.broker import PrivateBroker
+from tests.broker import OnThePrivateNode, PrivateBroker
 from tests.integration.processes import (
     Processes,
     WatchedBus,
@@ -188,13 +188,8 @@ class TestOnANodeOfItsOwn:
             await check_done_once(runtime, seen, jobs, 6)
 
 
-class TestOnASharedPrivateNode:
+class TestOnASharedPrivateNode(OnThePrivateNode):
     """Closing every connection of the shared broker would close other people's too."""
-
-    @pytest.fixture
-    def broker_url(self, private_broker: PrivateBroker) -> str:
-        """The session's private node, for the test and its fixtures."""
-        return private_broker.url
 
     async def test_connections_closed_eight_times_during_20_jobs_fail_none_and_finish_each_once(
         self,

@@ -27,7 +27,7 @@ from exportd.bus.topology import TASK_DELIVERY_LIMIT, Topology
 from exportd.messages import ExportTask, JobEvent
 from exportd.validation import MAX_NESTING
 from exportd.workers.worker import SEQ_PER_DELIVERY
-from tests.broker import ACK_TIMEOUT, PrivateBroker
+from tests.broker import ACK_TIMEOUT, OnThePrivateNode, PrivateBroker
 from tests.http.server import nested_too_deep
 from tests.integration.processes import (
     Inbox,
@@ -110,14 +110,9 @@ async def test_a_worker_killed_mid_export_loses_nothing(
     assert stored(processes.settings, done.job.parts[0].file) == counted_lines(9)
 
 
-class TestOnAPrivateNode:
+class TestOnAPrivateNode(OnThePrivateNode):
     """Closing every connection of the shared broker would close other people's too: these
     tests have a RabbitMQ node of their own."""
-
-    @pytest.fixture
-    def broker_url(self, private_broker: PrivateBroker) -> str:
-        """The private node, for the test and its fixtures (``processes``, ``topology``)."""
-        return private_broker.url
 
     async def test_after_the_broker_closes_every_connection_all_reconnect_and_every_job_finishes(
         self,
