@@ -22,9 +22,9 @@ from exportd.cli.runtime import add_broker_option, with_broker
 from exportd.cli.text import human_size
 from exportd.config import Settings
 from exportd.errors import ExportFailed, InvalidRequest
-from exportd.messages import ExportRequest, FileInfo
+from exportd.messages import ExportRequest, FileInfo, JobSnapshot
 from exportd.plan import ExportPlan, part_names, plan_export
-from exportd.plugins.api import Window
+from exportd.plugins.api import Storage, Window
 from exportd.plugins.manager import Plugins, load_plugins
 from exportd.validation import convert
 from exportd.window import parse_timezone
@@ -179,14 +179,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 )
             return [Path(spool.enter_context(tempfile.TemporaryDirectory())) / name]
 
+        job = None
         if args.broker is None:
             files = export_here(request, plugins, settings, targets)
         else:
-            files = export_remotely(request, plugins, with_broker(settings, args.broker), targets)
+            job = remote.run_job(with_broker(settings, args.broker), request, sys.stderr)
+            files = fetch_files(job, plugins.storage(settings.storage), targets)
         if args.output == STDOUT:
             copy_to_stdout(files[0][0])
     summary = sys.stderr if args.output == STDOUT else sys.stdout
-    report(files, summary, as_json=args.json, to_stdout=args.output == STDOUT)
+    if args.json:
+        report_json(files, job, summary, to_stdout=args.output == STDOUT)
+    else:
+        report(files, summary, to_stdout=args.output == STDOUT)
     return 0
 
 
@@ -208,13 +213,11 @@ def export_here(
     return files
 
 
-def export_remotely(
-    request: ExportRequest, plugins: Plugins, settings: Settings, targets: Targets
+def fetch_files(
+    job: JobSnapshot, storage: Storage, targets: Targets
 ) -> list[tuple[Path, FileInfo]]:
-    """Have the engine at ``settings.broker`` run the export, then copy each file out of
-    the storage into ``targets(name, count)``."""
-    storage = plugins.storage(settings.storage)
-    exported = remote.run_job(settings, request, sys.stderr)
+    """Copy each file of the done ``job`` out of ``storage`` into ``targets(name, count)``."""
+    exported = [part.file for part in job.parts if part.file is not None]
     paths = targets(exported[0].name, len(exported))
     made = make_all(paths, lambda number, target: remote.fetch(storage, exported[number], target))
     return list(zip(paths, made, strict=True))
@@ -278,24 +281,31 @@ def copy_to_stdout(path: Path) -> None:
         raise ExportFailed("standard output was closed before the whole file was written") from None
 
 
-def report(
-    files: Sequence[tuple[Path, FileInfo]], stream: TextIO, *, as_json: bool, to_stdout: bool
+def report_json(
+    files: Sequence[tuple[Path, FileInfo]],
+    job: JobSnapshot | None,
+    stream: TextIO,
+    *,
+    to_stdout: bool,
 ) -> None:
-    """Each file's path, rows, size and hash on ``stream``: as text, or as JSON."""
-    if as_json:
-        listed = [
-            ExportedFile(
-                path=None if to_stdout else str(path),
-                name=info.name,
-                rows=info.rows,
-                size=info.size,
-                sha256=info.sha256,
-                media_type=info.media_type,
-            )
-            for path, info in files
-        ]
-        print(msgspec.json.encode({"files": listed}).decode(), file=stream)
-        return
+    """The files as one JSON object on ``stream``, with the job's snapshot when the
+    engine ran it: ``{"files": [...], "job": {...}}`` (``job`` is null otherwise)."""
+    listed = [
+        ExportedFile(
+            path=None if to_stdout else str(path),
+            name=info.name,
+            rows=info.rows,
+            size=info.size,
+            sha256=info.sha256,
+            media_type=info.media_type,
+        )
+        for path, info in files
+    ]
+    print(msgspec.json.encode({"files": listed, "job": job}).decode(), file=stream)
+
+
+def report(files: Sequence[tuple[Path, FileInfo]], stream: TextIO, *, to_stdout: bool) -> None:
+    """Each file's path, rows, size and hash on ``stream``."""
     for path, info in files:
         print("(standard output)" if to_stdout else path, file=stream)
         line = f"  {info.rows:,} rows, {human_size(info.size)}, sha256 {info.sha256}"

@@ -15,7 +15,7 @@ from exportd.cli.runtime import connect
 from exportd.client import FINAL_STATUSES
 from exportd.config import Settings
 from exportd.errors import ExportError, ExportFailed, from_body
-from exportd.messages import ExportRequest, FileInfo
+from exportd.messages import ExportRequest, FileInfo, JobSnapshot
 from exportd.plugins.api import Storage
 from exportd.workers.pipeline import Progress
 
@@ -24,11 +24,11 @@ NO_WORKER_AFTER = 3.0
 """Seconds after which a job no worker has started makes ``run_job`` look for workers."""
 
 
-def run_job(settings: Settings, request: ExportRequest, stream: TextIO) -> list[FileInfo]:
+def run_job(settings: Settings, request: ExportRequest, stream: TextIO) -> JobSnapshot:
     """Have the engine run ``request`` and wait for it, showing its progress on ``stream``
-    if that is a terminal; the file of each part.  Ctrl-C cancels the job.  A job still
-    waiting after :data:`NO_WORKER_AFTER` seconds with no worker to take it says so on
-    ``stream``.
+    if that is a terminal; the done job, with the file of each part.  Ctrl-C cancels it.
+    A job still waiting after :data:`NO_WORKER_AFTER` seconds with no worker to take it
+    says so on ``stream``.
 
     A job that does not end done raises its error.
     """
@@ -63,7 +63,7 @@ def run_job(settings: Settings, request: ExportRequest, stream: TextIO) -> list[
                 bar.close()
     if job.status != "done":
         raise from_body(job.error) if job.error else ExportFailed(f"job {job.id} was {job.status}")
-    return [part.file for part in job.parts if part.file is not None]
+    return job
 
 
 def no_worker(queue: str) -> str:

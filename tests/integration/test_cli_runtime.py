@@ -315,6 +315,22 @@ def test_an_export_through_the_engine_gives_the_files_of_a_local_export(
     assert "Traceback" not in engine.text() + worker.text()
 
 
+def test_an_export_through_the_engine_as_json_gives_its_files_and_its_job(
+    deployment: Deployment, broker_url: str
+) -> None:
+    engine, worker = deployment.engine(), deployment.worker()
+    exported = deployment.run("export", *ROOM_LOGS, "--broker", broker_url, "--json")
+    assert (exported.returncode, exported.stderr) == (0, "")
+    answer = json.loads(exported.stdout)
+    [file] = answer["files"]
+    content = (deployment.home / file["path"]).read_bytes()
+    assert (file["size"], file["sha256"]) == (len(content), hashlib.sha256(content).hexdigest())
+    job = msgspec.convert(answer["job"], JobSnapshot)
+    assert job.status == "done" and job.parts[0].file is not None
+    assert job.parts[0].file.sha256 == file["sha256"]
+    assert (engine.stop(), worker.stop()) == (0, 0)
+
+
 def test_export_through_the_engine_reports_bad_input_in_one_line(
     deployment: Deployment, broker_url: str
 ) -> None:

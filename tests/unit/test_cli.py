@@ -339,6 +339,7 @@ def test_json_describes_every_file(run: Run, home: DemoSummary, tmp_path: Path) 
     )  # fmt: skip
     assert (status, err) == (0, "")
     files = json.loads(out)["files"]
+    assert json.loads(out)["job"] is None  # exported here, not run as a job
     assert len(files) > 1
     for file in files:
         data = Path(file["path"]).read_bytes()
