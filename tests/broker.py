@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import aio_pika
 import pytest
@@ -42,6 +41,7 @@ from kombu.connection import Connection
 from yarl import URL
 
 from exportd.bus.topology import Topology
+from tests.needs import missing
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -76,20 +76,13 @@ def _unreachable(url: str) -> str | None:
         return f"RabbitMQ is unreachable at {host}:{port} ({exc})"
 
 
-def _missing(reason: str) -> NoReturn:
-    """Skip the test for want of a broker, or fail it under ``CI=true``."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI needs it")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def broker_url() -> str:
     """The shared test broker's URL; skips the test (fails it under ``CI=true``) without one."""
     url = broker_address()
     reason = _unreachable(url)
     if reason is not None:
-        _missing(f"{reason} (start it: ./scripts/broker)")
+        missing(f"{reason} (start it: ./scripts/broker)")
     return url
 
 
@@ -163,7 +156,7 @@ def outsider(pytestconfig: pytest.Config) -> Iterator[Outsider]:
     under ``CI=true``) when it could not connect."""
     found = pytestconfig.stash[OUTSIDER]
     if found.connection is None:
-        _missing(found.error)
+        missing(found.error)
     with found.connection:
         yield found
 
@@ -346,7 +339,7 @@ def _private_node(**settings: Mapping[str, object]) -> Iterator[PrivateBroker]:
         broker = PrivateBroker.start(folder, **settings)
     except (OSError, RuntimeError) as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        _missing(f"no private RabbitMQ node: {exc}")
+        missing(f"no private RabbitMQ node: {exc}")
     yield broker
     broker.stop()
 
