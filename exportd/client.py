@@ -75,12 +75,11 @@ from exportd.messages import (
     JobStatus,
     RequestReply,
 )
-from exportd.validation import convert
+from exportd.validation import validated
 
 __all__ = ["DEFAULT_URL", "FINAL_STATUSES", "RETRY_POLICY", "Client", "EventStream", "Timeout"]
 
 T = TypeVar("T")
-M = TypeVar("M", ExportRequest, JobCommand)
 
 DEFAULT_URL = BrokerSettings().url
 
@@ -165,7 +164,7 @@ class Client(JobCommands):
         :data:`FINAL_STATUSES`) and returns that snapshot: ``True`` waits as long as it
         takes, a number at most that many seconds before it raises :class:`Timeout`.
         """
-        request = _validated(request, ExportRequest)
+        request = validated(request, ExportRequest)
         final_keys = (
             [event_routing_key(request.org_id, request.source, s) for s in FINAL_STATUSES]
             if wait is not False
@@ -450,12 +449,3 @@ def _final(
         if event.job is not None and event.job.id == job_id:
             return event.job
     raise Timeout(f"job {job_id} did not finish within {wait} s")
-
-
-def _validated(message: M | Mapping[str, Any], type_: type[M]) -> M:
-    """``message`` checked against the schema of ``type_``.
-
-    A Struct built in code is checked too: its constructor checks no types or limits.
-    """
-    data = msgspec.to_builtins(message) if isinstance(message, msgspec.Struct) else dict(message)
-    return convert(data, type_)

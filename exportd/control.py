@@ -31,7 +31,7 @@ from exportd.bus.base import BusError
 from exportd.config import Settings
 from exportd.errors import from_body
 from exportd.messages import JobCommand, JobEvent, JobSnapshot, JobStatus, RequestReply
-from exportd.validation import convert
+from exportd.validation import validated
 
 SOCKET_NAME = "control.sock"
 
@@ -107,15 +107,13 @@ class JobCommands(abc.ABC):
 
     def _answer(self, command: JobCommand) -> RequestReply:
         """The engine's reply to ``command``, checked first (a Struct's constructor checks
-        no limits); an error the reply holds is raised."""
-        reply = self._command(convert(msgspec.to_builtins(command), JobCommand))
-        if reply.error is not None:
-            raise from_body(reply.error)
-        return reply
+        no limits); an error the reply holds is raised (by :meth:`_command`)."""
+        return self._command(validated(command, JobCommand))
 
     @abc.abstractmethod
     def _command(self, command: JobCommand) -> RequestReply:
-        """Send ``command`` to the engine; its reply."""
+        """Send ``command`` to the engine; its reply, whose error, if it holds one, is
+        raised."""
 
 
 class SocketClient(JobCommands):

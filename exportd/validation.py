@@ -14,6 +14,7 @@ raise :class:`RecursionError` instead of an error naming the body.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from itertools import accumulate
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from exportd.errors import FieldError, InvalidRequest
 from exportd.messages import SCHEMA_VERSIONS
 
 T = TypeVar("T")
+S = TypeVar("S", bound=msgspec.Struct)
 
 _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _NAMED = re.compile(
@@ -113,6 +115,14 @@ def convert(data: Any, type_: type[T], prefix: str = "", *, strict: bool = True)
     except msgspec.ValidationError as exc:
         error = field_error(exc, prefix, type_=type_, data=data if strict else _NOTHING)
         raise InvalidRequest(f"invalid value for {error.name}", [error]) from None
+
+
+def validated(message: S | Mapping[str, Any], type_: type[S]) -> S:
+    """``message`` checked against the schema of ``type_``, raising :class:`InvalidRequest`
+    naming the field.  A Struct built in code is checked too: its constructor checks no
+    types or limits."""
+    data = msgspec.to_builtins(message) if isinstance(message, msgspec.Struct) else dict(message)
+    return convert(data, type_)
 
 
 def decode_json(data: bytes | str, type_: type[T]) -> T:
