@@ -310,7 +310,7 @@ class Engine:
             "restart": self.restart,
             "delete": self.delete,
         }
-        job_id = self.store.resolve_id(command.job_id, command.org_id)
+        job_id = await self._stored(partial(self.store.resolve_id, command.job_id, command.org_id))
         job = await operations[command.op](job_id, command.org_id)
         return RequestReply(ok=True, job=job)
 
@@ -422,10 +422,12 @@ class Engine:
         """
         lease = timedelta(seconds=self.settings.engine.lease)
         moment = now()
-        changes = [
-            *await self._stored(partial(self.store.expire_due, moment)),
-            *await self._stored(partial(self.store.redispatch_lapsed, moment, lease)),
-        ]
+        changes = await self._stored(
+            lambda: [
+                *self.store.expire_due(moment),
+                *self.store.redispatch_lapsed(moment, lease),
+            ]
+        )
         if changes:
             self._outbox_ready.set()
         for change in changes:

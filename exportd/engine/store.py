@@ -17,7 +17,6 @@ Dropped updates are counted by reason in the file, so the counts survive restart
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
 import uuid
 from collections import defaultdict
@@ -252,8 +251,9 @@ class JobStore(StoreFile):
         where, args = "id >= ? and id < ?", [job_id, job_id + "\U0010ffff"]
         if org_id is not None:
             where, args = where + " and org_id = ?", [*args, org_id]
-        rows = self._jobs.rows_where(where, args, select="id", order_by="id")
-        found = [row["id"] for row in itertools.islice(rows, AMBIGUOUS_SHOWN + 1)]
+        query = f"select id from jobs where {where} order by id limit ?"
+        with transaction(self._db, write=False):
+            found = [id_ for (id_,) in self._db.execute(query, [*args, AMBIGUOUS_SHOWN + 1])]
         if job_id in found:
             return job_id
         if found and len(job_id) < MIN_ID_PREFIX:
