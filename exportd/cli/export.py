@@ -32,7 +32,6 @@ from exportd.workers.pipeline import run_export
 
 DEFAULT_DAYS = 30
 STDOUT = "-"
-COPY_CHUNK = 1 << 20
 
 DESCRIPTION = """\
 Export the rows of SOURCE to a file in FORMAT.
@@ -167,10 +166,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     ``--broker``), print each file's path, rows, size and hash."""
     request = build_request(args)
     plugins = load_plugins(settings)
+    to_stdout = args.output == STDOUT
     with ExitStack() as spool:
 
         def targets(name: str, count: int) -> list[Path]:
-            if args.output != STDOUT:
+            if not to_stdout:
                 return output_paths(name, count, args.output, settings.files_path)
             if count > 1:
                 args.parser.error(
@@ -185,13 +185,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         else:
             job = remote.run_job(with_broker(settings, args.broker), request, sys.stderr)
             files = fetch_files(job, plugins.storage(settings.storage), targets)
-        if args.output == STDOUT:
+        if to_stdout:
             copy_to_stdout(files[0][0])
-    summary = sys.stderr if args.output == STDOUT else sys.stdout
+    summary = sys.stderr if to_stdout else sys.stdout
     if args.json:
-        report_json(files, job, summary, to_stdout=args.output == STDOUT)
+        report_json(files, job, summary, to_stdout=to_stdout)
     else:
-        report(files, summary, to_stdout=args.output == STDOUT)
+        report(files, summary, to_stdout=to_stdout)
     return 0
 
 
@@ -273,7 +273,7 @@ def copy_to_stdout(path: Path) -> None:
     reader goes away first (``exportd export ... -o - | head``)."""
     try:
         with path.open("rb") as file:
-            shutil.copyfileobj(file, sys.stdout.buffer, COPY_CHUNK)
+            shutil.copyfileobj(file, sys.stdout.buffer, remote.COPY_CHUNK)
         sys.stdout.buffer.flush()
     except BrokenPipeError:
         # What is left in the buffer can go nowhere: spare Python's flush at exit.

@@ -232,7 +232,7 @@ class DatedZipFile(ZipFile):
     ) -> None:
         """Add an entry holding ``data``; one named by a string gets ``date_time``."""
         if isinstance(zinfo_or_arcname, str):
-            zinfo_or_arcname = self._entry(zinfo_or_arcname)
+            zinfo_or_arcname = self._dated(ZipInfo(zinfo_or_arcname))
         super().writestr(zinfo_or_arcname, data, compress_type, compresslevel)
 
     def write(
@@ -243,15 +243,16 @@ class DatedZipFile(ZipFile):
         compresslevel: int | None = None,
     ) -> None:
         """Add the file ``filename`` as the entry ``arcname``, dated ``date_time``."""
-        entry = ZipInfo.from_file(filename, arcname)
-        entry.date_time = self.date_time
-        entry.compress_type = self.compression if compress_type is None else compress_type
-        entry.external_attr = ENTRY_PERMISSIONS
+        entry = self._dated(ZipInfo.from_file(filename, arcname))
+        if compress_type is not None:
+            entry.compress_type = compress_type
         with open(filename, "rb") as source, self.open(entry, "w") as target:
             shutil.copyfileobj(source, target, COPY_CHUNK)
 
-    def _entry(self, name: str) -> ZipInfo:
-        entry = ZipInfo(name, self.date_time)
+    def _dated(self, entry: ZipInfo) -> ZipInfo:
+        """``entry`` dated ``date_time``, compressed as the archive is, with the
+        permissions of an entry written from bytes."""
+        entry.date_time = self.date_time
         entry.compress_type = self.compression
         entry.external_attr = ENTRY_PERMISSIONS
         return entry
