@@ -6,6 +6,7 @@ In the distributed mode every engine and worker must see the same directory
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -46,8 +47,11 @@ class LocalStorage(Storage):
             os.link(path, target)
         except FileExistsError:
             raise _refused(key) from None
-        except OSError:  # another file system (or one without hard links)
-            self._copy_in(key, path, target)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:  # another file system
+                self._copy_in(key, path, target)
+            else:  # a file system without hard links
+                _create_from(key, path, target)
         path.unlink()
 
     def _copy_in(self, key: str, path: Path, target: Path) -> None:
@@ -59,15 +63,8 @@ class LocalStorage(Storage):
                 os.link(staged, target)
             except FileExistsError:
                 raise _refused(key) from None
-            except OSError:  # no hard links here: create it exclusively and copy into it
-                try:
-                    with staged.open("rb") as source, target.open("xb") as copy:
-                        shutil.copyfileobj(source, copy)
-                except FileExistsError:
-                    raise _refused(key) from None
-                except BaseException:
-                    target.unlink(missing_ok=True)  # never a file half there
-                    raise
+            except OSError:  # no hard links there
+                _create_from(key, staged, target)
         finally:
             staged.unlink(missing_ok=True)
 
@@ -90,6 +87,22 @@ class LocalStorage(Storage):
     def exists(self, key: str) -> bool:
         """Whether ``key`` holds a file."""
         return self.path(key).is_file()
+
+
+def _create_from(key: str, source_path: Path, target: Path) -> None:
+    """Create ``target``, which must not exist, and copy ``source_path`` into it; a copy
+    that fails removes it again, so that no file is ever half there."""
+    with source_path.open("rb") as source:
+        try:
+            copy = target.open("xb")
+        except FileExistsError:
+            raise _refused(key) from None
+        try:
+            with copy:
+                shutil.copyfileobj(source, copy)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
 
 
 def _refused(key: str) -> FileExistsError:
