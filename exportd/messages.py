@@ -121,6 +121,11 @@ class ExportTask(msgspec.Struct, kw_only=True):
     created_at: datetime | None = None
     """When the job was made: the time its files record, so that every run of the job
     writes the same bytes (``None`` from an engine that predates it: the time of the run)."""
+    lapses: int = 0
+    """How many runs of this part fell silent before this dispatch (their worker stopped
+    reporting for ``engine.lease``).  A task dispatched after a lapse is run under the
+    engine's lease from its start (acknowledged at once, see :class:`StatusUpdate`'s
+    ``detached``): the broker's delivery count no longer decides whether it is poison."""
 
 
 class StatusUpdate(msgspec.Struct, kw_only=True):
@@ -144,8 +149,13 @@ class StatusUpdate(msgspec.Struct, kw_only=True):
     worker: str = ""
     at: datetime | None = None
     detached: bool = False
-    """The worker acknowledged the task early (it runs past the broker's ack timeout):
-    from now on the engine, not the broker, re-dispatches it if the worker falls silent."""
+    """The worker acknowledged the task early (it runs past the broker's ack timeout, or
+    came at the queue's delivery limit, or after a lapse): from now on the engine, not the
+    broker, re-dispatches it if the worker falls silent."""
+    given_back: bool = False
+    """The run of a detached task stopped without an outcome because its worker shuts
+    down: the engine dispatches the part again at once (without waiting out the lease, and
+    without counting a lapse)."""
 
 
 class CancelSignal(msgspec.Struct, kw_only=True):

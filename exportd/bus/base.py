@@ -182,8 +182,9 @@ class Consumer(Subscription):
       the engine does not speak) is dead-lettered; one that fails to apply raises,
       and is tried again until the delivery limit: a transient failure passes, a
       lasting one ends in the dead-letter queue.
-    * ``tasks`` (workers): a task that cannot be read is dead-lettered; one delivered
-      too often is failed and dead-lettered (poison); a failing export fails its job.
+    * ``tasks`` (workers): a task that cannot be read is dead-lettered; one that comes
+      at the delivery limit is acknowledged and run under the engine's lease, which
+      fails it if its runs keep falling silent (poison); a failing export fails its job.
 
     ``registry`` holds the consumer from its creation until it has given everything
     back, so that the bus can :meth:`stop` them all when it closes.

@@ -4,8 +4,9 @@
 
     exportd.requests       queue    upstream -> engine: ExportRequest (reply_to gets the answer);
                                     a request refused is dead-lettered to exportd.requests.dead
-    exportd.tasks          queue    engine -> workers: ExportTask; past the delivery limit
-                                    dead-lettered to exportd.tasks.dead
+    exportd.tasks          queue    engine -> workers: ExportTask; at the delivery limit a
+                                    worker takes it off the queue and the engine's lease
+                                    watches it; an unreadable one goes to exportd.tasks.dead
     exportd.status         queue    workers -> engine: StatusUpdate; one the engine cannot
                                     read or apply is dead-lettered to exportd.status.dead
     exportd.control        queue    clients -> engine: JobCommand (reply_to gets the answer);
@@ -27,7 +28,9 @@ from typing import Literal
 
 DEFAULT_EXCHANGE = ""
 TASK_DELIVERY_LIMIT = 5
-"""Deliveries of one task before it is dead-lettered as poison (a worker crashing on it)."""
+"""Redeliveries of one task that the broker watches; a worker acknowledges the one that
+comes at the limit and runs it under the engine's lease instead (RabbitMQ 3.x counts
+every dropped connection as a delivery, so the count alone cannot tell poison)."""
 ENGINE_DELIVERY_LIMIT = 5
 """Deliveries of a request, command or status update before it is dead-lettered: one
 that failed to apply that often, or that the engine died holding."""

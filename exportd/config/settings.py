@@ -60,7 +60,11 @@ class EngineSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     lease: Seconds = 120.0
     """A part acknowledged early (see ``worker.ack_deadline``) whose worker stays
-    silent this long is dispatched again."""
+    silent this long lapses: it is dispatched again, or fails at ``lapses``."""
+
+    lapses: Annotated[int, msgspec.Meta(ge=1)] = 3
+    """A part whose runs fell silent this many times in one attempt fails: its task
+    crashes every worker that takes it, or no worker stays in touch long enough."""
 
 
 class HttpSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

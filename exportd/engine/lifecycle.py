@@ -47,14 +47,38 @@ delete      any status but deleted               deleted (unfinished parts cance
 expire      done, once ``expires_at`` has come   expired
 ==========  ===================================  ==========================================
 
-Anything else raises :class:`~exportd.errors.Conflict`.  (The engine also
-redispatches a running job's part whose worker fell silent after acknowledging
-its task early: :func:`redispatch`.)  Together::
+Anything else raises :class:`~exportd.errors.Conflict`.  Together::
 
     created -> processing -> uploading -> done -> expired
     (created, processing, uploading) -> failed | canceled
     (any but deleted) -> deleted
     (failed, canceled, expired) -> created   by restart
+
+Parts whose worker the broker no longer watches
+-----------------------------------------------
+A worker acknowledges a task early (it is ``detached``) when the export runs past
+``worker.ack_deadline``, when the task comes at its queue's delivery limit (the
+broker's count includes every dropped connection, so it cannot tell a poison task
+from a long one), and when the task was dispatched after a lapse.  From then on
+the engine's lease watches the part: every update renews it.
+
+====================================  ==================================================
+what happens to a running part        then
+====================================  ==================================================
+its detached run is given back (its   :func:`apply_update` dispatches it again at once,
+worker shuts down)                    its ``lapses`` unchanged
+no update for ``engine.lease``        :func:`lapse`: ``lapses`` + 1; below the limit it
+                                      is dispatched again (the task says so: the run is
+                                      detached at once), at the limit the part fails
+                                      (no worker finished it), and so the job
+the engine restarts on a bus that     :func:`redispatch`: dispatched again
+lost its queued tasks (embedded)
+====================================  ==================================================
+
+A lapse is a real attempt lost: a worker crashed, was killed or was cut off for
+longer than the lease while on the part.  Connection drops that the worker
+outlives are not lapses: its run goes on and keeps the lease.  A restart starts
+the count over.
 
 Workers' updates
 ----------------
@@ -70,7 +94,8 @@ otherwise (:func:`unknown_job` drops the updates of a job that does not exist,
   (a redelivery, or an update overtaken by a later one), unless it is the
   outcome (done, failed, canceled) of a part still unfinished: a run overtaken
   by a later delivery of its task (it lost its connection, not its life) may
-  still finish first, and its file is whole and its own;
+  still finish first, and its file is whole and its own (such a run is alive:
+  the store renews the part's lease);
 * ``backwards``: the part would move back (processing after uploading) or out
   of a final status;
 * ``part_finished``: the part is done, failed or canceled already (another run
@@ -153,10 +178,17 @@ DropReason = Literal[
 
 @dataclass(frozen=True, slots=True)
 class JobState:
-    """A job as the engine keeps it: its public snapshot and, per part, the last ``seq`` applied."""
+    """A job as the engine keeps it: its public snapshot and, per part, the last ``seq``
+    applied and how many of its runs fell silent in this attempt (its ``lapses``)."""
 
     job: JobSnapshot
     seqs: tuple[int, ...]
+    lapses: tuple[int, ...]
+
+    @classmethod
+    def fresh(cls, job: JobSnapshot) -> JobState:
+        """A job at the start of an attempt: no update applied, no lapse yet."""
+        return cls(job, (0,) * job.part_count, (0,) * job.part_count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,9 +264,7 @@ def create(job_id: str, request: RequestFields, part_count: int, *, now: datetim
         created_at=now,
         updated_at=now,
     )
-    return Change(
-        JobState(job, (0,) * part_count), event="job.created", dispatch=tuple(range(part_count))
-    )
+    return Change(JobState.fresh(job), event="job.created", dispatch=tuple(range(part_count)))
 
 
 def apply_update(
@@ -247,10 +277,22 @@ def apply_update(
     reason = _drop_reason(state, update)
     if reason is not None:
         return Dropped(reason, _stray_file(state, update))
+    if update.given_back:
+        return redispatch(state, update.part)
+    part = _updated_part(state.job.parts[update.part], update)
+    return _moved(state, part, update.seq, now=now, lifetime=lifetime)
+
+
+def _moved(
+    state: JobState, part: PartSnapshot, seq: int, *, now: datetime, lifetime: timedelta
+) -> Change:
+    """``state``'s job with ``part`` (one of its parts, changed) brought by ``seq``: the
+    job's status and progress derived, its attempt ended if the part failed or was
+    canceled.  A job that becomes done keeps its files for ``lifetime``."""
     job = state.job
-    old = job.parts[update.part]
+    old = job.parts[part.part]
     parts = list(job.parts)
-    parts[update.part] = _updated_part(old, update)
+    parts[part.part] = part
     status = derive_status(part.status for part in parts)
     if status in ("failed", "canceled"):
         parts = _close(parts)
@@ -259,19 +301,19 @@ def apply_update(
         status=status,
         parts=parts,
         progress=total_progress(parts),
-        error=parts[update.part].error if status == "failed" else None,
+        error=parts[part.part].error if status == "failed" else None,
         updated_at=now,
         completed_at=None if status in RUNNING else now,
         expires_at=now + lifetime if status == "done" else None,
     )
     seqs = list(state.seqs)
-    seqs[update.part] = max(update.seq, state.seqs[update.part])
+    seqs[part.part] = max(seq, state.seqs[part.part])
     if status != job.status:
         event: str | None = f"job.{status}"
     else:
-        event = "job.progress" if parts[update.part].status != old.status else None
+        event = "job.progress" if parts[part.part].status != old.status else None
     return Change(
-        JobState(after, tuple(seqs)),
+        JobState(after, tuple(seqs), state.lapses),
         event=event,
         stop_workers=status not in RUNNING,
         discard=_discarded(job, after),
@@ -319,31 +361,50 @@ def restart(state: JobState, *, now: datetime) -> Change:
         completed_at=None,
         expires_at=None,
     )
-    return Change(
-        JobState(after, (0,) * job.part_count),
-        event="job.created",
-        dispatch=tuple(range(job.part_count)),
-    )
+    return Change(JobState.fresh(after), event="job.created", dispatch=tuple(range(job.part_count)))
 
 
 def redispatch(state: JobState, part: int) -> Change:
-    """Hand an unfinished part of a running job to another worker, because the worker that
-    had it fell silent after acknowledging its task early (nothing public changes).
+    """Hand an unfinished part of a running job to a worker again (nothing public changes):
+    its run was given back, or lost with the bus's queued tasks.
 
     The part's last ``seq`` goes back to 0: the next worker counts from the start.
     """
-    job = state.job
-    status = job.parts[part].status
-    if job.status not in RUNNING or status in FINAL_PART:
-        raise Conflict(f"cannot redispatch part {part}, {status}, of a job that is {job.status}")
+    _allow_part("redispatch", state, part)
     seqs = list(state.seqs)
     seqs[part] = 0
-    return Change(JobState(job, tuple(seqs)), event=None, dispatch=(part,))
+    return Change(JobState(state.job, tuple(seqs), state.lapses), event=None, dispatch=(part,))
+
+
+def lapse(state: JobState, part: int, *, limit: int, now: datetime) -> Change:
+    """A running part's run fell silent for the lease: dispatch the part again, with one
+    lapse more, or fail it (and with it the job) once it has lapsed ``limit`` times."""
+    _allow_part("lapse", state, part)
+    lapses = list(state.lapses)
+    lapses[part] += 1
+    state = JobState(state.job, state.seqs, tuple(lapses))
+    if lapses[part] < limit:
+        return redispatch(state, part)
+    message = (
+        f"no worker finished this export: its run fell silent {limit} times (each worker "
+        "crashed, was killed, or was cut off from the broker for longer than engine.lease)"
+    )
+    failed = replace(state.job.parts[part], status="failed", error=ExportFailed(message).body())
+    # A failed part never makes the job done: no file lifetime to give.
+    return _moved(state, failed, state.seqs[part], now=now, lifetime=timedelta(0))
 
 
 def _allow(operation: Operation, job: JobSnapshot) -> None:
     if job.status not in ALLOWED[operation]:
         raise Conflict(f"cannot {operation} a job that is {job.status}")
+
+
+def _allow_part(operation: str, state: JobState, part: int) -> None:
+    """Refuse ``operation`` on ``part`` unless the part, and its job, still run."""
+    job = state.job
+    status = job.parts[part].status
+    if job.status not in RUNNING or status in FINAL_PART:
+        raise Conflict(f"cannot {operation} part {part}, {status}, of a job that is {job.status}")
 
 
 def _drop_reason(state: JobState, update: StatusUpdate) -> DropReason | None:
@@ -396,7 +457,7 @@ def _end(state: JobState, status: JobStatus, *, now: datetime) -> Change:
         job, status=status, parts=parts, updated_at=now, completed_at=job.completed_at or now
     )
     return Change(
-        JobState(after, state.seqs),
+        JobState(after, state.seqs, state.lapses),
         event=f"job.{status}",
         stop_workers=job.status in RUNNING,
         discard=_discarded(job, after),

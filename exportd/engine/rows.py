@@ -32,13 +32,14 @@ def job_columns(job: JobSnapshot) -> dict[str, Any]:
     }
 
 
-def part_columns(job_id: str, part: PartSnapshot, seq: int) -> dict[str, Any]:
+def part_columns(job_id: str, part: PartSnapshot, seq: int, lapses: int) -> dict[str, Any]:
     """The columns of a part's row that change over its life."""
     return {
         "job_id": job_id,
         "part": part.part,
         "status": part.status,
         "last_seq": seq,
+        "lapses": lapses,
         "progress_rows": part.progress.rows,
         "progress_bytes": part.progress.bytes,
         "progress_total": part.progress.total,
@@ -73,7 +74,9 @@ def job_state(job: dict[str, Any], parts: Sequence[dict[str, Any]]) -> JobState:
         completed_at=_optional_time(job["completed_at"]),
         expires_at=_optional_time(job["expires_at"]),
     )
-    return JobState(snapshot, tuple(row["last_seq"] for row in parts))
+    return JobState(
+        snapshot, tuple(row["last_seq"] for row in parts), tuple(row["lapses"] for row in parts)
+    )
 
 
 def to_text(moment: datetime) -> str:

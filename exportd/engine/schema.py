@@ -289,6 +289,18 @@ def _index_channels(db: Database) -> None:
     )
 
 
+def _count_lapses(db: Database) -> None:
+    """Version 5: a part's ``lapses``, how many of its runs fell silent in this attempt
+    (their worker stopped reporting for the lease); at the limit the part fails."""
+    db.execute("alter table parts add column lapses integer not null default 0")
+
+
 Migration = Callable[[Database], None]
-MIGRATIONS: list[Migration] = [_create_tables, _create_tenancy, _number_jobs, _index_channels]
+MIGRATIONS: list[Migration] = [
+    _create_tables,
+    _create_tenancy,
+    _number_jobs,
+    _index_channels,
+    _count_lapses,
+]
 """Every schema change, oldest first; a file at version N has had the first N."""

@@ -7,8 +7,8 @@ written to the store together with the messages it implies (tasks, cancel
 signals, the public event); a relay publishes those with confirms and deletes
 them only then, so none is lost when the engine or the broker restarts.
 Progress within a status is announced at most once a second per job, directly.
-A sweeper expires finished jobs and re-dispatches parts whose early-acknowledged
-task fell silent.
+A sweeper expires finished jobs and makes the parts whose early-acknowledged task
+fell silent lapse: dispatched again, or failed at ``engine.lapses``.
 
 The relay, the sweeper and the handlers of the three queues go on through any
 :class:`Exception` (the broker gone, the job store locked or full), logging it
@@ -412,24 +412,25 @@ class Engine:
                     raise result
 
     async def _sweep(self) -> None:
-        """One turn of the sweeper: expire finished jobs whose time has come, re-dispatch
-        silent detached parts, then wait ``engine.sweep_interval`` seconds.
+        """One turn of the sweeper: expire finished jobs whose time has come, make silent
+        detached parts lapse, then wait ``engine.sweep_interval`` seconds.
 
         Any :class:`Exception` (the store locked or full, a storage that cannot delete)
         ends the turn; the sweeper logs it, backs off and starts the next
         (:func:`~exportd.supervision.keep_running`).  A job whose files the storage
         failed to delete is expired all the same; the files stay.
         """
-        lease = timedelta(seconds=self.settings.engine.lease)
+        engine = self.settings.engine
+        lease = timedelta(seconds=engine.lease)
         moment = now()
         changes = await self._stored(
             lambda: [
                 *self.store.expire_due(moment),
-                *self.store.redispatch_lapsed(moment, lease),
+                *self.store.redispatch_lapsed(moment, lease, limit=engine.lapses),
             ]
         )
         if changes:
             self._outbox_ready.set()
         for change in changes:
             await self._discard(change.discard)
-        await asyncio.sleep(self.settings.engine.sweep_interval)
+        await asyncio.sleep(engine.sweep_interval)

@@ -22,6 +22,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -82,7 +83,8 @@ _UPDATE_JOB = """
     where id = :id
 """
 _UPDATE_PART = """
-    update parts set status = :status, last_seq = :last_seq, progress_rows = :progress_rows,
+    update parts set status = :status, last_seq = :last_seq, lapses = :lapses,
+        progress_rows = :progress_rows,
         progress_bytes = :progress_bytes, progress_total = :progress_total, file = :file,
         error = :error
     where job_id = :job_id and part = :part
@@ -91,6 +93,7 @@ _HEARD = """
     update parts set detached = :detached, heard_at = :heard_at
     where job_id = :job_id and part = :part
 """
+_RENEW = "update parts set heard_at = ? where job_id = ? and part = ?"
 _LAPSED = """
     select parts.job_id, parts.part from parts join jobs on jobs.id = parts.job_id
     where parts.detached and parts.heard_at <= ?
@@ -394,9 +397,12 @@ class JobStore(StoreFile):
                 outcome = lifecycle.apply_update(before, update, now=now, lifetime=lifetime)
                 if isinstance(outcome, Change):
                     self._record(before, outcome, now)
-                    self._hear(before.job.id, [update.part], detached=update.detached, now=now)
+                    if not outcome.dispatch:  # a part given back: its lease starts anew
+                        self._hear(before.job.id, [update.part], detached=update.detached, now=now)
             if isinstance(outcome, Dropped):
                 self._db.execute(_COUNT_DROP, [outcome.reason])
+                if outcome.reason == "duplicate":  # a run overtaken by a later one, alive
+                    self._db.execute(_RENEW, [rows.to_text(now), update.job_id, update.part])
         return outcome
 
     def cancel(self, job_id: str, org_id: str | None = None, *, now: datetime) -> Change:
@@ -423,26 +429,37 @@ class JobStore(StoreFile):
                 self._record(before, change, now)
         return changes
 
-    def redispatch_lapsed(self, now: datetime, lease: timedelta) -> list[Change]:
-        """Dispatch again the parts of running jobs whose worker acknowledged the task early
-        (``detached``) and has not been heard from for ``lease``."""
-        return self._redispatch(_LAPSED, [rows.to_text(now - lease)], now)
-
-    def _redispatch(self, query: str, args: list[Any], now: datetime) -> list[Change]:
-        """Dispatch again the (job, part) pairs ``query`` selects."""
-        with transaction(self._db):
-            changes = []
-            for job_id, part in self._db.execute(query, args).fetchall():
-                before = self._state(job_id, None)
-                change = lifecycle.redispatch(before, part)
-                self._record(before, change, now)
-                changes.append(change)
-        return changes
+    def redispatch_lapsed(self, now: datetime, lease: timedelta, *, limit: int) -> list[Change]:
+        """The parts of running jobs whose worker acknowledged the task early (``detached``)
+        and has not been heard from for ``lease``: each lapses (:func:`lifecycle.lapse`),
+        dispatched again or, at its ``limit``-th lapse, failed."""
+        return self._change_parts(
+            _LAPSED,
+            [rows.to_text(now - lease)],
+            partial(lifecycle.lapse, limit=limit, now=now),
+            now,
+        )
 
     def redispatch_unfinished(self, now: datetime) -> list[Change]:
         """Dispatch again every unfinished part of every running job: after a restart on a
         bus whose queued tasks died with the process (the embedded mode)."""
-        return self._redispatch(_UNFINISHED, [], now)
+        return self._change_parts(_UNFINISHED, [], lifecycle.redispatch, now)
+
+    def _change_parts(
+        self,
+        query: str,
+        args: list[Any],
+        change: Callable[[JobState, int], Change],
+        now: datetime,
+    ) -> list[Change]:
+        """Make ``change`` to each (job, part) pair that ``query`` selects."""
+        with transaction(self._db):
+            changes = []
+            for job_id, part in self._db.execute(query, args).fetchall():
+                before = self._state(job_id, None)
+                changes.append(change(before, part))
+                self._record(before, changes[-1], now)
+        return changes
 
     def ping(self) -> None:
         """Read the file once: raises if it cannot be read."""
@@ -568,11 +585,13 @@ class JobStore(StoreFile):
         after = change.state
         self._db.execute(_UPDATE_JOB, rows.job_columns(after.job))
         changed = [
-            rows.part_columns(after.job.id, part, seq)
-            for part, seq, old_part, old_seq in zip(
-                after.job.parts, after.seqs, before.job.parts, before.seqs, strict=True
+            rows.part_columns(after.job.id, *new)
+            for new, old in zip(
+                zip(after.job.parts, after.seqs, after.lapses, strict=True),
+                zip(before.job.parts, before.seqs, before.lapses, strict=True),
+                strict=True,
             )
-            if (part, seq) != (old_part, old_seq)
+            if new != old
         ]
         self._db.conn.executemany(_UPDATE_PART, changed)
         self._hear(after.job.id, change.dispatch, detached=False, now=now)
@@ -602,7 +621,7 @@ class JobStore(StoreFile):
             messages.append(("event", self.topology.events, key, event))
         messages.extend(
             ("task", DEFAULT_EXCHANGE, self.topology.tasks, task)
-            for task in self._tasks(job, change.dispatch)
+            for task in self._tasks(change.state, change.dispatch)
         )
         if change.stop_workers:
             signal = CancelSignal(job_id=job.id, attempt=job.attempt)
@@ -622,10 +641,11 @@ class JobStore(StoreFile):
             ],
         )
 
-    def _tasks(self, job: JobSnapshot, parts: Sequence[int]) -> list[ExportTask]:
+    def _tasks(self, state: JobState, parts: Sequence[int]) -> list[ExportTask]:
         """A task for each of ``parts`` in the job's current attempt, with its parameters."""
         if not parts:
             return []
+        job = state.job
         part_rows = self._parts.rows_where(
             "job_id = ?", [job.id], select="part, params, file_name", order_by="part"
         )
@@ -638,6 +658,7 @@ class JobStore(StoreFile):
                 request=replace(job.request, params=msgspec.json.decode(row["params"])),
                 key=part_key(job.id, job.attempt, row["part"], row["file_name"]),
                 created_at=job.created_at,
+                lapses=state.lapses[row["part"]],
             )
             for row in part_rows
             if row["part"] in parts

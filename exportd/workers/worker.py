@@ -9,9 +9,7 @@ export that ends within its first ``progress_interval`` reports only its
 outcome: most exports are small, and two updates (and two public events) fewer
 per job is a third of the messages the job costs.  It acknowledges the task only after
 its final update is confirmed by the broker (it sends that one until it is), so a
-worker killed outright loses nothing: the broker delivers the task again.  A task
-that no worker finished in as many deliveries as the queue allows (a poison task) is
-failed, not run, at its last delivery, and dead-lettered.
+worker killed outright loses nothing: the broker delivers the task again.
 
 A task may come more than once: published twice, or delivered again because its
 acknowledgement was lost or its worker's connection dropped while the export ran on.
@@ -24,7 +22,13 @@ too) or whose outcome this worker reported is acknowledged without running.
 A task that runs longer than ``ack_deadline`` is acknowledged early (RabbitMQ
 would otherwise close the channel at its ``consumer_timeout`` and deliver the
 task twice); its updates then say ``detached`` and the engine re-dispatches the
-part if they stop coming.
+part if they stop coming (a lapse: see :mod:`exportd.engine.lifecycle`).  Two kinds
+of task are acknowledged at once and run detached from the start: one that comes at
+its queue's delivery limit, since RabbitMQ counts every connection drop as a delivery
+and so cannot tell a task that crashes its workers from a long one whose workers lost
+the broker for a moment (the engine's lease counts only runs that fell silent), and
+one that the engine dispatched after a lapse.  A detached run stopped by a shutdown
+says it gives its part back, and the engine dispatches it again at once.
 
 The handlers of the task queue and of the cancel signals, and each task's ticker
 (progress, heartbeats, the early acknowledgement), go on through any
@@ -50,7 +54,7 @@ import msgspec
 from exportd.bus.base import Bus, BusError, Message, Subscription
 from exportd.bus.topology import TASK_DELIVERY_LIMIT
 from exportd.config import Settings
-from exportd.errors import Cancelled, ErrorBody, ExportError, ExportFailed
+from exportd.errors import Cancelled, ErrorBody, ExportError
 from exportd.messages import (
     CancelSignal,
     ExportTask,
@@ -193,9 +197,6 @@ class Worker:
             await live.take(message)
             return
         run = TaskRun(self, task, message)
-        if message.delivery_count >= TASK_DELIVERY_LIMIT:
-            await run.give_up()
-            return
         self._running.add(run)
         try:
             await run.execute()
@@ -228,6 +229,8 @@ class TaskRun:
         """This run's name, in the key its file is stored under."""
         self.cancel_requested = False
         self.detached = False
+        self.detach_at_once = task.lapses > 0 or message.delivery_count >= TASK_DELIVERY_LIMIT
+        """The engine's lease, not the broker, is to watch this run from its start."""
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._seq = message.delivery_count * SEQ_PER_DELIVERY
         # The export's thread reports by setting _progress and _written, which the ticker
@@ -249,6 +252,8 @@ class TaskRun:
         ticker = loops.keep_running(f"the ticker of task {task.job_id}/{task.part}", self._tick)
         file: FileInfo | None = None
         error: ErrorBody | None = None
+        if self.detach_at_once:
+            await self._detach_at_start()
         try:
             file = await self._export()
         except Cancelled:
@@ -304,31 +309,32 @@ class TaskRun:
                 log.warning("outcome of task %s not confirmed, again: %s", self.task.job_id, exc)
                 await asyncio.sleep(OUTCOME_RETRY_PAUSE)
 
-    async def give_up(self) -> None:
-        """Fail a task that no worker finished in as many deliveries as its queue allows
-        (a poison task: it crashes the process, say) and dead-letter it, instead of
-        running it again.
-
-        The queue's delivery limit would dead-letter it after this delivery anyway, but
-        then nobody would tell the engine, and the job would stay running for ever.
-        """
-        tries = self.message.delivery_count
-        log.error("task %s unfinished in %d tries: dead-lettered", self.task.job_id, tries)
-        message = (
-            f"no worker finished this export in {tries} tries (each one crashed, was killed, "
-            "lost its connection or shut down while on it); the task is dead-lettered"
+    async def _detach_at_start(self) -> None:
+        """Hand the watch over this run to the engine's lease before the export starts (see
+        the module docstring).  If the broker does not confirm it, the ticker tries again."""
+        task, tries = self.task, self.message.delivery_count + 1
+        log.info(
+            "task %s part %d (delivery %d, %d lapse(s)) runs under the engine's lease",
+            *(task.job_id, task.part, tries, task.lapses),
         )
-        await self._send("failed", error=ExportFailed(message).body())
-        await self.message.reject(requeue=False)
+        try:
+            await self._detach()
+        except BusError as exc:
+            log.warning("task %s not detached yet: %s", task.job_id, exc)
 
     async def _give_back(self) -> None:
-        """Stopped by a shutdown: the broker (or, once detached, the engine's lease)
-        hands the task to another worker."""
+        """Stopped by a shutdown: the broker (or, once detached, the engine, told so) hands
+        the task to another worker."""
         await asyncio.gather(*self._unconfirmed, return_exceptions=True)
-        if not self.detached:
-            for message in [self.message, *self.taken]:
-                with contextlib.suppress(BusError):  # its channel dropped: requeued already
-                    await message.reject(requeue=True)
+        if self.detached:
+            try:
+                await self._deliver(self._update(self._status_now(), given_back=True))
+            except BusError as exc:  # the part lapses instead, once the lease runs out
+                log.warning("task %s not given back: %s", self.task.job_id, exc)
+            return
+        for message in [self.message, *self.taken]:
+            with contextlib.suppress(BusError):  # its channel dropped: requeued already
+                await message.reject(requeue=True)
 
     async def _export(self) -> FileInfo:
         """Plan and write the file, then hand it to the storage, in one thread hop."""
@@ -394,7 +400,9 @@ class TaskRun:
         await asyncio.sleep(settings.progress_interval)
         now = time.monotonic()
         due_heartbeat = now - self._last_sent >= settings.heartbeat_interval
-        due_detach = not self.detached and now - self._started >= settings.ack_deadline
+        due_detach = not self.detached and (
+            self.detach_at_once or now - self._started >= settings.ack_deadline
+        )
         first = not self._announced
         self._announced = True  # before _written is read: see _export
         moved = self._progress != self._reported_progress or self._status_now() != self._reported
@@ -440,7 +448,12 @@ class TaskRun:
         await self._publish(update)
 
     def _update(
-        self, status: PartStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None
+        self,
+        status: PartStatus,
+        *,
+        file: FileInfo | None = None,
+        error: ErrorBody | None = None,
+        given_back: bool = False,
     ) -> StatusUpdate:
         self._seq += 1
         self._reported, self._reported_progress = status, self._progress
@@ -457,6 +470,7 @@ class TaskRun:
             worker=self.worker.name,
             at=datetime.now(UTC),
             detached=self.detached,
+            given_back=given_back,
         )
 
     async def _publish(self, update: StatusUpdate) -> None:

@@ -24,7 +24,7 @@ import pytest
 from yarl import URL
 
 from exportd.bus.topology import TASK_DELIVERY_LIMIT, Topology
-from exportd.messages import ExportTask, JobEvent
+from exportd.messages import JobEvent
 from exportd.validation import MAX_NESTING
 from exportd.workers.worker import SEQ_PER_DELIVERY
 from tests.broker import ACK_TIMEOUT, OnThePrivateNode, PrivateBroker
@@ -164,31 +164,103 @@ async def message_count(url: str, queue: str) -> int:
         return int(declared.declaration_result.message_count or 0)
 
 
-async def test_a_task_that_kills_every_worker_fails_its_job_is_dead_lettered_and_others_go_on(
+async def test_a_task_that_kills_every_worker_fails_its_job_after_its_lapses_and_others_go_on(
     processes: Processes, topology: Topology, broker_url: str
 ) -> None:
-    async with watched_engine(processes.settings, topology) as (runtime, _):
+    """Five deliveries watched by the broker, then runs watched by the engine's lease: the
+    sixth delivery and each dispatch after a lapse are acknowledged at once, and the part
+    fails at its third lapse."""
+    processes.settings = tuned(processes.settings, engine={"lease": 2.0, "sweep_interval": 0.2})
+    lapses = processes.settings.engine.lapses
+    async with watched_engine(processes.settings, topology) as (runtime, bus):
         poison = await runtime.submit(**count_request(3, crash=True))
         healthy = await runtime.submit(**count_request(3))
-        async with asyncio.timeout(30):  # one worker at a time, another when it died
-            while not await message_count(broker_url, topology.tasks_dead):
+        async with asyncio.timeout(60):  # one worker at a time, another when it died
+            while not [e for e in runtime.events.of(poison.id) if e.type == "job.failed"]:
                 if all(process.poll() is not None for process in processes.started):
                     processes.start("worker")
                 await asyncio.sleep(0.1)
         failed = await runtime.events.wait_for(poison.id, "job.failed")
         done = await runtime.events.wait_for(healthy.id, "job.done")
 
-    # os._exit(70) in the toy source, at each delivery but the last, where the worker gives up
-    assert [process.poll() for process in processes.started] == [70] * TASK_DELIVERY_LIMIT + [None]
+    # os._exit(70) in the toy source, at every delivery: five, then one per lapse
+    crashes = TASK_DELIVERY_LIMIT + lapses
+    assert [process.poll() for process in processes.started] == [70] * crashes + [None]
+    detached = [update for update in bus.of(poison.id) if update.detached]
+    assert len(detached) == lapses  # each run under the lease said so before it died
     assert failed.job is not None and failed.job.error is not None
     assert failed.job.error.code == "export_failed"
-    assert f"no worker finished this export in {TASK_DELIVERY_LIMIT} tries" in (
-        failed.job.error.message
-    )
-    dead = await dead_letters(broker_url, topology.tasks_dead)
-    assert [msgspec.json.decode(m.body, type=ExportTask).job_id for m in dead] == [poison.id]
+    assert f"its run fell silent {lapses} times" in failed.job.error.message
+    assert await message_count(broker_url, topology.tasks_dead) == 0  # taken, not dead
     assert done.job is not None and done.job.parts[0].file is not None
     assert stored(processes.settings, done.job.parts[0].file) == counted_lines(3)
+
+
+async def give_back(url: str, queue: str, times: int) -> int:
+    """Take the first message of ``queue`` and give it back ``times`` times, as consumers
+    whose connection dropped would (RabbitMQ 3.x counts each as a delivery); the delivery
+    count (from 0) of the last of them."""
+    async with await aio_pika.connect(url) as connection:
+        channel = await connection.channel()
+        tasks = await channel.get_queue(queue)
+        for _ in range(times):
+            while (message := await tasks.get(no_ack=False, fail=False)) is None:
+                await asyncio.sleep(0.05)
+            await message.reject(requeue=True)
+    count = message.headers.get("x-delivery-count", 0)
+    assert isinstance(count, int)
+    return count
+
+
+async def test_a_task_at_its_delivery_limit_runs_to_done_on_a_worker_that_never_ran_it(
+    processes: Processes, topology: Topology, broker_url: str
+) -> None:
+    """An export in hand through five dropped connections, then delivered to another
+    worker: it is no poison, and its job is done (before, it failed with ``no worker
+    finished this export in 5 tries``)."""
+    async with watched_engine(processes.settings, topology) as (runtime, bus):
+        job = await runtime.submit(**count_request(6, pause=0.1))
+        count = await give_back(broker_url, topology.tasks, TASK_DELIVERY_LIMIT)
+        assert count == TASK_DELIVERY_LIMIT - 1  # the next delivery is the one at the limit
+        processes.start("worker")
+        done = await runtime.events.wait_for(job.id, "job.done")
+        await asyncio.sleep(0.3)  # time for a second done event, were there one
+        assert [event.type for event in runtime.events.of(job.id)].count("job.done") == 1
+    updates = bus.of(job.id)
+    assert updates[0].detached  # acknowledged at once: the engine's lease watches it
+    assert updates[0].seq > TASK_DELIVERY_LIMIT * SEQ_PER_DELIVERY
+    assert [update.status for update in updates].count("done") == 1
+    assert await message_count(broker_url, topology.tasks) == 0
+    assert await message_count(broker_url, topology.tasks_dead) == 0
+    assert done.job is not None and done.job.parts[0].file is not None
+    assert stored(processes.settings, done.job.parts[0].file) == counted_lines(6)
+
+
+async def test_a_worker_shut_down_gives_its_detached_part_back_for_another_at_once(
+    processes: Processes, topology: Topology, broker_url: str
+) -> None:
+    """SIGTERM past the shutdown grace: the detached run says it gives its part back, and
+    the engine dispatches it again without waiting out its lease (ten minutes here)."""
+    processes.settings = tuned(
+        processes.settings, worker={"ack_deadline": 0.3}, engine={"lease": 600.0}
+    )
+    leaving = processes.start("worker")
+    await wait_for_consumers(broker_url, topology.tasks, 1)
+    async with watched_engine(processes.settings, topology) as (runtime, bus):
+        job = await runtime.submit(**count_request(8, pause=0.5))
+        await until(lambda: [update for update in bus.of(job.id) if update.detached])
+        leaving.send_signal(signal.SIGTERM)  # its run ends within shutdown_grace (2 s)
+        assert await asyncio.to_thread(leaving.wait, 10) == 0
+        processes.start("worker")
+        done = await runtime.events.wait_for(job.id, "job.done", timeout=30)
+    updates = bus.of(job.id)
+    given_back = [update for update in updates if update.given_back]
+    assert [update.worker for update in given_back] == [updates[0].worker]
+    finals = [update for update in updates if update.status == "done"]
+    assert len(finals) == 1 and finals[0].worker != updates[0].worker
+    assert finals[0].seq < SEQ_PER_DELIVERY  # a new dispatch: its first delivery
+    assert done.job is not None and done.job.parts[0].file is not None
+    assert stored(processes.settings, done.job.parts[0].file) == counted_lines(8)
 
 
 async def answers_to(

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -554,24 +555,69 @@ def test_done_jobs_expire_when_their_time_comes(store: JobStore) -> None:
 
 def test_a_detached_part_whose_worker_falls_silent_is_dispatched_again(store: JobStore) -> None:
     lease = timedelta(minutes=2)
+    lapsed = partial(store.redispatch_lapsed, lease=lease, limit=3)
     job = created(store, part_count=3)
     apply(store, update(job, "processing", 5, detached=True))
     apply(store, update(job, "processing", 3, part=1))
     apply(store, update(job, "done", 9, part=2, detached=True))
     outbox(store)
-    assert store.redispatch_lapsed(NOW + lease - timedelta(seconds=1), lease) == []
-    [change] = store.redispatch_lapsed(NOW + lease, lease)
+    assert lapsed(NOW + lease - timedelta(seconds=1)) == []
+    [change] = lapsed(NOW + lease)
     assert change.job == store.get(job.id)  # nothing public changed
     assert change.dispatch == (0,)
     [(kind, _, _, task)] = outbox(store)
     assert (kind, task.part, task.attempt, task.key) == ("task", 0, 1, file(job.id, 0).key)
-    assert store.redispatch_lapsed(NOW + 3 * lease, lease) == []  # not detached any more
+    assert task.lapses == 1  # its worker detaches at once
+    assert lapsed(NOW + 3 * lease) == []  # not detached any more
     # the next worker counts from seq 1; once it detaches and falls silent, it is replaced too
     assert isinstance(apply(store, update(job, "processing", 1, detached=True)), Change)
-    assert len(store.redispatch_lapsed(NOW + lease, lease)) == 1
+    assert len(lapsed(NOW + lease)) == 1
+    assert [task.lapses for *_, task in outbox(store)] == [2]
     apply(store, update(job, "processing", 1, detached=True))
     store.cancel(job.id, now=NOW)
-    assert store.redispatch_lapsed(NOW + 9 * lease, lease) == []
+    assert lapsed(NOW + 9 * lease) == []
+
+
+def test_a_part_that_lapses_at_the_limit_fails_its_job_and_a_restart_counts_anew(
+    store: JobStore,
+) -> None:
+    lease = timedelta(minutes=2)
+    job = created(store, part_count=2)
+    for lapse in (1, 2):
+        apply(store, update(job, "processing", 1, detached=True))
+        [change] = store.redispatch_lapsed(NOW + lease * lapse, lease, limit=2)
+        messages = outbox(store)
+    assert change.job.status == "failed" == store.get(job.id).status
+    assert change.job.error is not None
+    assert change.job.error.message.startswith("no worker finished this export")
+    assert [message[0] for message in messages] == ["event", "cancel"]
+    assert messages[0][3].type == "job.failed"
+    store.restart(job.id, now=NOW + 9 * lease)
+    assert [task.lapses for kind, *_, task in outbox(store) if kind == "task"] == [0, 0]
+
+
+def test_a_run_overtaken_by_a_later_delivery_keeps_the_lease(store: JobStore) -> None:
+    lease = timedelta(minutes=2)
+    job = created(store)
+    apply(store, update(job, "processing", 100, detached=True))
+    # the later run died; the earlier one (lower seqs: dropped) goes on
+    early = update(job, "processing", 7, detached=True)
+    assert apply(store, early, now=NOW + lease) == Dropped("duplicate")
+    assert store.redispatch_lapsed(NOW + lease + timedelta(seconds=1), lease, limit=3) == []
+    assert len(store.redispatch_lapsed(NOW + 2 * lease, lease, limit=3)) == 1
+
+
+def test_a_part_given_back_is_dispatched_again_at_once(store: JobStore) -> None:
+    job = created(store)
+    apply(store, update(job, "processing", 1, detached=True))
+    outbox(store)
+    change = apply(store, update(job, "processing", 2, detached=True, given_back=True))
+    assert isinstance(change, Change) and change.dispatch == (0,)
+    [(kind, _, _, task)] = outbox(store)
+    assert (kind, task.lapses) == ("task", 0)
+    assert store.get(job.id).parts[0].status == "processing"
+    # the task waits in its queue for a worker: the broker, not the lease, has it now
+    assert store.redispatch_lapsed(NOW + timedelta(days=1), timedelta(minutes=2), limit=3) == []
 
 
 def test_the_outbox_hands_out_the_oldest_messages_and_forgets_the_published(

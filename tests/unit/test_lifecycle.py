@@ -291,6 +291,50 @@ def test_a_part_redispatched_counts_its_updates_from_the_start() -> None:
         lifecycle.redispatch(lifecycle.cancel(state, now=NOW).state, 0)
 
 
+def test_a_part_that_lapses_is_dispatched_again_until_its_limit_then_fails() -> None:
+    state = applied(new_job(2), update("processing", 5, detached=True), update("done", 1, part=1))
+    first = lifecycle.lapse(state, 0, limit=2, now=LATER)
+    assert (first.job, first.event, first.dispatch) == (state.job, None, (0,))
+    assert (first.state.seqs, first.state.lapses) == ((0, 1), (1, 0))
+    again = applied(first.state, update("processing", 1, detached=True))
+    last = lifecycle.lapse(again, 0, limit=2, now=LATER)
+    job = last.job
+    assert (job.status, last.event, last.dispatch, last.stop_workers) == (
+        *("failed", "job.failed", ()),
+        True,
+    )
+    assert [part.status for part in job.parts] == ["failed", "done"]
+    assert job.error is not None and job.error.code == "export_failed"
+    assert "its run fell silent 2 times" in job.error.message
+    assert (job.completed_at, job.expires_at) == (LATER, None)
+    assert last.discard == (file(1).key,)  # the done part's file goes with the attempt
+    with pytest.raises(Conflict, match="cannot lapse part 1, done"):
+        lifecycle.lapse(state, 1, limit=2, now=LATER)
+
+
+def test_a_restart_counts_lapses_from_zero() -> None:
+    lapsed = lifecycle.lapse(applied(new_job(), update("processing", 1)), 0, limit=1, now=NOW)
+    assert lapsed.job.status == "failed"
+    restarted = lifecycle.restart(lapsed.state, now=LATER)
+    assert restarted.state.lapses == (0,)
+
+
+def test_a_part_given_back_by_its_run_is_dispatched_again_without_a_lapse() -> None:
+    state = applied(new_job(), update("processing", 5, detached=True))
+    lapsed = lifecycle.lapse(state, 0, limit=3, now=NOW).state
+    running = applied(lapsed, update("processing", 2, detached=True))
+    back = lifecycle.apply_update(
+        running, update("processing", 3, given_back=True), now=NOW, lifetime=LIFETIME
+    )
+    assert isinstance(back, Change)
+    assert (back.job, back.event, back.dispatch) == (running.job, None, (0,))
+    assert (back.state.seqs, back.state.lapses) == ((0,), (1,))
+    late = update("processing", 9, given_back=True, attempt=2)
+    assert lifecycle.apply_update(running, late, now=NOW, lifetime=LIFETIME) == Dropped(
+        "stale_attempt"
+    )
+
+
 def test_expire_waits_for_expires_at() -> None:
     done = job_in("done")
     with pytest.raises(Conflict, match="before"):
