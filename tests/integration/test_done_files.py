@@ -26,6 +26,7 @@ from exportd.bus.topology import Topology
 from exportd.config import Settings
 from exportd.engine.store import part_key
 from exportd.messages import ExportTask, FileInfo, JobEvent, JobSnapshot
+from exportd.workers.workarea import LOCK_SUFFIX
 from tests.broker import OnThePrivateNode, PrivateBroker
 from tests.integration.processes import (
     Processes,
@@ -160,6 +161,14 @@ async def check_done_once(
         (file,) = check_files(runtime, runtime.settings, done_once(seen, job.id))
         if job.request.source == "count":
             assert stored(runtime.settings, file).startswith(counted_lines(rows))
+    # the runs that lost stop at their attempt's cancel signal and remove their partial files
+    await until(lambda: not partial_files(runtime.settings), timeout=15)
+
+
+def partial_files(settings: Settings) -> list[Path]:
+    """The files being written in the workers' work areas (their lock files aside)."""
+    files = (path for path in settings.work_path.rglob("*") if path.is_file())
+    return [path for path in files if path.suffix != LOCK_SUFFIX]
 
 
 class TestOnANodeOfItsOwn:
