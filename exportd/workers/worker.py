@@ -48,6 +48,7 @@ import time
 import uuid
 from collections import deque
 from datetime import UTC, datetime
+from functools import partial
 
 import msgspec
 
@@ -65,7 +66,7 @@ from exportd.messages import (
 )
 from exportd.plan import plan_export
 from exportd.plugins.manager import Plugins
-from exportd.supervision import Loops, guarded
+from exportd.supervision import Backoff, Guard, Loops, guarded
 from exportd.workers.pipeline import Progress as PipelineProgress
 from exportd.workers.pipeline import run_export
 from exportd.workers.workarea import WorkArea
@@ -76,8 +77,9 @@ REMEMBERED_CANCELS = 1000
 REMEMBERED_OUTCOMES = 1000
 SEQ_PER_DELIVERY = 1_000_000
 """Updates of a later delivery of a task must sort after those of earlier ones."""
-OUTCOME_RETRY_PAUSE = 1.0
-"""Seconds between two tries at sending a run's outcome the broker did not confirm."""
+OUTCOME_BACKOFF = Backoff(first=0.2, cap=5.0)
+"""The waits between tries at sending a run's outcome that the broker did not confirm:
+capped low, since the job waits on it once the broker is back."""
 
 PartRef = tuple[str, int, int]
 """A part of one attempt of a job: (job id, attempt, part)."""
@@ -297,17 +299,14 @@ class TaskRun:
         self, status: PartStatus, *, file: FileInfo | None, error: ErrorBody | None
     ) -> None:
         """Send the run's final update until the broker confirms it (a broker restart
-        outlasts the confirm timeout), or until the worker shuts down."""
+        outlasts the confirm timeout), backing off between tries, or until the worker shuts
+        down (then :class:`BusError`: the task goes back to its queue)."""
         update = self._update(status, file=file, error=error)
-        while True:
-            try:
-                await self._deliver(update)
-                return
-            except BusError as exc:
-                if self.worker.shutting_down:
-                    raise
-                log.warning("outcome of task %s not confirmed, again: %s", self.task.job_id, exc)
-                await asyncio.sleep(OUTCOME_RETRY_PAUSE)
+        task = self.task
+        guard = Guard(f"the outcome of task {task.job_id}/{task.part}", OUTCOME_BACKOFF)
+        while not await guard.run(partial(self._deliver, update)):
+            if self.worker.shutting_down:
+                raise BusError(f"the outcome of task {task.job_id} is not confirmed: shutting down")
 
     async def _detach_at_start(self) -> None:
         """Hand the watch over this run to the engine's lease before the export starts (see
