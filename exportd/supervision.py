@@ -1,7 +1,7 @@
 """How exportd's background loops survive failures, and what happens when one ends anyway.
 
 Every loop of the engine and the workers (the outbox relay, the expiry sweeper,
-the delivery service, a task's progress ticker) and every handler of a consumer
+the delivery service, a task's reporter) and every handler of a consumer
 runs its work through a :class:`Guard`:
 
 * an :class:`Exception` of any kind (the broker gone, the job store locked or

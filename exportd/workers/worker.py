@@ -30,10 +30,10 @@ the broker for a moment (the engine's lease counts only runs that fell silent), 
 one that the engine dispatched after a lapse.  A detached run stopped by a shutdown
 says it gives its part back, and the engine dispatches it again at once.
 
-The handlers of the task queue and of the cancel signals, and each task's ticker
+The handlers of the task queue and of the cancel signals, and each task's reporter
 (progress, heartbeats, the early acknowledgement), go on through any
 :class:`Exception`, logging it once per streak and backing off
-(:mod:`exportd.supervision`); a ticker that ends anyway ends :meth:`Worker.run`
+(:mod:`exportd.supervision`); a reporter that ends anyway ends :meth:`Worker.run`
 with :class:`~exportd.supervision.LoopEnded`.
 """
 
@@ -44,6 +44,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import deque
@@ -100,7 +101,7 @@ def part_of(task: ExportTask) -> PartRef:
 class Worker:
     """Consumes ``exportd.tasks`` and runs up to ``worker.concurrency`` exports at once.
 
-    Its tasks' tickers run in ``loops`` (its own, or those of the engine it runs beside).
+    Its tasks' reporters run in ``loops`` (its own, or those of the engine it runs beside).
     """
 
     def __init__(
@@ -128,7 +129,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then shut down gracefully (see :meth:`shutdown`).
-        Raises :class:`~exportd.supervision.LoopEnded` (once shut down) if a ticker ended
+        Raises :class:`~exportd.supervision.LoopEnded` (once shut down) if a reporter ended
         on its own."""
         self.work_area.open()
         topology = self.bus.topology
@@ -157,7 +158,7 @@ class Worker:
             log.info("worker %s finishing %d task(s)", self.name, len(running))
             _, late = await asyncio.wait(running, timeout=self.settings.worker.shutdown_grace)
             for run in self._running:
-                run.cancel_requested = True
+                run.cancel.set()
             if late:
                 await asyncio.wait(late)
         await cancels.cancel()
@@ -173,7 +174,7 @@ class Worker:
             self._cancelled.append((signal.job_id, signal.attempt))
             for run in self._running:
                 if run.task.job_id == signal.job_id and run.task.attempt <= signal.attempt:
-                    run.cancel_requested = True
+                    run.cancel.set()
         await message.ack()
 
     async def _on_task(self, message: Message) -> None:
@@ -219,7 +220,15 @@ class Worker:
 
 
 class TaskRun:
-    """One delivery of one task: the export, its updates and the settling of the message."""
+    """One delivery of one task: the export, its updates and the settling of the message.
+
+    The export runs in a thread of its own.  It tells the event loop how far it got and
+    that its file is written (``call_soon_threadsafe``), and reads only :attr:`cancel`.
+    On the loop, while the export runs, the run's reporter (:meth:`_report`) is the one
+    that says anything: the announcement, progress, heartbeats, ``uploading`` and the
+    early acknowledgement.  Once the export ends, :meth:`execute` stops the reporter and
+    sends the outcome.
+    """
 
     def __init__(self, worker: Worker, task: ExportTask, message: Message) -> None:
         self.worker = worker
@@ -229,33 +238,43 @@ class TaskRun:
         """Later deliveries of the task, taken while this run went on: settled with it."""
         self.run = f"{message.delivery_count}-{uuid.uuid4().hex[:8]}"
         """This run's name, in the key its file is stored under."""
-        self.cancel_requested = False
+        self.cancel = threading.Event()
+        """Set to stop the export before its next batch (a cancel signal, a shutdown)."""
         self.detached = False
         self.detach_at_once = task.lapses > 0 or message.delivery_count >= TASK_DELIVERY_LIMIT
         """The engine's lease, not the broker, is to watch this run from its start."""
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._seq = message.delivery_count * SEQ_PER_DELIVERY
-        # The export's thread reports by setting _progress and _written, which the ticker
-        # reads every progress_interval: each is one assignment of an object made before
-        # and never changed after, so the loop sees the old value or the new one.
+        # What the export told the loop.
         self._progress = Progress()
         self._written = False
+        self._file_news = asyncio.Event()
+        self._turned = asyncio.Event()
+        """The reporter took its first turn (a run detached at once: it tried to detach)."""
+        # What the reporter said: whether it announced the run, and its last update.
         self._announced = False
-        # The last update made (sent, or on its way): its status and progress.
         self._reported: PartStatus = "processing"
         self._reported_progress = Progress()
-        self._unconfirmed: list[asyncio.Future[None]] = []
         self._started = self._last_sent = time.monotonic()
+        first_turn = 0.0 if self.detach_at_once else worker.settings.worker.progress_interval
+        self._next_turn = self._started + first_turn
 
     async def execute(self) -> None:
         """Run the export and report it; settle the message once the outcome is confirmed."""
         task = self.task
         loops = self.worker.loops
-        ticker = loops.keep_running(f"the ticker of task {task.job_id}/{task.part}", self._tick)
+        if self.detach_at_once:
+            log.info(
+                "task %s part %d (delivery %d, %d lapse(s)) runs under the engine's lease",
+                *(task.job_id, task.part, self.message.delivery_count + 1, task.lapses),
+            )
+        reporter = loops.keep_running(
+            f"the reporter of task {task.job_id}/{task.part}", self._report
+        )
         file: FileInfo | None = None
         error: ErrorBody | None = None
-        if self.detach_at_once:
-            await self._detach_at_start()
+        if self.detach_at_once:  # the engine is to watch the run before the run starts
+            await self._turned.wait()
         try:
             file = await self._export()
         except Cancelled:
@@ -268,7 +287,7 @@ class TaskRun:
             log.exception("task %s part %s failed", self.task.job_id, self.task.part)
             error = ErrorBody("internal_error", f"the worker failed: {type(exc).__name__}: {exc}")
         finally:
-            await loops.stop(ticker)
+            await loops.stop(reporter)
         status: PartStatus = "done" if file else "failed" if error else "canceled"
         await self._send_outcome(status, file=file, error=error)
         self.worker.reported(self.task)
@@ -308,23 +327,9 @@ class TaskRun:
             if self.worker.shutting_down:
                 raise BusError(f"the outcome of task {task.job_id} is not confirmed: shutting down")
 
-    async def _detach_at_start(self) -> None:
-        """Hand the watch over this run to the engine's lease before the export starts (see
-        the module docstring).  If the broker does not confirm it, the ticker tries again."""
-        task, tries = self.task, self.message.delivery_count + 1
-        log.info(
-            "task %s part %d (delivery %d, %d lapse(s)) runs under the engine's lease",
-            *(task.job_id, task.part, tries, task.lapses),
-        )
-        try:
-            await self._detach()
-        except BusError as exc:
-            log.warning("task %s not detached yet: %s", task.job_id, exc)
-
     async def _give_back(self) -> None:
         """Stopped by a shutdown: the broker (or, once detached, the engine, told so) hands
         the task to another worker."""
-        await asyncio.gather(*self._unconfirmed, return_exceptions=True)
         if self.detached:
             try:
                 await self._deliver(self._update(self._status_now(), given_back=True))
@@ -344,9 +349,8 @@ class TaskRun:
         loop = asyncio.get_running_loop()
 
         def on_progress(progress: PipelineProgress) -> None:
-            self._progress = Progress(
-                rows=progress.rows, bytes=progress.bytes, total=progress.total
-            )
+            made = Progress(rows=progress.rows, bytes=progress.bytes, total=progress.total)
+            loop.call_soon_threadsafe(self._progressed, made)
 
         def write_and_store() -> FileInfo:
             plan = plan_export(
@@ -361,16 +365,11 @@ class TaskRun:
                     path,
                     batch_size=worker.settings.batch_size,
                     on_progress=on_progress,
-                    cancelled=lambda: self.cancel_requested,
+                    cancelled=self.cancel.is_set,
                     part=task.part,
                     part_count=task.part_count,
                 )
-                self._written = True
-                # Read after _written is set, as the ticker sets _announced before it reads
-                # _written: either the ticker sees the file written, or this sees the task
-                # announced and says uploading at once.
-                if self._announced:
-                    loop.call_soon_threadsafe(self._start_upload)
+                loop.call_soon_threadsafe(self._file_written)
                 worker.storage.store(key, path)
             finally:
                 path.unlink(missing_ok=True)  # the storage moved it, or it is no use
@@ -378,37 +377,55 @@ class TaskRun:
 
         return await asyncio.to_thread(write_and_store)
 
-    def _start_upload(self) -> None:
-        """The file of an announced task is written: say so now."""
-        if self._reported != "uploading":
-            self._send_soon("uploading")
+    def _progressed(self, progress: Progress) -> None:
+        """News from the export's thread: how far it got."""
+        self._progress = progress
+
+    def _file_written(self) -> None:
+        """News from the export's thread: its file is written, the storage takes it now."""
+        self._written = True
+        self._file_news.set()
 
     def _status_now(self) -> PartStatus:
         """What the export is at: writing the file, or handing it to the storage."""
         return "uploading" if self._written else "processing"
 
-    async def _tick(self) -> None:
-        """One turn of the ticker, every ``progress_interval``: announce the task, then
-        publish progress when it moved and a heartbeat when it did not; detach when due.
+    async def _report(self) -> None:
+        """One turn of the reporter: wait for its next tick, or for the file written (an
+        announced run says ``uploading`` at once), then say what is due.
 
-        Any :class:`Exception` (an update not confirmed) ends the turn; the ticker logs
+        Any :class:`Exception` (an update not confirmed) ends the turn; the reporter logs
         it, backs off and takes the next (:func:`~exportd.supervision.keep_running`):
         one update lost is no reason to stop the heartbeat.
         """
-        settings = self.worker.settings.worker
-        await asyncio.sleep(settings.progress_interval)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, self._next_turn - time.monotonic())):
+                await self._file_news.wait()
+        self._file_news.clear()
         now = time.monotonic()
+        if now < self._next_turn:  # the file is written
+            if self._announced:
+                await self._send("uploading")
+            return
+        self._next_turn = now + self.worker.settings.worker.progress_interval
+        try:
+            await self._tick(now)
+        finally:
+            self._turned.set()
+
+    async def _tick(self, now: float) -> None:
+        """Announce the run, then publish progress when it moved and a heartbeat when it did
+        not; detach when due (``ack_deadline`` passed, or at once: see the module docstring)."""
+        settings = self.worker.settings.worker
         due_heartbeat = now - self._last_sent >= settings.heartbeat_interval
         due_detach = not self.detached and (
             self.detach_at_once or now - self._started >= settings.ack_deadline
         )
-        first = not self._announced
-        self._announced = True  # before _written is read: see _export
         moved = self._progress != self._reported_progress or self._status_now() != self._reported
-        if first or moved or due_heartbeat or due_detach:
+        if not self._announced or moved or due_heartbeat or due_detach:
             self._last_sent = now
             if due_detach:
-                # Shielded: execute() cancels the ticker when the export ends, leaving the
+                # Shielded: execute() stops the reporter when the export ends, leaving the
                 # ack to a detach under way, which must not stop half-way.
                 await asyncio.shield(self._detach())
             else:
@@ -427,24 +444,11 @@ class TaskRun:
         await self._ack(self.taken)
         self.taken.clear()
 
-    def _send_soon(self, status: PartStatus) -> None:
-        """Send an update without waiting for its confirm here: the export goes on, and the
-        next :meth:`_send` waits for it (updates leave in order on one channel)."""
-        update = self._update(status)
-        self._unconfirmed.append(asyncio.ensure_future(self._publish(update)))
-
     async def _send(
         self, status: PartStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None
     ) -> None:
-        """Send an update, once every update sent soon before it is confirmed."""
+        """Send an update and wait for the broker's confirm."""
         await self._deliver(self._update(status, file=file, error=error))
-
-    async def _deliver(self, update: StatusUpdate) -> None:
-        """Publish ``update`` once every update sent soon before it is confirmed."""
-        earlier, self._unconfirmed = self._unconfirmed, []
-        if earlier:
-            await asyncio.gather(*earlier)
-        await self._publish(update)
 
     def _update(
         self,
@@ -472,6 +476,7 @@ class TaskRun:
             given_back=given_back,
         )
 
-    async def _publish(self, update: StatusUpdate) -> None:
+    async def _deliver(self, update: StatusUpdate) -> None:
+        """Publish ``update`` to the status queue and wait for the broker's confirm."""
         bus = self.worker.bus
         await bus.publish("", bus.topology.status, msgspec.json.encode(update))
