@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ class Plugins:
             self._load_entry_points()
         for plugin in extra:
             self._register(plugin, getattr(plugin, "__name__", repr(plugin)), "(registered)")
+        self._check_hooks()
         self.sources: Mapping[str, Source[Any]] = self._collect(
             self.pm.hook.exportd_sources, "source", Source
         )
@@ -98,8 +100,32 @@ class Plugins:
     def _register(self, plugin: object, name: str, package: str) -> None:
         if self.pm.is_blocked(name):
             return
-        self.pm.register(plugin, name=name)
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            # pluggy's message repeats the plugin's name on its first line.
+            said = "; ".join(str(exc).splitlines()[1:])
+            raise PluginError(f"plugin {name!r} from {package} is invalid: {said}") from None
         self._packages[name] = package
+
+    def _check_hooks(self) -> None:
+        """Refuse a plugin that implements a hook exportd does not have (a misspelt
+        ``exportd_source``), naming the plugin and the hook."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
+            unknown = [
+                caller.name
+                for caller in self.pm.get_hookcallers(exc.plugin) or []
+                if not caller.has_spec()
+            ]
+            hooks = [hook for hook in dir(hookspecs) if hook.startswith(f"{hookspecs.PROJECT}_")]
+            said = "; ".join(f"{hook}(){_suggestion(hook, hooks)}" for hook in unknown)
+            raise PluginError(
+                f"plugin {name!r} from {self._packages.get(name, '?')} implements a hook "
+                f"exportd does not have: {said}"
+            ) from None
 
     def _load_entry_points(self) -> None:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -214,6 +240,12 @@ def _descriptors(
                 f"instances with a name, got {descriptor!r}"
             )
     return descriptors
+
+
+def _suggestion(hook: str, hooks: list[str]) -> str:
+    """`` (did you mean exportd_sources()?)`` naming the hook most like ``hook``, if one is."""
+    close = difflib.get_close_matches(hook, hooks, n=1)
+    return f" (did you mean {close[0]}()?)" if close else ""
 
 
 def _lookup(table: Mapping[str, D], name: str, field: str, kind: str) -> D:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from exportd import InvalidRequest, PluginError, hookimpl
+from exportd.cli import main
 from exportd.plugins import manager
 from exportd.plugins.manager import Plugins
 from tests.unit import toy_plugins
@@ -97,3 +98,73 @@ def test_a_hook_that_fails_or_returns_junk_is_an_error_naming_the_plugin(
     with pytest.raises(PluginError) as caught:
         Plugins(builtins=False, entry_points=False, extra=[sloppy])
     assert message in str(caught.value)
+
+
+def test_a_misspelt_hook_is_an_error_naming_the_plugin_and_the_hook() -> None:
+    typo = types.ModuleType("typo_plugin")
+
+    @hookimpl
+    def exportd_source() -> list[Any]:
+        return [toy_plugins.CountSource()]
+
+    typo.exportd_source = exportd_source  # type: ignore[attr-defined]
+    with pytest.raises(PluginError) as caught:
+        Plugins(builtins=False, entry_points=False, extra=[typo])
+    assert str(caught.value) == (
+        "plugin 'typo_plugin' from (registered) implements a hook exportd does not have: "
+        "exportd_source() (did you mean exportd_sources()?)"
+    )
+
+
+def test_a_misspelt_hook_of_an_installed_plugin_names_its_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    typo = types.ModuleType("exportd_typo_plugin")
+
+    @hookimpl
+    def exportd_formats_list() -> list[Any]:
+        return []
+
+    typo.exportd_formats_list = exportd_formats_list  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "exportd_typo_plugin", typo)
+    installed = EntryPoint(name="typo", value="exportd_typo_plugin", group="exportd")
+    monkeypatch.setattr(manager, "entry_points", lambda group: [installed])
+    with pytest.raises(PluginError, match=r"^plugin 'typo' from exportd_typo_plugin implements"):
+        Plugins(builtins=False)
+
+
+def test_a_hook_taking_an_argument_the_hook_lacks_is_a_one_line_plugin_error() -> None:
+    wrong = types.ModuleType("wrong_plugin")
+
+    @hookimpl
+    def exportd_storages(setings: object) -> list[Any]:
+        return []
+
+    wrong.exportd_storages = exportd_storages  # type: ignore[attr-defined]
+    with pytest.raises(PluginError) as caught:
+        Plugins(builtins=False, entry_points=False, extra=[wrong])
+    message = str(caught.value)
+    assert message.startswith("plugin 'wrong_plugin' from (registered) is invalid: ")
+    assert "exportd_storages(setings: 'object')" in message
+    assert "Argument(s) {'setings'} are declared in the hookimpl" in message
+    assert "\n" not in message
+
+
+def test_the_cli_reports_a_misspelt_hook_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    typo = types.ModuleType("exportd_typo_plugin")
+
+    @hookimpl
+    def exportd_source() -> list[Any]:
+        return []
+
+    typo.exportd_source = exportd_source  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "exportd_typo_plugin", typo)
+    installed = EntryPoint(name="typo", value="exportd_typo_plugin", group="exportd")
+    monkeypatch.setattr(manager, "entry_points", lambda group: [installed])
+    assert main(["plugins"]) == 1
+    assert capsys.readouterr().err == (
+        "exportd: error: plugin 'typo' from exportd_typo_plugin implements a hook exportd "
+        "does not have: exportd_source() (did you mean exportd_sources()?)\n"
+    )
