@@ -7,12 +7,17 @@ Built-in sources and formats are registered through these same hooks, so
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from exportd.config import Settings
 from exportd.plugins.api import DeliveryMethod, Format, Source, Storage
+
+if TYPE_CHECKING:  # the HTTP layer is imported only where the HTTP API is built
+    from litestar.types import ControllerRouterHandler
+
+    from exportd.http.context import HttpApi
 
 PROJECT = "exportd"
 
@@ -66,11 +71,12 @@ def exportd_deliveries(settings: Settings) -> Iterable[DeliveryMethod]:
 
 
 @hookspec
-def exportd_http_routes(api: Any) -> Iterable[Any]:
-    """Return HTTP routes to add to the API: Litestar route handlers or ``Router`` s.
+def exportd_http_routes(api: HttpApi) -> Iterable[ControllerRouterHandler]:
+    """Return HTTP routes to add to the API: Litestar route handlers, controllers or
+    ``Router`` s.
 
     Called once when the HTTP API starts (``exportd serve``, ``exportd engine``),
-    with ``api``, an :class:`exportd.http.context.HttpApi`: the engine's Python API
+    with ``api``, an :class:`~exportd.HttpApi`: the engine's Python API
     (``api.engine``), who is calling (``api.caller(request, permission)``),
     download URLs (``api.signer``) and the settings.  The seed-compatible APIs in
     ``exportd/http/facades`` are worked examples.  A route whose path another

@@ -7,7 +7,7 @@ import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pluggy
 
@@ -16,6 +16,11 @@ from exportd.errors import InvalidRequest, PluginError
 from exportd.messages import Delivery
 from exportd.plugins import hookspecs
 from exportd.plugins.api import DeliveryMethod, Format, Source, Storage
+
+if TYPE_CHECKING:  # the HTTP layer is imported only where the HTTP API is built
+    from litestar.types import ControllerRouterHandler
+
+    from exportd.http.context import HttpApi
 
 ENTRY_POINT_GROUP = "exportd"
 BUILTIN_PLUGINS = (
@@ -169,13 +174,14 @@ class Plugins:
                 )
         return dict(sorted(found.items()))
 
-    def http_routes(self, api: object) -> list[Any]:
+    def http_routes(self, api: HttpApi) -> list[ControllerRouterHandler]:
         """Every plugin's extra HTTP routes (see ``exportd_http_routes``); a plugin that
         fails is named."""
-        routes: list[Any] = []
+        routes: list[ControllerRouterHandler] = []
         for impl in reversed(self.pm.hook.exportd_http_routes.get_hookimpls()):
             try:
-                routes.extend(cast(Iterable[Any], impl.function(api=api) or ()))
+                found = impl.function(api=api) or ()
+                routes.extend(cast("Iterable[ControllerRouterHandler]", found))
             except Exception as exc:
                 raise PluginError(
                     f"plugin {impl.plugin_name!r} failed in exportd_http_routes(): "
