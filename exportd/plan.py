@@ -122,7 +122,13 @@ class ExportPlan:
         """One plan per independent part of this export (usually just itself)."""
         ctx = self.context(batch_size=batch_size)
         part_params = call_plugin(self.source_label, lambda: self.source.parts(self.params, ctx))
-        return [_with_params(self, params) for params in part_params]
+        count = len(part_params)
+        return [
+            _with_params(
+                self, params, self.context(batch_size=batch_size, part=n, part_count=count)
+            )
+            for n, params in enumerate(part_params)
+        ]
 
 
 @functools.cache
@@ -132,13 +138,13 @@ def _encode_names(params_type: type[msgspec.Struct]) -> tuple[str, ...]:
     return tuple(field.encode_name for field in msgspec.structs.fields(params_type))
 
 
-def _with_params(plan: ExportPlan, params: msgspec.Struct) -> ExportPlan:
-    """``plan`` for these parameters (and the columns they give)."""
+def _with_params(plan: ExportPlan, params: msgspec.Struct, ctx: ReadContext) -> ExportPlan:
+    """``plan`` for these parameters (and the columns they give, read with ``ctx``)."""
     return dataclasses.replace(
         plan,
         request=msgspec.structs.replace(plan.request, params=msgspec.to_builtins(params)),
         params=params,
-        columns=call_plugin(plan.source_label, lambda: tuple(plan.source.columns(params))),
+        columns=call_plugin(plan.source_label, lambda: tuple(plan.source.columns(params, ctx))),
     )
 
 
@@ -185,7 +191,7 @@ def plan_export(
     )
     ctx = plan.context(batch_size=1)
     call_plugin(plan.source_label, lambda: source.validate(params, ctx))
-    columns = call_plugin(plan.source_label, lambda: tuple(source.columns(params)))
+    columns = call_plugin(plan.source_label, lambda: tuple(source.columns(params, ctx)))
     return dataclasses.replace(plan, columns=columns)
 
 

@@ -133,8 +133,12 @@ class Source(abc.ABC, Generic[P]):
         """
 
     @abc.abstractmethod
-    def columns(self, params: P) -> Sequence[Column]:
-        """The columns of every row :meth:`read` yields for these parameters."""
+    def columns(self, params: P, ctx: ReadContext) -> Sequence[Column]:
+        """The columns of every row :meth:`read` yields for these parameters.
+
+        Called at request time, after :meth:`validate`, with the context the export will
+        read with (a source whose columns come from a remote schema asks it there, for
+        ``ctx.org_id`` say), and once for each part's parameters."""
 
     def estimate(self, params: P, ctx: ReadContext) -> int | None:
         """How many rows :meth:`read` will yield, for progress; ``None`` if unknown."""

@@ -68,7 +68,7 @@ class WeatherSource(Source[WeatherParams]):
             known = ", ".join(CITIES)
             raise NotFound.field("params.city", f"unknown city {params.city!r}; known: {known}")
 
-    def columns(self, params: WeatherParams) -> Sequence[Column]:
+    def columns(self, params: WeatherParams, ctx: ReadContext) -> Sequence[Column]:
         """Time, city, temperature, humidity and conditions."""
         return [
             Column("time", "datetime"),
