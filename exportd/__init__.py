@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from exportd.config import Settings
 from exportd.errors import (
     Cancelled,
+    ConfigError,
     ErrorBody,
     ExportError,
     ExportFailed,
@@ -42,6 +43,7 @@ from exportd.plugins.api import (
     DeliveryMethod,
     ExportInfo,
     Format,
+    NoConfig,
     NoOptions,
     NoParams,
     ReadContext,
@@ -62,6 +64,7 @@ __all__ = [
     "Cancelled",
     "Column",
     "ColumnType",
+    "ConfigError",
     "Delivery",
     "DeliveryContext",
     "DeliveryMethod",
@@ -77,6 +80,7 @@ __all__ = [
     "InvalidRequest",
     "JobSnapshot",
     "JobStatus",
+    "NoConfig",
     "NoOptions",
     "NoParams",
     "NotFound",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -149,6 +149,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     storage: str = "local"
     """The storage plugin that keeps finished files (see ``exportd plugins``)."""
+
+    plugins: dict[str, dict[str, Any]] = {}
+    """Each plugin's own settings, by plugin name (``[plugins.NAME]``): checked against
+    the plugin's ``Config`` when the plugins load (see ``docs/plugins.md``)."""
 
     broker: BrokerSettings = msgspec.field(default_factory=BrokerSettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)

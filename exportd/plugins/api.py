@@ -51,6 +51,11 @@ class NoParams(msgspec.Struct, forbid_unknown_fields=True):
     """The parameters of a source that takes none."""
 
 
+class NoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The settings of a plugin that takes none (implements no ``exportd_plugin_config``):
+    any key in its ``[plugins.NAME]`` table is an error."""
+
+
 P = TypeVar("P", bound=msgspec.Struct)
 O = TypeVar("O", bound=msgspec.Struct)  # noqa: E741
 
@@ -207,7 +212,7 @@ class Format(abc.ABC, Generic[O]):
 
 class Storage(abc.ABC):
     """Where finished export files are kept, by key.  Subclass it and return an
-    instance from ``exportd_storages(settings)``.
+    instance from ``exportd_storages(settings, config)``.
 
     A worker writes each file locally, then hands it to the storage with
     :meth:`store` (the job is ``uploading`` meanwhile); the engine serves
@@ -269,7 +274,7 @@ class DeliveryContext:
 class DeliveryMethod(abc.ABC):
     """A way a finished export reaches its requester besides the download URL: the
     ``delivery.type`` of a request.  Subclass it and return an instance from
-    ``exportd_deliveries(settings)``.
+    ``exportd_deliveries(settings, config)``.
 
     exportd calls :meth:`deliver` once a job with this delivery type is done, in a
     thread, and again after ``retry_interval`` seconds as long as it raises anything

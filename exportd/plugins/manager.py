@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+import msgspec
 import pluggy
 
-from exportd.config import Settings
-from exportd.errors import InvalidRequest, PluginError
+from exportd.config import Settings, plugin_config
+from exportd.errors import ConfigError, InvalidRequest, PluginError
 from exportd.messages import Delivery
 from exportd.plugins import hookspecs
-from exportd.plugins.api import DeliveryMethod, Format, Source, Storage
+from exportd.plugins.api import DeliveryMethod, Format, NoConfig, Source, Storage
 
 if TYPE_CHECKING:  # the HTTP layer is imported only where the HTTP API is built
     from litestar.types import ControllerRouterHandler
@@ -61,6 +62,11 @@ class Plugins:
 
     Build it with :func:`load_plugins`; tests may build one from their own
     plugin objects with ``Plugins(extra=[...], builtins=False)``.
+
+    Each plugin's settings (``settings.plugins[NAME]``, see :func:`settings_table`) are
+    converted into its ``Config`` before its registration hooks run, which get them as
+    ``config``.  With every plugin loaded (built-ins and entry points), settings for a
+    plugin that is neither loaded nor blocked are an error naming it.
     """
 
     def __init__(
@@ -72,6 +78,7 @@ class Plugins:
         blocked: Iterable[str] = (),
         settings: Settings | None = None,
     ) -> None:
+        blocked = tuple(blocked)
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         for name in blocked:
@@ -86,20 +93,21 @@ class Plugins:
         for plugin in extra:
             self._register(plugin, getattr(plugin, "__name__", repr(plugin)), "(registered)")
         self._check_hooks()
+        settings = settings or Settings()
+        if builtins and entry_points:
+            _check_tables(settings, self._packages, blocked)
+        configs = self._configs(settings)
         self.sources: Mapping[str, Source[Any]] = self._collect(
-            self.pm.hook.exportd_sources, "source", Source
+            self.pm.hook.exportd_sources, "source", Source, configs
         )
         self.formats: Mapping[str, Format[Any]] = self._collect(
-            self.pm.hook.exportd_formats, "format", Format
+            self.pm.hook.exportd_formats, "format", Format, configs
         )
         self.storages: Mapping[str, Storage] = self._collect(
-            self.pm.hook.exportd_storages, "storage", Storage, settings=settings or Settings()
+            self.pm.hook.exportd_storages, "storage", Storage, configs, settings=settings
         )
         self.deliveries: Mapping[str, DeliveryMethod] = self._collect(
-            self.pm.hook.exportd_deliveries,
-            "delivery",
-            DeliveryMethod,
-            settings=settings or Settings(),
+            self.pm.hook.exportd_deliveries, "delivery", DeliveryMethod, configs, settings=settings
         )
 
     def _register(self, plugin: object, name: str, package: str) -> None:
@@ -145,10 +153,37 @@ class Plugins:
                 ) from exc
             self._register(plugin, ep.name, package)
 
+    def _configs(self, settings: Settings) -> dict[str, msgspec.Struct]:
+        """Every loaded plugin's settings, converted into its ``Config``, by plugin."""
+        types: dict[str, type[msgspec.Struct]] = {}
+        for impl in self.pm.hook.exportd_plugin_config.get_hookimpls():
+            types[impl.plugin_name] = _config_type(impl)
+        tables: dict[str, str] = {}
+        for plugin in self._packages:
+            table = settings_table(plugin)
+            if table in tables:
+                raise PluginError(
+                    f"plugins {tables[table]!r} and {plugin!r} would share the settings "
+                    f"[plugins.{table}]; block one with EXPORTD_DISABLE_PLUGINS"
+                )
+            tables[table] = plugin
+        return {
+            plugin: plugin_config(
+                table, settings.plugins.get(table, {}), types.get(plugin, NoConfig)
+            )
+            for table, plugin in tables.items()
+        }
+
     def _collect(
-        self, hook: pluggy.HookCaller, kind: str, expected: type, **arguments: Any
+        self,
+        hook: pluggy.HookCaller,
+        kind: str,
+        expected: type,
+        configs: Mapping[str, msgspec.Struct],
+        **arguments: Any,
     ) -> dict[str, Any]:
-        """Every plugin's descriptors from one registration hook, by name.
+        """Every plugin's descriptors from one registration hook, by name; each plugin's
+        implementation gets its own settings from ``configs`` as ``config``.
 
         Each plugin's implementation is called on its own, so that a failure,
         a wrong return value or a name clash names the plugin responsible.
@@ -156,7 +191,8 @@ class Plugins:
         found: dict[str, Any] = {}
         owner: dict[str, str] = {}
         for impl in reversed(hook.get_hookimpls()):
-            for descriptor in _descriptors(impl, hook.name, expected, arguments):
+            given = {**arguments, "config": configs[impl.plugin_name]}
+            for descriptor in _descriptors(impl, hook.name, expected, given):
                 name = descriptor.name
                 if name in found:
                     raise PluginError(
@@ -233,6 +269,8 @@ def _descriptors(
     wanted = {name: arguments[name] for name in impl.argnames}
     try:
         descriptors = list(cast(Iterable[Any], impl.function(**wanted) or ()))
+    except ConfigError:  # about the plugin's own settings, naming the key
+        raise
     except Exception as exc:
         raise PluginError(
             f"plugin {impl.plugin_name!r} failed in {hook}(): {type(exc).__name__}: {exc}"
@@ -246,6 +284,54 @@ def _descriptors(
                 f"instances with a name, got {descriptor!r}"
             )
     return descriptors
+
+
+def settings_table(plugin: str) -> str:
+    """The name of a plugin's settings table, ``[plugins.NAME]``: the last part of the
+    plugin's name (``email`` for the built-in ``exportd.plugins.deliveries.email``, the
+    entry-point name of an installed plugin)."""
+    return plugin.rpartition(".")[2]
+
+
+def _config_type(impl: pluggy.HookImpl) -> type[msgspec.Struct]:
+    """The Struct one plugin's ``exportd_plugin_config()`` returns, or an error naming
+    the plugin."""
+    try:
+        found = impl.function()
+    except Exception as exc:
+        raise PluginError(
+            f"plugin {impl.plugin_name!r} failed in exportd_plugin_config(): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not (isinstance(found, type) and issubclass(found, msgspec.Struct)):
+        raise PluginError(
+            f"plugin {impl.plugin_name!r}: exportd_plugin_config() must return a msgspec "
+            f"Struct class, got {found!r}"
+        )
+    if not found.__struct_config__.forbid_unknown_fields:
+        raise PluginError(
+            f"plugin {impl.plugin_name!r}: its settings {found.__name__} must be declared "
+            "with forbid_unknown_fields=True, so that a misspelt key is an error"
+        )
+    return found
+
+
+def _check_tables(settings: Settings, loaded: Iterable[str], blocked: Iterable[str]) -> None:
+    """Refuse settings for a plugin that is not loaded, unless it is blocked (absent on
+    purpose): a misspelt or a missing plugin's settings would go unused."""
+    known = {settings_table(plugin) for plugin in loaded}
+    absent = {settings_table(plugin) for plugin in blocked}
+    for table in settings.plugins:
+        if table in known or table in absent:
+            continue
+        close = difflib.get_close_matches(table, sorted(known), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(
+            f"configuration key 'plugins.{table}': no plugin {table!r} is loaded; {hint}"
+            "install it, or block it with EXPORTD_DISABLE_PLUGINS where it is absent on "
+            "purpose",
+            [],
+        )
 
 
 def _suggestion(hook: str, hooks: list[str]) -> str:
