@@ -9,6 +9,10 @@ A plugin's settings, the ``[plugins.NAME]`` table (``EXPORTD_PLUGINS__NAME__KEY`
 are kept as they are given until the plugins load, and each is then converted
 into its plugin's ``Config`` by :func:`plugin_config`.
 
+Settings that moved keep working for a while, each with a warning naming its new
+key: ``[email]`` is now ``[plugins.email]`` (``EXPORTD_EMAIL__HOST`` is
+``EXPORTD_PLUGINS__EMAIL__HOST``).
+
 Every ``EXPORTD_*`` variable must name a setting: a typo is an error that names
 it, with the setting it most resembles.  The exception is the ``EXPORTD_TEST_``
 prefix, which the test suite keeps for its own variables (such as
@@ -18,6 +22,7 @@ prefix, which the test suite keeps for its own variables (such as
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -37,6 +42,11 @@ TEST_PREFIX = "EXPORTD_TEST_"
 DEFAULT_FILE = Path("exportd.toml")
 PLUGINS = "plugins"
 """The table of the plugins' own settings, one table per plugin."""
+MOVED_TO_PLUGINS = ("email",)
+"""Tables of built-in plugins' settings that moved under ``[plugins]``: their old keys
+(``email.host``) still work, each with a warning naming its new key."""
+
+log = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=msgspec.Struct)
 
@@ -46,6 +56,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     path = Path(environ[CONFIG_VARIABLE]) if CONFIG_VARIABLE in environ else DEFAULT_FILE
     data = _read_file(path) if CONFIG_VARIABLE in environ or path.exists() else {}
+    data = _moved(data, str(path))
     _check(data, strict=True, origin=lambda key: str(path))
     return _check(_merged(data, _from_environment(environ)), strict=False, origin=variable_name)
 
@@ -75,6 +86,24 @@ def plugin_config(name: str, table: Mapping[str, Any], type_: type[C]) -> C:
             f"{exc.fields[0].message}",
             exc.fields,
         ) from None
+
+
+def _moved(data: dict[str, Any], path: str) -> dict[str, Any]:
+    """The file's ``data`` with the tables of :data:`MOVED_TO_PLUGINS` under ``[plugins]``,
+    a warning for each key moved; a key set under both names is an error."""
+    for name in MOVED_TO_PLUGINS:
+        old, plugins = data.get(name), data.get(PLUGINS, {})
+        new = plugins.get(name, {}) if isinstance(plugins, dict) else None
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            continue  # not tables: the check names them
+        for key in old:
+            moved = f"{PLUGINS}.{name}.{key}"
+            if key in new:
+                raise ConfigError(f"{path}: {name}.{key} is set twice, as {moved} too", [])
+            log.warning("%s: %s.%s is deprecated: use %s", path, name, key, moved)
+        rest = {key: value for key, value in data.items() if key != name}
+        data = {**rest, PLUGINS: {**plugins, name: {**old, **new}}}
+    return data
 
 
 def _merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +154,12 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         ):
             continue
         path = variable[len(PREFIX) :].lower().split("__")
+        if path[0] in MOVED_TO_PLUGINS:
+            path = [PLUGINS, *path]
+            moved = variable_name(".".join(path))
+            if moved in environ:
+                raise ConfigError(f"{variable} is set twice, as {moved} too", [])
+            log.warning("%s is deprecated: use %s", variable, moved)
         target = data
         for key in path[:-1]:
             target = target.setdefault(key, {})

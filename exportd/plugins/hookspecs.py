@@ -90,8 +90,8 @@ def exportd_deliveries(settings: Settings, config: msgspec.Struct) -> Iterable[D
 
     Called once when the plugin manager starts.  A request's ``delivery.type``
     names the method that sends its files once the job is done (``email``, over
-    the ``[email]`` SMTP server, is built in; ``file``, the default, sends
-    nothing).  Each needs a ``name`` that no other plugin uses.
+    the SMTP server of ``[plugins.email]``, is built in; ``file``, the default,
+    sends nothing).  Each needs a ``name`` that no other plugin uses.
     """
     raise NotImplementedError
 
