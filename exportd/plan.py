@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from exportd.errors import ExportError, FieldError, InvalidRequest
+from exportd.errors import ExportError, ExportFailed, FieldError, InvalidRequest
 from exportd.messages import RequestFields
 from exportd.plugins.api import Column, ExportInfo, Format, ReadContext, Source, Window
 from exportd.plugins.guard import call_plugin
@@ -193,6 +193,25 @@ def plan_export(
     call_plugin(plan.source_label, lambda: source.validate(params, ctx))
     columns = call_plugin(plan.source_label, lambda: tuple(source.columns(params, ctx)))
     return dataclasses.replace(plan, columns=columns)
+
+
+def check_worker_plugins(request: RequestFields, plugins: Plugins, worker: str) -> None:
+    """Refuse a task whose source or format the ``plugins`` of ``worker`` lack, saying so
+    (``worker W has no source 'pgtable'``): the engine that accepted the task has them,
+    so it is this worker's failure, not the request's."""
+    missing = [
+        f"{kind} {name!r}"
+        for kind, name, known in (
+            ("source", request.source, plugins.sources),
+            ("format", request.format, plugins.formats),
+        )
+        if name not in known
+    ]
+    if missing:
+        raise ExportFailed(
+            f"worker {worker} has no {' and no '.join(missing)}: install the plugin that "
+            "adds it on every worker, or leave it unblocked there"
+        )
 
 
 def part_names(name: str, count: int) -> list[str]:
