@@ -25,6 +25,27 @@ import msgspec
 
 from exportd.messages import Delivery, JobSnapshot
 
+__all__ = [
+    "Batch",
+    "Column",
+    "ColumnType",
+    "DeliveryContext",
+    "DeliveryMethod",
+    "ExportInfo",
+    "Format",
+    "NoConfig",
+    "NoOptions",
+    "NoParams",
+    "ReadContext",
+    "Role",
+    "Row",
+    "RowWriter",
+    "Source",
+    "Storage",
+    "Undeliverable",
+    "Window",
+]
+
 ColumnType = Literal["text", "integer", "float", "boolean", "datetime", "date"]
 Role = Literal["time", "author", "text", "conversation"]
 Row = Sequence[Any]
