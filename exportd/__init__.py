@@ -3,11 +3,18 @@
 This module is the public plugin API.  A plugin imports only from here::
 
     from exportd import Column, Format, RowWriter, Source, hookimpl
+
+It holds every type that a hook or a descriptor's method takes or returns.
+:class:`HttpApi`, which only route plugins use, is imported on first use: it brings
+the HTTP framework, which workers and ``exportd export`` never load.
 """
+
+from typing import TYPE_CHECKING
 
 from exportd.config import Settings
 from exportd.errors import (
     Cancelled,
+    ConfigError,
     ErrorBody,
     ExportError,
     ExportFailed,
@@ -17,6 +24,17 @@ from exportd.errors import (
     NotImplementedFeature,
     PluginError,
 )
+from exportd.messages import (
+    Delivery,
+    FileInfo,
+    Interval,
+    JobSnapshot,
+    JobStatus,
+    PartSnapshot,
+    PartStatus,
+    Progress,
+    RequestFields,
+)
 from exportd.plugins.api import (
     Batch,
     Column,
@@ -25,6 +43,7 @@ from exportd.plugins.api import (
     DeliveryMethod,
     ExportInfo,
     Format,
+    NoConfig,
     NoOptions,
     NoParams,
     ReadContext,
@@ -45,6 +64,8 @@ __all__ = [
     "Cancelled",
     "Column",
     "ColumnType",
+    "ConfigError",
+    "Delivery",
     "DeliveryContext",
     "DeliveryMethod",
     "ErrorBody",
@@ -52,14 +73,24 @@ __all__ = [
     "ExportFailed",
     "ExportInfo",
     "FieldError",
+    "FileInfo",
     "Format",
+    "HttpApi",
+    "Interval",
     "InvalidRequest",
+    "JobSnapshot",
+    "JobStatus",
+    "NoConfig",
     "NoOptions",
     "NoParams",
     "NotFound",
     "NotImplementedFeature",
+    "PartSnapshot",
+    "PartStatus",
     "PluginError",
+    "Progress",
     "ReadContext",
+    "RequestFields",
     "Role",
     "Row",
     "RowWriter",
@@ -70,3 +101,15 @@ __all__ = [
     "Window",
     "hookimpl",
 ]
+
+if TYPE_CHECKING:
+    from exportd.http.context import HttpApi
+else:  # hidden from type checkers, which would take any unknown name for HttpApi
+
+    def __getattr__(name: str) -> object:
+        """:class:`HttpApi`, imported when first asked for."""
+        if name == "HttpApi":
+            from exportd.http.context import HttpApi
+
+            return HttpApi
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

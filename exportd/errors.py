@@ -139,6 +139,11 @@ class ConfigError(ExportError):
 
     code = "config_error"
 
+    @classmethod
+    def field(cls, name: str, message: str) -> ConfigError:
+        """A configuration error about exactly one key (``plugins.email.sender``)."""
+        return cls(f"configuration key {name!r}: {message}", [FieldError(name, message)])
+
 
 def from_body(body: ErrorBody) -> ExportError:
     """The error a wire :class:`ErrorBody` describes, as the subclass of its ``code``

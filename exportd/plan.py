@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from exportd.errors import ExportError, FieldError, InvalidRequest
+from exportd.errors import ExportError, ExportFailed, FieldError, InvalidRequest
 from exportd.messages import RequestFields
 from exportd.plugins.api import Column, ExportInfo, Format, ReadContext, Source, Window
 from exportd.plugins.guard import call_plugin
@@ -122,7 +122,13 @@ class ExportPlan:
         """One plan per independent part of this export (usually just itself)."""
         ctx = self.context(batch_size=batch_size)
         part_params = call_plugin(self.source_label, lambda: self.source.parts(self.params, ctx))
-        return [_with_params(self, params) for params in part_params]
+        count = len(part_params)
+        return [
+            _with_params(
+                self, params, self.context(batch_size=batch_size, part=n, part_count=count)
+            )
+            for n, params in enumerate(part_params)
+        ]
 
 
 @functools.cache
@@ -132,13 +138,13 @@ def _encode_names(params_type: type[msgspec.Struct]) -> tuple[str, ...]:
     return tuple(field.encode_name for field in msgspec.structs.fields(params_type))
 
 
-def _with_params(plan: ExportPlan, params: msgspec.Struct) -> ExportPlan:
-    """``plan`` for these parameters (and the columns they give)."""
+def _with_params(plan: ExportPlan, params: msgspec.Struct, ctx: ReadContext) -> ExportPlan:
+    """``plan`` for these parameters (and the columns they give, read with ``ctx``)."""
     return dataclasses.replace(
         plan,
         request=msgspec.structs.replace(plan.request, params=msgspec.to_builtins(params)),
         params=params,
-        columns=call_plugin(plan.source_label, lambda: tuple(plan.source.columns(params))),
+        columns=call_plugin(plan.source_label, lambda: tuple(plan.source.columns(params, ctx))),
     )
 
 
@@ -185,8 +191,27 @@ def plan_export(
     )
     ctx = plan.context(batch_size=1)
     call_plugin(plan.source_label, lambda: source.validate(params, ctx))
-    columns = call_plugin(plan.source_label, lambda: tuple(source.columns(params)))
+    columns = call_plugin(plan.source_label, lambda: tuple(source.columns(params, ctx)))
     return dataclasses.replace(plan, columns=columns)
+
+
+def check_worker_plugins(request: RequestFields, plugins: Plugins, worker: str) -> None:
+    """Refuse a task whose source or format the ``plugins`` of ``worker`` lack, saying so
+    (``worker W has no source 'pgtable'``): the engine that accepted the task has them,
+    so it is this worker's failure, not the request's."""
+    missing = [
+        f"{kind} {name!r}"
+        for kind, name, known in (
+            ("source", request.source, plugins.sources),
+            ("format", request.format, plugins.formats),
+        )
+        if name not in known
+    ]
+    if missing:
+        raise ExportFailed(
+            f"worker {worker} has no {' and no '.join(missing)}: install the plugin that "
+            "adds it on every worker, or leave it unblocked there"
+        )
 
 
 def part_names(name: str, count: int) -> list[str]:

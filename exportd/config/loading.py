@@ -5,6 +5,14 @@ Precedence, lowest first: defaults, the file, the environment.  The file is
 use a double underscore in variables (``EXPORTD_SECTION__KEY``); list values
 are comma-separated.
 
+A plugin's settings, the ``[plugins.NAME]`` table (``EXPORTD_PLUGINS__NAME__KEY``),
+are kept as they are given until the plugins load, and each is then converted
+into its plugin's ``Config`` by :func:`plugin_config`.
+
+Settings that moved keep working for a while, each with a warning naming its new
+key: ``[email]`` is now ``[plugins.email]`` (``EXPORTD_EMAIL__HOST`` is
+``EXPORTD_PLUGINS__EMAIL__HOST``).
+
 Every ``EXPORTD_*`` variable must name a setting: a typo is an error that names
 it, with the setting it most resembles.  The exception is the ``EXPORTD_TEST_``
 prefix, which the test suite keeps for its own variables (such as
@@ -14,11 +22,12 @@ prefix, which the test suite keeps for its own variables (such as
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -31,6 +40,15 @@ CONFIG_VARIABLE = "EXPORTD_CONFIG"
 TEST_PREFIX = "EXPORTD_TEST_"
 """The variables of the test suite, which are no settings."""
 DEFAULT_FILE = Path("exportd.toml")
+PLUGINS = "plugins"
+"""The table of the plugins' own settings, one table per plugin."""
+MOVED_TO_PLUGINS = ("email",)
+"""Tables of built-in plugins' settings that moved under ``[plugins]``: their old keys
+(``email.host``) still work, each with a warning naming its new key."""
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=msgspec.Struct)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -38,10 +56,66 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     path = Path(environ[CONFIG_VARIABLE]) if CONFIG_VARIABLE in environ else DEFAULT_FILE
     data = _read_file(path) if CONFIG_VARIABLE in environ or path.exists() else {}
+    data = _moved(data, str(path))
     _check(data, strict=True, origin=lambda key: str(path))
-    for key, value in _from_environment(environ).items():
-        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
-    return _check(data, strict=False, origin=variable_name)
+    return _check(_merged(data, _from_environment(environ)), strict=False, origin=variable_name)
+
+
+def plugin_config(name: str, table: Mapping[str, Any], type_: type[C]) -> C:
+    """The plugin settings ``table`` (``[plugins.NAME]``, its variables included) as the
+    plugin's ``Config``, or a :class:`ConfigError` naming the key (``plugins.NAME.KEY``).
+
+    The file's values and the variables' text are one table by now, so all are read as
+    variables are: text converts to the number or the flag the Struct wants, and text
+    where it wants a list is comma-separated.
+    """
+    fields = {
+        f.encode_name: msgspec.inspect.type_info(f.type) for f in msgspec.structs.fields(type_)
+    }
+    data = {
+        key: _text_value(fields.get(key), value) if isinstance(value, str) else value
+        for key, value in table.items()
+    }
+    try:
+        return convert(data, type_, f"{PLUGINS}.{name}", strict=False)
+    except InvalidRequest as exc:
+        key = exc.fields[0].name
+        setting = variable_name(key.partition("[")[0])
+        raise ConfigError(
+            f"configuration key {key!r} (the configuration file or {setting}): "
+            f"{exc.fields[0].message}",
+            exc.fields,
+        ) from None
+
+
+def _moved(data: dict[str, Any], path: str) -> dict[str, Any]:
+    """The file's ``data`` with the tables of :data:`MOVED_TO_PLUGINS` under ``[plugins]``,
+    a warning for each key moved; a key set under both names is an error."""
+    for name in MOVED_TO_PLUGINS:
+        old, plugins = data.get(name), data.get(PLUGINS, {})
+        new = plugins.get(name, {}) if isinstance(plugins, dict) else None
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            continue  # not tables: the check names them
+        for key in old:
+            moved = f"{PLUGINS}.{name}.{key}"
+            if key in new:
+                raise ConfigError(f"{path}: {name}.{key} is set twice, as {moved} too", [])
+            log.warning("%s: %s.%s is deprecated: use %s", path, name, key, moved)
+        rest = {key: value for key, value in data.items() if key != name}
+        data = {**rest, PLUGINS: {**plugins, name: {**old, **new}}}
+    return data
+
+
+def _merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with the values of ``overlay`` over its own, tables merged key by key."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        below = merged.get(key)
+        if isinstance(value, dict) and isinstance(below, dict):
+            merged[key] = _merged(below, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _check(data: dict[str, Any], *, strict: bool, origin: Callable[[str], str]) -> Settings:
@@ -80,6 +154,12 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         ):
             continue
         path = variable[len(PREFIX) :].lower().split("__")
+        if path[0] in MOVED_TO_PLUGINS:
+            path = [PLUGINS, *path]
+            moved = variable_name(".".join(path))
+            if moved in environ:
+                raise ConfigError(f"{variable} is set twice, as {moved} too", [])
+            log.warning("%s is deprecated: use %s", variable, moved)
         target = data
         for key in path[:-1]:
             target = target.setdefault(key, {})
@@ -90,10 +170,21 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
 def _parse_value(path: list[str], value: str, variable: str) -> Any:
     info: Any = msgspec.inspect.type_info(Settings)
     for key in path:
+        if isinstance(info, msgspec.inspect.DictType):  # a table of any keys: [plugins]
+            info = info.value_type
+            continue
         fields = {f.encode_name: f.type for f in getattr(info, "fields", ())}
         if key not in fields:
             raise ConfigError(f"unknown setting {variable}{_suggestion(variable)}", [])
         info = fields[key]
+    if isinstance(info, msgspec.inspect.DictType):
+        raise ConfigError(f"{variable} names a table, not a setting: set {variable}__KEY", [])
+    return _text_value(info, value)
+
+
+def _text_value(info: msgspec.inspect.Type | None, value: str) -> Any:
+    """A variable's text as a setting of type ``info`` takes it: a list comma-separated,
+    anything else as text (which a lenient conversion reads as a number or a flag)."""
     if isinstance(info, msgspec.inspect.ListType):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
 import msgspec
 
@@ -101,44 +101,6 @@ class HttpSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     or the end of the previous answer; then it is closed (slow or idle clients)."""
 
 
-class EmailSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """The SMTP server that sends finished exports by email (``[email]``), for requests
-    with ``delivery.type = "email"``; see ``docs/delivery.md``."""
-
-    host: str = ""
-    """The SMTP server's host name; empty: email delivery is off (such requests are refused)."""
-
-    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 587
-    """The SMTP server's port (587 for ``starttls``, 465 for ``tls``, 25 for ``none``)."""
-
-    tls: Literal["none", "starttls", "tls"] = "starttls"
-    """``starttls``: upgrade a plain connection; ``tls``: TLS from the start (SMTPS);
-    ``none``: no encryption (a relay on the same host only)."""
-
-    username: str = ""
-    """The login name, if the server wants one; empty: no login."""
-
-    password: str = ""
-    """The password of ``username``."""
-
-    sender: Annotated[str, msgspec.Meta(pattern=r"^[^@\s<>]+@[^@\s<>]+$")] = "exportd@localhost"
-    """The ``From`` address: a plain address, ``name@domain``."""
-
-    subject: Annotated[str, msgspec.Meta(min_length=1)] = "Your export {name} is ready"
-    """The subject; ``{name}`` stands for the job's name (or its id)."""
-
-    attach_max_bytes: Annotated[int, msgspec.Meta(ge=0)] = 10 * 1024 * 1024
-    """The most bytes of files one message carries as attachments; a file that does not
-    fit is sent as a signed download link instead (needs ``http.public_url``)."""
-
-    timeout: Seconds = 30.0
-    """Seconds an SMTP connection and each of its commands may take."""
-
-    retry_interval: Seconds = 30.0
-    """Seconds between two attempts at a message while the SMTP server is down or
-    answers with a temporary (4xx) error."""
-
-
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """All of exportd's settings (``exportd.toml`` keys, ``EXPORTD_*`` variables)."""
 
@@ -154,11 +116,14 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     storage: str = "local"
     """The storage plugin that keeps finished files (see ``exportd plugins``)."""
 
+    plugins: dict[str, dict[str, Any]] = {}
+    """Each plugin's own settings, by plugin name (``[plugins.NAME]``): checked against
+    the plugin's ``Config`` when the plugins load (see ``docs/plugins.md``)."""
+
     broker: BrokerSettings = msgspec.field(default_factory=BrokerSettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
-    email: EmailSettings = msgspec.field(default_factory=EmailSettings)
 
     @property
     def home_path(self) -> Path:

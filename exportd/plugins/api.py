@@ -25,6 +25,27 @@ import msgspec
 
 from exportd.messages import Delivery, JobSnapshot
 
+__all__ = [
+    "Batch",
+    "Column",
+    "ColumnType",
+    "DeliveryContext",
+    "DeliveryMethod",
+    "ExportInfo",
+    "Format",
+    "NoConfig",
+    "NoOptions",
+    "NoParams",
+    "ReadContext",
+    "Role",
+    "Row",
+    "RowWriter",
+    "Source",
+    "Storage",
+    "Undeliverable",
+    "Window",
+]
+
 ColumnType = Literal["text", "integer", "float", "boolean", "datetime", "date"]
 Role = Literal["time", "author", "text", "conversation"]
 Row = Sequence[Any]
@@ -49,6 +70,11 @@ class NoOptions(msgspec.Struct, forbid_unknown_fields=True):
 
 class NoParams(msgspec.Struct, forbid_unknown_fields=True):
     """The parameters of a source that takes none."""
+
+
+class NoConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The settings of a plugin that takes none (implements no ``exportd_plugin_config``):
+    any key in its ``[plugins.NAME]`` table is an error."""
 
 
 P = TypeVar("P", bound=msgspec.Struct)
@@ -133,8 +159,12 @@ class Source(abc.ABC, Generic[P]):
         """
 
     @abc.abstractmethod
-    def columns(self, params: P) -> Sequence[Column]:
-        """The columns of every row :meth:`read` yields for these parameters."""
+    def columns(self, params: P, ctx: ReadContext) -> Sequence[Column]:
+        """The columns of every row :meth:`read` yields for these parameters.
+
+        Called at request time, after :meth:`validate`, with the context the export will
+        read with (a source whose columns come from a remote schema asks it there, for
+        ``ctx.org_id`` say), and once for each part's parameters."""
 
     def estimate(self, params: P, ctx: ReadContext) -> int | None:
         """How many rows :meth:`read` will yield, for progress; ``None`` if unknown."""
@@ -203,7 +233,7 @@ class Format(abc.ABC, Generic[O]):
 
 class Storage(abc.ABC):
     """Where finished export files are kept, by key.  Subclass it and return an
-    instance from ``exportd_storages(settings)``.
+    instance from ``exportd_storages(settings, config)``.
 
     A worker writes each file locally, then hands it to the storage with
     :meth:`store` (the job is ``uploading`` meanwhile); the engine serves
@@ -265,7 +295,7 @@ class DeliveryContext:
 class DeliveryMethod(abc.ABC):
     """A way a finished export reaches its requester besides the download URL: the
     ``delivery.type`` of a request.  Subclass it and return an instance from
-    ``exportd_deliveries(settings)``.
+    ``exportd_deliveries(settings, config)``.
 
     exportd calls :meth:`deliver` once a job with this delivery type is done, in a
     thread, and again after ``retry_interval`` seconds as long as it raises anything

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+import msgspec
 import pluggy
 
-from exportd.config import Settings
-from exportd.errors import InvalidRequest, PluginError
+from exportd.config import Settings, plugin_config
+from exportd.errors import ConfigError, InvalidRequest, PluginError
 from exportd.messages import Delivery
 from exportd.plugins import hookspecs
-from exportd.plugins.api import DeliveryMethod, Format, Source, Storage
+from exportd.plugins.api import DeliveryMethod, Format, NoConfig, Source, Storage
+
+if TYPE_CHECKING:  # the HTTP layer is imported only where the HTTP API is built
+    from litestar.types import ControllerRouterHandler
+
+    from exportd.http.context import HttpApi
 
 ENTRY_POINT_GROUP = "exportd"
 BUILTIN_PLUGINS = (
@@ -55,6 +62,11 @@ class Plugins:
 
     Build it with :func:`load_plugins`; tests may build one from their own
     plugin objects with ``Plugins(extra=[...], builtins=False)``.
+
+    Each plugin's settings (``settings.plugins[NAME]``, see :func:`settings_table`) are
+    converted into its ``Config`` before its registration hooks run, which get them as
+    ``config``.  With every plugin loaded (built-ins and entry points), settings for a
+    plugin that is neither loaded nor blocked are an error naming it.
     """
 
     def __init__(
@@ -66,6 +78,7 @@ class Plugins:
         blocked: Iterable[str] = (),
         settings: Settings | None = None,
     ) -> None:
+        blocked = tuple(blocked)
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         for name in blocked:
@@ -79,27 +92,53 @@ class Plugins:
             self._load_entry_points()
         for plugin in extra:
             self._register(plugin, getattr(plugin, "__name__", repr(plugin)), "(registered)")
+        self._check_hooks()
+        settings = settings or Settings()
+        if builtins and entry_points:
+            _check_tables(settings, self._packages, blocked)
+        configs = self._configs(settings)
         self.sources: Mapping[str, Source[Any]] = self._collect(
-            self.pm.hook.exportd_sources, "source", Source
+            self.pm.hook.exportd_sources, "source", Source, configs
         )
         self.formats: Mapping[str, Format[Any]] = self._collect(
-            self.pm.hook.exportd_formats, "format", Format
+            self.pm.hook.exportd_formats, "format", Format, configs
         )
         self.storages: Mapping[str, Storage] = self._collect(
-            self.pm.hook.exportd_storages, "storage", Storage, settings=settings or Settings()
+            self.pm.hook.exportd_storages, "storage", Storage, configs, settings=settings
         )
         self.deliveries: Mapping[str, DeliveryMethod] = self._collect(
-            self.pm.hook.exportd_deliveries,
-            "delivery",
-            DeliveryMethod,
-            settings=settings or Settings(),
+            self.pm.hook.exportd_deliveries, "delivery", DeliveryMethod, configs, settings=settings
         )
 
     def _register(self, plugin: object, name: str, package: str) -> None:
         if self.pm.is_blocked(name):
             return
-        self.pm.register(plugin, name=name)
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            # pluggy's message repeats the plugin's name on its first line.
+            said = "; ".join(str(exc).splitlines()[1:])
+            raise PluginError(f"plugin {name!r} from {package} is invalid: {said}") from None
         self._packages[name] = package
+
+    def _check_hooks(self) -> None:
+        """Refuse a plugin that implements a hook exportd does not have (a misspelt
+        ``exportd_source``), naming the plugin and the hook."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
+            unknown = [
+                caller.name
+                for caller in self.pm.get_hookcallers(exc.plugin) or []
+                if not caller.has_spec()
+            ]
+            hooks = [hook for hook in dir(hookspecs) if hook.startswith(f"{hookspecs.PROJECT}_")]
+            said = "; ".join(f"{hook}(){_suggestion(hook, hooks)}" for hook in unknown)
+            raise PluginError(
+                f"plugin {name!r} from {self._packages.get(name, '?')} implements a hook "
+                f"exportd does not have: {said}"
+            ) from None
 
     def _load_entry_points(self) -> None:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -114,10 +153,37 @@ class Plugins:
                 ) from exc
             self._register(plugin, ep.name, package)
 
+    def _configs(self, settings: Settings) -> dict[str, msgspec.Struct]:
+        """Every loaded plugin's settings, converted into its ``Config``, by plugin."""
+        types: dict[str, type[msgspec.Struct]] = {}
+        for impl in self.pm.hook.exportd_plugin_config.get_hookimpls():
+            types[impl.plugin_name] = _config_type(impl)
+        tables: dict[str, str] = {}
+        for plugin in self._packages:
+            table = settings_table(plugin)
+            if table in tables:
+                raise PluginError(
+                    f"plugins {tables[table]!r} and {plugin!r} would share the settings "
+                    f"[plugins.{table}]; block one with EXPORTD_DISABLE_PLUGINS"
+                )
+            tables[table] = plugin
+        return {
+            plugin: plugin_config(
+                table, settings.plugins.get(table, {}), types.get(plugin, NoConfig)
+            )
+            for table, plugin in tables.items()
+        }
+
     def _collect(
-        self, hook: pluggy.HookCaller, kind: str, expected: type, **arguments: Any
+        self,
+        hook: pluggy.HookCaller,
+        kind: str,
+        expected: type,
+        configs: Mapping[str, msgspec.Struct],
+        **arguments: Any,
     ) -> dict[str, Any]:
-        """Every plugin's descriptors from one registration hook, by name.
+        """Every plugin's descriptors from one registration hook, by name; each plugin's
+        implementation gets its own settings from ``configs`` as ``config``.
 
         Each plugin's implementation is called on its own, so that a failure,
         a wrong return value or a name clash names the plugin responsible.
@@ -125,7 +191,8 @@ class Plugins:
         found: dict[str, Any] = {}
         owner: dict[str, str] = {}
         for impl in reversed(hook.get_hookimpls()):
-            for descriptor in _descriptors(impl, hook.name, expected, arguments):
+            given = {**arguments, "config": configs[impl.plugin_name]}
+            for descriptor in _descriptors(impl, hook.name, expected, given):
                 name = descriptor.name
                 if name in found:
                     raise PluginError(
@@ -143,13 +210,14 @@ class Plugins:
                 )
         return dict(sorted(found.items()))
 
-    def http_routes(self, api: object) -> list[Any]:
+    def http_routes(self, api: HttpApi) -> list[ControllerRouterHandler]:
         """Every plugin's extra HTTP routes (see ``exportd_http_routes``); a plugin that
         fails is named."""
-        routes: list[Any] = []
+        routes: list[ControllerRouterHandler] = []
         for impl in reversed(self.pm.hook.exportd_http_routes.get_hookimpls()):
             try:
-                routes.extend(cast(Iterable[Any], impl.function(api=api) or ()))
+                found = impl.function(api=api) or ()
+                routes.extend(cast("Iterable[ControllerRouterHandler]", found))
             except Exception as exc:
                 raise PluginError(
                     f"plugin {impl.plugin_name!r} failed in exportd_http_routes(): "
@@ -201,6 +269,8 @@ def _descriptors(
     wanted = {name: arguments[name] for name in impl.argnames}
     try:
         descriptors = list(cast(Iterable[Any], impl.function(**wanted) or ()))
+    except ConfigError:  # about the plugin's own settings, naming the key
+        raise
     except Exception as exc:
         raise PluginError(
             f"plugin {impl.plugin_name!r} failed in {hook}(): {type(exc).__name__}: {exc}"
@@ -214,6 +284,60 @@ def _descriptors(
                 f"instances with a name, got {descriptor!r}"
             )
     return descriptors
+
+
+def settings_table(plugin: str) -> str:
+    """The name of a plugin's settings table, ``[plugins.NAME]``: the last part of the
+    plugin's name (``email`` for the built-in ``exportd.plugins.deliveries.email``, the
+    entry-point name of an installed plugin)."""
+    return plugin.rpartition(".")[2]
+
+
+def _config_type(impl: pluggy.HookImpl) -> type[msgspec.Struct]:
+    """The Struct one plugin's ``exportd_plugin_config()`` returns, or an error naming
+    the plugin."""
+    try:
+        found = impl.function()
+    except Exception as exc:
+        raise PluginError(
+            f"plugin {impl.plugin_name!r} failed in exportd_plugin_config(): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not (isinstance(found, type) and issubclass(found, msgspec.Struct)):
+        raise PluginError(
+            f"plugin {impl.plugin_name!r}: exportd_plugin_config() must return a msgspec "
+            f"Struct class, got {found!r}"
+        )
+    if not found.__struct_config__.forbid_unknown_fields:
+        raise PluginError(
+            f"plugin {impl.plugin_name!r}: its settings {found.__name__} must be declared "
+            "with forbid_unknown_fields=True, so that a misspelt key is an error"
+        )
+    return found
+
+
+def _check_tables(settings: Settings, loaded: Iterable[str], blocked: Iterable[str]) -> None:
+    """Refuse settings for a plugin that is not loaded, unless it is blocked (absent on
+    purpose): a misspelt or a missing plugin's settings would go unused."""
+    known = {settings_table(plugin) for plugin in loaded}
+    absent = {settings_table(plugin) for plugin in blocked}
+    for table in settings.plugins:
+        if table in known or table in absent:
+            continue
+        close = difflib.get_close_matches(table, sorted(known), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(
+            f"configuration key 'plugins.{table}': no plugin {table!r} is loaded; {hint}"
+            "install it, or block it with EXPORTD_DISABLE_PLUGINS where it is absent on "
+            "purpose",
+            [],
+        )
+
+
+def _suggestion(hook: str, hooks: list[str]) -> str:
+    """`` (did you mean exportd_sources()?)`` naming the hook most like ``hook``, if one is."""
+    close = difflib.get_close_matches(hook, hooks, n=1)
+    return f" (did you mean {close[0]}()?)" if close else ""
 
 
 def _lookup(table: Mapping[str, D], name: str, field: str, kind: str) -> D:

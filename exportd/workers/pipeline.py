@@ -15,15 +15,16 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from exportd.errors import Cancelled, ExportFailed
 from exportd.messages import FileInfo
 from exportd.plan import ExportPlan
-from exportd.plugins.api import ReadContext, RowWriter
+from exportd.plugins.api import Batch, ReadContext, RowWriter
 from exportd.plugins.guard import call_plugin
 
 HASH_CHUNK = 1 << 20
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,9 @@ def run_export(
 
     ``on_progress`` is called after every batch; ``cancelled`` is checked before
     every batch and stops the export with :class:`Cancelled`.  A source or
-    format that raises fails the export with :class:`ExportFailed` naming it.
+    format that raises fails the export with :class:`ExportFailed` naming it; so
+    does a source's row without one value per column, and a format that closes the
+    file it writes into.
     """
     ctx = plan.context(batch_size=batch_size, part=part, part_count=part_count, cancelled=cancelled)
     total = call_plugin(plan.source_label, lambda: plan.source.estimate(plan.params, ctx))
@@ -60,13 +63,12 @@ def run_export(
     unfinished = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
     try:
         with unfinished.open("wb") as file:
-            writer = call_plugin(
-                plan.format_label,
-                lambda: plan.format.open(file, plan.columns, plan.options, plan.info()),
+            writer = _format_call(
+                plan, file, lambda: plan.format.open(file, plan.columns, plan.options, plan.info())
             )
             try:
                 rows = _copy_rows(plan, ctx, writer, file, total=total, on_progress=on_progress)
-                call_plugin(plan.format_label, writer.close)
+                _format_call(plan, file, writer.close)
             except BaseException:
                 with suppress(Exception):
                     writer.abort()
@@ -112,11 +114,48 @@ def _copy_rows(
             if remaining is not None:
                 batch = batch[:remaining]
                 remaining -= len(batch)
-            call_plugin(plan.format_label, partial(writer.write, batch))
+            _check_rows(plan, batch, rows)
+            _format_call(plan, file, partial(writer.write, batch))
             rows += len(batch)
             if on_progress is not None:
                 on_progress(Progress(rows=rows, bytes=file.tell(), total=total))
     return rows
+
+
+def _format_call(plan: ExportPlan, file: BinaryIO, step: Callable[[], T]) -> T:
+    """``step()``, a call into the format writing ``file``: closing the file is the
+    format's failure (exportd flushes, hashes and renames it afterwards)."""
+    result = call_plugin(plan.format_label, step)
+    if file.closed:
+        raise ExportFailed(
+            f"{plan.format_label} failed: it closed the file it writes into, which "
+            "exportd owns (RowWriter.close must leave it open)"
+        )
+    return result
+
+
+def _check_rows(plan: ExportPlan, batch: Batch, before: int) -> None:
+    """Blame the source for a row of ``batch`` (which follows ``before`` rows) that does
+    not hold one value per column; a whole batch costs one pass in C."""
+    width = len(plan.columns)
+    try:
+        if set(map(len, batch)) <= {width}:
+            return
+    except TypeError:  # a row that is no sequence
+        pass
+    for number, row in enumerate(batch, start=before + 1):
+        try:
+            size = len(row)
+        except TypeError:
+            raise ExportFailed(
+                f"{plan.source_label} failed: row {number} is {type(row).__name__}, not a "
+                f"tuple of its {width} columns"
+            ) from None
+        if size != width:
+            raise ExportFailed(
+                f"{plan.source_label} failed: row {number} has {size} values for its "
+                f"{width} columns"
+            )
 
 
 def _check_target(plan: ExportPlan, target: Path) -> None:

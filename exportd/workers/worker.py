@@ -65,7 +65,7 @@ from exportd.messages import (
     Progress,
     StatusUpdate,
 )
-from exportd.plan import plan_export
+from exportd.plan import check_worker_plugins, plan_export
 from exportd.plugins.manager import Plugins
 from exportd.supervision import Backoff, Guard, Loops, guarded
 from exportd.workers.pipeline import Progress as PipelineProgress
@@ -353,6 +353,7 @@ class TaskRun:
             loop.call_soon_threadsafe(self._progressed, made)
 
         def write_and_store() -> FileInfo:
+            check_worker_plugins(task.request, worker.plugins, worker.name)
             plan = plan_export(
                 task.request,
                 worker.plugins,

@@ -45,7 +45,7 @@ def in_window(date_from: str, date_to: str) -> list[dict[str, Any]]:
 @pytest.fixture
 async def rocket(tmp_path: Path, datastore: Path, inbox_port: int) -> AsyncIterator[Server]:
     """exportd with email delivery to the test SMTP server."""
-    async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+    async with serving(tmp_path, datastore, plugins={"email": smtp_settings(inbox_port)}) as server:
         yield server
 
 

@@ -33,7 +33,7 @@ from exportd.deliveries.service import KEEP_AFTER_EXPIRY, LEDGER_FILE
 from exportd.errors import ConfigError, InvalidRequest
 from exportd.messages import Delivery, JobSnapshot
 from exportd.plugins.api import DeliveryContext, Undeliverable
-from exportd.plugins.deliveries.email import EmailDelivery
+from exportd.plugins.deliveries.email import EmailConfig, EmailDelivery
 from exportd.plugins.manager import Plugins
 from tests.http.server import Server, serving
 from tests.unit.datastore import ROOM, WINDOW
@@ -90,7 +90,7 @@ def inbox(inbox_port: int) -> Iterator[Inbox]:
 
 
 def smtp_settings(port: int, **changes: Any) -> dict[str, Any]:
-    """The ``[email]`` settings for the test SMTP server at ``port``."""
+    """The ``[plugins.email]`` settings for the test SMTP server at ``port``."""
     return {
         "host": "127.0.0.1",
         "port": port,
@@ -138,7 +138,7 @@ def stored(server: Server, job: JobSnapshot) -> bytes:
 async def test_a_done_job_is_emailed_with_its_file_attached(
     tmp_path: Path, datastore: Path, inbox: Inbox, inbox_port: int
 ) -> None:
-    async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+    async with serving(tmp_path, datastore, plugins={"email": smtp_settings(inbox_port)}) as server:
         name = 'Weekly "logs"\r\nBcc: intruder@example.com'
         job = await finished(
             server, emailed_logs(["ann@example.com", "bob@example.com"], name=name)
@@ -177,7 +177,7 @@ async def test_a_file_over_attach_max_bytes_is_sent_as_a_link_that_downloads_it(
     port = free_port()
     http = {"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}"}
     email_settings = smtp_settings(inbox_port, attach_max_bytes=10)
-    async with serving(tmp_path, datastore, email=email_settings, http=http) as server:
+    async with serving(tmp_path, datastore, plugins={"email": email_settings}, http=http) as server:
         job = await finished(server, emailed_logs(["ann@example.com"]))
         [message] = await inbox.wait()
         assert list(message.iter_attachments()) == []
@@ -197,7 +197,7 @@ async def test_a_file_over_attach_max_bytes_is_sent_as_a_link_that_downloads_it(
 async def test_a_message_is_delivered_once_the_smtp_server_is_up(
     tmp_path: Path, datastore: Path, inbox_port: int
 ) -> None:
-    async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+    async with serving(tmp_path, datastore, plugins={"email": smtp_settings(inbox_port)}) as server:
         job = await finished(server, emailed_logs(["ann@example.com"]))
         await asyncio.sleep(0.5)  # a few tries against the closed port
         ledger = Ledger(tmp_path / LEDGER_FILE)
@@ -221,7 +221,7 @@ async def test_a_message_is_delivered_once_the_smtp_server_is_up(
 async def test_a_delivery_cut_short_by_a_stop_is_made_at_the_next_start(
     tmp_path: Path, datastore: Path, inbox_port: int
 ) -> None:
-    async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+    async with serving(tmp_path, datastore, plugins={"email": smtp_settings(inbox_port)}) as server:
         job = await finished(server, emailed_logs(["ann@example.com"]))
         settings = server.settings
     # The SMTP server was down all along: the delivery waits in the ledger.
@@ -240,7 +240,7 @@ async def test_a_delivery_cut_short_by_a_stop_is_made_at_the_next_start(
 async def test_a_closed_delivery_is_forgotten_once_its_files_are_long_gone_and_not_sent_again(
     tmp_path: Path, datastore: Path, inbox: Inbox, inbox_port: int
 ) -> None:
-    async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+    async with serving(tmp_path, datastore, plugins={"email": smtp_settings(inbox_port)}) as server:
         job = await finished(server, emailed_logs(["ann@example.com"]))
         await inbox.wait()
         settings = server.settings
@@ -263,7 +263,7 @@ async def test_a_closed_delivery_is_forgotten_once_its_files_are_long_gone_and_n
 async def test_a_job_without_email_delivery_sends_nothing(
     tmp_path: Path, datastore: Path, inbox: Inbox, inbox_port: int
 ) -> None:
-    async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+    async with serving(tmp_path, datastore, plugins={"email": smtp_settings(inbox_port)}) as server:
         body = emailed_logs([])
         body["delivery"] = {"type": "file"}
         job = await finished(server, body)
@@ -302,7 +302,7 @@ async def test_a_job_without_email_delivery_sends_nothing(
 def test_an_email_delivery_without_a_good_address_is_refused(
     delivery: Delivery, field: str, message: str
 ) -> None:
-    settings = load_settings({"EXPORTD_EMAIL__HOST": "127.0.0.1"})
+    settings = load_settings({"EXPORTD_PLUGINS__EMAIL__HOST": "127.0.0.1"})
     with pytest.raises(InvalidRequest) as refused:
         Plugins(settings=settings, entry_points=False).check_delivery(delivery)
     assert refused.value.fields[0].name == field
@@ -318,22 +318,53 @@ def test_email_delivery_is_refused_while_no_smtp_server_is_configured() -> None:
 
 
 @pytest.mark.parametrize(
-    ("variable", "value", "named"),
+    ("key", "value", "message"),
     [
-        ("EXPORTD_EMAIL__TLS", "ssl", "configuration key 'email.tls'"),
-        ("EXPORTD_EMAIL__PORT", "70000", "configuration key 'email.port'"),
-        ("EXPORTD_EMAIL__SENDER", "not an address", "configuration key 'email.sender'"),
-        ("EXPORTD_EMAIL__ATTACH_MAX_BYTES", "-1", "configuration key 'email.attach_max_bytes'"),
-        ("EXPORTD_EMAIL__RETRY_INTERVAL", "0", "configuration key 'email.retry_interval'"),
-        ("EXPORTD_EMAIL__HOSTNAME", "smtp.example.com", "unknown setting EXPORTD_EMAIL__HOSTNAME"),
+        ("tls", "ssl", "must be one of none, starttls, tls; got 'ssl'"),
+        ("port", "70000", "must be at most 65535"),
+        ("sender", "not an address", "must match the pattern"),
+        ("sender", "ann@exa\udcffmple.com", "bad domain"),
+        ("attach_max_bytes", "-1", "must be at least 0"),
+        ("retry_interval", "0", "must be greater than 0"),
+        ("hostname", "smtp.example.com", "unknown field"),
     ],
 )
-def test_a_bad_email_setting_is_an_error_naming_its_key(
-    variable: str, value: str, named: str
-) -> None:
+def test_a_bad_email_setting_is_an_error_naming_its_key(key: str, value: str, message: str) -> None:
+    settings = load_settings({f"EXPORTD_PLUGINS__EMAIL__{key.upper()}": value})
     with pytest.raises(ConfigError) as refused:
-        load_settings({variable: value})
-    assert named in str(refused.value)
+        Plugins(settings=settings, entry_points=False)
+    assert refused.value.message.startswith(f"configuration key 'plugins.email.{key}'")
+    assert message in refused.value.fields[0].message
+
+
+def test_the_old_email_table_still_works_with_a_warning_naming_the_new_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "exportd.toml"
+    config.write_text('[email]\nhost = "smtp.example.com"\nport = 465\n')
+    settings = load_settings({"EXPORTD_CONFIG": str(config), "EXPORTD_EMAIL__TLS": "tls"})
+    assert settings.plugins["email"] == {"host": "smtp.example.com", "port": 465, "tls": "tls"}
+    assert caplog.messages == [
+        f"{config}: email.host is deprecated: use plugins.email.host",
+        f"{config}: email.port is deprecated: use plugins.email.port",
+        "EXPORTD_EMAIL__TLS is deprecated: use EXPORTD_PLUGINS__EMAIL__TLS",
+    ]
+    method = Plugins(settings=settings, entry_points=False).delivery("email")
+    assert isinstance(method, EmailDelivery)
+    assert method.settings == EmailConfig(host="smtp.example.com", port=465, tls="tls")
+
+
+def test_an_email_setting_under_its_old_and_its_new_name_is_an_error(tmp_path: Path) -> None:
+    config = tmp_path / "exportd.toml"
+    config.write_text('[email]\nhost = "a.example.com"\n[plugins.email]\nhost = "b.example.com"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"EXPORTD_CONFIG": str(config)})
+    assert refused.value.message == f"{config}: email.host is set twice, as plugins.email.host too"
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"EXPORTD_EMAIL__HOST": "a", "EXPORTD_PLUGINS__EMAIL__HOST": "b"})
+    assert refused.value.message == (
+        "EXPORTD_EMAIL__HOST is set twice, as EXPORTD_PLUGINS__EMAIL__HOST too"
+    )
 
 
 class FlakyInbox(Inbox):
@@ -378,7 +409,9 @@ async def test_international_addresses_and_names_are_sent_with_smtputf8_and_idna
     # retried for ever.
     name = "Wöchentlich\u2028Bcc: intruder@example.com\u2029日本"
     with smtp_server(Inbox(), inbox_port, smtputf8=True) as inbox:
-        async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+        async with serving(
+            tmp_path, datastore, plugins={"email": smtp_settings(inbox_port)}
+        ) as server:
             job = await finished(server, emailed_logs(to, name=name))
             [message] = await inbox.wait()
             ledger = Ledger(tmp_path / LEDGER_FILE)
@@ -397,7 +430,9 @@ async def test_an_ascii_local_part_needs_no_smtputf8_and_its_name_is_encoded(
     tmp_path: Path, datastore: Path, inbox_port: int
 ) -> None:
     with smtp_server(Inbox(), inbox_port, smtputf8=False) as inbox:
-        async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+        async with serving(
+            tmp_path, datastore, plugins={"email": smtp_settings(inbox_port)}
+        ) as server:
             await finished(server, emailed_logs(["ann@exämple.com"], name="Überblick\u2028x"))
             [message] = await inbox.wait()
     envelope = inbox.received[0][0]
@@ -412,7 +447,9 @@ async def test_an_address_beyond_ascii_is_given_up_once_without_smtputf8(
     tmp_path: Path, datastore: Path, inbox_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     with smtp_server(Inbox(), inbox_port, smtputf8=False) as inbox:
-        async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+        async with serving(
+            tmp_path, datastore, plugins={"email": smtp_settings(inbox_port)}
+        ) as server:
             job = await finished(server, emailed_logs(["ännä@example.com"]))
             ledger = Ledger(tmp_path / LEDGER_FILE)
             entry = await closed(ledger, job)
@@ -433,7 +470,9 @@ async def test_a_transient_smtp_refusal_is_retried_until_the_message_is_taken(
     tmp_path: Path, datastore: Path, inbox_port: int
 ) -> None:
     with smtp_server(FlakyInbox(refusals=2), inbox_port, smtputf8=False) as inbox:
-        async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+        async with serving(
+            tmp_path, datastore, plugins={"email": smtp_settings(inbox_port)}
+        ) as server:
             job = await finished(server, emailed_logs(["ann@example.com"]))
             [message] = await inbox.wait()
             ledger = Ledger(tmp_path / LEDGER_FILE)
@@ -448,10 +487,10 @@ async def test_a_recorded_address_that_cannot_be_composed_is_undeliverable_not_r
 ) -> None:
     # A job accepted before addresses were checked as they are now (or from a trusted
     # upstream system) that names one the message cannot carry.
-    async with serving(tmp_path, datastore, email=smtp_settings(inbox_port)) as server:
+    async with serving(tmp_path, datastore, plugins={"email": smtp_settings(inbox_port)}) as server:
         job = await finished(server, emailed_logs(["ann@example.com"]))
         await inbox.wait()
-    method = EmailDelivery(server.settings.email)
+    method = EmailDelivery(EmailConfig(**server.settings.plugins["email"]))
     context = DeliveryContext(open_file=lambda key: io.BytesIO(b""), link=lambda part: None)
     for address, why in [
         ("a\x00b@example.com", "delivery.to[0]: 'a\\x00b@example.com' is not an email address"),

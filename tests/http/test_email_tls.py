@@ -1,4 +1,4 @@
-"""Email delivery over TLS: ``[email] tls = "starttls"`` and ``tls = "tls"`` against a real
+"""Email delivery over TLS: ``[plugins.email] tls = "starttls"`` and ``tls = "tls"`` against a real
 aiosmtpd server whose certificate for 127.0.0.1 is signed by a test CA (made with
 ``trustme``), and that exportd trusts only through ``SSL_CERT_FILE``.
 
@@ -168,7 +168,8 @@ def smtps_inbox(ca: trustme.CA) -> Iterator[SecureInbox]:
 
 
 def login_settings(port: int, tls: str) -> dict[str, Any]:
-    """``[email]`` for the test server at ``port`` with ``tls`` and the test account."""
+    """``[plugins.email]`` for the test server at ``port`` with ``tls`` and the test
+    account."""
     return smtp_settings(port, tls=tls, username=USERNAME, password=PASSWORD)
 
 
@@ -212,7 +213,7 @@ async def test_starttls_upgrades_the_connection_before_the_login_and_the_message
     starttls_inbox: SecureInbox,
 ) -> None:
     settings = login_settings(starttls_inbox.port, "starttls")
-    async with serving(tmp_path, datastore, email=settings) as server:
+    async with serving(tmp_path, datastore, plugins={"email": settings}) as server:
         job = await finished(server, emailed_logs(["ann@example.com"]))
         [message] = await starttls_inbox.wait()
         envelope = starttls_inbox.received[0][0]
@@ -236,7 +237,7 @@ async def test_implicit_tls_speaks_tls_from_the_start(
     smtps_inbox: SecureInbox,
 ) -> None:
     settings = login_settings(smtps_inbox.port, "tls")
-    async with serving(tmp_path, datastore, email=settings) as server:
+    async with serving(tmp_path, datastore, plugins={"email": settings}) as server:
         job = await finished(server, emailed_logs(["ann@example.com"]))
         [message] = await smtps_inbox.wait()
 
@@ -278,7 +279,9 @@ async def test_a_certificate_exportd_does_not_trust_stops_the_delivery(
     port = free_port()
     cert = request.getfixturevalue(distrust.issuer).issue_cert(distrust.host)
     with smtp_server(mode, port, cert) as handler:
-        async with serving(tmp_path, datastore, email=login_settings(port, mode)) as server:
+        async with serving(
+            tmp_path, datastore, plugins={"email": login_settings(port, mode)}
+        ) as server:
             job = await finished(server, emailed_logs(["ann@example.com"]))
             error = await failed_tries(tmp_path, job)
             assert ledger_status(tmp_path, job) == "pending"
@@ -305,7 +308,7 @@ async def test_tls_none_gets_nothing_through_a_server_that_requires_starttls(
     refusal: str,
 ) -> None:
     settings = smtp_settings(starttls_inbox.port, tls="none", username=username, password=PASSWORD)
-    async with serving(tmp_path, datastore, email=settings) as server:
+    async with serving(tmp_path, datastore, plugins={"email": settings}) as server:
         job = await finished(server, emailed_logs(["ann@example.com"]))
         error = await failed_tries(tmp_path, job)
         assert ledger_status(tmp_path, job) == "pending"

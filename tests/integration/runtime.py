@@ -84,16 +84,25 @@ class Runtime:
 
 @asynccontextmanager
 async def running(
-    bus: Bus, settings: Settings, *, workers: int = 1, plugins: Plugins | None = None
+    bus: Bus,
+    settings: Settings,
+    *,
+    workers: int = 1,
+    plugins: Plugins | None = None,
+    worker_plugins: Plugins | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Start ``bus``, an engine and ``workers`` workers; stop them all at the end."""
+    """Start ``bus``, an engine and ``workers`` workers; stop them all at the end.  The
+    workers have ``worker_plugins`` if given, else the engine's ``plugins``."""
     plugins = plugins or Plugins(settings=settings)
     stop = asyncio.Event()
     async with bus:
         events = Events()
         subscription = await bus.subscribe(bus.topology.events, "#", events.handle)
         engine = Engine(bus, plugins, settings)
-        crew = [Worker(bus, plugins, settings, name=f"worker-{n}") for n in range(workers)]
+        crew = [
+            Worker(bus, worker_plugins or plugins, settings, name=f"worker-{n}")
+            for n in range(workers)
+        ]
         tasks = [asyncio.create_task(engine.run(stop))]
         tasks += [asyncio.create_task(worker.run(stop)) for worker in crew]
         try:

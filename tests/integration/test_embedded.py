@@ -86,6 +86,25 @@ def toy_plugins_in(home: Path) -> Plugins:
     return Plugins(settings=settings_in(home), extra=[toy_plugins])
 
 
+async def test_a_worker_without_the_source_or_format_of_a_task_says_so(home: Path) -> None:
+    settings = settings_in(home)
+    lacking = Plugins(settings=settings)  # the engine has the toy plugins; the worker has not
+    async with running(
+        LocalBus(), settings, plugins=toy_plugins_in(home), worker_plugins=lacking
+    ) as runtime:
+        job = await runtime.submit(**count_request(rows=3))
+        failed = await runtime.events.wait_for(job.id, "job.failed")
+        mixed = await runtime.submit(**count_request(rows=3) | {"format": "csv"})
+        mixed_failed = await runtime.events.wait_for(mixed.id, "job.failed")
+    assert failed.job is not None and failed.job.error is not None
+    assert failed.job.error.code == "export_failed"
+    assert failed.job.error.message.startswith(
+        "worker worker-0 has no source 'count' and no format 'lines': install the plugin"
+    )
+    assert mixed_failed.job is not None and mixed_failed.job.error is not None
+    assert mixed_failed.job.error.message.startswith("worker worker-0 has no source 'count':")
+
+
 async def test_cancel_stops_a_running_export_and_leaves_no_file(home: Path) -> None:
     settings = settings_in(home, batch_size=10)
     async with running(LocalBus(), settings, plugins=toy_plugins_in(home)) as runtime:

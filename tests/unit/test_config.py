@@ -94,3 +94,39 @@ def test_an_error_names_the_layer_it_comes_from(tmp_path: Path) -> None:
     config.write_text('batch_size = "many"\n')
     with pytest.raises(ConfigError, match=rf"'batch_size' \({config}\)"):
         load_settings({"EXPORTD_CONFIG": str(config)})
+
+
+def test_plugin_settings_come_from_the_file_and_the_environment_key_by_key(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "exportd.toml"
+    config.write_text(
+        '[plugins.vault]\nfolder = "/srv/vault"\nlevels = 2\n[plugins.other]\nx = 1\n'
+    )
+    settings = load_settings(
+        {
+            "EXPORTD_CONFIG": str(config),
+            "EXPORTD_PLUGINS__VAULT__LEVELS": "3",
+            "EXPORTD_PLUGINS__VAULT__TAGS": "a,b",
+            "EXPORTD_PLUGINS__NEW__KEY": "v",
+        }
+    )
+    # Kept as given (text from variables) until the plugins load and convert them.
+    assert settings.plugins == {
+        "vault": {"folder": "/srv/vault", "levels": "3", "tags": "a,b"},
+        "other": {"x": 1},
+        "new": {"key": "v"},
+    }
+
+
+def test_plugin_settings_must_be_tables(tmp_path: Path) -> None:
+    config = tmp_path / "exportd.toml"
+    config.write_text('plugins = "vault"\n')
+    with pytest.raises(ConfigError, match=r"^configuration key 'plugins' \("):
+        load_settings({"EXPORTD_CONFIG": str(config)})
+    for variable in ("EXPORTD_PLUGINS", "EXPORTD_PLUGINS__VAULT"):
+        with pytest.raises(ConfigError) as caught:
+            load_settings({variable: "x"})
+        assert caught.value.message == (
+            f"{variable} names a table, not a setting: set {variable}__KEY"
+        )

@@ -1,9 +1,12 @@
-"""The Python examples of docs/plugins.md run as written, and the tests among them pass.
+"""docs/plugins.md: its Python examples run as written, the tests among them pass, and
+every hook and every name of the public API has a section of its own.
 
 The guide's Python blocks are loaded in order.  A block whose first line is a
 file name comment (``# exportd_countdown.py``) becomes a module of that name,
 so later blocks can import it; the ``test_*`` functions of the ``test_*.py``
-blocks are run here, each with its own ``tmp_path``.
+blocks are run here, each with its own ``tmp_path``.  A section is a heading
+that starts with the name (``### exportd_sources(config)``, ``### `Source```), as
+Datasette's ``test_plugin_hooks_are_documented`` checks its hooks.
 """
 
 from __future__ import annotations
@@ -16,10 +19,14 @@ from pathlib import Path
 
 import pytest
 
+import exportd
+from exportd.plugins import api, hookspecs
+
 GUIDE = Path(__file__).parents[2] / "docs" / "plugins.md"
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 FILE_NAME = re.compile(r"\A# (\w+)\.py\n")
 TEST_FUNCTION = re.compile(r"^def (test_\w+)\(", re.MULTILINE)
+HEADING = re.compile(r"^#{2,4} `?(\w+)(?:`|\(|$)", re.MULTILINE)
 
 
 def python_blocks() -> list[tuple[int, str]]:
@@ -72,3 +79,38 @@ def test_an_example_test_passes(
 ) -> None:
     test: Callable[[Path], None] = getattr(guide[module], function)
     test(tmp_path)
+
+
+def sections() -> set[str]:
+    """The names the guide's headings start with."""
+    return set(HEADING.findall(GUIDE.read_text(encoding="utf-8")))
+
+
+def hooks() -> list[str]:
+    """Every hook exportd specifies."""
+    return sorted(
+        name
+        for name, function in vars(hookspecs).items()
+        if hasattr(function, f"{hookspecs.PROJECT}_spec")
+    )
+
+
+@pytest.mark.parametrize("hook", hooks())
+def test_every_hook_is_documented(hook: str) -> None:
+    assert hook in sections(), f"docs/plugins.md has no section for the hook {hook}"
+
+
+@pytest.mark.parametrize("name", sorted(set(exportd.__all__) | set(api.__all__)))
+def test_every_public_name_is_documented(name: str) -> None:
+    assert name in sections(), f"docs/plugins.md has no section for {name}"
+
+
+def test_the_plugin_api_module_exports_all_it_defines() -> None:
+    defined = {
+        name
+        for name, value in vars(api).items()
+        if isinstance(value, type) and value.__module__ == api.__name__ and name[0] != "_"
+    }
+    assert defined <= set(api.__all__)
+    assert set(api.__all__) <= set(exportd.__all__)
+    assert len(hooks()) >= 6

@@ -347,7 +347,7 @@ def test_every_value_survives_the_export(
     plan = plan_export(request(case, format_name, zone_name), PLUGINS, datastore)
     window = Window(WINDOW.start, WINDOW.end, zone)
     assert plan.window == window
-    columns = list(plan.source.columns(plan.params))
+    columns = list(plan.source.columns(plan.params, plan.context(batch_size=BATCH_SIZE)))
     assert list(plan.columns) == columns
     expected = case.expected(datastore, window, case.params)
     assert expected, "a case with no rows would check nothing"

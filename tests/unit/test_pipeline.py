@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+import types
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -12,7 +13,16 @@ import msgspec
 import pytest
 from openpyxl.worksheet._writer import ALL_TEMP_FILES
 
-from exportd import Cancelled, Column, ExportFailed, ExportInfo, RowWriter
+from exportd import (
+    Batch,
+    Cancelled,
+    Column,
+    ExportFailed,
+    ExportInfo,
+    ReadContext,
+    RowWriter,
+    hookimpl,
+)
 from exportd.messages import ExportRequest
 from exportd.plan import ExportPlan, plan_export
 from exportd.plugins.manager import Plugins
@@ -185,3 +195,125 @@ def test_an_error_names_the_target_never_the_unfinished_file(tmp_path: Path) -> 
     assert (caught.value.filename, caught.value.filename2) == (str(target), None)
     assert ".partial" not in str(caught.value)
     assert [path.name for path in tmp_path.iterdir()] == ["count.lines"]  # the folder
+
+
+class RaggedParams(toy_plugins.CountParams, kw_only=True):
+    """How many rows, which one lacks its label and which one is a number."""
+
+    short_at: int | None = None
+    junk_at: int | None = None
+
+
+class RaggedSource(toy_plugins.CountSource):
+    """Counts, but row ``short_at`` lacks its label and row ``junk_at`` is a number."""
+
+    name = "ragged"
+    Params = RaggedParams
+
+    def read(self, params: toy_plugins.CountParams, ctx: ReadContext) -> Iterator[Batch]:
+        assert isinstance(params, RaggedParams)
+        for batch in super().read(params, ctx):
+            yield [
+                row[:2] if row[0] == params.short_at else 7 if row[0] == params.junk_at else row
+                for row in batch
+            ]
+
+
+class ClosingWriter(toy_plugins.LinesWriter):
+    """Lines, closing the file it was given at ``close`` (or at the first ``write``)."""
+
+    def __init__(self, file: BinaryIO, columns: Sequence[Column], *, at_write: bool) -> None:
+        super().__init__(file, columns, "|")
+        self.at_write = at_write
+
+    def write(self, batch: Batch) -> None:
+        super().write(batch)
+        if self.at_write:
+            self.file.close()
+
+    def close(self) -> None:
+        super().close()
+        self.file.close()
+
+
+class ClosingFormat(toy_plugins.LinesFormat):
+    """A format that closes the file it writes into, as ``with file:`` in ``close`` would."""
+
+    name = "closing"
+
+    def open(
+        self,
+        file: BinaryIO,
+        columns: Sequence[Column],
+        options: toy_plugins.LinesOptions,
+        info: ExportInfo,
+    ) -> RowWriter:
+        return ClosingWriter(file, columns, at_write=options.stamp)
+
+
+def rogue_plugins() -> Plugins:
+    rogue = types.ModuleType("rogue_plugin")
+
+    @hookimpl
+    def exportd_sources() -> list[Any]:
+        return [RaggedSource()]
+
+    @hookimpl
+    def exportd_formats() -> list[Any]:
+        return [ClosingFormat()]
+
+    rogue.exportd_sources = exportd_sources  # type: ignore[attr-defined]
+    rogue.exportd_formats = exportd_formats  # type: ignore[attr-defined]
+    return Plugins(builtins=False, entry_points=False, extra=[toy_plugins, rogue])
+
+
+def rogue_plan(source: str, format_: str, **fields: Any) -> ExportPlan:
+    request = msgspec.convert(
+        {
+            "source": source,
+            "format": format_,
+            "interval": {"start": "2024-03-01", "end": "2024-03-02"},
+        }
+        | fields,
+        ExportRequest,
+    )
+    return plan_export(request, rogue_plugins(), Path("unused.db"))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"rows": 30, "short_at": 23},
+            "source 'ragged' failed: row 24 has 2 values for its 3 columns",
+        ),
+        (
+            {"rows": 30, "junk_at": 4},
+            "source 'ragged' failed: row 5 is int, not a tuple of its 3 columns",
+        ),
+    ],
+)
+def test_a_row_of_the_wrong_shape_is_blamed_on_the_source(
+    tmp_path: Path, params: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ExportFailed) as caught:
+        run_export(rogue_plan("ragged", "lines", params=params), tmp_path / "f", batch_size=10)
+    assert str(caught.value) == message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rows_of_the_right_shape_pass_whatever_their_type(tmp_path: Path) -> None:
+    info = run_export(rogue_plan("ragged", "lines", params={"rows": 30}), tmp_path / "f")
+    assert info.rows == 30
+
+
+@pytest.mark.parametrize("at_write", [False, True])
+def test_a_format_that_closes_its_file_is_blamed_for_it(tmp_path: Path, at_write: bool) -> None:
+    plan = rogue_plan("count", "closing", params={"rows": 30}, format_options={"stamp": at_write})
+    with pytest.raises(ExportFailed) as caught:
+        run_export(plan, tmp_path / "f", batch_size=10)
+    assert str(caught.value) == (
+        "format 'closing' failed: it closed the file it writes into, which exportd owns "
+        "(RowWriter.close must leave it open)"
+    )
+    assert list(tmp_path.iterdir()) == []

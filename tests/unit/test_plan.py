@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from exportd import ExportFailed, InvalidRequest, ReadContext, hookimpl
+from exportd import Column, ExportFailed, InvalidRequest, ReadContext, hookimpl
 from exportd.messages import ExportRequest
 from exportd.plan import plan_export
 from exportd.plugins.manager import Plugins
@@ -164,3 +164,35 @@ def test_the_file_name_comes_from_the_name_or_the_request_and_is_safe() -> None:
     assert named.file_name() == "Q3_report_ünïcode.lines"
     dots = plan_export(request(name="..."), PLUGINS, Path("x.db"))
     assert dots.file_name() == "export.lines"
+
+
+class SchemaSource(toy_plugins.CountSource):
+    """The count source whose columns come from a per-organisation schema: the columns
+    name the organisation and the part they were asked for."""
+
+    name = "schema"
+
+    def columns(self, params: toy_plugins.CountParams, ctx: ReadContext) -> list[Column]:
+        label = f"label_{ctx.org_id}_{ctx.part}of{ctx.part_count}"
+        return [
+            Column("n", "integer"),
+            Column("square", "integer"),
+            Column(label),
+        ]
+
+
+def test_columns_are_asked_with_the_read_context_of_the_export_and_of_each_part() -> None:
+    schema = types.ModuleType("schema_plugin")
+
+    @hookimpl
+    def exportd_sources() -> list[Any]:
+        return [SchemaSource()]
+
+    schema.exportd_sources = exportd_sources  # type: ignore[attr-defined]
+    plugins = Plugins(builtins=False, entry_points=False, extra=[toy_plugins, schema])
+    plan = plan_export(
+        request(source="schema", params={"rows": 20}, org_id="acme"), plugins, Path("x.db")
+    )
+    assert plan.columns[-1].name == "label_acme_0of1"
+    parts = plan.parts(batch_size=10)
+    assert [part.columns[-1].name for part in parts] == ["label_acme_0of2", "label_acme_1of2"]

@@ -268,15 +268,16 @@ def test_a_missing_data_store_fails_naming_the_file(tmp_path: Path) -> None:
     assert str(missing) in caught.value.message
 
 
-def test_columns_carry_roles_for_transcripts() -> None:
-    columns = SOURCE.columns(params(type="logs"))
+def test_columns_carry_roles_for_transcripts(datastore: Path) -> None:
+    ctx = ReadContext(window=WINDOW, data_path=datastore)
+    columns = SOURCE.columns(params(type="logs"), ctx)
     assert {column.role: column.name for column in columns if column.role} == {
         "conversation": "conversation_id",
         "time": "sent_at",
         "author": "sender_name",
         "text": "body",
     }
-    stats = SOURCE.columns(params(type="stats"))
+    stats = SOURCE.columns(params(type="stats"), ctx)
     assert (stats[0].name, stats[0].type) == ("date", "date")
     assert all(column.role is None for column in stats)
 

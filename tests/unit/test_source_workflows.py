@@ -64,7 +64,10 @@ def test_rows_carry_typed_values(datastore: Path) -> None:
             True,
         )
     ]
-    assert [column.name for column in SOURCE.columns(chosen)][:2] == ["event_id", "occurred_at"]
+    assert [column.name for column in SOURCE.columns(chosen, ctx)][:2] == [
+        "event_id",
+        "occurred_at",
+    ]
 
 
 @pytest.mark.parametrize(

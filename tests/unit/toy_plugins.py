@@ -55,7 +55,7 @@ class CountSource(Source[CountParams]):
         if params.forbidden is not None:
             raise InvalidRequest.field("params.forbidden", "this value is not allowed")
 
-    def columns(self, params: CountParams) -> Sequence[Column]:
+    def columns(self, params: CountParams, ctx: ReadContext) -> Sequence[Column]:
         return [Column("n", "integer"), Column("square", "integer"), Column("label")]
 
     def estimate(self, params: CountParams, ctx: ReadContext) -> int | None:

@@ -2,7 +2,9 @@
 
 It needs no data store: every reading is a pure function of the city and the
 moment, so the same window always gives the same rows and overlapping windows
-agree on the readings they share.
+agree on the readings they share.  Its settings (:class:`ExampleConfig`, the
+``[plugins.example]`` table) choose the cities it offers and how many decimals
+temperatures have.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from exportd import Batch, Column, NotFound, ReadContext, Source, Window
+from exportd import Batch, Column, ConfigError, NotFound, ReadContext, Source, Window
 
 DAYS_PER_YEAR = 365.2425
 
@@ -47,6 +49,29 @@ CITIES = {
 }
 
 
+class ExampleConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """The plugin's settings: ``[plugins.example]`` in ``exportd.toml``, or
+    ``EXPORTD_PLUGINS__EXAMPLE__KEY`` variables."""
+
+    cities: list[str] = msgspec.field(default_factory=lambda: list(CITIES))
+    """The cities the source offers (default: every one it knows); comma-separated in
+    ``EXPORTD_PLUGINS__EXAMPLE__CITIES``."""
+
+    decimals: Annotated[int, msgspec.Meta(ge=0, le=3)] = 1
+    """Digits after the decimal point of a temperature."""
+
+    def check(self) -> ExampleConfig:
+        """These settings, if every city is one the source knows; else a
+        :class:`~exportd.ConfigError` naming the entry."""
+        for index, city in enumerate(self.cities):
+            if city not in CITIES:
+                raise ConfigError.field(
+                    f"plugins.example.cities[{index}]",
+                    f"unknown city {city!r}; known: {', '.join(CITIES)}",
+                )
+        return self
+
+
 class WeatherParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Which city, how often a reading is taken, and in which unit."""
 
@@ -62,13 +87,16 @@ class WeatherSource(Source[WeatherParams]):
     description = "made-up weather readings for a city (needs no data store)"
     Params = WeatherParams
 
+    def __init__(self, config: ExampleConfig | None = None) -> None:
+        self.config = (config or ExampleConfig()).check()
+
     def validate(self, params: WeatherParams, ctx: ReadContext) -> None:
-        """Refuse a city this source knows nothing about, naming the parameter."""
-        if params.city.lower() not in CITIES:
-            known = ", ".join(CITIES)
+        """Refuse a city this source does not offer, naming the parameter."""
+        if params.city.lower() not in self.config.cities:
+            known = ", ".join(self.config.cities)
             raise NotFound.field("params.city", f"unknown city {params.city!r}; known: {known}")
 
-    def columns(self, params: WeatherParams) -> Sequence[Column]:
+    def columns(self, params: WeatherParams, ctx: ReadContext) -> Sequence[Column]:
         """Time, city, temperature, humidity and conditions."""
         return [
             Column("time", "datetime"),
@@ -89,9 +117,10 @@ class WeatherSource(Source[WeatherParams]):
         times = reading_times(ctx.window, params.every_minutes)
         if ctx.limit is not None:
             times = times[: ctx.limit]
+        decimals = self.config.decimals
         for first in range(0, len(times), ctx.batch_size):
             chunk = times[first : first + ctx.batch_size]
-            yield [reading(climate, moment, fahrenheit) for moment in chunk]
+            yield [reading(climate, moment, fahrenheit, decimals) for moment in chunk]
 
 
 def reading_times(window: Window, every_minutes: int) -> range:
@@ -101,8 +130,11 @@ def reading_times(window: Window, every_minutes: int) -> range:
     return range(first, math.ceil(window.end.timestamp()), step)
 
 
-def reading(climate: Climate, moment: int, fahrenheit: bool) -> tuple[object, ...]:
-    """The reading at ``moment`` (Unix seconds): a season, a daily cycle and some noise."""
+def reading(
+    climate: Climate, moment: int, fahrenheit: bool, decimals: int = 1
+) -> tuple[object, ...]:
+    """The reading at ``moment`` (Unix seconds): a season, a daily cycle and some noise,
+    the temperature to ``decimals`` digits."""
     season = -math.cos(2 * math.pi * ((moment / 86400) % DAYS_PER_YEAR - 20) / DAYS_PER_YEAR)
     local_hour = (moment / 3600 + climate.utc_offset_hours) % 24
     day = -math.cos(2 * math.pi * (local_hour - 3) / 24)
@@ -122,7 +154,7 @@ def reading(climate: Climate, moment: int, fahrenheit: bool) -> tuple[object, ..
     return (
         datetime.fromtimestamp(moment, UTC),
         climate.name,
-        round(temperature, 1),
+        round(temperature, decimals),
         humidity,
         conditions,
     )

@@ -1,11 +1,13 @@
 """The built-in ``email`` delivery: a finished export's files sent over SMTP.
 
-Files fit into one message as attachments up to ``email.attach_max_bytes`` in
-all; a file that does not fit goes as a signed download URL instead.  The
-message is built with :class:`email.message.EmailMessage`, so a job name or a
-file name of any text cannot break or add headers.  Sending uses the standard
-library's :mod:`smtplib`: exportd calls :meth:`EmailDelivery.deliver` in a
-thread, so a blocking client costs nothing.
+Its settings are the ``[plugins.email]`` table (:class:`EmailConfig`; the old
+``[email]`` table still works, with a warning).  Files fit into one message as
+attachments up to ``attach_max_bytes`` in all; a file that does not fit goes as
+a signed download URL instead.  The message is built with
+:class:`email.message.EmailMessage`, so a job name or a file name of any text
+cannot break or add headers.  Sending uses the standard library's
+:mod:`smtplib`: exportd calls :meth:`EmailDelivery.deliver` in a thread, so a
+blocking client costs nothing.
 
 Addresses are checked when a request arrives with ``email-validator`` (RFC 5321
 and 5322 syntax, IDNA 2008 domains), so that what is accepted can be sent: a
@@ -27,21 +29,22 @@ from collections.abc import Iterable, Sequence
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
+import msgspec
 from email_validator import EmailNotValidError, validate_email
 
 from exportd import (
+    ConfigError,
+    Delivery,
     DeliveryContext,
     DeliveryMethod,
+    FileInfo,
     InvalidRequest,
-    Settings,
+    JobSnapshot,
     Undeliverable,
     hookimpl,
 )
-from exportd.config.settings import EmailSettings
-from exportd.errors import ConfigError
-from exportd.messages import Delivery, FileInfo, JobSnapshot
 
 MAX_RECIPIENTS = 50
 LINE_BREAKING = frozenset({"Zl", "Zp"})
@@ -54,6 +57,45 @@ UTF8_POLICY = email.policy.SMTPUTF8
 """Messages with an address beyond ASCII, for a server that offers SMTPUTF8."""
 UTF8_OPTIONS = ["SMTPUTF8", "BODY=8BITMIME"]
 """The ``MAIL FROM`` options of an SMTPUTF8 message (RFC 6531 servers take 8BITMIME)."""
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class EmailConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """The SMTP server that sends finished exports by email (``[plugins.email]``), for
+    requests with ``delivery.type = "email"``; see ``docs/delivery.md``."""
+
+    host: str = ""
+    """The SMTP server's host name; empty: email delivery is off (such requests are refused)."""
+
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 587
+    """The SMTP server's port (587 for ``starttls``, 465 for ``tls``, 25 for ``none``)."""
+
+    tls: Literal["none", "starttls", "tls"] = "starttls"
+    """``starttls``: upgrade a plain connection; ``tls``: TLS from the start (SMTPS);
+    ``none``: no encryption (a relay on the same host only)."""
+
+    username: str = ""
+    """The login name, if the server wants one; empty: no login."""
+
+    password: str = ""
+    """The password of ``username``."""
+
+    sender: Annotated[str, msgspec.Meta(pattern=r"^[^@\s<>]+@[^@\s<>]+$")] = "exportd@localhost"
+    """The ``From`` address: a plain address, ``name@domain``."""
+
+    subject: Annotated[str, msgspec.Meta(min_length=1)] = "Your export {name} is ready"
+    """The subject; ``{name}`` stands for the job's name (or its id)."""
+
+    attach_max_bytes: Annotated[int, msgspec.Meta(ge=0)] = 10 * 1024 * 1024
+    """The most bytes of files one message carries as attachments; a file that does not
+    fit is sent as a signed download link instead (needs ``http.public_url``)."""
+
+    timeout: Seconds = 30.0
+    """Seconds an SMTP connection and each of its commands may take."""
+
+    retry_interval: Seconds = 30.0
+    """Seconds between two attempts at a message while the SMTP server is down or
+    answers with a temporary (4xx) error."""
 
 
 def printable(text: str) -> str:
@@ -98,24 +140,23 @@ def checked_address(address: str) -> Mailbox:
 
 
 def sender_address(sender: str) -> Mailbox:
-    """The ``email.sender`` setting (``name@domain``, which the settings check) as a
-    mailbox; :class:`~exportd.errors.ConfigError` if its domain has no ASCII form."""
+    """The ``sender`` setting (``name@domain``, which the settings check) as a mailbox;
+    :class:`~exportd.ConfigError` naming the key if its domain has no ASCII form."""
     local_part, _, domain = sender.rpartition("@")
     try:
         return Mailbox(local_part, domain.encode("idna").decode("ascii"))
     except UnicodeError as exc:
-        raise ConfigError(
-            f"configuration key 'email.sender': bad domain {domain!r}: {exc}"
-        ) from None
+        raise ConfigError.field("plugins.email.sender", f"bad domain {domain!r}: {exc}") from None
 
 
 class EmailDelivery(DeliveryMethod):
-    """Sends a done job's files to ``delivery.to`` through the ``[email]`` SMTP server."""
+    """Sends a done job's files to ``delivery.to`` through the SMTP server of
+    ``[plugins.email]``."""
 
     name = "email"
     description = "the files by email (attachments, or download links when too large)"
 
-    def __init__(self, settings: EmailSettings) -> None:
+    def __init__(self, settings: EmailConfig) -> None:
         self.settings = settings
         self.retry_interval = settings.retry_interval
         self.sender = sender_address(settings.sender)
@@ -131,7 +172,7 @@ class EmailDelivery(DeliveryMethod):
         is no address, or if email delivery is off."""
         if not self.settings.host:
             raise InvalidRequest.field(
-                "delivery.type", "email delivery is off: exportd has no email.host"
+                "delivery.type", "email delivery is off: exportd has no plugins.email.host"
             )
         if not delivery.to:
             raise InvalidRequest.field("delivery.to", "an email delivery needs an address")
@@ -198,8 +239,8 @@ class EmailDelivery(DeliveryMethod):
             url = ctx.link(part.part)
             if url is None:
                 raise Undeliverable(
-                    f"{file.name} ({file.size} bytes) is larger than email.attach_max_bytes "
-                    "and exportd has no http.public_url to link it"
+                    f"{file.name} ({file.size} bytes) is larger than "
+                    "plugins.email.attach_max_bytes and exportd has no http.public_url to link it"
                 )
             lines.append(f"{printable(file.name)} ({file.rows} rows, {file.size} bytes): {url}")
         if job.expires_at is not None:
@@ -263,6 +304,12 @@ class EmailDelivery(DeliveryMethod):
 
 
 @hookimpl
-def exportd_deliveries(settings: Settings) -> Iterable[DeliveryMethod]:
-    """The email delivery, configured from ``[email]``."""
-    return [EmailDelivery(settings.email)]
+def exportd_plugin_config() -> type[EmailConfig]:
+    """The SMTP server and the messages' shape: ``[plugins.email]``."""
+    return EmailConfig
+
+
+@hookimpl
+def exportd_deliveries(config: EmailConfig) -> Iterable[DeliveryMethod]:
+    """The email delivery, configured from ``[plugins.email]``."""
+    return [EmailDelivery(config)]

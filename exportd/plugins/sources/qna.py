@@ -119,7 +119,7 @@ class QnaSource(Source[QnaParams]):
         if missing:
             raise NotFound("unknown Q&A rooms", missing)
 
-    def columns(self, params: QnaParams) -> Sequence[Column]:
+    def columns(self, params: QnaParams, ctx: ReadContext) -> Sequence[Column]:
         """The question columns."""
         return COLUMNS
 

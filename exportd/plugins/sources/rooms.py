@@ -276,7 +276,7 @@ class RoomsSource(Source[RoomsParams]):
             if not exists(conn, "rooms", params.room_id, ctx.org_id):
                 raise NotFound.field("params.room_id", f"no room with id {params.room_id!r}")
 
-    def columns(self, params: RoomsParams) -> Sequence[Column]:
+    def columns(self, params: RoomsParams, ctx: ReadContext) -> Sequence[Column]:
         """Message columns for logs, figure columns for stats."""
         return LOG_COLUMNS if params.type == "logs" else STATS_COLUMNS
 

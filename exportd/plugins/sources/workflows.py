@@ -167,7 +167,7 @@ class WorkflowsSource(Source[WorkflowParams]):
         with connection(ctx) as conn:
             _workflow(conn, params, ctx.org_id)
 
-    def columns(self, params: WorkflowParams) -> Sequence[Column]:
+    def columns(self, params: WorkflowParams, ctx: ReadContext) -> Sequence[Column]:
         """The event columns."""
         return COLUMNS
 
