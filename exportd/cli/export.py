@@ -22,13 +22,13 @@ from exportd.cli.runtime import add_broker_option, with_broker
 from exportd.cli.text import human_size
 from exportd.config import Settings
 from exportd.errors import ExportFailed, InvalidRequest
+from exportd.kernel.pipeline import run_export
+from exportd.kernel.plan import ExportPlan, part_names, plan_export
+from exportd.kernel.validation import convert
+from exportd.kernel.window import parse_timezone
 from exportd.messages import ExportRequest, FileInfo, JobSnapshot
-from exportd.plan import ExportPlan, part_names, plan_export
 from exportd.plugins.api import Storage, Window
 from exportd.plugins.manager import Plugins, load_plugins
-from exportd.validation import convert
-from exportd.window import parse_timezone
-from exportd.workers.pipeline import run_export
 
 DEFAULT_DAYS = 30
 STDOUT = "-"

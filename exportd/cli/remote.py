@@ -15,9 +15,9 @@ from exportd.cli.runtime import connect
 from exportd.client import FINAL_STATUSES
 from exportd.config import Settings
 from exportd.errors import ExportError, ExportFailed, from_body
+from exportd.kernel.pipeline import Progress
 from exportd.messages import ExportRequest, FileInfo, JobSnapshot
 from exportd.plugins.api import Storage
-from exportd.workers.pipeline import Progress
 
 COPY_CHUNK = 1 << 20
 NO_WORKER_AFTER = 3.0

@@ -23,8 +23,8 @@ from exportd.config import Settings
 from exportd.config.settings import WorkerSettings
 from exportd.control import SocketClient, socket_path
 from exportd.errors import InvalidRequest
+from exportd.kernel.validation import convert
 from exportd.messages import JobEvent
-from exportd.validation import convert
 
 log = logging.getLogger("exportd")
 

@@ -14,8 +14,8 @@ from exportd.cli.runtime import add_broker_option, engine_client, interrupt_on_s
 from exportd.cli.text import event_line
 from exportd.client import Client
 from exportd.config import Settings
+from exportd.kernel.pipeline import Progress
 from exportd.messages import JobEvent, JobSnapshot
-from exportd.workers.pipeline import Progress
 
 RUNNING = ("processing", "uploading")
 UP_AND_CLEAR_BELOW = "\x1b[{lines}A\r\x1b[J"

@@ -51,6 +51,10 @@ from exportd.bus.base import Bus, BusError, Message, Subscription
 from exportd.bus.topology import TASK_DELIVERY_LIMIT
 from exportd.config import Settings
 from exportd.errors import Cancelled, ErrorBody, ExportError, ExportFailed
+from exportd.kernel.pipeline import Progress as PipelineProgress
+from exportd.kernel.pipeline import run_export
+from exportd.kernel.plan import plan_export
+from exportd.kernel.workarea import WorkArea
 from exportd.messages import (
     CancelSignal,
     ExportTask,
@@ -59,12 +63,8 @@ from exportd.messages import (
     Progress,
     StatusUpdate,
 )
-from exportd.plan import plan_export
 from exportd.plugins.manager import Plugins
 from exportd.supervision import Loops, guarded
-from exportd.workers.pipeline import Progress as PipelineProgress
-from exportd.workers.pipeline import run_export
-from exportd.workers.workarea import WorkArea
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from markdown_it import MarkdownIt
 
 from exportd import Column, InvalidRequest, NotFound, ReadContext, Window
 from exportd.data.demo import DemoSummary, generate_demo_data
+from exportd.kernel.pipeline import run_export
+from exportd.kernel.plan import ExportPlan, plan_export
 from exportd.messages import ExportRequest
-from exportd.plan import ExportPlan, plan_export
 from exportd.plugins.manager import Plugins
-from exportd.workers.pipeline import run_export
 from tests.unit.hostile import columns as hostile_columns
 from tests.unit.hostile import rows as hostile_rows
 from tests.unit.hostile import write_export

@@ -13,10 +13,10 @@ import pytest
 from openpyxl.worksheet._writer import ALL_TEMP_FILES
 
 from exportd import Cancelled, Column, ExportFailed, ExportInfo, RowWriter
+from exportd.kernel.pipeline import Progress, run_export
+from exportd.kernel.plan import ExportPlan, plan_export
 from exportd.messages import ExportRequest
-from exportd.plan import ExportPlan, plan_export
 from exportd.plugins.manager import Plugins
-from exportd.workers.pipeline import Progress, run_export
 from tests.unit import toy_plugins
 
 PLUGINS = Plugins(builtins=False, entry_points=False, extra=[toy_plugins])
