@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from exportd.config import Settings
-from exportd.engine.tenants import PERMISSIONS, TenantStore
+from exportd.http.tenants import PERMISSIONS, TenantStore
 
 Command = Callable[[argparse.Namespace, Settings], int]
 

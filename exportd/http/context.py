@@ -17,14 +17,14 @@ from litestar.response import File, Stream
 
 from exportd.config import Settings
 from exportd.engine.service import Engine
-from exportd.engine.tenants import Caller, TenantStore
 from exportd.errors import Unauthorized
-from exportd.http.downloads import FileLink, signer_for
 from exportd.http.sync import SyncExports
+from exportd.http.tenants import Caller, TenantStore
 from exportd.kernel.validation import check_nesting
 from exportd.kernel.workarea import WorkArea
 from exportd.messages import FileInfo, JobSnapshot, RequestFields
 from exportd.plugins.manager import Plugins
+from exportd.signing import FileLink, signer_for
 
 AnyRequest = Request[Any, Any, State]
 """A request of any user, auth and state type."""
