@@ -58,8 +58,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if isinstance(client, Client) and not client.declared():
             print(undeclared(client.topology.events), file=sys.stderr)
         with client.events(args.pattern) as events:
-            print(f"watching job events matching {args.pattern!r}; Ctrl-C to stop", file=sys.stderr)
-            try:
+            try:  # from the line on, which says Ctrl-C stops, Ctrl-C is no failure
+                print(
+                    f"watching job events matching {args.pattern!r}; Ctrl-C to stop",
+                    file=sys.stderr,
+                )
                 for event in events:
                     if args.json:
                         print(msgspec.json.encode(event).decode(), flush=True)
