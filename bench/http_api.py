@@ -57,7 +57,7 @@ import httpx
 
 from exportd.config import Settings
 from exportd.data.demo import generate_demo_data
-from exportd.engine.tenants import TenantStore
+from exportd.http.tenants import TenantStore
 
 MESSAGES = 2_000
 KINDS = ("healthz", "get", "list", "create")

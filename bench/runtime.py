@@ -69,10 +69,10 @@ from exportd.config.settings import BrokerSettings, WorkerSettings
 from exportd.data.demo import generate_demo_data
 from exportd.engine.service import Engine
 from exportd.errors import ErrorBody
+from exportd.kernel.pipeline import run_export
+from exportd.kernel.plan import plan_export
 from exportd.messages import ExportRequest, Interval
-from exportd.plan import plan_export
 from exportd.plugins.manager import load_plugins
-from exportd.workers.pipeline import run_export
 from exportd.workers.worker import Worker
 
 ROLES = ("engine", "worker", "echo", "relay", "hop")

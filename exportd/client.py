@@ -67,6 +67,7 @@ from exportd.bus.topology import Topology, event_routing_key
 from exportd.config.settings import BrokerSettings
 from exportd.control import JobCommands, Timeout, job_of
 from exportd.errors import from_body
+from exportd.kernel.validation import validated
 from exportd.messages import (
     ExportRequest,
     JobCommand,
@@ -75,7 +76,6 @@ from exportd.messages import (
     JobStatus,
     RequestReply,
 )
-from exportd.validation import validated
 
 __all__ = ["DEFAULT_URL", "FINAL_STATUSES", "RETRY_POLICY", "Client", "EventStream", "Timeout"]
 

@@ -30,8 +30,8 @@ import msgspec
 from exportd.bus.base import BusError
 from exportd.config import Settings
 from exportd.errors import from_body
+from exportd.kernel.validation import validated
 from exportd.messages import JobCommand, JobEvent, JobSnapshot, JobStatus, RequestReply
-from exportd.validation import validated
 
 SOCKET_NAME = "control.sock"
 

@@ -8,31 +8,56 @@ non-zero exit code; only a bug in exportd itself shows a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import NamedTuple, NoReturn
 
 from exportd import __version__
-from exportd.bus.base import BusError
-from exportd.cli import (
-    demo,
-    engine,
-    export,
-    jobs,
-    plugins,
-    schema,
-    serve,
-    tenants,
-    watch,
-    worker,
-)
 from exportd.cli.text import error_line
-from exportd.client import Timeout
 from exportd.config import load_settings
 from exportd.errors import ConfigError, ExportError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+class Command(NamedTuple):
+    """A command of ``exportd``: the module that adds its parser, and its line in
+    ``exportd --help``."""
+
+    module: str
+    help: str
+
+
+COMMANDS = {
+    "demo-data": Command("demo", "replace EXPORTD_HOME/data.db with demo data"),
+    "plugins": Command(
+        "plugins", "list the sources and formats, with the plugin and package of each"
+    ),
+    "export": Command("export", "export rows of a source to a file"),
+    "schema": Command(
+        "schema",
+        "print the JSON Schema of the wire messages, or the HTTP API's OpenAPI document",
+    ),
+    "serve": Command(
+        "serve", "run the engine, the HTTP API and workers in one process, with no broker"
+    ),
+    "engine": Command("engine", "run the engine on RabbitMQ (workers run apart: exportd worker)"),
+    "worker": Command(
+        "worker", "run a worker on RabbitMQ: it runs the exports the engine dispatches"
+    ),
+    "watch": Command("watch", "follow job events live"),
+    "jobs": Command("jobs", "list, show, cancel, restart or delete the engine's jobs"),
+    "orgs": Command("tenants", "add, list and change organisations (tenants)"),
+    "users": Command("tenants", "add and list the users of organisations"),
+    "tokens": Command("tenants", "make, list and revoke API tokens"),
+}
+"""Every command, by name.  Only the module of the command that runs is imported, so
+that a command loads what it needs and nothing more (``exportd export`` no HTTP
+framework, say): its ``add_parser(commands, name, help_)`` adds the command's parser,
+whose ``run(args, settings)`` default carries it out."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,8 +68,9 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of every ``exportd`` command."""
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of ``exportd``, with the whole parser of the command that ``argv``
+    names, if any (the other commands have only their line of help)."""
     parser = Parser(
         prog="exportd",
         description="exportd: a plugin-based export engine for conversation data.  "
@@ -58,28 +84,50 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="what to do; exportd COMMAND --help describes it",
     )
-    for command in (demo, plugins, export, schema, serve, engine, worker, watch, jobs, tenants):
-        command.add_parser(commands)
+    chosen = named_command(argv)
+    for name, command in COMMANDS.items():
+        if name == chosen:
+            module = importlib.import_module(f"exportd.cli.{command.module}")
+            module.add_parser(commands, name, command.help)
+        else:
+            commands.add_parser(name, help=command.help)
     return parser
+
+
+def named_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first argument that is not an option (the options
+    of ``exportd`` itself take no value)."""
+    return next((argument for argument in argv if not argument.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command in ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
         status: int = args.run(args, load_settings())
     except SystemExit as exit_:  # --help, --version or a usage error, already printed
         return int(exit_.code or 0)
     except ExportError as exc:
         return fail(describe(exc))
-    except (BusError, Timeout) as exc:  # before OSError: Timeout is one
-        return fail(str(exc))
-    except OSError as exc:
+    except OSError as exc:  # a Timeout of the engine's clients among them
         return fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
     except KeyboardInterrupt:
         print("exportd: canceled", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        if not is_bus_error(exc):
+            raise
+        return fail(str(exc))
     return status
+
+
+def is_bus_error(error: Exception) -> bool:
+    """Whether ``error`` is a :class:`~exportd.bus.base.BusError`.  Only a command that
+    loaded the bus can raise one, so the bus is looked up, not imported: a command that
+    talks to no broker does not load it (nor asyncio) to report its errors."""
+    bus = sys.modules.get("exportd.bus.base")
+    return bus is not None and isinstance(error, bus.BusError)
 
 
 def describe(error: ExportError) -> str:

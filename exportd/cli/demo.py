@@ -25,11 +25,11 @@ COUNTS = (
 )
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Any, name: str, help_: str) -> None:
     """Add the ``demo-data`` command to the ``exportd`` parser's sub-commands."""
     parser = commands.add_parser(
-        "demo-data",
-        help="replace EXPORTD_HOME/data.db with demo data",
+        name,
+        help=help_,
         description="Replace EXPORTD_HOME/data.db with deterministic demo data: orgs, "
         "rooms with real and non-real chats, workflows of every kind, Q&A channels.  "
         "The same seed always gives the same rows.",

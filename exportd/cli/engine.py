@@ -8,15 +8,8 @@ import os
 import socket
 from typing import Any
 
-from exportd.cli.runtime import (
-    add_broker_option,
-    add_http_option,
-    amqp_bus,
-    log_job_changes,
-    run_until_stopped,
-    with_broker,
-    with_http,
-)
+from exportd.cli.arguments import add_broker_option, add_http_option, with_broker, with_http
+from exportd.cli.runtime import amqp_bus, log_job_changes, run_until_stopped
 from exportd.config import Settings
 from exportd.deliveries.service import delivering
 from exportd.engine.service import Engine
@@ -24,11 +17,11 @@ from exportd.http.app import serving_http
 from exportd.plugins.manager import load_plugins
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Any, name: str, help_: str) -> None:
     """Add the ``engine`` command to the ``exportd`` parser's sub-commands."""
     parser = commands.add_parser(
-        "engine",
-        help="run the engine on RabbitMQ (workers run apart: exportd worker)",
+        name,
+        help=help_,
         description="Run the engine on RabbitMQ: it takes export requests and job commands, "
         "records jobs in EXPORTD_HOME/jobs.db, serves the HTTP API, dispatches their tasks "
         "to workers (exportd worker, on any host), announces every change of a job and "

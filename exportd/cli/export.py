@@ -15,23 +15,23 @@ from typing import Any, TextIO
 
 import msgspec
 
-from exportd.cli import remote
-from exportd.cli.arguments import at_least
+from exportd.cli.arguments import add_broker_option, at_least, with_broker
 from exportd.cli.progress import progress_bar
-from exportd.cli.runtime import add_broker_option, with_broker
 from exportd.cli.text import human_size
 from exportd.config import Settings
 from exportd.errors import ExportFailed, InvalidRequest
+from exportd.kernel.pipeline import run_export
+from exportd.kernel.plan import ExportPlan, part_names, plan_export
+from exportd.kernel.validation import convert
+from exportd.kernel.window import parse_timezone
 from exportd.messages import ExportRequest, FileInfo, JobSnapshot
-from exportd.plan import ExportPlan, part_names, plan_export
-from exportd.plugins.api import Storage, Window
+from exportd.plugins.api import Window
 from exportd.plugins.manager import Plugins, load_plugins
-from exportd.validation import convert
-from exportd.window import parse_timezone
-from exportd.workers.pipeline import run_export
 
 DEFAULT_DAYS = 30
 STDOUT = "-"
+COPY_CHUNK = 1 << 20
+"""Bytes copied at a time from a finished file (to standard output, out of the storage)."""
 
 DESCRIPTION = """\
 Export the rows of SOURCE to a file in FORMAT.
@@ -71,11 +71,11 @@ examples:
 """
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Any, name: str, help_: str) -> None:
     """Add the ``export`` command to the ``exportd`` parser's sub-commands."""
     parser = commands.add_parser(
-        "export",
-        help="export rows of a source to a file",
+        name,
+        help=help_,
         description=DESCRIPTION,
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -183,8 +183,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.broker is None:
             files = export_here(request, plugins, settings, targets)
         else:
+            from exportd.cli import remote  # the clients of RabbitMQ: for --broker only
+
             job = remote.run_job(with_broker(settings, args.broker), request, sys.stderr)
-            files = fetch_files(job, plugins.storage(settings.storage), targets)
+            files = remote.fetch_files(job, plugins.storage(settings.storage), targets)
         if to_stdout:
             copy_to_stdout(files[0][0])
     summary = sys.stderr if to_stdout else sys.stdout
@@ -211,16 +213,6 @@ def export_here(
     if not any(info.rows for _, info in files):
         print(f"exportd: {empty_note(plan)}", file=sys.stderr)
     return files
-
-
-def fetch_files(
-    job: JobSnapshot, storage: Storage, targets: Targets
-) -> list[tuple[Path, FileInfo]]:
-    """Copy each file of the done ``job`` out of ``storage`` into ``targets(name, count)``."""
-    exported = [part.file for part in job.parts if part.file is not None]
-    paths = targets(exported[0].name, len(exported))
-    made = make_all(paths, lambda number, target: remote.fetch(storage, exported[number], target))
-    return list(zip(paths, made, strict=True))
 
 
 def source_date(environ: Mapping[str, str]) -> datetime | None:
@@ -273,7 +265,7 @@ def copy_to_stdout(path: Path) -> None:
     reader goes away first (``exportd export ... -o - | head``)."""
     try:
         with path.open("rb") as file:
-            shutil.copyfileobj(file, sys.stdout.buffer, remote.COPY_CHUNK)
+            shutil.copyfileobj(file, sys.stdout.buffer, COPY_CHUNK)
         sys.stdout.buffer.flush()
     except BrokenPipeError:
         # What is left in the buffer can go nowhere: spare Python's flush at exit.

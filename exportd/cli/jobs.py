@@ -10,7 +10,8 @@ from typing import Any, get_args
 
 import msgspec
 
-from exportd.cli.runtime import add_broker_option, engine_client
+from exportd.cli.arguments import add_broker_option
+from exportd.cli.runtime import engine_client
 from exportd.cli.text import error_line, human_size, job_line
 from exportd.config import Settings
 from exportd.engine.store import MIN_ID_PREFIX
@@ -24,11 +25,11 @@ JOB_ID_HELP = (
 COLUMNS = ("ID", "STATUS", "SOURCE", "FORMAT", "ORG", "CREATED", "ROWS")
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Any, name: str, help_: str) -> None:
     """Add the ``jobs`` command and its sub-commands to the ``exportd`` parser."""
     parser = commands.add_parser(
-        "jobs",
-        help="list, show, cancel, restart or delete the engine's jobs",
+        name,
+        help=help_,
         description="Ask a running engine about its jobs, or act on one: exportd serve "
         "through its control socket (EXPORTD_HOME/control.sock) when it exists and no "
         "--broker is given, else exportd engine through RabbitMQ.",
@@ -59,12 +60,14 @@ def add_parser(commands: Any) -> None:
     show.set_defaults(run=run_show)
 
     subcommands = [listing, show]
-    for action, help_ in (
+    for action, action_help in (
         ("cancel", "cancel a job: its workers stop and drop their partial files"),
         ("restart", "run a failed, canceled or expired job again"),
         ("delete", "delete a job and its files"),
     ):
-        acting = actions.add_parser(action, help=help_, description=help_[0].upper() + help_[1:])
+        acting = actions.add_parser(
+            action, help=action_help, description=action_help[0].upper() + action_help[1:]
+        )
         acting.add_argument("job_id", metavar="JOB_ID", help=JOB_ID_HELP)
         acting.add_argument(
             "--json", action="store_true", help="print the job snapshot, as it is now, as JSON"

@@ -12,11 +12,11 @@ from exportd.config import Settings
 from exportd.plugins.manager import Plugins, load_plugins
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Any, name: str, help_: str) -> None:
     """Add the ``plugins`` command to the ``exportd`` parser's sub-commands."""
     parser = commands.add_parser(
-        "plugins",
-        help="list the sources and formats, with the plugin and package of each",
+        name,
+        help=help_,
         description="List every source and format of the enabled plugins, with the plugin "
         "and the package each comes from.",
     )

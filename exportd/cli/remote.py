@@ -10,16 +10,16 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from exportd.bus.topology import event_routing_key
+from exportd.cli.export import COPY_CHUNK, Targets, make_all
 from exportd.cli.progress import progress_bar
 from exportd.cli.runtime import connect
 from exportd.client import FINAL_STATUSES
 from exportd.config import Settings
 from exportd.errors import ExportError, ExportFailed, from_body
+from exportd.kernel.pipeline import Progress
 from exportd.messages import ExportRequest, FileInfo, JobSnapshot
 from exportd.plugins.api import Storage
-from exportd.workers.pipeline import Progress
 
-COPY_CHUNK = 1 << 20
 NO_WORKER_AFTER = 3.0
 """Seconds after which a job no worker has started makes ``run_job`` look for workers."""
 
@@ -69,6 +69,16 @@ def run_job(settings: Settings, request: ExportRequest, stream: TextIO) -> JobSn
 def no_worker(queue: str) -> str:
     """What a job that no worker takes is waiting for."""
     return f"no worker is taking tasks from {queue}; waiting (start one with exportd worker)"
+
+
+def fetch_files(
+    job: JobSnapshot, storage: Storage, targets: Targets
+) -> list[tuple[Path, FileInfo]]:
+    """Copy each file of the done ``job`` out of ``storage`` into ``targets(name, count)``."""
+    exported = [part.file for part in job.parts if part.file is not None]
+    paths = targets(exported[0].name, len(exported))
+    made = make_all(paths, lambda number, target: fetch(storage, exported[number], target))
+    return list(zip(paths, made, strict=True))
 
 
 def fetch(storage: Storage, file: FileInfo, target: Path) -> FileInfo:

@@ -1,30 +1,26 @@
-"""What the commands that talk to a broker or run a service share: the ``--broker``
-option, clients (of RabbitMQ, or of the control socket of ``exportd serve``) and buses
-built from the settings, logging, and signal handling."""
+"""What the commands that talk to a broker or run a service share: clients (of
+RabbitMQ, or of the control socket of ``exportd serve``) and buses built from the
+settings, logging, and signal handling."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
 
 import msgspec
 
 from exportd.bus.amqp import AmqpBus
 from exportd.bus.base import Bus, Message, Subscription
 from exportd.bus.topology import Topology
+from exportd.cli.arguments import with_broker
 from exportd.cli.text import event_line
 from exportd.client import Client
 from exportd.config import Settings
-from exportd.config.settings import WorkerSettings
 from exportd.control import SocketClient, socket_path
-from exportd.errors import InvalidRequest
 from exportd.messages import JobEvent
-from exportd.validation import convert
 
 log = logging.getLogger("exportd")
 
@@ -40,63 +36,6 @@ NOISE = {
     "amqp": "Received method %s during closing channel",
 }
 """Logger name: the start of the messages of it to leave out."""
-
-
-def add_broker_option(parser: argparse.ArgumentParser, *, help: str | None = None) -> None:
-    """Add ``--broker URL``, which overrides the ``broker.url`` setting."""
-    parser.add_argument(
-        "--broker",
-        metavar="URL",
-        help=help
-        or "the RabbitMQ to use, amqp://user:password@host:port/vhost "
-        "(default: the broker.url setting)",
-    )
-
-
-def with_broker(settings: Settings, url: str | None) -> Settings:
-    """``settings`` with the broker URL of ``--broker``, if given; the URL is checked."""
-    if url is not None:
-        settings = msgspec.structs.replace(
-            settings, broker=msgspec.structs.replace(settings.broker, url=url)
-        )
-    if urlsplit(settings.broker.url).scheme not in ("amqp", "amqps"):
-        name = "--broker" if url is not None else "broker.url"
-        raise InvalidRequest.field(
-            name, f"expected amqp://host/ or amqps://host/, got {settings.broker.url!r}"
-        )
-    return settings
-
-
-def add_http_option(parser: argparse.ArgumentParser) -> None:
-    """Add ``--http HOST:PORT``, which overrides the ``http.listen`` setting."""
-    parser.add_argument(
-        "--http",
-        metavar="HOST:PORT",
-        help="serve the HTTP API there, or not at all with 'off' (default: the http.listen "
-        "setting, 127.0.0.1:8080; port 0 takes a free one, which the log names)",
-    )
-
-
-def with_http(settings: Settings, listen: str | None) -> Settings:
-    """``settings`` with the ``http.listen`` of ``--http``, if given."""
-    if listen is None:
-        return settings
-    return msgspec.structs.replace(
-        settings, http=msgspec.structs.replace(settings.http, listen=listen)
-    )
-
-
-def with_concurrency(settings: Settings, concurrency: int | None, option: str) -> Settings:
-    """``settings`` with ``worker.concurrency`` set from ``option``, if given, and checked."""
-    if concurrency is None:
-        return settings
-    try:
-        worker = convert(
-            {**msgspec.to_builtins(settings.worker), "concurrency": concurrency}, WorkerSettings
-        )
-    except InvalidRequest as exc:
-        raise InvalidRequest.field(option, exc.fields[0].message) from None
-    return msgspec.structs.replace(settings, worker=worker)
 
 
 def topology(settings: Settings) -> Topology:

@@ -15,11 +15,11 @@ from exportd.schemas import MESSAGES, message_schema
 OPENAPI_FILE = "openapi.json"
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Any, name: str, help_: str) -> None:
     """Add the ``schema`` command to the ``exportd`` parser's sub-commands."""
     parser = commands.add_parser(
-        "schema",
-        help="print the JSON Schema of the wire messages, or the HTTP API's OpenAPI document",
+        name,
+        help=help_,
         description="Print the JSON Schema (draft 2020-12) of one wire message, or of all "
         "of them as one object keyed by name; or the OpenAPI document of the HTTP API "
         "(its built-in routes).  --write FOLDER writes each as a file instead: "

@@ -11,14 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from exportd.bus.local import LocalBus
-from exportd.cli.runtime import (
-    add_http_option,
-    log_job_changes,
-    run_until_stopped,
-    topology,
-    with_concurrency,
-    with_http,
-)
+from exportd.cli.arguments import add_http_option, with_concurrency, with_http
+from exportd.cli.runtime import log_job_changes, run_until_stopped, topology
 from exportd.config import Settings
 from exportd.control import socket_path
 from exportd.deliveries.service import delivering
@@ -31,11 +25,11 @@ from exportd.workers.worker import Worker
 log = logging.getLogger("exportd")
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Any, name: str, help_: str) -> None:
     """Add the ``serve`` command to the ``exportd`` parser's sub-commands."""
     parser = commands.add_parser(
-        "serve",
-        help="run the engine, the HTTP API and workers in one process, with no broker",
+        name,
+        help=help_,
         description="Run the engine, its HTTP API and its workers in one process, over an "
         "in-process bus: no RabbitMQ needed.  The job store and the files live under "
         "EXPORTD_HOME.  exportd jobs and exportd watch reach it through its control socket, "

@@ -16,14 +16,19 @@ from typing import Any
 import msgspec
 
 from exportd.config import Settings
-from exportd.engine.tenants import PERMISSIONS, TenantStore
+from exportd.http.tenants import PERMISSIONS, TenantStore
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
-def add_parser(commands: Any) -> None:
-    """Add the ``orgs``, ``users`` and ``tokens`` commands to the ``exportd`` parser."""
-    orgs = _command(commands, "orgs", "add, list and change organisations (tenants)")
+def add_parser(commands: Any, name: str, help_: str) -> None:
+    """Add the ``orgs``, ``users`` or ``tokens`` command, ``name``, to the ``exportd``
+    parser."""
+    ACTIONS[name](_command(commands, name, help_))
+
+
+def _org_actions(orgs: Any) -> None:
+    """The actions of ``exportd orgs``: create, list, update."""
     org = _action(orgs, "create", "add an organisation and print its id", create_org)
     org.add_argument("name", help="what to call it")
     org.add_argument("--id", help="its id (default: a new UUID)")
@@ -47,7 +52,9 @@ def add_parser(commands: Any) -> None:
         help="a benefit it has (repeatable; replaces the list; --benefit '' for none)",
     )
 
-    users = _command(commands, "users", "add and list the users of organisations")
+
+def _user_actions(users: Any) -> None:
+    """The actions of ``exportd users``: create, list."""
     user = _action(users, "create", "add a user and print its id", create_user)
     user.add_argument("org_id", metavar="ORG_ID", help="the id of the user's organisation")
     user.add_argument("name", help="the user's name")
@@ -56,7 +63,9 @@ def add_parser(commands: Any) -> None:
     listing = _action(users, "list", "every user, oldest first", list_users)
     listing.add_argument("--org", metavar="ID", help="only the users of organisation ID")
 
-    tokens = _command(commands, "tokens", "make, list and revoke API tokens")
+
+def _token_actions(tokens: Any) -> None:
+    """The actions of ``exportd tokens``: create, list, revoke."""
     token = _action(tokens, "create", "make a token for a user and print it once", create_token)
     token.add_argument("user_id", metavar="USER_ID", help="the id of the token's user")
     token.add_argument(
@@ -73,6 +82,14 @@ def add_parser(commands: Any) -> None:
     revoke.add_argument(
         "token_id", metavar="TOKEN_ID", help="the id `tokens create` or `tokens list` printed"
     )
+
+
+ACTIONS: dict[str, Callable[[Any], None]] = {
+    "orgs": _org_actions,
+    "users": _user_actions,
+    "tokens": _token_actions,
+}
+"""Each tenant command, and what adds its actions to its sub-parsers."""
 
 
 def _command(commands: Any, name: str, help_: str) -> Any:

@@ -9,23 +9,24 @@ from typing import Any, TextIO
 
 import msgspec
 
+from exportd.cli.arguments import add_broker_option
 from exportd.cli.progress import render
-from exportd.cli.runtime import add_broker_option, engine_client, interrupt_on_signals
+from exportd.cli.runtime import engine_client, interrupt_on_signals
 from exportd.cli.text import event_line
 from exportd.client import Client
 from exportd.config import Settings
+from exportd.kernel.pipeline import Progress
 from exportd.messages import JobEvent, JobSnapshot
-from exportd.workers.pipeline import Progress
 
 RUNNING = ("processing", "uploading")
 UP_AND_CLEAR_BELOW = "\x1b[{lines}A\r\x1b[J"
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Any, name: str, help_: str) -> None:
     """Add the ``watch`` command to the ``exportd`` parser's sub-commands."""
     parser = commands.add_parser(
-        "watch",
-        help="follow job events live",
+        name,
+        help=help_,
         description="Print a line for every change of a job's status as the engine "
         "announces it and, on a terminal, a progress bar for every running job; until "
         "Ctrl-C.  PATTERN matches the events' routing keys, ORG.SOURCE.STATUS (_ for no "
@@ -57,8 +58,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if isinstance(client, Client) and not client.declared():
             print(undeclared(client.topology.events), file=sys.stderr)
         with client.events(args.pattern) as events:
-            print(f"watching job events matching {args.pattern!r}; Ctrl-C to stop", file=sys.stderr)
-            try:
+            try:  # from the line on, which says Ctrl-C stops, Ctrl-C is no failure
+                print(
+                    f"watching job events matching {args.pattern!r}; Ctrl-C to stop",
+                    file=sys.stderr,
+                )
                 for event in events:
                     if args.json:
                         print(msgspec.json.encode(event).decode(), flush=True)

@@ -8,23 +8,18 @@ import os
 import socket
 from typing import Any
 
-from exportd.cli.runtime import (
-    add_broker_option,
-    amqp_bus,
-    run_until_stopped,
-    with_broker,
-    with_concurrency,
-)
+from exportd.cli.arguments import add_broker_option, with_broker, with_concurrency
+from exportd.cli.runtime import amqp_bus, run_until_stopped
 from exportd.config import Settings
 from exportd.plugins.manager import load_plugins
 from exportd.workers.worker import Worker
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Any, name: str, help_: str) -> None:
     """Add the ``worker`` command to the ``exportd`` parser's sub-commands."""
     parser = commands.add_parser(
-        "worker",
-        help="run a worker on RabbitMQ: it runs the exports the engine dispatches",
+        name,
+        help=help_,
         description="Run a worker on RabbitMQ: it takes export tasks from the engine "
         "(exportd engine), runs them and stores their files.  Run as many as you like, on "
         "any host; they must share the storage with the engine.  On SIGINT or SIGTERM it "

@@ -33,7 +33,7 @@ import msgspec
 
 from exportd.config.settings import Settings
 from exportd.errors import ConfigError, InvalidRequest
-from exportd.validation import convert
+from exportd.kernel.validation import convert
 
 PREFIX = "EXPORTD_"
 CONFIG_VARIABLE = "EXPORTD_CONFIG"

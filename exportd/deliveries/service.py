@@ -36,10 +36,10 @@ from exportd.config import Settings
 from exportd.deliveries.ledger import Ledger, Pending
 from exportd.engine.service import Engine
 from exportd.errors import NotFound
-from exportd.http.downloads import signer_for
 from exportd.messages import JobEvent, JobSnapshot
 from exportd.plugins.api import DeliveryContext, DeliveryMethod, Undeliverable
 from exportd.plugins.manager import FILE_DELIVERY, Plugins
+from exportd.signing import signer_for
 from exportd.supervision import Guard, guarded
 
 log = logging.getLogger(__name__)

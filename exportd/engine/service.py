@@ -39,6 +39,8 @@ from exportd.engine.lifecycle import Change, Dropped
 from exportd.engine.readers import StoreReaders
 from exportd.engine.store import JobPage, JobStore, NewPart, ParamValue
 from exportd.errors import ErrorBody, ExportError, InternalError, InvalidRequest, Unavailable
+from exportd.kernel.plan import plan_export
+from exportd.kernel.validation import decode_json
 from exportd.messages import (
     ExportRequest,
     JobCommand,
@@ -47,10 +49,8 @@ from exportd.messages import (
     RequestReply,
     StatusUpdate,
 )
-from exportd.plan import plan_export
 from exportd.plugins.manager import Plugins
 from exportd.supervision import Loops, guarded
-from exportd.validation import decode_json
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -17,14 +17,14 @@ from litestar.response import File, Stream
 
 from exportd.config import Settings
 from exportd.engine.service import Engine
-from exportd.engine.tenants import Caller, TenantStore
 from exportd.errors import Unauthorized
-from exportd.http.downloads import FileLink, signer_for
 from exportd.http.sync import SyncExports
+from exportd.http.tenants import Caller, TenantStore
+from exportd.kernel.validation import check_nesting
+from exportd.kernel.workarea import WorkArea
 from exportd.messages import FileInfo, JobSnapshot, RequestFields
 from exportd.plugins.manager import Plugins
-from exportd.validation import check_nesting
-from exportd.workers.workarea import WorkArea
+from exportd.signing import FileLink, signer_for
 
 AnyRequest = Request[Any, Any, State]
 """A request of any user, auth and state type."""
@@ -40,7 +40,8 @@ class CheckedRequest(AnyRequest):
     body (400, in the route's error body) before it is decoded, on every route."""
 
     async def json(self) -> Any:
-        """The decoded JSON body, once :func:`~exportd.validation.check_nesting` passed it."""
+        """The decoded JSON body, once
+        :func:`~exportd.kernel.validation.check_nesting` passed it."""
         check_nesting(await self.body())
         return await super().json()
 

@@ -17,7 +17,7 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from exportd.errors import ErrorBody, ExportError, FieldError, InternalError
 from exportd.http.context import AnyRequest
-from exportd.validation import field_error
+from exportd.kernel.validation import field_error
 
 log = logging.getLogger(__name__)
 

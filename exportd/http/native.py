@@ -25,8 +25,8 @@ from exportd.http.context import (
     caller_of,
     requires,
 )
-from exportd.http.downloads import FileLink, check_expiry
 from exportd.messages import ExportRequest, JobSnapshot
+from exportd.signing import FileLink, check_expiry
 
 PERMISSION = "reports"
 

@@ -24,11 +24,11 @@ from litestar.response import File
 
 from exportd.config import Settings
 from exportd.errors import InvalidRequest, Unavailable
+from exportd.kernel.pipeline import run_export
+from exportd.kernel.plan import ExportPlan, plan_export
+from exportd.kernel.workarea import WorkArea
 from exportd.messages import FileInfo, RequestFields
-from exportd.plan import ExportPlan, plan_export
 from exportd.plugins.manager import Plugins
-from exportd.workers.pipeline import run_export
-from exportd.workers.workarea import WorkArea
 
 T = TypeVar("T")
 

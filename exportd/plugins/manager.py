@@ -35,12 +35,18 @@ BUILTIN_PLUGINS = (
     "exportd.plugins.formats.json",
     "exportd.plugins.storages.local",
     "exportd.plugins.deliveries.email",
+)
+"""The built-in plugins every process loads, less those ``disable_plugins`` blocks."""
+BUILTIN_ROUTE_PLUGINS = (
     "exportd.http.facades.giosg_reports",
     "exportd.http.facades.giosg_workflows",
     "exportd.http.facades.rocketchat",
     "exportd.http.facades.talkdesk",
     "exportd.http.facades.ibm_video",
 )
+"""The built-in plugins that add HTTP routes (the seed-compatible APIs): loaded by
+:meth:`Plugins.http_routes`, where the HTTP API is built, so that a process without
+one (a worker, ``exportd export``) imports no HTTP code."""
 
 D = TypeVar("D", Source[Any], Format[Any], Storage, DeliveryMethod)
 FILE_DELIVERY = "file"
@@ -85,9 +91,9 @@ class Plugins:
             self.pm.set_blocked(name)
         self._packages: dict[str, str] = {}
         self._origins: dict[tuple[str, str], Registered] = {}
+        self._builtins = builtins
         if builtins:
-            for module_name in BUILTIN_PLUGINS:
-                self._register(importlib.import_module(module_name), module_name, "exportd")
+            self._load_builtins(BUILTIN_PLUGINS)
         if entry_points:
             self._load_entry_points()
         for plugin in extra:
@@ -109,6 +115,13 @@ class Plugins:
         self.deliveries: Mapping[str, DeliveryMethod] = self._collect(
             self.pm.hook.exportd_deliveries, "delivery", DeliveryMethod, configs, settings=settings
         )
+
+    def _load_builtins(self, module_names: Iterable[str]) -> None:
+        """Import and register the built-in plugins ``module_names``, but those blocked
+        (which are not even imported) or registered already."""
+        for name in module_names:
+            if not self.pm.is_blocked(name) and not self.pm.has_plugin(name):
+                self._register(importlib.import_module(name), name, "exportd")
 
     def _register(self, plugin: object, name: str, package: str) -> None:
         if self.pm.is_blocked(name):
@@ -212,7 +225,10 @@ class Plugins:
 
     def http_routes(self, api: HttpApi) -> list[ControllerRouterHandler]:
         """Every plugin's extra HTTP routes (see ``exportd_http_routes``); a plugin that
-        fails is named."""
+        fails is named.  The built-in route plugins (:data:`BUILTIN_ROUTE_PLUGINS`) are
+        loaded here, the first time."""
+        if self._builtins:
+            self._load_builtins(BUILTIN_ROUTE_PLUGINS)
         routes: list[ControllerRouterHandler] = []
         for impl in reversed(self.pm.hook.exportd_http_routes.get_hookimpls()):
             try:

@@ -1,1 +1,1 @@
-"""Workers: the export pipeline (and, later, the task consumer)."""
+"""Workers: the task consumer, which runs the export kernel on the tasks of the bus."""

@@ -57,6 +57,10 @@ from exportd.bus.base import Bus, BusError, Message, Subscription
 from exportd.bus.topology import TASK_DELIVERY_LIMIT
 from exportd.config import Settings
 from exportd.errors import Cancelled, ErrorBody, ExportError
+from exportd.kernel.pipeline import Progress as PipelineProgress
+from exportd.kernel.pipeline import run_export
+from exportd.kernel.plan import check_worker_plugins, plan_export
+from exportd.kernel.workarea import WorkArea
 from exportd.messages import (
     CancelSignal,
     ExportTask,
@@ -65,12 +69,8 @@ from exportd.messages import (
     Progress,
     StatusUpdate,
 )
-from exportd.plan import check_worker_plugins, plan_export
 from exportd.plugins.manager import Plugins
 from exportd.supervision import Backoff, Guard, Loops, guarded
-from exportd.workers.pipeline import Progress as PipelineProgress
-from exportd.workers.pipeline import run_export
-from exportd.workers.workarea import WorkArea
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import httpx
 import openpyxl
 import pytest
 
-from exportd.validation import MAX_NESTING
+from exportd.kernel.validation import MAX_NESTING
 from tests.http.server import Server, Tenant, nested_too_deep, serving
 from tests.unit.datastore import (
     INTERACTION_WORKFLOW,

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from exportd.kernel.validation import MAX_NESTING
 from exportd.messages import ExportRequest, Interval
 from exportd.plugins.formats.csv import FORMULA_STARTS
-from exportd.validation import MAX_NESTING
 from tests.http.server import Server, Tenant, nested_too_deep, serving
 from tests.unit.datastore import (
     BIG_CHANNEL,

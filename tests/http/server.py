@@ -30,9 +30,9 @@ import msgspec
 from exportd.cli.serve import embedded
 from exportd.config import Settings
 from exportd.engine.service import Engine
-from exportd.engine.tenants import Org, TenantStore, User
 from exportd.errors import NotFound
 from exportd.http.app import serving_http
+from exportd.http.tenants import Org, TenantStore, User
 from exportd.messages import JobSnapshot
 from exportd.plugins.manager import Plugins
 from tests.integration.runtime import FINAL, settings_in

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from exportd.http.downloads import Signer
+from exportd.signing import Signer
 from tests.http.server import Server, Tenant, error_body
 from tests.http.test_native import created, logs
 from tests.unit.datastore import FOREIGN_ROOM, OTHER_ORG, ROOM

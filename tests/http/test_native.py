@@ -26,10 +26,10 @@ from exportd.engine.store import JobStore
 from exportd.errors import ConfigError
 from exportd.http.app import serving_http
 from exportd.http.context import HttpApi
-from exportd.http.downloads import Signer
+from exportd.kernel.validation import MAX_NESTING
 from exportd.messages import ExportRequest
 from exportd.plugins.manager import Plugins
-from exportd.validation import MAX_NESTING
+from exportd.signing import Signer
 from tests.http.server import Server, error_body, nested_too_deep, serving
 from tests.integration.runtime import settings_in
 from tests.unit import toy_plugins

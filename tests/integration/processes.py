@@ -51,9 +51,9 @@ from exportd.config.loading import variable_name
 from exportd.config.settings import BrokerSettings, EngineSettings, WorkerSettings
 from exportd.engine.service import Engine
 from exportd.errors import InvalidRequest
+from exportd.kernel.validation import decode_json
 from exportd.messages import FileInfo, PartStatus, StatusUpdate
 from exportd.plugins.manager import Plugins
-from exportd.validation import decode_json
 from exportd.workers.worker import SEQ_PER_DELIVERY, Worker
 from tests.broker import delete_topology
 from tests.integration.runtime import Runtime, running

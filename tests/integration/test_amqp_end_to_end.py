@@ -23,8 +23,8 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from exportd.bus.topology import Topology
 from exportd.client import Client
+from exportd.kernel.workarea import LOCK_SUFFIX
 from exportd.messages import FileInfo
-from exportd.workers.workarea import LOCK_SUFFIX
 from exportd.workers.worker import SEQ_PER_DELIVERY
 from tests.integration.processes import (
     ORG,

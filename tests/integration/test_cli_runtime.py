@@ -58,6 +58,7 @@ from exportd.messages import (
 from exportd.plugins.manager import Plugins
 from tests.broker import delete_topology
 from tests.integration.runtime import settings_in
+from tests.loaded import HTTP, JOB_STORE, among, exportd_command, recorded
 from tests.unit import toy_plugins
 from tests.unit.datastore import BIG_CHANNEL, FOREIGN_ROOM, ORG, OTHER_ORG, ROOM, WINDOW
 
@@ -77,10 +78,19 @@ class Process:
     """A running ``exportd`` command; threads collect its stdout and stderr lines."""
 
     def __init__(
-        self, argv: list[str], env: dict[str, str], cwd: Path, *, ctrl_c: bool = False
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        *,
+        ctrl_c: bool = False,
+        record: Path | None = None,
     ) -> None:
         self.argv = argv
-        command = [sys.executable, "-m", "exportd", *argv]
+        if record is None:
+            command = [sys.executable, "-m", "exportd", *argv]
+        else:
+            command = exportd_command(argv, record)
         self.popen = subprocess.Popen(
             [sys.executable, "-c", WITH_CTRL_C, *command] if ctrl_c else command,
             stdout=subprocess.PIPE,
@@ -164,10 +174,18 @@ class Deployment:
         }
         self.processes: list[Process] = []
 
-    def start(self, *argv: str, ready: str | None = None, ctrl_c: bool = False) -> Process:
+    def start(
+        self,
+        *argv: str,
+        ready: str | None = None,
+        ctrl_c: bool = False,
+        record: Path | None = None,
+    ) -> Process:
         """Start ``exportd ARGV...``; with ``ready``, wait for that text on its stderr;
-        with ``ctrl_c``, have SIGINT raise KeyboardInterrupt in it, as on a terminal."""
-        process = Process(list(argv), self.env, self.home, ctrl_c=ctrl_c)
+        with ``ctrl_c``, have SIGINT raise KeyboardInterrupt in it, as on a terminal;
+        with ``record``, it writes the names of the modules it loaded there as it exits
+        (see :mod:`tests.loaded`)."""
+        process = Process(list(argv), self.env, self.home, ctrl_c=ctrl_c, record=record)
         self.processes.append(process)
         if ready is not None:
             process.wait_for(ready)
@@ -329,6 +347,20 @@ def test_an_export_through_the_engine_as_json_gives_its_files_and_its_job(
     assert job.status == "done" and job.parts[0].file is not None
     assert job.parts[0].file.sha256 == file["sha256"]
     assert (engine.stop(), worker.stop()) == (0, 0)
+
+
+def test_a_worker_that_ran_an_export_loaded_no_http_nor_job_store(
+    deployment: Deployment, broker_url: str
+) -> None:
+    deployment.engine()
+    record = deployment.home / "worker-modules"
+    worker = deployment.start("worker", ready="taking tasks", record=record)
+    result = deployment.run("export", *ROOM_LOGS, "--broker", broker_url, "-o", "logs.csv")
+    assert result.returncode == 0, result.stderr
+    assert worker.stop() == 0
+    modules = recorded(record)
+    assert {"exportd.workers.worker", "exportd.kernel.pipeline", "aio_pika"} <= modules
+    assert among(modules, (*HTTP, *JOB_STORE)) == []
 
 
 def test_export_through_the_engine_reports_bad_input_in_one_line(

@@ -25,8 +25,8 @@ import pytest
 from exportd.bus.topology import Topology
 from exportd.config import Settings
 from exportd.engine.store import part_key
+from exportd.kernel.workarea import LOCK_SUFFIX
 from exportd.messages import ExportTask, FileInfo, JobEvent, JobSnapshot
-from exportd.workers.workarea import LOCK_SUFFIX
 from tests.broker import OnThePrivateNode, PrivateBroker
 from tests.integration.processes import (
     Processes,

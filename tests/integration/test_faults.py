@@ -24,8 +24,8 @@ import pytest
 from yarl import URL
 
 from exportd.bus.topology import TASK_DELIVERY_LIMIT, Topology
+from exportd.kernel.validation import MAX_NESTING
 from exportd.messages import JobEvent
-from exportd.validation import MAX_NESTING
 from exportd.workers.worker import SEQ_PER_DELIVERY
 from tests.broker import ACK_TIMEOUT, OnThePrivateNode, PrivateBroker
 from tests.http.server import nested_too_deep

@@ -28,11 +28,11 @@ import msgspec
 import pytest
 
 from exportd import Column, ReadContext, Window
+from exportd.kernel.pipeline import run_export
+from exportd.kernel.plan import ExportPlan, plan_export
 from exportd.messages import ExportRequest, FileInfo
-from exportd.plan import ExportPlan, plan_export
 from exportd.plugins.formats.common import printable, printable_lines, transcript_layout
 from exportd.plugins.manager import Plugins
-from exportd.workers.pipeline import run_export
 from tests.unit.datastore import (
     BIG_CHANNEL,
     BIG_ROOMS,

@@ -29,10 +29,10 @@ from exportd import Column, ConfigError, InvalidRequest, NotFound, ReadContext, 
 from exportd.cli import main
 from exportd.config import load_settings
 from exportd.data.demo import DemoSummary, generate_demo_data
+from exportd.kernel.pipeline import run_export
+from exportd.kernel.plan import ExportPlan, plan_export
 from exportd.messages import ExportRequest
-from exportd.plan import ExportPlan, plan_export
 from exportd.plugins.manager import Plugins, load_plugins
-from exportd.workers.pipeline import run_export
 from tests.unit.hostile import columns as hostile_columns
 from tests.unit.hostile import rows as hostile_rows
 from tests.unit.hostile import write_export

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exportd import Column, ColumnType, InvalidRequest
+from exportd.kernel.validation import convert
 from exportd.plugins.formats import csv as csv_plugin
 from exportd.plugins.manager import Plugins
-from exportd.validation import convert
 from tests.unit.hostile import (
     MIXED,
     SYNTHETIC_COLUMNS,

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exportd import Column, ColumnType, InvalidRequest
+from exportd.kernel.validation import convert
 from exportd.plugins.formats import json as json_plugin
 from exportd.plugins.manager import Plugins
-from exportd.validation import convert
 from tests.unit.hostile import (
     MIXED,
     SYNTHETIC_COLUMNS,

@@ -16,10 +16,10 @@ from openpyxl.utils.escape import unescape
 from openpyxl.worksheet.worksheet import Worksheet
 
 from exportd import Column, ColumnType, InvalidRequest
+from exportd.kernel.validation import convert
 from exportd.plugins.formats import xlsx as xlsx_plugin
 from exportd.plugins.formats.xlsx import XlsxFormat, XlsxOptions
 from exportd.plugins.manager import Plugins
-from exportd.validation import convert
 from tests.unit.hostile import MIXED, encodable, write_export
 from tests.unit.hostile import columns as hostile_columns
 from tests.unit.hostile import rows as hostile_rows

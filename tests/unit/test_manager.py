@@ -1,4 +1,5 @@
-"""The plugin manager: registration, name clashes, blocking, failing entry points."""
+"""The plugin manager: registration, name clashes, blocking, failing entry points, and
+the built-in route plugins, loaded only for the HTTP API."""
 
 from __future__ import annotations
 
@@ -87,6 +88,23 @@ def test_a_blocked_entry_point_is_not_even_imported(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(manager, "entry_points", lambda group: [broken])
     plugins = Plugins(builtins=False, blocked=["broken"])
     assert not plugins.formats
+
+
+def test_the_built_in_route_plugins_load_when_the_routes_are_asked_for_once() -> None:
+    plugins = Plugins(entry_points=False)
+    assert not any(plugins.pm.has_plugin(name) for name in manager.BUILTIN_ROUTE_PLUGINS)
+    routes = plugins.http_routes(api=None)
+    assert all(plugins.pm.has_plugin(name) for name in manager.BUILTIN_ROUTE_PLUGINS)
+    assert len(routes) == len(manager.BUILTIN_ROUTE_PLUGINS)  # one Router each
+    assert len(plugins.http_routes(api=None)) == len(routes)
+
+
+def test_a_blocked_route_plugin_adds_no_routes_nor_do_the_built_ins_when_left_out() -> None:
+    blocked = manager.BUILTIN_ROUTE_PLUGINS[0]
+    plugins = Plugins(entry_points=False, blocked=[blocked])
+    assert len(plugins.http_routes(api=None)) == len(manager.BUILTIN_ROUTE_PLUGINS) - 1
+    assert not plugins.pm.has_plugin(blocked)
+    assert Plugins(builtins=False, entry_points=False).http_routes(api=None) == []
 
 
 @pytest.mark.parametrize(

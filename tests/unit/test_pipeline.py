@@ -23,10 +23,10 @@ from exportd import (
     RowWriter,
     hookimpl,
 )
+from exportd.kernel.pipeline import Progress, run_export
+from exportd.kernel.plan import ExportPlan, plan_export
 from exportd.messages import ExportRequest
-from exportd.plan import ExportPlan, plan_export
 from exportd.plugins.manager import Plugins
-from exportd.workers.pipeline import Progress, run_export
 from tests.unit import toy_plugins
 
 PLUGINS = Plugins(builtins=False, entry_points=False, extra=[toy_plugins])

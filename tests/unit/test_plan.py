@@ -11,10 +11,10 @@ import msgspec
 import pytest
 
 from exportd import Column, ExportFailed, InvalidRequest, ReadContext, hookimpl
+from exportd.kernel.plan import plan_export
+from exportd.kernel.validation import decode_json
 from exportd.messages import ExportRequest
-from exportd.plan import plan_export
 from exportd.plugins.manager import Plugins
-from exportd.validation import decode_json
 from tests.unit import toy_plugins
 
 PLUGINS = Plugins(builtins=False, entry_points=False, extra=[toy_plugins])

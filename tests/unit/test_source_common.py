@@ -16,11 +16,11 @@ import sqlite_utils
 
 from exportd import ExportFailed, InvalidRequest, NotFound, ReadContext, Source
 from exportd.data.schema import create_schema
+from exportd.kernel.validation import convert
 from exportd.plugins.sources.common import check_text, db_time
 from exportd.plugins.sources.qna import QnaSource
 from exportd.plugins.sources.rooms import RoomsSource
 from exportd.plugins.sources.workflows import WorkflowsSource
-from exportd.validation import convert
 from tests.unit.datastore import (
     ODD,
     ROOM,

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from exportd import InvalidRequest, NotFound, ReadContext, Window
+from exportd.kernel.validation import convert
 from exportd.plugins.sources import qna
 from exportd.plugins.sources.qna import QnaParams, QnaSource
-from exportd.validation import convert
 from tests.unit.datastore import BIG_CHANNEL, BIG_ROOMS, SMALL_CHANNEL, WINDOW
 
 SOURCE = QnaSource()

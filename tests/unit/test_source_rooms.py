@@ -15,11 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exportd import ExportFailed, InvalidRequest, NotFound, ReadContext, Window
+from exportd.kernel.validation import convert
+from exportd.kernel.window import parse_window
 from exportd.messages import Interval
 from exportd.plugins.sources import rooms
 from exportd.plugins.sources.rooms import RoomsParams, RoomsSource, day_count, local_days
-from exportd.validation import convert
-from exportd.window import parse_window
 from tests.unit.datastore import EMPTY_ROOM, ROOM, WINDOW
 
 SOURCE = RoomsSource()

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from exportd import ReadContext, Source
+from exportd.kernel.validation import convert
 from exportd.plugins.sources.qna import QnaSource
 from exportd.plugins.sources.rooms import RoomsSource
 from exportd.plugins.sources.workflows import WorkflowsSource
-from exportd.validation import convert
 from tests.unit.datastore import (
     BIG_CHANNEL,
     EMPTY_ROOM,

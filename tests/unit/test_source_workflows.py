@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from exportd import InvalidRequest, NotFound, NotImplementedFeature, ReadContext, Window
+from exportd.kernel.validation import convert
 from exportd.plugins.sources import workflows
 from exportd.plugins.sources.workflows import WorkflowParams, WorkflowsSource
-from exportd.validation import convert
 from tests.unit.datastore import (
     INTERACTION_WORKFLOW,
     SHOP,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from exportd.engine.tenants import TenantStore, token_hash
 from exportd.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from exportd.http.tenants import TenantStore, token_hash
 
 
 def test_a_token_names_its_user_org_and_permissions_and_is_kept_only_hashed(

@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from exportd.errors import InvalidRequest
+from exportd.kernel.validation import MAX_NESTING, convert, decode_json, field_error
 from exportd.messages import SCHEMA_VERSIONS, ExportRequest, JobCommand
-from exportd.validation import MAX_NESTING, convert, decode_json, field_error
 
 
 class Colour(enum.Enum):

@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from exportd.workers.workarea import LOCK_SUFFIX, WorkArea
+from exportd.kernel.workarea import LOCK_SUFFIX, WorkArea
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from exportd.workers.workarea import WorkArea
+from exportd.kernel.workarea import WorkArea
 area = WorkArea(Path(sys.argv[1]))
 area.open()
 area.new_path("partial.csv").write_text("half a file")

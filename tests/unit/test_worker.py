@@ -23,9 +23,9 @@ from exportd.bus.local import LocalBus
 from exportd.bus.topology import TASK_DELIVERY_LIMIT
 from exportd.config import Settings
 from exportd.config.settings import WorkerSettings
+from exportd.kernel.workarea import LOCK_SUFFIX
 from exportd.messages import CancelSignal, ExportTask, PartStatus, RequestFields, StatusUpdate
 from exportd.plugins.manager import Plugins
-from exportd.workers.workarea import LOCK_SUFFIX
 from exportd.workers.worker import SEQ_PER_DELIVERY, Worker
 from tests.unit import toy_plugins
 

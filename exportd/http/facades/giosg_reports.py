@@ -46,9 +46,9 @@ from exportd.http.context import (
     requires,
 )
 from exportd.http.facades.giosg_common import giosg_errors, same_org
+from exportd.kernel.window import parse_window
 from exportd.messages import ExportRequest, Interval, JobSnapshot
 from exportd.plugins.hookspecs import hookimpl
-from exportd.window import parse_window
 
 PERMISSION = "settings"
 SOURCE = "rooms"

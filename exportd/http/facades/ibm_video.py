@@ -61,11 +61,11 @@ from exportd.http.context import (
 )
 from exportd.http.errors import HANDLERS, native_error
 from exportd.http.facades.common import renamed
+from exportd.kernel.plan import plan_export
+from exportd.kernel.validation import convert
+from exportd.kernel.window import parse_window
 from exportd.messages import ExportRequest, Interval, JobSnapshot, RequestFields
-from exportd.plan import plan_export
 from exportd.plugins.hookspecs import hookimpl
-from exportd.validation import convert
-from exportd.window import parse_window
 
 TASK_SPAN = 100_000
 """A task id is ``job number * TASK_SPAN + part index``."""

@@ -25,9 +25,9 @@ from litestar.params import JSONBody
 from exportd.errors import ErrorBody, ExportError, Forbidden, InvalidRequest, NotFound, Unauthorized
 from exportd.http.context import AnyConnection, AnyRequest, HttpApi, api_of, caller_of
 from exportd.http.errors import on_export_error
+from exportd.kernel.window import parse_window
 from exportd.messages import Delivery, ExportRequest, Interval
 from exportd.plugins.hookspecs import hookimpl
-from exportd.window import parse_window
 
 PERMISSION = "mail-messages"
 EPOCH = "1970-01-01"

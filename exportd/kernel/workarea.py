@@ -1,10 +1,11 @@
-"""Where a worker writes files before the storage takes them.
+"""Where a process that runs exports writes files before the storage takes them.
 
-Each worker process has its own folder under ``settings.work_path`` and holds
-an exclusive lock on a file beside it for as long as it lives.  The operating
-system drops the lock when the process dies, however it dies, so a worker that
-starts on the same host removes the folders of workers that were killed
-(their partial files would otherwise stay forever).
+Each worker process (and the HTTP API, for its synchronous exports) has its own
+folder under ``settings.work_path`` and holds an exclusive lock on a file beside
+it for as long as it lives.  The operating system drops the lock when the
+process dies, however it dies, so a worker that starts on the same host removes
+the folders of workers that were killed (their partial files would otherwise
+stay forever).
 """
 
 from __future__ import annotations

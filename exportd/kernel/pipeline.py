@@ -1,8 +1,9 @@
 """Run one export plan into one file: read, write, hash, rename into place.
 
-This is the whole job of a worker once it holds a task, and of ``exportd
-export`` on the command line.  The file appears at its final path only when it
-is complete; a failed or canceled export leaves nothing behind.
+This is the whole job of a worker once it holds a task, of ``exportd export``
+on the command line, and of the HTTP API's synchronous exports.  The file
+appears at its final path only when it is complete; a failed or canceled
+export leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from exportd.errors import Cancelled, ExportFailed
+from exportd.kernel.guard import call_plugin
+from exportd.kernel.plan import ExportPlan
 from exportd.messages import FileInfo
-from exportd.plan import ExportPlan
 from exportd.plugins.api import Batch, ReadContext, RowWriter
-from exportd.plugins.guard import call_plugin
 
 HASH_CHUNK = 1 << 20
 T = TypeVar("T")

@@ -19,12 +19,12 @@ from typing import Any
 import msgspec
 
 from exportd.errors import ExportError, ExportFailed, FieldError, InvalidRequest
+from exportd.kernel.guard import call_plugin
+from exportd.kernel.validation import convert
+from exportd.kernel.window import parse_window
 from exportd.messages import RequestFields
 from exportd.plugins.api import Column, ExportInfo, Format, ReadContext, Source, Window
-from exportd.plugins.guard import call_plugin
 from exportd.plugins.manager import Plugins
-from exportd.validation import convert
-from exportd.window import parse_window
 
 MAX_NAME_LENGTH = 120
 UNSAFE_IN_NAME = re.compile(r"[^\w.-]+")

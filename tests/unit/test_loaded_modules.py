@@ -1,0 +1,77 @@
+"""What a process of each kind loads, each run in a fresh Python: the command line
+and ``exportd export`` load no HTTP framework, job store or RabbitMQ client, a
+worker no HTTP framework and no job store, and a blocked built-in plugin is not
+imported at all.  (A real ``exportd worker`` that ran an export is checked in
+``tests/integration/test_cli_runtime.py``.)"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.loaded import (
+    BUS_CLIENTS,
+    HTTP,
+    JOB_STORE,
+    among,
+    exportd_command,
+    loaded_by,
+    recorded,
+)
+from tests.unit.datastore import ROOM, WINDOW
+
+WORKER = """
+from exportd.bus.local import LocalBus
+from exportd.cli import build_parser
+from exportd.config import load_settings
+from exportd.plugins.manager import load_plugins
+from exportd.workers.worker import Worker
+
+args = build_parser(["worker"]).parse_args(["worker"])
+settings = load_settings()
+Worker(LocalBus(), load_plugins(settings), settings, name="test")
+"""
+"""What ``exportd worker`` builds before it connects: its command's module, the
+plugins, and a worker (here on the in-process bus)."""
+
+
+def exportd_env(home: Path) -> dict[str, str]:
+    """The environment of a test's ``exportd``: no EXPORTD_* variable from outside."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
+    return {**inherited, "EXPORTD_HOME": str(home)}
+
+
+def test_the_command_line_loads_only_what_its_command_needs(tmp_path: Path) -> None:
+    modules = loaded_by("import exportd.cli", tmp_path / "modules")
+    heavy = (*HTTP, *JOB_STORE, *BUS_CLIENTS, "asyncio", "sqlite_utils", "exportd.workers")
+    assert among(modules, heavy) == []
+
+
+def test_a_local_export_loads_no_http_job_store_or_bus_client(
+    tmp_path: Path, datastore: Path
+) -> None:
+    shutil.copy(datastore, tmp_path / "data.db")
+    argv = ["export", "rooms", "-p", f"room_id={ROOM}", "-p", "type=logs", "-f", "xlsx"]
+    argv += ["--start", WINDOW.start.isoformat(), "--end", WINDOW.end.isoformat()]
+    command = exportd_command([*argv, "-o", str(tmp_path / "logs.xlsx")], tmp_path / "modules")
+    subprocess.run(command, check=True, timeout=60, env=exportd_env(tmp_path), cwd=tmp_path)
+    assert (tmp_path / "logs.xlsx").exists()
+    assert among(recorded(tmp_path / "modules"), (*HTTP, *JOB_STORE, *BUS_CLIENTS)) == []
+
+
+def test_a_worker_loads_no_http_nor_job_store(tmp_path: Path) -> None:
+    modules = loaded_by(WORKER, tmp_path / "modules", exportd_env(tmp_path))
+    assert "exportd.workers.worker" in modules
+    assert among(modules, (*HTTP, *JOB_STORE)) == []
+
+
+def test_a_blocked_built_in_plugin_is_not_even_imported(tmp_path: Path) -> None:
+    code = (
+        "from exportd.plugins.manager import Plugins\n"
+        "plugins = Plugins(entry_points=False, blocked=['exportd.plugins.formats.xlsx'])\n"
+        "assert 'xlsx' not in plugins.formats and 'csv' in plugins.formats\n"
+    )
+    modules = loaded_by(code, tmp_path / "modules")
+    assert among(modules, ("exportd.plugins.formats.xlsx", "openpyxl")) == []
