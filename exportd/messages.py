@@ -92,6 +92,23 @@ class FileInfo(msgspec.Struct, frozen=True):
     rows: int
 
 
+ColumnType = Literal["text", "integer", "float", "boolean", "datetime", "date"]
+Role = Literal["time", "author", "text", "conversation"]
+
+
+class Column(msgspec.Struct, frozen=True):
+    """One column of an export: its name, value type and optional role.
+
+    Roles tell transcript-style formats (txt, html) which column is the time,
+    the author, the message text and the conversation a row belongs to.  (A part of
+    the plugin API, :mod:`exportd.plugins.api`; defined here because tasks carry it.)
+    """
+
+    name: str
+    type: ColumnType = "text"
+    role: Role | None = None
+
+
 JobStatus = Literal[
     "created", "processing", "uploading", "done", "failed", "canceled", "deleted", "expired"
 ]
@@ -121,6 +138,12 @@ class ExportTask(msgspec.Struct, kw_only=True):
     created_at: datetime | None = None
     """When the job was made: the time its files record, so that every run of the job
     writes the same bytes (``None`` from an engine that predates it: the time of the run)."""
+    file_name: str = ""
+    """The part's file name, as downloads give it (empty from an engine that predates
+    it: the end of ``key``)."""
+    columns: list[Column] | None = None
+    """The part's columns, as the engine planned them (``None`` from an engine that
+    predates it: the worker asks the source)."""
     lapses: int = 0
     """How many runs of this part fell silent before this dispatch (their worker stopped
     reporting for ``engine.lease``).  A task dispatched after a lapse is run under the

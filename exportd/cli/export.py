@@ -404,7 +404,7 @@ def write_parts(
                 on_progress=None if bar is None else bar.update,
                 part=number,
                 part_count=len(parts),
-            )
+            ).file(key=target.name, name=target.name)
         finally:
             if bar is not None:
                 bar.close()

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from exportd.kernel.pipeline import Progress
+from exportd.messages import Progress
 
 BAR_WIDTH = 24
 REDRAW_SECONDS = 0.1

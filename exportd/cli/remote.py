@@ -16,8 +16,7 @@ from exportd.cli.runtime import connect
 from exportd.client import FINAL_STATUSES
 from exportd.config import Settings
 from exportd.errors import ExportError, ExportFailed, from_body
-from exportd.kernel.pipeline import Progress
-from exportd.messages import ExportRequest, FileInfo, JobSnapshot
+from exportd.messages import ExportRequest, FileInfo, JobSnapshot, Progress
 from exportd.plugins.api import Storage
 
 NO_WORKER_AFTER = 3.0

@@ -15,8 +15,7 @@ from exportd.cli.runtime import engine_client, interrupt_on_signals
 from exportd.cli.text import event_line
 from exportd.client import Client
 from exportd.config import Settings
-from exportd.kernel.pipeline import Progress
-from exportd.messages import JobEvent, JobSnapshot
+from exportd.messages import JobEvent, JobSnapshot, Progress
 
 RUNNING = ("processing", "uploading")
 UP_AND_CLEAR_BELOW = "\x1b[{lines}A\r\x1b[J"

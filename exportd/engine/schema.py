@@ -295,6 +295,13 @@ def _count_lapses(db: Database) -> None:
     db.execute("alter table parts add column lapses integer not null default 0")
 
 
+def _plan_columns(db: Database) -> None:
+    """Version 6: a part's ``columns`` as the engine planned them (JSON), which its tasks
+    carry to the workers; ``null`` for the parts made before (their workers ask the
+    source)."""
+    db.execute("alter table parts add column columns text")
+
+
 Migration = Callable[[Database], None]
 MIGRATIONS: list[Migration] = [
     _create_tables,
@@ -302,5 +309,6 @@ MIGRATIONS: list[Migration] = [
     _number_jobs,
     _index_channels,
     _count_lapses,
+    _plan_columns,
 ]
 """Every schema change, oldest first; a file at version N has had the first N."""

@@ -185,7 +185,7 @@ class Engine:
         parts = plan.parts(self.settings.batch_size)
         names = plan.part_file_names(len(parts))
         return [
-            NewPart(params=part.request.params, file_name=name)
+            NewPart(params=part.request.params, file_name=name, columns=list(part.columns))
             for part, name in zip(parts, names, strict=True)
         ]
 

@@ -36,6 +36,7 @@ from exportd.engine.schema import StoreFile, transaction
 from exportd.errors import Conflict, FieldError, InvalidRequest, NotFound
 from exportd.messages import (
     CancelSignal,
+    Column,
     ExportTask,
     JobEvent,
     JobSnapshot,
@@ -75,7 +76,7 @@ _INSERT_JOB = _insert(
     *("request", "error", "created_at", "updated_at", "completed_at", "expires_at"),
     *("idempotency_key", "request_hash"),
 )
-_INSERT_PART = _insert("parts", "job_id", "part", "status", "params", "file_name")
+_INSERT_PART = _insert("parts", "job_id", "part", "status", "params", "file_name", "columns")
 _INSERT_OUTBOX = _insert("outbox", "kind", "exchange", "routing_key", "body", "created_at")
 _UPDATE_JOB = """
     update jobs set status = :status, attempt = :attempt, error = :error, updated_at = :updated_at,
@@ -109,6 +110,8 @@ _COUNT_DROP = """
     insert into dropped_updates (reason, count) values (?, 1)
     on conflict (reason) do update set count = count + 1
 """
+_COLUMNS = msgspec.json.Decoder(list[Column])
+"""Reads a part's planned ``columns``."""
 _IDEMPOTENCY_WHERE = "ifnull(org_id, '') = ? and idempotency_key = ?"
 """Matches the expression of the unique index ``jobs_idempotency``, so that it is used."""
 
@@ -125,10 +128,12 @@ class OutboxRow(NamedTuple):
 
 
 class NewPart(NamedTuple):
-    """One part of a job to create: its own source parameters, and its file's name."""
+    """One part of a job to create, as the engine planned it: its own source parameters,
+    its file's name and its columns."""
 
     params: dict[str, Any]
     file_name: str
+    columns: list[Column] | None = None
 
 
 class JobPage(NamedTuple):
@@ -192,9 +197,9 @@ class JobStore(StoreFile):
         back if the requests are the same, and :class:`~exportd.errors.Conflict`
         naming ``idempotency_key`` if they are not.
         """
+        if type(request) is not RequestFields:  # kept as exportd's own messages carry it
+            request = RequestFields(**msgspec.structs.asdict(request))
         encoded = msgspec.json.encode(request)
-        # kept as exportd's own messages carry it, whatever subclass came in
-        request = msgspec.json.decode(encoded, type=RequestFields)
         digest = request_hash(request)
         with transaction(self._db):
             if request.idempotency_key is not None:
@@ -228,11 +233,14 @@ class JobStore(StoreFile):
                         "status": part.status,
                         "params": msgspec.json.encode(new.params).decode(),
                         "file_name": new.file_name,
+                        "columns": None
+                        if new.columns is None
+                        else msgspec.json.encode(new.columns).decode(),
                     }
                     for part, new in zip(job.parts, parts, strict=True)
                 ],
             )
-            self._announce(change)
+            self._announce(change, parts)
         return job
 
     def get(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
@@ -609,8 +617,9 @@ class JobStore(StoreFile):
             ],
         )
 
-    def _announce(self, change: Change) -> None:
-        """Write the outbox rows that follow from ``change``."""
+    def _announce(self, change: Change, planned: Sequence[NewPart] = ()) -> None:
+        """Write the outbox rows that follow from ``change`` (a new job's tasks from the
+        parts ``planned``, the others' from their rows)."""
         job = change.job
         messages: list[tuple[OutboxKind, str, str, msgspec.Struct]] = []
         if change.event is not None:
@@ -621,7 +630,7 @@ class JobStore(StoreFile):
             messages.append(("event", self.topology.events, key, event))
         messages.extend(
             ("task", DEFAULT_EXCHANGE, self.topology.tasks, task)
-            for task in self._tasks(change.state, change.dispatch)
+            for task in self._tasks(change.state, change.dispatch, planned)
         )
         if change.stop_workers:
             signal = CancelSignal(job_id=job.id, attempt=job.attempt)
@@ -641,25 +650,37 @@ class JobStore(StoreFile):
             ],
         )
 
-    def _tasks(self, state: JobState, parts: Sequence[int]) -> list[ExportTask]:
-        """A task for each of ``parts`` in the job's current attempt, with its parameters."""
+    def _tasks(
+        self, state: JobState, parts: Sequence[int], planned: Sequence[NewPart]
+    ) -> list[ExportTask]:
+        """A task for each of ``parts`` in the job's current attempt, as planned: from
+        ``planned`` (all of a new job's parts), else from the parts' rows."""
         if not parts:
             return []
         job = state.job
-        part_rows = self._parts.rows_where(
-            "job_id = ?", [job.id], select="part, params, file_name", order_by="part"
-        )
+        if not planned:
+            planned = [
+                NewPart(
+                    msgspec.json.decode(row["params"]),
+                    row["file_name"],
+                    None if row["columns"] is None else _COLUMNS.decode(row["columns"]),
+                )
+                for row in self._parts.rows_where(
+                    "job_id = ?", [job.id], select="params, file_name, columns", order_by="part"
+                )
+            ]
         return [
             ExportTask(
                 job_id=job.id,
-                part=row["part"],
+                part=part,
                 part_count=job.part_count,
                 attempt=job.attempt,
-                request=replace(job.request, params=msgspec.json.decode(row["params"])),
-                key=part_key(job.id, job.attempt, row["part"], row["file_name"]),
+                request=replace(job.request, params=new.params),
+                key=part_key(job.id, job.attempt, part, new.file_name),
                 created_at=job.created_at,
-                lapses=state.lapses[row["part"]],
+                file_name=new.file_name,
+                columns=new.columns,
+                lapses=state.lapses[part],
             )
-            for row in part_rows
-            if row["part"] in parts
+            for part, new in ((part, planned[part]) for part in parts)
         ]

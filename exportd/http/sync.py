@@ -89,7 +89,7 @@ class SyncExports:
             self._in_thread(
                 lambda: run_export(
                     plan, path, batch_size=self.settings.batch_size, cancelled=stop.is_set
-                )
+                ).file(key=path.name, name=path.name)
             )
         )
         try:

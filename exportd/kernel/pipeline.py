@@ -1,14 +1,21 @@
-"""Run one export plan into one file: read, write, hash, rename into place.
+"""Run one export plan into one file: read, write (hashing on the way), rename into place.
 
 This is the whole job of a worker once it holds a task, of ``exportd export``
 on the command line, and of the HTTP API's synchronous exports.  The file
 appears at its final path only when it is complete; a failed or canceled
 export leaves nothing behind.
+
+The format writes into a buffered stream that exportd owns: each block the buffer
+passes on to the disk is hashed and counted on its way (:class:`_Measured`), so
+the finished file is never read back.  The stream does not seek (a format streams:
+``zipfile`` then writes its sizes after each entry), and ``tell()`` counts the
+bytes written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,25 +23,73 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
 from exportd.errors import Cancelled, ExportFailed
 from exportd.kernel.guard import call_plugin
 from exportd.kernel.plan import ExportPlan
-from exportd.messages import FileInfo
+from exportd.messages import FileInfo, Progress
 from exportd.plugins.api import Batch, ReadContext, RowWriter
 
-HASH_CHUNK = 1 << 20
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+BUFFER_SIZE = 1 << 18
+"""Bytes the format's stream gathers before they go to the disk (and the hash)."""
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Progress:
-    """How far an export has got: rows and bytes written, estimated total rows."""
+class Written:
+    """What an export measured of the file it wrote."""
 
     rows: int
-    bytes: int
-    total: int | None
+    size: int
+    sha256: str
+    media_type: str
+
+    def file(self, key: str, name: str) -> FileInfo:
+        """The file's description, kept under ``key`` and downloaded as ``name``."""
+        return FileInfo(
+            key=key,
+            name=name,
+            media_type=self.media_type,
+            size=self.size,
+            sha256=self.sha256,
+            rows=self.rows,
+        )
+
+
+class _Measured(io.RawIOBase):
+    """A file being written, below the format's buffer: hashes and counts every byte that
+    reaches it.  It does not seek; ``tell()`` is the bytes written so far."""
+
+    def __init__(self, raw: io.FileIO) -> None:
+        super().__init__()
+        self._raw = raw
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: WriteableBuffer, /) -> int:
+        written = self._raw.write(data) or 0  # the buffer above writes the rest again
+        with memoryview(data) as view:
+            self.digest.update(view[:written])
+        self.size += written
+        return written
+
+    def tell(self) -> int:
+        return self.size
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
 
 
 def run_export(
@@ -46,8 +101,8 @@ def run_export(
     cancelled: Callable[[], bool] = lambda: False,
     part: int = 0,
     part_count: int = 1,
-) -> FileInfo:
-    """Export ``plan`` into ``target`` and describe the finished file.
+) -> Written:
+    """Export ``plan`` into ``target``; what it measured of the finished file.
 
     ``on_progress`` is called after every batch; ``cancelled`` is checked before
     every batch and stops the export with :class:`Cancelled`.  A source or
@@ -63,7 +118,7 @@ def run_export(
     target.parent.mkdir(parents=True, exist_ok=True)
     unfinished = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
     try:
-        with unfinished.open("wb") as file:
+        with _measured(unfinished) as (file, measured):
             writer = _format_call(
                 plan, file, lambda: plan.format.open(file, plan.columns, plan.options, plan.info())
             )
@@ -76,20 +131,20 @@ def run_export(
                 raise
             file.flush()
             os.fsync(file.fileno())
-        digest, size = _sha256(unfinished)
         os.replace(unfinished, target)
     except OSError as exc:
         raise _about(exc, target) from exc
     finally:
         unfinished.unlink(missing_ok=True)
-    return FileInfo(
-        key=target.name,
-        name=target.name,
-        media_type=plan.format.media_type,
-        size=size,
-        sha256=digest,
-        rows=rows,
-    )
+    return Written(rows, measured.size, measured.digest.hexdigest(), plan.format.media_type)
+
+
+@contextmanager
+def _measured(path: Path) -> Iterator[tuple[BinaryIO, _Measured]]:
+    """A new file at ``path``, as the stream a format writes into, and what measures it."""
+    measured = _Measured(io.FileIO(path, "wb"))
+    with io.BufferedWriter(measured, BUFFER_SIZE) as file:
+        yield cast(BinaryIO, file), measured
 
 
 def _copy_rows(
@@ -184,11 +239,3 @@ def _closing(batches: Iterator[object]) -> Iterator[None]:
         close = getattr(batches, "close", None)
         if close is not None:
             close()
-
-
-def _sha256(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest(), path.stat().st_size

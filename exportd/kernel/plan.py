@@ -22,7 +22,7 @@ from exportd.errors import ExportError, ExportFailed, FieldError, InvalidRequest
 from exportd.kernel.guard import call_plugin
 from exportd.kernel.validation import convert
 from exportd.kernel.window import parse_window
-from exportd.messages import RequestFields
+from exportd.messages import ExportTask, RequestFields
 from exportd.plugins.api import Column, ExportInfo, Format, ReadContext, Source, Window
 from exportd.plugins.manager import Plugins
 
@@ -140,12 +140,8 @@ def _encode_names(params_type: type[msgspec.Struct]) -> tuple[str, ...]:
 
 def _with_params(plan: ExportPlan, params: msgspec.Struct, ctx: ReadContext) -> ExportPlan:
     """``plan`` for these parameters (and the columns they give, read with ``ctx``)."""
-    return dataclasses.replace(
-        plan,
-        request=msgspec.structs.replace(plan.request, params=msgspec.to_builtins(params)),
-        params=params,
-        columns=call_plugin(plan.source_label, lambda: tuple(plan.source.columns(params, ctx))),
-    )
+    request = msgspec.structs.replace(plan.request, params=msgspec.to_builtins(params))
+    return _with_columns(dataclasses.replace(plan, request=request, params=params), ctx)
 
 
 def plan_export(
@@ -160,6 +156,38 @@ def plan_export(
     ``generated_at`` is the time the files record as their making: a job's creation
     time, so that every run of the job writes the same bytes; ``None`` for now.
     """
+    plan = _resolve(request, plugins, data_path, generated_at, check_delivery=True)
+    ctx = plan.context(batch_size=1)
+    call_plugin(plan.source_label, lambda: plan.source.validate(plan.params, ctx))
+    return _with_columns(plan, ctx)
+
+
+def plan_task(task: ExportTask, plugins: Plugins, data_path: Path, *, worker: str) -> ExportPlan:
+    """The plan of a task, whose engine planned it when the request came: its plugins
+    resolved and its parameters decoded, with the columns the task carries.
+
+    Nothing is validated again, so a request valid at submit stays valid at run, whatever
+    the data store holds by then.  A source or format that ``worker`` lacks is the
+    worker's failure (:func:`check_worker_plugins`).
+    """
+    check_worker_plugins(task.request, plugins, worker)
+    plan = _resolve(task.request, plugins, data_path, task.created_at, check_delivery=False)
+    if task.columns is None:  # from an engine that predates planned columns
+        ctx = plan.context(batch_size=1, part=task.part, part_count=task.part_count)
+        return _with_columns(plan, ctx)
+    return dataclasses.replace(plan, columns=tuple(task.columns))
+
+
+def _resolve(
+    request: RequestFields,
+    plugins: Plugins,
+    data_path: Path,
+    generated_at: datetime | None,
+    *,
+    check_delivery: bool,
+) -> ExportPlan:
+    """``request``'s plugins resolved and its values decoded, without its columns; one
+    error listing every fault."""
     failures: list[ExportError] = []
 
     def attempt(step: Callable[[], Any]) -> Any:
@@ -176,10 +204,11 @@ def plan_export(
     options = format_ and attempt(
         lambda: convert(request.format_options, format_.Options, "format_options")
     )
-    attempt(lambda: plugins.check_delivery(request.delivery))
+    if check_delivery:
+        attempt(lambda: plugins.check_delivery(request.delivery))
     if failures:
         raise _combine(failures)
-    plan = ExportPlan(
+    return ExportPlan(
         request=request,
         source=source,
         format=format_,
@@ -189,9 +218,11 @@ def plan_export(
         data_path=data_path,
         generated_at=generated_at,
     )
-    ctx = plan.context(batch_size=1)
-    call_plugin(plan.source_label, lambda: source.validate(params, ctx))
-    columns = call_plugin(plan.source_label, lambda: tuple(source.columns(params, ctx)))
+
+
+def _with_columns(plan: ExportPlan, ctx: ReadContext) -> ExportPlan:
+    """``plan`` with the columns its source gives for its parameters, read with ``ctx``."""
+    columns = call_plugin(plan.source_label, lambda: tuple(plan.source.columns(plan.params, ctx)))
     return dataclasses.replace(plan, columns=columns)
 
 

@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Generic, Literal, TypeVar
+from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from exportd.messages import Delivery, JobSnapshot
+from exportd.messages import Column, ColumnType, Delivery, JobSnapshot, Role
 
 __all__ = [
     "Batch",
@@ -46,22 +46,8 @@ __all__ = [
     "Window",
 ]
 
-ColumnType = Literal["text", "integer", "float", "boolean", "datetime", "date"]
-Role = Literal["time", "author", "text", "conversation"]
 Row = Sequence[Any]
 Batch = Sequence[Row]
-
-
-class Column(msgspec.Struct, frozen=True):
-    """One column of an export: its name, value type and optional role.
-
-    Roles tell transcript-style formats (txt, html) which column is the time,
-    the author, the message text and the conversation a row belongs to.
-    """
-
-    name: str
-    type: ColumnType = "text"
-    role: Role | None = None
 
 
 class NoOptions(msgspec.Struct, forbid_unknown_fields=True):
@@ -228,7 +214,8 @@ class Format(abc.ABC, Generic[O]):
     def open(
         self, file: BinaryIO, columns: Sequence[Column], options: O, info: ExportInfo
     ) -> RowWriter:
-        """Start writing an export with these columns into ``file``."""
+        """Start writing an export with these columns into ``file``, a stream that goes
+        forward only (it does not seek; ``tell()`` counts the bytes written)."""
 
 
 class Storage(abc.ABC):

@@ -57,9 +57,8 @@ from exportd.bus.base import Bus, BusError, Message, Subscription
 from exportd.bus.topology import TASK_DELIVERY_LIMIT
 from exportd.config import Settings
 from exportd.errors import Cancelled, ErrorBody, ExportError
-from exportd.kernel.pipeline import Progress as PipelineProgress
 from exportd.kernel.pipeline import run_export
-from exportd.kernel.plan import check_worker_plugins, plan_export
+from exportd.kernel.plan import plan_task
 from exportd.kernel.workarea import WorkArea
 from exportd.messages import (
     CancelSignal,
@@ -343,23 +342,16 @@ class TaskRun:
     async def _export(self) -> FileInfo:
         """Plan and write the file, then hand it to the storage, in one thread hop."""
         worker, task = self.worker, self.task
-        name = task.key.rsplit("/", 1)[-1]
+        name = task.file_name or task.key.rsplit("/", 1)[-1]  # (from an older engine)
         key = run_key(task.key, self.run)
         path = worker.work_area.new_path(name)
         loop = asyncio.get_running_loop()
 
-        def on_progress(progress: PipelineProgress) -> None:
-            made = Progress(rows=progress.rows, bytes=progress.bytes, total=progress.total)
-            loop.call_soon_threadsafe(self._progressed, made)
+        def on_progress(progress: Progress) -> None:
+            loop.call_soon_threadsafe(self._progressed, progress)
 
         def write_and_store() -> FileInfo:
-            check_worker_plugins(task.request, worker.plugins, worker.name)
-            plan = plan_export(
-                task.request,
-                worker.plugins,
-                worker.settings.data_path,
-                generated_at=task.created_at,
-            )
+            plan = plan_task(task, worker.plugins, worker.settings.data_path, worker=worker.name)
             try:
                 written = run_export(
                     plan,
@@ -374,7 +366,7 @@ class TaskRun:
                 worker.storage.store(key, path)
             finally:
                 path.unlink(missing_ok=True)  # the storage moved it, or it is no use
-            return msgspec.structs.replace(written, key=key, name=name)
+            return written.file(key=key, name=name)
 
         return await asyncio.to_thread(write_and_store)
 

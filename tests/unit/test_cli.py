@@ -38,9 +38,8 @@ from exportd.cli import COMMANDS, build_parser, main
 from exportd.cli.export import empty_note, human_size, key_value, write_parts
 from exportd.cli.progress import ProgressBar, progress_bar, render
 from exportd.data.demo import DemoSummary, generate_demo_data
-from exportd.kernel.pipeline import Progress
 from exportd.kernel.plan import plan_export
-from exportd.messages import ExportRequest
+from exportd.messages import ExportRequest, Progress
 from exportd.plugins.manager import Plugins
 from exportd.plugins.sources.rooms import LOG_COLUMNS
 from tests.unit import toy_plugins

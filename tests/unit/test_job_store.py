@@ -27,6 +27,7 @@ from exportd.engine.store import JobStore, NewPart
 from exportd.errors import ConfigError, Conflict, InvalidRequest, NotFound
 from exportd.messages import (
     CancelSignal,
+    Column,
     ExportTask,
     FileInfo,
     JobEvent,
@@ -491,6 +492,27 @@ def test_cancel_tells_the_workers_to_stop(store: JobStore) -> None:
     assert messages[1][3] == CancelSignal(job_id=job.id, attempt=1)
     with pytest.raises(Conflict, match="cannot cancel a job that is canceled"):
         store.cancel(job.id, now=NOW)
+
+
+def test_tasks_carry_each_part_as_planned_at_creation_and_at_restart(store: JobStore) -> None:
+    columns = [[Column("room"), Column("n", "integer", role=None)], [Column("other")]]
+    planned = [NewPart({"room_id": f"r{n}"}, f"rooms-r{n}.csv", columns[n]) for n in range(2)]
+    job = store.create(request(), planned, now=NOW)
+    created_tasks = [task for kind, *_, task in outbox(store) if kind == "task"]
+    store.cancel(job.id, now=NOW)
+    store.restart(job.id, now=NOW)
+    restarted_tasks = [task for kind, *_, task in outbox(store) if kind == "task"]
+    for tasks in (created_tasks, restarted_tasks):
+        assert [(task.file_name, task.columns) for task in tasks] == [
+            ("rooms-r0.csv", columns[0]),
+            ("rooms-r1.csv", columns[1]),
+        ]
+        assert [task.request.params for task in tasks] == [{"room_id": "r0"}, {"room_id": "r1"}]
+    # a part made before columns were planned: its workers ask the source
+    unplanned = created(store)
+    store.cancel(unplanned.id, now=NOW)
+    store.restart(unplanned.id, now=NOW)
+    assert [task.columns for kind, *_, task in outbox(store) if kind == "task"] == [None]
 
 
 def test_restart_resets_the_parts_and_dispatches_the_next_attempt(store: JobStore) -> None:

@@ -23,9 +23,9 @@ from exportd import (
     RowWriter,
     hookimpl,
 )
-from exportd.kernel.pipeline import Progress, run_export
+from exportd.kernel.pipeline import run_export
 from exportd.kernel.plan import ExportPlan, plan_export
-from exportd.messages import ExportRequest
+from exportd.messages import ExportRequest, Progress
 from exportd.plugins.manager import Plugins
 from tests.unit import toy_plugins
 
@@ -57,7 +57,7 @@ def test_the_file_holds_every_row_and_its_description_is_true(tmp_path: Path) ->
     assert info.rows == 25
     assert info.size == target.stat().st_size
     assert info.sha256 == hashlib.sha256(target.read_bytes()).hexdigest()
-    assert (info.name, info.media_type) == ("count.lines", "text/plain")
+    assert info.media_type == "text/plain"
     assert list(target.parent.iterdir()) == [target]
 
 
@@ -317,3 +317,20 @@ def test_a_format_that_closes_its_file_is_blamed_for_it(tmp_path: Path, at_write
         "(RowWriter.close must leave it open)"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_stream_a_format_writes_counts_its_bytes_and_does_not_seek(tmp_path: Path) -> None:
+    """The file is hashed as it is written, so a format streams: ``tell()`` counts what
+    it wrote (progress reports it), ``seek`` is refused, and the hash is the file's."""
+    seen: list[Progress] = []
+    target = tmp_path / "f"
+    info = run_export(plan(rows=40), target, batch_size=10, on_progress=seen.append)
+    assert seen[-1].bytes <= info.size == target.stat().st_size  # the end line comes last
+    assert info.sha256 == hashlib.sha256(target.read_bytes()).hexdigest()
+
+    plan_seeking = rogue_plan("count", "closing", params={"rows": 3})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ClosingWriter, "close", lambda writer: writer.file.seek(0))
+        with pytest.raises(ExportFailed, match=r"format 'closing' failed: .*seek"):
+            run_export(plan_seeking, tmp_path / "g")
+    assert list(tmp_path.iterdir()) == [target]

@@ -11,9 +11,9 @@ import msgspec
 import pytest
 
 from exportd import Column, ExportFailed, InvalidRequest, ReadContext, hookimpl
-from exportd.kernel.plan import plan_export
+from exportd.kernel.plan import ExportPlan, plan_export, plan_task
 from exportd.kernel.validation import decode_json
-from exportd.messages import ExportRequest
+from exportd.messages import ExportRequest, ExportTask, RequestFields
 from exportd.plugins.manager import Plugins
 from tests.unit import toy_plugins
 
@@ -196,3 +196,54 @@ def test_columns_are_asked_with_the_read_context_of_the_export_and_of_each_part(
     assert plan.columns[-1].name == "label_acme_0of1"
     parts = plan.parts(batch_size=10)
     assert [part.columns[-1].name for part in parts] == ["label_acme_0of2", "label_acme_1of2"]
+
+
+def task_of(plan: ExportPlan, part: int = 0, **changes: Any) -> ExportTask:
+    """The task an engine makes of ``plan``'s part ``part``."""
+    parts = plan.parts(batch_size=10)
+    fields: dict[str, Any] = {
+        "job_id": "job",
+        "part": part,
+        "part_count": len(parts),
+        "attempt": 1,
+        "request": RequestFields(**msgspec.structs.asdict(parts[part].request)),
+        "key": "job/1/0/count.lines",
+        "file_name": "count.lines",
+        "columns": list(parts[part].columns),
+    }
+    return ExportTask(**(fields | changes))
+
+
+def test_a_task_is_planned_without_validating_again_with_the_columns_it_carries() -> None:
+    """The engine planned the task at submit: a value its source would refuse now (the
+    data store changed since, say) does not fail the run."""
+    planned = task_of(plan_export(request(), PLUGINS, Path("x.db")))
+    refused_now = msgspec.structs.replace(
+        planned.request, params={**planned.request.params, "forbidden": "since"}
+    )
+    with pytest.raises(InvalidRequest, match=r"params\.forbidden"):
+        plan_export(refused_now, PLUGINS, Path("x.db"))
+    columns = [Column("n", "integer"), Column("as planned")]
+    plan = plan_task(
+        msgspec.structs.replace(planned, request=refused_now, columns=columns),
+        PLUGINS,
+        Path("x.db"),
+        worker="w1",
+    )
+    assert plan.params == toy_plugins.CountParams(rows=3, forbidden="since")
+    assert plan.columns == tuple(columns)
+
+
+def test_a_task_of_an_older_engine_gets_its_columns_from_the_source() -> None:
+    planned = task_of(plan_export(request(params={"rows": 20}), PLUGINS, Path("x.db")), 1)
+    plan = plan_task(
+        msgspec.structs.replace(planned, columns=None), PLUGINS, Path("x.db"), worker="w1"
+    )
+    assert plan.columns == tuple(planned.columns or ())
+
+
+def test_a_task_whose_plugins_the_worker_lacks_is_the_workers_failure() -> None:
+    planned = task_of(plan_export(request(), PLUGINS, Path("x.db")))
+    bare = Plugins(builtins=False, entry_points=False)
+    with pytest.raises(ExportFailed, match="worker w1 has no source 'count' and no format"):
+        plan_task(planned, bare, Path("x.db"), worker="w1")
