@@ -30,10 +30,8 @@ from exportd.data.demo import DemoSummary, generate_demo_data
 from exportd.messages import ExportRequest
 from exportd.plan import ExportPlan, plan_export
 from exportd.plugins.manager import Plugins
+from exportd.testing import hostile_columns, hostile_rows, write_export
 from exportd.workers.pipeline import run_export
-from tests.unit.hostile import columns as hostile_columns
-from tests.unit.hostile import rows as hostile_rows
-from tests.unit.hostile import write_export
 
 ENTRY_POINT_ONLY = Plugins(builtins=False)
 WEATHER = WeatherSource()
