@@ -30,9 +30,10 @@ NO_DATA_STORE = "no-data-store.db"
 
 
 class PluginSet:
-    """Which plugins the kit's exports see: ``modules`` (plugin modules, with their
-    ``@hookimpl`` functions), exportd's built-ins unless ``builtins=False``, and the
-    installed plugin packages (the ``exportd`` entry points) unless ``installed=False``.
+    """Which plugins the kit's exports see: ``modules`` (plugin modules that are not
+    installed, with their ``@hookimpl`` functions), exportd's built-ins unless
+    ``builtins=False``, and the installed plugin packages (the ``exportd`` entry points)
+    unless ``installed=False``.
 
     Give ``installed=False`` when one of ``modules`` is installed as well: a plugin
     cannot be registered twice.

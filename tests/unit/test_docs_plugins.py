@@ -3,11 +3,13 @@
 The guide's Python blocks are loaded in order.  A block whose first line is a
 file name comment (``# exportd_countdown.py``) becomes a module of that name,
 so later blocks can import it; the ``test_*`` functions of the ``test_*.py``
-blocks are run here, each with its own ``tmp_path``.
+blocks are run here, each with the fixtures it names (``tmp_path``, the test kit's
+``exportd_demo``...).
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 import types
@@ -68,7 +70,8 @@ def test_the_guide_defines_plugins_and_tests(guide: dict[str, types.ModuleType])
 
 @pytest.mark.parametrize(("module", "function"), example_tests())
 def test_an_example_test_passes(
-    guide: dict[str, types.ModuleType], module: str, function: str, tmp_path: Path
+    guide: dict[str, types.ModuleType], module: str, function: str, request: pytest.FixtureRequest
 ) -> None:
-    test: Callable[[Path], None] = getattr(guide[module], function)
-    test(tmp_path)
+    test: Callable[..., None] = getattr(guide[module], function)
+    fixtures = inspect.signature(test).parameters
+    test(**{name: request.getfixturevalue(name) for name in fixtures})
