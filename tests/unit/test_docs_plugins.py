@@ -4,13 +4,15 @@ every hook and every name of the public API has a section of its own.
 The guide's Python blocks are loaded in order.  A block whose first line is a
 file name comment (``# exportd_countdown.py``) becomes a module of that name,
 so later blocks can import it; the ``test_*`` functions of the ``test_*.py``
-blocks are run here, each with its own ``tmp_path``.  A section is a heading
-that starts with the name (``### exportd_sources(config)``, ``### `Source```), as
-Datasette's ``test_plugin_hooks_are_documented`` checks its hooks.
+blocks are run here, each with the fixtures it names (``tmp_path``, the test kit's
+``exportd_demo``...).  A section is a heading that starts with the name
+(``### exportd_sources(config)``, ``### `Source```), as Datasette's
+``test_plugin_hooks_are_documented`` checks its hooks.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 import types
@@ -75,10 +77,11 @@ def test_the_guide_defines_plugins_and_tests(guide: dict[str, types.ModuleType])
 
 @pytest.mark.parametrize(("module", "function"), example_tests())
 def test_an_example_test_passes(
-    guide: dict[str, types.ModuleType], module: str, function: str, tmp_path: Path
+    guide: dict[str, types.ModuleType], module: str, function: str, request: pytest.FixtureRequest
 ) -> None:
-    test: Callable[[Path], None] = getattr(guide[module], function)
-    test(tmp_path)
+    test: Callable[..., None] = getattr(guide[module], function)
+    fixtures = inspect.signature(test).parameters
+    test(**{name: request.getfixturevalue(name) for name in fixtures})
 
 
 def sections() -> set[str]:

@@ -19,18 +19,20 @@ from exportd import Column, ColumnType, InvalidRequest
 from exportd.kernel.validation import convert
 from exportd.plugins.formats import json as json_plugin
 from exportd.plugins.manager import Plugins
-from tests.unit.hostile import (
+from exportd.testing import (
+    encodable,
+    export_info,
+    hostile_columns,
+    hostile_rows,
+    write_export,
+)
+from tests.unit.format_cases import (
     MIXED,
     SYNTHETIC_COLUMNS,
     ZONE_CASES,
-    encodable,
-    export_info,
     peak_memory_of_export,
     synthetic_batches,
-    write_export,
 )
-from tests.unit.hostile import columns as hostile_columns
-from tests.unit.hostile import rows as hostile_rows
 
 FORMATS = {format_.name: format_ for format_ in json_plugin.exportd_formats()}
 JSON, BULK = FORMATS["json"], FORMATS["json_bulk"]

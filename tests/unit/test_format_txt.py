@@ -15,9 +15,7 @@ from exportd import Column
 from exportd.plugins.formats import txt as txt_plugin
 from exportd.plugins.formats.txt import MAX_WIDTH, TxtFormat
 from exportd.plugins.manager import Plugins
-from tests.unit.hostile import columns as hostile_columns
-from tests.unit.hostile import rows as hostile_rows
-from tests.unit.hostile import write_export
+from exportd.testing import hostile_columns, hostile_rows, write_export
 
 ZONE = "Europe/Helsinki"
 TITLE = "rooms: 2024-03-01 02:00:00 to 2024-04-01 03:00:00 (Europe/Helsinki)"

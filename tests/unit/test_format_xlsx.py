@@ -20,9 +20,8 @@ from exportd.kernel.validation import convert
 from exportd.plugins.formats import xlsx as xlsx_plugin
 from exportd.plugins.formats.xlsx import XlsxFormat, XlsxOptions
 from exportd.plugins.manager import Plugins
-from tests.unit.hostile import MIXED, encodable, write_export
-from tests.unit.hostile import columns as hostile_columns
-from tests.unit.hostile import rows as hostile_rows
+from exportd.testing import encodable, hostile_columns, hostile_rows, write_export
+from tests.unit.format_cases import MIXED
 
 ZONE = "Europe/Helsinki"
 EXCEL_TEXT_LIMIT = 32_767

@@ -4,9 +4,12 @@ Every value is escaped so that it renders as the text it is: pipes and the
 characters Markdown reads as inline markup get a backslash, line breaks become
 ``<br>`` so that a multi-line value stays in its cell, and white space at
 either end of a value becomes character references, which Markdown does not
-trim.  Two characters cannot survive: NUL renders as U+FFFD (CommonMark
-replaces it), and a vertical tab at either end of a value is dropped (no
-character reference may stand for it).
+trim.  Text is written as text in a column of any type (a loosely typed store
+may hold some in a number or time column).  Three characters cannot survive: a
+lone surrogate, which UTF-8 cannot encode, is written as U+FFFD, as the built-in
+formats write it; NUL renders as U+FFFD (CommonMark replaces it); and a
+vertical tab at either end of a value is dropped (no character reference may
+stand for it).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ MARKUP = str.maketrans(
 )
 # The white space Markdown trims from a table cell: \s less U+001C-U+001F and U+0085.
 EDGE_SPACE = re.compile(r"^[^\S\x1c-\x1f\x85]+|[^\S\x1c-\x1f\x85]+\Z")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 NUMERIC = frozenset({"integer", "float"})
 
 Cell = Callable[[Any], str]
@@ -92,8 +96,9 @@ def table_row(cells: Any) -> str:
 
 
 def escape(text: str) -> str:
-    """``text`` as Markdown that renders as exactly that text, on one line."""
-    escaped = text.replace("\r\n", "\n").translate(MARKUP)
+    """``text`` as Markdown that renders as exactly that text, on one line (each lone
+    surrogate as U+FFFD)."""
+    escaped = LONE_SURROGATE.sub("\ufffd", text).replace("\r\n", "\n").translate(MARKUP)
     return EDGE_SPACE.sub(character_references, escaped)
 
 
@@ -103,13 +108,21 @@ def character_references(space: re.Match[str]) -> str:
 
 
 def cell_renderer(column: Column, zone: ZoneInfo) -> Cell:
-    """How to render a value of ``column`` (never ``None``) as a table cell."""
-    if column.type == "datetime":
-        return lambda value: value.astimezone(zone).isoformat(" ", "seconds")
-    if column.type == "date":
-        return date.isoformat
-    if column.type == "boolean":
-        return lambda value: "true" if value else "false"
-    if column.type in NUMERIC:
-        return str
-    return lambda value: escape(str(value))
+    """How to render a value of ``column`` (never ``None``) as a table cell: as the
+    column's type says, but text as text in a column of any type."""
+    typed: dict[str, Cell] = {
+        "datetime": lambda value: value.astimezone(zone).isoformat(" ", "seconds"),
+        "date": date.isoformat,
+        "boolean": lambda value: "true" if value else "false",
+        "integer": str,
+        "float": str,
+    }
+    render = typed.get(column.type)
+    if render is None:
+        return text_cell
+    return lambda value: text_cell(value) if isinstance(value, str) else render(value)
+
+
+def text_cell(value: Any) -> str:
+    """A text value as a table cell."""
+    return escape(str(value))
