@@ -233,6 +233,11 @@ class JobEvent(msgspec.Struct, kw_only=True):
     error: ErrorBody | None = None
 
 
+MIN_ID_PREFIX: Final = 6
+"""The fewest characters of a job id that a command may give for the whole id: the
+engine completes a start that only one id has."""
+
+
 class JobCommand(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """An operation on jobs for the engine (queue ``exportd.control``), answered on its
     ``reply_to`` with a :class:`RequestReply`.

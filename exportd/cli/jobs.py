@@ -14,8 +14,7 @@ from exportd.cli.arguments import add_broker_option
 from exportd.cli.runtime import engine_client
 from exportd.cli.text import error_line, human_size, job_line
 from exportd.config import Settings
-from exportd.engine.store import MIN_ID_PREFIX
-from exportd.messages import JobSnapshot, JobStatus
+from exportd.messages import MIN_ID_PREFIX, JobSnapshot, JobStatus
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 JOB_ID_HELP = (

@@ -35,6 +35,7 @@ from exportd.engine.lifecycle import Change, Dropped, JobState
 from exportd.engine.schema import StoreFile, transaction
 from exportd.errors import Conflict, FieldError, InvalidRequest, NotFound
 from exportd.messages import (
+    MIN_ID_PREFIX,
     CancelSignal,
     Column,
     ExportTask,
@@ -51,8 +52,6 @@ MAX_OFFSET = 10**12
 PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 """The names of request parameters a listing may filter on: they go into a JSON path."""
 
-MIN_ID_PREFIX = 6
-"""The fewest characters of a job id that :meth:`JobStore.resolve_id` completes."""
 AMBIGUOUS_SHOWN = 3
 """How many of the ids a short one could be an error names."""
 

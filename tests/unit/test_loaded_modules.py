@@ -75,3 +75,8 @@ def test_a_blocked_built_in_plugin_is_not_even_imported(tmp_path: Path) -> None:
     )
     modules = loaded_by(code, tmp_path / "modules")
     assert among(modules, ("exportd.plugins.formats.xlsx", "openpyxl")) == []
+
+
+def test_the_jobs_commands_talk_to_an_engine_and_load_no_job_store(tmp_path: Path) -> None:
+    modules = loaded_by("import exportd.cli.jobs", tmp_path / "modules")
+    assert among(modules, (*HTTP, *JOB_STORE, "sqlite_utils")) == []
