@@ -3,18 +3,21 @@ file or to the caller's email, as html or json.
 
 A Rocket.Chat client sends ``X-User-Id`` and ``X-Auth-Token``; exportd checks that
 the token is the user's.  The export is the ``rooms`` source's ``logs`` for the
-caller's organisation, from ``dateFrom`` (default the epoch) to ``dateTo``
-(default now, exclusive; a bare date means its midnight, UTC, as in Rocket.Chat).
-``type: email`` sends the files to the user's email address once the job is done
-(see ``docs/delivery.md``); ``type: file`` leaves them for download through the
-native API.  Errors have Rocket.Chat's body, ``{success: false, error, errorType}``.
+caller's organisation, from ``dateFrom`` (default the epoch) to ``dateTo`` and its
+whole day, as the Rocket.Chat server adds a day to ``dateTo`` (default now; a bare
+date means its midnight, UTC, as in Rocket.Chat); ``dateFrom`` after ``dateTo`` is
+``error-invalid-dates``.  ``type: email`` sends the files to the user's email
+address once the job is done (see ``docs/delivery.md``); ``type: file`` leaves them
+for download through the native API.  Errors have Rocket.Chat's body, ``{success:
+false, error, errorType}``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Response, Router, post
@@ -25,12 +28,13 @@ from litestar.params import JSONBody
 from exportd.errors import ErrorBody, ExportError, Forbidden, InvalidRequest, NotFound, Unauthorized
 from exportd.http.context import AnyConnection, AnyRequest, HttpApi, api_of, caller_of
 from exportd.http.errors import on_export_error
-from exportd.kernel.window import parse_window
+from exportd.kernel.window import parse_time, parse_window
 from exportd.messages import Delivery, ExportRequest, Interval
 from exportd.plugins.hookspecs import hookimpl
 
 PERMISSION = "mail-messages"
 EPOCH = "1970-01-01"
+UTC_ZONE = ZoneInfo("UTC")
 TYPES = ("file", "email")
 FORMATS = ("html", "json")
 
@@ -45,7 +49,7 @@ class RoomsExport(msgspec.Struct, kw_only=True):
     dateFrom: str | None = None  # noqa: N815 - Rocket.Chat's name
     """The first day (or moment) to export, ISO 8601; default 1970-01-01."""
     dateTo: str | None = None  # noqa: N815 - Rocket.Chat's name
-    """Where the export ends (exclusive), ISO 8601; default now."""
+    """The last day to export (a day after it, if a date-time), ISO 8601; default now."""
     format: str | None = None
     """``html`` or ``json``."""
 
@@ -65,28 +69,31 @@ class Failure(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class RocketChatError(Exception):
-    """A refusal in Rocket.Chat's terms: a status and an error type."""
+    """A refusal in Rocket.Chat's terms: a status, an error type and maybe a reason."""
 
-    def __init__(self, status: int, error_type: str) -> None:
+    def __init__(self, status: int, error_type: str, reason: str = "") -> None:
         super().__init__(error_type)
         self.status = status
         self.error_type = error_type
+        self.reason = reason
 
 
-def invalid(error_type: str) -> RocketChatError:
-    """A 400 of ``error_type`` (``error-invalid-params``, ``-room``, ``-format``)."""
-    return RocketChatError(400, error_type)
+def invalid(error_type: str, reason: str = "") -> RocketChatError:
+    """A 400 of ``error_type`` (``error-invalid-params``, ``-room``, ``-format``...)."""
+    return RocketChatError(400, error_type, reason)
 
 
-def failure(status: int, error_type: str) -> Response[Failure]:
-    """The answer for a refusal."""
-    body = Failure(success=False, error=f"[{error_type}]", errorType=error_type)
+def failure(status: int, error_type: str, reason: str = "") -> Response[Failure]:
+    """The answer for a refusal: ``error`` is ``"<reason> [<error type>]"``, as the
+    message of the server's ``Meteor.Error``."""
+    error = f"{reason} [{error_type}]" if reason else f"[{error_type}]"
+    body = Failure(success=False, error=error, errorType=error_type)
     return Response(body, status_code=status, media_type="application/json")
 
 
 def on_rocketchat_error(request: AnyRequest, exc: RocketChatError) -> Response[Failure]:
     """A refusal of this facade."""
-    return failure(exc.status, exc.error_type)
+    return failure(exc.status, exc.error_type, exc.reason)
 
 
 def on_bad_body(request: AnyRequest, exc: HTTPException) -> Response[Any]:
@@ -118,15 +125,19 @@ def identified(connection: AnyConnection, _: BaseRouteHandler) -> None:
 
 
 def interval(body: RoomsExport) -> Interval:
-    """``dateFrom`` to ``dateTo``, checked; :class:`RocketChatError` if either is not
-    a date or they are in the wrong order."""
-    found = Interval(
-        start=body.dateFrom or EPOCH,
-        end=body.dateTo or datetime.now(UTC).isoformat(),
-    )
+    """``dateFrom`` to the end of ``dateTo``'s day (a day after ``dateTo``), checked;
+    :class:`RocketChatError` if either is not a date, or ``dateFrom`` is after ``dateTo``."""
+    start = body.dateFrom or EPOCH
+    end = datetime.now(UTC)
     try:
+        if body.dateTo:
+            last = parse_time(body.dateTo, UTC_ZONE, "dateTo")
+            if parse_time(start, UTC_ZONE, "dateFrom") > last:
+                raise invalid("error-invalid-dates", "From date cannot be after To date")
+            end = last + timedelta(days=1)
+        found = Interval(start=start, end=end.isoformat())
         parse_window(found, "UTC")
-    except InvalidRequest:
+    except (InvalidRequest, OverflowError):
         raise invalid("error-invalid-params") from None
     return found
 
