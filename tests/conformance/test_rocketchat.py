@@ -199,6 +199,20 @@ async def test_missing_or_unknown_credentials_are_unauthorized(
     assert (answer.status_code, answer.json()) == (401, UNAUTHORIZED)
 
 
+async def test_a_token_without_its_user_id_is_unauthorized(rocket: Server) -> None:
+    tenant = user(rocket)
+    body = {**WINDOW_BODY, "type": "file", "format": "json"}
+    for headers in (
+        {"X-Auth-Token": tenant.token},
+        {"X-Auth-Token": tenant.token, "X-User-Id": ""},
+        {"Authorization": f"Bearer {tenant.token}"},
+        {"Authorization": f"Bearer {tenant.token}", "X-User-Id": tenant.user.id},
+    ):
+        answer = await rocket.http.post(PATH, json=body, headers=headers)
+        assert (answer.status_code, answer.json()) == (401, UNAUTHORIZED), headers
+    assert (await rocket.engine.list_jobs(org_id=ORG)).total == 0
+
+
 async def test_a_token_of_another_user_is_unauthorized(rocket: Server) -> None:
     tenant, other = user(rocket), user(rocket)
     headers = {"X-User-Id": other.user.id, "X-Auth-Token": tenant.token}

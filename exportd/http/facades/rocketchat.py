@@ -1,9 +1,10 @@
 """Rocket.Chat's ``POST /api/v1/rooms.export`` (seed ``001``): a room's messages to a
 file or to the caller's email, as html or json.
 
-A Rocket.Chat client sends ``X-User-Id`` and ``X-Auth-Token``; exportd checks that
-the token is the user's.  The export is the ``rooms`` source's ``logs`` for the
-caller's organisation, from ``dateFrom`` (default the epoch) to ``dateTo`` and its
+A Rocket.Chat client sends ``X-User-Id`` and ``X-Auth-Token``, both required (an
+``Authorization`` header is not read), and exportd checks that the token is the
+user's.  The export is the ``rooms`` source's ``logs`` for the caller's
+organisation, from ``dateFrom`` (default the epoch) to ``dateTo`` and its
 whole day, as the Rocket.Chat server adds a day to ``dateTo`` (default now; a bare
 date means its midnight, UTC, as in Rocket.Chat); ``dateFrom`` after ``dateTo`` is
 ``error-invalid-dates``.  ``type: email`` sends the files to the user's email
@@ -120,8 +121,17 @@ def on_export_failure(request: AnyRequest, exc: ExportError) -> Response[Any]:
 
 
 def identified(connection: AnyConnection, _: BaseRouteHandler) -> None:
-    """A route guard: the caller must be known (any permission); see :func:`caller_of`."""
-    connection.state.caller = api_of(connection).identify(connection)
+    """A route guard: the caller must be known (any permission), by Rocket.Chat's two
+    headers: ``X-Auth-Token``, a token of the user that ``X-User-Id`` names.  See
+    :func:`caller_of`."""
+    token = connection.headers.get("x-auth-token", "").strip()
+    user_id = connection.headers.get("x-user-id", "").strip()
+    if not token or not user_id:
+        raise Unauthorized("send both X-User-Id and X-Auth-Token")
+    caller = api_of(connection).tenants.authenticate(token)
+    if caller.user.id != user_id:
+        raise Unauthorized("X-User-Id does not match the token's user")
+    connection.state.caller = caller
 
 
 def interval(body: RoomsExport) -> Interval:
