@@ -184,6 +184,70 @@ async def test_type_email_for_a_user_without_an_address_is_invalid_params(
     assert (answer.status_code, answer.json()) == (400, rocket_error("error-invalid-params"))
 
 
+async def test_type_email_as_rocket_chats_clients_send_it(rocket: Server, inbox: Inbox) -> None:
+    # toUsers, toEmails, subject and messages, and no format: to those people, as html.
+    tenant = user(rocket)
+    rocket.tenants.create_user(ORG, "bob", email="Bob@example.com")
+    rocket.tenants.create_user(ORG, "carol", email="carol@example.com")
+    body = {
+        **WINDOW_BODY,
+        "type": "email",
+        "toUsers": ["bob"],
+        "toEmails": ["CAROL@example.com", "bob@example.com"],
+        "subject": "Room log",
+        "messages": ["2", "3"],
+    }
+    answer = await export(rocket, tenant, body)
+    assert (answer.status_code, answer.json()) == (200, {"success": True})
+
+    job = await the_job(rocket, tenant)
+    assert (job.request.format, job.request.name) == ("html", "Room log")
+    assert job.request.delivery.to == ["CAROL@example.com", "bob@example.com"]
+    [message] = await inbox.wait()
+    assert [address.strip() for address in message["To"].split(",")] == job.request.delivery.to
+    assert tenant.user.email not in message["To"]
+    assert message["Subject"] == "Your export Room log is ready"
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_content_type() == "text/html"
+    assert attachment.get_payload(decode=True) == stored(rocket, job)
+
+
+@pytest.mark.parametrize(
+    ("recipients", "error_type", "named"),
+    [
+        ({"toUsers": ["nobody"]}, "error-invalid-recipient", "toUsers: 'nobody'"),
+        ({"toUsers": ["dana"]}, "error-invalid-recipient", "toUsers: 'dana'"),  # no address
+        ({"toUsers": ["twin"]}, "error-invalid-recipient", "toUsers: 'twin'"),  # two of them
+        ({"toUsers": ["globex"]}, "error-invalid-recipient", "toUsers: 'globex'"),
+        ({"toEmails": ["eve@evil.example"]}, "error-invalid-recipient", "toEmails: eve@"),
+        ({"toEmails": ["gus@globex.example"]}, "error-invalid-recipient", "toEmails: gus@"),
+        ({"toUsers": [], "toEmails": [" "]}, "error-invalid-recipient", None),
+        ({"toUsers": ["bob"], "messages": []}, "error-invalid-messages", None),
+        ({"toUsers": ["bob"], "format": "xlsx"}, "error-invalid-format", None),
+    ],
+)
+async def test_type_email_to_recipients_exportd_does_not_mail_is_refused(
+    rocket: Server, recipients: dict[str, Any], error_type: str, named: str | None
+) -> None:
+    # Only the organisation's own users are mailed, as through the native API.
+    for org_id, name, email in (
+        (ORG, "bob", "bob@example.com"),
+        (ORG, "dana", None),
+        (ORG, "twin", "twin1@example.com"),
+        (ORG, "twin", "twin2@example.com"),
+        (OTHER_ORG, "globex", "gus@globex.example"),
+    ):
+        rocket.tenants.create_user(org_id, name, email=email)
+    body = {**WINDOW_BODY, "type": "email", "subject": "Logs", "messages": ["2"], **recipients}
+    answer = await export(rocket, user(rocket), body)
+    assert answer.status_code == 400
+    got = answer.json()
+    assert (got["success"], got["errorType"]) == (False, error_type)
+    assert got["error"].endswith(f"[{error_type}]")
+    assert named is None or named in got["error"], got
+    assert (await rocket.engine.list_jobs(org_id=ORG)).total == 0
+
+
 @pytest.mark.parametrize(
     "headers",
     [

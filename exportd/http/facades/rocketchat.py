@@ -7,10 +7,19 @@ user's.  The export is the ``rooms`` source's ``logs`` for the caller's
 organisation, from ``dateFrom`` (default the epoch) to ``dateTo`` and its
 whole day, as the Rocket.Chat server adds a day to ``dateTo`` (default now; a bare
 date means its midnight, UTC, as in Rocket.Chat); ``dateFrom`` after ``dateTo`` is
-``error-invalid-dates``.  ``type: email`` sends the files to the user's email
-address once the job is done (see ``docs/delivery.md``); ``type: file`` leaves them
-for download through the native API.  Errors have Rocket.Chat's body, ``{success:
-false, error, errorType}``.
+``error-invalid-dates``.  ``type: file`` leaves the files for download through the
+native API.  ``type: email`` sends them by email once the job is done (see
+``docs/delivery.md``), in either of two forms:
+
+* the seed page's, with ``format``: to the caller's own address;
+* the form Rocket.Chat's own clients send, with ``toUsers`` (usernames: the names of
+  users of the caller's organisation), ``toEmails``, ``subject`` and ``messages`` and
+  no ``format`` (html then): to those users' addresses and to ``toEmails``, each of
+  which must be the address of a user of the organisation, as through the native
+  API.  ``subject`` names the job (and so the email's subject).  The file holds the
+  room's messages from ``dateFrom`` to ``dateTo``, not just those in ``messages``.
+
+Errors have Rocket.Chat's body, ``{success: false, error, errorType}``.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from litestar.params import JSONBody
 from exportd.errors import ErrorBody, ExportError, Forbidden, InvalidRequest, NotFound, Unauthorized
 from exportd.http.context import AnyConnection, AnyRequest, HttpApi, api_of, caller_of
 from exportd.http.errors import on_export_error
+from exportd.http.tenants import Caller
 from exportd.kernel.window import parse_time, parse_window
 from exportd.messages import Delivery, ExportRequest, Interval
 from exportd.plugins.hookspecs import hookimpl
@@ -52,7 +62,21 @@ class RoomsExport(msgspec.Struct, kw_only=True):
     dateTo: str | None = None  # noqa: N815 - Rocket.Chat's name
     """The last day to export (a day after it, if a date-time), ISO 8601; default now."""
     format: str | None = None
-    """``html`` or ``json``."""
+    """``html`` or ``json``; for ``type: email`` with recipients, default ``html``."""
+    toUsers: list[str] | None = None  # noqa: N815 - Rocket.Chat's name
+    """``type: email``: usernames of the caller's organisation to send the file to."""
+    toEmails: list[str] | None = None  # noqa: N815 - Rocket.Chat's name
+    """``type: email``: addresses (of users of the organisation) to send the file to."""
+    subject: str | None = None
+    """``type: email``: the export's name, and so the email's subject."""
+    messages: list[str] | None = None
+    """``type: email``: the messages a Rocket.Chat client selected; not empty."""
+
+    @property
+    def addressed(self) -> bool:
+        """Whether this is an email export in the form of Rocket.Chat's own clients,
+        with ``toUsers`` or ``toEmails``, rather than to the caller (the seed page's)."""
+        return self.type == "email" and (self.toUsers is not None or self.toEmails is not None)
 
 
 class Success(msgspec.Struct, kw_only=True):
@@ -152,6 +176,47 @@ def interval(body: RoomsExport) -> Interval:
     return found
 
 
+def recipients(api: HttpApi, caller: Caller, body: RoomsExport) -> list[str]:
+    """The addresses a ``type: email`` export goes to: the caller's own (the seed
+    page's form) or, when ``toUsers`` or ``toEmails`` is given (the form of
+    Rocket.Chat's clients), theirs; :class:`RocketChatError` for a recipient exportd
+    does not mail (an unknown user, a stranger's address) or no recipient at all."""
+    if not body.addressed:
+        if not caller.user.email:
+            raise invalid("error-invalid-params")
+        return [caller.user.email]
+    emails = [email.strip() for email in body.toEmails or [] if email.strip()]
+    names = [name for name in body.toUsers or [] if name]
+    if not names and not emails:
+        raise invalid("error-invalid-recipient")
+    if body.messages is not None and not body.messages:
+        raise invalid("error-invalid-messages")
+    strangers = api.tenants.strangers(caller.org.id, emails)
+    if strangers:
+        raise invalid(
+            "error-invalid-recipient",
+            f"toEmails: {', '.join(strangers)}: not the address of a user of your organisation",
+        )
+    users = api.tenants.users(caller.org.id)
+    for name in names:
+        found = unique(user.email for user in users if user.name == name and user.email)
+        if len(found) != 1:
+            problem = "several users" if found else "no user with an email address"
+            raise invalid(
+                "error-invalid-recipient", f"toUsers: {name!r} names {problem} of your organisation"
+            )
+        emails += found
+    return unique(emails)
+
+
+def unique(addresses: Iterable[str]) -> list[str]:
+    """``addresses`` in their order, each as it first comes, without repeats (case aside)."""
+    found: dict[str, str] = {}
+    for address in addresses:
+        found.setdefault(address.lower(), address)
+    return list(found.values())
+
+
 @post("/rooms.export", status_code=200, summary="Rocket.Chat: export a room to a file or email")
 async def rooms_export(request: AnyRequest, data: JSONBody[RoomsExport]) -> Success:
     """Export room ``rid``'s messages between ``dateFrom`` and ``dateTo`` as ``format``,
@@ -162,24 +227,23 @@ async def rooms_export(request: AnyRequest, data: JSONBody[RoomsExport]) -> Succ
         raise invalid("error-invalid-params")
     window = interval(data)
     caller.require(PERMISSION)
-    if data.format not in FORMATS:
+    export_format = data.format or ("html" if data.addressed else None)
+    if export_format not in FORMATS:
         raise invalid("error-invalid-format")
     delivery = Delivery(type="file")
     if data.type == "email":
-        if not caller.user.email:
-            raise invalid("error-invalid-params")
-        delivery = Delivery(type="email", to=[caller.user.email])
+        delivery = Delivery(type="email", to=recipients(api, caller, data))
         api.plugins.check_delivery(delivery)
     await api.engine.submit(
         ExportRequest(
             source="rooms",
-            format=data.format,
+            format=export_format,
             params={"room_id": data.rid, "type": "logs"},
             interval=window,
             delivery=delivery,
             org_id=caller.org.id,
             user_id=caller.user.id,
-            name=f"room {data.rid}",
+            name=(data.subject if data.addressed else None) or f"room {data.rid}",
         )
     )
     return Success()
