@@ -74,14 +74,12 @@ def own_request(request: AnyRequest, export: ExportRequest) -> ExportRequest:
         given = getattr(export, name)
         if given is not None and given != own:
             raise InvalidRequest.field(name, "is your token's; leave it out")
-    if export.delivery.to:
-        known = api_of(request).tenants.org_emails(caller.org.id)
-        strangers = [to for to in export.delivery.to if to.lower() not in known]
-        if strangers:
-            raise InvalidRequest.field(
-                "delivery.to",
-                f"{', '.join(strangers)}: not the address of a user of your organisation",
-            )
+    strangers = api_of(request).tenants.strangers(caller.org.id, export.delivery.to)
+    if strangers:
+        raise InvalidRequest.field(
+            "delivery.to",
+            f"{', '.join(strangers)}: not the address of a user of your organisation",
+        )
     key = request.headers.get("idempotency-key") or export.idempotency_key
     return msgspec.structs.replace(
         export, org_id=caller.org.id, user_id=caller.user.id, idempotency_key=key

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
@@ -235,6 +236,13 @@ class TenantStore(StoreFile):
             "org_id = ? and email is not null", [org_id], select="email"
         )
         return {row["email"].lower() for row in rows}
+
+    def strangers(self, org_id: str, addresses: Iterable[str]) -> list[str]:
+        """The addresses of ``addresses`` that are no user's of ``org_id`` (case aside):
+        exportd sends files only to its tenants' own people, and is nobody's mail relay."""
+        given = list(addresses)
+        known = self.org_emails(org_id) if given else set()
+        return [address for address in given if address.lower() not in known]
 
     def org(self, org_id: str) -> Org:
         """The organisation ``org_id``; :class:`NotFound` if there is none."""

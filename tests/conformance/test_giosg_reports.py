@@ -243,6 +243,40 @@ async def test_an_expired_report_has_no_url(tmp_path: Path, datastore: Path) -> 
         assert report["expires_at"] is not None
 
 
+@pytest.mark.parametrize(
+    "changes", [{"is_real_conversation": True, "min_message_count": 2}, {"type": "stats"}]
+)
+async def test_a_report_export_posted_back_starts_the_same_export(
+    server: Server, changes: dict[str, Any]
+) -> None:
+    # A client that posts back a report export it read: its read-only attributes (all
+    # set, once it is done; null logs-only ones for stats) are ignored.
+    tenant = manager(server)
+    read = await finished(server, tenant, (await create(server, tenant, **changes))["id"])
+    assert read["url"] is not None and read["completed_at"] is not None
+    posted = {**read, "created_by_user_id": "someone-else", "is_failed": True}
+    answer = await server.http.post(exports_path(tenant), json=posted, headers=auth(tenant))
+    assert answer.status_code == 201, answer.text
+    again = answer.json()
+    assert again["id"] != read["id"]
+    assert again["created_by_user_id"] == tenant.user.id
+    assert (again["completed_at"], again["is_failed"], again["url"]) == (None, None, None)
+    editable = ("starting_at", "ending_at", "room_id", "type", "format")
+    editable += ("is_real_conversation", "min_message_count")
+    assert {name: again[name] for name in editable} == {name: read[name] for name in editable}
+    first, second = [await server.engine.get(report["id"]) for report in (read, again)]
+    assert second.request.params == first.request.params
+
+
+async def test_an_undocumented_attribute_beside_read_only_ones_is_400(server: Server) -> None:
+    tenant = manager(server)
+    created = await create(server, tenant)
+    answer = await server.http.post(
+        exports_path(tenant), json={**created, "colour": "blue"}, headers=auth(tenant)
+    )
+    assert list(error(answer, 400)) == ["colour"]
+
+
 async def test_bearer_works_as_well_as_token(server: Server) -> None:
     tenant = manager(server)
     answer = await server.http.get(exports_path(tenant), headers=tenant.headers)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ __all__ = ["inbox", "inbox_port"]  # fixtures, used by name
 
 PATH = "/api/v1/rooms.export"
 WINDOW_BODY = {"rid": ROOM, "dateFrom": "2024-10-26", "dateTo": "2024-10-28"}
-"""Two days of the test room: messages 2 to 15."""
+"""Three days of the test room, the 28th included: messages 2 to 20."""
 UNAUTHORIZED = {"success": False, "error": "unauthorized"}
 
 
@@ -33,8 +33,10 @@ def rocket_error(error_type: str) -> dict[str, object]:
 
 
 def in_window(date_from: str, date_to: str) -> list[dict[str, Any]]:
-    """The data store's messages of the test room sent in ``[date_from, date_to)``."""
-    start, end = (datetime.fromisoformat(f"{day}T00:00:00+00:00") for day in (date_from, date_to))
+    """The data store's messages of the test room sent from the day ``date_from`` to the
+    day ``date_to``, both included."""
+    start, last = (datetime.fromisoformat(f"{day}T00:00:00+00:00") for day in (date_from, date_to))
+    end = last + timedelta(days=1)
     return [
         message
         for message in MESSAGES
@@ -124,6 +126,42 @@ async def test_without_dates_the_export_runs_from_the_epoch_to_now(rocket: Serve
     assert len(rows) == len([m for m in MESSAGES if m["room_id"] == ROOM])
 
 
+@pytest.mark.parametrize(
+    ("date_from", "date_to"), [("2024-10-26", "2024-10-27"), ("2024-10-27", "2024-10-27")]
+)
+async def test_date_to_includes_its_whole_day(rocket: Server, date_from: str, date_to: str) -> None:
+    # As the Rocket.Chat server, which adds a day to dateTo.
+    tenant = user(rocket)
+    body = {"rid": ROOM, "dateFrom": date_from, "dateTo": date_to, "type": "file", "format": "json"}
+    answer = await export(rocket, tenant, body)
+    assert (answer.status_code, answer.json()) == (200, {"success": True})
+
+    job = await the_job(rocket, tenant)
+    rows = json.loads(stored(rocket, job))["rows"]
+    expected = in_window(date_from, date_to)
+    assert {m["sent_at"][:10] for m in expected} >= {date_to}
+    assert sorted(row["message_id"] for row in rows) == sorted(m["id"] for m in expected)
+
+
+@pytest.mark.parametrize(
+    ("date_from", "date_to"), [("2024-10-28", "2024-10-26"), ("2024-10-27T00:00:01", "2024-10-27")]
+)
+async def test_date_from_after_date_to_is_invalid_dates(
+    rocket: Server, date_from: str, date_to: str
+) -> None:
+    body = {"rid": ROOM, "dateFrom": date_from, "dateTo": date_to, "type": "file", "format": "json"}
+    answer = await export(rocket, user(rocket), body)
+    assert (answer.status_code, answer.json()) == (
+        400,
+        {
+            "success": False,
+            "error": "From date cannot be after To date [error-invalid-dates]",
+            "errorType": "error-invalid-dates",
+        },
+    )
+    assert (await rocket.engine.list_jobs(org_id=ORG)).total == 0
+
+
 async def test_type_email_sends_the_file_to_the_users_address(rocket: Server, inbox: Inbox) -> None:
     tenant = user(rocket)
     answer = await export(rocket, tenant, {**WINDOW_BODY, "type": "email", "format": "json"})
@@ -146,6 +184,70 @@ async def test_type_email_for_a_user_without_an_address_is_invalid_params(
     assert (answer.status_code, answer.json()) == (400, rocket_error("error-invalid-params"))
 
 
+async def test_type_email_as_rocket_chats_clients_send_it(rocket: Server, inbox: Inbox) -> None:
+    # toUsers, toEmails, subject and messages, and no format: to those people, as html.
+    tenant = user(rocket)
+    rocket.tenants.create_user(ORG, "bob", email="Bob@example.com")
+    rocket.tenants.create_user(ORG, "carol", email="carol@example.com")
+    body = {
+        **WINDOW_BODY,
+        "type": "email",
+        "toUsers": ["bob"],
+        "toEmails": ["CAROL@example.com", "bob@example.com"],
+        "subject": "Room log",
+        "messages": ["2", "3"],
+    }
+    answer = await export(rocket, tenant, body)
+    assert (answer.status_code, answer.json()) == (200, {"success": True})
+
+    job = await the_job(rocket, tenant)
+    assert (job.request.format, job.request.name) == ("html", "Room log")
+    assert job.request.delivery.to == ["CAROL@example.com", "bob@example.com"]
+    [message] = await inbox.wait()
+    assert [address.strip() for address in message["To"].split(",")] == job.request.delivery.to
+    assert tenant.user.email not in message["To"]
+    assert message["Subject"] == "Your export Room log is ready"
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_content_type() == "text/html"
+    assert attachment.get_payload(decode=True) == stored(rocket, job)
+
+
+@pytest.mark.parametrize(
+    ("recipients", "error_type", "named"),
+    [
+        ({"toUsers": ["nobody"]}, "error-invalid-recipient", "toUsers: 'nobody'"),
+        ({"toUsers": ["dana"]}, "error-invalid-recipient", "toUsers: 'dana'"),  # no address
+        ({"toUsers": ["twin"]}, "error-invalid-recipient", "toUsers: 'twin'"),  # two of them
+        ({"toUsers": ["globex"]}, "error-invalid-recipient", "toUsers: 'globex'"),
+        ({"toEmails": ["eve@evil.example"]}, "error-invalid-recipient", "toEmails: eve@"),
+        ({"toEmails": ["gus@globex.example"]}, "error-invalid-recipient", "toEmails: gus@"),
+        ({"toUsers": [], "toEmails": [" "]}, "error-invalid-recipient", None),
+        ({"toUsers": ["bob"], "messages": []}, "error-invalid-messages", None),
+        ({"toUsers": ["bob"], "format": "xlsx"}, "error-invalid-format", None),
+    ],
+)
+async def test_type_email_to_recipients_exportd_does_not_mail_is_refused(
+    rocket: Server, recipients: dict[str, Any], error_type: str, named: str | None
+) -> None:
+    # Only the organisation's own users are mailed, as through the native API.
+    for org_id, name, email in (
+        (ORG, "bob", "bob@example.com"),
+        (ORG, "dana", None),
+        (ORG, "twin", "twin1@example.com"),
+        (ORG, "twin", "twin2@example.com"),
+        (OTHER_ORG, "globex", "gus@globex.example"),
+    ):
+        rocket.tenants.create_user(org_id, name, email=email)
+    body = {**WINDOW_BODY, "type": "email", "subject": "Logs", "messages": ["2"], **recipients}
+    answer = await export(rocket, user(rocket), body)
+    assert answer.status_code == 400
+    got = answer.json()
+    assert (got["success"], got["errorType"]) == (False, error_type)
+    assert got["error"].endswith(f"[{error_type}]")
+    assert named is None or named in got["error"], got
+    assert (await rocket.engine.list_jobs(org_id=ORG)).total == 0
+
+
 @pytest.mark.parametrize(
     "headers",
     [
@@ -159,6 +261,20 @@ async def test_missing_or_unknown_credentials_are_unauthorized(
     body = {**WINDOW_BODY, "type": "file", "format": "json"}
     answer = await rocket.http.post(PATH, json=body, headers=headers)
     assert (answer.status_code, answer.json()) == (401, UNAUTHORIZED)
+
+
+async def test_a_token_without_its_user_id_is_unauthorized(rocket: Server) -> None:
+    tenant = user(rocket)
+    body = {**WINDOW_BODY, "type": "file", "format": "json"}
+    for headers in (
+        {"X-Auth-Token": tenant.token},
+        {"X-Auth-Token": tenant.token, "X-User-Id": ""},
+        {"Authorization": f"Bearer {tenant.token}"},
+        {"Authorization": f"Bearer {tenant.token}", "X-User-Id": tenant.user.id},
+    ):
+        answer = await rocket.http.post(PATH, json=body, headers=headers)
+        assert (answer.status_code, answer.json()) == (401, UNAUTHORIZED), headers
+    assert (await rocket.engine.list_jobs(org_id=ORG)).total == 0
 
 
 async def test_a_token_of_another_user_is_unauthorized(rocket: Server) -> None:
@@ -179,13 +295,7 @@ async def test_a_token_of_another_user_is_unauthorized(rocket: Server) -> None:
         {"rid": 42, "type": "file", "format": "json"},
         {"rid": ROOM, "type": "file", "format": "json", "dateFrom": "yesterday"},
         {"rid": ROOM, "type": "file", "format": "json", "dateTo": "2024-13-01"},
-        {
-            "rid": ROOM,
-            "type": "file",
-            "format": "json",
-            "dateFrom": "2024-10-28",
-            "dateTo": "2024-10-26",
-        },
+        {"rid": ROOM, "type": "file", "format": "json", "dateTo": "9999-12-31"},
         ["not", "an", "object"],
     ],
 )

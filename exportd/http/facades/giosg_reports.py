@@ -3,7 +3,9 @@ or stats as a file, made in the background.
 
 Routes, under ``/api/v5/orgs/{organization_id}/users/{user_id}/reportexports``:
 
-* ``POST`` starts an export (201 with the report export, still in progress);
+* ``POST`` starts an export (201 with the report export, still in progress); the
+  payload's read-only attributes (``id``, ``created_at``, ``url``...: a report export
+  read back) are ignored, an attribute the page does not document is a 400;
 * ``GET .../{report_id}`` is one report export, with its ``url`` once it is done;
 * ``GET`` lists the user's report exports, newest ``created_at`` first, as giosg's
   paginated collection ``{"next": url | null, "previous": url | null, "results":
@@ -57,16 +59,20 @@ FORMATS = {"logs": ("csv", "xlsx", "txt"), "stats": ("csv", "xlsx")}
 REQUIRED = ("starting_at", "ending_at", "room_id", "type", "format")
 PARAMS = ("room_id", "type", "is_real_conversation", "min_message_count")
 """The attributes that are the ``rooms`` source's parameters, under the same names."""
+EDITABLE = ("starting_at", "ending_at", "format", *PARAMS)
+"""The attributes a client sets; the page's others are read-only."""
 RENAMES = {"interval.start": "starting_at", "interval.end": "ending_at"}
 """exportd's names of the interval's ends, as giosg's attributes."""
 PATH = "/api/v5/orgs/{organization_id:str}/users/{user_id:str}/reportexports"
 
 
 class ReportExportPayload(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """The editable attributes of a report export, as a client sends them.
+    """The attributes of a report export, as a client sends them.
 
-    Each is optional here so that every missing required attribute is reported
-    at once (:meth:`request`).
+    Each editable one is optional here so that every missing required attribute is
+    reported at once (:meth:`request`); a null optional one is as if left out.  The
+    read-only ones are ignored, whatever their value, so that a client may post
+    back a report export it read; an attribute the page does not document is a 400.
     """
 
     starting_at: str | msgspec.UnsetType = msgspec.UNSET
@@ -75,7 +81,15 @@ class ReportExportPayload(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     type: str | msgspec.UnsetType = msgspec.UNSET
     format: str | msgspec.UnsetType = msgspec.UNSET
     is_real_conversation: bool | msgspec.UnsetType | None = msgspec.UNSET
-    min_message_count: int | msgspec.UnsetType = msgspec.UNSET
+    min_message_count: int | msgspec.UnsetType | None = msgspec.UNSET
+    id: Any = msgspec.UNSET
+    created_at: Any = msgspec.UNSET
+    created_by_user_id: Any = msgspec.UNSET
+    updated_at: Any = msgspec.UNSET
+    completed_at: Any = msgspec.UNSET
+    expires_at: Any = msgspec.UNSET
+    is_failed: Any = msgspec.UNSET
+    url: Any = msgspec.UNSET
 
     def request(self, org_id: str, user_id: str) -> ExportRequest:
         """The export of ``user_id`` of ``org_id`` these attributes ask for; an
@@ -83,8 +97,8 @@ class ReportExportPayload(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
         type does not allow.  The ``rooms`` source checks the rest."""
         given: dict[str, Any] = {
             name: value
-            for name in self.__struct_fields__
-            if (value := getattr(self, name)) is not msgspec.UNSET
+            for name in EDITABLE
+            if (value := getattr(self, name)) is not msgspec.UNSET and value is not None
         }
         errors = [
             FieldError(name, "This field is required.") for name in REQUIRED if name not in given
