@@ -29,6 +29,18 @@ from exportd.messages import ExportRequest, JobSnapshot
 from exportd.signing import FileLink, check_expiry
 
 PERMISSION = "reports"
+URL_LIFETIMES = ("default", "file")
+UrlLifetime = Annotated[
+    str,
+    QueryParameter(
+        description="how long the download URLs work: `default`, for `http.url_lifetime` "
+        "(never past the files' expiry); `file`, as long as the files live (until the "
+        "job's `expires_at`)",
+        enum=list(URL_LIFETIMES),
+    ),
+]
+"""The ``url_lifetime`` query parameter of the routes that hand out download URLs (see
+:func:`until_expiry`)."""
 
 
 class JobResource(JobSnapshot, kw_only=True):
@@ -56,13 +68,26 @@ class FileLinks(msgspec.Struct, kw_only=True):
     files: list[FileLink]
 
 
-def resource(api: HttpApi, request: AnyRequest, job: JobSnapshot) -> JobResource:
-    """``job`` with its URL and file links, for ``request``'s caller."""
+def resource(
+    api: HttpApi, request: AnyRequest, job: JobSnapshot, *, until_expiry: bool = False
+) -> JobResource:
+    """``job`` with its URL and file links, for ``request``'s caller; the links work
+    as long as the files with ``until_expiry``."""
     return JobResource(
         **msgspec.structs.asdict(job),
         url=f"{api.base_url(request)}/v1/jobs/{job.id}",
-        files=api.file_links(request, job),
+        files=api.file_links(request, job, until_expiry=until_expiry),
     )
+
+
+def until_expiry(url_lifetime: str) -> bool:
+    """Whether the ``url_lifetime`` query parameter asks for URLs that work until the
+    files expire; a value other than ``default`` and ``file`` is a 400 naming it."""
+    if url_lifetime not in URL_LIFETIMES:
+        raise InvalidRequest.field(
+            "url_lifetime", f"must be one of {', '.join(URL_LIFETIMES)}; got {url_lifetime!r}"
+        )
+    return url_lifetime == "file"
 
 
 def own_request(request: AnyRequest, export: ExportRequest) -> ExportRequest:
@@ -136,11 +161,14 @@ async def list_jobs(
 
 
 @get("/jobs/{job_id:str}", summary="Get a job")
-async def get_job(request: AnyRequest, job_id: FromPath[str]) -> JobResource:
+async def get_job(
+    request: AnyRequest, job_id: FromPath[str], url_lifetime: UrlLifetime = "default"
+) -> JobResource:
     """One job of the caller's organisation, with download URLs once it is done."""
     api = api_of(request)
     caller = caller_of(request)
-    return resource(api, request, await api.engine.get(job_id, caller.org.id))
+    job = await api.engine.get(job_id, caller.org.id)  # another org's is 404, first
+    return resource(api, request, job, until_expiry=until_expiry(url_lifetime))
 
 
 @post("/jobs/{job_id:str}/cancel", status_code=200, summary="Cancel a job")
@@ -168,14 +196,17 @@ async def delete_job(request: AnyRequest, job_id: FromPath[str]) -> None:
 
 
 @post("/jobs/{job_id:str}/links", status_code=200, summary="New download URLs")
-async def new_links(request: AnyRequest, job_id: FromPath[str]) -> FileLinks:
+async def new_links(
+    request: AnyRequest, job_id: FromPath[str], url_lifetime: UrlLifetime = "default"
+) -> FileLinks:
     """Fresh signed URLs for a done job's files; 409 while it runs, 410 once its files
     are gone."""
     api = api_of(request)
     caller = caller_of(request)
-    job = await api.engine.get(job_id, caller.org.id)
+    job = await api.engine.get(job_id, caller.org.id)  # another org's is 404, first
+    lasting = until_expiry(url_lifetime)
     check_downloadable(job, job.attempt)
-    return FileLinks(files=resource(api, request, job).files)
+    return FileLinks(files=api.file_links(request, job, until_expiry=lasting))
 
 
 @post("/exports", status_code=200, summary="Export now: the file is the answer")

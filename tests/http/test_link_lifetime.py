@@ -1,6 +1,6 @@
 """Download URLs that live as long as the file, over real HTTP: the ones the giosg and
 IBM facades hand out (their pages promise a URL that downloads the file until the
-export expires).  Each outlives
+export expires) and the native API's ``url_lifetime=file``.  Each outlives
 ``http.url_lifetime``, stops working once its job expired or was deleted, and cannot
 be made to last longer by editing it."""
 
@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from exportd.http.facades.ibm_video import TASK_SPAN
-from tests.http.server import Server, error_body, serving
+from tests.http.server import Server, Tenant, error_body, serving
 from tests.unit.datastore import ORG, ROOM, SMALL_CHANNEL, WINDOW
 
 URL_LIFETIME = 1.0
@@ -53,6 +53,21 @@ async def fetch(url: str) -> httpx.Response:
     """``url`` fetched with no credential, as a client that stored it would."""
     async with httpx.AsyncClient() as anonymous:
         return await anonymous.get(url)
+
+
+async def native_job(server: Server, tenant: Tenant) -> str:
+    """The id of a done native job of the test room's chat logs, made by ``tenant``."""
+    body = {
+        "source": "rooms",
+        "format": "csv",
+        "params": {"room_id": ROOM, "type": "logs"},
+        "interval": {"start": WINDOW.start.isoformat(), "end": WINDOW.end.isoformat()},
+    }
+    created = await server.http.post("/v1/jobs", json=body, headers=tenant.headers)
+    assert created.status_code == 201, created.text
+    job_id: str = created.json()["id"]
+    assert (await server.wait(job_id)).status == "done"
+    return job_id
 
 
 async def outlive_the_url_lifetime() -> None:
@@ -128,3 +143,65 @@ async def test_an_ibm_download_url_works_while_the_task_is_not_expired(
         await assert_lasts_as_the_file(server, job.id, done["download_url"])
         after = (await server.http.get(task_path, headers=tenant.headers)).json()["export"]
         assert (after["is_expired"], after.get("download_url")) == (True, None)
+
+
+async def test_the_native_api_gives_urls_that_last_as_the_file_when_asked(
+    tmp_path: Path, datastore: Path
+) -> None:
+    async with short_lived(tmp_path, datastore) as server:
+        tenant = server.tenant()
+        job_id = await native_job(server, tenant)
+        job = await server.engine.get(job_id)
+        assert job.expires_at is not None
+        until = int(job.expires_at.timestamp())
+
+        shown = await server.http.get(
+            f"/v1/jobs/{job_id}", params={"url_lifetime": "file"}, headers=tenant.headers
+        )
+        [lasting] = shown.json()["files"]
+        renewed = await server.http.post(
+            f"/v1/jobs/{job_id}/links", params={"url_lifetime": "file"}, headers=tenant.headers
+        )
+        [renewed_link] = renewed.json()["files"]
+        default = await server.http.get(f"/v1/jobs/{job_id}", headers=tenant.headers)
+        [short] = default.json()["files"]
+        assert expiry_of(lasting["url"]) == expiry_of(renewed_link["url"]) == until
+        assert datetime.fromisoformat(lasting["url_expires_at"]).timestamp() == until
+        assert expiry_of(short["url"]) < until
+
+        await outlive_the_url_lifetime()
+        assert (await fetch(short["url"])).status_code == 403
+        assert (await fetch(renewed_link["url"])).status_code == 200
+        await assert_lasts_as_the_file(server, job_id, lasting["url"])
+
+
+async def test_a_lasting_native_url_stops_working_once_its_job_is_deleted(
+    tmp_path: Path, datastore: Path
+) -> None:
+    async with short_lived(tmp_path, datastore) as server:
+        tenant = server.tenant()
+        job_id = await native_job(server, tenant)
+        links = await server.http.post(
+            f"/v1/jobs/{job_id}/links", params={"url_lifetime": "file"}, headers=tenant.headers
+        )
+        [link] = links.json()["files"]
+        await outlive_the_url_lifetime()
+        assert (await fetch(link["url"])).status_code == 200
+        await server.http.delete(f"/v1/jobs/{job_id}", headers=tenant.headers)
+        gone = await fetch(link["url"])
+        assert (gone.status_code, error_body(gone)["code"]) == (410, "gone")
+
+
+async def test_an_unknown_url_lifetime_is_a_400_naming_it(server: Server) -> None:
+    tenant = server.tenant()
+    job_id = await native_job(server, tenant)
+    for method, path in (("GET", f"/v1/jobs/{job_id}"), ("POST", f"/v1/jobs/{job_id}/links")):
+        answer = await server.http.request(
+            method, path, params={"url_lifetime": "forever"}, headers=tenant.headers
+        )
+        assert answer.status_code == 400, answer.text
+        [field] = error_body(answer)["fields"]
+        assert field == {
+            "name": "url_lifetime",
+            "message": "must be one of default, file; got 'forever'",
+        }
