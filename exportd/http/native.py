@@ -205,7 +205,7 @@ async def new_links(
     caller = caller_of(request)
     job = await api.engine.get(job_id, caller.org.id)  # another org's is 404, first
     lasting = until_expiry(url_lifetime)
-    check_downloadable(job, job.attempt)
+    check_downloadable(job, job.attempt, datetime.now(UTC))
     return FileLinks(files=api.file_links(request, job, until_expiry=lasting))
 
 
@@ -217,11 +217,14 @@ async def export_now(request: AnyRequest, data: JSONBody[ExportRequest]) -> File
     return await api.export_now(own_request(request, data))
 
 
-def check_downloadable(job: JobSnapshot, attempt: int) -> None:
-    """Raise :class:`Gone` if the job's files (of ``attempt``) are no more, and
+def check_downloadable(job: JobSnapshot, attempt: int, now: datetime) -> None:
+    """Raise :class:`Gone` if the job's files (of ``attempt``) are no more, or their
+    expiry has come (``now``) though the sweeper has not yet deleted them, and
     :class:`Conflict` if it has none yet."""
     if job.status in ("expired", "deleted") or attempt != job.attempt:
         raise Gone(f"the files of job {job.id} are gone: it is {job.status}")
+    if job.expires_at is not None and job.expires_at <= now:
+        raise Gone(f"the files of job {job.id} expired at {job.expires_at.isoformat()}")
     if job.status != "done":
         raise Conflict(f"job {job.id} has no files yet: it is {job.status}")
 
@@ -242,8 +245,9 @@ async def download(
     api = api_of(request)
     api.signer.check_signature(job_id, attempt, part, expires=expires, signature=signature)
     job = await api.engine.get(job_id)
-    check_downloadable(job, attempt)
-    check_expiry(expires, datetime.now(UTC))
+    moment = datetime.now(UTC)
+    check_downloadable(job, attempt, moment)
+    check_expiry(expires, moment)
     file = next((p.file for p in job.parts if p.part == part), None)
     if file is None:
         raise Gone(f"job {job_id} has no file for part {part}")

@@ -205,3 +205,22 @@ async def test_an_unknown_url_lifetime_is_a_400_naming_it(server: Server) -> Non
             "name": "url_lifetime",
             "message": "must be one of default, file; got 'forever'",
         }
+
+
+async def test_files_past_their_expiry_are_gone_before_the_sweeper_deletes_them(
+    tmp_path: Path, datastore: Path
+) -> None:
+    async with serving(
+        tmp_path, datastore, engine={"file_lifetime": URL_LIFETIME, "sweep_interval": 600.0}
+    ) as server:
+        tenant = server.tenant()
+        job_id = await native_job(server, tenant)
+        links = f"/v1/jobs/{job_id}/links"
+        [link] = (await server.http.post(links, headers=tenant.headers)).json()["files"]
+        await outlive_the_url_lifetime()
+        assert (await server.engine.get(job_id)).status == "done"  # not swept yet
+        for answer in (
+            await fetch(link["url"]),
+            await server.http.post(links, params={"url_lifetime": "file"}, headers=tenant.headers),
+        ):
+            assert (answer.status_code, error_body(answer)["code"]) == (410, "gone")
