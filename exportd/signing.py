@@ -2,8 +2,10 @@
 
 A URL names a job, its attempt, a part and when it stops working; its
 signature covers all four, so it cannot be bent to another file or made to
-last longer.  A URL works while it has not expired, and only while its file
-lives: once the job expired or was deleted (or was run again), it answers 410.
+last longer.  A URL works until it expires, which is never after its file's
+expiry (a URL may be made to last exactly as long as the file), and only while
+its file lives: once the job expired or was deleted (or was run again), it
+answers 410.
 """
 
 from __future__ import annotations
@@ -61,16 +63,21 @@ class Signer:
             raise Forbidden("the download URL is not valid: ask for a new one")
 
     def links(
-        self, job: JobSnapshot, base_url: str, *, lifetime: timedelta, now: datetime | None = None
+        self,
+        job: JobSnapshot,
+        base_url: str,
+        *,
+        lifetime: timedelta | None,
+        now: datetime | None = None,
     ) -> list[FileLink]:
         """A signed URL for each file a job has now (none unless it is done and its
-        ``expires_at`` is to come), working for ``lifetime`` but never past it."""
-        if job.status != "done":
+        ``expires_at`` is to come), working for ``lifetime`` but never past
+        ``expires_at``; with ``lifetime`` None, until ``expires_at``: as long as the
+        files live."""
+        if job.status != "done" or job.expires_at is None:
             return []
         moment = now or datetime.now(UTC)
-        until = moment + lifetime
-        if job.expires_at is not None:
-            until = min(until, job.expires_at)
+        until = job.expires_at if lifetime is None else min(moment + lifetime, job.expires_at)
         expires = int(until.timestamp())
         if expires <= moment.timestamp():  # the files' time is over; the sweeper is due
             return []

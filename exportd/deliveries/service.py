@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -65,7 +65,6 @@ class DeliveryService:
         self.storage = plugins.storage(settings.storage)
         self.signer = signer_for(settings)
         self.base_url = settings.http.public_url.rstrip("/") or None
-        self.link_lifetime = timedelta(seconds=settings.engine.file_lifetime)
         self.keep_closed = settings.engine.file_lifetime + KEEP_AFTER_EXPIRY
         self.ledger = Ledger(settings.home_path / LEDGER_FILE)
         self._wake = asyncio.Event()
@@ -182,7 +181,8 @@ class DeliveryService:
     def _context(self, job: JobSnapshot) -> DeliveryContext:
         urls: dict[int, str] = {}
         if self.base_url is not None:
-            links = self.signer.links(job, self.base_url, lifetime=self.link_lifetime)
+            # A link sent once cannot be renewed by its reader: it lasts as the file does.
+            links = self.signer.links(job, self.base_url, lifetime=None)
             urls = {link.part: link.url for link in links}
         return DeliveryContext(open_file=self.storage.open, link=urls.get)
 

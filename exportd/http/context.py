@@ -70,10 +70,14 @@ class HttpApi:
         """Run a small export here and answer with its file (see :mod:`exportd.http.sync`)."""
         return await self.sync_exports.answer(request)
 
-    def file_links(self, request: AnyConnection, job: JobSnapshot) -> list[FileLink]:
+    def file_links(
+        self, request: AnyConnection, job: JobSnapshot, *, until_expiry: bool = False
+    ) -> list[FileLink]:
         """Signed download URLs of ``job``'s files, at the URL ``request`` came to,
-        working for ``http.url_lifetime``."""
-        lifetime = timedelta(seconds=self.settings.http.url_lifetime)
+        working for ``http.url_lifetime``, or with ``until_expiry`` as long as the files
+        live (until the job's ``expires_at``): what the seed-compatible APIs hand out,
+        whose pages promise a URL that works until the export expires."""
+        lifetime = None if until_expiry else timedelta(seconds=self.settings.http.url_lifetime)
         return self.signer.links(job, self.base_url(request), lifetime=lifetime)
 
     def file_answer(self, file: FileInfo) -> Stream:

@@ -29,6 +29,18 @@ from exportd.messages import ExportRequest, JobSnapshot
 from exportd.signing import FileLink, check_expiry
 
 PERMISSION = "reports"
+URL_LIFETIMES = ("default", "file")
+UrlLifetime = Annotated[
+    str,
+    QueryParameter(
+        description="how long the download URLs work: `default`, for `http.url_lifetime` "
+        "(never past the files' expiry); `file`, as long as the files live (until the "
+        "job's `expires_at`)",
+        enum=list(URL_LIFETIMES),
+    ),
+]
+"""The ``url_lifetime`` query parameter of the routes that hand out download URLs (see
+:func:`until_expiry`)."""
 
 
 class JobResource(JobSnapshot, kw_only=True):
@@ -56,13 +68,26 @@ class FileLinks(msgspec.Struct, kw_only=True):
     files: list[FileLink]
 
 
-def resource(api: HttpApi, request: AnyRequest, job: JobSnapshot) -> JobResource:
-    """``job`` with its URL and file links, for ``request``'s caller."""
+def resource(
+    api: HttpApi, request: AnyRequest, job: JobSnapshot, *, until_expiry: bool = False
+) -> JobResource:
+    """``job`` with its URL and file links, for ``request``'s caller; the links work
+    as long as the files with ``until_expiry``."""
     return JobResource(
         **msgspec.structs.asdict(job),
         url=f"{api.base_url(request)}/v1/jobs/{job.id}",
-        files=api.file_links(request, job),
+        files=api.file_links(request, job, until_expiry=until_expiry),
     )
+
+
+def until_expiry(url_lifetime: str) -> bool:
+    """Whether the ``url_lifetime`` query parameter asks for URLs that work until the
+    files expire; a value other than ``default`` and ``file`` is a 400 naming it."""
+    if url_lifetime not in URL_LIFETIMES:
+        raise InvalidRequest.field(
+            "url_lifetime", f"must be one of {', '.join(URL_LIFETIMES)}; got {url_lifetime!r}"
+        )
+    return url_lifetime == "file"
 
 
 def own_request(request: AnyRequest, export: ExportRequest) -> ExportRequest:
@@ -134,11 +159,14 @@ async def list_jobs(
 
 
 @get("/jobs/{job_id:str}", summary="Get a job")
-async def get_job(request: AnyRequest, job_id: FromPath[str]) -> JobResource:
+async def get_job(
+    request: AnyRequest, job_id: FromPath[str], url_lifetime: UrlLifetime = "default"
+) -> JobResource:
     """One job of the caller's organisation, with download URLs once it is done."""
     api = api_of(request)
     caller = caller_of(request)
-    return resource(api, request, await api.engine.get(job_id, caller.org.id))
+    job = await api.engine.get(job_id, caller.org.id)  # another org's is 404, first
+    return resource(api, request, job, until_expiry=until_expiry(url_lifetime))
 
 
 @post("/jobs/{job_id:str}/cancel", status_code=200, summary="Cancel a job")
@@ -166,14 +194,17 @@ async def delete_job(request: AnyRequest, job_id: FromPath[str]) -> None:
 
 
 @post("/jobs/{job_id:str}/links", status_code=200, summary="New download URLs")
-async def new_links(request: AnyRequest, job_id: FromPath[str]) -> FileLinks:
+async def new_links(
+    request: AnyRequest, job_id: FromPath[str], url_lifetime: UrlLifetime = "default"
+) -> FileLinks:
     """Fresh signed URLs for a done job's files; 409 while it runs, 410 once its files
     are gone."""
     api = api_of(request)
     caller = caller_of(request)
-    job = await api.engine.get(job_id, caller.org.id)
-    check_downloadable(job, job.attempt)
-    return FileLinks(files=resource(api, request, job).files)
+    job = await api.engine.get(job_id, caller.org.id)  # another org's is 404, first
+    lasting = until_expiry(url_lifetime)
+    check_downloadable(job, job.attempt, datetime.now(UTC))
+    return FileLinks(files=api.file_links(request, job, until_expiry=lasting))
 
 
 @post("/exports", status_code=200, summary="Export now: the file is the answer")
@@ -184,11 +215,14 @@ async def export_now(request: AnyRequest, data: JSONBody[ExportRequest]) -> File
     return await api.export_now(own_request(request, data))
 
 
-def check_downloadable(job: JobSnapshot, attempt: int) -> None:
-    """Raise :class:`Gone` if the job's files (of ``attempt``) are no more, and
+def check_downloadable(job: JobSnapshot, attempt: int, now: datetime) -> None:
+    """Raise :class:`Gone` if the job's files (of ``attempt``) are no more, or their
+    expiry has come (``now``) though the sweeper has not yet deleted them, and
     :class:`Conflict` if it has none yet."""
     if job.status in ("expired", "deleted") or attempt != job.attempt:
         raise Gone(f"the files of job {job.id} are gone: it is {job.status}")
+    if job.expires_at is not None and job.expires_at <= now:
+        raise Gone(f"the files of job {job.id} expired at {job.expires_at.isoformat()}")
     if job.status != "done":
         raise Conflict(f"job {job.id} has no files yet: it is {job.status}")
 
@@ -209,8 +243,9 @@ async def download(
     api = api_of(request)
     api.signer.check_signature(job_id, attempt, part, expires=expires, signature=signature)
     job = await api.engine.get(job_id)
-    check_downloadable(job, attempt)
-    check_expiry(expires, datetime.now(UTC))
+    moment = datetime.now(UTC)
+    check_downloadable(job, attempt, moment)
+    check_expiry(expires, moment)
     file = next((p.file for p in job.parts if p.part == part), None)
     if file is None:
         raise Gone(f"job {job_id} has no file for part {part}")

@@ -158,11 +158,13 @@ class ReportExportList(msgspec.Struct, kw_only=True):
 
 
 def report_export(api: HttpApi, request: AnyRequest, job: JobSnapshot) -> ReportExport:
-    """``job`` as a report export, its download URL signed for ``request``'s caller."""
+    """``job`` as a report export, its download URL signed for ``request``'s caller.  The
+    URL works as long as the file (the page's ``url`` downloads the file "if the report
+    is not yet expired")."""
     params = job.request.params
     logs = params.get("type") == "logs"
     window = parse_window(job.request.interval, job.request.timezone)
-    links = api.file_links(request, job)
+    links = api.file_links(request, job, until_expiry=True)
     return ReportExport(
         id=job.id,
         starting_at=window.start,

@@ -25,7 +25,8 @@ expires ``engine.file_lifetime`` (24 h) after it completed: then ``is_expired``
 is true, it has no ``download_url`` and stays listed until deleted.  Until it
 completes, ``expires_at`` is ``requested_at`` + that lifetime, the soonest it
 can expire.  ``file_size`` and ``download_url`` (a signed URL that needs no
-token, valid for ``http.url_lifetime``) come once the task is completed.
+token, valid until the export expires: while ``is_expired`` is false) come once
+the task is completed.
 
 Any valid token may call; its organisation needs an active subscription and the
 ``qna`` benefit.  Errors are ``{"error": VALUE, "error_description": TEXT}``:
@@ -168,7 +169,7 @@ def tasks_of(api: HttpApi, request: AnyRequest, job: JobSnapshot, number: int) -
     """The tasks of ``job`` (whose job number is ``number``), one per part."""
     window = parse_window(job.request.interval, job.request.timezone)
     lifetime = timedelta(seconds=api.settings.engine.file_lifetime)
-    links = api.file_links(request, job)
+    links = api.file_links(request, job, until_expiry=True)
     urls = {link.part: link.url for link in links}
     return [
         QnaTask(
