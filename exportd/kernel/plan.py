@@ -20,7 +20,7 @@ import msgspec
 
 from exportd.errors import ExportError, ExportFailed, FieldError, InvalidRequest
 from exportd.kernel.guard import call_plugin
-from exportd.kernel.validation import convert
+from exportd.kernel.validation import check_labels, convert
 from exportd.kernel.window import parse_window
 from exportd.messages import ExportTask, RequestFields
 from exportd.plugins.api import Column, ExportInfo, Format, ReadContext, Source, Window
@@ -206,6 +206,7 @@ def _resolve(
     )
     if check_delivery:
         attempt(lambda: plugins.check_delivery(request.delivery))
+        attempt(lambda: check_labels(request.labels))
     if failures:
         raise _combine(failures)
     return ExportPlan(

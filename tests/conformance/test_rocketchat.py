@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from exportd.engine.store import JobQuery
 from exportd.messages import JobSnapshot
 from tests.http.server import Server, Tenant, nested_too_deep, serving
 from tests.http.test_email import SENDER, Inbox, inbox, inbox_port, smtp_settings
@@ -69,7 +70,7 @@ async def export(server: Server, tenant: Tenant, body: object) -> httpx.Response
 
 async def the_job(server: Server, tenant: Tenant) -> JobSnapshot:
     """The one job ``tenant`` has, once finished."""
-    page = await server.engine.list_jobs(org_id=tenant.org.id, user_id=tenant.user.id)
+    page = await server.engine.list_jobs(JobQuery(org_id=tenant.org.id, user_id=tenant.user.id))
     [job] = page.jobs
     return await server.wait(job.id)
 
@@ -223,7 +224,7 @@ async def test_another_organisations_room_is_invalid_room(rocket: Server) -> Non
     assert answer.status_code == 200
     answer = await export(rocket, other, {"rid": ROOM, "type": "file", "format": "json"})
     assert (answer.status_code, answer.json()) == (400, rocket_error("error-invalid-room"))
-    assert (await rocket.engine.list_jobs(org_id=ORG)).total == 0
+    assert (await rocket.engine.list_jobs(JobQuery(org_id=ORG))).total == 0
 
 
 async def test_a_user_without_mail_messages_is_not_allowed(rocket: Server) -> None:

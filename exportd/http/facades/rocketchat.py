@@ -25,11 +25,14 @@ from litestar.params import JSONBody
 from exportd.errors import ErrorBody, ExportError, Forbidden, InvalidRequest, NotFound, Unauthorized
 from exportd.http.context import AnyConnection, AnyRequest, HttpApi, api_of, caller_of
 from exportd.http.errors import on_export_error
+from exportd.http.facades.common import API_LABEL
 from exportd.kernel.window import parse_window
 from exportd.messages import Delivery, ExportRequest, Interval
 from exportd.plugins.hookspecs import hookimpl
 
 PERMISSION = "mail-messages"
+API = "rocketchat"
+"""This API's :data:`~exportd.http.facades.common.API_LABEL`."""
 EPOCH = "1970-01-01"
 TYPES = ("file", "email")
 FORMATS = ("html", "json")
@@ -159,6 +162,7 @@ async def rooms_export(request: AnyRequest, data: JSONBody[RoomsExport]) -> Succ
             org_id=caller.org.id,
             user_id=caller.user.id,
             name=f"room {data.rid}",
+            labels={API_LABEL: API},
         )
     )
     return Success()
