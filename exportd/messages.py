@@ -142,7 +142,11 @@ class Column(msgspec.Struct, frozen=True):
 JobStatus = Literal[
     "created", "processing", "uploading", "done", "failed", "canceled", "deleted", "expired"
 ]
-PartStatus = Literal["created", "processing", "uploading", "done", "failed", "canceled"]
+UpdateStatus = Literal["created", "processing", "uploading", "done", "failed", "canceled"]
+"""The statuses a worker reports a part in."""
+PartStatus = Literal["created", "processing", "uploading", "done", "failed", "canceled", "deleted"]
+"""A part's statuses: those a worker reports, and ``deleted`` (the part alone was deleted,
+see :func:`exportd.engine.lifecycle.delete_part`)."""
 
 
 class Progress(msgspec.Struct, frozen=True):
@@ -195,7 +199,7 @@ class StatusUpdate(msgspec.Struct, kw_only=True):
     part: int
     attempt: int
     seq: int
-    status: PartStatus
+    status: UpdateStatus
     progress: Progress | None = None
     file: FileInfo | None = None
     error: ErrorBody | None = None

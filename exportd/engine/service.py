@@ -154,6 +154,14 @@ class Engine:
         """Delete a job and its files at once."""
         return await self._change(partial(self.store.delete, job_id, org_id, now=now()))
 
+    async def delete_part(self, job_id: str, part: int, org_id: str | None = None) -> JobSnapshot:
+        """Delete one part of a job and its file at once; the job is deleted with its last
+        part left (see :meth:`JobStore.delete_part`)."""
+        delete = partial(
+            self.store.delete_part, job_id, part, org_id, now=now(), lifetime=self._lifetime
+        )
+        return await self._change(delete)
+
     def _plan_parts(self, request: ExportRequest) -> list[NewPart]:
         plan = plan_export(request, self.plugins, self.settings.data_path)
         parts = plan.parts(self.settings.batch_size)

@@ -388,6 +388,21 @@ class JobStore(StoreFile):
         """Mark a job deleted, stopping it if it runs; ``discard`` lists its files."""
         return self._operate(lifecycle.delete, job_id, org_id, now)
 
+    def delete_part(
+        self,
+        job_id: str,
+        part: int,
+        org_id: str | None = None,
+        *,
+        now: datetime,
+        lifetime: timedelta,
+    ) -> Change:
+        """Delete one part of a job (:func:`lifecycle.delete_part`), the job with its last
+        part; ``discard`` lists the part's file.  A running job that becomes done keeps its
+        files for ``lifetime``."""
+        operation = partial(lifecycle.delete_part, part=part, lifetime=lifetime)
+        return self._operate(operation, job_id, org_id, now)
+
     def expire_due(self, now: datetime, *, limit: int = 100) -> list[Change]:
         """Expire up to ``limit`` done jobs whose ``expires_at`` has come; each change's
         ``discard`` lists the files to delete."""

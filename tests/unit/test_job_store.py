@@ -550,6 +550,31 @@ def test_delete_removes_the_files_of_a_done_job_at_once(store: JobStore) -> None
         store.delete(job.id, now=NOW)
 
 
+def test_deleting_one_part_keeps_the_others_and_the_last_deletes_the_job(
+    store: JobStore,
+) -> None:
+    job = created(store, part_count=3)
+    apply(store, update(job, "done", 1, part=0), update(job, "processing", 1, part=1))
+    outbox(store)
+    change = store.delete_part(job.id, 0, "acme", now=NOW, lifetime=LIFETIME)
+    assert change.discard == (file(job.id, 0).key,)
+    kept = store.get(job.id)
+    assert [part.status for part in kept.parts] == ["deleted", "processing", "created"]
+    assert kept.status == "processing"
+    assert store.list_jobs(JobQuery()).jobs == [kept]
+    assert [(kind, key) for kind, _, key, _ in outbox(store)] == [
+        ("event", "acme.rooms.processing")
+    ]
+    # after a restart of the engine on a bus that lost its tasks, the deleted part stays
+    redispatched = store.redispatch_unfinished(NOW)
+    assert sorted(change.dispatch[0] for change in redispatched) == [1, 2]
+    with pytest.raises(NotFound):
+        store.delete_part(job.id, 1, "globex", now=NOW, lifetime=LIFETIME)
+    store.delete_part(job.id, 1, now=NOW, lifetime=LIFETIME)
+    last = store.delete_part(job.id, 2, now=NOW, lifetime=LIFETIME)
+    assert last.job.status == store.get(job.id).status == "deleted"
+
+
 def test_done_jobs_expire_when_their_time_comes(store: JobStore) -> None:
     jobs = [created(store) for _ in range(3)]
     for n, job in enumerate(jobs):

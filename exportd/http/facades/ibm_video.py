@@ -7,9 +7,14 @@ so **each part of a job is a task**, whose numeric id is
 ``job number * 100000 + part index`` (the job number is the job store's stable
 ``number``; a channel would need 2.5 million rooms to overflow it).  The jobs are
 labelled ``api=ibm-video`` and ``channel_id=<the channel>``: a channel's listing
-holds only its exports made through this API.  ``part``
-counts from 1.  Deleting or restarting one task deletes or restarts its whole
-export, every part with it, as exportd runs a job as one.
+holds only its exports made through this API.  ``part`` counts from 1.
+
+The job's ``number`` is generic (migration 3: a stable whole number for any job, for
+any API whose ids are numeric); the task ids built on it, and which parts are
+tasks, are this facade's.  Deleting a task deletes its part alone, and its file:
+the export's other tasks stay listed and downloadable, and the export's job is
+deleted with its last task.  Restarting a task restarts its whole export (every
+task not deleted), as exportd runs a job as one.
 
 * ``GET /channels/{channelId}/qna/exports.json?page=1&pagesize=50``: the channel's
   tasks, newest export first, ``{"exports": [...], "paging": {previous, next,
@@ -186,7 +191,7 @@ def task_id(number: int, part: int) -> int:
 
 
 def tasks_of(api: HttpApi, request: AnyRequest, job: JobSnapshot, number: int) -> list[QnaTask]:
-    """The tasks of ``job`` (whose job number is ``number``), one per part."""
+    """The tasks of ``job`` (whose job number is ``number``), one per part not deleted."""
     window = parse_window(job.request.interval, job.request.timezone)
     lifetime = timedelta(seconds=api.settings.engine.file_lifetime)
     links = api.file_links(request, job)
@@ -206,13 +211,14 @@ def tasks_of(api: HttpApi, request: AnyRequest, job: JobSnapshot, number: int) -
             download_url=urls.get(part.part),
         )
         for part in job.parts
+        if part.status != "deleted"
     ]
 
 
 def task_of(api: HttpApi, request: AnyRequest, job: JobSnapshot, task_id: int) -> QnaTask:
-    """The task ``task_id`` of ``job``."""
-    number, part = divmod(task_id, TASK_SPAN)
-    return tasks_of(api, request, job, number)[part]
+    """The task ``task_id`` of ``job``, which has it (not deleted)."""
+    number = task_id // TASK_SPAN
+    return next(task for task in tasks_of(api, request, job, number) if task.id == task_id)
 
 
 def own_channel(api: HttpApi, org_id: str, channel_id: str) -> None:
@@ -260,7 +266,12 @@ async def task_job(request: AnyRequest, channel_id: str, task: str) -> tuple[Job
         job = await api_of(request).engine.get_by_number(number, org_id)
     except NotFound:
         job = None
-    if job is None or not is_of_channel(job, channel_id) or part >= job.part_count:
+    if (
+        job is None
+        or not is_of_channel(job, channel_id)
+        or part >= job.part_count
+        or job.parts[part].status == "deleted"
+    ):
         raise IbmError(404, f"Task {task_id} not found")
     return job, task_id
 
@@ -304,6 +315,7 @@ async def list_tasks(
         (export, part)
         for export in await channel_exports(api, org_id, channel_id)
         for part in export.job.parts
+        if part.status != "deleted"
     ]
     shown = tasks[(page - 1) * pagesize : page * pagesize]
     on_page = {export.job.id: export for export, _ in shown}
@@ -366,16 +378,17 @@ async def get_task(request: AnyRequest, channel_id: FromPath[str], task: FromPat
 
 @delete("/exports/{task:str}", status_code=204, summary="Delete an export task")
 async def delete_task(request: AnyRequest, channel_id: FromPath[str], task: FromPath[str]) -> None:
-    """Delete the task's export, every part of it, and its files."""
-    job, _ = await task_job(request, channel_id, task)
-    await api_of(request).engine.delete(job.id, job.request.org_id)
+    """Delete the task (its part of the export) and its file; the export goes with its
+    last task."""
+    job, task_id = await task_job(request, channel_id, task)
+    await api_of(request).engine.delete_part(job.id, task_id % TASK_SPAN, job.request.org_id)
 
 
 @post("/exports/{task:str}/restart.json", status_code=200, summary="Restart an export task")
 async def restart_task(
     request: AnyRequest, channel_id: FromPath[str], task: FromPath[str]
 ) -> OneTask:
-    """Run the task's failed or expired export again, every part of it."""
+    """Run the task's failed or expired export again, every task of it not deleted."""
     job, task_id = await task_job(request, channel_id, f"{task}.json")
     try:
         job = await api_of(request).engine.restart(job.id, job.request.org_id)
