@@ -27,6 +27,35 @@ Version = Literal[1]
 this exportd reads; one of any other version is refused, naming ``v``."""
 SCHEMA_VERSIONS: tuple[int, ...] = get_args(Version)
 
+LABEL_KEY = r"^[a-z][a-z0-9_.-]{0,62}$"
+"""What a label's key is: a lower-case letter, then up to 62 lower-case letters, digits,
+``_``, ``.`` or ``-``."""
+MAX_LABEL_VALUE = 200
+"""The most characters a label's value has (at least one, none a control character)."""
+MAX_LABELS = 16
+"""The most labels a job has."""
+LabelValue = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={
+            "minLength": 1,
+            "maxLength": MAX_LABEL_VALUE,
+            "pattern": "^[^\\u0000-\\u001f\\u007f]*$",
+        }
+    ),
+]
+Labels = Annotated[
+    dict[str, LabelValue],
+    msgspec.Meta(
+        description='Labels of the job, to list jobs by (see docs/http.md, "Labels").',
+        extra_json_schema={"maxProperties": MAX_LABELS, "propertyNames": {"pattern": LABEL_KEY}},
+    ),
+]
+"""A job's labels, ``key: value``: set when the job is made, never changed.  Listings
+filter on them; an API (a facade) marks the jobs made through it (``api``), and what
+it needs to find them again.  The limits are checked when a request is planned, with
+errors naming ``labels.<key>`` (the schema states them too)."""
+
 
 class Interval(msgspec.Struct, forbid_unknown_fields=True):
     """The time range: ``start`` inclusive, ``end`` exclusive.
@@ -69,6 +98,7 @@ class RequestFields(msgspec.Struct, kw_only=True):
     idempotency_key: str | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
     name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    labels: Labels = {}
 
 
 class ExportRequest(RequestFields, forbid_unknown_fields=True, kw_only=True):
@@ -112,7 +142,11 @@ class Column(msgspec.Struct, frozen=True):
 JobStatus = Literal[
     "created", "processing", "uploading", "done", "failed", "canceled", "deleted", "expired"
 ]
-PartStatus = Literal["created", "processing", "uploading", "done", "failed", "canceled"]
+UpdateStatus = Literal["created", "processing", "uploading", "done", "failed", "canceled"]
+"""The statuses a worker reports a part in."""
+PartStatus = Literal["created", "processing", "uploading", "done", "failed", "canceled", "deleted"]
+"""A part's statuses: those a worker reports, and ``deleted`` (the part alone was deleted,
+see :func:`exportd.engine.lifecycle.delete_part`)."""
 
 
 class Progress(msgspec.Struct, frozen=True):
@@ -165,7 +199,7 @@ class StatusUpdate(msgspec.Struct, kw_only=True):
     part: int
     attempt: int
     seq: int
-    status: PartStatus
+    status: UpdateStatus
     progress: Progress | None = None
     file: FileInfo | None = None
     error: ErrorBody | None = None

@@ -35,6 +35,7 @@ from exportd.bus.base import Bus, Message
 from exportd.config import Settings
 from exportd.deliveries.ledger import Ledger, Pending
 from exportd.engine.service import Engine
+from exportd.engine.store import JobQuery
 from exportd.errors import NotFound
 from exportd.messages import JobEvent, JobSnapshot
 from exportd.plugins.api import DeliveryContext, DeliveryMethod, Undeliverable
@@ -133,9 +134,10 @@ class DeliveryService:
         since = self.ledger.since
         offset = 0
         while True:
-            page = await self.engine.list_jobs(
-                status="done", completed_since=since, limit=CATCH_UP_PAGE, offset=offset
+            query = JobQuery(
+                status=("done",), completed_since=since, limit=CATCH_UP_PAGE, offset=offset
             )
+            page = await self.engine.list_jobs(query)
             for job in page.jobs:
                 self.record(job)
             offset += len(page.jobs)

@@ -12,13 +12,17 @@ A part moves forward only::
 
     created -> processing -> uploading -> done
     (created, processing, uploading) -> failed | canceled
+    (any but deleted) -> deleted   by delete_part
 
-Skipping ahead is fine (``created -> done``); ``done``, ``failed`` and
-``canceled`` are final.
+Skipping ahead is fine (``created -> done``); ``done``, ``failed``,
+``canceled`` and ``deleted`` are final.  Workers report every status but
+``deleted``: a user deletes one part (:func:`delete_part`, an API whose
+tasks are parts), and the job goes on without it.
 
 A job's status while it runs
 ----------------------------
-It derives from its parts' statuses; the first row that matches decides:
+It derives from the statuses of its parts that are not deleted; the first row
+that matches decides:
 
 ==================================  ============
 parts                               job status
@@ -38,20 +42,38 @@ twice) and to take no more of its tasks.
 
 What users (and the expiry sweeper) do
 --------------------------------------
-==========  ===================================  ==========================================
-operation   allowed from                         to
-==========  ===================================  ==========================================
-cancel      created, processing, uploading       canceled (unfinished parts canceled)
-restart     failed, canceled, expired            created, attempt + 1, every part reset
-delete      any status but deleted               deleted (unfinished parts canceled)
-expire      done, once ``expires_at`` has come   expired
-==========  ===================================  ==========================================
+===========  ===================================  ==========================================
+operation    allowed from                         to
+===========  ===================================  ==========================================
+cancel       created, processing, uploading       canceled (unfinished parts canceled)
+restart      failed, canceled, expired            created, attempt + 1, every part reset
+                                                  but the deleted ones
+delete       any status but deleted               deleted (unfinished parts canceled)
+expire       done, once ``expires_at`` has come   expired
+delete_part  any status but deleted, of a part    see below
+             not deleted
+===========  ===================================  ==========================================
+
+Deleting one part (:func:`delete_part`) makes it ``deleted``, its file gone:
+
+==============================  ==================================================
+the job                         then
+==============================  ==================================================
+has no other part left          deleted, as by ``delete`` (stopping it if it runs)
+runs                            its status derives from the parts left (all of
+                                them done: done, and its attempt ends)
+is done, failed, canceled or    keeps its status
+expired
+==============================  ==================================================
+
+A run of a deleted part that still goes on is not stopped (the job's other parts
+run on); its outcome is dropped (``part_deleted``) and its file discarded.
 
 Anything else raises :class:`~exportd.errors.Conflict`.  Together::
 
     created -> processing -> uploading -> done -> expired
     (created, processing, uploading) -> failed | canceled
-    (any but deleted) -> deleted
+    (any but deleted) -> deleted   by delete, or delete_part of the last part left
     (failed, canceled, expired) -> created   by restart
 
 Parts whose worker the broker no longer watches
@@ -98,6 +120,7 @@ otherwise (:func:`unknown_job` drops the updates of a job that does not exist,
   the store renews the part's lease);
 * ``backwards``: the part would move back (processing after uploading) or out
   of a final status;
+* ``part_deleted``: the part was deleted (checked before ``duplicate``);
 * ``part_finished``: the part is done, failed or canceled already (another run
   of its task reported its outcome first).
 
@@ -123,6 +146,7 @@ for the engine to delete.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -130,7 +154,7 @@ from typing import Literal, get_args
 
 from msgspec.structs import replace
 
-from exportd.errors import Conflict, ExportFailed
+from exportd.errors import Conflict, ExportFailed, NotFound
 from exportd.messages import (
     JobSnapshot,
     JobStatus,
@@ -145,7 +169,7 @@ JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
 PART_STATUSES: tuple[PartStatus, ...] = get_args(PartStatus)
 RUNNING: frozenset[JobStatus] = frozenset({"created", "processing", "uploading"})
 """The statuses of a job whose attempt is still running: workers' updates apply."""
-FINAL_PART: frozenset[PartStatus] = frozenset({"done", "failed", "canceled"})
+FINAL_PART: frozenset[PartStatus] = frozenset({"done", "failed", "canceled", "deleted"})
 PART_STAGE: dict[PartStatus, int] = {
     "created": 0,
     "processing": 1,
@@ -153,15 +177,17 @@ PART_STAGE: dict[PartStatus, int] = {
     "done": 3,
     "failed": 3,
     "canceled": 3,
+    "deleted": 3,
 }
 """How far each part status is along; a part never moves to a lower stage."""
 
-Operation = Literal["cancel", "restart", "delete", "expire"]
+Operation = Literal["cancel", "restart", "delete", "expire", "delete_part"]
 ALLOWED: dict[Operation, frozenset[JobStatus]] = {
     "cancel": RUNNING,
     "restart": frozenset({"failed", "canceled", "expired"}),
     "delete": frozenset(JOB_STATUSES) - {"deleted"},
     "expire": frozenset({"done"}),
+    "delete_part": frozenset(JOB_STATUSES) - {"deleted"},
 }
 """The statuses each operation starts from."""
 
@@ -172,6 +198,7 @@ DropReason = Literal[
     "job_finished",
     "duplicate",
     "backwards",
+    "part_deleted",
     "part_finished",
 ]
 
@@ -223,8 +250,9 @@ class Dropped:
 
 
 def derive_status(parts: Iterable[PartStatus]) -> JobStatus:
-    """A running job's status from its parts' statuses (the table in the module docstring)."""
-    statuses = set(parts)
+    """A running job's status from its parts' statuses (the table in the module docstring),
+    of which one at least is not deleted."""
+    statuses = set(parts) - {"deleted"}
     if "failed" in statuses:
         return "failed"
     if "canceled" in statuses:
@@ -350,18 +378,51 @@ def restart(state: JobState, *, now: datetime) -> Change:
     """Run a failed, canceled or expired job again: a new attempt with every part reset."""
     job = state.job
     _allow("restart", job)
+    parts = [
+        part if part.status == "deleted" else PartSnapshot(part=part.part, status="created")
+        for part in job.parts
+    ]
     after = replace(
         job,
         status="created",
         attempt=job.attempt + 1,
-        parts=_fresh_parts(job.part_count),
+        parts=parts,
         progress=Progress(),
         error=None,
         updated_at=now,
         completed_at=None,
         expires_at=None,
     )
-    return Change(JobState.fresh(after), event="job.created", dispatch=tuple(range(job.part_count)))
+    live = tuple(part.part for part in parts if part.status != "deleted")
+    return Change(JobState.fresh(after), event="job.created", dispatch=live)
+
+
+def delete_part(state: JobState, part: int, *, now: datetime, lifetime: timedelta) -> Change:
+    """Delete one part of a job: it becomes ``deleted`` and its file goes; the job goes on
+    without it, or is deleted with its last part (the table in the module docstring).
+
+    ``lifetime`` is how long the files of a running job that becomes done are kept.
+    """
+    job = state.job
+    _allow("delete_part", job)
+    if not 0 <= part < job.part_count:
+        raise NotFound.field("part", f"job {job.id} has no part {part}")
+    if job.parts[part].status == "deleted":
+        raise Conflict(f"cannot delete part {part} of job {job.id}: it is deleted")
+    parts = list(job.parts)
+    parts[part] = replace(parts[part], status="deleted", file=None)
+    if all(each.status == "deleted" for each in parts):
+        unlisted = JobState(replace(job, parts=parts), state.seqs, state.lapses)
+        ended = _end(unlisted, "deleted", now=now)
+        return dataclasses.replace(ended, discard=_discarded(job, ended.job))
+    if job.status in RUNNING:
+        return _moved(state, parts[part], state.seqs[part], now=now, lifetime=lifetime)
+    after = replace(job, parts=parts, updated_at=now)
+    return Change(
+        JobState(after, state.seqs, state.lapses),
+        event="job.progress",
+        discard=_discarded(job, after),
+    )
 
 
 def redispatch(state: JobState, part: int) -> Change:
@@ -423,6 +484,8 @@ def _part_drop_reason(
 ) -> DropReason | None:
     """Why an update of a running attempt does not apply to its part, whose status is
     ``current`` and last ``seq`` applied ``last_seq``; ``None`` if it does."""
+    if current == "deleted":
+        return "part_deleted"
     outcome_of_unfinished = update.status in FINAL_PART and current not in FINAL_PART
     if update.seq <= last_seq and not outcome_of_unfinished:
         return "duplicate"

@@ -277,8 +277,8 @@ def _index_channels(db: Database) -> None:
     """Version 4: an index of each org's jobs by the ``channel_id`` parameter of their
     request (the ``qna`` source's), newest first, for listings of a channel's exports.
 
-    Its expression is the one :meth:`~exportd.engine.store.JobStore.list_jobs` writes
-    for a filter on a parameter; it holds only the jobs that have the parameter.
+    It holds only the jobs that have the parameter.  Listings filtered on request
+    parameters until version 7; they filter on labels since, and this index serves none.
     """
     db.execute(
         """
@@ -302,6 +302,31 @@ def _plan_columns(db: Database) -> None:
     db.execute("alter table parts add column columns text")
 
 
+def _label_jobs(db: Database) -> None:
+    """Version 7: a job's labels (its request's ``labels``), a row per label, for listings
+    by label.  Index ``labels_lookup`` finds the jobs of a label; the jobs made before
+    get the labels their requests have.
+    """
+    statements = [
+        """
+        create table labels (
+            job_id text not null references jobs (id) on delete cascade,
+            key text not null,
+            value text not null,
+            primary key (job_id, key)
+        ) without rowid
+        """,
+        "create index labels_lookup on labels (key, value, job_id)",
+        """
+        insert into labels (job_id, key, value)
+        select jobs.id, label.key, label.value
+        from jobs, json_each(jobs.request, '$.labels') as label
+        """,
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
 Migration = Callable[[Database], None]
 MIGRATIONS: list[Migration] = [
     _create_tables,
@@ -310,5 +335,6 @@ MIGRATIONS: list[Migration] = [
     _index_channels,
     _count_lapses,
     _plan_columns,
+    _label_jobs,
 ]
 """Every schema change, oldest first; a file at version N has had the first N."""

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -37,7 +37,7 @@ from exportd.bus.topology import DEFAULT_EXCHANGE, event_routing_key
 from exportd.config import Settings
 from exportd.engine.lifecycle import Change, Dropped
 from exportd.engine.readers import StoreReaders
-from exportd.engine.store import JobPage, JobStore, NewPart, ParamValue
+from exportd.engine.store import JobPage, JobQuery, JobStore, NewPart
 from exportd.errors import ErrorBody, ExportError, InternalError, InvalidRequest, Unavailable
 from exportd.kernel.plan import plan_export
 from exportd.kernel.validation import decode_json
@@ -137,36 +137,10 @@ class Engine:
         ids = list(job_ids)
         return await self.readers.read(lambda store: store.numbers(ids))
 
-    async def list_jobs(
-        self,
-        *,
-        org_id: str | None = None,
-        user_id: str | None = None,
-        status: str | None = None,
-        not_status: str | None = None,
-        source: str | None = None,
-        params: Mapping[str, ParamValue] | None = None,
-        completed_since: datetime | None = None,
-        by_parts: bool = False,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> JobPage:
-        """Jobs newest first, filtered and paged, with their numbers (see
-        :meth:`JobStore.list_jobs`), read off the event loop."""
-        listing = partial(
-            JobStore.list_jobs,
-            org_id=org_id,
-            user_id=user_id,
-            status=status,
-            not_status=not_status,
-            source=source,
-            params=params,
-            completed_since=completed_since,
-            by_parts=by_parts,
-            limit=limit,
-            offset=offset,
-        )
-        return await self.readers.read(listing)
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        """A page of jobs, with their numbers (see :meth:`JobStore.list_jobs`), read off
+        the event loop."""
+        return await self.readers.read(lambda store: store.list_jobs(query))
 
     async def cancel(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
         """Cancel a job; its workers stop within a second and drop their partial files."""
@@ -179,6 +153,14 @@ class Engine:
     async def delete(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
         """Delete a job and its files at once."""
         return await self._change(partial(self.store.delete, job_id, org_id, now=now()))
+
+    async def delete_part(self, job_id: str, part: int, org_id: str | None = None) -> JobSnapshot:
+        """Delete one part of a job and its file at once; the job is deleted with its last
+        part left (see :meth:`JobStore.delete_part`)."""
+        delete = partial(
+            self.store.delete_part, job_id, part, org_id, now=now(), lifetime=self._lifetime
+        )
+        return await self._change(delete)
 
     def _plan_parts(self, request: ExportRequest) -> list[NewPart]:
         plan = plan_export(request, self.plugins, self.settings.data_path)
@@ -293,14 +275,15 @@ class Engine:
         the embedded mode) asks for it.  A command may name a job by the start of its id,
         as the command line prints it (see :meth:`JobStore.resolve_id`)."""
         if command.op == "list":
-            page = await self.list_jobs(
+            query = JobQuery(
                 org_id=command.org_id,
                 user_id=command.user_id,
-                status=command.status,
+                status=() if command.status is None else (command.status,),
                 source=command.source,
                 limit=command.limit,
                 offset=command.offset,
             )
+            page = await self.list_jobs(query)
             return RequestReply(ok=True, jobs=page.jobs, total=page.total)
         if command.job_id is None:
             raise InvalidRequest.field("job_id", f"{command.op} needs a job_id")

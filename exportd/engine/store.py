@@ -17,10 +17,9 @@ Dropped updates are counted by reason in the file, so the counts survive restart
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -49,13 +48,9 @@ MAX_PAGE = 1000
 """The most jobs one :meth:`JobStore.list_jobs` call returns."""
 MAX_OFFSET = 10**12
 """Far past any real listing, and far inside SQLite's integers."""
-PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-"""The names of request parameters a listing may filter on: they go into a JSON path."""
 
 AMBIGUOUS_SHOWN = 3
 """How many of the ids a short one could be an error names."""
-
-ParamValue = str | int | float
 
 OutboxKind = Literal["task", "event", "cancel"]
 
@@ -76,6 +71,8 @@ _INSERT_JOB = _insert(
     *("idempotency_key", "request_hash"),
 )
 _INSERT_PART = _insert("parts", "job_id", "part", "status", "params", "file_name", "columns")
+_INSERT_LABEL = _insert("labels", "job_id", "key", "value")
+_LABELLED = "id in (select job_id from labels where key = ? and value = ?)"
 _INSERT_OUTBOX = _insert("outbox", "kind", "exchange", "routing_key", "body", "created_at")
 _UPDATE_JOB = """
     update jobs set status = :status, attempt = :attempt, error = :error, updated_at = :updated_at,
@@ -135,19 +132,33 @@ class NewPart(NamedTuple):
     columns: list[Column] | None = None
 
 
-class JobPage(NamedTuple):
-    """One page of a listing of jobs, newest first, and the listing's size.
+class JobQuery(msgspec.Struct, kw_only=True, frozen=True):
+    """Which jobs a listing holds, and which page of them (newest first).
 
-    ``total`` counts jobs, or their parts for a listing by parts (see
-    :meth:`JobStore.list_jobs`), where ``skip`` is how many parts of the first job
-    come before the page's first part (0 in a listing by jobs).  ``numbers`` has the
-    ``number`` of each job of the page (see :meth:`JobStore.numbers`).
+    A filter left out (``None``, empty) holds every job: ``status`` holds the jobs in
+    any of its statuses, ``labels`` those with every one of its labels, and
+    ``completed_since`` those finished at that time or later.
+    """
+
+    org_id: str | None = None
+    user_id: str | None = None
+    status: tuple[str, ...] = ()
+    source: str | None = None
+    labels: dict[str, str] = {}
+    completed_since: datetime | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+class JobPage(NamedTuple):
+    """One page of a listing of jobs, newest first, and how many jobs the listing holds.
+
+    ``numbers`` has the ``number`` of each job of the page (see :meth:`JobStore.numbers`).
     """
 
     jobs: list[JobSnapshot]
     total: int
     numbers: dict[str, int]
-    skip: int = 0
 
 
 def part_key(job_id: str, attempt: int, part: int, file_name: str) -> str:
@@ -159,15 +170,6 @@ def part_key(job_id: str, attempt: int, part: int, file_name: str) -> str:
 def request_hash(request: RequestFields) -> str:
     """The SHA-256 of the request's canonical JSON (keys sorted): equal for equal requests."""
     return hashlib.sha256(msgspec.json.encode(request, order="sorted")).hexdigest()
-
-
-def _param(name: str) -> str:
-    """The SQL expression of the request parameter ``name``, written as the index
-    ``jobs_org_channel`` writes it (so that it serves ``channel_id``);
-    :class:`~exportd.errors.InvalidRequest` if ``name`` is not an identifier."""
-    if not PARAM_NAME.fullmatch(name):
-        raise InvalidRequest.field("params", f"cannot filter on the parameter {name!r}")
-    return f"json_extract(request, '$.params.{name}')"
 
 
 class JobStore(StoreFile):
@@ -239,6 +241,13 @@ class JobStore(StoreFile):
                     for part, new in zip(job.parts, parts, strict=True)
                 ],
             )
+            self._db.conn.executemany(
+                _INSERT_LABEL,
+                [
+                    {"job_id": job.id, "key": key, "value": value}
+                    for key, value in request.labels.items()
+                ],
+            )
             self._announce(change, parts)
         return job
 
@@ -303,90 +312,44 @@ class JobStore(StoreFile):
             raise NotFound.field("job_id", f"no job number {number}")
         return states[0].job
 
-    def list_jobs(
-        self,
-        *,
-        org_id: str | None = None,
-        user_id: str | None = None,
-        status: str | None = None,
-        not_status: str | None = None,
-        source: str | None = None,
-        params: Mapping[str, ParamValue] | None = None,
-        completed_since: datetime | None = None,
-        by_parts: bool = False,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> JobPage:
-        """Jobs newest first, ``limit`` from ``offset`` on, with the ones given of
-        ``org_id``, ``user_id``, ``status``, ``source`` and the request's ``params``
-        (each a value of ``request.params``), without those whose status is
-        ``not_status``, finished at ``completed_since`` or later; and the listing's size.
+    def list_jobs(self, query: JobQuery) -> JobPage:
+        """The page of the jobs ``query`` asks for, newest first, and the listing's size.
 
-        A parameter's name must be an identifier (:data:`PARAM_NAME`).  With
-        ``by_parts``, ``limit``, ``offset`` and ``total`` count the jobs' parts, each
-        job's in order, and the page has every job with a part among them: the first
-        job's first ``skip`` parts and the last job's last ones may fall outside.
+        Each label of ``query.labels`` is found through the index ``labels_lookup``.
         """
-        if not 1 <= limit <= MAX_PAGE:
+        if not 1 <= query.limit <= MAX_PAGE:
             raise InvalidRequest.field("limit", f"must be from 1 to {MAX_PAGE}")
-        if not 0 <= offset <= MAX_OFFSET:
+        if not 0 <= query.offset <= MAX_OFFSET:
             raise InvalidRequest.field("offset", f"must be from 0 to {MAX_OFFSET}")
-        for name, value in [("status", status), ("not_status", not_status)]:
-            if value is not None and value not in lifecycle.JOB_STATUSES:
+        for value in query.status:
+            if value not in lifecycle.JOB_STATUSES:
                 statuses = ", ".join(lifecycle.JOB_STATUSES)
-                raise InvalidRequest.field(name, f"unknown status {value!r}; one of {statuses}")
-        conditions: list[tuple[str, ParamValue]] = [
-            (f"{name} = ?", value)
+                raise InvalidRequest.field("status", f"unknown status {value!r}; one of {statuses}")
+        conditions: list[tuple[str, list[str]]] = [
+            (f"{name} = ?", [value])
             for name, value in [
-                ("org_id", org_id),
-                ("user_id", user_id),
-                ("status", status),
-                ("source", source),
+                ("org_id", query.org_id),
+                ("user_id", query.user_id),
+                ("source", query.source),
             ]
             if value is not None
         ]
-        if not_status is not None:
-            conditions.append(("status != ?", not_status))
-        if completed_since is not None:
-            conditions.append(("completed_at >= ?", rows.to_text(completed_since)))
-        conditions.extend((f"{_param(name)} = ?", given) for name, given in (params or {}).items())
-        where = " and ".join(condition for condition, _ in conditions) or None
-        args = [value for _, value in conditions]
-        with transaction(self._db, write=False):
-            if not by_parts:
-                jobs = self._job_rows(where, args, limit=limit, offset=offset)
-                count = f"select count(*) from jobs{f' where {where}' if where else ''}"
-                return self._page(jobs, self._db.execute(count, args).fetchone()[0])
-            return self._page_by_parts(where or "1", args, limit=limit, offset=offset)
-
-    def _page_by_parts(self, where: str, args: list[Any], *, limit: int, offset: int) -> JobPage:
-        """The jobs ``where`` matches that have a part among parts ``offset`` to ``offset +
-        limit`` of the listing (see :meth:`list_jobs`), found by a running sum of part
-        counts in SQL: only those jobs are read in full."""
-        query = f"""
-            select id, parts_before from (
-                select id, part_count, sum(part_count) over (
-                    order by created_at desc, rowid desc rows unbounded preceding
-                ) - part_count as parts_before
-                from jobs where {where}
+        if query.status:
+            conditions.append(
+                (f"status in ({', '.join('?' * len(query.status))})", [*query.status])
             )
-            where parts_before < ? and parts_before + part_count > ?
-            order by parts_before
-        """
-        found = self._db.execute(query, [*args, offset + limit, offset]).fetchall()
-        total_query = f"select ifnull(sum(part_count), 0) from jobs where {where}"
-        total: int = self._db.execute(total_query, args).fetchone()[0]
-        if not found:
-            return JobPage([], total, {})
-        ids = [job_id for job_id, _ in found]
-        jobs = self._job_rows(f"id in ({', '.join('?' * len(ids))})", ids)
-        return self._page(jobs, total, skip=offset - found[0][1])
-
-    def _page(self, jobs: list[dict[str, Any]], total: int, skip: int = 0) -> JobPage:
-        """The page of the jobs of rows ``jobs``, read with their parts."""
-        states = self._with_parts(jobs)
+        if query.completed_since is not None:
+            conditions.append(("completed_at >= ?", [rows.to_text(query.completed_since)]))
+        conditions.extend((_LABELLED, [key, value]) for key, value in sorted(query.labels.items()))
+        where = " and ".join(condition for condition, _ in conditions) or None
+        args = [value for _, values in conditions for value in values]
+        with transaction(self._db, write=False):
+            jobs = self._job_rows(where, args, limit=query.limit, offset=query.offset)
+            count = f"select count(*) from jobs{f' where {where}' if where else ''}"
+            total: int = self._db.execute(count, args).fetchone()[0]
+            states = self._with_parts(jobs)
         numbers = {job["id"]: job["number"] for job in jobs}
-        return JobPage([state.job for state in states], total, numbers, skip)
+        return JobPage([state.job for state in states], total, numbers)
 
     def apply_update(
         self, update: StatusUpdate, *, now: datetime, lifetime: timedelta
@@ -423,6 +386,21 @@ class JobStore(StoreFile):
     def delete(self, job_id: str, org_id: str | None = None, *, now: datetime) -> Change:
         """Mark a job deleted, stopping it if it runs; ``discard`` lists its files."""
         return self._operate(lifecycle.delete, job_id, org_id, now)
+
+    def delete_part(
+        self,
+        job_id: str,
+        part: int,
+        org_id: str | None = None,
+        *,
+        now: datetime,
+        lifetime: timedelta,
+    ) -> Change:
+        """Delete one part of a job (:func:`lifecycle.delete_part`), the job with its last
+        part; ``discard`` lists the part's file.  A running job that becomes done keeps its
+        files for ``lifetime``."""
+        operation = partial(lifecycle.delete_part, part=part, lifetime=lifetime)
+        return self._operate(operation, job_id, org_id, now)
 
     def expire_due(self, now: datetime, *, limit: int = 100) -> list[Change]:
         """Expire up to ``limit`` done jobs whose ``expires_at`` has come; each change's

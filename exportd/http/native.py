@@ -16,6 +16,7 @@ from litestar import Router, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import File, Stream
 
+from exportd.engine.store import JobQuery
 from exportd.errors import Conflict, Gone, InvalidRequest
 from exportd.http.context import (
     MAX_PAGE_NUMBER,
@@ -111,6 +112,20 @@ def own_request(request: AnyRequest, export: ExportRequest) -> ExportRequest:
     )
 
 
+def label_filter(given: list[str]) -> dict[str, str]:
+    """The labels of ``?label=key:value`` parameters; a 400 naming ``label`` for one
+    without a ``:``, or a key given twice."""
+    labels: dict[str, str] = {}
+    for text in given:
+        key, colon, value = text.partition(":")
+        if not colon:
+            raise InvalidRequest.field("label", f"{text!r} is not key:value")
+        if key in labels:
+            raise InvalidRequest.field("label", f"{key!r} is given twice")
+        labels[key] = value
+    return labels
+
+
 @post("/jobs", status_code=201, summary="Create an export job")
 async def create_job(request: AnyRequest, data: JSONBody[ExportRequest]) -> JobResource:
     """Validate the request, record the job and queue it.  The same ``Idempotency-Key``
@@ -129,23 +144,33 @@ async def list_jobs(
     status: FromQuery[str | None] = None,
     source: FromQuery[str | None] = None,
     user_id: Annotated[str | None, QueryParameter(description="the creator")] = None,
+    label: Annotated[
+        list[str] | None,
+        QueryParameter(
+            description="key:value, a label the jobs have; repeat it for jobs with every one"
+        ),
+    ] = None,
 ) -> JobList:
-    """The caller's organisation's jobs, filtered by status, source and creator."""
+    """The caller's organisation's jobs, filtered by status, source, creator and labels."""
     api = api_of(request)
     caller = caller_of(request)
     found = await api.engine.list_jobs(
-        org_id=caller.org.id,
-        user_id=user_id,
-        status=status,
-        source=source,
-        limit=page_size,
-        offset=(page - 1) * page_size,
+        JobQuery(
+            org_id=caller.org.id,
+            user_id=user_id,
+            status=() if status is None else (status,),
+            source=source,
+            labels=label_filter(label or []),
+            limit=page_size,
+            offset=(page - 1) * page_size,
+        )
     )
     filters = {"status": status, "source": source, "user_id": user_id}
 
     def link(number: int) -> str:
         query = {"page": number, "page_size": page_size, **filters}
-        given = {name: value for name, value in query.items() if value is not None}
+        given = [(name, value) for name, value in query.items() if value is not None]
+        given.extend(("label", value) for value in label or [])
         return f"{api.base_url(request)}/v1/jobs?{urlencode(given)}"
 
     return JobList(

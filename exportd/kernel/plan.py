@@ -20,7 +20,7 @@ import msgspec
 
 from exportd.errors import ExportError, ExportFailed, FieldError, InvalidRequest
 from exportd.kernel.guard import call_plugin
-from exportd.kernel.validation import convert
+from exportd.kernel.validation import check_labels, convert
 from exportd.kernel.window import parse_window
 from exportd.messages import ExportTask, RequestFields
 from exportd.plugins.api import Column, ExportInfo, Format, ReadContext, Source, Window
@@ -156,7 +156,7 @@ def plan_export(
     ``generated_at`` is the time the files record as their making: a job's creation
     time, so that every run of the job writes the same bytes; ``None`` for now.
     """
-    plan = _resolve(request, plugins, data_path, generated_at, check_delivery=True)
+    plan = _resolve(request, plugins, data_path, generated_at, requested=True)
     ctx = plan.context(batch_size=1)
     call_plugin(plan.source_label, lambda: plan.source.validate(plan.params, ctx))
     return _with_columns(plan, ctx)
@@ -171,7 +171,7 @@ def plan_task(task: ExportTask, plugins: Plugins, data_path: Path, *, worker: st
     worker's failure (:func:`check_worker_plugins`).
     """
     check_worker_plugins(task.request, plugins, worker)
-    plan = _resolve(task.request, plugins, data_path, task.created_at, check_delivery=False)
+    plan = _resolve(task.request, plugins, data_path, task.created_at, requested=False)
     if task.columns is None:  # from an engine that predates planned columns
         ctx = plan.context(batch_size=1, part=task.part, part_count=task.part_count)
         return _with_columns(plan, ctx)
@@ -184,10 +184,11 @@ def _resolve(
     data_path: Path,
     generated_at: datetime | None,
     *,
-    check_delivery: bool,
+    requested: bool,
 ) -> ExportPlan:
     """``request``'s plugins resolved and its values decoded, without its columns; one
-    error listing every fault."""
+    error listing every fault.  A request just ``requested`` (not a task's, checked
+    then) has its delivery and its labels checked too."""
     failures: list[ExportError] = []
 
     def attempt(step: Callable[[], Any]) -> Any:
@@ -204,8 +205,9 @@ def _resolve(
     options = format_ and attempt(
         lambda: convert(request.format_options, format_.Options, "format_options")
     )
-    if check_delivery:
+    if requested:
         attempt(lambda: plugins.check_delivery(request.delivery))
+        attempt(lambda: check_labels(request.labels))
     if failures:
         raise _combine(failures)
     return ExportPlan(

@@ -22,7 +22,7 @@ import msgspec
 from msgspec import inspect
 
 from exportd.errors import FieldError, InvalidRequest
-from exportd.messages import SCHEMA_VERSIONS
+from exportd.messages import LABEL_KEY, MAX_LABEL_VALUE, MAX_LABELS, SCHEMA_VERSIONS
 
 T = TypeVar("T")
 S = TypeVar("S", bound=msgspec.Struct)
@@ -36,6 +36,8 @@ _ENUM = re.compile(r"^Invalid enum value (?P<value>.+)$", re.DOTALL)
 _STEP = re.compile(r"\.(?P<key>[^.\[]+)|\[(?P<index>\d+|\.\.\.)\]")
 _LENGTH = re.compile(r"^of length (?P<op>>=|<=) (?P<bound>\d+)$")
 _BOUND = re.compile(r"^(?P<op>>=|>|<=|<) (?P<bound>\S+)$")
+_LABEL_KEY = re.compile(LABEL_KEY)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
 _DEPTH_STEP = [{ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}.get(b, 0) for b in range(256)]
@@ -136,6 +138,33 @@ def decode_json(data: bytes | str, type_: type[T]) -> T:
         raise InvalidRequest(f"invalid value for {error.name}", [error]) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest.field("body", f"not valid JSON: {exc}") from None
+
+
+def check_labels(labels: Mapping[str, str]) -> None:
+    """Raise :class:`InvalidRequest` naming each bad label (``labels.<key>``) unless
+    ``labels`` keep the limits of :data:`~exportd.messages.Labels`."""
+    errors = []
+    if len(labels) > MAX_LABELS:
+        errors.append(FieldError("labels", f"at most {MAX_LABELS} labels, not {len(labels)}"))
+    for key, value in labels.items():
+        name = f"labels.{key[:SHOWN_TEXT]}"
+        if not _LABEL_KEY.fullmatch(key):
+            errors.append(
+                FieldError(
+                    name,
+                    "a key is a lower-case letter, then up to 62 lower-case letters, "
+                    "digits, '_', '.' or '-'",
+                )
+            )
+        elif not 1 <= len(value) <= MAX_LABEL_VALUE or _CONTROL.search(value):
+            errors.append(
+                FieldError(
+                    name,
+                    f"a value is 1 to {MAX_LABEL_VALUE} characters, none a control character",
+                )
+            )
+    if errors:
+        raise InvalidRequest(f"invalid {', '.join(e.name for e in errors)}", errors)
 
 
 def check_nesting(data: bytes | str) -> None:

@@ -64,9 +64,9 @@ from exportd.messages import (
     CancelSignal,
     ExportTask,
     FileInfo,
-    PartStatus,
     Progress,
     StatusUpdate,
+    UpdateStatus,
 )
 from exportd.plugins.manager import Plugins
 from exportd.supervision import Backoff, Guard, Loops, guarded
@@ -252,7 +252,7 @@ class TaskRun:
         """The reporter took its first turn (a run detached at once: it tried to detach)."""
         # What the reporter said: whether it announced the run, and its last update.
         self._announced = False
-        self._reported: PartStatus = "processing"
+        self._reported: UpdateStatus = "processing"
         self._reported_progress = Progress()
         self._started = self._last_sent = time.monotonic()
         first_turn = 0.0 if self.detach_at_once else worker.settings.worker.progress_interval
@@ -287,7 +287,7 @@ class TaskRun:
             error = ErrorBody("internal_error", f"the worker failed: {type(exc).__name__}: {exc}")
         finally:
             await loops.stop(reporter)
-        status: PartStatus = "done" if file else "failed" if error else "canceled"
+        status: UpdateStatus = "done" if file else "failed" if error else "canceled"
         await self._send_outcome(status, file=file, error=error)
         self.worker.reported(self.task)
         await self._ack(self.taken if self.detached else [self.message, *self.taken])
@@ -314,7 +314,7 @@ class TaskRun:
                 log.warning("task %s not acknowledged: %s", self.task.job_id, exc)
 
     async def _send_outcome(
-        self, status: PartStatus, *, file: FileInfo | None, error: ErrorBody | None
+        self, status: UpdateStatus, *, file: FileInfo | None, error: ErrorBody | None
     ) -> None:
         """Send the run's final update until the broker confirms it (a broker restart
         outlasts the confirm timeout), backing off between tries, or until the worker shuts
@@ -379,7 +379,7 @@ class TaskRun:
         self._written = True
         self._file_news.set()
 
-    def _status_now(self) -> PartStatus:
+    def _status_now(self) -> UpdateStatus:
         """What the export is at: writing the file, or handing it to the storage."""
         return "uploading" if self._written else "processing"
 
@@ -438,14 +438,14 @@ class TaskRun:
         self.taken.clear()
 
     async def _send(
-        self, status: PartStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None
+        self, status: UpdateStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None
     ) -> None:
         """Send an update and wait for the broker's confirm."""
         await self._deliver(self._update(status, file=file, error=error))
 
     def _update(
         self,
-        status: PartStatus,
+        status: UpdateStatus,
         *,
         file: FileInfo | None = None,
         error: ErrorBody | None = None,

@@ -146,7 +146,36 @@ async def test_the_listing_is_paged_newest_export_first(server: Server) -> None:
     assert listed["paging"]["item_count"] == 1
 
 
-async def test_deleting_a_task_deletes_its_export(server: Server) -> None:
+async def test_deleting_one_task_leaves_the_others_listed_and_downloadable(
+    server: Server,
+) -> None:
+    tenant = server.tenant()
+    tasks = await start(server, tenant, BIG_CHANNEL)
+    done = [await completed(server, tenant, task["id"], BIG_CHANNEL) for task in tasks]
+    first = await server.http.delete(task_url(tasks[0]["id"], BIG_CHANNEL), headers=tenant.headers)
+    assert (first.status_code, first.content) == (204, b"")
+    gone = await server.http.get(task_url(tasks[0]["id"], BIG_CHANNEL), headers=tenant.headers)
+    ibm_error(gone, 404, "not_found")
+    async with httpx.AsyncClient() as anonymous:  # its file is deleted with it
+        assert (await anonymous.get(done[0]["download_url"])).status_code == 410
+    listed = (await server.http.get(exports(BIG_CHANNEL), headers=tenant.headers)).json()
+    assert [t["id"] for t in listed["exports"]] == [t["id"] for t in tasks[1:]]
+    assert listed["paging"]["item_count"] == 2
+    for task in tasks[1:]:
+        again = await completed(server, tenant, task["id"], BIG_CHANNEL)
+        assert again["status"] == "completed"
+        assert await downloaded(again) == await downloaded(done[task["part"] - 1])
+    job = await server.engine.get_by_number(tasks[0]["id"] // TASK_SPAN)
+    assert job.status == "done"
+    for task in tasks[1:]:
+        answer = await server.http.delete(task_url(task["id"], BIG_CHANNEL), headers=tenant.headers)
+        assert answer.status_code == 204
+    assert (await server.engine.get(job.id)).status == "deleted"  # with its last task
+    listed = (await server.http.get(exports(BIG_CHANNEL), headers=tenant.headers)).json()
+    assert listed["exports"] == [] and listed["paging"]["item_count"] == 0
+
+
+async def test_deleting_the_only_task_deletes_its_export(server: Server) -> None:
     tenant = server.tenant()
     [task] = await start(server, tenant)
     deleted = await server.http.delete(task_url(task["id"]), headers=tenant.headers)

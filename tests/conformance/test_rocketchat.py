@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from exportd.engine.store import JobQuery
 from exportd.messages import JobSnapshot
 from tests.http.server import Server, Tenant, nested_too_deep, serving
 from tests.http.test_email import SENDER, Inbox, inbox, inbox_port, smtp_settings
@@ -71,7 +72,7 @@ async def export(server: Server, tenant: Tenant, body: object) -> httpx.Response
 
 async def the_job(server: Server, tenant: Tenant) -> JobSnapshot:
     """The one job ``tenant`` has, once finished."""
-    page = await server.engine.list_jobs(org_id=tenant.org.id, user_id=tenant.user.id)
+    page = await server.engine.list_jobs(JobQuery(org_id=tenant.org.id, user_id=tenant.user.id))
     [job] = page.jobs
     return await server.wait(job.id)
 
@@ -159,7 +160,7 @@ async def test_date_from_after_date_to_is_invalid_dates(
             "errorType": "error-invalid-dates",
         },
     )
-    assert (await rocket.engine.list_jobs(org_id=ORG)).total == 0
+    assert (await rocket.engine.list_jobs(JobQuery(org_id=ORG))).total == 0
 
 
 async def test_type_email_sends_the_file_to_the_users_address(rocket: Server, inbox: Inbox) -> None:
@@ -245,7 +246,7 @@ async def test_type_email_to_recipients_exportd_does_not_mail_is_refused(
     assert (got["success"], got["errorType"]) == (False, error_type)
     assert got["error"].endswith(f"[{error_type}]")
     assert named is None or named in got["error"], got
-    assert (await rocket.engine.list_jobs(org_id=ORG)).total == 0
+    assert (await rocket.engine.list_jobs(JobQuery(org_id=ORG))).total == 0
 
 
 @pytest.mark.parametrize(
@@ -274,7 +275,7 @@ async def test_a_token_without_its_user_id_is_unauthorized(rocket: Server) -> No
     ):
         answer = await rocket.http.post(PATH, json=body, headers=headers)
         assert (answer.status_code, answer.json()) == (401, UNAUTHORIZED), headers
-    assert (await rocket.engine.list_jobs(org_id=ORG)).total == 0
+    assert (await rocket.engine.list_jobs(JobQuery(org_id=ORG))).total == 0
 
 
 async def test_a_token_of_another_user_is_unauthorized(rocket: Server) -> None:
@@ -333,7 +334,7 @@ async def test_another_organisations_room_is_invalid_room(rocket: Server) -> Non
     assert answer.status_code == 200
     answer = await export(rocket, other, {"rid": ROOM, "type": "file", "format": "json"})
     assert (answer.status_code, answer.json()) == (400, rocket_error("error-invalid-room"))
-    assert (await rocket.engine.list_jobs(org_id=ORG)).total == 0
+    assert (await rocket.engine.list_jobs(JobQuery(org_id=ORG))).total == 0
 
 
 async def test_a_user_without_mail_messages_is_not_allowed(rocket: Server) -> None:

@@ -16,6 +16,7 @@ from exportd.bus.base import Message
 from exportd.bus.local import LocalBus
 from exportd.bus.topology import DEFAULT_EXCHANGE
 from exportd.engine.lifecycle import Change, Dropped
+from exportd.engine.store import JobQuery
 from exportd.errors import Conflict, InvalidRequest
 from exportd.messages import ExportRequest, JobCommand, JobSnapshot, StatusUpdate
 from exportd.plugins.manager import Plugins
@@ -61,7 +62,7 @@ async def test_a_bad_request_is_refused_before_anything_is_queued(home: Path) ->
         with pytest.raises(InvalidRequest) as caught:
             await runtime.submit(**logs_request(params={"room_id": ROOM, "type": "lgos"}))
         assert caught.value.fields[0].name == "params.type"
-        assert (await runtime.engine.list_jobs()).total == 0
+        assert (await runtime.engine.list_jobs(JobQuery())).total == 0
 
 
 async def test_the_same_idempotency_key_gives_the_same_job(home: Path) -> None:

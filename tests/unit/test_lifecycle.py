@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
-from functools import cache
-from typing import Any
+from functools import cache, partial
+from typing import Any, get_args
 
 import pytest
 from hypothesis import given, settings
@@ -16,13 +16,12 @@ from exportd.engine import lifecycle
 from exportd.engine.lifecycle import (
     JOB_STATUSES,
     PART_STAGE,
-    PART_STATUSES,
     Change,
     Dropped,
     DropReason,
     JobState,
 )
-from exportd.errors import Conflict, ErrorBody
+from exportd.errors import Conflict, ErrorBody, NotFound
 from exportd.messages import (
     FileInfo,
     Interval,
@@ -31,6 +30,7 @@ from exportd.messages import (
     Progress,
     RequestFields,
     StatusUpdate,
+    UpdateStatus,
 )
 
 REQUEST = RequestFields(source="rooms", interval=Interval("2024-05-01", "2024-05-02"))
@@ -54,6 +54,12 @@ OPERATIONS: dict[str, tuple[Callable[..., Change], set[JobStatus], JobStatus]] =
     "restart": (lifecycle.restart, {"failed", "canceled", "expired"}, "created"),
     "delete": (lifecycle.delete, set(JOB_STATUSES) - {"deleted"}, "deleted"),
     "expire": (lifecycle.expire, {"done"}, "expired"),
+    # the part of a one-part job: the job goes with it
+    "delete_part": (
+        partial(lifecycle.delete_part, part=0, lifetime=LIFETIME),
+        set(JOB_STATUSES) - {"deleted"},
+        "deleted",
+    ),
 }
 
 
@@ -62,7 +68,7 @@ def file(part: int, attempt: int = 1) -> FileInfo:
 
 
 def update(
-    status: PartStatus, seq: int, *, part: int = 0, attempt: int = 1, **fields: Any
+    status: UpdateStatus, seq: int, *, part: int = 0, attempt: int = 1, **fields: Any
 ) -> StatusUpdate:
     if status == "done":
         fields.setdefault("file", file(part, attempt))
@@ -71,6 +77,11 @@ def update(
 
 def new_job(parts: int = 1) -> JobState:
     return lifecycle.create("job", REQUEST, parts, now=NOW).state
+
+
+def without_part(state: JobState, part: int) -> JobState:
+    """``state`` with ``part`` deleted (at ``NOW``)."""
+    return lifecycle.delete_part(state, part, now=NOW, lifetime=LIFETIME).state
 
 
 def applied(state: JobState, *updates: StatusUpdate) -> JobState:
@@ -104,7 +115,7 @@ def one_step_from(status: JobStatus) -> frozenset[JobStatus]:
     for operation, _, _ in OPERATIONS.values():
         with suppress(Conflict):
             reached.add(operation(state, now=LATER).job.status)
-    for part_status in PART_STATUSES:
+    for part_status in get_args(UpdateStatus):
         outcome = lifecycle.apply_update(state, update(part_status, 99), now=NOW, lifetime=LIFETIME)
         if isinstance(outcome, Change):
             reached.add(outcome.job.status)
@@ -154,6 +165,10 @@ def test_each_operation_runs_from_its_statuses_and_refuses_the_rest(
         (["failed", "canceled"], "failed"),
         (["processing", "canceled"], "canceled"),
         (["done", "canceled"], "canceled"),
+        (["deleted", "done"], "done"),
+        (["deleted", "created", "processing"], "processing"),
+        (["created", "deleted", "uploading"], "processing"),
+        (["deleted", "uploading", "deleted"], "uploading"),
     ],
 )
 def test_a_jobs_status_derives_from_its_parts(parts: list[PartStatus], job: JobStatus) -> None:
@@ -354,6 +369,8 @@ def test_expire_waits_for_expires_at() -> None:
         (job_in("processing"), update("uploading", 1), "duplicate"),
         (applied(new_job(), update("uploading", 2)), update("processing", 3), "backwards"),
         (applied(new_job(2), update("done", 2)), update("failed", 3), "backwards"),
+        (without_part(new_job(2), 1), update("processing", 1, part=1), "part_deleted"),
+        (without_part(new_job(2), 1), update("failed", 1, part=1), "part_deleted"),
     ],
 )
 def test_updates_that_must_not_apply_are_dropped(
@@ -394,6 +411,68 @@ def test_a_second_run_s_outcome_of_a_finished_part_is_dropped_and_its_file_disca
     late = lifecycle.apply_update(done, second, now=NOW, lifetime=LIFETIME)
     assert late == Dropped("job_finished", (other_run.key,))
     assert [part.file for part in done.job.parts] == [file(0), file(1)]
+
+
+def test_deleting_parts_of_a_done_job_discards_each_ones_file_and_the_last_ends_it() -> None:
+    state = applied(new_job(3), *(update("done", 1, part=part) for part in range(3)))
+    first = lifecycle.delete_part(state, 0, now=LATER, lifetime=LIFETIME)
+    assert [part.status for part in first.job.parts] == ["deleted", "done", "done"]
+    assert (first.job.status, first.event, first.discard) == (
+        "done",
+        "job.progress",
+        (file(0).key,),
+    )
+    assert (first.job.updated_at, first.job.expires_at) == (LATER, state.job.expires_at)
+    assert not first.stop_workers and not first.dispatch
+    assert [part.file for part in first.job.parts] == [None, file(1), file(2)]
+    with pytest.raises(Conflict, match="cannot delete part 0 of job job: it is deleted"):
+        lifecycle.delete_part(first.state, 0, now=LATER, lifetime=LIFETIME)
+    with pytest.raises(NotFound) as unknown:
+        lifecycle.delete_part(first.state, 3, now=LATER, lifetime=LIFETIME)
+    assert [field.name for field in unknown.value.fields] == ["part"]
+    second = lifecycle.delete_part(first.state, 2, now=LATER, lifetime=LIFETIME)
+    assert (second.job.status, second.discard) == ("done", (file(2).key,))
+    last = lifecycle.delete_part(second.state, 1, now=LATER, lifetime=LIFETIME)
+    assert [part.status for part in last.job.parts] == ["deleted"] * 3
+    assert (last.job.status, last.event, last.discard) == ("deleted", "job.deleted", (file(1).key,))
+    assert not last.stop_workers
+
+
+def test_a_running_job_goes_on_without_a_deleted_part() -> None:
+    state = applied(new_job(3), update("processing", 1), update("done", 1, part=1))
+    change = lifecycle.delete_part(state, 2, now=NOW, lifetime=LIFETIME)
+    assert [part.status for part in change.job.parts] == ["processing", "done", "deleted"]
+    assert (change.job.status, change.event, change.stop_workers) == (
+        "processing",
+        "job.progress",
+        False,
+    )
+    # the part's run goes on: its outcome is dropped, its file discarded
+    late = lifecycle.apply_update(
+        change.state, update("done", 3, part=2), now=NOW, lifetime=LIFETIME
+    )
+    assert late == Dropped("part_deleted", (file(2).key,))
+    # once every part left is done, the job is done and its attempt ends
+    done = applied(change.state, update("done", 2))
+    assert (done.job.status, done.job.expires_at) == ("done", NOW + LIFETIME)
+    unfinished = lifecycle.delete_part(change.state, 0, now=LATER, lifetime=LIFETIME)
+    assert (unfinished.job.status, unfinished.event) == ("done", "job.done")
+    assert (unfinished.job.completed_at, unfinished.job.expires_at) == (LATER, LATER + LIFETIME)
+    assert unfinished.stop_workers  # the deleted part's run, still going
+    assert unfinished.discard == ()
+    # deleting the last part left of a running job deletes it, and stops its runs
+    alone = lifecycle.delete_part(without_part(new_job(2), 0), 1, now=LATER, lifetime=LIFETIME)
+    assert (alone.job.status, alone.stop_workers) == ("deleted", True)
+    assert [part.status for part in alone.job.parts] == ["deleted", "deleted"]
+
+
+def test_a_restart_leaves_deleted_parts_deleted() -> None:
+    failed = applied(without_part(new_job(3), 0), update("failed", 1, part=2))
+    assert [part.status for part in failed.job.parts] == ["deleted", "canceled", "failed"]
+    change = lifecycle.restart(failed, now=LATER)
+    assert [part.status for part in change.job.parts] == ["deleted", "created", "created"]
+    assert change.dispatch == (1, 2)
+    assert change.job.status == "created"
 
 
 def test_total_progress_knows_the_total_only_when_every_part_does() -> None:

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from exportd.messages import JobSnapshot
+
+API_LABEL = "api"
+"""The label that names the API a job was made through: each facade sets its own at
+submit, and lists and reads only the jobs that have it."""
+
 
 def renamed(text: str, names: Mapping[str, str]) -> str:
     """``text`` with each of exportd's field names in ``names`` replaced by the facade's,
@@ -11,3 +17,8 @@ def renamed(text: str, names: Mapping[str, str]) -> str:
     for exportd_name, name in names.items():
         text = text.replace(exportd_name, name)
     return text
+
+
+def made_through(job: JobSnapshot, api: str) -> bool:
+    """Whether ``job`` was made through the facade whose :data:`API_LABEL` is ``api``."""
+    return job.request.labels.get(API_LABEL) == api

@@ -16,10 +16,10 @@ A caller authenticates with ``Authorization: Token <token>`` (``Bearer`` works
 too); the token needs the ``settings`` permission and an active subscription,
 the URL's organisation must be the caller's (403) and the URL's user one of its
 users (404 if there is no such user, 403 if they belong to another
-organisation).  A report export is an exportd job of the ``rooms`` source that
-belongs to the URL's user (its ``created_by_user_id``), so the user's ``rooms``
-jobs made through the native API are listed too.  A report export of another
-organisation or user is not found (404).
+organisation).  A report export is an exportd job made through this API (labelled
+``api=giosg-reports``) that belongs to the URL's user (its ``created_by_user_id``):
+the user's jobs made through the native API or another facade are neither listed
+nor read.  A report export of another organisation or user is not found (404).
 
 Error bodies are giosg's (see :mod:`exportd.http.facades.giosg_common`):
 ``{"<attribute>": ["<message>"]}`` for a 400, ``{"detail": "<message>"}`` else.
@@ -37,6 +37,7 @@ from litestar import Router, get, post
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from exportd.engine.store import JobQuery
 from exportd.errors import FieldError, Forbidden, InvalidRequest, NotFound
 from exportd.http.context import (
     MAX_PAGE_NUMBER,
@@ -47,12 +48,15 @@ from exportd.http.context import (
     caller_of,
     requires,
 )
+from exportd.http.facades.common import API_LABEL, made_through
 from exportd.http.facades.giosg_common import giosg_errors, same_org
 from exportd.kernel.window import parse_window
 from exportd.messages import ExportRequest, Interval, JobSnapshot
 from exportd.plugins.hookspecs import hookimpl
 
 PERMISSION = "settings"
+API = "giosg-reports"
+"""This API's :data:`~exportd.http.facades.common.API_LABEL`."""
 SOURCE = "rooms"
 FORMATS = {"logs": ("csv", "xlsx", "txt"), "stats": ("csv", "xlsx")}
 """The formats each ``type`` of report may have."""
@@ -121,6 +125,7 @@ class ReportExportPayload(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
             interval=Interval(start=given["starting_at"], end=given["ending_at"]),
             org_id=org_id,
             user_id=user_id,
+            labels={API_LABEL: API},
         )
 
 
@@ -217,7 +222,7 @@ async def get_report_export(
     """One report export of the user, with its download URL once it is done."""
     api = api_of(request)
     job = await api.engine.get(report_id, caller_of(request).org.id)
-    if job.request.user_id != user_id or job.request.source != SOURCE:
+    if job.request.user_id != user_id or not made_through(job, API):
         raise NotFound(f"no report export {report_id!r} of user {user_id}")
     return report_export(api, request, job)
 
@@ -233,11 +238,13 @@ async def list_report_exports(
     """The user's report exports, newest first, a page at a time."""
     api = api_of(request)
     found = await api.engine.list_jobs(
-        org_id=caller_of(request).org.id,
-        user_id=user_id,
-        source=SOURCE,
-        limit=page_size,
-        offset=(page - 1) * page_size,
+        JobQuery(
+            org_id=caller_of(request).org.id,
+            user_id=user_id,
+            labels={API_LABEL: API},
+            limit=page_size,
+            offset=(page - 1) * page_size,
+        )
     )
 
     def link(number: int) -> str:

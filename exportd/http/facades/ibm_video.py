@@ -5,9 +5,16 @@ channel's rooms from ``start_date`` to ``end_date`` (Unix seconds).  The source
 splits a channel into parts of at most 25 rooms and IBM lists one task per part,
 so **each part of a job is a task**, whose numeric id is
 ``job number * 100000 + part index`` (the job number is the job store's stable
-``number``; a channel would need 2.5 million rooms to overflow it).  ``part``
-counts from 1.  Deleting or restarting one task deletes or restarts its whole
-export, every part with it, as exportd runs a job as one.
+``number``; a channel would need 2.5 million rooms to overflow it).  The jobs are
+labelled ``api=ibm-video`` and ``channel_id=<the channel>``: a channel's listing
+holds only its exports made through this API.  ``part`` counts from 1.
+
+The job's ``number`` is generic (migration 3: a stable whole number for any job, for
+any API whose ids are numeric); the task ids built on it, and which parts are
+tasks, are this facade's.  Deleting a task deletes its part alone, and its file:
+the export's other tasks stay listed and downloadable, and the export's job is
+deleted with its last task.  Restarting a task restarts its whole export (every
+task not deleted), as exportd runs a job as one.
 
 * ``GET /channels/{channelId}/qna/exports.json?page=1&pagesize=50``: the channel's
   tasks, newest export first, ``{"exports": [...], "paging": {previous, next,
@@ -43,14 +50,15 @@ import asyncio
 import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import msgspec
 from litestar import Response, Router, delete, get, post
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, QueryParameter
 
-from exportd.engine.store import MAX_PAGE
+from exportd.engine.lifecycle import JOB_STATUSES
+from exportd.engine.store import MAX_PAGE, JobQuery
 from exportd.errors import Conflict, ErrorBody, NotFound
 from exportd.http.context import (
     MAX_PAGE_NUMBER,
@@ -61,7 +69,7 @@ from exportd.http.context import (
     caller_of,
 )
 from exportd.http.errors import HANDLERS, native_error
-from exportd.http.facades.common import renamed
+from exportd.http.facades.common import API_LABEL, made_through, renamed
 from exportd.kernel.plan import plan_export
 from exportd.kernel.validation import convert
 from exportd.kernel.window import parse_window
@@ -71,6 +79,12 @@ from exportd.plugins.hookspecs import hookimpl
 TASK_SPAN = 100_000
 """A task id is ``job number * TASK_SPAN + part index``."""
 SOURCE = "qna"
+API = "ibm-video"
+"""This API's :data:`~exportd.http.facades.common.API_LABEL`."""
+CHANNEL_LABEL = "channel_id"
+"""The label that keeps the channel an export is of, to list the channel's exports by."""
+LIVE = tuple(status for status in JOB_STATUSES if status != "deleted")
+"""The statuses of the exports that are listed."""
 BENEFIT = "qna"
 PROBE = Interval(start="2000-01-01", end="2000-01-02")
 """Any interval: checking a channel reads no rows."""
@@ -160,20 +174,32 @@ class OneTask(msgspec.Struct):
     export: QnaTask
 
 
+class Export(NamedTuple):
+    """A job made through this API, and its job number."""
+
+    job: JobSnapshot
+    number: int
+
+
 def seconds(moment: datetime) -> int:
     """Unix seconds."""
     return int(moment.timestamp())
 
 
+def task_id(number: int, part: int) -> int:
+    """The id of the task of part ``part`` (from 0) of the job numbered ``number``."""
+    return number * TASK_SPAN + part
+
+
 def tasks_of(api: HttpApi, request: AnyRequest, job: JobSnapshot, number: int) -> list[QnaTask]:
-    """The tasks of ``job`` (whose job number is ``number``), one per part."""
+    """The tasks of ``job`` (whose job number is ``number``), one per part not deleted."""
     window = parse_window(job.request.interval, job.request.timezone)
     lifetime = timedelta(seconds=api.settings.engine.file_lifetime)
     links = api.file_links(request, job, until_expiry=True)
     urls = {link.part: link.url for link in links}
     return [
         QnaTask(
-            id=number * TASK_SPAN + part.part,
+            id=task_id(number, part.part),
             status=STATUS[part.status],
             requested_at=seconds(job.created_at),
             expires_at=seconds(job.expires_at or job.created_at + lifetime),
@@ -186,13 +212,14 @@ def tasks_of(api: HttpApi, request: AnyRequest, job: JobSnapshot, number: int) -
             download_url=urls.get(part.part),
         )
         for part in job.parts
+        if part.status != "deleted"
     ]
 
 
 def task_of(api: HttpApi, request: AnyRequest, job: JobSnapshot, task_id: int) -> QnaTask:
-    """The task ``task_id`` of ``job``."""
-    number, part = divmod(task_id, TASK_SPAN)
-    return tasks_of(api, request, job, number)[part]
+    """The task ``task_id`` of ``job``, which has it (not deleted)."""
+    number = task_id // TASK_SPAN
+    return next(task for task in tasks_of(api, request, job, number) if task.id == task_id)
 
 
 def own_channel(api: HttpApi, org_id: str, channel_id: str) -> None:
@@ -220,10 +247,10 @@ async def checked_channel(request: AnyRequest, channel_id: str) -> str:
 
 
 def is_of_channel(job: JobSnapshot, channel_id: str) -> bool:
-    """Whether ``job`` is a live export of the channel."""
+    """Whether ``job`` is a live export of the channel made through this API."""
     return (
-        job.request.source == SOURCE
-        and job.request.params.get("channel_id") == channel_id
+        made_through(job, API)
+        and job.request.labels.get(CHANNEL_LABEL) == channel_id
         and job.status != "deleted"
     )
 
@@ -240,9 +267,37 @@ async def task_job(request: AnyRequest, channel_id: str, task: str) -> tuple[Job
         job = await api_of(request).engine.get_by_number(number, org_id)
     except NotFound:
         job = None
-    if job is None or not is_of_channel(job, channel_id) or part >= job.part_count:
+    if (
+        job is None
+        or not is_of_channel(job, channel_id)
+        or part >= job.part_count
+        or job.parts[part].status == "deleted"
+    ):
         raise IbmError(404, f"Task {task_id} not found")
     return job, task_id
+
+
+async def channel_exports(api: HttpApi, org_id: str, channel_id: str) -> list[Export]:
+    """Every live (not deleted) export of the channel, newest first, with its number.
+
+    The jobs are found by this API's label and the channel's (indexed), read a page of
+    the job store at a time: a task is a part, so a page of tasks and their count come
+    from all of the channel's exports.
+    """
+    exports: list[Export] = []
+    while True:
+        found = await api.engine.list_jobs(
+            JobQuery(
+                org_id=org_id,
+                status=LIVE,
+                labels={API_LABEL: API, CHANNEL_LABEL: channel_id},
+                limit=MAX_PAGE,
+                offset=len(exports),
+            )
+        )
+        exports.extend(Export(job, found.numbers[job.id]) for job in found.jobs)
+        if not found.jobs or len(exports) >= found.total:
+            return exports
 
 
 @get("/exports.json", summary="List the channel's export tasks")
@@ -253,36 +308,32 @@ async def list_tasks(
     page: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_NUMBER)] = 1,
     pagesize: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
 ) -> TaskList:
-    """The tasks of the channel's exports, newest export first, a page at a time.
-
-    The job store pages by parts (each a task), in SQL over the channel's jobs only
-    (by their ``channel_id``, an indexed filter): it reads in full just the jobs with
-    a task on the page, and the page is cut from their tasks.  Counting tasks still
-    sums the part counts of all the channel's live exports, in SQL.
-    """
+    """The tasks of the channel's exports, newest export first, a page at a time; only
+    the exports on the page are shown (their download URLs signed)."""
     api = api_of(request)
     org_id = await checked_channel(request, channel_id)
-    found = await api.engine.list_jobs(
-        org_id=org_id,
-        source=SOURCE,
-        params={"channel_id": channel_id},
-        not_status="deleted",
-        by_parts=True,
-        limit=pagesize,
-        offset=(page - 1) * pagesize,
-    )
     tasks = [
-        task for job in found.jobs for task in tasks_of(api, request, job, found.numbers[job.id])
+        (export, part)
+        for export in await channel_exports(api, org_id, channel_id)
+        for part in export.job.parts
+        if part.status != "deleted"
     ]
-    page_count = math.ceil(found.total / pagesize)
+    shown = tasks[(page - 1) * pagesize : page * pagesize]
+    on_page = {export.job.id: export for export, _ in shown}
+    made = {
+        task.id: task
+        for export in on_page.values()
+        for task in tasks_of(api, request, export.job, export.number)
+    }
+    page_count = math.ceil(len(tasks) / pagesize)
     base = f"{api.base_url(request)}/channels/{channel_id}/qna/exports.json?pagesize={pagesize}"
     return TaskList(
-        exports=tasks[found.skip : found.skip + pagesize],
+        exports=[made[task_id(export.number, part.part)] for export, part in shown],
         paging=Paging(
             previous=f"{base}&page={page - 1}" if 1 < page <= page_count + 1 else None,
             next=f"{base}&page={page + 1}" if page < page_count else None,
             page_count=page_count,
-            item_count=found.total,
+            item_count=len(tasks),
         ),
     )
 
@@ -312,6 +363,7 @@ async def create_export(request: AnyRequest, channel_id: FromPath[str]) -> NewTa
             interval=Interval(start=start.isoformat(), end=end.isoformat()),
             org_id=org_id,
             user_id=caller_of(request).user.id,
+            labels={API_LABEL: API, CHANNEL_LABEL: channel_id},
         )
     )
     numbers = await api.engine.job_numbers([job.id])
@@ -327,16 +379,17 @@ async def get_task(request: AnyRequest, channel_id: FromPath[str], task: FromPat
 
 @delete("/exports/{task:str}", status_code=204, summary="Delete an export task")
 async def delete_task(request: AnyRequest, channel_id: FromPath[str], task: FromPath[str]) -> None:
-    """Delete the task's export, every part of it, and its files."""
-    job, _ = await task_job(request, channel_id, task)
-    await api_of(request).engine.delete(job.id, job.request.org_id)
+    """Delete the task (its part of the export) and its file; the export goes with its
+    last task."""
+    job, task_id = await task_job(request, channel_id, task)
+    await api_of(request).engine.delete_part(job.id, task_id % TASK_SPAN, job.request.org_id)
 
 
 @post("/exports/{task:str}/restart.json", status_code=200, summary="Restart an export task")
 async def restart_task(
     request: AnyRequest, channel_id: FromPath[str], task: FromPath[str]
 ) -> OneTask:
-    """Run the task's failed or expired export again, every part of it."""
+    """Run the task's failed or expired export again, every task of it not deleted."""
     job, task_id = await task_job(request, channel_id, f"{task}.json")
     try:
         job = await api_of(request).engine.restart(job.id, job.request.org_id)

@@ -38,12 +38,15 @@ from litestar.params import JSONBody
 from exportd.errors import ErrorBody, ExportError, Forbidden, InvalidRequest, NotFound, Unauthorized
 from exportd.http.context import AnyConnection, AnyRequest, HttpApi, api_of, caller_of
 from exportd.http.errors import on_export_error
+from exportd.http.facades.common import API_LABEL
 from exportd.http.tenants import Caller
 from exportd.kernel.window import parse_time, parse_window
 from exportd.messages import Delivery, ExportRequest, Interval
 from exportd.plugins.hookspecs import hookimpl
 
 PERMISSION = "mail-messages"
+API = "rocketchat"
+"""This API's :data:`~exportd.http.facades.common.API_LABEL`."""
 EPOCH = "1970-01-01"
 UTC_ZONE = ZoneInfo("UTC")
 TYPES = ("file", "email")
@@ -244,6 +247,7 @@ async def rooms_export(request: AnyRequest, data: JSONBody[RoomsExport]) -> Succ
             org_id=caller.org.id,
             user_id=caller.user.id,
             name=(data.subject if data.addressed else None) or f"room {data.rid}",
+            labels={API_LABEL: API},
         )
     )
     return Success()

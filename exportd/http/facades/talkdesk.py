@@ -27,8 +27,9 @@ Every route needs a token with the ``data-reports:read`` permission.  Errors hav
 Talkdesk's body ``{code, message, description, fields: [{name, description}]}``:
 ``code`` is exportd's error code (``invalid_request``, ``unauthorized``,
 ``forbidden``, ``not_found``), ``description`` says what exactly is wrong.  An
-unknown type is 400 ``report type is invalid``; a job of another type or another
-organisation is 404 ``report job not found``.
+unknown type is 400 ``report type is invalid``; a job of another type, of another
+organisation or not made through this API is 404 ``report job not found``.  A job
+keeps its report type in its ``report_type`` label, next to ``api=talkdesk``.
 """
 
 from __future__ import annotations
@@ -45,11 +46,15 @@ from litestar.response import Stream
 from exportd.errors import ErrorBody, FieldError, InvalidRequest, NotFound
 from exportd.http.context import AnyRequest, HttpApi, api_of, caller_of, requires
 from exportd.http.errors import HANDLERS, native_error
-from exportd.http.facades.common import renamed
+from exportd.http.facades.common import API_LABEL, made_through, renamed
 from exportd.messages import ExportRequest, Interval, JobSnapshot
 from exportd.plugins.hookspecs import hookimpl
 
 PERMISSION = "data-reports:read"
+API = "talkdesk"
+"""This API's :data:`~exportd.http.facades.common.API_LABEL`."""
+TYPE_LABEL = "report_type"
+"""The label that keeps a job's report type."""
 QNA_ROOMS_PER_FILE = 1000
 """The most rooms a ``qna`` source part may have: one file for all but huge channels."""
 
@@ -157,18 +162,10 @@ def report_type(name: str) -> ReportType:
     return found
 
 
-def type_of(job: JobSnapshot) -> str | None:
-    """The report type a job is of, if it is of one."""
-    params = job.request.params
-    for name, kind in REPORT_TYPES.items():
-        fixed = {key: params.get(key) for key in kind.params}
-        if job.request.source == kind.source and fixed == kind.params and kind.target in params:
-            return name
-    return None
-
-
-def export_request(kind: ReportType, body: NewReportJob) -> ExportRequest:
-    """The exportd request for a report of ``kind``, with the fields ``body`` gives."""
+def export_request(type_: str, body: NewReportJob) -> ExportRequest:
+    """The exportd request for a report of type ``type_``, with the fields ``body`` gives,
+    labelled with this API and the report type."""
+    kind = report_type(type_)
     given = {"room_id": body.room_id, "channel_id": body.channel_id}
     target = given.pop(kind.target)
     if target is None:
@@ -183,6 +180,7 @@ def export_request(kind: ReportType, body: NewReportJob) -> ExportRequest:
         interval=Interval(start=body.timespan.from_, end=body.timespan.to),
         timezone=body.timezone,
         name=body.name,
+        labels={API_LABEL: API, TYPE_LABEL: type_},
     )
 
 
@@ -210,7 +208,7 @@ async def report_job(request: AnyRequest, type_: str, job_id: str) -> JobSnapsho
         job = await api.engine.get(job_id, caller_of(request).org.id)
     except NotFound:
         job = None
-    if job is None or type_of(job) != type_:
+    if job is None or not made_through(job, API) or job.request.labels.get(TYPE_LABEL) != type_:
         raise NotFound("report job not found", [FieldError("id", f"no {type_} job {job_id!r}")])
     return job
 
@@ -224,7 +222,7 @@ async def create_job(
     api = api_of(request)
     caller = caller_of(request)
     export = msgspec.structs.replace(
-        export_request(report_type(type_), data), org_id=caller.org.id, user_id=caller.user.id
+        export_request(type_, data), org_id=caller.org.id, user_id=caller.user.id
     )
     try:
         job = await api.engine.submit(export)
