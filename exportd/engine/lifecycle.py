@@ -118,8 +118,9 @@ otherwise (:func:`unknown_job` drops the updates of a job that does not exist,
   by a later delivery of its task (it lost its connection, not its life) may
   still finish first, and its file is whole and its own (such a run is alive:
   the store renews the part's lease);
-* ``backwards``: the part would move back (processing after uploading) or out
-  of a final status;
+* ``backwards``: the part would move back (processing after uploading: a run
+  that starts over after an uploading part lapsed, alive, so the store renews the
+  lease for it too) or out of a final status;
 * ``part_deleted``: the part was deleted (checked before ``duplicate``);
 * ``part_finished``: the part is done, failed or canceled already (another run
   of its task reported its outcome first).
@@ -460,12 +461,16 @@ def _allow(operation: Operation, job: JobSnapshot) -> None:
         raise Conflict(f"cannot {operation} a job that is {job.status}")
 
 
+def part_runs(state: JobState, part: int) -> bool:
+    """Whether ``part`` of ``state``'s job, and the job, still run."""
+    return state.job.status in RUNNING and state.job.parts[part].status not in FINAL_PART
+
+
 def _allow_part(operation: str, state: JobState, part: int) -> None:
     """Refuse ``operation`` on ``part`` unless the part, and its job, still run."""
-    job = state.job
-    status = job.parts[part].status
-    if job.status not in RUNNING or status in FINAL_PART:
-        raise Conflict(f"cannot {operation} part {part}, {status}, of a job that is {job.status}")
+    if not part_runs(state, part):
+        status, job_status = state.job.parts[part].status, state.job.status
+        raise Conflict(f"cannot {operation} part {part}, {status}, of a job that is {job_status}")
 
 
 def _drop_reason(state: JobState, update: StatusUpdate) -> DropReason | None:

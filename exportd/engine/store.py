@@ -30,7 +30,7 @@ from msgspec.structs import replace
 
 from exportd.bus.topology import DEFAULT_EXCHANGE, Topology, event_routing_key
 from exportd.engine import lifecycle, rows
-from exportd.engine.lifecycle import Change, Dropped, JobState
+from exportd.engine.lifecycle import Change, Dropped, DropReason, JobState
 from exportd.engine.schema import StoreFile, transaction
 from exportd.errors import Conflict, FieldError, InvalidRequest, NotFound
 from exportd.messages import (
@@ -90,7 +90,13 @@ _HEARD = """
     update parts set detached = :detached, heard_at = :heard_at
     where job_id = :job_id and part = :part
 """
-_RENEW = "update parts set heard_at = ? where job_id = ? and part = ?"
+_RENEW = """
+    update parts set heard_at = :heard_at, detached = detached or :detached
+    where job_id = :job_id and part = :part
+"""
+_ALIVE: frozenset[DropReason] = frozenset({"duplicate", "backwards"})
+"""Why the updates of a run that lives, but does not count, are dropped: a run overtaken by a
+later one (duplicate), or one that starts over after a lapse of an uploading part (backwards)."""
 _LAPSED = """
     select parts.job_id, parts.part from parts join jobs on jobs.id = parts.job_id
     where parts.detached and parts.heard_at <= ?
@@ -371,8 +377,16 @@ class JobStore(StoreFile):
                         self._hear(before.job.id, [update.part], detached=update.detached, now=now)
             if isinstance(outcome, Dropped):
                 self._db.execute(_COUNT_DROP, [outcome.reason])
-                if outcome.reason == "duplicate":  # a run overtaken by a later one, alive
-                    self._db.execute(_RENEW, [rows.to_text(now), update.job_id, update.part])
+                if outcome.reason in _ALIVE:  # its run is alive: it keeps the lease
+                    self._db.execute(
+                        _RENEW,
+                        {
+                            "heard_at": rows.to_text(now),
+                            "detached": update.detached,
+                            "job_id": update.job_id,
+                            "part": update.part,
+                        },
+                    )
         return outcome
 
     def cancel(self, job_id: str, org_id: str | None = None, *, now: datetime) -> Change:
@@ -437,13 +451,15 @@ class JobStore(StoreFile):
         change: Callable[[JobState, int], Change],
         now: datetime,
     ) -> list[Change]:
-        """Make ``change`` to each (job, part) pair that ``query`` selects."""
+        """Make ``change`` to each (job, part) pair that ``query`` selects and that still
+        runs: a change to one part (a lapse at its limit) may end its job's other parts."""
         with transaction(self._db):
             changes = []
             for job_id, part in self._db.execute(query, args).fetchall():
                 before = self._state(job_id, None)
-                changes.append(change(before, part))
-                self._record(before, changes[-1], now)
+                if lifecycle.part_runs(before, part):
+                    changes.append(change(before, part))
+                    self._record(before, changes[-1], now)
         return changes
 
     def ping(self) -> None:

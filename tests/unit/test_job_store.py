@@ -648,6 +648,40 @@ def test_a_run_overtaken_by_a_later_delivery_keeps_the_lease(store: JobStore) ->
     assert len(store.redispatch_lapsed(NOW + 2 * lease, lease, limit=3)) == 1
 
 
+def test_parts_lapsing_together_fail_their_job_once_and_the_sweeper_goes_on(
+    store: JobStore,
+) -> None:
+    """Both parts of a poison job lapse on the same sweeps: at the limit the first fails
+    the job (and cancels the second), which then lapses no more."""
+    lease = timedelta(minutes=2)
+    job = created(store, part_count=2)
+    for lapse in (1, 2):
+        for part in (0, 1):
+            apply(store, update(job, "processing", 1, part=part, detached=True))
+        changes = store.redispatch_lapsed(NOW + lease * lapse, lease, limit=2)
+    assert [change.job.status for change in changes] == ["failed"]
+    assert [part.status for part in store.get(job.id).parts] == ["failed", "canceled"]
+    other = created(store)
+    apply(store, update(other, "processing", 1, detached=True))
+    assert len(store.redispatch_lapsed(NOW + lease * 9, lease, limit=2)) == 1
+
+
+def test_a_run_starting_over_after_an_uploading_part_lapsed_keeps_the_lease(
+    store: JobStore,
+) -> None:
+    lease = timedelta(minutes=2)
+    job = created(store)
+    apply(store, update(job, "uploading", 5, detached=True))
+    assert len(store.redispatch_lapsed(NOW + lease, lease, limit=3)) == 1
+    # the next run says processing (dropped: backwards) and is detached at once
+    late = NOW + 2 * lease
+    assert apply(store, update(job, "processing", 1, detached=True), now=late) == Dropped(
+        "backwards"
+    )
+    assert store.redispatch_lapsed(late + lease - timedelta(seconds=1), lease, limit=3) == []
+    assert len(store.redispatch_lapsed(late + lease, lease, limit=3)) == 1  # watched
+
+
 def test_a_part_given_back_is_dispatched_again_at_once(store: JobStore) -> None:
     job = created(store)
     apply(store, update(job, "processing", 1, detached=True))
