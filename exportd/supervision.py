@@ -219,11 +219,12 @@ class Loops:
 
     def _on_end(self, task: asyncio.Task[None]) -> None:
         del self._running[task]
+        stopped = task in self._stopping
+        self._stopping.discard(task)
         if task.cancelled():
-            return  # the service's shutdown, or the whole program's
+            return  # stopped, or the service's shutdown, or the whole program's
         error = task.exception()
-        if task in self._stopping:
-            self._stopping.discard(task)
+        if stopped:
             if error is not None:
                 log.error("%s failed as it stopped", task.get_name(), exc_info=error)
             return

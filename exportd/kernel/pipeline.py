@@ -83,8 +83,10 @@ class _Measured(io.RawIOBase):
     def tell(self) -> int:
         return self.size
 
-    def fileno(self) -> int:
-        return self._raw.fileno()
+    def sync(self) -> None:
+        """Have what was written reach the disk.  (There is no ``fileno``: a write past
+        this stream would miss the hash.)"""
+        os.fsync(self._raw.fileno())
 
     def close(self) -> None:
         if not self.closed:
@@ -130,7 +132,7 @@ def run_export(
                     writer.abort()
                 raise
             file.flush()
-            os.fsync(file.fileno())
+            measured.sync()
         os.replace(unfinished, target)
     except OSError as exc:
         raise _about(exc, target) from exc

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
@@ -23,9 +23,20 @@ from exportd.kernel.guard import call_plugin
 from exportd.kernel.validation import check_labels, convert
 from exportd.kernel.window import parse_window
 from exportd.messages import ExportTask, RequestFields
-from exportd.plugins.api import Column, ExportInfo, Format, ReadContext, Source, Window
+from exportd.plugins.api import (
+    Column,
+    ColumnType,
+    ExportInfo,
+    Format,
+    ReadContext,
+    Role,
+    Source,
+    Window,
+)
 from exportd.plugins.manager import Plugins
 
+COLUMN_TYPES = frozenset(get_args(ColumnType))
+ROLES = frozenset(get_args(Role))
 MAX_NAME_LENGTH = 120
 UNSAFE_IN_NAME = re.compile(r"[^\w.-]+")
 
@@ -223,8 +234,21 @@ def _resolve(
 
 
 def _with_columns(plan: ExportPlan, ctx: ReadContext) -> ExportPlan:
-    """``plan`` with the columns its source gives for its parameters, read with ``ctx``."""
+    """``plan`` with the columns its source gives for its parameters, read with ``ctx``:
+    each a :class:`Column` of a known type and role (tasks carry them to the workers, which
+    could not read another)."""
     columns = call_plugin(plan.source_label, lambda: tuple(plan.source.columns(plan.params, ctx)))
+    for column in columns:
+        if not isinstance(column, Column):
+            raise ExportFailed(
+                f"{plan.source_label} failed: columns() must give Column instances, got {column!r}"
+            )
+        if column.type not in COLUMN_TYPES or column.role not in {*ROLES, None}:
+            raise ExportFailed(
+                f"{plan.source_label} failed: column {column.name!r} has type {column.type!r} "
+                f"and role {column.role!r}; the types are {sorted(COLUMN_TYPES)}, the roles "
+                f"{sorted(ROLES)} or None"
+            )
     return dataclasses.replace(plan, columns=columns)
 
 

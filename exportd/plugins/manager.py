@@ -171,20 +171,22 @@ class Plugins:
         types: dict[str, type[msgspec.Struct]] = {}
         for impl in self.pm.hook.exportd_plugin_config.get_hookimpls():
             types[impl.plugin_name] = _config_type(impl)
-        tables: dict[str, str] = {}
+        owners: dict[str, str] = {}
         for plugin in self._packages:
             table = settings_table(plugin)
-            if table in tables:
+            other = owners.setdefault(table, plugin)
+            # Two plugins of one name (an entry point "csv" beside the built-in) are fine
+            # as long as neither takes settings, and none are given.
+            if other != plugin and (types.keys() & {plugin, other} or table in settings.plugins):
                 raise PluginError(
-                    f"plugins {tables[table]!r} and {plugin!r} would share the settings "
+                    f"plugins {other!r} and {plugin!r} would share the settings "
                     f"[plugins.{table}]; block one with EXPORTD_DISABLE_PLUGINS"
                 )
-            tables[table] = plugin
         return {
             plugin: plugin_config(
                 table, settings.plugins.get(table, {}), types.get(plugin, NoConfig)
             )
-            for table, plugin in tables.items()
+            for plugin, table in ((plugin, settings_table(plugin)) for plugin in self._packages)
         }
 
     def _collect(

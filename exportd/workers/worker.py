@@ -157,7 +157,7 @@ class Worker:
             log.info("worker %s finishing %d task(s)", self.name, len(running))
             _, late = await asyncio.wait(running, timeout=self.settings.worker.shutdown_grace)
             for run in self._running:
-                run.cancel.set()
+                run.stop()
             if late:
                 await asyncio.wait(late)
         await cancels.cancel()
@@ -173,7 +173,7 @@ class Worker:
             self._cancelled.append((signal.job_id, signal.attempt))
             for run in self._running:
                 if run.task.job_id == signal.job_id and run.task.attempt <= signal.attempt:
-                    run.cancel.set()
+                    run.stop()
         await message.ack()
 
     async def _on_task(self, message: Message) -> None:
@@ -248,8 +248,10 @@ class TaskRun:
         self._progress = Progress()
         self._written = False
         self._file_news = asyncio.Event()
-        self._turned = asyncio.Event()
-        """The reporter took its first turn (a run detached at once: it tried to detach)."""
+        self._may_start = asyncio.Event()
+        """Set once the engine watches the run (its detach confirmed), or the run is to stop:
+        a run detached at once starts its export only then."""
+        self._detaching: asyncio.Future[None] | None = None
         # What the reporter said: whether it announced the run, and its last update.
         self._announced = False
         self._reported: UpdateStatus = "processing"
@@ -272,14 +274,13 @@ class TaskRun:
         )
         file: FileInfo | None = None
         error: ErrorBody | None = None
-        if self.detach_at_once:  # the engine is to watch the run before the run starts
-            await self._turned.wait()
+        given_back = False
         try:
+            if self.detach_at_once:
+                await self._may_start.wait()
             file = await self._export()
         except Cancelled:
-            if self.worker.shutting_down:
-                await self._give_back()
-                return
+            given_back = self.worker.shutting_down
         except ExportError as exc:
             error = exc.body()
         except Exception as exc:
@@ -287,10 +288,20 @@ class TaskRun:
             error = ErrorBody("internal_error", f"the worker failed: {type(exc).__name__}: {exc}")
         finally:
             await loops.stop(reporter)
+            if self._detaching is not None:  # a detach under way ends first: it settles
+                await asyncio.gather(self._detaching, return_exceptions=True)
+        if given_back:
+            await self._give_back()
+            return
         status: UpdateStatus = "done" if file else "failed" if error else "canceled"
         await self._send_outcome(status, file=file, error=error)
         self.worker.reported(self.task)
         await self._ack(self.taken if self.detached else [self.message, *self.taken])
+
+    def stop(self) -> None:
+        """Have the export stop before its next batch (a cancel signal, a shutdown)."""
+        self.cancel.set()
+        self._may_start.set()
 
     async def take(self, message: Message) -> None:
         """Take a later delivery of this run's task: settled as this run settles its own
@@ -327,8 +338,8 @@ class TaskRun:
                 raise BusError(f"the outcome of task {task.job_id} is not confirmed: shutting down")
 
     async def _give_back(self) -> None:
-        """Stopped by a shutdown: the broker (or, once detached, the engine, told so) hands
-        the task to another worker."""
+        """Stopped by a shutdown (the reporter stopped first): the broker (or, once detached,
+        the engine, told so) hands the task to another worker."""
         if self.detached:
             try:
                 await self._deliver(self._update(self._status_now(), given_back=True))
@@ -397,14 +408,11 @@ class TaskRun:
         self._file_news.clear()
         now = time.monotonic()
         if now < self._next_turn:  # the file is written
-            if self._announced:
+            if self._announced and self._reported != "uploading":
                 await self._send("uploading")
             return
         self._next_turn = now + self.worker.settings.worker.progress_interval
-        try:
-            await self._tick(now)
-        finally:
-            self._turned.set()
+        await self._tick(now)
 
     async def _tick(self, now: float) -> None:
         """Announce the run, then publish progress when it moved and a heartbeat when it did
@@ -418,23 +426,29 @@ class TaskRun:
         if not self._announced or moved or due_heartbeat or due_detach:
             self._last_sent = now
             if due_detach:
-                # Shielded: execute() stops the reporter when the export ends, leaving the
-                # ack to a detach under way, which must not stop half-way.
-                await asyncio.shield(self._detach())
+                # Shielded: execute() stops the reporter when the export ends, and waits
+                # for a detach under way, which must not stop half-way.
+                self._detaching = asyncio.ensure_future(self._detach())
+                await asyncio.shield(self._detaching)
             else:
                 await self._send(self._status_now())
 
     async def _detach(self) -> None:
-        """Say the task is detached, then acknowledge it (see the module docstring); if that
-        fails, the next tick tries again."""
+        """Say the task is detached, then acknowledge it (see the module docstring); if the
+        broker does not confirm the update, the next tick tries again.
+
+        Once it is confirmed the engine's lease watches the run, whatever becomes of the
+        acknowledgement: a delivery whose channel dropped goes back to its queue, and is
+        dead-lettered at its limit or taken by a run that loses to this one.
+        """
         self.detached = True
         try:
             await self._send(self._status_now())
-            await self.message.ack()
         except BusError:
             self.detached = False
             raise
-        await self._ack(self.taken)
+        self._may_start.set()
+        await self._ack([self.message, *self.taken])
         self.taken.clear()
 
     async def _send(

@@ -360,3 +360,11 @@ def test_a_hook_may_refuse_its_settings_naming_the_key() -> None:
     with pytest.raises(ConfigError) as caught:
         Plugins(builtins=False, entry_points=False, extra=[picky])
     assert caught.value.message == "configuration key 'plugins.picky.mode': must be set on Tuesdays"
+
+
+def test_two_plugins_of_one_settings_name_without_settings_live_side_by_side() -> None:
+    """A third-party plugin named as a built-in (an entry point ``csv``) is no clash while
+    neither takes settings: there is no table to share."""
+    first, second = types.ModuleType("a.plain"), types.ModuleType("b.plain")
+    plugins = Plugins(builtins=False, entry_points=False, extra=[toy_plugins, first, second])
+    assert "count" in plugins.sources

@@ -247,3 +247,30 @@ def test_a_task_whose_plugins_the_worker_lacks_is_the_workers_failure() -> None:
     bare = Plugins(builtins=False, entry_points=False)
     with pytest.raises(ExportFailed, match="worker w1 has no source 'count' and no format"):
         plan_task(planned, bare, Path("x.db"), worker="w1")
+
+
+class UnknownTypeSource(toy_plugins.CountSource):
+    """The count source, whose columns name a type exportd does not know (msgspec does not
+    check a Literal when a Struct is made in Python)."""
+
+    name = "unknown_type"
+
+    def columns(self, params: toy_plugins.CountParams, ctx: ReadContext) -> list[Column]:
+        return [Column("n", "integer"), Column("square", "decimal"), Column("label")]  # type: ignore[arg-type]
+
+
+def test_columns_of_an_unknown_type_fail_the_request_naming_the_source() -> None:
+    """Tasks carry the columns to the workers, which could not read them: the engine
+    refuses them at submit rather than leaving the job to a worker that cannot."""
+    module = types.ModuleType("unknown_type_plugin")
+
+    @hookimpl
+    def exportd_sources() -> list[Any]:
+        return [UnknownTypeSource()]
+
+    module.exportd_sources = exportd_sources  # type: ignore[attr-defined]
+    plugins = Plugins(builtins=False, entry_points=False, extra=[toy_plugins, module])
+    with pytest.raises(
+        ExportFailed, match="source 'unknown_type' failed: column 'square' has type 'decimal'"
+    ):
+        plan_export(request(source="unknown_type"), plugins, Path("x.db"))

@@ -4,7 +4,9 @@ loops of a service, which notice one that ends."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -172,3 +174,15 @@ async def test_loops_stopped_or_cancelled_are_no_failure() -> None:
     stop = asyncio.Event()
     stop.set()
     await loops.wait(stop)
+
+
+async def test_loops_stopped_are_forgotten() -> None:
+    """A worker stops a reporter per task: none may stay behind (with the run it holds)."""
+    loops = Loops()
+    stopped = [loops.keep_running(f"loop {n}", lambda: asyncio.sleep(0.01)) for n in range(50)]
+    for task in stopped:
+        await loops.stop(task)
+    collected = weakref.WeakSet(stopped)
+    del stopped, task
+    gc.collect()
+    assert len(collected) == 0
