@@ -44,6 +44,9 @@ LabelValue = Annotated[
         }
     ),
 ]
+API_LABEL: Final = "api"
+"""The label that names the API a job was made through: each facade sets its own at
+submit, and lists and reads only the jobs that have it; a native API client may not."""
 Labels = Annotated[
     dict[str, LabelValue],
     msgspec.Meta(

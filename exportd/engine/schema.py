@@ -327,6 +327,12 @@ def _label_jobs(db: Database) -> None:
         db.execute(statement)
 
 
+def _drop_channel_index(db: Database) -> None:
+    """Version 8: no listing filters on a source's parameter any more (facades find their
+    jobs by their labels): the index of version 4 goes."""
+    db.execute("drop index if exists jobs_org_channel")
+
+
 Migration = Callable[[Database], None]
 MIGRATIONS: list[Migration] = [
     _create_tables,
@@ -336,5 +342,6 @@ MIGRATIONS: list[Migration] = [
     _count_lapses,
     _plan_columns,
     _label_jobs,
+    _drop_channel_index,
 ]
 """Every schema change, oldest first; a file at version N has had the first N."""

@@ -26,7 +26,7 @@ from exportd.http.context import (
     caller_of,
     requires,
 )
-from exportd.messages import ExportRequest, JobSnapshot
+from exportd.messages import API_LABEL, ExportRequest, JobSnapshot
 from exportd.signing import FileLink, check_expiry
 
 PERMISSION = "reports"
@@ -100,6 +100,10 @@ def own_request(request: AnyRequest, export: ExportRequest) -> ExportRequest:
         given = getattr(export, name)
         if given is not None and given != own:
             raise InvalidRequest.field(name, "is your token's; leave it out")
+    if API_LABEL in export.labels:  # a job of the native API shows in no facade's listing
+        raise InvalidRequest.field(
+            f"labels.{API_LABEL}", "is set by the API a job is made through; leave it out"
+        )
     strangers = api_of(request).tenants.strangers(caller.org.id, export.delivery.to)
     if strangers:
         raise InvalidRequest.field(

@@ -447,9 +447,9 @@ class TaskRun:
         except BusError:
             self.detached = False
             raise
-        self._may_start.set()
         await self._ack([self.message, *self.taken])
         self.taken.clear()
+        self._may_start.set()  # after the ack: a run that kills its worker leaves none
 
     async def _send(
         self, status: UpdateStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None

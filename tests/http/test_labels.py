@@ -154,6 +154,8 @@ async def test_a_bad_label_filter_is_400_naming_label(
         ({"team": "a" * 201}, "labels.team"),
         ({"team": "a\nb"}, "labels.team"),
         ({f"k{n}": "v" for n in range(17)}, "labels"),
+        # a native job may not pass for a facade's, in that facade's listings
+        ({"api": "giosg-reports"}, "labels.api"),
     ],
 )
 async def test_a_bad_label_is_400_naming_it(

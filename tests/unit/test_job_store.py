@@ -719,6 +719,14 @@ def schema_version(path: Path) -> int:
     return version
 
 
+def test_no_index_serves_one_source_or_one_facade(store: JobStore) -> None:
+    """Facades find their jobs by labels: the index on the qna source's channel_id that
+    version 4 made is gone."""
+    indexes = {row[0] for row in store._db.execute("select name from sqlite_master")}
+    assert "jobs_org_channel" not in indexes
+    assert "labels_lookup" in indexes
+
+
 def test_a_store_of_an_older_schema_is_migrated_once_on_open(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from exportd.messages import JobSnapshot
-
-API_LABEL = "api"
-"""The label that names the API a job was made through: each facade sets its own at
-submit, and lists and reads only the jobs that have it."""
+from exportd.messages import API_LABEL, JobSnapshot
 
 
 def renamed(text: str, names: Mapping[str, str]) -> str:

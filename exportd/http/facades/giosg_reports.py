@@ -48,10 +48,10 @@ from exportd.http.context import (
     caller_of,
     requires,
 )
-from exportd.http.facades.common import API_LABEL, made_through
+from exportd.http.facades.common import made_through
 from exportd.http.facades.giosg_common import giosg_errors, same_org
 from exportd.kernel.window import parse_window
-from exportd.messages import ExportRequest, Interval, JobSnapshot
+from exportd.messages import API_LABEL, ExportRequest, Interval, JobSnapshot
 from exportd.plugins.hookspecs import hookimpl
 
 PERMISSION = "settings"

@@ -69,11 +69,11 @@ from exportd.http.context import (
     caller_of,
 )
 from exportd.http.errors import HANDLERS, native_error
-from exportd.http.facades.common import API_LABEL, made_through, renamed
+from exportd.http.facades.common import made_through, renamed
 from exportd.kernel.plan import plan_export
 from exportd.kernel.validation import convert
 from exportd.kernel.window import parse_window
-from exportd.messages import ExportRequest, Interval, JobSnapshot, RequestFields
+from exportd.messages import API_LABEL, ExportRequest, Interval, JobSnapshot, RequestFields
 from exportd.plugins.hookspecs import hookimpl
 
 TASK_SPAN = 100_000

@@ -38,10 +38,9 @@ from litestar.params import JSONBody
 from exportd.errors import ErrorBody, ExportError, Forbidden, InvalidRequest, NotFound, Unauthorized
 from exportd.http.context import AnyConnection, AnyRequest, HttpApi, api_of, caller_of
 from exportd.http.errors import on_export_error
-from exportd.http.facades.common import API_LABEL
 from exportd.http.tenants import Caller
 from exportd.kernel.window import parse_time, parse_window
-from exportd.messages import Delivery, ExportRequest, Interval
+from exportd.messages import API_LABEL, Delivery, ExportRequest, Interval
 from exportd.plugins.hookspecs import hookimpl
 
 PERMISSION = "mail-messages"

@@ -46,8 +46,8 @@ from litestar.response import Stream
 from exportd.errors import ErrorBody, FieldError, InvalidRequest, NotFound
 from exportd.http.context import AnyRequest, HttpApi, api_of, caller_of, requires
 from exportd.http.errors import HANDLERS, native_error
-from exportd.http.facades.common import API_LABEL, made_through, renamed
-from exportd.messages import ExportRequest, Interval, JobSnapshot
+from exportd.http.facades.common import made_through, renamed
+from exportd.messages import API_LABEL, ExportRequest, Interval, JobSnapshot
 from exportd.plugins.hookspecs import hookimpl
 
 PERMISSION = "data-reports:read"
