@@ -25,7 +25,6 @@ import pytest
 from exportd.bus.topology import Topology
 from exportd.config import Settings
 from exportd.engine.store import part_key
-from exportd.kernel.workarea import LOCK_SUFFIX
 from exportd.messages import ExportTask, FileInfo, JobEvent, JobSnapshot
 from tests.broker import OnThePrivateNode, PrivateBroker
 from tests.integration.processes import (
@@ -41,6 +40,7 @@ from tests.integration.processes import (
 from tests.integration.runtime import Runtime
 from tests.integration.test_amqp_end_to_end import rooms_request
 from tests.integration.test_faults import events_of, outside_listener
+from tests.work import partial_files
 
 FORMATS = ("csv", "xlsx", "txt", "html", "json", "json_bulk")
 
@@ -163,12 +163,6 @@ async def check_done_once(
             assert stored(runtime.settings, file).startswith(counted_lines(rows))
     # the runs that lost stop at their attempt's cancel signal and remove their partial files
     await until(lambda: not partial_files(runtime.settings), timeout=15)
-
-
-def partial_files(settings: Settings) -> list[Path]:
-    """The files being written in the workers' work areas (their lock files aside)."""
-    files = (path for path in settings.work_path.rglob("*") if path.is_file())
-    return [path for path in files if path.suffix != LOCK_SUFFIX]
 
 
 class TestOnANodeOfItsOwn:

@@ -23,11 +23,11 @@ from exportd.bus.local import LocalBus
 from exportd.bus.topology import TASK_DELIVERY_LIMIT
 from exportd.config import Settings
 from exportd.config.settings import WorkerSettings
-from exportd.kernel.workarea import LOCK_SUFFIX
 from exportd.messages import CancelSignal, ExportTask, PartStatus, RequestFields, StatusUpdate
 from exportd.plugins.manager import Plugins
 from exportd.workers.worker import SEQ_PER_DELIVERY, Worker
 from tests.unit import toy_plugins
+from tests.work import partial_files
 
 T = TypeVar("T")
 
@@ -153,12 +153,6 @@ async def give_back(bus: LocalBus, times: int) -> None:
     await until(lambda: len(given) == times or None)
     await refusing.cancel()
     assert given == list(range(times))
-
-
-def partial_files(settings: Settings) -> list[Path]:
-    """Files being written in the work area (lock files aside)."""
-    files = (path for path in settings.work_path.rglob("*") if path.is_file())
-    return [path for path in files if path.suffix != LOCK_SUFFIX]
 
 
 async def test_a_short_export_reports_only_its_outcome(tmp_path: Path) -> None:
