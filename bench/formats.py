@@ -44,7 +44,8 @@ from exportd.kernel.pipeline import run_export
 from exportd.kernel.plan import ExportPlan, plan_export
 from exportd.messages import ExportRequest, Interval
 from exportd.plugins.manager import load_plugins
-from exportd.plugins.sources.rooms import LOG_SELECT, LOGS_SQL
+from exportd.kernel.datastores import SqliteStore
+from exportd.plugins.sources.rooms import LOG_SELECT, SQLITE
 
 FORMATS = ("csv", "xlsx", "json", "json_bulk", "txt", "html")
 BASELINES = {
@@ -99,8 +100,8 @@ def prepare(folder: Path, rows: int) -> Path:
 
 def query() -> tuple[str, dict[str, object]]:
     """The SQL the ``rooms`` source runs for a logs export of the bench room."""
-    sql = LOGS_SQL.format(columns=LOG_SELECT, filters="")
-    args = {"room": ROOM, "start": "2000-01-01", "end": "2100-01-01", "limit": -1}
+    sql = SQLITE.logs.format(columns=LOG_SELECT, filters="")
+    args = {"room": ROOM, "start": "2000-01-01", "end": "2100-01-01", "limit": None}
     return sql, args
 
 
@@ -113,7 +114,7 @@ def plan_for(data: Path, fmt: str, rows: int) -> ExportPlan:
         interval=INTERVAL,
         limit=rows,
     )
-    return plan_export(request, load_plugins(Settings(home=str(data.parent))), data)
+    return plan_export(request, load_plugins(Settings(home=str(data.parent))), SqliteStore(data))
 
 
 def source_batches(plan: ExportPlan) -> Iterator[Batch]:

@@ -69,6 +69,7 @@ from exportd.config.settings import BrokerSettings, WorkerSettings
 from exportd.data.demo import generate_demo_data
 from exportd.engine.service import Engine
 from exportd.errors import ErrorBody
+from exportd.kernel.datastores import data_store
 from exportd.kernel.pipeline import run_export
 from exportd.kernel.plan import plan_export
 from exportd.messages import ExportRequest, Interval
@@ -422,7 +423,7 @@ class ExportAlone:
         """Seconds one export takes."""
         self.count += 1
         began = time.perf_counter()
-        plan = plan_export(self.request, self.plugins, self.settings.data_path)
+        plan = plan_export(self.request, self.plugins, data_store(self.settings))
         written = self.settings.work_path / f"alone-{self.count}.csv"
         run_export(plan, written, batch_size=self.settings.batch_size)
         self.storage.store(f"alone/{self.count}/{written.name}", written)

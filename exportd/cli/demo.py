@@ -10,7 +10,8 @@ import msgspec
 
 from exportd.cli.arguments import at_least
 from exportd.config import Settings
-from exportd.data.demo import DemoSummary, generate_demo_data
+from exportd.data.demo import DemoSummary, generate_demo_data, load_demo_data
+from exportd.kernel.datastores import open_store
 
 COUNTS = (
     ("orgs", "orgs"),
@@ -30,9 +31,16 @@ def add_parser(commands: Any, name: str, help_: str) -> None:
     parser = commands.add_parser(
         name,
         help=help_,
-        description="Replace EXPORTD_HOME/data.db with deterministic demo data: orgs, "
-        "rooms with real and non-real chats, workflows of every kind, Q&A channels.  "
-        "The same seed always gives the same rows.",
+        description="Replace the data store (data.url: EXPORTD_HOME/data.db by default) "
+        "with deterministic demo data: orgs, rooms with real and non-real chats, workflows "
+        "of every kind, Q&A channels.  The same seed always gives the same rows, in SQLite "
+        "and in PostgreSQL.",
+    )
+    parser.add_argument(
+        "--url",
+        metavar="URL",
+        help="the store to fill, sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+        "(default: data.url)",
     )
     parser.add_argument(
         "--messages",
@@ -48,8 +56,13 @@ def add_parser(commands: Any, name: str, help_: str) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Generate the data, then print what was written, how long it took and what to try."""
+    url = args.url or settings.data_url
+    store = open_store(url)  # a bad URL, or psycopg missing, is an error naming data.url
     started = time.perf_counter()
-    summary = generate_demo_data(settings.data_path, messages=args.messages, seed=args.seed)
+    if store.path is None:
+        summary = load_demo_data(url, messages=args.messages, seed=args.seed)
+    else:
+        summary = generate_demo_data(store.path, messages=args.messages, seed=args.seed)
     seconds = time.perf_counter() - started
     if args.json:
         data = {**msgspec.to_builtins(summary, enc_hook=str), "seconds": round(seconds, 3)}
@@ -63,7 +76,9 @@ def describe(summary: DemoSummary, seconds: float) -> str:
     """The summary for people: counts, the period, and an export to try for each source."""
     start, end = summary.start.date().isoformat(), summary.end.date().isoformat()
     interval = f"--start {start} --end {end}"
-    lines = [f"Wrote {summary.path} in {seconds:.1f} s; data from {start} to {end} (UTC)"]
+    lines = [
+        f"Wrote {summary.path or summary.url} in {seconds:.1f} s; data from {start} to {end} (UTC)"
+    ]
     lines += [f"  {label:<16}{getattr(summary, name):>12,}" for name, label in COUNTS]
     lines += [
         "Try:",

@@ -20,6 +20,7 @@ from exportd.cli.progress import progress_bar
 from exportd.cli.text import human_size
 from exportd.config import Settings
 from exportd.errors import ExportFailed, InvalidRequest
+from exportd.kernel.datastores import data_store
 from exportd.kernel.pipeline import run_export
 from exportd.kernel.plan import ExportPlan, part_names, plan_export
 from exportd.kernel.validation import convert
@@ -206,7 +207,7 @@ def export_here(
 ) -> list[tuple[Path, FileInfo]]:
     """Plan and write every part here, into ``targets(name, count)``; say so on stderr
     when the window matched no rows."""
-    plan = plan_export(request, plugins, settings.data_path, generated_at=source_date(os.environ))
+    plan = plan_export(request, plugins, data_store(settings), generated_at=source_date(os.environ))
     parts = plan.parts(settings.batch_size)
     paths = targets(plan.file_name(), len(parts))
     files = list(zip(paths, write_parts(parts, paths, settings.batch_size), strict=True))

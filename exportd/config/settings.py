@@ -101,6 +101,22 @@ class HttpSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     or the end of the previous answer; then it is closed (slow or idle clients)."""
 
 
+DATA_URL_PATTERN = r"^(sqlite:///.+|postgres(ql)?://.*)?$"
+"""What ``data.url`` may be: empty, ``sqlite:///PATH`` or ``postgresql://...``."""
+
+
+class DataSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The data store the built-in sources read (``[data]``)."""
+
+    url: Annotated[str, msgspec.Meta(pattern=DATA_URL_PATTERN)] = ""
+    """``sqlite:///PATH`` (a relative PATH is from the working folder) or
+    ``postgresql://USER@HOST:PORT/DB``; empty: ``sqlite:///HOME/data.db``
+    (``sqlite:///var/data.db`` by default).  ``EXPORTD_DATA__URL`` sets it."""
+
+    pool_size: Annotated[int, msgspec.Meta(ge=1, le=256)] = 4
+    """PostgreSQL only: the most connections one process keeps open to the store."""
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """All of exportd's settings (``exportd.toml`` keys, ``EXPORTD_*`` variables)."""
 
@@ -124,6 +140,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    data: DataSettings = msgspec.field(default_factory=DataSettings)
 
     @property
     def home_path(self) -> Path:
@@ -132,8 +149,14 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     @property
     def data_path(self) -> Path:
-        """The embedded data store the built-in sources read."""
+        """The embedded data store's file, ``HOME/data.db``: where ``data.url`` points when
+        it is empty."""
         return self.home_path / "data.db"
+
+    @property
+    def data_url(self) -> str:
+        """``data.url``, or for an empty one ``sqlite:///HOME/data.db``."""
+        return self.data.url or f"sqlite:///{self.data_path}"
 
     @property
     def files_path(self) -> Path:

@@ -10,6 +10,7 @@ quoted in docs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import sqlite3
@@ -24,6 +25,7 @@ from typing import Any
 import sqlite_utils
 
 from exportd.data import demo_text as text
+from exportd.data import postgres
 from exportd.data.schema import TABLES, create_indexes, create_tables
 
 PERIOD_END = datetime(2024, 11, 1, tzinfo=UTC)
@@ -57,7 +59,8 @@ Row = tuple[Any, ...]
 class DemoSummary:
     """What :func:`generate_demo_data` wrote, with ids worth trying an export on."""
 
-    path: Path
+    path: Path | None
+    """The SQLite file written; ``None`` for a PostgreSQL store."""
     start: datetime
     end: datetime
     orgs: int
@@ -77,6 +80,8 @@ class DemoSummary:
     """A web navigation workflow."""
     channel_id: str
     """The first Q&A channel: 60 rooms, so it exports in parts."""
+    url: str = ""
+    """The store written, as ``data.url`` names it (without a password)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,17 @@ def generate_demo_data(path: Path, *, messages: int = 100_000, seed: int = 1) ->
     return summary
 
 
+def load_demo_data(url: str, *, messages: int = 100_000, seed: int = 1) -> DemoSummary:
+    """Replace the tables of the PostgreSQL data store at ``url`` with the demo data of
+    :func:`generate_demo_data` (the same rows for the same ``seed``), in one transaction
+    (see :func:`exportd.data.postgres.load`)."""
+    if messages < 0:
+        raise ValueError("messages must be >= 0")
+    summaries: list[DemoSummary] = []
+    postgres.load(url, lambda put: summaries.append(_fill(put, messages, seed, None)))
+    return dataclasses.replace(summaries[0], url=postgres.redact(url))
+
+
 def _build(partial: Path, path: Path, messages: int, seed: int) -> DemoSummary:
     conn = sqlite3.connect(partial, isolation_level=None)
     try:
@@ -119,36 +135,38 @@ def _build(partial: Path, path: Path, messages: int, seed: int) -> DemoSummary:
         db = sqlite_utils.Database(conn)
         create_tables(db)
         conn.execute("BEGIN")
-        orgs = [(stable_id(name), name) for name, _ in text.ORGS]
-        rooms = [
-            _Room(stable_id(org_name, room_name), org_index, room_name, weight)
-            for org_index, (org_name, org_rooms) in enumerate(text.ORGS)
-            for room_name, weight in org_rooms
-        ]
-        _insert(conn, "orgs", orgs)
-        _insert(conn, "rooms", [(room.id, orgs[room.org_index][0], room.name) for room in rooms])
-        conversations: list[Row] = []
-        message_count = _insert(
-            conn,
-            "messages",
-            _chats(_rng(seed, "chats"), rooms, orgs, messages, conversations.append),
-        )
-        _insert(conn, "conversations", conversations)
-        workflows = _workflows(orgs)
-        _insert(conn, "workflows", workflows)
-        event_count = _insert(
-            conn, "workflow_events", _workflow_events(_rng(seed, "workflows"), workflows)
-        )
-        channels, qna_rooms = _qna_channels(orgs)
-        _insert(conn, "qna_channels", channels)
-        _insert(conn, "qna_rooms", qna_rooms)
-        question_count = _insert(conn, "qna_questions", _questions(_rng(seed, "qna"), qna_rooms))
+        summary = _fill(lambda table, rows: _insert(conn, table, rows), messages, seed, path)
         conn.execute("COMMIT")
         create_indexes(db)
     finally:
         conn.close()
     with partial.open("rb") as file:
         os.fsync(file.fileno())
+    return summary
+
+
+def _fill(put: postgres.Put, messages: int, seed: int, path: Path | None) -> DemoSummary:
+    """Generate the demo data into ``put``, table by table; what it wrote."""
+    orgs = [(stable_id(name), name) for name, _ in text.ORGS]
+    rooms = [
+        _Room(stable_id(org_name, room_name), org_index, room_name, weight)
+        for org_index, (org_name, org_rooms) in enumerate(text.ORGS)
+        for room_name, weight in org_rooms
+    ]
+    put("orgs", orgs)
+    put("rooms", [(room.id, orgs[room.org_index][0], room.name) for room in rooms])
+    conversations: list[Row] = []
+    message_count = put(
+        "messages", _chats(_rng(seed, "chats"), rooms, orgs, messages, conversations.append)
+    )
+    put("conversations", conversations)
+    workflows = _workflows(orgs)
+    put("workflows", workflows)
+    event_count = put("workflow_events", _workflow_events(_rng(seed, "workflows"), workflows))
+    channels, qna_rooms = _qna_channels(orgs)
+    put("qna_channels", channels)
+    put("qna_rooms", qna_rooms)
+    question_count = put("qna_questions", _questions(_rng(seed, "qna"), qna_rooms))
     busiest = max(rooms, key=lambda room: room.weight)
     return DemoSummary(
         path=path,
@@ -167,6 +185,7 @@ def _build(partial: Path, path: Path, messages: int, seed: int) -> DemoSummary:
         org_id=orgs[busiest.org_index][0],
         workflow_id=next(row[0] for row in workflows if row[3] == "web_navigation"),
         channel_id=channels[0][0],
+        url=f"sqlite:///{path}",
     )
 
 

@@ -39,6 +39,7 @@ from exportd.engine.lifecycle import Change, Dropped
 from exportd.engine.readers import StoreReaders
 from exportd.engine.store import JobPage, JobQuery, JobStore, NewPart
 from exportd.errors import ErrorBody, ExportError, InternalError, InvalidRequest, Unavailable
+from exportd.kernel.datastores import data_store
 from exportd.kernel.plan import plan_export
 from exportd.kernel.validation import decode_json
 from exportd.messages import (
@@ -163,7 +164,7 @@ class Engine:
         return await self._change(delete)
 
     def _plan_parts(self, request: ExportRequest) -> list[NewPart]:
-        plan = plan_export(request, self.plugins, self.settings.data_path)
+        plan = plan_export(request, self.plugins, data_store(self.settings))
         parts = plan.parts(self.settings.batch_size)
         names = plan.part_file_names(len(parts))
         return [

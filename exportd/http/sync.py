@@ -24,6 +24,7 @@ from litestar.response import File
 
 from exportd.config import Settings
 from exportd.errors import InvalidRequest, Unavailable
+from exportd.kernel.datastores import data_store
 from exportd.kernel.pipeline import run_export
 from exportd.kernel.plan import ExportPlan, plan_export
 from exportd.kernel.workarea import WorkArea
@@ -62,7 +63,7 @@ class SyncExports:
                 request, limit=min(request.limit or max_rows + 1, max_rows + 1)
             )
             plan = await self._in_thread(
-                lambda: plan_export(capped, self.plugins, self.settings.data_path)
+                lambda: plan_export(capped, self.plugins, data_store(self.settings))
             )
             name = plan.file_name()
             path = self.work_area.new_path(name)

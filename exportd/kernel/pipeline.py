@@ -220,7 +220,7 @@ def _check_target(plan: ExportPlan, target: Path) -> None:
     """Refuse to replace anything but a regular file, and never the data store."""
     if target.is_symlink() or (target.exists() and not target.is_file()):
         raise ExportFailed(f"will not replace {target}: it is not a regular file")
-    if target.resolve() == plan.data_path.resolve():
+    if plan.data.path is not None and target.resolve() == plan.data.path.resolve():
         raise ExportFailed(f"will not replace {target}: it is the data store")
 
 

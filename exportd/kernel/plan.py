@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
-from pathlib import Path
 from typing import Any, get_args
 
 import msgspec
@@ -26,6 +25,7 @@ from exportd.messages import ExportTask, RequestFields
 from exportd.plugins.api import (
     Column,
     ColumnType,
+    DataStore,
     ExportInfo,
     Format,
     ReadContext,
@@ -51,7 +51,7 @@ class ExportPlan:
     params: msgspec.Struct
     options: msgspec.Struct
     window: Window
-    data_path: Path
+    data: DataStore
     columns: tuple[Column, ...] = field(default=())
     generated_at: datetime | None = None
     """The time the file records as its making (see :class:`ExportInfo`); ``None``: now."""
@@ -67,7 +67,7 @@ class ExportPlan:
         """The context a source reads this plan's rows with."""
         return ReadContext(
             window=self.window,
-            data_path=self.data_path,
+            data=self.data,
             batch_size=batch_size,
             limit=self.request.limit,
             part=part,
@@ -158,7 +158,7 @@ def _with_params(plan: ExportPlan, params: msgspec.Struct, ctx: ReadContext) -> 
 def plan_export(
     request: RequestFields,
     plugins: Plugins,
-    data_path: Path,
+    data: DataStore,
     *,
     generated_at: datetime | None = None,
 ) -> ExportPlan:
@@ -167,13 +167,13 @@ def plan_export(
     ``generated_at`` is the time the files record as their making: a job's creation
     time, so that every run of the job writes the same bytes; ``None`` for now.
     """
-    plan = _resolve(request, plugins, data_path, generated_at, requested=True)
+    plan = _resolve(request, plugins, data, generated_at, requested=True)
     ctx = plan.context(batch_size=1)
     call_plugin(plan.source_label, lambda: plan.source.validate(plan.params, ctx))
     return _with_columns(plan, ctx)
 
 
-def plan_task(task: ExportTask, plugins: Plugins, data_path: Path, *, worker: str) -> ExportPlan:
+def plan_task(task: ExportTask, plugins: Plugins, data: DataStore, *, worker: str) -> ExportPlan:
     """The plan of a task, whose engine planned it when the request came: its plugins
     resolved and its parameters decoded, with the columns the task carries.
 
@@ -182,7 +182,7 @@ def plan_task(task: ExportTask, plugins: Plugins, data_path: Path, *, worker: st
     worker's failure (:func:`check_worker_plugins`).
     """
     check_worker_plugins(task.request, plugins, worker)
-    plan = _resolve(task.request, plugins, data_path, task.created_at, requested=False)
+    plan = _resolve(task.request, plugins, data, task.created_at, requested=False)
     if task.columns is None:  # from an engine that predates planned columns
         ctx = plan.context(batch_size=1, part=task.part, part_count=task.part_count)
         return _with_columns(plan, ctx)
@@ -192,7 +192,7 @@ def plan_task(task: ExportTask, plugins: Plugins, data_path: Path, *, worker: st
 def _resolve(
     request: RequestFields,
     plugins: Plugins,
-    data_path: Path,
+    data: DataStore,
     generated_at: datetime | None,
     *,
     requested: bool,
@@ -228,7 +228,7 @@ def _resolve(
         params=params,
         options=options,
         window=window,
-        data_path=data_path,
+        data=data,
         generated_at=generated_at,
     )
 

@@ -14,23 +14,28 @@ from __future__ import annotations
 
 import abc
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
+from typing import Any, BinaryIO, ClassVar, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
 
+from exportd.errors import ExportFailed
 from exportd.messages import Column, ColumnType, Delivery, JobSnapshot, Role
 
 __all__ = [
     "Batch",
     "Column",
     "ColumnType",
+    "DataStore",
     "DeliveryContext",
     "DeliveryMethod",
+    "Dialect",
     "ExportInfo",
     "Format",
     "NoConfig",
@@ -80,28 +85,137 @@ class Window:
     timezone: ZoneInfo
 
 
-@dataclass
-class ReadContext:
-    """What a source may use while it reads: where data lives and the run's limits.
+Dialect = Literal["sqlite", "postgresql"]
+"""The SQL a :class:`DataStore` speaks."""
 
-    ``org_id`` is the organisation the export is for, if the request names one.
-    A source that knows which organisation owns its data must treat another
-    organisation's (a room, a channel) as not there: :class:`~exportd.NotFound`,
-    exactly as for one that does not exist, so that ids do not leak across tenants.
+SqlArgs = Mapping[str, Any] | Sequence[Any]
+
+
+class DataStore(abc.ABC):
+    """The data store the built-in sources read, as ``data.url`` names it: a SQLite file
+    (``sqlite:///var/data.db``, the default) or a PostgreSQL database
+    (``postgresql://user@host:5432/db``).  A source finds it as ``ctx.data``.
+
+    :meth:`connect` lends a read-only DB-API 2 connection; :meth:`stream` runs one
+    statement and yields its rows in batches, never holding the whole result.  SQLite
+    takes ``:name`` (or ``?``) parameters and stores times as ISO 8601 text; PostgreSQL
+    takes ``%(name)s`` (or ``%s``), answers ``timestamptz`` as aware UTC datetimes and
+    takes lists as arrays (``= ANY(%(ids)s)``).  A source that speaks one dialect only
+    calls :meth:`require` first.
+    """
+
+    url: str
+    """The store's URL, without any password."""
+    dialect: ClassVar[Dialect]
+    path: Path | None = None
+    """The SQLite file, for a SQLite store; ``None`` for the others."""
+
+    @abc.abstractmethod
+    def connect(self) -> AbstractContextManager[Any]:
+        """A read-only DB-API 2 connection, for a ``with`` block: closed, or given back to
+        the process's pool, at its end.  A store that cannot be reached is an
+        :class:`~exportd.ExportFailed` naming ``data.url``."""
+
+    @abc.abstractmethod
+    def stream(
+        self, conn: Any, sql: str, args: SqlArgs, size: int
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Run ``sql`` with ``args`` on ``conn`` and yield its rows ``size`` at a time (a
+        server-side cursor on PostgreSQL: memory stays flat however many rows match)."""
+
+    def require(self, source: str, *dialects: Dialect) -> None:
+        """Refuse to read with ``source`` unless this store speaks one of ``dialects``: an
+        :class:`~exportd.ExportFailed` naming the source, its dialects and ``data.url``."""
+        if self.dialect not in dialects:
+            raise ExportFailed(
+                f"source {source!r} reads only {' or '.join(dialects)} data stores, and "
+                f"data.url ({self.url}) is a {self.dialect} one: set data.url to a "
+                f"{' or '.join(dialects)} store, or disable the source"
+            )
+
+    def sqlite_path(self, what: str) -> Path:
+        """The SQLite file, for the deprecated ``what`` (``ReadContext.data_path``); an
+        :class:`~exportd.ExportFailed` naming ``data.url`` on any other store."""
+        if self.path is None:
+            raise ExportFailed(
+                f"{what} works only on a SQLite data store, and data.url ({self.url}) is a "
+                f'{self.dialect} one: use ctx.data (see docs/plugins.md, "Data stores")'
+            )
+        return self.path
+
+
+def _deprecated(what: str) -> None:
+    warnings.warn(
+        f"{what} is deprecated: use ReadContext.data, the DataStore (docs/plugins.md)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+@dataclass(init=False)
+class ReadContext:
+    """What a source may use while it reads: the data store and the run's limits.
+
+    ``data`` is the :class:`DataStore` that ``data.url`` names.  ``org_id`` is the
+    organisation the export is for, if the request names one.  A source that knows
+    which organisation owns its data must treat another organisation's (a room, a
+    channel) as not there: :class:`~exportd.NotFound`, exactly as for one that does not
+    exist, so that ids do not leak across tenants.
+
+    ``data_path=`` (a SQLite file, instead of ``data``), :attr:`data_path` and
+    :meth:`connect` are deprecated, and work on SQLite stores only.
     """
 
     window: Window
-    data_path: Path
-    batch_size: int = 5000
-    limit: int | None = None
-    part: int = 0
-    part_count: int = 1
-    cancelled: Callable[[], bool] = field(default=lambda: False)
-    org_id: str | None = None
+    data: DataStore
+    batch_size: int
+    limit: int | None
+    part: int
+    part_count: int
+    cancelled: Callable[[], bool]
+    org_id: str | None
+
+    def __init__(  # noqa: PLR0917 (positional, as the dataclass it was)
+        self,
+        window: Window,
+        data_path: Path | None = None,
+        batch_size: int = 5000,
+        limit: int | None = None,
+        part: int = 0,
+        part_count: int = 1,
+        cancelled: Callable[[], bool] = lambda: False,
+        org_id: str | None = None,
+        *,
+        data: DataStore | None = None,
+    ) -> None:
+        if data is None:
+            if data_path is None:
+                raise TypeError("ReadContext needs data, the DataStore to read")
+            _deprecated("ReadContext(data_path=...)")
+            from exportd.kernel.datastores import SqliteStore
+
+            data = SqliteStore(Path(data_path))
+        elif data_path is not None:
+            raise TypeError("ReadContext takes data or data_path, not both")
+        self.window, self.data, self.batch_size, self.limit = window, data, batch_size, limit
+        self.part, self.part_count, self.cancelled, self.org_id = (
+            part,
+            part_count,
+            cancelled,
+            org_id,
+        )
+
+    @property
+    def data_path(self) -> Path:
+        """Deprecated: the SQLite file of ``data`` (an error on another store)."""
+        _deprecated("ReadContext.data_path")
+        return self.data.sqlite_path("ReadContext.data_path")
 
     def connect(self) -> sqlite3.Connection:
-        """A read-only connection to the embedded data store (``data.db``)."""
-        uri = f"{self.data_path.resolve().as_uri()}?mode=ro"
+        """Deprecated: a read-only connection to the SQLite file of ``data``, for the
+        caller to close (an error on another store)."""
+        _deprecated("ReadContext.connect()")
+        uri = f"{self.data.sqlite_path('ReadContext.connect()').resolve().as_uri()}?mode=ro"
         return sqlite3.connect(uri, uri=True, check_same_thread=False)
 
 

@@ -25,6 +25,7 @@ from exportd import (
     Cancelled,
     Column,
     ColumnType,
+    DataStore,
     ExportError,
     ExportFailed,
     Format,
@@ -38,9 +39,9 @@ from exportd.plugins.manager import Plugins
 from exportd.testing.exports import (
     BATCH_SIZE,
     GENERATED_AT,
-    NO_DATA_STORE,
     PluginSet,
     blame,
+    data_store,
     export_request,
     write_export,
 )
@@ -79,7 +80,7 @@ def check_source(
     start: str | date,
     end: str | date,
     timezone: str = "UTC",
-    data: Path | None = None,
+    data: Path | DataStore | None = None,
     plugins: PluginSet | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> None:
@@ -103,7 +104,7 @@ def check_source(
         raise AssertionError(f"checking {label} needs a format, and the plugins have none")
     with tempfile.TemporaryDirectory() as folder:
         check = _SourceCheck(
-            label, loaded, data or Path(folder) / NO_DATA_STORE, Path(folder), batch_size
+            label, loaded, data_store(data, Path(folder)), Path(folder), batch_size
         )
         request = export_request(
             source, params, next(iter(loaded.formats)), start=start, end=end, timezone=timezone
@@ -131,7 +132,7 @@ class _SourceCheck:
 
     label: str
     plugins: Plugins
-    data: Path
+    data: DataStore
     folder: Path
     batch_size: int
 

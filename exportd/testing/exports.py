@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from exportd import Batch, Column, ExportInfo, Format, RowWriter, Settings, Window
+from exportd import Batch, Column, DataStore, ExportInfo, Format, RowWriter, Settings, Window
 from exportd.kernel import pipeline
+from exportd.kernel.datastores import SqliteStore
 from exportd.kernel.plan import plan_export
 from exportd.kernel.validation import convert
 from exportd.messages import ExportRequest, FileInfo
@@ -27,6 +28,14 @@ GENERATED_AT = datetime(2024, 4, 1, 8, 30, tzinfo=UTC)
 the same bytes (see :class:`~exportd.ExportInfo`)."""
 NO_DATA_STORE = "no-data-store.db"
 """The name of the data store of an export given none: a file that does not exist."""
+
+
+def data_store(data: Path | DataStore | None, folder: Path) -> DataStore:
+    """``data`` as a store: a path is a SQLite file; none, a file in ``folder`` that does
+    not exist (:data:`NO_DATA_STORE`)."""
+    if isinstance(data, DataStore):
+        return data
+    return SqliteStore(data or folder / NO_DATA_STORE)
 
 
 class PluginSet:
@@ -99,7 +108,7 @@ def run_export(
     timezone: str = "UTC",
     options: Mapping[str, Any] | None = None,
     limit: int | None = None,
-    data: Path | None = None,
+    data: Path | DataStore | None = None,
     plugins: PluginSet | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> list[ExportedFile]:
@@ -108,12 +117,12 @@ def run_export(
     (``[file] = run_export(...)`` for an export of one part).
 
     ``start`` and ``end`` are ISO 8601 text, dates or datetimes; one without an offset is
-    read in ``timezone``.  ``data`` is the data store (``data.db``), if the source reads
-    one; ``plugins`` the plugins to load (default: :class:`PluginSet`'s); ``batch_size``
-    the rows per batch (:data:`BATCH_SIZE`).  The files record :data:`GENERATED_AT` as
-    their making.  A request that exportd refuses, or an export that fails, raises
-    exportd's own error (:class:`~exportd.InvalidRequest`, :class:`~exportd.NotFound`,
-    :class:`~exportd.ExportFailed` naming the plugin...).
+    read in ``timezone``.  ``data`` is the data store (a :class:`~exportd.DataStore`, or the
+    path of a SQLite file), if the source reads one; ``plugins`` the plugins to load
+    (default: :class:`PluginSet`'s); ``batch_size`` the rows per batch (:data:`BATCH_SIZE`).
+    The files record :data:`GENERATED_AT` as their making.  A request that exportd refuses,
+    or an export that fails, raises exportd's own error (:class:`~exportd.InvalidRequest`,
+    :class:`~exportd.NotFound`, :class:`~exportd.ExportFailed` naming the plugin...).
     """
     request = export_request(
         source,
@@ -126,7 +135,7 @@ def run_export(
         limit=limit,
     )
     loaded = (plugins or PluginSet()).load()
-    plan = plan_export(request, loaded, data or into / NO_DATA_STORE, generated_at=GENERATED_AT)
+    plan = plan_export(request, loaded, data_store(data, into), generated_at=GENERATED_AT)
     parts = plan.parts(batch_size)
     into.mkdir(parents=True, exist_ok=True)
     paths = [into / name for name in plan.part_file_names(len(parts))]

@@ -57,6 +57,7 @@ from exportd.bus.base import Bus, BusError, Message, Subscription
 from exportd.bus.topology import TASK_DELIVERY_LIMIT
 from exportd.config import Settings
 from exportd.errors import Cancelled, ErrorBody, ExportError
+from exportd.kernel.datastores import data_store
 from exportd.kernel.pipeline import run_export
 from exportd.kernel.plan import plan_task
 from exportd.kernel.workarea import WorkArea
@@ -362,7 +363,7 @@ class TaskRun:
             loop.call_soon_threadsafe(self._progressed, progress)
 
         def write_and_store() -> FileInfo:
-            plan = plan_task(task, worker.plugins, worker.settings.data_path, worker=worker.name)
+            plan = plan_task(task, worker.plugins, data_store(worker.settings), worker=worker.name)
             try:
                 written = run_export(
                     plan,

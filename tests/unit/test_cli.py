@@ -38,6 +38,7 @@ from exportd.cli import COMMANDS, build_parser, main
 from exportd.cli.export import empty_note, human_size, key_value, write_parts
 from exportd.cli.progress import ProgressBar, progress_bar, render
 from exportd.data.demo import DemoSummary, generate_demo_data
+from exportd.kernel.datastores import SqliteStore
 from exportd.kernel.plan import plan_export
 from exportd.messages import ExportRequest, Progress
 from exportd.plugins.manager import Plugins
@@ -54,6 +55,9 @@ WITH_CTRL_C = (
     "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
     "os.execv(sys.argv[1], sys.argv[1:])"
 )
+
+NOWHERE = SqliteStore(Path("unused.db"))
+"""A data store the toy plugins never read."""
 
 
 @pytest.fixture(autouse=True)
@@ -547,7 +551,7 @@ def test_when_a_part_fails_the_parts_already_written_are_removed(tmp_path: Path)
         ExportRequest,
     )
     plugins = Plugins(builtins=False, entry_points=False, extra=[toy_plugins])
-    parts = plan_export(request, plugins, tmp_path / "data.db").parts(batch_size=5)
+    parts = plan_export(request, plugins, SqliteStore(tmp_path / "data.db")).parts(batch_size=5)
     (tmp_path / "blocker").write_text("a file where a folder should be")
     targets = [tmp_path / "first.lines", tmp_path / "blocker" / "second.lines"]
     with pytest.raises(OSError):
@@ -563,7 +567,7 @@ def test_a_source_that_fails_to_give_its_range_leaves_the_empty_export_done() ->
             ExportRequest,
         )
         plugins = Plugins(builtins=False, entry_points=False, extra=[toy_plugins])
-        return empty_note(plan_export(request, plugins, Path("unused.db")))
+        return empty_note(plan_export(request, plugins, NOWHERE))
 
     assert note({"rows": 0}).endswith(" (UTC) matched no rows")
     assert note({"rows": 0, "range_fails": True}).endswith(

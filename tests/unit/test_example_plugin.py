@@ -18,10 +18,14 @@ from exportd_example.weather import ExampleConfig, WeatherSource
 from exportd import ConfigError, NotFound
 from exportd.cli import main
 from exportd.config import load_settings
+from exportd.kernel.datastores import SqliteStore
 from exportd.kernel.pipeline import run_export
 from exportd.kernel.plan import ExportPlan, plan_export
 from exportd.messages import ExportRequest
 from exportd.plugins.manager import Plugins, load_plugins
+
+NOWHERE = SqliteStore(Path("unused.db"))
+"""A data store the toy plugins never read."""
 
 
 def request(source: str, params: dict[str, Any], format_: str, **fields: Any) -> ExportRequest:
@@ -71,9 +75,9 @@ def test_the_plugin_is_configured_from_exportd_toml(tmp_path: Path) -> None:
     assert isinstance(weather, WeatherSource)
     assert weather.config == ExampleConfig(cities=["lisbon", "tokyo"], decimals=0)
     with pytest.raises(NotFound) as refused:
-        plan_export(request("weather", {"city": "Helsinki"}, "csv"), plugins, Path("x"))
+        plan_export(request("weather", {"city": "Helsinki"}, "csv"), plugins, NOWHERE)
     assert refused.value.fields[0].message == "unknown city 'Helsinki'; known: lisbon, tokyo"
-    plan = plan_export(request("weather", {"city": "Tokyo"}, "csv", limit=24), plugins, Path("x"))
+    plan = plan_export(request("weather", {"city": "Tokyo"}, "csv", limit=24), plugins, NOWHERE)
     with export(plan, tmp_path / "tokyo.csv").open(newline="", encoding="utf-8") as file:
         temperatures = [row[2] for row in list(csv.reader(file))[1:]]
     assert len(temperatures) == 24

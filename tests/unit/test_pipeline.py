@@ -23,6 +23,7 @@ from exportd import (
     RowWriter,
     hookimpl,
 )
+from exportd.kernel.datastores import SqliteStore
 from exportd.kernel.pipeline import run_export
 from exportd.kernel.plan import ExportPlan, plan_export
 from exportd.messages import ExportRequest, Progress
@@ -30,6 +31,9 @@ from exportd.plugins.manager import Plugins
 from tests.unit import toy_plugins
 
 PLUGINS = Plugins(builtins=False, entry_points=False, extra=[toy_plugins])
+
+NOWHERE = SqliteStore(Path("unused.db"))
+"""A data store the toy plugins never read."""
 
 
 def plan(**params: Any) -> ExportPlan:
@@ -44,7 +48,7 @@ def plan(**params: Any) -> ExportPlan:
         },
         ExportRequest,
     )
-    return plan_export(request, PLUGINS, Path("unused.db"))
+    return plan_export(request, PLUGINS, NOWHERE)
 
 
 def test_the_file_holds_every_row_and_its_description_is_true(tmp_path: Path) -> None:
@@ -109,7 +113,7 @@ def test_a_failing_format_fails_the_export_naming_it(tmp_path: Path) -> None:
         params=bad.params,
         options=toy_plugins.LinesOptions(separator=None),  # type: ignore[arg-type]
         window=bad.window,
-        data_path=bad.data_path,
+        data=bad.data,
         columns=bad.columns,
     )
     with pytest.raises(ExportFailed, match="format 'lines' failed: AttributeError"):
@@ -142,7 +146,7 @@ def test_a_failed_xlsx_export_leaves_no_temporary_sheet_files(tmp_path: Path) ->
     )
     before = {Path(p) for p in ALL_TEMP_FILES if Path(p).exists()}
     with pytest.raises(ExportFailed):
-        run_export(plan_export(request, plugins, Path("unused.db")), tmp_path / "f", batch_size=10)
+        run_export(plan_export(request, plugins, NOWHERE), tmp_path / "f", batch_size=10)
     assert {Path(p) for p in ALL_TEMP_FILES if Path(p).exists()} == before
     assert list(tmp_path.iterdir()) == []
 
@@ -164,7 +168,7 @@ def test_only_a_regular_file_is_ever_replaced(tmp_path: Path) -> None:
 def test_the_data_store_is_never_replaced(tmp_path: Path) -> None:
     store = tmp_path / "data.db"
     store.write_text("precious")
-    guarded = dataclasses.replace(plan(rows=3), data_path=store)
+    guarded = dataclasses.replace(plan(rows=3), data=SqliteStore(store))
     with pytest.raises(ExportFailed, match="it is the data store"):
         run_export(guarded, tmp_path / "." / "data.db")
     assert store.read_text() == "precious"
@@ -277,7 +281,7 @@ def rogue_plan(source: str, format_: str, **fields: Any) -> ExportPlan:
         | fields,
         ExportRequest,
     )
-    return plan_export(request, rogue_plugins(), Path("unused.db"))
+    return plan_export(request, rogue_plugins(), NOWHERE)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from exportd import Column, ExportFailed, InvalidRequest, ReadContext, hookimpl
+from exportd.kernel.datastores import SqliteStore
 from exportd.kernel.plan import ExportPlan, plan_export, plan_task
 from exportd.kernel.validation import decode_json
 from exportd.messages import ExportRequest, ExportTask, RequestFields
@@ -18,6 +19,9 @@ from exportd.plugins.manager import Plugins
 from tests.unit import toy_plugins
 
 PLUGINS = Plugins(builtins=False, entry_points=False, extra=[toy_plugins])
+
+NOWHERE = SqliteStore(Path("unused.db"))
+"""A data store the toy plugins never read."""
 
 
 def request(**changes: Any) -> ExportRequest:
@@ -33,12 +37,12 @@ def request(**changes: Any) -> ExportRequest:
 
 def fault_names(**changes: Any) -> list[str]:
     with pytest.raises(InvalidRequest) as caught:
-        plan_export(request(**changes), PLUGINS, Path("unused.db"))
+        plan_export(request(**changes), PLUGINS, NOWHERE)
     return [field.name for field in caught.value.fields]
 
 
 def test_a_valid_request_becomes_a_plan() -> None:
-    plan = plan_export(request(timezone="Europe/Helsinki"), PLUGINS, Path("x.db"))
+    plan = plan_export(request(timezone="Europe/Helsinki"), PLUGINS, NOWHERE)
     assert plan.params == toy_plugins.CountParams(rows=3)
     assert plan.options == toy_plugins.LinesOptions()
     assert [c.name for c in plan.columns] == ["n", "square", "label"]
@@ -48,7 +52,7 @@ def test_a_valid_request_becomes_a_plan() -> None:
 
 def test_times_with_an_offset_keep_it_and_z_means_utc() -> None:
     interval = {"start": "2024-03-01T08:00:00+02:00", "end": "2024-03-01T12:00:00Z"}
-    plan = plan_export(request(interval=interval, timezone="Asia/Tokyo"), PLUGINS, Path("x.db"))
+    plan = plan_export(request(interval=interval, timezone="Asia/Tokyo"), PLUGINS, NOWHERE)
     assert plan.window.start == datetime(2024, 3, 1, 6, tzinfo=UTC)
     assert plan.window.end == datetime(2024, 3, 1, 12, tzinfo=UTC)
 
@@ -97,7 +101,7 @@ def test_broken_json_is_an_invalid_request() -> None:
 
 
 def test_parts_carry_their_own_params() -> None:
-    plan = plan_export(request(params={"rows": 11}), PLUGINS, Path("x.db"))
+    plan = plan_export(request(params={"rows": 11}), PLUGINS, NOWHERE)
     parts = plan.parts(batch_size=10)
     assert [part.params for part in parts] == [
         toy_plugins.CountParams(rows=5),
@@ -117,7 +121,7 @@ def test_a_plugin_bug_in_validate_fails_the_request_naming_the_source() -> None:
     buggy.exportd_sources = hookimpl(lambda: [Buggy()])  # type: ignore[attr-defined]
     plugins = Plugins(builtins=False, entry_points=False, extra=[toy_plugins, buggy])
     with pytest.raises(ExportFailed, match="source 'buggy' failed: KeyError: 'room'"):
-        plan_export(request(source="buggy"), plugins, Path("x.db"))
+        plan_export(request(source="buggy"), plugins, NOWHERE)
 
 
 @pytest.mark.parametrize(
@@ -144,25 +148,23 @@ def test_zones_and_times_that_cannot_be_are_field_errors(
     changes: dict[str, Any], name: str, message: str
 ) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        plan_export(request(**changes), PLUGINS, Path("unused.db"))
+        plan_export(request(**changes), PLUGINS, NOWHERE)
     assert caught.value.fields[0].name == name
     assert message in caught.value.fields[0].message
 
 
 def test_a_repeated_local_time_means_its_first_occurrence() -> None:
     interval = {"start": "2024-10-27T03:30", "end": "2024-10-27T05:00"}
-    plan = plan_export(
-        request(interval=interval, timezone="Europe/Helsinki"), PLUGINS, Path("unused.db")
-    )
+    plan = plan_export(request(interval=interval, timezone="Europe/Helsinki"), PLUGINS, NOWHERE)
     assert plan.window.start == datetime(2024, 10, 27, 0, 30, tzinfo=UTC)
 
 
 def test_the_file_name_comes_from_the_name_or_the_request_and_is_safe() -> None:
-    plain = plan_export(request(params={"rows": 3}), PLUGINS, Path("x.db"))
+    plain = plan_export(request(params={"rows": 3}), PLUGINS, NOWHERE)
     assert plain.file_name() == "count-3-20240301-20240302.lines"
-    named = plan_export(request(name="../Q3 report: ünïcode"), PLUGINS, Path("x.db"))
+    named = plan_export(request(name="../Q3 report: ünïcode"), PLUGINS, NOWHERE)
     assert named.file_name() == "Q3_report_ünïcode.lines"
-    dots = plan_export(request(name="..."), PLUGINS, Path("x.db"))
+    dots = plan_export(request(name="..."), PLUGINS, NOWHERE)
     assert dots.file_name() == "export.lines"
 
 
@@ -191,7 +193,7 @@ def test_columns_are_asked_with_the_read_context_of_the_export_and_of_each_part(
     schema.exportd_sources = exportd_sources  # type: ignore[attr-defined]
     plugins = Plugins(builtins=False, entry_points=False, extra=[toy_plugins, schema])
     plan = plan_export(
-        request(source="schema", params={"rows": 20}, org_id="acme"), plugins, Path("x.db")
+        request(source="schema", params={"rows": 20}, org_id="acme"), plugins, NOWHERE
     )
     assert plan.columns[-1].name == "label_acme_0of1"
     parts = plan.parts(batch_size=10)
@@ -217,17 +219,17 @@ def task_of(plan: ExportPlan, part: int = 0, **changes: Any) -> ExportTask:
 def test_a_task_is_planned_without_validating_again_with_the_columns_it_carries() -> None:
     """The engine planned the task at submit: a value its source would refuse now (the
     data store changed since, say) does not fail the run."""
-    planned = task_of(plan_export(request(), PLUGINS, Path("x.db")))
+    planned = task_of(plan_export(request(), PLUGINS, NOWHERE))
     refused_now = msgspec.structs.replace(
         planned.request, params={**planned.request.params, "forbidden": "since"}
     )
     with pytest.raises(InvalidRequest, match=r"params\.forbidden"):
-        plan_export(refused_now, PLUGINS, Path("x.db"))
+        plan_export(refused_now, PLUGINS, NOWHERE)
     columns = [Column("n", "integer"), Column("as planned")]
     plan = plan_task(
         msgspec.structs.replace(planned, request=refused_now, columns=columns),
         PLUGINS,
-        Path("x.db"),
+        NOWHERE,
         worker="w1",
     )
     assert plan.params == toy_plugins.CountParams(rows=3, forbidden="since")
@@ -235,18 +237,16 @@ def test_a_task_is_planned_without_validating_again_with_the_columns_it_carries(
 
 
 def test_a_task_of_an_older_engine_gets_its_columns_from_the_source() -> None:
-    planned = task_of(plan_export(request(params={"rows": 20}), PLUGINS, Path("x.db")), 1)
-    plan = plan_task(
-        msgspec.structs.replace(planned, columns=None), PLUGINS, Path("x.db"), worker="w1"
-    )
+    planned = task_of(plan_export(request(params={"rows": 20}), PLUGINS, NOWHERE), 1)
+    plan = plan_task(msgspec.structs.replace(planned, columns=None), PLUGINS, NOWHERE, worker="w1")
     assert plan.columns == tuple(planned.columns or ())
 
 
 def test_a_task_whose_plugins_the_worker_lacks_is_the_workers_failure() -> None:
-    planned = task_of(plan_export(request(), PLUGINS, Path("x.db")))
+    planned = task_of(plan_export(request(), PLUGINS, NOWHERE))
     bare = Plugins(builtins=False, entry_points=False)
     with pytest.raises(ExportFailed, match="worker w1 has no source 'count' and no format"):
-        plan_task(planned, bare, Path("x.db"), worker="w1")
+        plan_task(planned, bare, NOWHERE, worker="w1")
 
 
 class UnknownTypeSource(toy_plugins.CountSource):
@@ -273,4 +273,4 @@ def test_columns_of_an_unknown_type_fail_the_request_naming_the_source() -> None
     with pytest.raises(
         ExportFailed, match="source 'unknown_type' failed: column 'square' has type 'decimal'"
     ):
-        plan_export(request(source="unknown_type"), plugins, Path("x.db"))
+        plan_export(request(source="unknown_type"), plugins, NOWHERE)

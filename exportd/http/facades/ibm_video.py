@@ -70,6 +70,7 @@ from exportd.http.context import (
 )
 from exportd.http.errors import HANDLERS, native_error
 from exportd.http.facades.common import made_through, renamed
+from exportd.kernel.datastores import data_store
 from exportd.kernel.plan import plan_export
 from exportd.kernel.validation import convert
 from exportd.kernel.window import parse_window
@@ -229,11 +230,11 @@ def own_channel(api: HttpApi, org_id: str, channel_id: str) -> None:
     )
     try:
         plan_export(
-            msgspec.structs.replace(probe, org_id=org_id), api.plugins, api.settings.data_path
+            msgspec.structs.replace(probe, org_id=org_id), api.plugins, data_store(api.settings)
         )
     except NotFound:
         try:  # without an org, the source finds any organisation's channel
-            plan_export(probe, api.plugins, api.settings.data_path)
+            plan_export(probe, api.plugins, data_store(api.settings))
         except NotFound:
             raise IbmError(404, f"Channel {channel_id} not found") from None
         raise IbmError(403, f"Channel {channel_id} is another organisation's") from None

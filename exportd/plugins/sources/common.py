@@ -1,44 +1,63 @@
-"""What the built-in sources share: the stored time form, store access, batching.
+"""What the built-in sources share: the stored time forms, store access, batching.
 
-``data.db`` stores every time as ISO 8601 text in UTC (docs/data-model.md), so
-window bounds are compared as text and values are read back with
-``datetime.fromisoformat``.
+The built-in sources read either data store (``ctx.data``): each keeps one statement per
+dialect where the two must differ, in its own module.  SQLite's ``data.db`` stores every
+time as ISO 8601 text in UTC (docs/data-model.md), so window bounds are compared as text
+and values are read back with ``datetime.fromisoformat``; PostgreSQL stores
+``timestamptz``, answered as aware UTC datetimes, and ``boolean``, so its rows need no
+conversion.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
-from exportd import Batch, ExportFailed, FieldError, InvalidRequest, ReadContext, Window
+from exportd import Batch, DataStore, FieldError, InvalidRequest, ReadContext, Window
 
 Rows = list[tuple[Any, ...]]
 
 SQL_INT_MAX = 2**63 - 1
-"""The largest integer SQLite stores: the bound of every integer parameter."""
+"""The largest integer SQLite (and PostgreSQL's bigint) stores: the bound of every
+integer parameter."""
 
 _UNMATCHABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def db_time(moment: datetime) -> str:
-    """An aware datetime in the stored form: ``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00``."""
-    return moment.astimezone(UTC).isoformat()
+class Exists(NamedTuple):
+    """Whether a row with ``:id`` (``%(id)s``) exists, of the organisation ``org``
+    (any, when ``org`` is null)."""
+
+    sqlite: str
+    postgresql: str
 
 
-def window_args(window: Window) -> dict[str, str]:
-    """The window's bounds as SQL parameters ``:start`` (inclusive) and ``:end`` (exclusive)."""
-    return {"start": db_time(window.start), "end": db_time(window.end)}
+EXISTS = Exists(
+    sqlite="SELECT 1 FROM {table} WHERE id = :id AND org_id = coalesce(:org, org_id)",
+    postgresql="SELECT 1 FROM {table} WHERE id = %(id)s AND org_id = coalesce(%(org)s, org_id)",
+)
 
 
-def sql_limit(*limits: int | None) -> int:
-    """The smallest of the limits that are set, for SQL ``LIMIT``; -1 means none."""
-    return min((limit for limit in limits if limit is not None), default=-1)
+def db_time(store: DataStore, moment: datetime) -> str | datetime:
+    """An aware datetime as the store compares times: for SQLite the stored text,
+    ``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00``; for PostgreSQL the datetime itself."""
+    utc = moment.astimezone(UTC)
+    return utc.isoformat() if store.dialect == "sqlite" else utc
+
+
+def window_args(store: DataStore, window: Window) -> dict[str, str | datetime]:
+    """The window's bounds as SQL parameters ``start`` (inclusive) and ``end`` (exclusive)."""
+    return {"start": db_time(store, window.start), "end": db_time(store, window.end)}
+
+
+def sql_limit(*limits: int | None) -> int | None:
+    """The smallest of the limits that are set, for ``LIMIT``: ``None`` for none (the
+    statements read SQLite's ``coalesce(:limit, -1)``, PostgreSQL's ``LIMIT NULL``)."""
+    return min((limit for limit in limits if limit is not None), default=None)
 
 
 def check_text(params: msgspec.Struct) -> None:
@@ -46,8 +65,8 @@ def check_text(params: msgspec.Struct) -> None:
     character or a lone surrogate.
 
     SQLite's JSON functions (which carry the list parameters) cut text at a NUL,
-    and a lone surrogate (what Python makes of undecodable bytes on a command
-    line) cannot be encoded for SQLite at all.
+    PostgreSQL's text cannot hold one, and a lone surrogate (what Python makes of
+    undecodable bytes on a command line) cannot be encoded for either.
     """
     unmatchable = [
         FieldError(name, "must not contain NUL characters or unpaired surrogates")
@@ -70,47 +89,40 @@ def _texts(value: Any, name: str) -> Iterator[tuple[str, str]]:
             yield from _texts(item, f"{name}[{index}]")
 
 
-@contextmanager
-def connection(ctx: ReadContext) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to ``data.db``, closed on exit.
-
-    A missing or unreadable store is an :class:`~exportd.ExportFailed` that names
-    the file, also at request time, where a plain ``sqlite3.Error`` would escape.
-    """
-    if not ctx.data_path.is_file():
-        raise ExportFailed(
-            f"no data store at {ctx.data_path}: run `exportd demo-data` "
-            "or load your data (see docs/data-model.md)"
-        )
-    try:
-        with closing(ctx.connect()) as conn:
-            yield conn
-    except sqlite3.Error as exc:
-        raise ExportFailed(f"cannot read the data store {ctx.data_path}: {exc}") from exc
+def exists(ctx: ReadContext, table: str, id_: str) -> bool:
+    """Whether ``table`` has a row with this ``id`` (of the organisation ``ctx.org_id``,
+    if given: another organisation's counts as missing)."""
+    sql = getattr(EXISTS, ctx.data.dialect).format(table=table)
+    with ctx.data.connect() as conn:
+        return conn.execute(sql, {"id": id_, "org": ctx.org_id}).fetchone() is not None
 
 
-def exists(conn: sqlite3.Connection, table: str, id_: str, org_id: str | None = None) -> bool:
-    """Whether ``table`` has a row with this ``id`` (of the organisation ``org_id``, if
-    given: another organisation's counts as missing)."""
-    query, args = f"SELECT 1 FROM {table} WHERE id = ?", [id_]
-    if org_id is not None:
-        query, args = f"{query} AND org_id = ?", [id_, org_id]
-    return conn.execute(query, args).fetchone() is not None
+def scalar(ctx: ReadContext, sql: str, args: dict[str, Any]) -> Any:
+    """The one value that ``sql`` selects."""
+    with ctx.data.connect() as conn:
+        return conn.execute(sql, args).fetchone()[0]
 
 
 def time_range(
-    ctx: ReadContext, sql: str, args: dict[str, Any] | list[Any]
+    ctx: ReadContext, sql: str, args: dict[str, Any]
 ) -> tuple[datetime, datetime] | None:
     """The first and the last time that ``sql`` selects (one row of two stored times),
     or ``None`` when it finds none."""
-    with connection(ctx) as conn:
+    with ctx.data.connect() as conn:
         first, last = conn.execute(sql, args).fetchone()
     if first is None or last is None:
         return None
-    return datetime.fromisoformat(first), datetime.fromisoformat(last)
+    if ctx.data.dialect == "sqlite":
+        return datetime.fromisoformat(first), datetime.fromisoformat(last)
+    return first, last
 
 
-def batches(cursor: sqlite3.Cursor, size: int, convert: Callable[[Rows], Batch]) -> Iterator[Batch]:
-    """Fetch ``size`` rows at a time and convert each batch with one call."""
-    while rows := cursor.fetchmany(size):
-        yield convert(rows)
+def read_rows(
+    ctx: ReadContext, sql: str, args: dict[str, Any], convert: Callable[[Rows], Batch]
+) -> Iterator[Batch]:
+    """The rows of ``sql`` in batches of ``ctx.batch_size``; SQLite's batches converted
+    with one call of ``convert`` each (its text times and 0/1 flags), PostgreSQL's as
+    they come."""
+    with ctx.data.connect() as conn:
+        rows = ctx.data.stream(conn, sql, args, ctx.batch_size)
+        yield from (map(convert, rows) if ctx.data.dialect == "sqlite" else rows)

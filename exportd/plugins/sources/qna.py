@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 
 from exportd import Batch, Column, FieldError, NotFound, ReadContext, Source, hookimpl
 from exportd.plugins.sources.common import (
     Rows,
-    batches,
     check_text,
-    connection,
     exists,
+    read_rows,
+    scalar,
     sql_limit,
     time_range,
     window_args,
@@ -50,32 +50,81 @@ COLUMNS = (
     Column("answer", "text"),
 )
 
-FROM = """
+
+class QnaSql(NamedTuple):
+    """The statements of the ``qna`` source in one dialect."""
+
+    select: str
+    row_count: str
+    known_rooms: str
+    """Which of the rooms ``rooms`` are the channel's."""
+    channel_rooms: str
+    channel_range: str
+    """The first and the last question of the channel: its index answers."""
+    rooms_range: str
+    """The first and the last question of the rooms ``rooms``: each room's index answers."""
+
+
+QUESTION_COLUMNS = (
+    "q.id, q.room_id, r.name, q.asked_at, q.author_name, q.question, q.upvotes,"
+    " q.status, q.answered_at, q.answered_by, q.answer"
+)
+QUESTIONS_ORDER = "ORDER BY q.room_id, q.asked_at, q.id"
+SQLITE_FROM = """
 FROM qna_questions AS q JOIN qna_rooms AS r ON r.id = q.room_id
 WHERE q.channel_id = :channel AND q.asked_at >= :start AND q.asked_at < :end
     AND (:rooms IS NULL OR q.room_id IN (SELECT value FROM json_each(:rooms)))
 """
-SELECT = (
-    "SELECT q.id, q.room_id, r.name, q.asked_at, q.author_name, q.question, q.upvotes,"
-    f" q.status, q.answered_at, q.answered_by, q.answer {FROM}"
-    " ORDER BY q.room_id, q.asked_at, q.id LIMIT :limit"
-)
-COUNT = f"SELECT count(*) {FROM}"
-# The channel's index answers for the whole channel; each named room's, for some rooms.
-CHANNEL = "FROM qna_questions WHERE channel_id = :channel"
-CHANNEL_RANGE = f"SELECT (SELECT min(asked_at) {CHANNEL}), (SELECT max(asked_at) {CHANNEL})"
+POSTGRES_FROM = """
+FROM qna_questions AS q JOIN qna_rooms AS r ON r.id = q.room_id
+WHERE q.channel_id = %(channel)s AND q.asked_at >= %(start)s AND q.asked_at < %(end)s
+    AND (%(rooms)s::text[] IS NULL OR q.room_id = ANY(%(rooms)s::text[]))
+"""
+SQLITE_CHANNEL = "FROM qna_questions WHERE channel_id = :channel"
+POSTGRES_CHANNEL = "FROM qna_questions WHERE channel_id = %(channel)s"
 ROOM = "FROM qna_questions WHERE room_id = r.value"
-ROOMS_RANGE = f"""
+SQLITE = QnaSql(
+    select=f"SELECT {QUESTION_COLUMNS} {SQLITE_FROM} {QUESTIONS_ORDER} LIMIT coalesce(:limit, -1)",
+    row_count=f"SELECT count(*) {SQLITE_FROM}",
+    known_rooms="SELECT id FROM qna_rooms WHERE channel_id = :channel"
+    " AND id IN (SELECT value FROM json_each(:rooms))",
+    channel_rooms="SELECT id FROM qna_rooms WHERE channel_id = :channel ORDER BY id",
+    channel_range=f"SELECT (SELECT min(asked_at) {SQLITE_CHANNEL}),"
+    f" (SELECT max(asked_at) {SQLITE_CHANNEL})",
+    rooms_range=f"""
 SELECT min(first), max(last) FROM (
     SELECT (SELECT min(asked_at) {ROOM}) AS first, (SELECT max(asked_at) {ROOM}) AS last
     FROM json_each(:rooms) AS r
 )
-"""
+""",
+)
+POSTGRESQL = QnaSql(
+    select=f"SELECT {QUESTION_COLUMNS} {POSTGRES_FROM} {QUESTIONS_ORDER} LIMIT %(limit)s",
+    row_count=f"SELECT count(*) {POSTGRES_FROM}",
+    known_rooms="SELECT id FROM qna_rooms WHERE channel_id = %(channel)s"
+    " AND id = ANY(%(rooms)s::text[])",
+    channel_rooms="SELECT id FROM qna_rooms WHERE channel_id = %(channel)s ORDER BY id",
+    channel_range=f"SELECT (SELECT min(asked_at) {POSTGRES_CHANNEL}),"
+    f" (SELECT max(asked_at) {POSTGRES_CHANNEL})",
+    rooms_range=f"""
+SELECT min(first), max(last) FROM (
+    SELECT (SELECT min(asked_at) {ROOM}) AS first, (SELECT max(asked_at) {ROOM}) AS last
+    FROM unnest(%(rooms)s::text[]) AS r(value)
+) AS rooms
+""",
+)
+STATEMENTS = {"sqlite": SQLITE, "postgresql": POSTGRESQL}
+
+
+def _rooms(rooms: list[str] | None, ctx: ReadContext) -> str | list[str] | None:
+    """A list of room ids as the store takes it: JSON text for SQLite, an array for
+    PostgreSQL."""
+    return json.dumps(rooms) if rooms is not None and ctx.data.dialect == "sqlite" else rooms
 
 
 def _args(params: QnaParams, ctx: ReadContext) -> dict[str, Any]:
-    rooms = None if params.room_ids is None else json.dumps(params.room_ids)
-    return {"channel": params.channel_id, "rooms": rooms, **window_args(ctx.window)}
+    rooms = _rooms(params.room_ids, ctx)
+    return {"channel": params.channel_id, "rooms": rooms, **window_args(ctx.data, ctx.window)}
 
 
 def _question_rows(rows: Rows) -> Batch:
@@ -96,21 +145,16 @@ class QnaSource(Source[QnaParams]):
     def validate(self, params: QnaParams, ctx: ReadContext) -> None:
         """The channel exists, and so does every room named, in that channel."""
         check_text(params)
-        with connection(ctx) as conn:
-            if not exists(conn, "qna_channels", params.channel_id, ctx.org_id):
-                raise NotFound.field(
-                    "params.channel_id", f"no Q&A channel with id {params.channel_id!r}"
-                )
-            if params.room_ids is None:
-                return
-            known = {
-                room_id
-                for (room_id,) in conn.execute(
-                    "SELECT id FROM qna_rooms WHERE channel_id = ?"
-                    " AND id IN (SELECT value FROM json_each(?))",
-                    (params.channel_id, json.dumps(params.room_ids)),
-                )
-            }
+        if not exists(ctx, "qna_channels", params.channel_id):
+            raise NotFound.field(
+                "params.channel_id", f"no Q&A channel with id {params.channel_id!r}"
+            )
+        if params.room_ids is None:
+            return
+        args = {"channel": params.channel_id, "rooms": _rooms(params.room_ids, ctx)}
+        with ctx.data.connect() as conn:
+            rows = conn.execute(STATEMENTS[ctx.data.dialect].known_rooms, args).fetchall()
+        known = {room_id for (room_id,) in rows}
         missing = [
             FieldError(f"params.room_ids[{index}]", f"no room {room_id!r} in this channel")
             for index, room_id in enumerate(params.room_ids)
@@ -128,14 +172,10 @@ class QnaSource(Source[QnaParams]):
         if params.room_ids is not None:
             rooms = sorted(set(params.room_ids))
         else:
-            with connection(ctx) as conn:
-                rooms = [
-                    room_id
-                    for (room_id,) in conn.execute(
-                        "SELECT id FROM qna_rooms WHERE channel_id = ? ORDER BY id",
-                        (params.channel_id,),
-                    )
-                ]
+            sql = STATEMENTS[ctx.data.dialect].channel_rooms
+            with ctx.data.connect() as conn:
+                rows = conn.execute(sql, {"channel": params.channel_id}).fetchall()
+            rooms = [room_id for (room_id,) in rows]
         size = params.rooms_per_part
         if len(rooms) <= size:
             return [params]
@@ -146,22 +186,19 @@ class QnaSource(Source[QnaParams]):
 
     def estimate(self, params: QnaParams, ctx: ReadContext) -> int | None:
         """The number of questions asked in the window."""
-        with connection(ctx) as conn:
-            count: int = conn.execute(COUNT, _args(params, ctx)).fetchone()[0]
-        return count
+        return int(scalar(ctx, STATEMENTS[ctx.data.dialect].row_count, _args(params, ctx)))
 
     def time_range(self, params: QnaParams, ctx: ReadContext) -> tuple[datetime, datetime] | None:
         """When the first and the last question of the channel (or of ``room_ids``) was asked."""
+        sql = STATEMENTS[ctx.data.dialect]
         if params.room_ids is None:
-            return time_range(ctx, CHANNEL_RANGE, {"channel": params.channel_id})
-        return time_range(ctx, ROOMS_RANGE, {"rooms": json.dumps(params.room_ids)})
+            return time_range(ctx, sql.channel_range, {"channel": params.channel_id})
+        return time_range(ctx, sql.rooms_range, {"rooms": _rooms(params.room_ids, ctx)})
 
     def read(self, params: QnaParams, ctx: ReadContext) -> Iterator[Batch]:
         """Yield the questions room by room, in the order they were asked."""
-        with connection(ctx) as conn:
-            args = _args(params, ctx) | {"limit": sql_limit(ctx.limit)}
-            cursor = conn.execute(SELECT, args)
-            yield from batches(cursor, ctx.batch_size, _question_rows)
+        args = _args(params, ctx) | {"limit": sql_limit(ctx.limit)}
+        yield from read_rows(ctx, STATEMENTS[ctx.data.dialect].select, args, _question_rows)
 
 
 @hookimpl

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -19,6 +19,7 @@ import msgspec
 from exportd import (
     Batch,
     Column,
+    DataStore,
     FieldError,
     InvalidRequest,
     NotFound,
@@ -30,11 +31,11 @@ from exportd import (
 from exportd.plugins.sources.common import (
     SQL_INT_MAX,
     Rows,
-    batches,
     check_text,
-    connection,
     db_time,
     exists,
+    read_rows,
+    scalar,
     sql_limit,
     time_range,
     window_args,
@@ -78,11 +79,28 @@ STATS_COLUMNS = (
     Column("avg_duration_seconds", "float"),
 )
 
+
+class RoomsSql(NamedTuple):
+    """The statements of the ``rooms`` source in one dialect."""
+
+    logs_from: str
+    """The logs' rows, with ``{columns}`` to select and ``{filters}`` on ``c``."""
+    logs: str
+    """:attr:`logs_from` in order, at most ``limit`` rows."""
+    is_real: str
+    """The filter ``c.is_real = is_real``."""
+    min_count: str
+    """The filter "``c`` has at least ``min_count`` visitor and operator messages"."""
+    room_messages: str
+    room_range: str
+    stats: str
+
+
 # The start times of the conversations with a message in the window bound the
 # scan of the room's conversations (in start order), so the cost follows the
 # window rather than the room's history and each conversation's messages stream
 # out without sorting the whole result.
-LOGS_FROM = """
+SQLITE_LOGS_FROM = """
 WITH touched AS MATERIALIZED (
     SELECT s.started_at FROM conversations AS s
     WHERE s.id IN (
@@ -98,28 +116,30 @@ WHERE c.room_id = :room
     AND c.started_at <= (SELECT max(started_at) FROM touched)
     {filters}
 """
-LOGS_SQL = LOGS_FROM + "ORDER BY c.started_at, c.id, m.sent_at, m.id LIMIT :limit"
+POSTGRES_LOGS_FROM = """
+WITH touched AS MATERIALIZED (
+    SELECT s.started_at FROM conversations AS s
+    WHERE s.id IN (
+        SELECT w.conversation_id FROM messages AS w
+        WHERE w.room_id = %(room)s AND w.sent_at >= %(start)s AND w.sent_at < %(end)s
+    )
+)
+SELECT {columns}
+FROM conversations AS c
+JOIN messages AS m
+    ON m.conversation_id = c.id AND m.sent_at >= %(start)s AND m.sent_at < %(end)s
+WHERE c.room_id = %(room)s
+    AND c.started_at >= (SELECT min(started_at) FROM touched)
+    AND c.started_at <= (SELECT max(started_at) FROM touched)
+    {filters}
+"""
+LOGS_ORDER = "ORDER BY c.started_at, c.id, m.sent_at, m.id"
 LOG_SELECT = "c.id, c.started_at, c.is_real, m.id, m.sent_at, m.sender_type, m.sender_name, m.body"
 
-ROOM_MESSAGES_SQL = """
-SELECT count(*) FROM messages
-WHERE room_id = :room AND sent_at >= :start AND sent_at < :end
-"""
-
-# Two subqueries, as min() and max() together would scan the room's entries of the index.
-ROOM_RANGE_SQL = """
-SELECT (SELECT min(sent_at) FROM messages WHERE room_id = :room),
-    (SELECT max(sent_at) FROM messages WHERE room_id = :room)
-"""
-
-ACTUAL_MESSAGES_SQL = """(
-    SELECT count(*) FROM messages AS x
-    WHERE x.conversation_id = c.id AND x.sender_type IN ('visitor', 'operator')
-)"""
-
-# :days is a JSON array of [start, end) pairs, one per local day of a batch, in UTC.  A
-# chat counts on the day it started; a message on the day it was sent.
-STATS_SQL = """
+# A chat counts on the day it started; a message on the day it was sent.  Durations and
+# response times are rounded to the millisecond before they are averaged, so that
+# SQLite's julianday() (floating days) gives PostgreSQL's exact figures.
+SQLITE_STATS = """
 WITH days AS (
     SELECT key AS day, json_extract(value, '$[0]') AS lo, json_extract(value, '$[1]') AS hi
     FROM json_each(:days)
@@ -144,14 +164,15 @@ chats AS MATERIALIZED (
 chat_figures AS (
     SELECT day, count(*) AS chats, sum(is_real) AS real_chats,
         sum(is_real AND NOT answered) AS missed_chats, count(DISTINCT visitor_id) AS visitors,
-        round(avg((julianday(ended_at) - julianday(started_at)) * 86400), 1) AS duration
+        round(avg(round((julianday(ended_at) - julianday(started_at)) * 86400, 3)), 1)
+            AS duration
     FROM chats GROUP BY day
 ),
 responses AS (
     SELECT day, seconds, avg(seconds) OVER per_day AS average,
         row_number() OVER (per_day ORDER BY seconds) AS rank, count(*) OVER per_day AS n
     FROM (
-        SELECT day, (julianday(replied_at) - julianday(asked_at)) * 86400 AS seconds
+        SELECT day, round((julianday(replied_at) - julianday(asked_at)) * 86400, 3) AS seconds
         FROM chats WHERE replied_at IS NOT NULL
     )
     WINDOW per_day AS (PARTITION BY day)
@@ -181,6 +202,111 @@ LEFT JOIN response_figures USING (day)
 LEFT JOIN message_figures USING (day)
 ORDER BY d.day
 """
+# The same figures; numeric arithmetic (exact), cast to float8 at the end.
+POSTGRES_STATS = """
+WITH days AS (
+    SELECT d.day - 1 AS day, d.lo, d.hi
+    FROM unnest(%(los)s::timestamptz[], %(his)s::timestamptz[]) WITH ORDINALITY AS d(lo, hi, day)
+),
+started AS MATERIALIZED (
+    SELECT d.day, c.id, c.is_real, c.visitor_id, c.started_at, c.ended_at, (
+        SELECT min(v.sent_at) FROM messages AS v
+        WHERE v.conversation_id = c.id AND v.sender_type = 'visitor'
+    ) AS asked_at
+    FROM days AS d
+    JOIN conversations AS c
+        ON c.room_id = %(room)s AND c.started_at >= d.lo AND c.started_at < d.hi
+),
+chats AS MATERIALIZED (
+    SELECT s.*, (
+        SELECT min(r.sent_at) FROM messages AS r
+        WHERE r.conversation_id = s.id AND r.sender_type = 'operator' AND r.sent_at > s.asked_at
+    ) AS replied_at, EXISTS (
+        SELECT 1 FROM messages AS o WHERE o.conversation_id = s.id AND o.sender_type = 'operator'
+    ) AS answered
+    FROM started AS s
+),
+chat_figures AS (
+    SELECT day, count(*) AS chats, count(*) FILTER (WHERE is_real) AS real_chats,
+        count(*) FILTER (WHERE is_real AND NOT answered) AS missed_chats,
+        count(DISTINCT visitor_id) AS visitors,
+        round(avg(round(extract(epoch FROM ended_at - started_at), 3)), 1) AS duration
+    FROM chats GROUP BY day
+),
+responses AS (
+    SELECT day, seconds, avg(seconds) OVER per_day AS average,
+        row_number() OVER (per_day ORDER BY seconds) AS rank, count(*) OVER per_day AS n
+    FROM (
+        SELECT day, round(extract(epoch FROM replied_at - asked_at), 3) AS seconds
+        FROM chats WHERE replied_at IS NOT NULL
+    ) AS replied
+    WINDOW per_day AS (PARTITION BY day)
+),
+response_figures AS (
+    -- The median is the middle response, or the mean of the middle two.
+    SELECT day, round(max(average), 1) AS average, round(avg(seconds), 1) AS median
+    FROM responses WHERE rank IN ((n + 1) / 2, (n + 2) / 2)
+    GROUP BY day
+),
+message_figures AS (
+    SELECT d.day, count(*) AS messages,
+        count(*) FILTER (WHERE m.sender_type = 'visitor') AS visitor_messages,
+        count(*) FILTER (WHERE m.sender_type = 'operator') AS operator_messages,
+        count(DISTINCT CASE WHEN m.sender_type = 'operator'
+            THEN coalesce(m.sender_id, m.sender_name) END) AS operators
+    FROM days AS d
+    JOIN messages AS m ON m.room_id = %(room)s AND m.sent_at >= d.lo AND m.sent_at < d.hi
+    GROUP BY d.day
+)
+SELECT d.day, coalesce(chats, 0), coalesce(real_chats, 0), coalesce(missed_chats, 0),
+    coalesce(visitors, 0), coalesce(messages, 0), coalesce(visitor_messages, 0),
+    coalesce(operator_messages, 0), coalesce(operators, 0),
+    average::float8, median::float8, duration::float8
+FROM days AS d
+LEFT JOIN chat_figures USING (day)
+LEFT JOIN response_figures USING (day)
+LEFT JOIN message_figures USING (day)
+ORDER BY d.day
+"""
+
+# Two subqueries, as min() and max() together would scan the room's entries of the index.
+SQLITE = RoomsSql(
+    logs_from=SQLITE_LOGS_FROM,
+    logs=f"{SQLITE_LOGS_FROM}{LOGS_ORDER} LIMIT coalesce(:limit, -1)",
+    is_real=" AND c.is_real = :is_real",
+    min_count=""" AND (
+        SELECT count(*) FROM messages AS x
+        WHERE x.conversation_id = c.id AND x.sender_type IN ('visitor', 'operator')
+    ) >= :min_count""",
+    room_messages="""
+SELECT count(*) FROM messages
+WHERE room_id = :room AND sent_at >= :start AND sent_at < :end
+""",
+    room_range="""
+SELECT (SELECT min(sent_at) FROM messages WHERE room_id = :room),
+    (SELECT max(sent_at) FROM messages WHERE room_id = :room)
+""",
+    stats=SQLITE_STATS,
+)
+POSTGRESQL = RoomsSql(
+    logs_from=POSTGRES_LOGS_FROM,
+    logs=f"{POSTGRES_LOGS_FROM}{LOGS_ORDER} LIMIT %(limit)s",
+    is_real=" AND c.is_real = %(is_real)s",
+    min_count=""" AND (
+        SELECT count(*) FROM messages AS x
+        WHERE x.conversation_id = c.id AND x.sender_type IN ('visitor', 'operator')
+    ) >= %(min_count)s""",
+    room_messages="""
+SELECT count(*) FROM messages
+WHERE room_id = %(room)s AND sent_at >= %(start)s AND sent_at < %(end)s
+""",
+    room_range="""
+SELECT (SELECT min(sent_at) FROM messages WHERE room_id = %(room)s),
+    (SELECT max(sent_at) FROM messages WHERE room_id = %(room)s)
+""",
+    stats=POSTGRES_STATS,
+)
+STATEMENTS = {"sqlite": SQLITE, "postgresql": POSTGRESQL}
 
 
 def _local_date(moment: datetime, zone: ZoneInfo, field: str) -> date:
@@ -228,16 +354,25 @@ def local_days(window: Window) -> Iterator[tuple[date, datetime, datetime]]:
     yield last, start, window.end
 
 
-def _conversation_filters(params: RoomsParams) -> tuple[str, dict[str, Any]]:
+def _conversation_filters(params: RoomsParams, sql: RoomsSql) -> tuple[str, dict[str, Any]]:
     """The logs' conversation filters as SQL on ``c`` and their parameters."""
-    sql, args = "", {}
+    filters, args = "", dict[str, Any]()
     if params.is_real_conversation is not None:
-        sql += " AND c.is_real = :is_real"
-        args["is_real"] = int(params.is_real_conversation)
+        filters += sql.is_real
+        args["is_real"] = params.is_real_conversation
     if params.min_message_count:
-        sql += f" AND {ACTUAL_MESSAGES_SQL} >= :min_count"
+        filters += sql.min_count
         args["min_count"] = params.min_message_count
-    return sql, args
+    return filters, args
+
+
+def _day_args(store: DataStore, chunk: Sequence[tuple[date, datetime, datetime]]) -> dict[str, Any]:
+    """The UTC ``[start, end)`` of each day of ``chunk``: for SQLite one JSON array of
+    pairs, ``days``; for PostgreSQL two arrays, ``los`` and ``his``."""
+    if store.dialect == "sqlite":
+        pairs = [[db_time(store, start), db_time(store, end)] for _, start, end in chunk]
+        return {"days": json.dumps(pairs)}
+    return {"los": [start for _, start, _ in chunk], "his": [end for _, _, end in chunk]}
 
 
 def _log_rows(rows: Rows) -> Batch:
@@ -272,9 +407,8 @@ class RoomsSource(Source[RoomsParams]):
             ]
             if misplaced:
                 raise InvalidRequest("parameters for logs given with type stats", misplaced)
-        with connection(ctx) as conn:
-            if not exists(conn, "rooms", params.room_id, ctx.org_id):
-                raise NotFound.field("params.room_id", f"no room with id {params.room_id!r}")
+        if not exists(ctx, "rooms", params.room_id):
+            raise NotFound.field("params.room_id", f"no room with id {params.room_id!r}")
 
     def columns(self, params: RoomsParams, ctx: ReadContext) -> Sequence[Column]:
         """Message columns for logs, figure columns for stats."""
@@ -284,38 +418,37 @@ class RoomsSource(Source[RoomsParams]):
         """Messages that match (logs) or days in the window (stats)."""
         if params.type == "stats":
             return day_count(ctx.window)
-        filters, args = _conversation_filters(params)
+        sql = STATEMENTS[ctx.data.dialect]
+        filters, args = _conversation_filters(params, sql)
         # Without filters, the room's index alone counts the messages.
-        sql = (
-            LOGS_FROM.format(columns="count(*)", filters=filters) if filters else ROOM_MESSAGES_SQL
-        )
-        args |= {"room": params.room_id, **window_args(ctx.window)}
-        with connection(ctx) as conn:
-            count: int = conn.execute(sql, args).fetchone()[0]
-        return count
+        count = sql.logs_from.format(columns="count(*)", filters=filters)
+        args |= {"room": params.room_id, **window_args(ctx.data, ctx.window)}
+        return int(scalar(ctx, count if filters else sql.room_messages, args))
 
     def time_range(self, params: RoomsParams, ctx: ReadContext) -> tuple[datetime, datetime] | None:
         """When the room's first and last messages were sent (filters aside)."""
-        return time_range(ctx, ROOM_RANGE_SQL, {"room": params.room_id})
+        return time_range(ctx, STATEMENTS[ctx.data.dialect].room_range, {"room": params.room_id})
 
     def read(self, params: RoomsParams, ctx: ReadContext) -> Iterator[Batch]:
         """The logs or the stats, in batches."""
         return (self._logs if params.type == "logs" else self._stats)(params, ctx)
 
     def _logs(self, params: RoomsParams, ctx: ReadContext) -> Iterator[Batch]:
-        filters, args = _conversation_filters(params)
-        args |= {"room": params.room_id, "limit": sql_limit(ctx.limit), **window_args(ctx.window)}
-        with connection(ctx) as conn:
-            cursor = conn.execute(LOGS_SQL.format(columns=LOG_SELECT, filters=filters), args)
-            yield from batches(cursor, ctx.batch_size, _log_rows)
+        sql = STATEMENTS[ctx.data.dialect]
+        filters, args = _conversation_filters(params, sql)
+        args |= {"room": params.room_id, "limit": sql_limit(ctx.limit)}
+        args |= window_args(ctx.data, ctx.window)
+        logs = sql.logs.format(columns=LOG_SELECT, filters=filters)
+        return read_rows(ctx, logs, args, _log_rows)
 
     def _stats(self, params: RoomsParams, ctx: ReadContext) -> Iterator[Batch]:
         # One query per batch of days keeps memory flat however long the window.
         days = islice(local_days(ctx.window), ctx.limit)
-        with connection(ctx) as conn:
+        stats = STATEMENTS[ctx.data.dialect].stats
+        with ctx.data.connect() as conn:
             while chunk := list(islice(days, ctx.batch_size)):
-                bounds = json.dumps([[db_time(start), db_time(end)] for _, start, end in chunk])
-                figures = conn.execute(STATS_SQL, {"room": params.room_id, "days": bounds})
+                args = {"room": params.room_id, **_day_args(ctx.data, chunk)}
+                figures = conn.execute(stats, args).fetchall()
                 yield [(chunk[index][0], *values) for index, *values in figures]
 
 

@@ -11,10 +11,9 @@ is a "not implemented" error, as the original answers 406.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 
@@ -26,15 +25,14 @@ from exportd import (
     NotImplementedFeature,
     ReadContext,
     Source,
-    Window,
     hookimpl,
 )
 from exportd.plugins.sources.common import (
     SQL_INT_MAX,
     Rows,
-    batches,
     check_text,
-    connection,
+    read_rows,
+    scalar,
     sql_limit,
     time_range,
     window_args,
@@ -83,13 +81,57 @@ COLUMNS = (
     Column("goal_triggered", "boolean"),
 )
 
-SELECT = (
-    "SELECT id, occurred_at, step_index, action, visitor_id, session_id, page_url, view_uid,"
-    " goal_triggered FROM workflow_events WHERE {where} ORDER BY occurred_at, id LIMIT ?"
+
+class WorkflowsSql(NamedTuple):
+    """The statements of the ``workflows`` source in one dialect; ``{where}`` is the
+    events' condition, made of the clauses below."""
+
+    select: str
+    row_count: str
+    step: str
+    """The step's events (the first clauses of every condition)."""
+    bounds: str
+    """The window's clauses."""
+    among: str
+    """The clause "``{column}`` is one of the list ``values_N``" (``{index}`` is N)."""
+    workflow: str
+    """The workflow's kind and step count, if it is the organisation ``org``'s (or any,
+    when ``org`` is null)."""
+    step_range: str
+
+
+SQLITE_STEP = "workflow_id = :workflow AND step_index = :step"
+POSTGRES_STEP = "workflow_id = %(workflow)s AND step_index = %(step)s"
+EVENT_COLUMNS = (
+    "id, occurred_at, step_index, action, visitor_id, session_id, page_url, view_uid,"
+    " goal_triggered"
 )
-COUNT = "SELECT count(*) FROM workflow_events WHERE {where}"
-STEP = "FROM workflow_events WHERE workflow_id = :workflow AND step_index = :step"
-STEP_RANGE = f"SELECT (SELECT min(occurred_at) {STEP}), (SELECT max(occurred_at) {STEP})"
+SQLITE = WorkflowsSql(
+    select=f"SELECT {EVENT_COLUMNS} FROM workflow_events WHERE {{where}}"
+    " ORDER BY occurred_at, id LIMIT coalesce(:limit, -1)",
+    row_count="SELECT count(*) FROM workflow_events WHERE {where}",
+    step=SQLITE_STEP,
+    bounds="occurred_at >= :start AND occurred_at < :end",
+    # json_each keeps the statement to one parameter per list, however long.
+    among="{column} IN (SELECT value FROM json_each(:values_{index}))",
+    workflow="SELECT kind, step_count FROM workflows"
+    " WHERE id = :workflow AND org_id = coalesce(:org, org_id)",
+    step_range=f"SELECT (SELECT min(occurred_at) FROM workflow_events WHERE {SQLITE_STEP}),"
+    f" (SELECT max(occurred_at) FROM workflow_events WHERE {SQLITE_STEP})",
+)
+POSTGRESQL = WorkflowsSql(
+    select=f"SELECT {EVENT_COLUMNS} FROM workflow_events WHERE {{where}}"
+    " ORDER BY occurred_at, id LIMIT %(limit)s",
+    row_count="SELECT count(*) FROM workflow_events WHERE {where}",
+    step=POSTGRES_STEP,
+    bounds="occurred_at >= %(start)s AND occurred_at < %(end)s",
+    among="{column} = ANY(%(values_{index})s)",
+    workflow="SELECT kind, step_count FROM workflows"
+    " WHERE id = %(workflow)s AND org_id = coalesce(%(org)s, org_id)",
+    step_range=f"SELECT (SELECT min(occurred_at) FROM workflow_events WHERE {POSTGRES_STEP}),"
+    f" (SELECT max(occurred_at) FROM workflow_events WHERE {POSTGRES_STEP})",
+)
+STATEMENTS = {"sqlite": SQLITE, "postgresql": POSTGRESQL}
 
 
 def check_filters(filters: Sequence[Filter]) -> None:
@@ -107,33 +149,35 @@ def check_filters(filters: Sequence[Filter]) -> None:
         raise NotImplementedFeature("filter property not implemented", unsupported)
 
 
-def _where(params: WorkflowParams, kind: str, window: Window) -> tuple[str, list[Any]]:
+def _where(params: WorkflowParams, kind: str, ctx: ReadContext) -> tuple[str, dict[str, Any]]:
     """The events' SQL condition and its parameters."""
     check_filters(params.filters)
-    bounds = window_args(window)
-    clauses = ["workflow_id = ?", "step_index = ?", "occurred_at >= ?", "occurred_at < ?"]
-    args: list[Any] = [params.workflow_id, params.step_index, bounds["start"], bounds["end"]]
-    # json_each keeps the statement to one parameter per list, however long.
-    for item in params.filters:
-        clauses.append(f"{item.property} IN (SELECT value FROM json_each(?))")
-        args.append(json.dumps(item.values))
+    sql, store = STATEMENTS[ctx.data.dialect], ctx.data
+    clauses = [sql.step, sql.bounds]
+    args: dict[str, Any] = {
+        "workflow": params.workflow_id,
+        "step": params.step_index,
+        **window_args(store, ctx.window),
+    }
+    lists = [(item.property, item.values) for item in params.filters]
     step_property = STEP_DATA_PROPERTY.get(kind)
     steps = params.step_data or []
     if step_property and params.step_index < len(steps) and steps[params.step_index].actions:
-        clauses.append(f"{step_property} IN (SELECT value FROM json_each(?))")
-        args.append(json.dumps(steps[params.step_index].actions))
+        lists.append((step_property, steps[params.step_index].actions))
+    for index, (column, values) in enumerate(lists):
+        clauses.append(sql.among.format(column=column, index=index))
+        args[f"values_{index}"] = json.dumps(values) if store.dialect == "sqlite" else values
     if params.target == "triggered_goal":
-        clauses.append("goal_triggered = 1")
+        clauses.append("goal_triggered")
     return " AND ".join(clauses), args
 
 
-def _workflow(conn: sqlite3.Connection, params: WorkflowParams, org_id: str | None) -> str:
+def _workflow(params: WorkflowParams, ctx: ReadContext) -> str:
     """The workflow's kind, or :class:`~exportd.NotFound` for it (or another
     organisation's) or its step."""
-    found = conn.execute(
-        "SELECT kind, step_count FROM workflows WHERE id = ? AND ifnull(?, org_id) = org_id",
-        (params.workflow_id, org_id),
-    ).fetchone()
+    sql = STATEMENTS[ctx.data.dialect].workflow
+    with ctx.data.connect() as conn:
+        found = conn.execute(sql, {"workflow": params.workflow_id, "org": ctx.org_id}).fetchone()
     if found is None:
         raise NotFound.field("params.workflow_id", f"no workflow with id {params.workflow_id!r}")
     kind, step_count = found
@@ -164,8 +208,7 @@ class WorkflowsSource(Source[WorkflowParams]):
         """Every filter property is supported, and the workflow and its step exist."""
         check_text(params)
         check_filters(params.filters)
-        with connection(ctx) as conn:
-            _workflow(conn, params, ctx.org_id)
+        _workflow(params, ctx)
 
     def columns(self, params: WorkflowParams, ctx: ReadContext) -> Sequence[Column]:
         """The event columns."""
@@ -173,26 +216,24 @@ class WorkflowsSource(Source[WorkflowParams]):
 
     def estimate(self, params: WorkflowParams, ctx: ReadContext) -> int | None:
         """The number of matching events, at most ``limit``."""
-        with connection(ctx) as conn:
-            where, args = _where(params, _workflow(conn, params, ctx.org_id), ctx.window)
-            count: int = conn.execute(COUNT.format(where=where), args).fetchone()[0]
+        where, args = _where(params, _workflow(params, ctx), ctx)
+        count = int(scalar(ctx, STATEMENTS[ctx.data.dialect].row_count.format(where=where), args))
         return min(count, params.limit or count)
 
     def time_range(
         self, params: WorkflowParams, ctx: ReadContext
     ) -> tuple[datetime, datetime] | None:
         """When the step's first and last events occurred (filters aside)."""
-        return time_range(
-            ctx, STEP_RANGE, {"workflow": params.workflow_id, "step": params.step_index}
-        )
+        sql = STATEMENTS[ctx.data.dialect].step_range
+        return time_range(ctx, sql, {"workflow": params.workflow_id, "step": params.step_index})
 
     def read(self, params: WorkflowParams, ctx: ReadContext) -> Iterator[Batch]:
         """Yield the step's events in time order."""
-        with connection(ctx) as conn:
-            where, args = _where(params, _workflow(conn, params, ctx.org_id), ctx.window)
-            args.append(sql_limit(params.limit, ctx.limit))
-            cursor = conn.execute(SELECT.format(where=where), args)
-            yield from batches(cursor, ctx.batch_size, _event_rows)
+        where, args = _where(params, _workflow(params, ctx), ctx)
+        args["limit"] = sql_limit(params.limit, ctx.limit)
+        yield from read_rows(
+            ctx, STATEMENTS[ctx.data.dialect].select.format(where=where), args, _event_rows
+        )
 
 
 @hookimpl
