@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 
+from exportd import DataStore
+from exportd.kernel.datastores import PostgresStore, SqliteStore
 from tests.broker import (  # noqa: F401 (the brokers' fixtures, registered once for all tests)
     OUTSIDER,
     Outsider,
@@ -21,7 +23,8 @@ from tests.broker import (  # noqa: F401 (the brokers' fixtures, registered once
     stoppable_broker,
 )
 from tests.http.server import Server, serving
-from tests.unit.datastore import build_datastore
+from tests.postgres import DIALECTS, scratch_database
+from tests.unit.datastore import TABLES, build_datastore, load_postgres
 
 EXAMPLE_PACKAGE = Path(__file__).parent.parent / "examples" / "exportd-example"
 
@@ -54,6 +57,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def datastore(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The hand-written ``data.db`` of :mod:`tests.unit.datastore` (read it, don't change it)."""
     return build_datastore(tmp_path_factory.mktemp("datastore") / "data.db")
+
+
+@pytest.fixture(scope="session")
+def postgres_datastore() -> Iterator[str]:
+    """The URL of a database of the session's own on the test PostgreSQL (see
+    :mod:`tests.postgres`), holding the rows of :mod:`tests.unit.datastore`."""
+    with scratch_database() as url:
+        yield load_postgres(url, TABLES)
+
+
+@pytest.fixture(scope="session", params=DIALECTS)
+def store(request: pytest.FixtureRequest, datastore: Path) -> Iterator[DataStore]:
+    """The rows of :mod:`tests.unit.datastore` in each data store: SQLite's ``data.db``,
+    then PostgreSQL (read them, don't change them)."""
+    if request.param == "sqlite":
+        yield SqliteStore(datastore)
+        return
+    postgres = PostgresStore(request.getfixturevalue("postgres_datastore"))
+    yield postgres
+    postgres.close()
 
 
 @pytest.fixture

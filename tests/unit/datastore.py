@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo
 import sqlite_utils
 
 from exportd import Window
+from exportd.data import postgres
+from exportd.data.schema import TABLES as SCHEMA
 from exportd.data.schema import create_schema
 
 WINDOW = Window(
@@ -199,6 +201,27 @@ TABLES: dict[str, list[dict[str, Any]]] = {
     "qna_rooms": QNA_ROOMS,
     "qna_questions": QNA_QUESTIONS,
 }
+
+
+def load_postgres(url: str, *tables: dict[str, list[dict[str, Any]]]) -> str:
+    """Replace the data store at ``url`` (PostgreSQL) with the rows of ``tables``, as
+    :func:`build_datastore` writes them into SQLite (a column a row leaves out gets its
+    default, or null); return ``url``."""
+
+    def fill(put: postgres.Put) -> None:
+        for table in SCHEMA:
+            defaults = dict(table.defaults)
+            rows = [row for given in tables for row in given.get(table.name, [])]
+            put(
+                table.name,
+                [
+                    tuple(row.get(name, defaults.get(name)) for name in table.columns)
+                    for row in rows
+                ],
+            )
+
+    postgres.load(url, fill)
+    return url
 
 
 def build_datastore(path: Path) -> Path:

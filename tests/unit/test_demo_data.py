@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
+import psycopg
 import pytest
 import sqlite_utils
 
-from exportd import ReadContext, Window
-from exportd.data.demo import DemoSummary, generate_demo_data
+from exportd import DataStore, ReadContext, Source, Window
+from exportd.cli import main
+from exportd.data.demo import DemoSummary, generate_demo_data, load_demo_data
 from exportd.data.demo_text import EVENT_ACTIONS
-from exportd.data.schema import TABLES, create_schema
+from exportd.data.schema import INDEXES, TABLES, Table, create_schema
+from exportd.kernel.datastores import PostgresStore, SqliteStore
 from exportd.plugins.sources.qna import QnaParams, QnaSource
 from exportd.plugins.sources.rooms import RoomsParams, RoomsSource
 from exportd.plugins.sources.workflows import WorkflowParams, WorkflowsSource
+from tests.postgres import DIALECTS, scratch_database
 
 MESSAGES = 3000
 
@@ -24,6 +31,25 @@ MESSAGES = 3000
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoSummary:
     return generate_demo_data(tmp_path_factory.mktemp("demo") / "data.db", messages=MESSAGES)
+
+
+@pytest.fixture(scope="module")
+def postgres_demo() -> Iterator[str]:
+    """The URL of a PostgreSQL store holding the same demo data as :func:`demo`."""
+    with scratch_database("demo") as url:
+        load_demo_data(url, messages=MESSAGES)
+        yield url
+
+
+@pytest.fixture(scope="module", params=DIALECTS)
+def demo_store(request: pytest.FixtureRequest, demo: DemoSummary) -> Iterator[DataStore]:
+    """The demo data in each data store."""
+    if request.param == "sqlite":
+        yield SqliteStore(demo.path or Path())
+        return
+    store = PostgresStore(request.getfixturevalue("postgres_demo"))
+    yield store
+    store.close()
 
 
 def query(summary: DemoSummary, sql: str) -> list[tuple[object, ...]]:
@@ -130,9 +156,9 @@ def test_the_schema_is_complete(demo: DemoSummary) -> None:
     db.close()
 
 
-def test_the_sources_read_the_demo_data(demo: DemoSummary) -> None:
+def test_the_sources_read_the_demo_data(demo: DemoSummary, demo_store: DataStore) -> None:
     window = Window(demo.start, demo.end, ZoneInfo("UTC"))
-    ctx = ReadContext(window=window, data_path=demo.path)
+    ctx = ReadContext(window=window, data=demo_store)
     in_room = f"SELECT count(*) FROM messages WHERE room_id = '{demo.room_id}'"
     cases = [
         (RoomsSource(), RoomsParams(room_id=demo.room_id, type="logs"), count(demo, in_room)),
@@ -145,7 +171,7 @@ def test_the_sources_read_the_demo_data(demo: DemoSummary) -> None:
         (QnaSource(), QnaParams(channel_id=demo.channel_id), None),
     ]
     for source, params, expected in cases:
-        source.validate(params, ReadContext(window=window, data_path=demo.path))
+        source.validate(params, ReadContext(window=window, data=demo_store))
         rows = sum(len(batch) for batch in source.read(params, ctx))
         assert rows == source.estimate(params, ctx)
         assert rows > 0 and expected in (None, rows)
@@ -162,3 +188,121 @@ def test_an_existing_store_is_replaced_whole(tmp_path: Path) -> None:
     summary = generate_demo_data(target, messages=10)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["data.db"]
     assert count(summary, "SELECT count(*) FROM messages") == 10
+
+
+def _as_stored(table: Table, row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row of SQLite's ``table`` as PostgreSQL holds it: times as aware datetimes, flags
+    as booleans."""
+    kinds = dict(zip(table.columns, row, strict=True))
+    return tuple(
+        datetime.fromisoformat(value)
+        if name.endswith("_at") and value is not None
+        else bool(value)
+        if name in ("is_real", "goal_triggered")
+        else value
+        for name, value in kinds.items()
+    )
+
+
+def test_postgres_gets_the_same_rows(demo: DemoSummary, postgres_demo: str) -> None:
+    with psycopg.connect(postgres_demo, options="-c TimeZone=UTC") as conn:
+        for table in TABLES:
+            columns = ", ".join(table.columns)
+            order = f"SELECT {columns} FROM {table.name} ORDER BY id"
+            expected = [_as_stored(table, row) for row in query(demo, order)]
+            assert conn.execute(order).fetchall() == expected, table.name
+
+
+def test_postgres_is_replaced_whole_in_one_transaction() -> None:
+    with scratch_database("demo") as url:
+        first = load_demo_data(url, messages=20)
+        assert first.path is None and first.url == url
+        with psycopg.connect(url) as conn:
+            conn.execute("DELETE FROM messages WHERE id > 10")
+        with pytest.raises(ValueError, match="messages"):
+            load_demo_data(url, messages=-1)
+        load_demo_data(url, messages=5)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM messages").fetchone() == (5,)
+            indexes = conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'idx_%'")
+            assert indexes.fetchone() == (len(INDEXES),)
+
+
+def test_demo_data_takes_a_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with scratch_database("demo") as url:
+        assert main(["demo-data", "--url", url, "--messages", "7", "--json"]) == 0
+        assert msgspec.json.decode(capsys.readouterr().out)["messages"] == 7
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM messages").fetchone() == (7,)
+
+
+ZONES = ["UTC", "Europe/Helsinki", "America/St_Johns", "Asia/Kathmandu"]
+
+
+def _parity_cases(demo: DemoSummary) -> list[tuple[Source[Any], dict[str, Any]]]:
+    """Parameter sets of every source, over every room, workflow and channel the demo has."""
+    with sqlite3.connect(demo.path or Path()) as conn:
+        rooms = [room for (room,) in conn.execute("SELECT id FROM rooms ORDER BY id")]
+        workflows = conn.execute("SELECT id, step_count FROM workflows ORDER BY id").fetchall()
+        channels = [row[0] for row in conn.execute("SELECT id FROM qna_channels ORDER BY id")]
+        some_rooms = [
+            room
+            for (room,) in conn.execute(
+                "SELECT id FROM qna_rooms WHERE channel_id = ? LIMIT 3", (demo.channel_id,)
+            )
+        ]
+    rooms_source, workflows_source, qna_source = RoomsSource(), WorkflowsSource(), QnaSource()
+    cases: list[tuple[Source[Any], dict[str, Any]]] = []
+    for room in rooms:
+        cases += [
+            (rooms_source, {"room_id": room, "type": "stats"}),
+            (rooms_source, {"room_id": room, "type": "logs", "is_real_conversation": False}),
+        ]
+    cases += [
+        (rooms_source, {"room_id": demo.room_id, "type": "logs"}),
+        (rooms_source, {"room_id": demo.room_id, "type": "logs", "min_message_count": 6}),
+    ]
+    first_actions = sorted({action for steps in EVENT_ACTIONS.values() for action in steps[0]})
+    for workflow, step_count in workflows:
+        steps = [{"workflow_id": workflow, "step_index": step} for step in range(step_count)]
+        cases += [(workflows_source, step | {"filters": []}) for step in steps]
+        cases += [
+            (
+                workflows_source,
+                steps[0] | {"filters": [{"property": "action", "values": first_actions}]},
+            ),
+            (
+                workflows_source,
+                steps[-1] | {"filters": [], "target": "triggered_goal", "limit": 9},
+            ),
+        ]
+    cases += [(qna_source, {"channel_id": channel}) for channel in channels]
+    cases.append((qna_source, {"channel_id": demo.channel_id, "room_ids": some_rooms}))
+    return cases
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_both_stores_give_the_same_rows(demo: DemoSummary, postgres_demo: str, zone: str) -> None:
+    """Every source and parameter set gives, from SQLite and from PostgreSQL, the same
+    rows in the same order, of the same types (the stats' rounded figures included)."""
+    window = Window(demo.start, demo.end, ZoneInfo(zone))
+    sqlite, postgres = SqliteStore(demo.path or Path()), PostgresStore(postgres_demo)
+    try:
+        for source, values in _parity_cases(demo):
+            params = msgspec.convert(values, source.Params)
+            results = []
+            for store in (sqlite, postgres):
+                ctx = ReadContext(window=window, data=store, batch_size=50)
+                source.validate(params, ctx)
+                rows = [
+                    tuple((type(value), value) for value in row)
+                    for part in source.parts(params, ctx)
+                    for batch in source.read(part, ctx)
+                    for row in batch
+                ]
+                results.append((rows, source.estimate(params, ctx), source.time_range(params, ctx)))
+            assert results[0] == results[1], (source.name, values)
+            quiet = values.get("is_real_conversation") is False  # small rooms may have none
+            assert results[0][0] or quiet, f"{source.name} {values} checks nothing"
+    finally:
+        postgres.close()

@@ -27,7 +27,8 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
-from exportd import Column, ReadContext, Window
+from exportd import Column, DataStore, ReadContext, Window
+from exportd.kernel.datastores import SqliteStore
 from exportd.kernel.pipeline import Written, run_export
 from exportd.kernel.plan import ExportPlan, plan_export
 from exportd.messages import ExportRequest
@@ -58,7 +59,8 @@ Shown = Callable[[Column, Any, ZoneInfo], Any]
 
 
 def query(datastore: Path, sql: str, *args: Any) -> list[Row]:
-    """The rows of one query on ``data.db``, opened read-only."""
+    """The rows of one query on ``data.db``, opened read-only: the reference for both
+    stores, PostgreSQL's as SQLite's."""
     with closing(sqlite3.connect(f"{datastore.as_uri()}?mode=ro", uri=True)) as conn:
         return conn.execute(sql, args).fetchall()
 
@@ -95,7 +97,7 @@ def room_logs(datastore: Path, window: Window, params: dict[str, Any]) -> list[R
 def room_stats(datastore: Path, window: Window, params: dict[str, Any]) -> list[Row]:
     """The rooms source's own stats rows (their figures are tested in test_source_rooms.py)."""
     source = PLUGINS.source("rooms")
-    ctx = ReadContext(window=window, data_path=datastore)
+    ctx = ReadContext(window=window, data=SqliteStore(datastore))
     chosen = msgspec.convert(params, source.Params)
     return [tuple(row) for batch in source.read(chosen, ctx) for row in batch]
 
@@ -340,10 +342,16 @@ def test_the_matrix_covers_every_builtin_source_and_format() -> None:
 @pytest.mark.parametrize("format_name", FORMATS)
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_every_value_survives_the_export(
-    datastore: Path, tmp_path: Path, case: Case, format_name: str, zone_name: str
+    *,
+    datastore: Path,
+    store: DataStore,
+    tmp_path: Path,
+    case: Case,
+    format_name: str,
+    zone_name: str,
 ) -> None:
     zone = ZoneInfo(zone_name)
-    plan = plan_export(request(case, format_name, zone_name), PLUGINS, datastore)
+    plan = plan_export(request(case, format_name, zone_name), PLUGINS, store)
     window = Window(WINDOW.start, WINDOW.end, zone)
     assert plan.window == window
     columns = list(plan.source.columns(plan.params, plan.context(batch_size=BATCH_SIZE)))

@@ -5,6 +5,7 @@ matching, the stored time form at the ends of the datetime range.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,20 +15,25 @@ import msgspec
 import pytest
 import sqlite_utils
 
-from exportd import ExportFailed, InvalidRequest, NotFound, ReadContext, Source
+from exportd import DataStore, ExportFailed, InvalidRequest, NotFound, ReadContext, Source
 from exportd.data.schema import create_schema
+from exportd.kernel.datastores import PostgresStore, SqliteStore
 from exportd.kernel.validation import convert
 from exportd.plugins.sources.common import check_text, db_time
 from exportd.plugins.sources.qna import QnaSource
 from exportd.plugins.sources.rooms import RoomsSource
 from exportd.plugins.sources.workflows import WorkflowsSource
+from tests.postgres import DIALECTS, scratch_database
 from tests.unit.datastore import (
     ODD,
+    ODD_TABLES,
     ROOM,
     SMALL_CHANNEL,
+    TABLES,
     WEB_WORKFLOW,
     WINDOW,
     build_odd_datastore,
+    load_postgres,
 )
 
 PARAMS: dict[str, dict[str, Any]] = {
@@ -39,18 +45,28 @@ SOURCES = [RoomsSource(), WorkflowsSource(), QnaSource()]
 STEPS = ["validate", "estimate", "read"]
 
 
-def run(source: Source[Any], step: str, values: dict[str, Any], data_path: Path) -> Any:
-    """One step of a source, as the pipeline calls it, on ``data_path``."""
+def run(source: Source[Any], step: str, values: dict[str, Any], data: Path | DataStore) -> Any:
+    """One step of a source, as the pipeline calls it, on ``data`` (a path: a SQLite file)."""
     params = convert(values, source.Params, "params")
-    ctx = ReadContext(window=WINDOW, data_path=data_path, batch_size=2)
+    store = data if isinstance(data, DataStore) else SqliteStore(data)
+    ctx = ReadContext(window=WINDOW, data=store, batch_size=2)
     if step == "read":
         return [row for batch in source.read(params, ctx) for row in batch]
     return getattr(source, step)(params, ctx)
 
 
-@pytest.fixture(scope="module")
-def odd_datastore(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_odd_datastore(tmp_path_factory.mktemp("odd") / "data.db")
+@pytest.fixture(scope="module", params=DIALECTS)
+def odd_datastore(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DataStore]:
+    """The odd rows of :func:`build_odd_datastore` in each data store."""
+    if request.param == "sqlite":
+        yield SqliteStore(build_odd_datastore(tmp_path_factory.mktemp("odd") / "data.db"))
+        return
+    with scratch_database() as url:
+        store = PostgresStore(load_postgres(url, TABLES, ODD_TABLES))
+        yield store
+        store.close()
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -103,7 +119,7 @@ def test_an_empty_data_store_knows_nothing(tmp_path: Path, source: Source[Any]) 
         run(source, "validate", PARAMS[source.name], tmp_path / "data.db")
 
 
-def test_odd_text_is_matched_exactly(odd_datastore: Path) -> None:
+def test_odd_text_is_matched_exactly(odd_datastore: DataStore) -> None:
     logs = run(RoomsSource(), "read", {"room_id": ODD, "type": "logs"}, odd_datastore)
     assert [(row[0], row[3], row[6], row[7]) for row in logs] == [(ODD, 100, ODD, ODD)]
     stats = run(RoomsSource(), "read", {"room_id": ODD, "type": "stats"}, odd_datastore)
@@ -118,7 +134,7 @@ def test_odd_text_is_matched_exactly(odd_datastore: Path) -> None:
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda source: source.name)
-def test_odd_text_validates(odd_datastore: Path, source: Source[Any]) -> None:
+def test_odd_text_validates(odd_datastore: DataStore, source: Source[Any]) -> None:
     odd = {
         "rooms": {"room_id": ODD},
         "workflows": {"filters": [{"property": "action", "values": [ODD]}]},
@@ -148,4 +164,4 @@ def test_check_text_names_every_text_with_a_nul_or_a_lone_surrogate() -> None:
     ],
 )
 def test_db_time_reaches_the_ends_of_the_datetime_range(moment: datetime, text: str) -> None:
-    assert db_time(moment) == text
+    assert db_time(SqliteStore(Path("data.db")), moment) == text

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from exportd import InvalidRequest, NotFound, ReadContext, Window
+from exportd import DataStore, InvalidRequest, NotFound, ReadContext, Window
 from exportd.kernel.validation import convert
 from exportd.plugins.sources import qna
 from exportd.plugins.sources.qna import QnaParams, QnaSource
@@ -23,22 +22,22 @@ def params(**values: Any) -> QnaParams:
     return convert({"channel_id": SMALL_CHANNEL} | values, QnaParams, "params")
 
 
-def context(datastore: Path, limit: int | None = None) -> ReadContext:
-    return ReadContext(window=WINDOW, data_path=datastore, batch_size=2, limit=limit)
+def context(store: DataStore, limit: int | None = None) -> ReadContext:
+    return ReadContext(window=WINDOW, data=store, batch_size=2, limit=limit)
 
 
-def questions(datastore: Path, chosen: QnaParams, limit: int | None = None) -> list[int]:
+def questions(store: DataStore, chosen: QnaParams, limit: int | None = None) -> list[int]:
     """The ids of the questions read, in order; checks the estimate on the way."""
-    SOURCE.validate(chosen, ReadContext(window=WINDOW, data_path=datastore))
-    ctx = context(datastore, limit)
+    SOURCE.validate(chosen, ReadContext(window=WINDOW, data=store))
+    ctx = context(store, limit)
     ids = [row[0] for batch in SOURCE.read(chosen, ctx) for row in batch]
     if limit is None:
         assert SOURCE.estimate(chosen, ctx) == len(ids)
     return ids
 
 
-def test_questions_come_room_by_room_in_the_order_asked(datastore: Path) -> None:
-    ctx = context(datastore)
+def test_questions_come_room_by_room_in_the_order_asked(store: DataStore) -> None:
+    ctx = context(store)
     got = [row for batch in SOURCE.read(params(), ctx) for row in batch]
     assert got == [
         (
@@ -84,49 +83,49 @@ def test_questions_come_room_by_room_in_the_order_asked(datastore: Path) -> None
     assert SOURCE.estimate(params(), ctx) == 3  # question 4, at the window end, is out
 
 
-def test_room_ids_restrict_the_rooms(datastore: Path) -> None:
-    assert questions(datastore, params(room_ids=["small-b"])) == [2]
-    assert questions(datastore, params(room_ids=["small-b", "small-a"])) == [3, 1, 2]
+def test_room_ids_restrict_the_rooms(store: DataStore) -> None:
+    assert questions(store, params(room_ids=["small-b"])) == [2]
+    assert questions(store, params(room_ids=["small-b", "small-a"])) == [3, 1, 2]
 
 
-def test_the_limit_caps_the_rows(datastore: Path) -> None:
-    assert questions(datastore, params(), limit=2) == [3, 1]
+def test_the_limit_caps_the_rows(store: DataStore) -> None:
+    assert questions(store, params(), limit=2) == [3, 1]
 
 
-def test_a_small_channel_is_one_part(datastore: Path) -> None:
+def test_a_small_channel_is_one_part(store: DataStore) -> None:
     chosen = params()
-    assert SOURCE.parts(chosen, context(datastore)) == [chosen]
+    assert SOURCE.parts(chosen, context(store)) == [chosen]
 
 
-def test_sixty_rooms_make_three_parts_of_at_most_25(datastore: Path) -> None:
-    parts = SOURCE.parts(params(channel_id=BIG_CHANNEL), context(datastore))
+def test_sixty_rooms_make_three_parts_of_at_most_25(store: DataStore) -> None:
+    parts = SOURCE.parts(params(channel_id=BIG_CHANNEL), context(store))
     assert [part.room_ids for part in parts] == [BIG_ROOMS[:25], BIG_ROOMS[25:50], BIG_ROOMS[50:]]
     assert all(part.channel_id == BIG_CHANNEL for part in parts)
     # Questions in big-01, big-26 and big-60: one in each part, none lost or repeated.
-    assert [questions(datastore, part) for part in parts] == [[5], [6], [7]]
-    assert questions(datastore, params(channel_id=BIG_CHANNEL)) == [5, 6, 7]
+    assert [questions(store, part) for part in parts] == [[5], [6], [7]]
+    assert questions(store, params(channel_id=BIG_CHANNEL)) == [5, 6, 7]
 
 
-def test_rooms_per_part_is_configurable(datastore: Path) -> None:
-    parts = SOURCE.parts(params(channel_id=BIG_CHANNEL, rooms_per_part=30), context(datastore))
+def test_rooms_per_part_is_configurable(store: DataStore) -> None:
+    parts = SOURCE.parts(params(channel_id=BIG_CHANNEL, rooms_per_part=30), context(store))
     assert [part.room_ids for part in parts] == [BIG_ROOMS[:30], BIG_ROOMS[30:]]
     chosen = params(channel_id=BIG_CHANNEL, rooms_per_part=1, room_ids=["big-02", "big-01"])
-    assert [part.room_ids for part in SOURCE.parts(chosen, context(datastore))] == [
+    assert [part.room_ids for part in SOURCE.parts(chosen, context(store))] == [
         ["big-01"],
         ["big-02"],
     ]
 
 
-def test_an_unknown_channel_is_not_found(datastore: Path) -> None:
+def test_an_unknown_channel_is_not_found(store: DataStore) -> None:
     with pytest.raises(NotFound) as caught:
-        SOURCE.validate(params(channel_id="nope"), ReadContext(window=WINDOW, data_path=datastore))
+        SOURCE.validate(params(channel_id="nope"), ReadContext(window=WINDOW, data=store))
     assert [f.name for f in caught.value.fields] == ["params.channel_id"]
 
 
-def test_rooms_of_another_channel_are_not_found(datastore: Path) -> None:
+def test_rooms_of_another_channel_are_not_found(store: DataStore) -> None:
     chosen = params(room_ids=["small-a", "big-01", "nope"])
     with pytest.raises(NotFound) as caught:
-        SOURCE.validate(chosen, ReadContext(window=WINDOW, data_path=datastore))
+        SOURCE.validate(chosen, ReadContext(window=WINDOW, data=store))
     assert [f.name for f in caught.value.fields] == ["params.room_ids[1]", "params.room_ids[2]"]
 
 
@@ -151,22 +150,22 @@ def test_the_plugin_registers_the_source() -> None:
     assert [source.name for source in qna.exportd_sources()] == ["qna"]
 
 
-def test_a_window_of_every_time_gives_every_question(datastore: Path) -> None:
+def test_a_window_of_every_time_gives_every_question(store: DataStore) -> None:
     every = Window(datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC), UTC_ZONE)
-    ctx = ReadContext(window=every, data_path=datastore)
+    ctx = ReadContext(window=every, data=store)
     assert [row[0] for batch in SOURCE.read(params(), ctx) for row in batch] == [3, 1, 4, 2]
     assert SOURCE.estimate(params(), ctx) == 4
 
 
-def test_room_ids_are_matched_exactly(datastore: Path) -> None:
+def test_room_ids_are_matched_exactly(store: DataStore) -> None:
     chosen = params(room_ids=["small-a", "small-%", "small_a", "SMALL-A", "small-a "])
     with pytest.raises(NotFound) as caught:
-        SOURCE.validate(chosen, ReadContext(window=WINDOW, data_path=datastore))
+        SOURCE.validate(chosen, ReadContext(window=WINDOW, data=store))
     assert [f.name for f in caught.value.fields] == [f"params.room_ids[{i}]" for i in (1, 2, 3, 4)]
 
 
-def test_a_room_named_twice_is_read_once(datastore: Path) -> None:
-    assert questions(datastore, params(room_ids=["small-b", "small-b"])) == [2]
+def test_a_room_named_twice_is_read_once(store: DataStore) -> None:
+    assert questions(store, params(room_ids=["small-b", "small-b"])) == [2]
 
 
 @pytest.mark.parametrize(
@@ -177,10 +176,10 @@ def test_a_room_named_twice_is_read_once(datastore: Path) -> None:
     ],
 )
 def test_text_no_stored_text_can_match_is_a_field_error(
-    datastore: Path, values: dict[str, Any], field: str
+    store: DataStore, values: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        SOURCE.validate(params(**values), ReadContext(window=WINDOW, data_path=datastore))
+        SOURCE.validate(params(**values), ReadContext(window=WINDOW, data=store))
     assert [f.name for f in caught.value.fields] == [field]
 
 

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exportd import ExportFailed, InvalidRequest, NotFound, ReadContext, Window
+from exportd import DataStore, ExportFailed, InvalidRequest, NotFound, ReadContext, Window
+from exportd.kernel.datastores import SqliteStore
 from exportd.kernel.validation import convert
 from exportd.kernel.window import parse_window
 from exportd.messages import Interval
@@ -44,37 +45,37 @@ def params(**values: Any) -> RoomsParams:
 
 
 def batches(
-    datastore: Path, window: Window = WINDOW, *, limit: int | None = None, **values: Any
+    store: DataStore, window: Window = WINDOW, *, limit: int | None = None, **values: Any
 ) -> list[list[tuple[Any, ...]]]:
     chosen = params(**values)
-    SOURCE.validate(chosen, ReadContext(window=window, data_path=datastore))
-    ctx = ReadContext(window=window, data_path=datastore, batch_size=4, limit=limit)
+    SOURCE.validate(chosen, ReadContext(window=window, data=store))
+    ctx = ReadContext(window=window, data=store, batch_size=4, limit=limit)
     return [list(batch) for batch in SOURCE.read(chosen, ctx)]
 
 
-def rows(datastore: Path, window: Window = WINDOW, **values: Any) -> list[tuple[Any, ...]]:
-    return [row for batch in batches(datastore, window, **values) for row in batch]
+def rows(store: DataStore, window: Window = WINDOW, **values: Any) -> list[tuple[Any, ...]]:
+    return [row for batch in batches(store, window, **values) for row in batch]
 
 
-def messages(datastore: Path, **values: Any) -> list[tuple[str, int]]:
+def messages(store: DataStore, **values: Any) -> list[tuple[str, int]]:
     """(conversation id, message id) of each logs row."""
-    return [(row[0], row[3]) for row in rows(datastore, type="logs", **values)]
+    return [(row[0], row[3]) for row in rows(store, type="logs", **values)]
 
 
-def estimate(datastore: Path, window: Window = WINDOW, **values: Any) -> int | None:
-    return SOURCE.estimate(params(**values), ReadContext(window=window, data_path=datastore))
+def estimate(store: DataStore, window: Window = WINDOW, **values: Any) -> int | None:
+    return SOURCE.estimate(params(**values), ReadContext(window=window, data=store))
 
 
-def test_logs_are_the_window_messages_by_conversation_start_then_time(datastore: Path) -> None:
+def test_logs_are_the_window_messages_by_conversation_start_then_time(store: DataStore) -> None:
     # conv-0 started before the window: only its message at the window start is
     # in; conv-5's message at the window end is out; conv-1a and conv-1b start at
     # the same second and are ordered by id; OTHER_ROOM's messages never appear.
-    assert messages(datastore) == ALL_MESSAGES
-    assert estimate(datastore, type="logs") == len(ALL_MESSAGES)
+    assert messages(store) == ALL_MESSAGES
+    assert estimate(store, type="logs") == len(ALL_MESSAGES)
 
 
-def test_logs_rows_carry_typed_values_and_come_in_batches(datastore: Path) -> None:
-    got = batches(datastore, type="logs", is_real_conversation=False)
+def test_logs_rows_carry_typed_values_and_come_in_batches(store: DataStore) -> None:
+    got = batches(store, type="logs", is_real_conversation=False)
     assert got == [
         [
             (
@@ -99,18 +100,18 @@ def test_logs_rows_carry_typed_values_and_come_in_batches(datastore: Path) -> No
             ),
         ]
     ]
-    assert [len(batch) for batch in batches(datastore, type="logs")] == [4, 4, 4, 4, 3]
-    hostile = rows(datastore, type="logs")[3]
+    assert [len(batch) for batch in batches(store, type="logs")] == [4, 4, 4, 4, 3]
+    hostile = rows(store, type="logs")[3]
     assert hostile[2] is True
     assert hostile[7] == 'Order "A-1",\nlost 📦'
 
 
-def test_logs_of_real_conversations_only(datastore: Path) -> None:
+def test_logs_of_real_conversations_only(store: DataStore) -> None:
     fake = {"conv-1a", "conv-2"}
-    assert messages(datastore, is_real_conversation=True) == [
+    assert messages(store, is_real_conversation=True) == [
         pair for pair in ALL_MESSAGES if pair[0] not in fake
     ]
-    assert estimate(datastore, type="logs", is_real_conversation=True) == len(ALL_MESSAGES) - 2
+    assert estimate(store, type="logs", is_real_conversation=True) == len(ALL_MESSAGES) - 2
 
 
 @pytest.mark.parametrize(
@@ -124,59 +125,59 @@ def test_logs_of_real_conversations_only(datastore: Path) -> None:
     ],
 )
 def test_min_message_count_counts_visitor_and_operator_messages(
-    datastore: Path, minimum: int, conversations: set[str] | None
+    store: DataStore, minimum: int, conversations: set[str] | None
 ) -> None:
     # conv-0 has 2 actual messages although only one is in the window; conv-1b
     # has 4 (bot messages do not count); conv-1a has only a bot message.
     expected = [pair for pair in ALL_MESSAGES if conversations is None or pair[0] in conversations]
-    assert messages(datastore, min_message_count=minimum) == expected
-    assert estimate(datastore, type="logs", min_message_count=minimum) == len(expected)
+    assert messages(store, min_message_count=minimum) == expected
+    assert estimate(store, type="logs", min_message_count=minimum) == len(expected)
 
 
-def test_conversation_filters_combine(datastore: Path) -> None:
-    assert messages(datastore, is_real_conversation=False, min_message_count=1) == [("conv-2", 13)]
+def test_conversation_filters_combine(store: DataStore) -> None:
+    assert messages(store, is_real_conversation=False, min_message_count=1) == [("conv-2", 13)]
 
 
-def test_logs_respect_the_limit(datastore: Path) -> None:
-    got = rows(datastore, type="logs", limit=3)
+def test_logs_respect_the_limit(store: DataStore) -> None:
+    got = rows(store, type="logs", limit=3)
     assert [(row[0], row[3]) for row in got] == ALL_MESSAGES[:3]
 
 
-def test_a_room_without_conversations_has_no_logs_and_zero_days(datastore: Path) -> None:
-    assert rows(datastore, type="logs", room_id=EMPTY_ROOM) == []
-    assert estimate(datastore, type="logs", room_id=EMPTY_ROOM) == 0
-    stats = rows(datastore, type="stats", room_id=EMPTY_ROOM)
+def test_a_room_without_conversations_has_no_logs_and_zero_days(store: DataStore) -> None:
+    assert rows(store, type="logs", room_id=EMPTY_ROOM) == []
+    assert estimate(store, type="logs", room_id=EMPTY_ROOM) == 0
+    stats = rows(store, type="stats", room_id=EMPTY_ROOM)
     assert [row[0] for row in stats] == [date(2024, 10, 26), date(2024, 10, 27), date(2024, 10, 28)]
     assert all(row[1:] == (0,) * 8 + (None,) * 3 for row in stats)
 
 
-def test_stats_per_utc_day(datastore: Path) -> None:
-    assert rows(datastore, type="stats") == [
+def test_stats_per_utc_day(store: DataStore) -> None:
+    assert rows(store, type="stats") == [
         (date(2024, 10, 26), 5, 3, 0, 5, 12, 4, 6, 2, 113.3, 30.0, 252.0),
         (date(2024, 10, 27), 2, 2, 1, 2, 7, 4, 2, 2, 60.0, 60.0, 1050.0),
         (date(2024, 10, 28), 0, 0, 0, 0, 0, 0, 0, 0, None, None, None),
     ]
-    assert estimate(datastore, type="stats") == 3
+    assert estimate(store, type="stats") == 3
 
 
-def test_stats_per_local_day_across_the_end_of_summer_time(datastore: Path) -> None:
+def test_stats_per_local_day_across_the_end_of_summer_time(store: DataStore) -> None:
     # In Helsinki, conv-0 (23:58 UTC the day before) counts on the 26th with its
     # 110 s response (median of 10, 30, 110, 300 is 70); the 27th lasts 25 hours
     # and gets conv-2; the 28th has messages but no new chat.
-    assert rows(datastore, HELSINKI, type="stats") == [
+    assert rows(store, HELSINKI, type="stats") == [
         (date(2024, 10, 26), 5, 4, 0, 5, 12, 5, 5, 2, 112.5, 70.0, 228.0),
         (date(2024, 10, 27), 3, 2, 1, 3, 5, 3, 2, 2, 60.0, 60.0, 800.0),
         (date(2024, 10, 28), 0, 0, 0, 0, 3, 1, 1, 1, None, None, None),
     ]
 
 
-def test_stats_days_are_cut_to_the_window(datastore: Path) -> None:
+def test_stats_days_are_cut_to_the_window(store: DataStore) -> None:
     window = Window(
         start=datetime(2024, 10, 26, 12, tzinfo=UTC),
         end=datetime(2024, 10, 27, 12, tzinfo=UTC),
         timezone=ZoneInfo("UTC"),
     )
-    got = rows(datastore, window, type="stats")
+    got = rows(store, window, type="stats")
     assert [(row[0], row[1], row[5]) for row in got] == [
         (date(2024, 10, 26), 3, 5),
         (date(2024, 10, 27), 1, 2),
@@ -244,32 +245,28 @@ def test_bad_params_name_the_field(values: dict[str, Any], field: str) -> None:
     ],
 )
 def test_logs_filters_with_stats_are_rejected(
-    datastore: Path, values: dict[str, Any], fields: list[str]
+    store: DataStore, values: dict[str, Any], fields: list[str]
 ) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        SOURCE.validate(
-            params(type="stats", **values), ReadContext(window=WINDOW, data_path=datastore)
-        )
+        SOURCE.validate(params(type="stats", **values), ReadContext(window=WINDOW, data=store))
     assert [f.name for f in caught.value.fields] == fields
 
 
-def test_an_unknown_room_is_not_found(datastore: Path) -> None:
+def test_an_unknown_room_is_not_found(store: DataStore) -> None:
     with pytest.raises(NotFound) as caught:
-        SOURCE.validate(
-            params(type="logs", room_id="nope"), ReadContext(window=WINDOW, data_path=datastore)
-        )
+        SOURCE.validate(params(type="logs", room_id="nope"), ReadContext(window=WINDOW, data=store))
     assert [f.name for f in caught.value.fields] == ["params.room_id"]
 
 
 def test_a_missing_data_store_fails_naming_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "data.db"
     with pytest.raises(ExportFailed, match="demo-data") as caught:
-        SOURCE.validate(params(type="logs"), ReadContext(window=WINDOW, data_path=missing))
+        SOURCE.validate(params(type="logs"), ReadContext(window=WINDOW, data=SqliteStore(missing)))
     assert str(missing) in caught.value.message
 
 
-def test_columns_carry_roles_for_transcripts(datastore: Path) -> None:
-    ctx = ReadContext(window=WINDOW, data_path=datastore)
+def test_columns_carry_roles_for_transcripts(store: DataStore) -> None:
+    ctx = ReadContext(window=WINDOW, data=store)
     columns = SOURCE.columns(params(type="logs"), ctx)
     assert {column.role: column.name for column in columns if column.role} == {
         "conversation": "conversation_id",
@@ -298,10 +295,10 @@ EVERY_DAY = utc_window(datetime.min, datetime.max)
 
 
 def test_a_stats_window_of_every_day_with_a_small_limit_is_quick_and_small(
-    datastore: Path,
+    store: DataStore,
 ) -> None:
     chosen = params(type="stats")
-    ctx = ReadContext(window=EVERY_DAY, data_path=datastore, limit=3)
+    ctx = ReadContext(window=EVERY_DAY, data=store, limit=3)
     tracemalloc.start()
     began = time.perf_counter()
     try:
@@ -317,9 +314,9 @@ def test_a_stats_window_of_every_day_with_a_small_limit_is_quick_and_small(
     assert peak < 1_000_000
 
 
-def test_a_long_stats_window_is_read_one_batch_of_days_at_a_time(datastore: Path) -> None:
+def test_a_long_stats_window_is_read_one_batch_of_days_at_a_time(store: DataStore) -> None:
     window = utc_window(datetime(1960, 1, 1), datetime(1990, 1, 1), "Europe/Helsinki")
-    ctx = ReadContext(window=window, data_path=datastore, batch_size=200)
+    ctx = ReadContext(window=window, data=store, batch_size=200)
     sizes = []
     tracemalloc.start()
     try:
@@ -341,13 +338,13 @@ def test_a_long_stats_window_is_read_one_batch_of_days_at_a_time(datastore: Path
     limit=st.none() | st.integers(1, 20),
 )
 def test_stats_read_in_batches_of_days_equal_stats_read_in_one(
-    datastore: Path, zone: str, batch_size: int, limit: int | None
+    store: DataStore, zone: str, batch_size: int, limit: int | None
 ) -> None:
     # Two weeks around the end of summer time in Europe, with all the room's messages.
     window = parse_window(Interval("2024-10-20", "2024-11-03"), zone)
     chosen = params(type="stats")
-    at_once = ReadContext(window=window, data_path=datastore, batch_size=1000)
-    in_batches = ReadContext(window=window, data_path=datastore, batch_size=batch_size, limit=limit)
+    at_once = ReadContext(window=window, data=store, batch_size=1000)
+    in_batches = ReadContext(window=window, data=store, batch_size=batch_size, limit=limit)
     every_day = [row for batch in SOURCE.read(chosen, at_once) for row in batch]
     assert sum(row[5] for row in every_day) == 21
     got = [list(batch) for batch in SOURCE.read(chosen, in_batches)]
@@ -367,10 +364,10 @@ def test_stats_read_in_batches_of_days_equal_stats_read_in_one(
     ],
 )
 def test_stats_reach_the_first_and_the_last_day_of_the_calendar(
-    datastore: Path, window: Window, dates: list[date]
+    store: DataStore, window: Window, dates: list[date]
 ) -> None:
-    assert rows(datastore, window, type="stats") == [(day, *ZERO_DAY) for day in dates]
-    assert estimate(datastore, window, type="stats") == len(dates)
+    assert rows(store, window, type="stats") == [(day, *ZERO_DAY) for day in dates]
+    assert estimate(store, window, type="stats") == len(dates)
 
 
 @pytest.mark.parametrize(
@@ -381,42 +378,44 @@ def test_stats_reach_the_first_and_the_last_day_of_the_calendar(
     ],
 )
 def test_stats_days_beyond_the_calendar_are_a_field_error(
-    datastore: Path, window: Window, field: str
+    store: DataStore, window: Window, field: str
 ) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        SOURCE.validate(params(type="stats"), ReadContext(window=window, data_path=datastore))
+        SOURCE.validate(params(type="stats"), ReadContext(window=window, data=store))
     assert [f.name for f in caught.value.fields] == [field]
     # Logs have no days to cut, so the same window is fine for them.
-    SOURCE.validate(params(type="logs"), ReadContext(window=window, data_path=datastore))
+    SOURCE.validate(params(type="logs"), ReadContext(window=window, data=store))
 
 
-def test_logs_of_a_window_of_every_time_are_all_the_room_messages(datastore: Path) -> None:
-    got = [(row[0], row[3]) for row in rows(datastore, EVERY_DAY, type="logs")]
+def test_logs_of_a_window_of_every_time_are_all_the_room_messages(store: DataStore) -> None:
+    got = [(row[0], row[3]) for row in rows(store, EVERY_DAY, type="logs")]
     assert got == [("conv-0", 1), *ALL_MESSAGES, ("conv-5", 21)]
-    assert estimate(datastore, EVERY_DAY, type="logs") == len(got)
+    assert estimate(store, EVERY_DAY, type="logs") == len(got)
 
 
 @pytest.mark.parametrize("room_id", ["%", "_", "'", "' OR '1'='1", f"{ROOM}%", ROOM.upper()])
-def test_room_ids_are_matched_exactly(datastore: Path, room_id: str) -> None:
+def test_room_ids_are_matched_exactly(store: DataStore, room_id: str) -> None:
     with pytest.raises(NotFound) as caught:
         SOURCE.validate(
-            params(type="logs", room_id=room_id), ReadContext(window=WINDOW, data_path=datastore)
+            params(type="logs", room_id=room_id), ReadContext(window=WINDOW, data=store)
         )
     assert [f.name for f in caught.value.fields] == ["params.room_id"]
 
 
 @pytest.mark.parametrize("room_id", [f"{ROOM}\x00", "\udcff"])
-def test_room_ids_no_stored_text_can_match_are_a_field_error(datastore: Path, room_id: str) -> None:
+def test_room_ids_no_stored_text_can_match_are_a_field_error(
+    store: DataStore, room_id: str
+) -> None:
     with pytest.raises(InvalidRequest) as caught:
         SOURCE.validate(
-            params(type="logs", room_id=room_id), ReadContext(window=WINDOW, data_path=datastore)
+            params(type="logs", room_id=room_id), ReadContext(window=WINDOW, data=store)
         )
     assert [f.name for f in caught.value.fields] == ["params.room_id"]
 
 
-def test_min_message_count_is_bounded_by_what_sqlite_holds(datastore: Path) -> None:
+def test_min_message_count_is_bounded_by_what_sqlite_holds(store: DataStore) -> None:
     with pytest.raises(InvalidRequest) as caught:
         params(type="logs", min_message_count=2**63)
     assert [f.name for f in caught.value.fields] == ["params.min_message_count"]
-    assert messages(datastore, min_message_count=2**63 - 1) == []
-    assert estimate(datastore, type="logs", min_message_count=2**63 - 1) == 0
+    assert messages(store, min_message_count=2**63 - 1) == []
+    assert estimate(store, type="logs", min_message_count=2**63 - 1) == 0

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from exportd import ReadContext, Source
+from exportd import DataStore, ReadContext, Source
 from exportd.kernel.validation import convert
 from exportd.plugins.sources.qna import QnaSource
 from exportd.plugins.sources.rooms import RoomsSource
@@ -41,24 +41,31 @@ CASES = [
 
 
 def time_range(
-    source: Source[Any], values: dict[str, Any], datastore: Path
+    source: Source[Any], values: dict[str, Any], store: DataStore
 ) -> tuple[datetime, datetime] | None:
     params = convert(values, source.Params, "params")
-    return source.time_range(params, ReadContext(window=WINDOW, data_path=datastore))
+    return source.time_range(params, ReadContext(window=WINDOW, data=store))
 
 
 @pytest.mark.parametrize(("source", "values", "sql", "args"), CASES)
 def test_the_range_is_the_first_and_the_last_stored_time(
-    datastore: Path, source: Source[Any], values: dict[str, Any], sql: str, args: list[str]
+    *,
+    datastore: Path,
+    store: DataStore,
+    source: Source[Any],
+    values: dict[str, Any],
+    sql: str,
+    args: list[str],
 ) -> None:
+    """In either store, the first and the last time of ``data.db``'s rows."""
     with closing(sqlite3.connect(datastore)) as db:
         first, last = db.execute(sql, args).fetchone()
     assert first < last
-    assert time_range(source, values, datastore) == (
+    assert time_range(source, values, store) == (
         datetime.fromisoformat(first),
         datetime.fromisoformat(last),
     )
 
 
-def test_a_room_without_messages_has_no_range(datastore: Path) -> None:
-    assert time_range(RoomsSource(), {"room_id": EMPTY_ROOM, "type": "logs"}, datastore) is None
+def test_a_room_without_messages_has_no_range(store: DataStore) -> None:
+    assert time_range(RoomsSource(), {"room_id": EMPTY_ROOM, "type": "logs"}, store) is None

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from exportd import InvalidRequest, NotFound, NotImplementedFeature, ReadContext, Window
+from exportd import DataStore, InvalidRequest, NotFound, NotImplementedFeature, ReadContext, Window
 from exportd.kernel.validation import convert
 from exportd.plugins.sources import workflows
 from exportd.plugins.sources.workflows import WorkflowParams, WorkflowsSource
@@ -30,27 +29,27 @@ def params(**values: Any) -> WorkflowParams:
     return convert(defaults | values, WorkflowParams, "params")
 
 
-def events(datastore: Path, *, ctx_limit: int | None = None, **values: Any) -> list[int]:
+def events(store: DataStore, *, ctx_limit: int | None = None, **values: Any) -> list[int]:
     """The ids of the events read, in order; checks the estimate on the way."""
     chosen = params(**values)
-    SOURCE.validate(chosen, ReadContext(window=WINDOW, data_path=datastore))
-    ctx = ReadContext(window=WINDOW, data_path=datastore, batch_size=2, limit=ctx_limit)
+    SOURCE.validate(chosen, ReadContext(window=WINDOW, data=store))
+    ctx = ReadContext(window=WINDOW, data=store, batch_size=2, limit=ctx_limit)
     ids = [row[0] for batch in SOURCE.read(chosen, ctx) for row in batch]
     if ctx_limit is None:
         assert SOURCE.estimate(chosen, ctx) == len(ids)
     return ids
 
 
-def test_a_step_gives_its_events_in_the_window_in_time_order(datastore: Path) -> None:
+def test_a_step_gives_its_events_in_the_window_in_time_order(store: DataStore) -> None:
     # Event 3 happened before event 2; 4 and 5 share a second; 6 is at the window end.
-    assert events(datastore) == [3, 2, 4, 5]
-    assert events(datastore, step_index=0) == [1]
-    assert events(datastore, step_index=2) == [7]
+    assert events(store) == [3, 2, 4, 5]
+    assert events(store, step_index=0) == [1]
+    assert events(store, step_index=2) == [7]
 
 
-def test_rows_carry_typed_values(datastore: Path) -> None:
+def test_rows_carry_typed_values(store: DataStore) -> None:
     chosen = params(target="triggered_goal")
-    ctx = ReadContext(window=WINDOW, data_path=datastore)
+    ctx = ReadContext(window=WINDOW, data=store)
     assert [row for batch in SOURCE.read(chosen, ctx) for row in batch] == [
         (
             4,
@@ -88,51 +87,51 @@ def test_rows_carry_typed_values(datastore: Path) -> None:
     ],
 )
 def test_filters_keep_events_with_one_of_the_values(
-    datastore: Path, filters: list[dict[str, Any]], expected: list[int]
+    store: DataStore, filters: list[dict[str, Any]], expected: list[int]
 ) -> None:
-    assert events(datastore, filters=filters) == expected
+    assert events(store, filters=filters) == expected
 
 
-def test_interaction_filters_by_view_uid(datastore: Path) -> None:
+def test_interaction_filters_by_view_uid(store: DataStore) -> None:
     view_b = [{"property": "view_uid", "values": ["view-b"]}]
-    assert events(datastore, workflow_id=INTERACTION_WORKFLOW, filters=view_b) == [9, 10]
+    assert events(store, workflow_id=INTERACTION_WORKFLOW, filters=view_b) == [9, 10]
 
 
-def test_step_data_picks_page_urls_in_web_navigation(datastore: Path) -> None:
+def test_step_data_picks_page_urls_in_web_navigation(store: DataStore) -> None:
     step_data = [{}, {"actions": [f"{SHOP}/stoves"]}]
-    assert events(datastore, step_data=step_data) == [3]
+    assert events(store, step_data=step_data) == [3]
     # The source step's entry is not used for step 1, nor is a step without actions.
-    assert events(datastore, step_data=[{"actions": [f"{SHOP}/stoves"]}, {}]) == [3, 2, 4, 5]
-    assert events(datastore, step_data=[{}]) == [3, 2, 4, 5]
+    assert events(store, step_data=[{"actions": [f"{SHOP}/stoves"]}, {}]) == [3, 2, 4, 5]
+    assert events(store, step_data=[{}]) == [3, 2, 4, 5]
 
 
-def test_step_data_picks_view_uids_in_interaction(datastore: Path) -> None:
+def test_step_data_picks_view_uids_in_interaction(store: DataStore) -> None:
     step_data = [{}, {"actions": ["view-a"]}]
-    assert events(datastore, workflow_id=INTERACTION_WORKFLOW, step_data=step_data) == [8]
-    assert events(datastore, workflow_id=INTERACTION_WORKFLOW) == [8, 9, 10]
+    assert events(store, workflow_id=INTERACTION_WORKFLOW, step_data=step_data) == [8]
+    assert events(store, workflow_id=INTERACTION_WORKFLOW) == [8, 9, 10]
 
 
-def test_step_data_is_ignored_for_voice_and_video(datastore: Path) -> None:
+def test_step_data_is_ignored_for_voice_and_video(store: DataStore) -> None:
     # The seed's example: step_data names actions, the filter picks them.
     step_data = [{}, {"actions": ["User dialed", "Visitor dialed"]}]
-    assert events(datastore, workflow_id=VOICE_WORKFLOW, step_data=step_data) == [11, 12, 13]
+    assert events(store, workflow_id=VOICE_WORKFLOW, step_data=step_data) == [11, 12, 13]
     dialed = [{"property": "action", "values": ["User dialed", "Visitor dialed"]}]
-    assert events(datastore, workflow_id=VOICE_WORKFLOW, filters=dialed) == [11, 12]
+    assert events(store, workflow_id=VOICE_WORKFLOW, filters=dialed) == [11, 12]
 
 
-def test_triggered_goal_keeps_the_goal_events(datastore: Path) -> None:
-    assert events(datastore, target="triggered_goal") == [4]
-    assert events(datastore, workflow_id=VOICE_WORKFLOW, target="triggered_goal") == [12, 13]
+def test_triggered_goal_keeps_the_goal_events(store: DataStore) -> None:
+    assert events(store, target="triggered_goal") == [4]
+    assert events(store, workflow_id=VOICE_WORKFLOW, target="triggered_goal") == [12, 13]
 
 
-def test_limit_caps_the_rows(datastore: Path) -> None:
-    assert events(datastore, limit=2) == [3, 2]
-    assert events(datastore, limit=10) == [3, 2, 4, 5]
-    assert events(datastore, limit=3, ctx_limit=1) == [3]
-    assert events(datastore, ctx_limit=3) == [3, 2, 4]
+def test_limit_caps_the_rows(store: DataStore) -> None:
+    assert events(store, limit=2) == [3, 2]
+    assert events(store, limit=10) == [3, 2, 4, 5]
+    assert events(store, limit=3, ctx_limit=1) == [3]
+    assert events(store, ctx_limit=3) == [3, 2, 4]
 
 
-def test_an_unsupported_filter_property_is_not_implemented(datastore: Path) -> None:
+def test_an_unsupported_filter_property_is_not_implemented(store: DataStore) -> None:
     chosen = params(
         filters=[
             {"property": "action", "values": ["page_view"]},
@@ -141,7 +140,7 @@ def test_an_unsupported_filter_property_is_not_implemented(datastore: Path) -> N
         ]
     )
     with pytest.raises(NotImplementedFeature) as caught:
-        SOURCE.validate(chosen, ReadContext(window=WINDOW, data_path=datastore))
+        SOURCE.validate(chosen, ReadContext(window=WINDOW, data=store))
     assert caught.value.code == "not_implemented"
     assert [f.name for f in caught.value.fields] == [
         "params.filters[1].property",
@@ -159,10 +158,10 @@ def test_an_unsupported_filter_property_is_not_implemented(datastore: Path) -> N
     ],
 )
 def test_an_unknown_workflow_or_step_is_not_found(
-    datastore: Path, values: dict[str, Any], field: str
+    store: DataStore, values: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(NotFound) as caught:
-        SOURCE.validate(params(**values), ReadContext(window=WINDOW, data_path=datastore))
+        SOURCE.validate(params(**values), ReadContext(window=WINDOW, data=store))
     assert [f.name for f in caught.value.fields] == [field]
 
 
@@ -199,17 +198,17 @@ def test_the_plugin_registers_the_source() -> None:
     assert [source.name for source in workflows.exportd_sources()] == ["workflows"]
 
 
-def test_a_window_of_every_time_gives_every_event_of_the_step(datastore: Path) -> None:
+def test_a_window_of_every_time_gives_every_event_of_the_step(store: DataStore) -> None:
     every = Window(datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC), UTC_ZONE)
-    ctx = ReadContext(window=every, data_path=datastore)
+    ctx = ReadContext(window=every, data=store)
     chosen = params()
     assert [row[0] for batch in SOURCE.read(chosen, ctx) for row in batch] == [3, 2, 4, 5, 6]
     assert SOURCE.estimate(chosen, ctx) == 5
 
 
-def test_filter_values_are_matched_exactly(datastore: Path) -> None:
+def test_filter_values_are_matched_exactly(store: DataStore) -> None:
     odd = ["v%", "v_", "V1", "v1 ", "' OR '1'='1", '"v1"']
-    assert events(datastore, filters=[{"property": "visitor_id", "values": odd}]) == []
+    assert events(store, filters=[{"property": "visitor_id", "values": odd}]) == []
 
 
 @pytest.mark.parametrize(
@@ -224,10 +223,10 @@ def test_filter_values_are_matched_exactly(datastore: Path) -> None:
     ],
 )
 def test_text_no_stored_text_can_match_is_a_field_error(
-    datastore: Path, values: dict[str, Any], field: str
+    store: DataStore, values: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        SOURCE.validate(params(**values), ReadContext(window=WINDOW, data_path=datastore))
+        SOURCE.validate(params(**values), ReadContext(window=WINDOW, data=store))
     assert [f.name for f in caught.value.fields] == [field]
 
 
@@ -238,10 +237,8 @@ def test_integers_beyond_what_sqlite_holds_are_a_field_error(name: str) -> None:
     assert [f.name for f in caught.value.fields] == [f"params.{name}"]
 
 
-def test_the_largest_integers_sqlite_holds_work(datastore: Path) -> None:
-    assert events(datastore, limit=2**63 - 1) == [3, 2, 4, 5]
+def test_the_largest_integers_sqlite_holds_work(store: DataStore) -> None:
+    assert events(store, limit=2**63 - 1) == [3, 2, 4, 5]
     with pytest.raises(NotFound) as caught:
-        SOURCE.validate(
-            params(step_index=2**63 - 1), ReadContext(window=WINDOW, data_path=datastore)
-        )
+        SOURCE.validate(params(step_index=2**63 - 1), ReadContext(window=WINDOW, data=store))
     assert [f.name for f in caught.value.fields] == ["params.step_index"]

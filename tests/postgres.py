@@ -1,0 +1,56 @@
+"""The PostgreSQL the tests talk to, and the databases they make there.
+
+The server is ``postgresql://postgres@127.0.0.1:5432/`` unless
+``EXPORTD_TEST_POSTGRES_URL`` says otherwise (its database is where the session's own
+is created from).  Other people may use the same server: the session makes one
+database of its own, ``exportd_test_<pid>_<hex>``, and drops it at the end; it never
+touches another.  ``./scripts/services`` starts the server.  A server that cannot be
+reached skips the PostgreSQL tests, except under ``CI=true``, where it fails them: CI
+must not pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from tests.needs import missing
+
+DIALECTS = ["sqlite", "postgresql"]
+"""The data stores a fixture over both gives, in order."""
+
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def server_url() -> str:
+    """The URL of the server's maintenance database, where databases are made."""
+    return os.environ.get("EXPORTD_TEST_POSTGRES_URL", DEFAULT_SERVER_URL)
+
+
+def database_url(name: str) -> str:
+    """The URL of the database ``name`` on the test server."""
+    return urlunsplit(urlsplit(server_url())._replace(path=f"/{name}"))
+
+
+@contextmanager
+def scratch_database(purpose: str = "test") -> Iterator[str]:
+    """A new, empty database of this process's own (its URL), dropped on exit."""
+    name = f"exportd_{purpose}_{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(server_url(), autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        missing(f"no PostgreSQL at {server_url()} ({str(exc).strip()})")
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield database_url(name)
+        finally:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
