@@ -40,11 +40,11 @@ import openpyxl
 from exportd import Batch
 from exportd.config import Settings
 from exportd.data.demo import generate_demo_data
+from exportd.kernel.datastores import SqliteStore
 from exportd.kernel.pipeline import run_export
 from exportd.kernel.plan import ExportPlan, plan_export
 from exportd.messages import ExportRequest, Interval
 from exportd.plugins.manager import load_plugins
-from exportd.kernel.datastores import SqliteStore
 from exportd.plugins.sources.rooms import LOG_SELECT, SQLITE
 
 FORMATS = ("csv", "xlsx", "json", "json_bulk", "txt", "html")

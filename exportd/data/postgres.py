@@ -143,9 +143,7 @@ def load(url: str, fill: Callable[[Put], None]) -> None:
             fill(lambda table, rows: _copy(conn, table, rows))
             conn.execute(INDEXES_DDL)
     except psycopg.Error as exc:
-        raise ExportFailed(
-            f"cannot load the data store {redact(url)}: {str(exc).strip()}"
-        ) from None
+        raise ExportFailed(f"cannot load the data store {redact(url)}: {reason(exc)}") from None
 
 
 def _copy(conn: psycopg.Connection[Any], table: str, rows: Iterable[tuple[Any, ...]]) -> int:
@@ -165,3 +163,8 @@ def redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def reason(error: Exception) -> str:
+    """What a psycopg error says, on one line (its messages span several)."""
+    return " ".join(str(error).split())

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from exportd.config import Settings
-from exportd.data.postgres import redact
+from exportd.data.postgres import reason, redact
 from exportd.errors import ConfigError, ExportFailed
 from exportd.plugins.api import DataStore, Dialect, SqlArgs
 
@@ -108,8 +108,7 @@ class PostgresStore(DataStore):
                     psycopg.connect(self.conninfo, **SESSION).close()
                 except psycopg.Error as exc:
                     raise ExportFailed(
-                        f"cannot connect to the data store (data.url {self.url}): "
-                        f"{str(exc).strip()}"
+                        f"cannot connect to the data store (data.url {self.url}): {reason(exc)}"
                     ) from None
                 self._pool = psycopg_pool.ConnectionPool(
                     self.conninfo,
@@ -132,7 +131,7 @@ class PostgresStore(DataStore):
                 yield conn
         except psycopg.Error as exc:
             raise ExportFailed(
-                f"cannot read the data store (data.url {self.url}): {str(exc).strip()}"
+                f"cannot read the data store (data.url {self.url}): {reason(exc)}"
             ) from exc
 
     def stream(

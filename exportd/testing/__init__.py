@@ -10,7 +10,8 @@ exportd's pytest plugin (:mod:`exportd.pytest_plugin`), which pytest loads by it
 See "Testing a plugin" in the plugin guide (docs/plugins.md).
 """
 
-from exportd.data.demo import DemoSummary, generate_demo_data
+from exportd.data.demo import DemoSummary, generate_demo_data, load_demo_data
+from exportd.kernel.datastores import open_store as data_store
 from exportd.testing.checks import check_format, check_source
 from exportd.testing.exports import (
     GENERATED_AT,
@@ -42,6 +43,7 @@ __all__ = [
     "Service",
     "check_format",
     "check_source",
+    "data_store",
     "encodable",
     "export_info",
     "generate_demo_data",
@@ -49,6 +51,7 @@ __all__ = [
     "hostile_columns",
     "hostile_rows",
     "hostile_text",
+    "load_demo_data",
     "run_export",
     "serve",
     "utc_datetimes",

@@ -10,13 +10,17 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import psycopg
 import sqlite_utils
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exportd import ReadContext, Window
+from exportd.data.postgres import INDEXES_DDL, TABLES_DDL
 from exportd.data.schema import INDEXES, TABLES, create_schema
+from exportd.kernel.datastores import SqliteStore
 from exportd.plugins.sources.rooms import RoomsParams, RoomsSource
+from tests.postgres import scratch_database
 
 DOCS = Path(__file__).parents[2] / "docs" / "data-model.md"
 UTC_ZONE = ZoneInfo("UTC")
@@ -108,8 +112,9 @@ def test_own_data_loads_with_the_sqlite_utils_tool(tmp_path: Path) -> None:
     window = Window(datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 2, tzinfo=UTC), UTC_ZONE)
     source = RoomsSource()
     params = RoomsParams(room_id="r1", type="logs", is_real_conversation=True)
-    source.validate(params, ReadContext(window=window, data_path=store))
-    rows = [row for batch in source.read(params, ReadContext(window, store)) for row in batch]
+    ctx = ReadContext(window=window, data=SqliteStore(store))
+    source.validate(params, ctx)
+    rows = [row for batch in source.read(params, ctx) for row in batch]
     assert rows == [
         (
             "c1",
@@ -122,3 +127,36 @@ def test_own_data_loads_with_the_sqlite_utils_tool(tmp_path: Path) -> None:
             'Hi, "you"\nthere',
         )
     ]
+
+
+def test_postgres_has_the_same_tables_and_indexes() -> None:
+    with scratch_database("schema") as url, psycopg.connect(url) as conn:
+        conn.execute(TABLES_DDL)
+        conn.execute(INDEXES_DDL)
+        for table in TABLES:
+            columns = conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s"
+                " ORDER BY ordinal_position",
+                (table.name,),
+            ).fetchall()
+            assert [name for (name,) in columns] == list(table.columns)
+            nullable = conn.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = %s AND is_nullable = 'NO'",
+                (table.name,),
+            ).fetchall()
+            assert {name for (name,) in nullable} == table.not_null | {table.pk}
+        indexed = {
+            (table, tuple(columns.split(", ")))
+            for table, columns in conn.execute(
+                "SELECT tablename, substring(indexdef FROM '\\((.*)\\)') FROM pg_indexes"
+                " WHERE indexname LIKE 'idx_%'"
+            )
+        }
+        assert indexed == set(INDEXES)
+
+
+def test_the_postgres_ddl_is_documented() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    assert TABLES_DDL.strip() in text
+    assert INDEXES_DDL.strip() in text

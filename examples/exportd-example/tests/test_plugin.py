@@ -35,6 +35,7 @@ from exportd.testing import (
     Service,
     check_format,
     check_source,
+    data_store,
     encodable,
     hostile_columns,
     hostile_rows,
@@ -48,6 +49,8 @@ EVERY_PLUGIN = PluginSet()
 """This plugin and exportd's built-ins."""
 WEATHER = WeatherSource()
 MARKDOWN = MarkdownFormat()
+NO_DATA = data_store("sqlite:///unused.db")
+"""A data store the weather source, which reads none, is handed (and never opens)."""
 HELSINKI = ZoneInfo("Europe/Helsinki")
 START, END, ZONE = "2024-03-30", "2024-04-01", "Europe/Helsinki"
 """Two days, in which Helsinki's clocks go forward (on 31 March): 47 hours."""
@@ -114,7 +117,7 @@ def rendered(value: Any, column: Column, zone: ZoneInfo) -> str:
 
 def weather_rows(window: Window, **params: Any) -> list[tuple[Any, ...]]:
     """What the source reads for ``params`` in ``window``."""
-    ctx = ReadContext(window=window, data_path=Path("unused.db"), batch_size=50)
+    ctx = ReadContext(window=window, data=NO_DATA, batch_size=50)
     return [tuple(row) for batch in WEATHER.read(WeatherParams(**params), ctx) for row in batch]
 
 
@@ -172,7 +175,7 @@ def test_a_reading_depends_on_the_time_only_and_the_estimate_is_exact(
     start = start.replace(tzinfo=UTC)
     window = Window(start, start + length, HELSINKI)
     rows = weather_rows(window, city="tokyo", every_minutes=every_minutes)
-    ctx = ReadContext(window=window, data_path=Path("unused.db"))
+    ctx = ReadContext(window=window, data=NO_DATA)
     assert len(rows) == WEATHER.estimate(
         WeatherParams(city="tokyo", every_minutes=every_minutes), ctx
     )
