@@ -136,10 +136,33 @@ WHERE c.room_id = %(room)s
 LOGS_ORDER = "ORDER BY c.started_at, c.id, m.sent_at, m.id"
 LOG_SELECT = "c.id, c.started_at, c.is_real, m.id, m.sent_at, m.sender_type, m.sender_name, m.body"
 
+# What the two dialects' stats share: the first operator reply after the visitor's
+# first message, the median of the responses, and one row per day.
+CHATS = """chats AS MATERIALIZED (
+    SELECT s.*, (
+        SELECT min(r.sent_at) FROM messages AS r
+        WHERE r.conversation_id = s.id AND r.sender_type = 'operator' AND r.sent_at > s.asked_at
+    ) AS replied_at, EXISTS (
+        SELECT 1 FROM messages AS o WHERE o.conversation_id = s.id AND o.sender_type = 'operator'
+    ) AS answered
+    FROM started AS s
+),"""
+RESPONSE_FIGURES = """response_figures AS (
+    -- The median is the middle response, or the mean of the middle two.
+    SELECT day, round(max(average), 1) AS average, round(avg(seconds), 1) AS median
+    FROM responses WHERE rank IN ((n + 1) / 2, (n + 2) / 2)
+    GROUP BY day
+),"""
+BY_DAY = """FROM days AS d
+LEFT JOIN chat_figures USING (day)
+LEFT JOIN response_figures USING (day)
+LEFT JOIN message_figures USING (day)
+ORDER BY d.day"""
+
 # A chat counts on the day it started; a message on the day it was sent.  Durations and
 # response times are rounded to the millisecond before they are averaged, so that
 # SQLite's julianday() (floating days) gives PostgreSQL's exact figures.
-SQLITE_STATS = """
+SQLITE_STATS = f"""
 WITH days AS (
     SELECT key AS day, json_extract(value, '$[0]') AS lo, json_extract(value, '$[1]') AS hi
     FROM json_each(:days)
@@ -152,15 +175,7 @@ started AS MATERIALIZED (
     FROM days AS d
     JOIN conversations AS c ON c.room_id = :room AND c.started_at >= d.lo AND c.started_at < d.hi
 ),
-chats AS MATERIALIZED (
-    SELECT s.*, (
-        SELECT min(r.sent_at) FROM messages AS r
-        WHERE r.conversation_id = s.id AND r.sender_type = 'operator' AND r.sent_at > s.asked_at
-    ) AS replied_at, EXISTS (
-        SELECT 1 FROM messages AS o WHERE o.conversation_id = s.id AND o.sender_type = 'operator'
-    ) AS answered
-    FROM started AS s
-),
+{CHATS}
 chat_figures AS (
     SELECT day, count(*) AS chats, sum(is_real) AS real_chats,
         sum(is_real AND NOT answered) AS missed_chats, count(DISTINCT visitor_id) AS visitors,
@@ -177,12 +192,7 @@ responses AS (
     )
     WINDOW per_day AS (PARTITION BY day)
 ),
-response_figures AS (
-    -- The median is the middle response, or the mean of the middle two.
-    SELECT day, round(max(average), 1) AS average, round(avg(seconds), 1) AS median
-    FROM responses WHERE rank IN ((n + 1) / 2, (n + 2) / 2)
-    GROUP BY day
-),
+{RESPONSE_FIGURES}
 message_figures AS (
     SELECT d.day, count(*) AS messages,
         sum(m.sender_type = 'visitor') AS visitor_messages,
@@ -196,14 +206,10 @@ message_figures AS (
 SELECT d.day, coalesce(chats, 0), coalesce(real_chats, 0), coalesce(missed_chats, 0),
     coalesce(visitors, 0), coalesce(messages, 0), coalesce(visitor_messages, 0),
     coalesce(operator_messages, 0), coalesce(operators, 0), average, median, duration
-FROM days AS d
-LEFT JOIN chat_figures USING (day)
-LEFT JOIN response_figures USING (day)
-LEFT JOIN message_figures USING (day)
-ORDER BY d.day
+{BY_DAY}
 """
 # The same figures; numeric arithmetic (exact), cast to float8 at the end.
-POSTGRES_STATS = """
+POSTGRES_STATS = f"""
 WITH days AS (
     SELECT d.day - 1 AS day, d.lo, d.hi
     FROM unnest(%(los)s::timestamptz[], %(his)s::timestamptz[]) WITH ORDINALITY AS d(lo, hi, day)
@@ -217,15 +223,7 @@ started AS MATERIALIZED (
     JOIN conversations AS c
         ON c.room_id = %(room)s AND c.started_at >= d.lo AND c.started_at < d.hi
 ),
-chats AS MATERIALIZED (
-    SELECT s.*, (
-        SELECT min(r.sent_at) FROM messages AS r
-        WHERE r.conversation_id = s.id AND r.sender_type = 'operator' AND r.sent_at > s.asked_at
-    ) AS replied_at, EXISTS (
-        SELECT 1 FROM messages AS o WHERE o.conversation_id = s.id AND o.sender_type = 'operator'
-    ) AS answered
-    FROM started AS s
-),
+{CHATS}
 chat_figures AS (
     SELECT day, count(*) AS chats, count(*) FILTER (WHERE is_real) AS real_chats,
         count(*) FILTER (WHERE is_real AND NOT answered) AS missed_chats,
@@ -242,12 +240,7 @@ responses AS (
     ) AS replied
     WINDOW per_day AS (PARTITION BY day)
 ),
-response_figures AS (
-    -- The median is the middle response, or the mean of the middle two.
-    SELECT day, round(max(average), 1) AS average, round(avg(seconds), 1) AS median
-    FROM responses WHERE rank IN ((n + 1) / 2, (n + 2) / 2)
-    GROUP BY day
-),
+{RESPONSE_FIGURES}
 message_figures AS (
     SELECT d.day, count(*) AS messages,
         count(*) FILTER (WHERE m.sender_type = 'visitor') AS visitor_messages,
@@ -262,14 +255,9 @@ SELECT d.day, coalesce(chats, 0), coalesce(real_chats, 0), coalesce(missed_chats
     coalesce(visitors, 0), coalesce(messages, 0), coalesce(visitor_messages, 0),
     coalesce(operator_messages, 0), coalesce(operators, 0),
     average::float8, median::float8, duration::float8
-FROM days AS d
-LEFT JOIN chat_figures USING (day)
-LEFT JOIN response_figures USING (day)
-LEFT JOIN message_figures USING (day)
-ORDER BY d.day
+{BY_DAY}
 """
 
-# Two subqueries, as min() and max() together would scan the room's entries of the index.
 SQLITE = RoomsSql(
     logs_from=SQLITE_LOGS_FROM,
     logs=f"{SQLITE_LOGS_FROM}{LOGS_ORDER} LIMIT coalesce(:limit, -1)",
@@ -282,6 +270,7 @@ SQLITE = RoomsSql(
 SELECT count(*) FROM messages
 WHERE room_id = :room AND sent_at >= :start AND sent_at < :end
 """,
+    # Two subqueries, as min() and max() together would scan the room's entries of the index.
     room_range="""
 SELECT (SELECT min(sent_at) FROM messages WHERE room_id = :room),
     (SELECT max(sent_at) FROM messages WHERE room_id = :room)
@@ -356,7 +345,8 @@ def local_days(window: Window) -> Iterator[tuple[date, datetime, datetime]]:
 
 def _conversation_filters(params: RoomsParams, sql: RoomsSql) -> tuple[str, dict[str, Any]]:
     """The logs' conversation filters as SQL on ``c`` and their parameters."""
-    filters, args = "", dict[str, Any]()
+    filters = ""
+    args: dict[str, Any] = {}
     if params.is_real_conversation is not None:
         filters += sql.is_real
         args["is_real"] = params.is_real_conversation
