@@ -32,7 +32,7 @@ class Command(NamedTuple):
 
 
 COMMANDS = {
-    "demo-data": Command("demo", "replace EXPORTD_HOME/data.db with demo data"),
+    "demo-data": Command("demo", "fill the data store (data.url, --url) with demo data"),
     "plugins": Command(
         "plugins", "list the sources and formats, with the plugin and package of each"
     ),
