@@ -10,7 +10,7 @@ import msgspec
 
 from exportd.cli.arguments import at_least
 from exportd.config import Settings
-from exportd.data.demo import DemoSummary, generate_demo_data, load_demo_data
+from exportd.data.demo import DemoData, DemoSummary, generate_demo_data, load_demo_data
 from exportd.kernel.datastores import open_store
 
 COUNTS = (
@@ -59,6 +59,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     url = args.url or settings.data_url
     store = open_store(url)  # a bad URL, or psycopg missing, is an error naming data.url
     started = time.perf_counter()
+    summary: DemoData
     if store.path is None:
         summary = load_demo_data(url, messages=args.messages, seed=args.seed)
     else:
@@ -72,13 +73,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def describe(summary: DemoSummary, seconds: float) -> str:
+def describe(summary: DemoData, seconds: float) -> str:
     """The summary for people: counts, the period, and an export to try for each source."""
     start, end = summary.start.date().isoformat(), summary.end.date().isoformat()
     interval = f"--start {start} --end {end}"
-    lines = [
-        f"Wrote {summary.path or summary.url} in {seconds:.1f} s; data from {start} to {end} (UTC)"
-    ]
+    written = summary.path if isinstance(summary, DemoSummary) else summary.url
+    lines = [f"Wrote {written} in {seconds:.1f} s; data from {start} to {end} (UTC)"]
     lines += [f"  {label:<16}{getattr(summary, name):>12,}" for name, label in COUNTS]
     lines += [
         "Try:",

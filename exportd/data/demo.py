@@ -56,11 +56,12 @@ Row = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
-class DemoSummary:
-    """What :func:`generate_demo_data` wrote, with ids worth trying an export on."""
+class DemoData:
+    """What :func:`load_demo_data` (or :func:`generate_demo_data`) wrote, with ids worth
+    trying an export on."""
 
-    path: Path | None
-    """The SQLite file written; ``None`` for a PostgreSQL store."""
+    url: str
+    """The store written, as ``data.url`` names it (without a password)."""
     start: datetime
     end: datetime
     orgs: int
@@ -80,8 +81,14 @@ class DemoSummary:
     """A web navigation workflow."""
     channel_id: str
     """The first Q&A channel: 60 rooms, so it exports in parts."""
-    url: str = ""
-    """The store written, as ``data.url`` names it (without a password)."""
+
+
+@dataclass(frozen=True)
+class DemoSummary(DemoData):
+    """What :func:`generate_demo_data` wrote into a SQLite file: :class:`DemoData` and
+    the file's ``path``."""
+
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -115,15 +122,15 @@ def generate_demo_data(path: Path, *, messages: int = 100_000, seed: int = 1) ->
     return summary
 
 
-def load_demo_data(url: str, *, messages: int = 100_000, seed: int = 1) -> DemoSummary:
+def load_demo_data(url: str, *, messages: int = 100_000, seed: int = 1) -> DemoData:
     """Replace the tables of the PostgreSQL data store at ``url`` with the demo data of
     :func:`generate_demo_data` (the same rows for the same ``seed``), in one transaction
     (see :func:`exportd.data.postgres.load`)."""
     if messages < 0:
         raise ValueError("messages must be >= 0")
-    summaries: list[DemoSummary] = []
-    postgres.load(url, lambda put: summaries.append(_fill(put, messages, seed, None)))
-    return dataclasses.replace(summaries[0], url=postgres.redact(url))
+    written: list[DemoData] = []
+    postgres.load(url, lambda put: written.append(_fill(put, messages, seed, postgres.redact(url))))
+    return written[0]
 
 
 def _build(partial: Path, path: Path, messages: int, seed: int) -> DemoSummary:
@@ -135,17 +142,21 @@ def _build(partial: Path, path: Path, messages: int, seed: int) -> DemoSummary:
         db = sqlite_utils.Database(conn)
         create_tables(db)
         conn.execute("BEGIN")
-        summary = _fill(lambda table, rows: _insert(conn, table, rows), messages, seed, path)
+        data = _fill(
+            lambda table, rows: _insert(conn, table, rows), messages, seed, f"sqlite:///{path}"
+        )
         conn.execute("COMMIT")
         create_indexes(db)
     finally:
         conn.close()
     with partial.open("rb") as file:
         os.fsync(file.fileno())
-    return summary
+    return DemoSummary(
+        path=path, **{field.name: getattr(data, field.name) for field in dataclasses.fields(data)}
+    )
 
 
-def _fill(put: postgres.Put, messages: int, seed: int, path: Path | None) -> DemoSummary:
+def _fill(put: postgres.Put, messages: int, seed: int, url: str) -> DemoData:
     """Generate the demo data into ``put``, table by table; what it wrote."""
     orgs = [(stable_id(name), name) for name, _ in text.ORGS]
     rooms = [
@@ -168,8 +179,8 @@ def _fill(put: postgres.Put, messages: int, seed: int, path: Path | None) -> Dem
     put("qna_rooms", qna_rooms)
     question_count = put("qna_questions", _questions(_rng(seed, "qna"), qna_rooms))
     busiest = max(rooms, key=lambda room: room.weight)
-    return DemoSummary(
-        path=path,
+    return DemoData(
+        url=url,
         start=PERIOD_END - PERIOD,
         end=PERIOD_END,
         orgs=len(orgs),
@@ -185,7 +196,6 @@ def _fill(put: postgres.Put, messages: int, seed: int, path: Path | None) -> Dem
         org_id=orgs[busiest.org_index][0],
         workflow_id=next(row[0] for row in workflows if row[3] == "web_navigation"),
         channel_id=channels[0][0],
-        url=f"sqlite:///{path}",
     )
 
 

@@ -10,7 +10,7 @@ exportd's pytest plugin (:mod:`exportd.pytest_plugin`), which pytest loads by it
 See "Testing a plugin" in the plugin guide (docs/plugins.md).
 """
 
-from exportd.data.demo import DemoSummary, generate_demo_data, load_demo_data
+from exportd.data.demo import DemoData, DemoSummary, generate_demo_data, load_demo_data
 from exportd.kernel.datastores import open_store as data_store
 from exportd.testing.checks import check_format, check_source
 from exportd.testing.exports import (
@@ -37,6 +37,7 @@ __all__ = [
     "GENERATED_AT",
     "HOSTILE_FRAGMENTS",
     "LONE_SURROGATES",
+    "DemoData",
     "DemoSummary",
     "ExportedFile",
     "PluginSet",
