@@ -152,3 +152,33 @@ def test_the_deprecated_ways_name_data_url_on_postgresql() -> None:
     for deprecated in (lambda: ctx.data_path, ctx.connect):
         with pytest.warns(DeprecationWarning), pytest.raises(ExportFailed, match=r"data\.url"):
             deprecated()
+
+
+def test_postgresql_sessions_are_read_only_and_in_utc(postgres_datastore: str) -> None:
+    store = PostgresStore(postgres_datastore, pool_size=2)
+    try:
+        with store.connect() as conn:
+            assert conn.execute("SHOW TimeZone").fetchone() == ("UTC",)
+        with pytest.raises(ExportFailed, match="read-only transaction"), store.connect() as conn:
+            conn.execute("DELETE FROM messages")
+        with store.connect() as conn:  # the pool's connection came back, usable
+            assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] > 0
+    finally:
+        store.close()
+
+
+def test_postgresql_streams_in_batches_through_a_server_side_cursor(
+    postgres_datastore: str,
+) -> None:
+    store = PostgresStore(postgres_datastore)
+    try:
+        with store.connect() as conn:
+            batches = store.stream(conn, "SELECT id FROM messages ORDER BY id", {}, 3)
+            first = next(batches)
+            assert len(first) == 3
+            cursors = conn.execute("SELECT count(*) FROM pg_cursors").fetchone()
+            assert cursors == (1,)
+            batches.close()  # an export stopped early closes its cursor
+            assert conn.execute("SELECT count(*) FROM pg_cursors").fetchone() == (0,)
+    finally:
+        store.close()
