@@ -43,6 +43,7 @@ class SqliteStore(DataStore):
     """A SQLite file (``sqlite:///PATH``), opened read-only for each :meth:`connect`."""
 
     dialect: ClassVar[Dialect] = "sqlite"
+    path: Path
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -53,7 +54,7 @@ class SqliteStore(DataStore):
         """A read-only connection to the file, closed on exit.  A missing or unreadable
         file is an :class:`~exportd.ExportFailed` naming it, also at request time, where
         a plain ``sqlite3.Error`` would escape."""
-        path = self.sqlite_path("connect()")
+        path = self.path
         if not path.is_file():
             raise ExportFailed(
                 f"no data store at {path} (data.url {self.url}): run `exportd demo-data` "

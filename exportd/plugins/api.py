@@ -133,13 +133,13 @@ class DataStore(abc.ABC):
                 f"{' or '.join(dialects)} store, or disable the source"
             )
 
-    def sqlite_path(self, what: str) -> Path:
+    def _sqlite_path(self, what: str) -> Path:
         """The SQLite file, for the deprecated ``what`` (``ReadContext.data_path``); an
         :class:`~exportd.ExportFailed` naming ``data.url`` on any other store."""
         if self.path is None:
             raise ExportFailed(
                 f"{what} works only on a SQLite data store, and data.url ({self.url}) is a "
-                f'{self.dialect} one: use ctx.data (see docs/plugins.md, "Data stores")'
+                f'{self.dialect} one: use ctx.data (see docs/plugins.md, "Reading the data store")'
             )
         return self.path
 
@@ -209,13 +209,13 @@ class ReadContext:
     def data_path(self) -> Path:
         """Deprecated: the SQLite file of ``data`` (an error on another store)."""
         _deprecated("ReadContext.data_path")
-        return self.data.sqlite_path("ReadContext.data_path")
+        return self.data._sqlite_path("ReadContext.data_path")
 
     def connect(self) -> sqlite3.Connection:
         """Deprecated: a read-only connection to the SQLite file of ``data``, for the
         caller to close (an error on another store)."""
         _deprecated("ReadContext.connect()")
-        uri = f"{self.data.sqlite_path('ReadContext.connect()').resolve().as_uri()}?mode=ro"
+        uri = f"{self.data._sqlite_path('ReadContext.connect()').resolve().as_uri()}?mode=ro"
         return sqlite3.connect(uri, uri=True, check_same_thread=False)
 
 
