@@ -91,5 +91,5 @@ def test_a_key_cannot_leave_the_storage(tmp_path: Path, key: str) -> None:
 def test_an_unknown_storage_names_the_setting(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, settings=Settings(home=str(tmp_path)))
     with pytest.raises(InvalidRequest) as caught:
-        plugins.storage("s3")
+        plugins.storage("gcs")
     assert caught.value.fields[0].name == "storage"
