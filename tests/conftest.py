@@ -21,6 +21,7 @@ from tests.broker import (  # noqa: F401 (the brokers' fixtures, registered once
     stoppable_broker,
 )
 from tests.http.server import Server, serving
+from tests.objectstore import s3_bucket, s3_server  # noqa: F401 (registered once, as above)
 from tests.unit.datastore import build_datastore
 
 EXAMPLE_PACKAGE = Path(__file__).parent.parent / "examples" / "exportd-example"

@@ -115,6 +115,7 @@ class S3Storage(Storage):
                 aws_secret_access_key=config.secret_access_key or None,
                 aws_session_token=config.session_token or None,
                 config=botocore_config(
+                    signature_version="s3v4",  # presigned URLs too (boto3 would sign v2)
                     s3={"addressing_style": config.addressing_style},
                     retries={"mode": "standard", "max_attempts": 3},
                     connect_timeout=10,
