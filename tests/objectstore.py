@@ -33,20 +33,13 @@ import pytest
 from mypy_boto3_s3 import S3Client
 
 from tests.needs import missing
+from tests.ports import free_port
 
 STARTUP_TIMEOUT = 30.0
 """Seconds the server may take to answer."""
 CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing"}
 """What the tests sign with (moto takes any)."""
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (on 127.0.0.1)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass
