@@ -34,6 +34,11 @@ Guard = Callable[[AnyConnection, BaseRouteHandler], None]
 MAX_PAGE_NUMBER = 10**9
 """The highest page number a listing takes: pages past it hold nothing anyway."""
 READ_CHUNK = 1 << 16
+FILE_ANSWER = (
+    "The file; 206 with one range of it for a Range header (Accept-Ranges: bytes; 416 for "
+    "a range past its end); 302 to the storage's own URL of it when the storage has one"
+)
+"""What a file download answers, as its routes' OpenAPI says."""
 
 
 class CheckedRequest(AnyRequest):

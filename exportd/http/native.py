@@ -19,6 +19,7 @@ from litestar.response import File
 from exportd.engine.store import JobQuery
 from exportd.errors import Conflict, Gone, InvalidRequest
 from exportd.http.context import (
+    FILE_ANSWER,
     MAX_PAGE_NUMBER,
     AnyRequest,
     HttpApi,
@@ -256,7 +257,11 @@ def check_downloadable(job: JobSnapshot, attempt: int, now: datetime) -> None:
         raise Conflict(f"job {job.id} has no files yet: it is {job.status}")
 
 
-@get("/files/{job_id:str}/{part:int}", summary="Download a file (signed URL)")
+@get(
+    "/files/{job_id:str}/{part:int}",
+    summary="Download a file (signed URL)",
+    response_description=FILE_ANSWER,
+)
 async def download(
     request: AnyRequest,
     job_id: FromPath[str],

@@ -44,7 +44,14 @@ from litestar import Response, Router, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from exportd.errors import ErrorBody, FieldError, InvalidRequest, NotFound
-from exportd.http.context import AnyRequest, HttpApi, api_of, caller_of, requires
+from exportd.http.context import (
+    FILE_ANSWER,
+    AnyRequest,
+    HttpApi,
+    api_of,
+    caller_of,
+    requires,
+)
 from exportd.http.errors import HANDLERS, native_error
 from exportd.http.facades.common import made_through, renamed
 from exportd.messages import API_LABEL, ExportRequest, Interval, JobSnapshot
@@ -251,7 +258,9 @@ async def delete_job(request: AnyRequest, type_: FromPath[str], job_id: FromPath
         await api_of(request).engine.delete(job.id, caller_of(request).org.id)
 
 
-@get("/files/{job_id:str}", summary="Download a report job's file")
+@get(
+    "/files/{job_id:str}", summary="Download a report job's file", response_description=FILE_ANSWER
+)
 async def download(
     request: AnyRequest, type_: FromPath[str], job_id: FromPath[str], part: FromQuery[int] = 0
 ) -> Response[Any]:
