@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -99,15 +100,23 @@ class S3Storage(Storage):
     def __init__(self, config: S3Config) -> None:
         self.config = config
         self.prefix = "/".join(_prefix_parts(config.prefix))
+        self._making_client = threading.Lock()
 
     @cached_property
     def client(self) -> S3Client:
-        """The S3 client, made on first use."""
+        """The S3 client, made on first use (once, whichever thread comes first: a
+        client is thread-safe, making one from a shared session is not)."""
+        with self._making_client:
+            if "client" in self.__dict__:  # made while this thread waited
+                return cast("S3Client", self.__dict__["client"])
+            return self._new_client()
+
+    def _new_client(self) -> S3Client:
         config = self.config
         boto3, botocore_config = _boto3()
         return cast(
             "S3Client",
-            boto3.client(
+            boto3.session.Session().client(
                 "s3",
                 endpoint_url=config.endpoint_url or None,
                 region_name=config.region or None,
@@ -224,11 +233,6 @@ class S3Storage(Storage):
         except self.client.exceptions.NoSuchKey:
             raise FileNotFoundError(f"the s3 storage holds no {key!r}") from None
         return cast(BinaryIO, answer["Body"])  # botocore's StreamingBody, an io.IOBase
-
-    def sha256(self, key: str) -> str | None:
-        """The SHA-256 kept with the object of ``key`` (its metadata), if any."""
-        answer = self.client.head_object(Bucket=self.config.bucket, Key=self.object_key(key))
-        return answer["Metadata"].get(SHA256_METADATA)
 
     def delete(self, key: str) -> None:
         """Delete the object of ``key`` (nothing happens if there is none)."""
