@@ -6,11 +6,12 @@ made on first use, so a process that loads the plugin but keeps its files elsewh
 needs neither boto3 nor a bucket.
 
 A file is uploaded from the worker's disk: in one ``PutObject`` up to one
-``chunk_size``, in a multipart upload of ``chunk_size`` parts above it, a chunk in
-memory at a time.  Every request carries the SHA-256 of what it sends
-(``ChecksumSHA256``), which the service checks; the whole file's SHA-256, the one the
-worker measured while writing it, is kept as the object's ``sha256`` metadata, and
-what is sent is checked against it before the upload completes.  The object is
+``chunk_size``, in a multipart upload of ``chunk_size`` parts above it,
+``parallel_parts`` parts at a time (so that many chunks in memory, and one more).
+Every request carries the SHA-256 of what it sends (``ChecksumSHA256``), which the
+service checks; the whole file's SHA-256, the one the worker measured while writing
+it, is kept as the object's ``sha256`` metadata, and what is sent is checked against
+it before the upload completes.  The object is
 created only if its key is free (``If-None-Match: *`` on ``PutObject`` and
 ``CompleteMultipartUpload``), so a stored file is never replaced; a multipart upload
 that fails anywhere is aborted, so no part of a file is left behind.
@@ -25,7 +26,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from functools import cached_property
@@ -85,6 +88,10 @@ class S3Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
     chunk_size: Annotated[int, msgspec.Meta(ge=MIN_CHUNK_SIZE)] = 8 * MiB
     """Bytes in one part of a multipart upload (at least 5 MiB); a file up to this size
     goes in one request."""
+
+    parallel_parts: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    """Parts of one upload sent at once; an upload holds up to this many chunks in
+    memory, and one more being read."""
 
     redirect: bool = False
     """Whether a download is answered with a redirect to a presigned URL of the object
@@ -187,21 +194,15 @@ class S3Storage(Storage):
         try:
             whole = hashlib.sha256()
             parts: list[CompletedPartTypeDef] = []
-            while chunk := file.read(chunk_size):
-                whole.update(chunk)
-                checksum = _base64(hashlib.sha256(chunk))
-                number = len(parts) + 1
-                answer = self.client.upload_part(
-                    Bucket=bucket,
-                    Key=name,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=chunk,
-                    ChecksumSHA256=checksum,
-                )
-                parts.append(
-                    {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
-                )
+            sending: deque[Future[CompletedPartTypeDef]] = deque()
+            with ThreadPoolExecutor(self.config.parallel_parts, "s3-part") as senders:
+                while chunk := file.read(chunk_size):
+                    whole.update(chunk)
+                    number = len(parts) + len(sending) + 1
+                    sending.append(senders.submit(self._part, name, upload_id, number, chunk))
+                    if len(sending) == self.config.parallel_parts:  # one chunk more at most
+                        parts.append(sending.popleft().result())
+                parts.extend(part.result() for part in sending)
             _check_sha256(key, whole.hexdigest(), sha256)
             with _refusing_a_taken(key):
                 self.client.complete_multipart_upload(
@@ -217,6 +218,19 @@ class S3Storage(Storage):
             with suppress(Exception):
                 self.client.abort_multipart_upload(Bucket=bucket, Key=name, UploadId=upload_id)
             raise
+
+    def _part(self, name: str, upload_id: str, number: int, chunk: bytes) -> CompletedPartTypeDef:
+        """Send part ``number`` of an upload, with its SHA-256."""
+        checksum = _base64(hashlib.sha256(chunk))
+        answer = self.client.upload_part(
+            Bucket=self.config.bucket,
+            Key=name,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=chunk,
+            ChecksumSHA256=checksum,
+        )
+        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
 
     def open(self, key: str) -> BinaryIO:
         """The object of ``key``, streamed as it is read."""
