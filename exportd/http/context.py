@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -93,7 +94,16 @@ class HttpApi:
         it has one (:meth:`Storage.url`, working until ``expires_at``), or the file
         streamed, with its type, length and name, all of it or the one range the
         request asks for (:mod:`exportd.http.ranges`)."""
-        url = await asyncio.to_thread(self.storage.url, file.key, expires_at)
+        disposition = content_disposition(file.name)
+        url = await asyncio.to_thread(
+            partial(
+                self.storage.url,
+                file.key,
+                expires_at,
+                media_type=file.media_type,
+                disposition=disposition,
+            )
+        )
         if url is not None:
             return Redirect(url, status_code=302, headers={"Cache-Control": "no-store"})
         wanted = requested_range(
@@ -101,7 +111,7 @@ class HttpApi:
         )
         headers = {
             "Content-Type": file.media_type,
-            "Content-Disposition": content_disposition(file.name),
+            "Content-Disposition": disposition,
             "Accept-Ranges": "bytes",
         }
         if wanted is None:

@@ -291,12 +291,16 @@ class Storage(abc.ABC):
     def exists(self, key: str) -> bool:
         """Whether a file is kept under ``key``."""
 
-    def url(self, key: str, expires_at: datetime) -> str | None:
+    def url(
+        self, key: str, expires_at: datetime, *, media_type: str, disposition: str
+    ) -> str | None:
         """A URL the storage itself serves the file kept under ``key`` at, working no
-        longer than until ``expires_at`` (the signed exportd link's expiry), or ``None``:
-        exportd streams the file through :meth:`open` (the default).  A download then
-        answers with a redirect to it (an object store's presigned URL, say), and the
-        storage serves range requests itself."""
+        longer than until ``expires_at`` (the signed exportd link's expiry), its answer
+        carrying ``Content-Type: media_type`` and ``Content-Disposition: disposition``
+        (an attachment header with the file's name); or ``None``: exportd streams the
+        file through :meth:`open` (the default).  A download then answers with a
+        redirect to it (an object store's presigned URL, say), and the storage serves
+        range requests itself."""
         return None
 
     @staticmethod

@@ -94,11 +94,15 @@ def test_a_presigned_url_serves_the_file_and_its_ranges_until_it_expires(
     path.write_bytes(content)
     storage.store("job/1/x.bin", path)
     expires_at = datetime.now(UTC) + timedelta(minutes=5)
-    assert plain.url("job/1/x.bin", expires_at) is None  # redirect = false: exportd streams
-    url = storage.url("job/1/x.bin", expires_at)
+    answered = {"media_type": "text/csv", "disposition": 'attachment; filename="r.csv"'}
+    assert plain.url("job/1/x.bin", expires_at, **answered) is None  # exportd streams
+    url = storage.url("job/1/x.bin", expires_at, **answered)
     assert url is not None
     assert 299 <= int(httpx.URL(url).params["X-Amz-Expires"]) <= 300
-    assert httpx.get(url).content == content
+    whole = httpx.get(url)
+    assert whole.content == content
+    assert whole.headers["content-type"] == "text/csv"
+    assert whole.headers["content-disposition"] == 'attachment; filename="r.csv"'
     ranged = httpx.get(url, headers={"Range": "bytes=-100"})
     assert (ranged.status_code, ranged.content) == (206, content[-100:])
 

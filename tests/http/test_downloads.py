@@ -115,6 +115,8 @@ async def test_a_redirected_download_goes_to_a_presigned_url_that_serves_ranges(
         async with httpx.AsyncClient() as direct:
             whole = await direct.get(presigned)
             assert hashlib.sha256(whole.content).hexdigest() == link["sha256"]
+            assert whole.headers["content-type"].startswith("text/plain")  # the lines format
+            assert whole.headers["content-disposition"].startswith("attachment; filename=")
             ranged = await direct.get(presigned, headers={"Range": "bytes=100-199"})
         assert (ranged.status_code, ranged.content) == (206, whole.content[100:200])
         assert ranged.headers["content-range"] == f"bytes 100-199/{link['size']}"

@@ -262,15 +262,24 @@ class S3Storage(Storage):
             raise
         return True
 
-    def url(self, key: str, expires_at: datetime) -> str | None:
+    def url(
+        self, key: str, expires_at: datetime, *, media_type: str, disposition: str
+    ) -> str | None:
         """With ``redirect = true``, a presigned URL of the object of ``key`` that works
-        until ``expires_at`` (at most a week, SigV4's limit); else ``None``."""
+        until ``expires_at`` (at most a week, SigV4's limit), answered with
+        ``media_type`` and ``disposition`` (S3's ``response-content-*`` overrides);
+        else ``None``."""
         if not self.config.redirect:
             return None
         seconds = int((expires_at - datetime.now(UTC)).total_seconds())
         return self.client.generate_presigned_url(
             "get_object",
-            Params={"Bucket": self.config.bucket, "Key": self.object_key(key)},
+            Params={
+                "Bucket": self.config.bucket,
+                "Key": self.object_key(key),
+                "ResponseContentType": media_type,
+                "ResponseContentDisposition": disposition,
+            },
             ExpiresIn=max(1, min(seconds, MAX_URL_LIFETIME)),
         )
 
