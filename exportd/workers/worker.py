@@ -78,13 +78,10 @@ log = logging.getLogger(__name__)
 
 def try_storing(storage: Storage, key: str, path: Path, sha256: str) -> Exception | None:
     """Hand the file at ``path`` to ``storage`` under ``key``: ``None`` once it took it,
-    or what it raised that another try may mend (its server down); what cannot be
-    (:data:`REFUSALS`) is raised."""
+    or the passing failure (:data:`PASSING`) it raised; anything else is raised."""
     try:
         storage.store_checked(key, path, sha256)
-    except REFUSALS:
-        raise
-    except Exception as exc:
+    except PASSING as exc:
         return exc
     return None
 
@@ -98,9 +95,10 @@ OUTCOME_BACKOFF = Backoff(first=0.2, cap=5.0)
 capped low, since the job waits on it once the broker is back."""
 STORE_BACKOFF = Backoff(first=0.5, cap=30.0)
 """The waits between tries at handing a file to a storage that failed (its server down)."""
-REFUSALS = (FileExistsError, ValueError, ExportError)
-"""What a storage raises that trying again cannot mend: a key taken, a file that is not
-what was written (its SHA-256), a storage set up wrong."""
+PASSING = (ConnectionError, TimeoutError)
+"""What a storage raises for a failure that another try may mend (its server down, busy
+or slow): the worker tries again.  Anything else fails the run (a key taken, a file that
+is not what was written, a storage set up wrong or a directory in the way)."""
 
 PartRef = tuple[str, int, int]
 """A part of one attempt of a job: (job id, attempt, part)."""
@@ -424,18 +422,17 @@ class TaskRun:
         )
         refused: list[Exception] = []
 
-        async def store() -> None:
-            if self.cancel.is_set():
-                raise Cancelled(f"task {task.job_id} stopped while its file was being stored")
-            found = await asyncio.to_thread(try_storing, storage, key, path, sha256)
-            if found is not None:
-                raise found
-
         async def step() -> None:
+            if self.cancel.is_set():
+                refused.append(Cancelled(f"task {task.job_id} stopped while storing its file"))
+                return
             try:
-                await store()
-            except REFUSALS as exc:  # a cancel, or not worth another try
+                found = await asyncio.to_thread(try_storing, storage, key, path, sha256)
+            except Exception as exc:  # not worth another try
                 refused.append(exc)
+                return
+            if found is not None:
+                raise found  # the guard logs it, backs off, and has it tried again
 
         while not await guard.run(step):
             pass

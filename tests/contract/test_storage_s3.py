@@ -145,3 +145,14 @@ def test_without_boto3_the_error_says_what_to_install(
     settings = Settings(home=str(tmp_path), storage="s3", plugins={"s3": {"bucket": "b"}})
     with pytest.raises(ConfigError, match=r"pip install 'exportd\[s3\]'"):
         Plugins(entry_points=False, settings=settings)
+
+
+def test_a_service_that_cannot_be_reached_is_a_connection_error(tmp_path: Path) -> None:
+    """What the worker takes for a passing failure, and tries again (see the worker)."""
+    down = MotoServer()  # never started: nothing listens on its port
+    storage = s3_storage(tmp_path, down, "exportd-unreachable")
+    path = tmp_path / "x"
+    path.write_bytes(b"x")
+    with pytest.raises(ConnectionError, match="the s3 service failed"):
+        storage.store("job/1/x", path)
+    assert path.exists()

@@ -156,11 +156,13 @@ class S3Storage(Storage):
         """Upload the file at ``path`` as the object of ``key``, if none is there yet
         (:class:`FileExistsError` otherwise), with ``sha256`` as its metadata; what is
         sent must have that SHA-256 (:class:`ValueError` otherwise, and no object).
-        ``path`` is removed once the object is there."""
+        ``path`` is removed once the object is there.  A service unreachable, timing out
+        or failing on its side (5xx, 429) is a :class:`ConnectionError`: the worker
+        tries again."""
         name = self.object_key(key)
         size = path.stat().st_size
         chunk_size = max(self.config.chunk_size, -(-size // MAX_PARTS))
-        with path.open("rb") as file:
+        with _passing_failures_as_connection_errors(), path.open("rb") as file:
             if size <= chunk_size:
                 self._put(key, name, file.read(), sha256)
             else:
@@ -314,6 +316,23 @@ def _refusing_a_taken(key: str) -> Iterator[None]:
             raise FileExistsError(
                 f"the storage already holds {key!r}: a stored file is never replaced"
             ) from None
+        raise
+
+
+@contextmanager
+def _passing_failures_as_connection_errors() -> Iterator[None]:
+    """Raise botocore's errors that another try may mend (the service unreachable, a
+    timeout, a connection dropped, a 5xx or 429 answer) as :class:`ConnectionError`, what
+    the storage contract says of a passing failure."""
+    try:
+        yield
+    except Exception as exc:
+        from botocore.exceptions import ConnectionError as Unreachable
+        from botocore.exceptions import HTTPClientError
+
+        status = _status(exc) or 0
+        if isinstance(exc, Unreachable | HTTPClientError) or status >= 500 or status == 429:
+            raise ConnectionError(f"the s3 service failed: {exc}") from exc
         raise
 
 
