@@ -42,6 +42,7 @@ from yarl import URL
 
 from exportd.bus.topology import Topology
 from tests.needs import missing
+from tests.ports import free_port
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -174,14 +175,6 @@ def _run(command: list[str], environment: Mapping[str, str] | None = None) -> st
     ).stdout
 
 
-def _free_port() -> int:
-    """A TCP port nothing listens on now (on 127.0.0.1)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _scripts() -> Path | None:
     """The folder of ``rabbitmq-server`` and ``rabbitmqctl``, to run as the current user."""
     if (PACKAGED_SCRIPTS / "rabbitmq-server").exists():
@@ -229,9 +222,7 @@ class PrivateBroker:
         scripts = _scripts()
         if scripts is None:
             raise FileNotFoundError("rabbitmq-server is not installed")
-        broker = cls(
-            folder, scripts, f"exportd-test-{secrets.token_hex(4)}@localhost", _free_port()
-        )
+        broker = cls(folder, scripts, f"exportd-test-{secrets.token_hex(4)}@localhost", free_port())
         lines = "".join(f"{key} = {value}\n" for key, value in (conf or {}).items())
         (folder / "rabbitmq.conf").write_text(lines)
         rabbit = ", ".join(f"{{{key}, {value}}}" for key, value in (advanced or {}).items())
@@ -242,7 +233,7 @@ class PrivateBroker:
             "RABBITMQ_NODENAME": broker.node,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(broker.port),
-            "RABBITMQ_DIST_PORT": str(_free_port()),
+            "RABBITMQ_DIST_PORT": str(free_port()),
             "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
             "RABBITMQ_LOG_BASE": str(folder / "log"),
             "RABBITMQ_PID_FILE": str(folder / "rabbitmq.pid"),

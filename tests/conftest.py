@@ -23,6 +23,7 @@ from tests.broker import (  # noqa: F401 (the brokers' fixtures, registered once
     stoppable_broker,
 )
 from tests.http.server import Server, serving
+from tests.objectstore import s3_bucket, s3_server  # noqa: F401 (registered once, as above)
 from tests.postgres import DIALECTS, scratch_database
 from tests.unit.datastore import TABLES, build_datastore, load_postgres
 

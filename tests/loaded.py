@@ -28,6 +28,8 @@ JOB_STORE = ("exportd.engine",)
 """The engine, its job store (``exportd.engine.store``) among it."""
 BUS_CLIENTS = ("kombu", "aio_pika", "exportd.bus", "exportd.client")
 """What talks to RabbitMQ."""
+S3_CLIENT = ("boto3", "botocore")
+"""What the ``s3`` storage talks to its service with: loaded only where it is used."""
 
 
 def exportd_command(argv: Iterable[str], record: Path) -> list[str]:

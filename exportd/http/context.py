@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
-from litestar import Request
+from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers import BaseRouteHandler
-from litestar.response import File, Stream
+from litestar.response import File, Redirect, Stream
 
 from exportd.config import Settings
 from exportd.engine.service import Engine
 from exportd.errors import Unauthorized
+from exportd.http.ranges import ByteRange, requested_range
 from exportd.http.sync import SyncExports
 from exportd.http.tenants import Caller, TenantStore
 from exportd.kernel.validation import check_nesting
@@ -33,6 +35,11 @@ Guard = Callable[[AnyConnection, BaseRouteHandler], None]
 MAX_PAGE_NUMBER = 10**9
 """The highest page number a listing takes: pages past it hold nothing anyway."""
 READ_CHUNK = 1 << 16
+FILE_ANSWER = (
+    "The file; 206 with one range of it for a Range header (Accept-Ranges: bytes; 416 for "
+    "a range past its end); 302 to the storage's own URL of it when the storage has one"
+)
+"""What a file download answers, as its routes' OpenAPI says."""
 
 
 class CheckedRequest(AnyRequest):
@@ -80,22 +87,64 @@ class HttpApi:
         lifetime = None if until_expiry else timedelta(seconds=self.settings.http.url_lifetime)
         return self.signer.links(job, self.base_url(request), lifetime=lifetime)
 
-    def file_answer(self, file: FileInfo) -> Stream:
-        """An answer streaming a stored file, with its type, length and name."""
-        return Stream(
-            self.read_file(file.key),
-            headers={
-                "Content-Type": file.media_type,
-                "Content-Length": str(file.size),
-                "Content-Disposition": content_disposition(file.name),
-            },
+    async def file_answer(
+        self, request: AnyConnection, file: FileInfo, expires_at: datetime
+    ) -> Response[Any]:
+        """An answer with a stored file: a redirect to the storage's own URL of it, if
+        it has one (:meth:`Storage.url`, working until ``expires_at``), or the file
+        streamed, with its type, length and name, all of it or the one range the
+        request asks for (:mod:`exportd.http.ranges`)."""
+        disposition = content_disposition(file.name)
+        url = await asyncio.to_thread(
+            partial(
+                self.storage.url,
+                file.key,
+                expires_at,
+                media_type=file.media_type,
+                disposition=disposition,
+            )
         )
+        if url is not None:
+            return Redirect(url, status_code=302, headers={"Cache-Control": "no-store"})
+        wanted = requested_range(
+            request.headers.get("range"), request.headers.get("if-range"), file.size
+        )
+        headers = {
+            "Content-Type": file.media_type,
+            "Content-Disposition": disposition,
+            "Accept-Ranges": "bytes",
+        }
+        if wanted is None:
+            headers["Content-Length"] = str(file.size)
+            return Stream(self.read_file(file.key), headers=headers)
+        headers["Content-Length"] = str(wanted.length)
+        headers["Content-Range"] = wanted.content_range()
+        return Stream(self.read_file(file.key, wanted), status_code=206, headers=headers)
 
-    async def read_file(self, key: str) -> AsyncIterator[bytes]:
-        """The stored file ``key``, chunk by chunk, read in a thread."""
-        file = await asyncio.to_thread(self.storage.open, key)
+    def link_expiry(self, job: JobSnapshot, now: datetime) -> datetime:
+        """When a download answered now, through no signed link (a facade's route behind
+        a token), may work until: ``http.url_lifetime`` from ``now``, never past the
+        files' expiry."""
+        until = now + timedelta(seconds=self.settings.http.url_lifetime)
+        return min(until, job.expires_at) if job.expires_at is not None else until
+
+    async def read_file(self, key: str, wanted: ByteRange | None = None) -> AsyncIterator[bytes]:
+        """The stored file ``key`` (or its range ``wanted``), chunk by chunk, read in a
+        thread."""
+        if wanted is None:
+            file = await asyncio.to_thread(self.storage.open, key)
+            left = None
+        else:
+            file = await asyncio.to_thread(self.storage.open_range, key, wanted.start, wanted.stop)
+            left = wanted.length
         try:
-            while chunk := await asyncio.to_thread(file.read, READ_CHUNK):
+            while left is None or left > 0:
+                size = READ_CHUNK if left is None else min(READ_CHUNK, left)
+                chunk = await asyncio.to_thread(file.read, size)
+                if not chunk:
+                    break
+                if left is not None:
+                    left -= len(chunk)
                 yield chunk
         finally:
             file.close()

@@ -17,6 +17,7 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from exportd.errors import ErrorBody, ExportError, FieldError, InternalError
 from exportd.http.context import AnyRequest
+from exportd.http.ranges import RangeNotSatisfiable
 from exportd.kernel.validation import field_error
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ STATUS_OF_CODE = {
     "not_implemented": 406,
     "conflict": 409,
     "gone": 410,
+    "range_not_satisfiable": 416,
     "unavailable": 503,
 }
 CODE_OF_STATUS = {status: code for code, status in STATUS_OF_CODE.items()}
@@ -40,8 +42,12 @@ def error_response(status: int, body: ErrorBody) -> Response[ErrorBody]:
 
 
 def on_export_error(request: AnyRequest, exc: ExportError) -> Response[ErrorBody]:
-    """exportd's errors, with the status their code stands for."""
-    return error_response(STATUS_OF_CODE.get(exc.code, 500), exc.body())
+    """exportd's errors, with the status their code stands for (and, for a range past a
+    file's end, its ``Content-Range``)."""
+    answer = error_response(STATUS_OF_CODE.get(exc.code, 500), exc.body())
+    if isinstance(exc, RangeNotSatisfiable):
+        answer.headers["Content-Range"] = exc.content_range()
+    return answer
 
 
 def on_validation_error(request: AnyRequest, exc: ValidationException) -> Response[ErrorBody]:

@@ -8,17 +8,18 @@ organisation's answer as not found).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import msgspec
-from litestar import Router, delete, get, post
+from litestar import Response, Router, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from litestar.response import File, Stream
+from litestar.response import File
 
 from exportd.engine.store import JobQuery
 from exportd.errors import Conflict, Gone, InvalidRequest
 from exportd.http.context import (
+    FILE_ANSWER,
     MAX_PAGE_NUMBER,
     AnyRequest,
     HttpApi,
@@ -256,7 +257,11 @@ def check_downloadable(job: JobSnapshot, attempt: int, now: datetime) -> None:
         raise Conflict(f"job {job.id} has no files yet: it is {job.status}")
 
 
-@get("/files/{job_id:str}/{part:int}", summary="Download a file (signed URL)")
+@get(
+    "/files/{job_id:str}/{part:int}",
+    summary="Download a file (signed URL)",
+    response_description=FILE_ANSWER,
+)
 async def download(
     request: AnyRequest,
     job_id: FromPath[str],
@@ -265,7 +270,7 @@ async def download(
     attempt: FromQuery[int],
     expires: FromQuery[int],
     signature: FromQuery[str],
-) -> Stream:
+) -> Response[Any]:
     """The file of a part, to the holder of a signed URL (no other credential): 403 for
     a bad signature, 410 once the file is gone (even if the URL expired with it),
     403 for a URL that expired while the file lives."""
@@ -278,7 +283,10 @@ async def download(
     file = next((p.file for p in job.parts if p.part == part), None)
     if file is None:
         raise Gone(f"job {job_id} has no file for part {part}")
-    return api.file_answer(file)
+    link_expiry = datetime.fromtimestamp(expires, UTC)
+    if job.expires_at is not None:
+        link_expiry = min(link_expiry, job.expires_at)
+    return await api.file_answer(request, file, link_expiry)
 
 
 jobs = Router(

@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, ClassVar, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from exportd.errors import ExportFailed
+from exportd.errors import ExportFailed, InvalidRequest
 from exportd.messages import Column, ColumnType, Delivery, JobSnapshot, Role
 
 __all__ = [
@@ -347,6 +347,11 @@ class Storage(abc.ABC):
     a key of its own; the engine keeps the file of the first run whose ``done`` it
     applies, the one the job's size and SHA-256 describe, and deletes the others.
     So a file being downloaded never changes under its reader.
+
+    Beside the four methods a storage must have, three are optional, with defaults
+    that work for any storage: :meth:`store_checked` (the worker hands over the file
+    with the SHA-256 it measured), :meth:`open_range` (a download of part of a file)
+    and :meth:`url` (a download served by the storage itself).
     """
 
     name: ClassVar[str]
@@ -361,9 +366,35 @@ class Storage(abc.ABC):
         :class:`FileExistsError` and leave both files as they are.  A file appears under
         ``key`` whole or not at all (a reader never sees part of it)."""
 
+    def store_checked(self, key: str, path: Path, sha256: str) -> None:
+        """:meth:`store`, for a file whose SHA-256 (hex) the caller measured while writing
+        it: what the worker calls.  A storage that sends the file elsewhere overrides it
+        to check what it sends against ``sha256`` (and keep it with the file), refusing
+        with :class:`ValueError`, and keeping nothing, when they differ.  By default,
+        :meth:`store`."""
+        self.store(key, path)
+
     @abc.abstractmethod
     def open(self, key: str) -> BinaryIO:
         """The file kept under ``key``, for reading; :class:`FileNotFoundError` if none."""
+
+    def open_range(self, key: str, start: int, stop: int) -> BinaryIO:
+        """The bytes ``start`` to ``stop`` (exclusive) of the file kept under ``key``,
+        for reading (the caller reads ``stop - start`` bytes, and no more): an HTTP range
+        request's answer.  A storage that can start a read midway without reading what
+        comes before (a ranged GET) overrides it.  By default, :meth:`open` and a seek
+        (or, for a file that cannot seek, reading up to ``start``)."""
+        file = self.open(key)
+        try:
+            if file.seekable():
+                file.seek(start)
+            else:
+                while start > 0 and (skipped := file.read(min(start, 1 << 16))):
+                    start -= len(skipped)
+        except BaseException:
+            file.close()
+            raise
+        return file
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:
@@ -372,6 +403,27 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def exists(self, key: str) -> bool:
         """Whether a file is kept under ``key``."""
+
+    def url(
+        self, key: str, expires_at: datetime, *, media_type: str, disposition: str
+    ) -> str | None:
+        """A URL the storage itself serves the file kept under ``key`` at, working no
+        longer than until ``expires_at`` (the signed exportd link's expiry), its answer
+        carrying ``Content-Type: media_type`` and ``Content-Disposition: disposition``
+        (an attachment header with the file's name); or ``None``: exportd streams the
+        file through :meth:`open` (the default).  A download then answers with a
+        redirect to it (an object store's presigned URL, say), and the storage serves
+        range requests itself."""
+        return None
+
+    @staticmethod
+    def key_parts(key: str) -> tuple[str, ...]:
+        """The parts of ``key``, a relative POSIX path; a key that would leave the storage
+        (absolute, empty, or with a ``..``) is refused, naming ``key``."""
+        parts = PurePosixPath(key).parts
+        if not parts or key.startswith("/") or ".." in parts:
+            raise InvalidRequest.field("key", f"{key!r} is not a relative path inside the storage")
+        return parts
 
 
 class Undeliverable(Exception):

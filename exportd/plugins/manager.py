@@ -34,6 +34,7 @@ BUILTIN_PLUGINS = (
     "exportd.plugins.formats.html",
     "exportd.plugins.formats.json",
     "exportd.plugins.storages.local",
+    "exportd.plugins.storages.s3",
     "exportd.plugins.deliveries.email",
 )
 """The built-in plugins every process loads, less those ``disable_plugins`` blocks."""

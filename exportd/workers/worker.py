@@ -50,6 +50,7 @@ import uuid
 from collections import deque
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 
 import msgspec
 
@@ -58,7 +59,7 @@ from exportd.bus.topology import TASK_DELIVERY_LIMIT
 from exportd.config import Settings
 from exportd.errors import Cancelled, ErrorBody, ExportError
 from exportd.kernel.datastores import data_store
-from exportd.kernel.pipeline import run_export
+from exportd.kernel.pipeline import Written, run_export
 from exportd.kernel.plan import plan_task
 from exportd.kernel.workarea import WorkArea
 from exportd.messages import (
@@ -69,10 +70,22 @@ from exportd.messages import (
     StatusUpdate,
     UpdateStatus,
 )
+from exportd.plugins.api import Storage
 from exportd.plugins.manager import Plugins
 from exportd.supervision import Backoff, Guard, Loops, guarded
 
 log = logging.getLogger(__name__)
+
+
+def try_storing(storage: Storage, key: str, path: Path, sha256: str) -> Exception | None:
+    """Hand the file at ``path`` to ``storage`` under ``key``: ``None`` once it took it,
+    or the passing failure (:data:`PASSING`) it raised; anything else is raised."""
+    try:
+        storage.store_checked(key, path, sha256)
+    except PASSING as exc:
+        return exc
+    return None
+
 
 REMEMBERED_CANCELS = 1000
 REMEMBERED_OUTCOMES = 1000
@@ -81,6 +94,12 @@ SEQ_PER_DELIVERY = 1_000_000
 OUTCOME_BACKOFF = Backoff(first=0.2, cap=5.0)
 """The waits between tries at sending a run's outcome that the broker did not confirm:
 capped low, since the job waits on it once the broker is back."""
+STORE_BACKOFF = Backoff(first=0.5, cap=30.0)
+"""The waits between tries at handing a file to a storage that failed (its server down)."""
+PASSING = (ConnectionError, TimeoutError)
+"""What a storage raises for a failure that another try may mend (its server down, busy
+or slow): the worker tries again.  Anything else fails the run (a key taken, a file that
+is not what was written, a storage set up wrong or a directory in the way)."""
 
 PartRef = tuple[str, int, int]
 """A part of one attempt of a job: (job id, attempt, part)."""
@@ -352,7 +371,8 @@ class TaskRun:
                 await message.reject(requeue=True)
 
     async def _export(self) -> FileInfo:
-        """Plan and write the file, then hand it to the storage, in one thread hop."""
+        """Plan and write the file, then hand it to the storage, in one thread hop; a
+        storage that fails (its server down) is tried again until it takes the file."""
         worker, task = self.worker, self.task
         name = task.file_name or task.key.rsplit("/", 1)[-1]  # (from an older engine)
         key = run_key(task.key, self.run)
@@ -362,8 +382,9 @@ class TaskRun:
         def on_progress(progress: Progress) -> None:
             loop.call_soon_threadsafe(self._progressed, progress)
 
-        def write_and_store() -> FileInfo:
+        def write_and_store() -> tuple[Written, Exception | None]:
             plan = plan_task(task, worker.plugins, data_store(worker.settings), worker=worker.name)
+            failure: Exception | None = None
             try:
                 written = run_export(
                     plan,
@@ -375,12 +396,49 @@ class TaskRun:
                     part_count=task.part_count,
                 )
                 loop.call_soon_threadsafe(self._file_written)
-                worker.storage.store(key, path)
+                failure = try_storing(worker.storage, key, path, written.sha256)
+                return written, failure
             finally:
-                path.unlink(missing_ok=True)  # the storage moved it, or it is no use
-            return written.file(key=key, name=name)
+                if failure is None:
+                    path.unlink(missing_ok=True)  # the storage moved it, or it is no use
 
-        return await asyncio.to_thread(write_and_store)
+        written, failure = await asyncio.to_thread(write_and_store)
+        if failure is not None:
+            try:
+                await self._store_again(key, path, written.sha256, failure)
+            finally:
+                path.unlink(missing_ok=True)
+        return written.file(key=key, name=name)
+
+    async def _store_again(self, key: str, path: Path, sha256: str, failure: Exception) -> None:
+        """Hand the file to the storage until it takes it (the job says ``uploading`` and
+        the reporter keeps it alive meanwhile), backing off between tries: a storage's
+        server that is down loses no job.  A cancel or a shutdown stops the tries
+        (:class:`Cancelled`: a shutdown gives the task back, for another worker)."""
+        storage, task = self.worker.storage, self.task
+        guard = Guard(f"the {storage.name} storage (task {task.job_id}/{task.part})", STORE_BACKOFF)
+        log.warning(
+            "task %s part %d: the %s storage failed (%s: %s); trying again",
+            *(task.job_id, task.part, storage.name, type(failure).__name__, failure),
+        )
+        refused: list[Exception] = []
+
+        async def step() -> None:
+            if self.cancel.is_set():
+                refused.append(Cancelled(f"task {task.job_id} stopped while storing its file"))
+                return
+            try:
+                found = await asyncio.to_thread(try_storing, storage, key, path, sha256)
+            except Exception as exc:  # not worth another try
+                refused.append(exc)
+                return
+            if found is not None:
+                raise found  # the guard logs it, backs off, and has it tried again
+
+        while not await guard.run(step):
+            pass
+        if refused:
+            raise refused[0]
 
     def _progressed(self, progress: Progress) -> None:
         """News from the export's thread: how far it got."""

@@ -12,7 +12,6 @@ import email.policy
 import hashlib
 import io
 import re
-import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -36,17 +35,10 @@ from exportd.plugins.api import DeliveryContext, Undeliverable
 from exportd.plugins.deliveries.email import EmailConfig, EmailDelivery
 from exportd.plugins.manager import Plugins
 from tests.http.server import Server, serving
+from tests.ports import free_port
 from tests.unit.datastore import ROOM, WINDOW
 
 SENDER = "exports@example.com"
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Inbox:

@@ -133,9 +133,9 @@ def test_the_environment_configures_the_plugin_over_exportd_toml(tmp_path: Path)
             "absent on purpose",
         ),
         (
-            "[plugins.s3]\nbucket = 'exports'\n",
+            "[plugins.azure]\nbucket = 'exports'\n",
             {},
-            "configuration key 'plugins.s3': no plugin 's3' is loaded; install it",
+            "configuration key 'plugins.azure': no plugin 'azure' is loaded; install it",
         ),
     ],
 )
@@ -150,8 +150,8 @@ def test_bad_plugin_settings_stop_exportd_naming_the_key(
 def test_the_settings_of_a_blocked_plugin_are_no_error(tmp_path: Path) -> None:
     plugins = configured(
         tmp_path,
-        '[plugins.s3]\nbucket = "exports"\n[plugins.example]\ndecimals = 9\n',
-        EXPORTD_DISABLE_PLUGINS="s3,example",
+        '[plugins.azure]\nbucket = "exports"\n[plugins.example]\ndecimals = 9\n',
+        EXPORTD_DISABLE_PLUGINS="azure,example",
     )
     assert "weather" not in plugins.sources
 

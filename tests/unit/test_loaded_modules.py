@@ -15,6 +15,7 @@ from tests.loaded import (
     BUS_CLIENTS,
     HTTP,
     JOB_STORE,
+    S3_CLIENT,
     among,
     exportd_command,
     loaded_by,
@@ -58,13 +59,14 @@ def test_a_local_export_loads_no_http_job_store_or_bus_client(
     command = exportd_command([*argv, "-o", str(tmp_path / "logs.xlsx")], tmp_path / "modules")
     subprocess.run(command, check=True, timeout=60, env=exportd_env(tmp_path), cwd=tmp_path)
     assert (tmp_path / "logs.xlsx").exists()
-    assert among(recorded(tmp_path / "modules"), (*HTTP, *JOB_STORE, *BUS_CLIENTS)) == []
+    loaded = recorded(tmp_path / "modules")
+    assert among(loaded, (*HTTP, *JOB_STORE, *BUS_CLIENTS, *S3_CLIENT)) == []
 
 
 def test_a_worker_loads_no_http_nor_job_store(tmp_path: Path) -> None:
     modules = loaded_by(WORKER, tmp_path / "modules", exportd_env(tmp_path))
     assert "exportd.workers.worker" in modules
-    assert among(modules, (*HTTP, *JOB_STORE)) == []
+    assert among(modules, (*HTTP, *JOB_STORE, *S3_CLIENT)) == []  # local storage: no boto3
 
 
 def test_a_blocked_built_in_plugin_is_not_even_imported(tmp_path: Path) -> None:

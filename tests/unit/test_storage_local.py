@@ -1,4 +1,5 @@
-"""The built-in local storage, found through the exportd_storages hook."""
+"""What is the local storage's own (where files lie, hard links, copies across file
+systems); the contract every storage keeps is tested in tests/contract/test_storage.py."""
 
 from __future__ import annotations
 
@@ -80,16 +81,8 @@ def test_a_deleted_key_takes_its_empty_folders_with_it(tmp_path: Path) -> None:
         storage.open("job-2/1/0/run-a/x.txt")
 
 
-@pytest.mark.parametrize("key", ["../escape", "/etc/passwd", "a/../../b", "", "."])
-def test_a_key_cannot_leave_the_storage(tmp_path: Path, key: str) -> None:
-    storage = Plugins(entry_points=False, settings=Settings(home=str(tmp_path))).storage("local")
-    with pytest.raises(InvalidRequest) as caught:
-        storage.exists(key)
-    assert caught.value.fields[0].name == "key"
-
-
 def test_an_unknown_storage_names_the_setting(tmp_path: Path) -> None:
     plugins = Plugins(entry_points=False, settings=Settings(home=str(tmp_path)))
     with pytest.raises(InvalidRequest) as caught:
-        plugins.storage("s3")
+        plugins.storage("gcs")
     assert caught.value.fields[0].name == "storage"

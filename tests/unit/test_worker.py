@@ -202,6 +202,31 @@ async def test_an_announced_run_says_uploading_as_soon_as_its_file_is_written(
     assert (done.at - written).total_seconds() >= 0.4
 
 
+async def test_a_storage_whose_server_is_down_is_tried_again_until_it_takes_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(toy_plugins.FlakyStorage, "failures", 3)
+    async with bench(tmp_path, storage="flaky") as seen:
+        await seen.start_worker("w1")
+        job = await seen.publish(task(3))
+        done = await seen.outcome(job)
+    assert toy_plugins.FlakyStorage.failures == 0
+    assert done.status == "done"
+    assert "failed" not in seen.statuses(job)
+    assert done.file is not None
+    assert (tmp_path / "files" / done.file.key).exists()
+    assert partial_files(seen.settings) == []  # nothing left in the work area
+
+
+async def test_a_storage_that_finds_the_key_taken_fails_the_run_at_once(tmp_path: Path) -> None:
+    async with bench(tmp_path, storage="taken") as seen:
+        await seen.start_worker("w1")
+        job = await seen.publish(task(3))
+        failed = await seen.outcome(job)
+    assert failed.status == "failed"
+    assert failed.error is not None and "FileExistsError" in failed.error.message
+
+
 async def test_past_ack_deadline_the_task_is_acknowledged_and_its_updates_say_detached(
     tmp_path: Path,
 ) -> None:

@@ -147,6 +147,31 @@ class SlowStorage(LocalStorage):
         super().store(key, path)
 
 
+class FlakyStorage(LocalStorage):
+    """The local storage, whose server is down for the first ``failures`` files it is
+    handed (each raises :class:`ConnectionRefusedError`); tests set ``failures``."""
+
+    name = "flaky"
+    description = "local, down for a while"
+    failures = 0
+
+    def store(self, key: str, path: Path) -> None:
+        if FlakyStorage.failures > 0:
+            FlakyStorage.failures -= 1
+            raise ConnectionRefusedError("the storage's server is down")
+        super().store(key, path)
+
+
+class TakenStorage(LocalStorage):
+    """The local storage, finding every key taken: what another try cannot mend."""
+
+    name = "taken"
+    description = "local, every key taken"
+
+    def store(self, key: str, path: Path) -> None:
+        raise FileExistsError(f"the storage already holds {key!r}")
+
+
 @hookimpl
 def exportd_sources() -> list[Source[Any]]:
     return [CountSource()]
@@ -159,7 +184,12 @@ def exportd_formats() -> list[Format[Any]]:
 
 @hookimpl
 def exportd_storages(settings: Settings) -> list[Storage]:
-    return [SlowStorage(settings.files_path), BrittleStorage(settings.files_path)]
+    return [
+        SlowStorage(settings.files_path),
+        BrittleStorage(settings.files_path),
+        FlakyStorage(settings.files_path),
+        TakenStorage(settings.files_path),
+    ]
 
 
 class Abort(BaseException):

@@ -36,15 +36,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
 from litestar import Response, Router, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
-from litestar.response import Stream
 
 from exportd.errors import ErrorBody, FieldError, InvalidRequest, NotFound
-from exportd.http.context import AnyRequest, HttpApi, api_of, caller_of, requires
+from exportd.http.context import (
+    FILE_ANSWER,
+    AnyRequest,
+    HttpApi,
+    api_of,
+    caller_of,
+    requires,
+)
 from exportd.http.errors import HANDLERS, native_error
 from exportd.http.facades.common import made_through, renamed
 from exportd.messages import API_LABEL, ExportRequest, Interval, JobSnapshot
@@ -251,10 +258,12 @@ async def delete_job(request: AnyRequest, type_: FromPath[str], job_id: FromPath
         await api_of(request).engine.delete(job.id, caller_of(request).org.id)
 
 
-@get("/files/{job_id:str}", summary="Download a report job's file")
+@get(
+    "/files/{job_id:str}", summary="Download a report job's file", response_description=FILE_ANSWER
+)
 async def download(
     request: AnyRequest, type_: FromPath[str], job_id: FromPath[str], part: FromQuery[int] = 0
-) -> Stream:
+) -> Response[Any]:
     """The file of a done job (of its part ``part``, for a report in several parts)."""
     job = await report_job(request, type_, job_id)
     file = next((p.file for p in job.parts if p.part == part), None)
@@ -263,7 +272,8 @@ async def download(
             "report file not found",
             [FieldError("id", f"job {job_id} has no file {part}: it is {job.status}")],
         )
-    return api_of(request).file_answer(file)
+    api = api_of(request)
+    return await api.file_answer(request, file, api.link_expiry(job, datetime.now(UTC)))
 
 
 def talkdesk_error(request: AnyRequest, exc: Exception) -> Response[TalkdeskError]:
@@ -281,6 +291,7 @@ def talkdesk_error(request: AnyRequest, exc: Exception) -> Response[TalkdeskErro
         ),
         status_code=status,
         media_type="application/json",
+        headers=native.headers,  # a 416's Content-Range
     )
 
 

@@ -10,10 +10,10 @@ import errno
 import os
 import secrets
 import shutil
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
-from exportd import InvalidRequest, Settings, Storage, hookimpl
+from exportd import Settings, Storage, hookimpl
 
 
 class LocalStorage(Storage):
@@ -27,10 +27,7 @@ class LocalStorage(Storage):
 
     def path(self, key: str) -> Path:
         """Where ``key`` lives; a key that would leave the root is refused."""
-        parts = PurePosixPath(key).parts
-        if not parts or key.startswith("/") or ".." in parts:
-            raise InvalidRequest.field("key", f"{key!r} is not a relative path inside the storage")
-        return self.root.joinpath(*parts)
+        return self.root.joinpath(*self.key_parts(key))
 
     def store(self, key: str, path: Path) -> None:
         """Move the file in under ``key``, never over a file ``key`` holds

@@ -1,0 +1,377 @@
+"""The ``s3`` storage: files as objects in a bucket of any S3-compatible service.
+
+Its settings are the ``[plugins.s3]`` table (:class:`S3Config`); select it with
+``storage = "s3"``.  It needs boto3: ``pip install 'exportd[s3]'``.  The client is
+made on first use, so a process that loads the plugin but keeps its files elsewhere
+needs neither boto3 nor a bucket.
+
+A file is uploaded from the worker's disk: in one ``PutObject`` up to one
+``chunk_size``, in a multipart upload of ``chunk_size`` parts above it,
+``parallel_parts`` parts at a time (so that many chunks in memory, and one more).
+Every request carries the SHA-256 of what it sends (``ChecksumSHA256``), which the
+service checks; the whole file's SHA-256, the one the worker measured while writing
+it, is kept as the object's ``sha256`` metadata, and what is sent is checked against
+it before the upload completes.  The object is
+created only if its key is free (``If-None-Match: *`` on ``PutObject`` and
+``CompleteMultipartUpload``), so a stored file is never replaced; a multipart upload
+that fails anywhere is aborted, so no part of a file is left behind.
+
+Downloads stream the object through exportd (ranged ``GetObject`` for a range
+request), or, with ``redirect = true``, are redirected to a presigned URL that
+expires with exportd's own link; the service then serves ranges itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal, cast
+
+import msgspec
+
+from exportd import ConfigError, Settings, Storage, hookimpl
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+MiB = 1024 * 1024
+MIN_CHUNK_SIZE = 5 * MiB
+"""S3's smallest part of a multipart upload (but the last)."""
+MAX_PARTS = 10_000
+"""S3's most parts of one multipart upload: a larger file gets larger parts."""
+MAX_URL_LIFETIME = 7 * 24 * 3600
+"""The longest a presigned (SigV4) URL works, in seconds."""
+SHA256_METADATA = "sha256"
+"""The user metadata (``x-amz-meta-sha256``) holding a stored file's SHA-256, in hex."""
+INSTALL_HINT = "pip install 'exportd[s3]'"
+
+
+class S3Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """The bucket the ``s3`` storage keeps files in (``[plugins.s3]``), for
+    ``storage = "s3"``; see ``docs/runtime.md``, "Storage"."""
+
+    bucket: str = ""
+    """The bucket's name: required when the storage is used (it must exist)."""
+
+    prefix: str = ""
+    """A folder in the bucket for exportd's files (``exports``, say); empty: the top."""
+
+    endpoint_url: str = ""
+    """The service's URL (``http://127.0.0.1:9000``, say); empty: AWS S3 itself."""
+
+    region: str = ""
+    """The bucket's region; empty: the standard AWS settings (``AWS_REGION``...)."""
+
+    access_key_id: str = ""
+    """The access key; empty: boto3's standard chain (``AWS_ACCESS_KEY_ID``, the
+    shared credentials file, an instance role...)."""
+
+    secret_access_key: str = ""
+    """The secret of ``access_key_id`` (needed with it)."""
+
+    session_token: str = ""
+    """A session token, for temporary credentials."""
+
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    """How the bucket is named in URLs: ``path`` (``endpoint/bucket/key``, what most
+    self-hosted services want), ``virtual`` (``bucket.endpoint/key``), or ``auto``."""
+
+    chunk_size: Annotated[int, msgspec.Meta(ge=MIN_CHUNK_SIZE)] = 8 * MiB
+    """Bytes in one part of a multipart upload (at least 5 MiB); a file up to this size
+    goes in one request."""
+
+    parallel_parts: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    """Parts of one upload sent at once; an upload holds up to this many chunks in
+    memory, and one more being read."""
+
+    redirect: bool = False
+    """Whether a download is answered with a redirect to a presigned URL of the object
+    (the service serves it), instead of exportd streaming it."""
+
+
+class S3Storage(Storage):
+    """Keeps each file as the object ``<prefix>/<key>`` of one bucket."""
+
+    name = "s3"
+    description = "objects in a bucket of any S3-compatible service"
+
+    def __init__(self, config: S3Config) -> None:
+        self.config = config
+        self.prefix = "/".join(_prefix_parts(config.prefix))
+        self._making_client = threading.Lock()
+
+    @cached_property
+    def client(self) -> S3Client:
+        """The S3 client, made on first use (once, whichever thread comes first: a
+        client is thread-safe, making one from a shared session is not)."""
+        with self._making_client:
+            if "client" in self.__dict__:  # made while this thread waited
+                return cast("S3Client", self.__dict__["client"])
+            return self._new_client()
+
+    def _new_client(self) -> S3Client:
+        config = self.config
+        boto3, botocore_config = _boto3()
+        return cast(
+            "S3Client",
+            boto3.session.Session().client(
+                "s3",
+                endpoint_url=config.endpoint_url or None,
+                region_name=config.region or None,
+                aws_access_key_id=config.access_key_id or None,
+                aws_secret_access_key=config.secret_access_key or None,
+                aws_session_token=config.session_token or None,
+                config=botocore_config(
+                    signature_version="s3v4",  # presigned URLs too (boto3 would sign v2)
+                    s3={"addressing_style": config.addressing_style},
+                    retries={"mode": "standard", "max_attempts": 3},
+                    connect_timeout=10,
+                    read_timeout=60,
+                ),
+            ),
+        )
+
+    def object_key(self, key: str) -> str:
+        """The object that keeps ``key``; a key that would leave the prefix is refused."""
+        return "/".join((*((self.prefix,) if self.prefix else ()), *self.key_parts(key)))
+
+    def store(self, key: str, path: Path) -> None:
+        """:meth:`store_checked`, with the SHA-256 of the file at ``path``."""
+        digest = hashlib.sha256()
+        with path.open("rb") as file:
+            while chunk := file.read(self.config.chunk_size):
+                digest.update(chunk)
+        self.store_checked(key, path, digest.hexdigest())
+
+    def store_checked(self, key: str, path: Path, sha256: str) -> None:
+        """Upload the file at ``path`` as the object of ``key``, if none is there yet
+        (:class:`FileExistsError` otherwise), with ``sha256`` as its metadata; what is
+        sent must have that SHA-256 (:class:`ValueError` otherwise, and no object).
+        ``path`` is removed once the object is there.  A service unreachable, timing out
+        or failing on its side (5xx, 429) is a :class:`ConnectionError`: the worker
+        tries again."""
+        name = self.object_key(key)
+        size = path.stat().st_size
+        chunk_size = max(self.config.chunk_size, -(-size // MAX_PARTS))
+        with _passing_failures_as_connection_errors(), path.open("rb") as file:
+            if size <= chunk_size:
+                self._put(key, name, file.read(), sha256)
+            else:
+                self._put_in_parts(key, name, file, chunk_size, sha256)
+        path.unlink()
+
+    def _put(self, key: str, name: str, data: bytes, sha256: str) -> None:
+        digest = hashlib.sha256(data)
+        _check_sha256(key, digest.hexdigest(), sha256)
+        with _refusing_a_taken(key):
+            self.client.put_object(
+                Bucket=self.config.bucket,
+                Key=name,
+                Body=data,
+                ChecksumSHA256=_base64(digest),
+                Metadata={SHA256_METADATA: sha256},
+                IfNoneMatch="*",
+            )
+
+    def _put_in_parts(
+        self, key: str, name: str, file: BinaryIO, chunk_size: int, sha256: str
+    ) -> None:
+        bucket = self.config.bucket
+        upload = self.client.create_multipart_upload(
+            Bucket=bucket,
+            Key=name,
+            ChecksumAlgorithm="SHA256",
+            Metadata={SHA256_METADATA: sha256},
+        )
+        upload_id = upload["UploadId"]
+        try:
+            whole = hashlib.sha256()
+            parts: list[CompletedPartTypeDef] = []
+            sending: deque[Future[CompletedPartTypeDef]] = deque()
+            with ThreadPoolExecutor(self.config.parallel_parts, "s3-part") as senders:
+                while chunk := file.read(chunk_size):
+                    whole.update(chunk)
+                    number = len(parts) + len(sending) + 1
+                    sending.append(senders.submit(self._part, name, upload_id, number, chunk))
+                    if len(sending) == self.config.parallel_parts:  # one chunk more at most
+                        parts.append(sending.popleft().result())
+                parts.extend(part.result() for part in sending)
+            _check_sha256(key, whole.hexdigest(), sha256)
+            with _refusing_a_taken(key):
+                self.client.complete_multipart_upload(
+                    Bucket=bucket,
+                    Key=name,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                    IfNoneMatch="*",
+                )
+        except BaseException:
+            # The first failure is the one to tell; if the abort fails too, the bucket's
+            # lifecycle rule for incomplete uploads (docs/runtime.md) removes the parts.
+            with suppress(Exception):
+                self.client.abort_multipart_upload(Bucket=bucket, Key=name, UploadId=upload_id)
+            raise
+
+    def _part(self, name: str, upload_id: str, number: int, chunk: bytes) -> CompletedPartTypeDef:
+        """Send part ``number`` of an upload, with its SHA-256."""
+        checksum = _base64(hashlib.sha256(chunk))
+        answer = self.client.upload_part(
+            Bucket=self.config.bucket,
+            Key=name,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=chunk,
+            ChecksumSHA256=checksum,
+        )
+        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
+
+    def open(self, key: str) -> BinaryIO:
+        """The object of ``key``, streamed as it is read."""
+        return self._get(key)
+
+    def open_range(self, key: str, start: int, stop: int) -> BinaryIO:
+        """Bytes ``start`` to ``stop`` (exclusive) of the object of ``key``: a ranged GET."""
+        return self._get(key, Range=f"bytes={start}-{stop - 1}")
+
+    def _get(self, key: str, **arguments: Any) -> BinaryIO:
+        name = self.object_key(key)
+        try:
+            answer = self.client.get_object(Bucket=self.config.bucket, Key=name, **arguments)
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"the s3 storage holds no {key!r}") from None
+        return cast(BinaryIO, answer["Body"])  # botocore's StreamingBody, an io.IOBase
+
+    def delete(self, key: str) -> None:
+        """Delete the object of ``key`` (nothing happens if there is none)."""
+        self.client.delete_object(Bucket=self.config.bucket, Key=self.object_key(key))
+
+    def exists(self, key: str) -> bool:
+        """Whether the object of ``key`` exists."""
+        try:
+            self.client.head_object(Bucket=self.config.bucket, Key=self.object_key(key))
+        except self.client.exceptions.ClientError as exc:
+            if _status(exc) == 404:
+                return False
+            raise
+        return True
+
+    def url(
+        self, key: str, expires_at: datetime, *, media_type: str, disposition: str
+    ) -> str | None:
+        """With ``redirect = true``, a presigned URL of the object of ``key`` that works
+        until ``expires_at`` (at most a week, SigV4's limit), answered with
+        ``media_type`` and ``disposition`` (S3's ``response-content-*`` overrides);
+        else ``None``."""
+        if not self.config.redirect:
+            return None
+        seconds = int((expires_at - datetime.now(UTC)).total_seconds())
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.config.bucket,
+                "Key": self.object_key(key),
+                "ResponseContentType": media_type,
+                "ResponseContentDisposition": disposition,
+            },
+            ExpiresIn=max(1, min(seconds, MAX_URL_LIFETIME)),
+        )
+
+
+def _prefix_parts(prefix: str) -> tuple[str, ...]:
+    """The folders of ``prefix``, which must be a relative path without ``..``."""
+    parts = tuple(part for part in prefix.split("/") if part)
+    if ".." in parts or "." in parts:
+        raise ConfigError.field("plugins.s3.prefix", f"{prefix!r} must be a path without . or ..")
+    return parts
+
+
+def _check_sha256(key: str, sent: str, expected: str) -> None:
+    if sent != expected.lower():
+        raise ValueError(
+            f"the file for {key!r} has SHA-256 {sent}, not {expected} as written: not stored"
+        )
+
+
+def _base64(digest: hashlib._Hash) -> str:
+    return base64.b64encode(digest.digest()).decode("ascii")
+
+
+@contextmanager
+def _refusing_a_taken(key: str) -> Iterator[None]:
+    """Turn S3's answer to a conditional write on a taken key (412) into
+    :class:`FileExistsError`, as the storage contract says."""
+    try:
+        yield
+    except Exception as exc:
+        if _status(exc) == 412:
+            raise FileExistsError(
+                f"the storage already holds {key!r}: a stored file is never replaced"
+            ) from None
+        raise
+
+
+@contextmanager
+def _passing_failures_as_connection_errors() -> Iterator[None]:
+    """Raise botocore's errors that another try may mend (the service unreachable, a
+    timeout, a connection dropped, a 5xx or 429 answer) as :class:`ConnectionError`, what
+    the storage contract says of a passing failure."""
+    try:
+        yield
+    except Exception as exc:
+        from botocore.exceptions import ConnectionError as Unreachable
+        from botocore.exceptions import HTTPClientError
+
+        status = _status(exc) or 0
+        if isinstance(exc, Unreachable | HTTPClientError) or status >= 500 or status == 429:
+            raise ConnectionError(f"the s3 service failed: {exc}") from exc
+        raise
+
+
+def _status(exc: Exception) -> int | None:
+    """The HTTP status of a botocore ``ClientError`` (``None`` for another error)."""
+    status: int | None = (
+        getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    )
+    return status
+
+
+def _boto3() -> tuple[Any, Any]:
+    """boto3 and botocore's ``Config``, or an error saying how to install them."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise ConfigError.field(
+            "storage", f"the s3 storage needs boto3, which is not installed: {INSTALL_HINT}"
+        ) from None
+    return boto3, Config
+
+
+@hookimpl
+def exportd_plugin_config() -> type[S3Config]:
+    """The bucket and how to reach it: ``[plugins.s3]``."""
+    return S3Config
+
+
+@hookimpl
+def exportd_storages(settings: Settings, config: S3Config) -> Iterable[Storage]:
+    """The ``s3`` storage; when it is the one used (``storage = "s3"``), its bucket must
+    be set and boto3 installed."""
+    storage = S3Storage(config)
+    if settings.storage == S3Storage.name:
+        if not config.bucket:
+            raise ConfigError.field("plugins.s3.bucket", "the s3 storage needs a bucket name")
+        if bool(config.access_key_id) != bool(config.secret_access_key):
+            missing = "secret_access_key" if config.access_key_id else "access_key_id"
+            raise ConfigError.field(f"plugins.s3.{missing}", "needed with the other one")
+        _boto3()
+    return [storage]

@@ -1,0 +1,158 @@
+"""What is the ``s3`` storage's own, against a real S3 API server (moto's: see
+:mod:`tests.objectstore` for why moto): multipart uploads, the SHA-256 kept and checked,
+the prefix, presigned URLs, and its settings' errors."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from exportd import ConfigError, Settings
+from exportd.plugins.manager import Plugins
+from exportd.plugins.storages.s3 import S3Storage
+from tests.objectstore import MotoServer, object_keys, uploads
+
+CHUNK = 5 * 1024 * 1024
+
+
+def s3_storage(tmp_path: Path, server: MotoServer, bucket: str, **changes: Any) -> S3Storage:
+    """The s3 storage of ``bucket`` on ``server``, as the plugin manager makes it."""
+    settings = Settings(
+        home=str(tmp_path), storage="s3", plugins={"s3": server.config(bucket, **changes)}
+    )
+    storage = Plugins(entry_points=False, settings=settings).storage("s3")
+    assert isinstance(storage, S3Storage)
+    return storage
+
+
+def test_a_file_above_one_chunk_goes_in_parts_with_its_sha256(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    storage = s3_storage(tmp_path, s3_server, s3_bucket, chunk_size=CHUNK, prefix="/exports/")
+    content = os.urandom(2 * CHUNK + 1000)
+    digest = hashlib.sha256(content).hexdigest()
+    path = tmp_path / "big.bin"
+    path.write_bytes(content)
+    storage.store_checked("job/1/0/run/big.bin", path, digest)
+    client = s3_server.client()
+    head = client.head_object(Bucket=s3_bucket, Key="exports/job/1/0/run/big.bin")
+    assert head["ETag"].strip('"').endswith("-3")  # three parts
+    assert head["Metadata"] == {"sha256": digest}
+    with storage.open("job/1/0/run/big.bin") as file:
+        assert hashlib.sha256(file.read()).hexdigest() == digest
+    storage.delete("job/1/0/run/big.bin")
+    assert object_keys(client, s3_bucket) == []
+
+
+@pytest.mark.parametrize("size", [1000, CHUNK + 1000], ids=["one request", "in parts"])
+def test_a_file_that_is_not_what_was_written_is_refused_and_leaves_nothing(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str, size: int
+) -> None:
+    storage = s3_storage(tmp_path, s3_server, s3_bucket, chunk_size=CHUNK)
+    path = tmp_path / "x.bin"
+    path.write_bytes(os.urandom(size))
+    written = hashlib.sha256(b"what the worker wrote").hexdigest()
+    with pytest.raises(ValueError, match=f"not {written} as written"):
+        storage.store_checked("job/1/0/run/x.bin", path, written)
+    client = s3_server.client()
+    assert (object_keys(client, s3_bucket), uploads(client, s3_bucket)) == ([], [])
+    assert path.exists()
+
+
+def test_a_taken_key_is_refused_after_all_its_parts_went(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    """The conditional CompleteMultipartUpload refuses, and the upload is aborted."""
+    storage = s3_storage(tmp_path, s3_server, s3_bucket, chunk_size=CHUNK)
+    small = tmp_path / "small"
+    small.write_bytes(b"first")
+    storage.store("job/1/x", small)
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(CHUNK + 10))
+    with pytest.raises(FileExistsError):
+        storage.store("job/1/x", big)
+    client = s3_server.client()
+    assert uploads(client, s3_bucket) == []
+    with storage.open("job/1/x") as file:
+        assert file.read() == b"first"
+
+
+def test_a_presigned_url_serves_the_file_and_its_ranges_until_it_expires(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    plain = s3_storage(tmp_path, s3_server, s3_bucket)
+    storage = s3_storage(tmp_path, s3_server, s3_bucket, redirect=True)
+    content = os.urandom(10_000)
+    path = tmp_path / "x"
+    path.write_bytes(content)
+    storage.store("job/1/x.bin", path)
+    expires_at = datetime.now(UTC) + timedelta(minutes=5)
+    answered = {"media_type": "text/csv", "disposition": 'attachment; filename="r.csv"'}
+    assert plain.url("job/1/x.bin", expires_at, **answered) is None  # exportd streams
+    url = storage.url("job/1/x.bin", expires_at, **answered)
+    assert url is not None
+    assert 299 <= int(httpx.URL(url).params["X-Amz-Expires"]) <= 300
+    whole = httpx.get(url)
+    assert whole.content == content
+    assert whole.headers["content-type"] == "text/csv"
+    assert whole.headers["content-disposition"] == 'attachment; filename="r.csv"'
+    ranged = httpx.get(url, headers={"Range": "bytes=-100"})
+    assert (ranged.status_code, ranged.content) == (206, content[-100:])
+
+
+def test_the_bucket_is_required_once_the_storage_is_used(tmp_path: Path) -> None:
+    Plugins(entry_points=False, settings=Settings(home=str(tmp_path)))  # not used: fine
+    with pytest.raises(ConfigError) as refused:
+        Plugins(entry_points=False, settings=Settings(home=str(tmp_path), storage="s3"))
+    assert refused.value.fields[0].name == "plugins.s3.bucket"
+
+
+@pytest.mark.parametrize(
+    ("table", "field"),
+    [
+        ({"bucket": "b", "chunk_size": 1024}, "plugins.s3.chunk_size"),
+        ({"bucket": "b", "prefix": "a/../b"}, "plugins.s3.prefix"),
+        ({"bucket": "b", "access_key_id": "id"}, "plugins.s3.secret_access_key"),
+        ({"bucket": "b", "addressing_style": "sideways"}, "plugins.s3.addressing_style"),
+        ({"bucket": "b", "buckett": "c"}, "plugins.s3.buckett"),
+    ],
+)
+def test_a_bad_setting_is_named(tmp_path: Path, table: dict[str, Any], field: str) -> None:
+    settings = Settings(home=str(tmp_path), storage="s3", plugins={"s3": table})
+    with pytest.raises(ConfigError) as refused:
+        Plugins(entry_points=False, settings=settings)
+    assert refused.value.fields[0].name == field
+
+
+def test_without_boto3_the_error_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_import = builtins.__import__
+
+    def no_boto3(name: str, *arguments: Any, **keywords: Any) -> Any:
+        if name.partition(".")[0] in ("boto3", "botocore"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *arguments, **keywords)
+
+    monkeypatch.setattr(builtins, "__import__", no_boto3)
+    settings = Settings(home=str(tmp_path), storage="s3", plugins={"s3": {"bucket": "b"}})
+    with pytest.raises(ConfigError, match=r"pip install 'exportd\[s3\]'"):
+        Plugins(entry_points=False, settings=settings)
+
+
+def test_a_service_that_cannot_be_reached_is_a_connection_error(tmp_path: Path) -> None:
+    """What the worker takes for a passing failure, and tries again (see the worker)."""
+    down = MotoServer()  # never started: nothing listens on its port
+    storage = s3_storage(tmp_path, down, "exportd-unreachable")
+    path = tmp_path / "x"
+    path.write_bytes(b"x")
+    with pytest.raises(ConnectionError, match="the s3 service failed"):
+        storage.store("job/1/x", path)
+    assert path.exists()
