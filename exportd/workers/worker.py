@@ -284,6 +284,10 @@ class TaskRun:
         """Run the export and report it; settle the message once the outcome is confirmed."""
         task = self.task
         loops = self.worker.loops
+        log.info(
+            "worker %s runs task %s part %d of attempt %d (run %s)",
+            *(self.worker.name, task.job_id, task.part, task.attempt, self.run),
+        )
         if self.detach_at_once:
             log.info(
                 "task %s part %d (delivery %d, %d lapse(s)) runs under the engine's lease",

@@ -23,14 +23,12 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -56,178 +54,15 @@ from exportd.messages import (
     RequestFields,
 )
 from exportd.plugins.manager import Plugins
-from tests.broker import delete_topology
+from tests.integration.commands import WAIT, Deployment, Process, make_deployment, run_exportd
 from tests.integration.runtime import settings_in
-from tests.loaded import HTTP, JOB_STORE, among, exportd_command, recorded
+from tests.loaded import HTTP, JOB_STORE, among, recorded
 from tests.unit import toy_plugins
 from tests.unit.datastore import BIG_CHANNEL, FOREIGN_ROOM, ORG, OTHER_ORG, ROOM, WINDOW
 
-WAIT = 30.0
-"""The most seconds any one thing may take to happen."""
 UNREACHABLE = "amqp://guest:secret@127.0.0.1:1/"
 INTERVAL = ["--start", WINDOW.start.isoformat(), "--end", WINDOW.end.isoformat()]
 ROOM_LOGS = ["rooms", "-p", f"room_id={ROOM}", "-p", "type=logs", *INTERVAL]
-# A test runner may have been started with SIGINT ignored, which a child inherits.
-WITH_CTRL_C = (
-    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-    "os.execv(sys.argv[1], sys.argv[1:])"
-)
-
-
-class Process:
-    """A running ``exportd`` command; threads collect its stdout and stderr lines."""
-
-    def __init__(
-        self,
-        argv: list[str],
-        env: dict[str, str],
-        cwd: Path,
-        *,
-        ctrl_c: bool = False,
-        record: Path | None = None,
-    ) -> None:
-        self.argv = argv
-        if record is None:
-            command = [sys.executable, "-m", "exportd", *argv]
-        else:
-            command = exportd_command(argv, record)
-        self.popen = subprocess.Popen(
-            [sys.executable, "-c", WITH_CTRL_C, *command] if ctrl_c else command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=cwd,
-            text=True,
-        )
-        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        self._changed = threading.Condition()
-        assert self.popen.stdout is not None and self.popen.stderr is not None
-        self._readers = [
-            threading.Thread(target=self._read, args=(pipe, name), daemon=True)
-            for pipe, name in ((self.popen.stdout, "stdout"), (self.popen.stderr, "stderr"))
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read(self, pipe: IO[str], name: str) -> None:
-        for line in iter(pipe.readline, ""):
-            with self._changed:
-                self.lines[name].append(line.rstrip("\n"))
-                self._changed.notify_all()
-
-    def wait_for(self, text: str, *, stream: str = "stderr", timeout: float = WAIT) -> str:
-        """The first line of ``stream`` containing ``text``, waiting up to ``timeout``."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self.lines[stream]:
-                    if text in line:
-                        return line
-                remaining = deadline - time.monotonic()
-                assert remaining > 0, f"no {text!r} from exportd {self.argv}: {self.lines}"
-                self._changed.wait(remaining)
-
-    def stop(self, number: signal.Signals = signal.SIGTERM, timeout: float = WAIT) -> int:
-        """Send ``number``; the exit status, once the process and its output ended."""
-        self.popen.send_signal(number)
-        status = self.popen.wait(timeout)
-        for reader in self._readers:
-            reader.join(timeout)
-        return status
-
-    def text(self, stream: str = "stderr") -> str:
-        """What ``stream`` said so far."""
-        with self._changed:
-            return "\n".join(self.lines[stream])
-
-
-def run_exportd(
-    argv: list[str], env: dict[str, str], cwd: Path
-) -> subprocess.CompletedProcess[str]:
-    """Run ``exportd ARGV...`` to its end."""
-    return subprocess.run(
-        [sys.executable, "-m", "exportd", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=WAIT * 2,
-        check=False,
-    )
-
-
-class Deployment:
-    """An EXPORTD_HOME, a topology on the test broker, and the commands run on them."""
-
-    def __init__(self, home: Path, broker_url: str, **variables: str) -> None:
-        self.home = home
-        self.broker_url = broker_url
-        self.topology = Topology(prefix=f"test-{uuid.uuid4().hex[:12]}.")
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
-        self.env = {
-            **inherited,
-            "EXPORTD_HOME": str(home),
-            "EXPORTD_BROKER__URL": broker_url,
-            "EXPORTD_BROKER__PREFIX": self.topology.prefix,
-            "EXPORTD_HTTP__LISTEN": "127.0.0.1:0",  # a free port: engines may run side by side
-            **variables,
-        }
-        self.processes: list[Process] = []
-
-    def start(
-        self,
-        *argv: str,
-        ready: str | None = None,
-        ctrl_c: bool = False,
-        record: Path | None = None,
-    ) -> Process:
-        """Start ``exportd ARGV...``; with ``ready``, wait for that text on its stderr;
-        with ``ctrl_c``, have SIGINT raise KeyboardInterrupt in it, as on a terminal;
-        with ``record``, it writes the names of the modules it loaded there as it exits
-        (see :mod:`tests.loaded`)."""
-        process = Process(list(argv), self.env, self.home, ctrl_c=ctrl_c, record=record)
-        self.processes.append(process)
-        if ready is not None:
-            process.wait_for(ready)
-        return process
-
-    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
-        """Run ``exportd ARGV...`` to its end."""
-        return run_exportd(list(argv), self.env, self.home)
-
-    def engine(self) -> Process:
-        """A started ``exportd engine``."""
-        return self.start("engine", ready="engine running")
-
-    def worker(self) -> Process:
-        """A started ``exportd worker``."""
-        return self.start("worker", ready="taking tasks")
-
-    def client(self) -> Client:
-        """A client of this deployment's engine."""
-        return Client(self.broker_url, topology=self.topology, timeout=WAIT)
-
-    def stored(self, job: JobSnapshot) -> list[bytes]:
-        """The content of the job's files in the local storage."""
-        keys = [part.file.key for part in job.parts if part.file is not None]
-        return [(self.home / "files" / key).read_bytes() for key in keys]
-
-    def close(self) -> None:
-        """Kill what still runs; delete the topology."""
-        for process in self.processes:
-            if process.popen.poll() is None:
-                process.popen.kill()
-                process.popen.wait(WAIT)
-        asyncio.run(delete_topology(self.broker_url, self.topology))
-
-
-def make_deployment(home: Path, broker_url: str, **variables: str) -> Iterator[Deployment]:
-    """A :class:`Deployment` for a fixture, closed after the test."""
-    deployment = Deployment(home, broker_url, **variables)
-    try:
-        yield deployment
-    finally:
-        deployment.close()
 
 
 @pytest.fixture
