@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from litestar import Request, Response
@@ -18,7 +18,7 @@ from litestar.response import File, Redirect, Stream
 
 from exportd.config import Settings
 from exportd.engine.service import Engine
-from exportd.errors import Unauthorized
+from exportd.errors import Gone, Unauthorized, Unavailable
 from exportd.http.ranges import ByteRange, requested_range
 from exportd.http.sync import SyncExports
 from exportd.http.tenants import Caller, TenantStore
@@ -114,12 +114,13 @@ class HttpApi:
             "Content-Disposition": disposition,
             "Accept-Ranges": "bytes",
         }
+        stored = await self.open_stored(file.key, wanted)
         if wanted is None:
             headers["Content-Length"] = str(file.size)
-            return Stream(self.read_file(file.key), headers=headers)
+            return Stream(chunks_of(stored, None), headers=headers)
         headers["Content-Length"] = str(wanted.length)
         headers["Content-Range"] = wanted.content_range()
-        return Stream(self.read_file(file.key, wanted), status_code=206, headers=headers)
+        return Stream(chunks_of(stored, wanted.length), status_code=206, headers=headers)
 
     def link_expiry(self, job: JobSnapshot, now: datetime) -> datetime:
         """When a download answered now, through no signed link (a facade's route behind
@@ -128,26 +129,20 @@ class HttpApi:
         until = now + timedelta(seconds=self.settings.http.url_lifetime)
         return min(until, job.expires_at) if job.expires_at is not None else until
 
-    async def read_file(self, key: str, wanted: ByteRange | None = None) -> AsyncIterator[bytes]:
-        """The stored file ``key`` (or its range ``wanted``), chunk by chunk, read in a
-        thread."""
-        if wanted is None:
-            file = await asyncio.to_thread(self.storage.open, key)
-            left = None
-        else:
-            file = await asyncio.to_thread(self.storage.open_range, key, wanted.start, wanted.stop)
-            left = wanted.length
+    async def open_stored(self, key: str, wanted: ByteRange | None) -> BinaryIO:
+        """The stored file ``key`` (from the start of the range ``wanted``), opened before
+        the answer starts, so that a storage whose server is down is a ``503`` the client
+        may try again, not a download cut short."""
         try:
-            while left is None or left > 0:
-                size = READ_CHUNK if left is None else min(READ_CHUNK, left)
-                chunk = await asyncio.to_thread(file.read, size)
-                if not chunk:
-                    break
-                if left is not None:
-                    left -= len(chunk)
-                yield chunk
-        finally:
-            file.close()
+            if wanted is None:
+                return await asyncio.to_thread(self.storage.open, key)
+            return await asyncio.to_thread(self.storage.open_range, key, wanted.start, wanted.stop)
+        except FileNotFoundError:
+            raise Gone("the file is no longer stored") from None
+        except (ConnectionError, TimeoutError) as exc:
+            raise Unavailable(
+                f"the {self.storage.name} storage cannot be reached ({exc}); try again"
+            ) from exc
 
     def caller(self, request: AnyConnection, permission: str) -> Caller:
         """Who sent ``request``, if their token allows ``permission`` in an active
@@ -213,3 +208,19 @@ def credentials(request: AnyConnection) -> tuple[str, str | None]:
     if token:
         return token, request.headers.get("x-user-id")
     raise Unauthorized("no token: send Authorization: Bearer <token>")
+
+
+async def chunks_of(file: BinaryIO, left: int | None) -> AsyncIterator[bytes]:
+    """What ``file`` holds (at most ``left`` bytes, if given), chunk by chunk, read in a
+    thread; the file is closed at the end."""
+    try:
+        while left is None or left > 0:
+            size = READ_CHUNK if left is None else min(READ_CHUNK, left)
+            chunk = await asyncio.to_thread(file.read, size)
+            if not chunk:
+                break
+            if left is not None:
+                left -= len(chunk)
+            yield chunk
+    finally:
+        file.close()

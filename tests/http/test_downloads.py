@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.http.server import Server, error_body, serving
-from tests.objectstore import MotoServer, object_keys
+from tests.objectstore import MotoServer, Relay, object_keys
 
 ROWS = 600_000
 """Rows of the toy count export, in two parts: the first's file, of about 8 MiB, is
@@ -120,6 +120,38 @@ async def test_a_redirected_download_goes_to_a_presigned_url_that_serves_ranges(
             ranged = await direct.get(presigned, headers={"Range": "bytes=100-199"})
         assert (ranged.status_code, ranged.content) == (206, whole.content[100:200])
         assert ranged.headers["content-range"] == f"bytes 100-199/{link['size']}"
+
+
+async def test_a_download_while_the_object_storage_is_down_is_a_503_to_try_again(
+    tmp_path: Path, datastore: Path, request: pytest.FixtureRequest, s3_server: MotoServer
+) -> None:
+    relay = Relay(s3_server.port)
+    await relay.up()
+    endpoint = f"http://127.0.0.1:{relay.port}"
+    async with exportd_on(tmp_path, datastore, "s3", request, endpoint_url=endpoint) as server:
+        _, link = await finished_file(server, rows=1000)
+        await relay.down()
+        refused = await server.http.get(link["url"])
+        assert refused.status_code == 503
+        assert error_body(refused)["code"] == "unavailable"
+        assert "the s3 storage cannot be reached" in error_body(refused)["message"]
+        await relay.up()
+        served = await server.http.get(link["url"], headers={"Range": "bytes=0-9"})
+        assert served.status_code == 206
+    await relay.down()
+
+
+async def test_a_download_of_a_file_gone_from_the_storage_is_a_410(
+    tmp_path: Path, datastore: Path, request: pytest.FixtureRequest
+) -> None:
+    async with exportd_on(tmp_path, datastore, "local", request) as server:
+        _, link = await finished_file(server, rows=1000)
+        for stored in (tmp_path / "files").rglob("*"):
+            if stored.is_file():
+                stored.unlink()
+        gone = await server.http.get(link["url"])
+    assert gone.status_code == 410
+    assert error_body(gone)["message"] == "the file is no longer stored"
 
 
 async def test_the_object_goes_when_its_job_is_deleted_or_expires(

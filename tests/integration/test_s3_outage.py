@@ -20,44 +20,10 @@ from tests.integration.processes import (
     wait_for_consumers,
     watched_engine,
 )
-from tests.objectstore import MotoServer, object_keys
-from tests.ports import free_port
+from tests.objectstore import MotoServer, Relay, object_keys
 
 DOWN_FOR = 3.0
 """Seconds the server stays down once the worker found it down."""
-
-
-class Relay:
-    """Forwards TCP connections from a port of 127.0.0.1 to ``target``'s, while it is up
-    (:meth:`up`); down, nothing listens there: connections are refused."""
-
-    def __init__(self, target: int) -> None:
-        self.port = free_port()
-        self.target = target
-        self.listener: asyncio.Server | None = None
-
-    async def up(self) -> None:
-        """Listen, and forward every connection."""
-        self.listener = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
-
-    async def down(self) -> None:
-        """Stop listening (connections under way finish)."""
-        if self.listener is not None:
-            self.listener.close()
-            await self.listener.wait_closed()
-
-    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        target_reader, target_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        await asyncio.gather(_pipe(reader, target_writer), _pipe(target_reader, writer))
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(1 << 16):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()
 
 
 async def test_a_file_stored_while_the_server_is_down_is_stored_once_when_it_is_back(

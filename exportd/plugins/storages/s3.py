@@ -245,19 +245,22 @@ class S3Storage(Storage):
     def _get(self, key: str, **arguments: Any) -> BinaryIO:
         name = self.object_key(key)
         try:
-            answer = self.client.get_object(Bucket=self.config.bucket, Key=name, **arguments)
+            with _passing_failures_as_connection_errors():
+                answer = self.client.get_object(Bucket=self.config.bucket, Key=name, **arguments)
         except self.client.exceptions.NoSuchKey:
             raise FileNotFoundError(f"the s3 storage holds no {key!r}") from None
         return cast(BinaryIO, answer["Body"])  # botocore's StreamingBody, an io.IOBase
 
     def delete(self, key: str) -> None:
         """Delete the object of ``key`` (nothing happens if there is none)."""
-        self.client.delete_object(Bucket=self.config.bucket, Key=self.object_key(key))
+        with _passing_failures_as_connection_errors():
+            self.client.delete_object(Bucket=self.config.bucket, Key=self.object_key(key))
 
     def exists(self, key: str) -> bool:
         """Whether the object of ``key`` exists."""
         try:
-            self.client.head_object(Bucket=self.config.bucket, Key=self.object_key(key))
+            with _passing_failures_as_connection_errors():
+                self.client.head_object(Bucket=self.config.bucket, Key=self.object_key(key))
         except self.client.exceptions.ClientError as exc:
             if _status(exc) == 404:
                 return False
