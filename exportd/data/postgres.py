@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
+from exportd.config.data_url import reason, redact
 from exportd.data.schema import TABLES
 from exportd.errors import ExportFailed
 
@@ -143,7 +143,9 @@ def load(url: str, fill: Callable[[Put], None]) -> None:
             fill(lambda table, rows: _copy(conn, table, rows))
             conn.execute(INDEXES_DDL)
     except psycopg.Error as exc:
-        raise ExportFailed(f"cannot load the data store {redact(url)}: {reason(exc)}") from None
+        raise ExportFailed(
+            f"cannot load the data store {redact(url)}: {reason(exc, url)}"
+        ) from None
 
 
 def _copy(conn: psycopg.Connection[Any], table: str, rows: Iterable[tuple[Any, ...]]) -> int:
@@ -154,17 +156,3 @@ def _copy(conn: psycopg.Connection[Any], table: str, rows: Iterable[tuple[Any, .
             copy.write_row(row)
             count += 1
     return count
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, to show in messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def reason(error: Exception) -> str:
-    """What a psycopg error says, on one line (its messages span several)."""
-    return " ".join(str(error).split())
