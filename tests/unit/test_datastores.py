@@ -28,7 +28,7 @@ from exportd.kernel.plan import plan_export
 from exportd.messages import ExportRequest, Interval
 from exportd.plugins.manager import Plugins
 from exportd.plugins.sources.rooms import RoomsParams, RoomsSource
-from tests.postgres import scratch_database
+from tests.postgres import scratch_database, why_not
 from tests.unit.datastore import ROOM, WINDOW
 
 UNREACHABLE = "postgresql://postgres:secret@127.0.0.1:1/exportd"
@@ -344,3 +344,36 @@ def test_requests_for_an_unreachable_server_do_not_wait_for_one_another(
         messages = list(threads.map(attempt, range(4)))
     assert time.monotonic() - started < 1.5  # not 4 x 0.5 s
     assert all("connection refused" in message for message in messages)
+
+
+@pytest.mark.parametrize("command", ["serve", "engine", "worker"])
+def test_a_data_url_a_service_cannot_use_stops_it_at_start_in_one_line(
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EXPORTD_DATA__URL", "postgresql://u:s3cret@db/x")
+    monkeypatch.setitem(sys.modules, "psycopg_pool", None)  # import fails
+    assert main([command]) != 0
+    err = capsys.readouterr().err
+    assert "data.url" in err and "pip install 'exportd[postgresql]'" in err
+    assert "Traceback" not in err and "s3cret" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_the_tests_say_whether_postgresql_refused_the_login_or_is_not_there() -> None:
+    urls = ("postgresql://nobody:s3cret@127.0.0.1:5432/postgres", UNREACHABLE)
+    said = []
+    for url in urls:
+        with pytest.raises(psycopg.OperationalError) as caught:
+            psycopg.connect(url, connect_timeout=5)
+        said.append(why_not(url, caught.value))
+    if "Connection refused" in said[0]:
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432 to refuse a login")
+    assert said[0].startswith(
+        "PostgreSQL at postgresql://nobody:***@127.0.0.1:5432/postgres refused"
+    )
+    assert said[1].startswith("no PostgreSQL at postgresql://postgres:***@127.0.0.1:1/exportd (")
+    assert not any("s3cret" in text or "secret" in text for text in said)
