@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
+POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
+"""How a PostgreSQL ``data.url`` starts."""
+
 SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 """The URL's query parameters that hold secrets: messages never show them."""
 
@@ -84,3 +87,19 @@ def url_problem(url: str) -> str | None:
     except Error as exc:
         return f"{redact(url)} is not a valid PostgreSQL URL: {reason(exc, url)}"
     return None
+
+
+def is_postgresql(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL store."""
+    return url.startswith(POSTGRESQL_SCHEMES)
+
+
+def with_session(url: str, options: str, defaults: dict[str, str]) -> str:
+    """The conninfo of the PostgreSQL ``url`` with ``options`` (``-c NAME=VALUE ...``)
+    after the URL's own ``options``, which stay, and ``defaults`` for the parameters
+    the URL does not set.  Needs psycopg."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = {**defaults, **conninfo_to_dict(url)}
+    params["options"] = f"{params.get('options') or ''} {options}".strip()
+    return make_conninfo("", **params)

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from exportd.config.data_url import url_problem
+from exportd.config.data_url import is_postgresql, url_problem
 from exportd.config.settings import Settings
 from exportd.errors import ConfigError, InvalidRequest
 from exportd.kernel.validation import convert
@@ -67,7 +67,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def _check_data_url(url: str) -> None:
     """A malformed PostgreSQL ``data.url`` is a :class:`ConfigError` naming the key now,
     rather than a failing export later."""
-    if url.startswith(("postgresql://", "postgres://")) and (problem := url_problem(url)):
+    if is_postgresql(url) and (problem := url_problem(url)):
         raise ConfigError.field("data.url", problem)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from exportd.config import Settings
-from exportd.config.data_url import reason, redact, url_problem
+from exportd.config.data_url import is_postgresql, reason, redact, url_problem, with_session
 from exportd.errors import ConfigError, ExportFailed, Unavailable
 from exportd.plugins.api import DataStore, Dialect, SqlArgs
 
@@ -45,16 +45,6 @@ UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
 connections, a shutdown), as opposed to a statement's fault."""
 
 INSTALL_HINT = "pip install 'exportd[postgresql]'"
-
-
-def session_conninfo(url: str) -> str:
-    """The conninfo of ``url`` with the store's session: :data:`SESSION_OPTIONS` after
-    the URL's ``options``, and :data:`SESSION_DEFAULTS` where the URL sets none."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    params = {**SESSION_DEFAULTS, **conninfo_to_dict(url)}
-    params["options"] = f"{params.get('options') or ''} {SESSION_OPTIONS}".strip()
-    return make_conninfo("", **params)
 
 
 def reset_session(conn: psycopg.Connection[Any]) -> None:
@@ -141,7 +131,7 @@ class PostgresStore(DataStore):
         if problem := url_problem(url):
             raise ConfigError.field("data.url", problem)
         self._url, self.url, self.pool_size = url, redact(url), pool_size
-        self.conninfo = session_conninfo(url)
+        self.conninfo = with_session(url, SESSION_OPTIONS, SESSION_DEFAULTS)
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
         self._lock = threading.Lock()
         self._cursors = itertools.count()
@@ -233,7 +223,7 @@ def open_store(url: str, *, pool_size: int = 4) -> DataStore:
     scheme, _, rest = url.partition("://")
     if scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
         return SqliteStore(Path(rest[1:]))
-    if scheme in ("postgresql", "postgres"):
+    if is_postgresql(url):
         return PostgresStore(url, pool_size=pool_size)
     raise ConfigError.field(
         "data.url", f"{redact(url)!r} is neither sqlite:///PATH nor postgresql://..."
