@@ -28,6 +28,7 @@ from exportd.kernel.plan import plan_export
 from exportd.messages import ExportRequest, Interval
 from exportd.plugins.manager import Plugins
 from exportd.plugins.sources.rooms import RoomsParams, RoomsSource
+from exportd.testing import data_store as data_store_for
 from tests.postgres import scratch_database, why_not
 from tests.unit.datastore import ROOM, WINDOW
 
@@ -377,3 +378,18 @@ def test_the_tests_say_whether_postgresql_refused_the_login_or_is_not_there() ->
     )
     assert said[1].startswith("no PostgreSQL at postgresql://postgres:***@127.0.0.1:1/exportd (")
     assert not any("s3cret" in text or "secret" in text for text in said)
+
+
+def test_a_store_closes_as_a_context_manager_and_opens_again_when_used(
+    datastore: Path, postgres_datastore: str
+) -> None:
+    with SqliteStore(datastore) as sqlite:  # nothing to close
+        sqlite.close()
+    with data_store_for(postgres_datastore) as store:
+        assert isinstance(store, PostgresStore)
+        with store.connect():
+            assert store._pool is not None
+    assert store._pool is None  # closed at the block's end
+    with store.connect() as conn:  # and usable again
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    store.close()
