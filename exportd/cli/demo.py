@@ -36,7 +36,8 @@ def add_parser(commands: Any, name: str, help_: str) -> None:
         description="Replace the data store (data.url: EXPORTD_HOME/data.db by default) "
         "with deterministic demo data: orgs, rooms with real and non-real chats, workflows "
         "of every kind, Q&A channels.  The same seed always gives the same rows, in SQLite "
-        "and in PostgreSQL.",
+        "and in PostgreSQL.  A PostgreSQL store is filled only when --url names it: its "
+        "exportd tables are replaced in one transaction.",
     )
     parser.add_argument(
         "--url",

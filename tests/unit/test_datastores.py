@@ -265,7 +265,10 @@ def test_the_urls_parameters_are_kept_beside_the_stores_session() -> None:
                 settings = "SELECT current_setting('TimeZone'), current_setting('application_name')"
                 assert conn.execute(settings).fetchone() == ("UTC", "mine")
             with pytest.raises(ExportFailed, match="read-only"), store.connect() as conn:
-                conn.execute("DELETE FROM things")
+                conn.execute("SET search_path = public")  # reset when it comes back
+                conn.execute("DELETE FROM exportd.things")
+            with store.connect() as conn:
+                assert conn.execute("SELECT count(*) FROM things").fetchone() == (2,)
         with PostgresStore(url) as store, store.connect() as conn:  # the defaults
             assert conn.execute("SHOW application_name").fetchone() == ("exportd",)
             assert "connect_timeout=10" in store.conninfo
