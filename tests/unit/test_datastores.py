@@ -169,6 +169,7 @@ def test_the_cli_reports_an_unreachable_server_in_one_line(
     err = capsys.readouterr().err
     assert status != 0
     assert "data.url" in err and "Traceback" not in err and "secret" not in err
+    assert err.startswith("exportd: error: ") and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 
 
