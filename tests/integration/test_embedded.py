@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from exportd.bus.base import Message
+from exportd.bus.base import Bus, Message
 from exportd.bus.local import LocalBus
 from exportd.bus.topology import DEFAULT_EXCHANGE
 from exportd.engine.lifecycle import Change, Dropped
@@ -217,6 +217,18 @@ async def test_the_files_of_a_job_record_its_creation_time_whenever_it_runs(
     assert datetime.fromisoformat(generated) == job.created_at
 
 
+async def dead_requests(bus: Bus) -> asyncio.Queue[bytes]:
+    """The bodies of the requests ``bus`` dead-letters from now on."""
+    dead: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def keep(message: Message) -> None:
+        dead.put_nowait(message.body)
+        await message.ack()
+
+    await bus.consume(bus.topology.requests_dead, keep, prefetch=1)
+    return dead
+
+
 async def test_a_request_whose_handling_fails_is_refused_as_an_internal_error_at_once(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -230,13 +242,7 @@ async def test_a_request_whose_handling_fails_is_refused_as_an_internal_error_at
 
     async with running(LocalBus(), settings_in(home)) as runtime:
         monkeypatch.setattr(runtime.engine, "submit", failing)
-        dead: asyncio.Queue[bytes] = asyncio.Queue()
-
-        async def keep(message: Message) -> None:
-            dead.put_nowait(message.body)
-            await message.ack()
-
-        await runtime.bus.consume(runtime.bus.topology.requests_dead, keep, prefetch=1)
+        dead = await dead_requests(runtime.bus)
         body = msgspec.json.encode(logs_request())
         await runtime.bus.publish(DEFAULT_EXCHANGE, runtime.bus.topology.requests, body)
         assert await asyncio.wait_for(dead.get(), 5) == body
@@ -267,13 +273,7 @@ async def test_a_request_refused_for_a_passing_condition_is_answered_not_dead_le
     async with running(LocalBus(), settings_in(home)) as runtime:
         monkeypatch.setattr(runtime.engine, "submit", unreachable)
         monkeypatch.setattr(runtime.engine, "_reply", reply)
-        dead: asyncio.Queue[bytes] = asyncio.Queue()
-
-        async def keep(message: Message) -> None:
-            dead.put_nowait(message.body)
-            await message.ack()
-
-        await runtime.bus.consume(runtime.bus.topology.requests_dead, keep, prefetch=1)
+        dead = await dead_requests(runtime.bus)
         body = msgspec.json.encode(logs_request())
         await runtime.bus.publish(DEFAULT_EXCHANGE, runtime.bus.topology.requests, body)
         async with asyncio.timeout(5):
