@@ -5,8 +5,9 @@ The server is ``postgresql://postgres@127.0.0.1:5432/`` unless
 is created from).  Other people may use the same server: the session makes one
 database of its own, ``exportd_test_<pid>_<hex>``, and drops it at the end; it never
 touches another.  ``./scripts/services`` starts the server.  A server that cannot be
-reached skips the PostgreSQL tests, except under ``CI=true``, where it fails them: CI
-must not pass by skipping.
+reached, or that refuses the login, skips the PostgreSQL tests (saying which, and
+never the password), except under ``CI=true``, where it fails them: CI must not pass
+by skipping.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from exportd.config.data_url import reason, redact
 from tests.needs import missing
 
 DIALECTS = ["sqlite", "postgresql"]
@@ -38,6 +40,15 @@ def database_url(name: str) -> str:
     return urlunsplit(urlsplit(server_url())._replace(path=f"/{name}"))
 
 
+def why_not(url: str, error: psycopg.OperationalError) -> str:
+    """Why the tests cannot use the server at ``url``, without its password: it refused
+    the login (it answered: a wrong role, password or database), or it is not there."""
+    said = reason(error, url)
+    if "FATAL:" in said:  # the server's own word
+        return f"PostgreSQL at {redact(url)} refused the login ({said})"
+    return f"no PostgreSQL at {redact(url)} ({said})"
+
+
 @contextmanager
 def scratch_database(purpose: str = "test") -> Iterator[str]:
     """A new, empty database of this process's own (its URL), dropped on exit."""
@@ -45,7 +56,7 @@ def scratch_database(purpose: str = "test") -> Iterator[str]:
     try:
         admin = psycopg.connect(server_url(), autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        missing(f"no PostgreSQL at {server_url()} ({str(exc).strip()})")
+        missing(why_not(server_url(), exc))
     with admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:

@@ -10,7 +10,9 @@ import msgspec
 
 from exportd.cli.arguments import at_least
 from exportd.config import Settings
+from exportd.config.data_url import is_postgresql, redact
 from exportd.data.demo import DemoData, DemoSummary, generate_demo_data, load_demo_data
+from exportd.errors import InvalidRequest
 from exportd.kernel.datastores import open_store
 
 COUNTS = (
@@ -34,13 +36,15 @@ def add_parser(commands: Any, name: str, help_: str) -> None:
         description="Replace the data store (data.url: EXPORTD_HOME/data.db by default) "
         "with deterministic demo data: orgs, rooms with real and non-real chats, workflows "
         "of every kind, Q&A channels.  The same seed always gives the same rows, in SQLite "
-        "and in PostgreSQL.",
+        "and in PostgreSQL.  A PostgreSQL store is filled only when --url names it: its "
+        "exportd tables are replaced in one transaction.",
     )
     parser.add_argument(
         "--url",
         metavar="URL",
         help="the store to fill, sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
-        "(default: data.url)",
+        "(default: data.url if it is a SQLite file; a PostgreSQL store is filled only "
+        "when --url names it)",
     )
     parser.add_argument(
         "--messages",
@@ -56,6 +60,12 @@ def add_parser(commands: Any, name: str, help_: str) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Generate the data, then print what was written, how long it took and what to try."""
+    if args.url is None and is_postgresql(settings.data_url):
+        raise InvalidRequest(
+            f"exportd demo-data replaces every table of the store it fills, and data.url "
+            f"({redact(settings.data_url)}) is a PostgreSQL one: to fill it, pass --url "
+            "naming it"
+        )
     url = args.url or settings.data_url
     store = open_store(url)  # a bad URL, or psycopg missing, is an error naming data.url
     started = time.perf_counter()

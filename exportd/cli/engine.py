@@ -14,6 +14,7 @@ from exportd.config import Settings
 from exportd.deliveries.service import delivering
 from exportd.engine.service import Engine
 from exportd.http.app import serving_http
+from exportd.kernel.datastores import data_store
 from exportd.plugins.manager import load_plugins
 
 
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the engine until SIGINT or SIGTERM."""
     settings = with_http(with_broker(settings, args.broker), args.http)
     plugins = load_plugins(settings)
+    data_store(settings)  # a data.url it cannot use stops it now (no connection yet)
 
     async def service(stop: asyncio.Event) -> None:
         name = f"exportd engine {socket.gethostname()}:{os.getpid()}"

@@ -19,6 +19,7 @@ from exportd.deliveries.service import delivering
 from exportd.engine.control_socket import ControlSocket
 from exportd.engine.service import Engine
 from exportd.http.app import serving_http
+from exportd.kernel.datastores import data_store
 from exportd.plugins.manager import Plugins, load_plugins
 from exportd.workers.worker import Worker
 
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Serve until SIGINT or SIGTERM, then stop gracefully."""
     settings = with_http(with_concurrency(settings, args.workers, "--workers"), args.http)
     plugins = load_plugins(settings)
+    data_store(settings)  # a data.url it cannot use stops it now (no connection yet)
 
     async def service(stop: asyncio.Event) -> None:
         async with (

@@ -11,6 +11,7 @@ from typing import Any
 from exportd.cli.arguments import add_broker_option, with_broker, with_concurrency
 from exportd.cli.runtime import amqp_bus, run_until_stopped
 from exportd.config import Settings
+from exportd.kernel.datastores import data_store
 from exportd.plugins.manager import load_plugins
 from exportd.workers.worker import Worker
 
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         with_broker(settings, args.broker), args.concurrency, "--concurrency"
     )
     plugins = load_plugins(settings)
+    data_store(settings)  # a data.url it cannot use stops it now (no connection yet)
     name = f"{socket.gethostname()}:{os.getpid()}"
 
     async def service(stop: asyncio.Event) -> None:

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from exportd.config.data_url import is_postgresql, url_problem
 from exportd.config.settings import Settings
 from exportd.errors import ConfigError, InvalidRequest
 from exportd.kernel.validation import convert
@@ -58,7 +59,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     data = _read_file(path) if CONFIG_VARIABLE in environ or path.exists() else {}
     data = _moved(data, str(path))
     _check(data, strict=True, origin=lambda key: str(path))
-    return _check(_merged(data, _from_environment(environ)), strict=False, origin=variable_name)
+    settings = _check(_merged(data, _from_environment(environ)), strict=False, origin=variable_name)
+    _check_data_url(settings.data.url)
+    return settings
+
+
+def _check_data_url(url: str) -> None:
+    """A malformed PostgreSQL ``data.url`` is a :class:`ConfigError` naming the key now,
+    rather than a failing export later."""
+    if is_postgresql(url) and (problem := url_problem(url)):
+        raise ConfigError.field("data.url", problem)
 
 
 def plugin_config(name: str, table: Mapping[str, Any], type_: type[C]) -> C:

@@ -113,8 +113,10 @@ class DataSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ``postgresql://USER@HOST:PORT/DB``; empty: ``sqlite:///HOME/data.db``
     (``sqlite:///var/data.db`` by default).  ``EXPORTD_DATA__URL`` sets it."""
 
-    pool_size: Annotated[int, msgspec.Meta(ge=1, le=256)] = 4
-    """PostgreSQL only: the most connections one process keeps open to the store."""
+    pool_size: Annotated[int, msgspec.Meta(ge=0, le=256)] = 0
+    """PostgreSQL only: the most connections one process keeps open to the store; each
+    running export holds one until it ends.  0 (the default): enough for every export a
+    process runs at once, ``worker.concurrency + http.sync_concurrency + 2``."""
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -157,6 +159,12 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     def data_url(self) -> str:
         """``data.url``, or for an empty one ``sqlite:///HOME/data.db``."""
         return self.data.url or f"sqlite:///{self.data_path}"
+
+    @property
+    def data_pool_size(self) -> int:
+        """``data.pool_size``, or for 0 ``worker.concurrency + http.sync_concurrency + 2``:
+        a connection for each export a process may run at once, and two to spare."""
+        return self.data.pool_size or self.worker.concurrency + self.http.sync_concurrency + 2
 
     @property
     def files_path(self) -> Path:

@@ -24,6 +24,7 @@ from typing import Any
 
 import sqlite_utils
 
+from exportd.config.data_url import redact
 from exportd.data import demo_text as text
 from exportd.data import postgres
 from exportd.data.schema import TABLES, create_indexes, create_tables
@@ -129,7 +130,7 @@ def load_demo_data(url: str, *, messages: int = 100_000, seed: int = 1) -> DemoD
     if messages < 0:
         raise ValueError("messages must be >= 0")
     written: list[DemoData] = []
-    postgres.load(url, lambda put: written.append(_fill(put, messages, seed, postgres.redact(url))))
+    postgres.load(url, lambda put: written.append(_fill(put, messages, seed, redact(url))))
     return written[0]
 
 

@@ -8,15 +8,17 @@ so none is ``jsonb``.  docs/data-model.md shows this DDL.
 
 :func:`load` fills a database in one transaction: it drops and creates the tables,
 copies the rows in (``COPY``, not row-by-row ``INSERT``), then adds the foreign keys
-and the indexes and commits, so a reader sees the old data or the new, never half.
+and the indexes, analyzes the tables and commits, so a reader sees the old data or
+the new, never half.  It drops exportd's tables only (no ``CASCADE``), and waits at
+most :data:`LOCK_TIMEOUT` for a reader's lock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
+from exportd.config.data_url import reason, redact, with_session
 from exportd.data.schema import TABLES
 from exportd.errors import ExportFailed
 
@@ -121,7 +123,19 @@ CREATE INDEX idx_qna_questions_room_id_asked_at ON qna_questions (room_id, asked
 """The references and the indexes the sources need (those of :data:`~exportd.data.schema.
 INDEXES`), made once the rows are in."""
 
-DROP_DDL = f"DROP TABLE IF EXISTS {', '.join(t.name for t in reversed(TABLES))} CASCADE;"
+DROP_DDL = f"DROP TABLE IF EXISTS {', '.join(t.name for t in reversed(TABLES))};"
+"""Drops exportd's tables, and nothing else: no ``CASCADE``, so a view or a table of
+someone else's that depends on them makes the load fail instead of vanishing."""
+
+ANALYZE_DDL = f"ANALYZE {', '.join(t.name for t in TABLES)};"
+"""Gives the planner the new tables' statistics before the first export reads them."""
+
+LOCK_TIMEOUT = "10s"
+"""How long the load waits for a lock on a table (a reader holding it): then it fails,
+rather than queue every reader behind it."""
+
+LOAD_SESSION = {"connect_timeout": "10", "application_name": "exportd demo-data"}
+"""The load's connection parameters, where the URL does not set them."""
 
 Put = Callable[[str, Iterable[tuple[Any, ...]]], int]
 """Writes rows, in the schema's column order, into the named table; says how many."""
@@ -137,13 +151,23 @@ def load(url: str, fill: Callable[[Put], None]) -> None:
     import psycopg
 
     try:
-        with psycopg.connect(url) as conn:  # one transaction, committed at the end
+        conninfo = with_session(url, f"-c lock_timeout={LOCK_TIMEOUT}", LOAD_SESSION)
+        with psycopg.connect(conninfo) as conn:  # one transaction, committed at the end
             conn.execute(DROP_DDL)
             conn.execute(TABLES_DDL)
             fill(lambda table, rows: _copy(conn, table, rows))
             conn.execute(INDEXES_DDL)
+            conn.execute(ANALYZE_DDL)
+    except psycopg.errors.DependentObjectsStillExist as exc:
+        raise ExportFailed(
+            f"cannot load the data store {redact(url)}: other objects depend on exportd's "
+            f"tables, and the load drops only its own ({reason(exc, url)}): drop them first, "
+            "or load into a database of exportd's own"
+        ) from None
     except psycopg.Error as exc:
-        raise ExportFailed(f"cannot load the data store {redact(url)}: {reason(exc)}") from None
+        raise ExportFailed(
+            f"cannot load the data store {redact(url)}: {reason(exc, url)}"
+        ) from None
 
 
 def _copy(conn: psycopg.Connection[Any], table: str, rows: Iterable[tuple[Any, ...]]) -> int:
@@ -154,17 +178,3 @@ def _copy(conn: psycopg.Connection[Any], table: str, rows: Iterable[tuple[Any, .
             copy.write_row(row)
             count += 1
     return count
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, to show in messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def reason(error: Exception) -> str:
-    """What a psycopg error says, on one line (its messages span several)."""
-    return " ".join(str(error).split())

@@ -238,16 +238,23 @@ class Engine:
             self._outbox_ready.set()
 
     async def _on_request(self, message: Message) -> None:
-        """Answer a request with its job, or refuse it: whatever fails (a bad request, the
-        job store unavailable because it is locked or its disk full, a bug) is a refusal
-        (answered, announced, dead-lettered), never a requeue."""
+        """Answer a request with its job, or refuse it: whatever fails (a bad request, a
+        bug) is a refusal (answered, announced, dead-lettered), never a requeue.  A passing
+        condition (:class:`Unavailable`: the job store locked or its disk full, the data
+        store unreachable) is answered ``unavailable``, which tells the caller to retry,
+        and announced, but not dead-lettered: the request was not at fault."""
         try:
             request = decode_json(message.body, ExportRequest)
             job = await self.submit(request)
         except Exception as exc:
             error = refusal(exc, "request")
             await self._announce_rejection(error)
-            await self._refuse(message, error)
+            if isinstance(exc, Unavailable):
+                log.info("refused %s for now: %s", message.routing_key, error.message)
+                await self._reply(message, RequestReply(ok=False, error=error))
+                await message.ack()
+            else:
+                await self._refuse(message, error)
             return
         await self._reply(message, RequestReply(ok=True, job=job))
         await message.ack()

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from exportd.config import Settings
-from exportd.data.postgres import reason, redact
-from exportd.errors import ConfigError, ExportFailed
+from exportd.config.data_url import is_postgresql, reason, redact, url_problem, with_session
+from exportd.errors import ConfigError, ExportFailed, Unavailable
 from exportd.plugins.api import DataStore, Dialect, SqlArgs
 
 if TYPE_CHECKING:
@@ -27,16 +27,46 @@ if TYPE_CHECKING:
     import psycopg_pool
 
 CONNECT_TIMEOUT = 10
-"""Seconds to wait for PostgreSQL to answer a new connection."""
+"""Seconds to wait for PostgreSQL to answer a new connection, unless the URL's
+``connect_timeout`` says otherwise."""
 
-SESSION: dict[str, Any] = {
-    "options": "-c TimeZone=UTC -c default_transaction_read_only=on",
-    "application_name": "exportd",
-    "connect_timeout": CONNECT_TIMEOUT,
-}
-"""Every PostgreSQL session of a store: times come back in UTC, and nothing is written."""
+POOL_TIMEOUT = 30.0
+"""Seconds an export waits for a connection of the pool before it is refused."""
+
+SESSION_OPTIONS = "-c TimeZone=UTC -c default_transaction_read_only=on"
+"""Every PostgreSQL session of a store: times come back in UTC, and nothing is written.
+Added after the URL's own ``options`` (``-csearch_path=...``), which are kept."""
+
+SESSION_DEFAULTS = {"application_name": "exportd", "connect_timeout": str(CONNECT_TIMEOUT)}
+"""Connection parameters a URL that does not set them gets."""
+
+UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+"""SQLSTATE classes of a server that cannot serve now (connection exceptions, too many
+connections, a shutdown), as opposed to a statement's fault."""
 
 INSTALL_HINT = "pip install 'exportd[postgresql]'"
+
+
+def reset_session(conn: psycopg.Connection[Any]) -> None:
+    """Give ``conn`` back to the pool as it was lent: every setting a source changed back
+    to the session's start (``RESET ALL`` restores the startup options, UTC and
+    read-only among them), and out of autocommit."""
+    conn.autocommit = True
+    conn.execute("RESET ALL")
+    conn.autocommit = False
+    conn.read_only = None
+    conn.isolation_level = None
+
+
+def is_unavailable(error: Exception) -> bool:
+    """Whether a psycopg ``error`` says the server cannot serve now (it is unreachable,
+    the connection was lost, the pool had none to lend): a passing condition."""
+    import psycopg
+
+    sqlstate = getattr(error, "sqlstate", None)
+    return isinstance(error, psycopg.OperationalError) and (
+        sqlstate is None or sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+    )
 
 
 class SqliteStore(DataStore):
@@ -79,7 +109,13 @@ class SqliteStore(DataStore):
 class PostgresStore(DataStore):
     """A PostgreSQL database (``postgresql://USER@HOST:PORT/DB``), read through one
     ``psycopg_pool.ConnectionPool`` of at most ``pool_size`` connections, opened at the
-    first :meth:`connect`.  Sessions are read-only and in UTC."""
+    first :meth:`connect`.  Sessions are read-only and in UTC; the URL's own parameters
+    (``options``, ``connect_timeout``, ``application_name``) are kept.
+
+    A server that cannot be reached, a connection lost, or no connection free within
+    :data:`POOL_TIMEOUT` is an :class:`~exportd.Unavailable` (the same export may work
+    shortly); a statement's error is an :class:`~exportd.ExportFailed`.
+    """
 
     dialect: ClassVar[Dialect] = "postgresql"
 
@@ -87,53 +123,82 @@ class PostgresStore(DataStore):
         try:
             import psycopg_pool  # noqa: F401 (only to fail early)
         except ImportError:
-            raise ConfigError(
-                f"data.url {redact(url)} is a PostgreSQL store, which needs psycopg and "
+            raise ConfigError.field(
+                "data.url",
+                f"{redact(url)} is a PostgreSQL store, which needs psycopg and "
                 f"psycopg-pool: {INSTALL_HINT}",
-                [],
             ) from None
-        self.conninfo, self.url, self.pool_size = url, redact(url), pool_size
+        if problem := url_problem(url):
+            raise ConfigError.field("data.url", problem)
+        self._url, self.url, self.pool_size = url, redact(url), pool_size
+        self.conninfo = with_session(url, SESSION_OPTIONS, SESSION_DEFAULTS)
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
         self._lock = threading.Lock()
         self._cursors = itertools.count()
 
     def _opened(self) -> psycopg_pool.ConnectionPool[psycopg.Connection[Any]]:
         """The pool, opened now if it is not yet; one connection first, so that an
-        unreachable server is an error saying why, not a pool's timeout."""
-        import psycopg
+        unreachable server is an error saying why, not a pool's timeout.  The probe runs
+        outside the lock: requests that find no pool do not wait for one another."""
         import psycopg_pool
 
         with self._lock:
+            if self._pool is not None:
+                return self._pool
+        if problem := self._probe():
+            raise self._unavailable(
+                f"cannot connect to the data store (data.url {self.url})", problem
+            )
+        with self._lock:
             if self._pool is None:
-                try:
-                    psycopg.connect(self.conninfo, **SESSION).close()
-                except psycopg.Error as exc:
-                    raise ExportFailed(
-                        f"cannot connect to the data store (data.url {self.url}): {reason(exc)}"
-                    ) from None
                 self._pool = psycopg_pool.ConnectionPool(
                     self.conninfo,
                     min_size=1,
                     max_size=self.pool_size,
-                    kwargs=SESSION,
+                    check=psycopg_pool.ConnectionPool.check_connection,
+                    reset=reset_session,
+                    timeout=POOL_TIMEOUT,
                     name="exportd-data",
                     open=True,
                 )
             return self._pool
 
+    def _probe(self) -> str | None:
+        """Why a new connection to the server fails, or ``None`` if it works."""
+        import psycopg
+
+        try:
+            psycopg.connect(self.conninfo).close()
+        except psycopg.Error as exc:
+            return reason(exc, self._url)
+        return None
+
+    def _unavailable(self, what: str, why: str) -> Unavailable:
+        return Unavailable(f"{what}: {why}; the export may work once the server is back")
+
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection of the pool, in a read-only transaction, given back on exit."""
         import psycopg
+        import psycopg_pool
 
         pool = self._opened()
         try:
             with pool.connection() as conn:
                 yield conn
+        except psycopg_pool.PoolTimeout:
+            why = (
+                self._probe() or f"all its {self.pool_size} connections (data.pool_size) are in use"
+            )
+            raise self._unavailable(
+                f"no connection to the data store (data.url {self.url}) within {POOL_TIMEOUT:g} s",
+                why,
+            ) from None
         except psycopg.Error as exc:
-            raise ExportFailed(
-                f"cannot read the data store (data.url {self.url}): {reason(exc)}"
-            ) from exc
+            message = f"cannot read the data store (data.url {self.url})"
+            if is_unavailable(exc):
+                raise self._unavailable(message, reason(exc, self._url)) from None
+            raise ExportFailed(f"{message}: {reason(exc, self._url)}") from None
 
     def stream(
         self, conn: psycopg.Connection[Any], sql: str, args: SqlArgs, size: int
@@ -158,10 +223,10 @@ def open_store(url: str, *, pool_size: int = 4) -> DataStore:
     scheme, _, rest = url.partition("://")
     if scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
         return SqliteStore(Path(rest[1:]))
-    if scheme in ("postgresql", "postgres"):
+    if is_postgresql(url):
         return PostgresStore(url, pool_size=pool_size)
-    raise ConfigError(
-        f"data.url {redact(url)!r} is neither sqlite:///PATH nor postgresql://...", []
+    raise ConfigError.field(
+        "data.url", f"{redact(url)!r} is neither sqlite:///PATH nor postgresql://..."
     )
 
 
@@ -172,7 +237,7 @@ _stores_lock = threading.Lock()
 def data_store(settings: Settings) -> DataStore:
     """This process's store for ``settings.data_url``: the same object (and pool) on
     every call."""
-    key = (settings.data_url, settings.data.pool_size)
+    key = (settings.data_url, settings.data_pool_size)
     with _stores_lock:
         if key not in _stores:
             _stores[key] = open_store(key[0], pool_size=key[1])
@@ -186,5 +251,4 @@ def close_stores() -> None:
         stores = list(_stores.values())
         _stores.clear()
     for store in stores:
-        if isinstance(store, PostgresStore):
-            store.close()
+        store.close()

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, ClassVar, Generic, Literal, TypeVar
+from typing import Any, BinaryIO, ClassVar, Generic, Literal, Self, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -102,6 +102,11 @@ class DataStore(abc.ABC):
     takes ``%(name)s`` (or ``%s``), answers ``timestamptz`` as aware UTC datetimes and
     takes lists as arrays (``= ANY(%(ids)s)``).  A source that speaks one dialect only
     calls :meth:`require` first.
+
+    A store you make yourself (``exportd.testing.data_store(url)``) holds a PostgreSQL
+    connection pool once used: :meth:`close` it, or use it as a context manager
+    (``with data_store(url) as store:``), which closes it at the block's end.  The
+    stores exportd gives its sources (``ctx.data``) are its own to close.
     """
 
     url: str
@@ -113,8 +118,9 @@ class DataStore(abc.ABC):
     @abc.abstractmethod
     def connect(self) -> AbstractContextManager[Any]:
         """A read-only DB-API 2 connection, for a ``with`` block: closed, or given back to
-        the process's pool, at its end.  A store that cannot be reached is an
-        :class:`~exportd.ExportFailed` naming ``data.url``."""
+        the process's pool, at its end.  A store that cannot be reached now (a server
+        down, a connection lost) is an :class:`~exportd.Unavailable` naming ``data.url``,
+        one that is not there or cannot be read an :class:`~exportd.ExportFailed`."""
 
     @abc.abstractmethod
     def stream(
@@ -122,6 +128,18 @@ class DataStore(abc.ABC):
     ) -> Iterator[list[tuple[Any, ...]]]:
         """Run ``sql`` with ``args`` on ``conn`` and yield its rows ``size`` at a time (a
         server-side cursor on PostgreSQL: memory stays flat however many rows match)."""
+
+    def close(self) -> None:  # noqa: B027 (a no-op for a store that holds nothing)
+        """Release what the store holds (a PostgreSQL store's pool and its connections;
+        nothing for SQLite).  A store closed is still usable: the next :meth:`connect`
+        opens what it needs again."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the store (:meth:`close`) at the end of a ``with`` block."""
+        self.close()
 
     def require(self, source: str, *dialects: Dialect) -> None:
         """Refuse to read with ``source`` unless this store speaks one of ``dialects``: an

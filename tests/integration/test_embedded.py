@@ -12,13 +12,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from exportd.bus.base import Message
+from exportd.bus.base import Bus, Message
 from exportd.bus.local import LocalBus
 from exportd.bus.topology import DEFAULT_EXCHANGE
 from exportd.engine.lifecycle import Change, Dropped
 from exportd.engine.store import JobQuery
-from exportd.errors import Conflict, InvalidRequest
-from exportd.messages import ExportRequest, JobCommand, JobSnapshot, StatusUpdate
+from exportd.errors import Conflict, InvalidRequest, Unavailable
+from exportd.messages import ExportRequest, JobCommand, JobSnapshot, RequestReply, StatusUpdate
 from exportd.plugins.manager import Plugins
 from tests.integration.runtime import running, settings_in
 from tests.unit import toy_plugins
@@ -217,6 +217,18 @@ async def test_the_files_of_a_job_record_its_creation_time_whenever_it_runs(
     assert datetime.fromisoformat(generated) == job.created_at
 
 
+async def dead_requests(bus: Bus) -> asyncio.Queue[bytes]:
+    """The bodies of the requests ``bus`` dead-letters from now on."""
+    dead: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def keep(message: Message) -> None:
+        dead.put_nowait(message.body)
+        await message.ack()
+
+    await bus.consume(bus.topology.requests_dead, keep, prefetch=1)
+    return dead
+
+
 async def test_a_request_whose_handling_fails_is_refused_as_an_internal_error_at_once(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -230,13 +242,7 @@ async def test_a_request_whose_handling_fails_is_refused_as_an_internal_error_at
 
     async with running(LocalBus(), settings_in(home)) as runtime:
         monkeypatch.setattr(runtime.engine, "submit", failing)
-        dead: asyncio.Queue[bytes] = asyncio.Queue()
-
-        async def keep(message: Message) -> None:
-            dead.put_nowait(message.body)
-            await message.ack()
-
-        await runtime.bus.consume(runtime.bus.topology.requests_dead, keep, prefetch=1)
+        dead = await dead_requests(runtime.bus)
         body = msgspec.json.encode(logs_request())
         await runtime.bus.publish(DEFAULT_EXCHANGE, runtime.bus.topology.requests, body)
         assert await asyncio.wait_for(dead.get(), 5) == body
@@ -246,6 +252,40 @@ async def test_a_request_whose_handling_fails_is_refused_as_an_internal_error_at
     assert rejected.error is not None
     assert (rejected.error.code, rejected.error.fields) == ("internal_error", [])
     assert "see its log" in rejected.error.message
+
+
+async def test_a_request_refused_for_a_passing_condition_is_answered_not_dead_lettered(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data store (or the job store) unavailable refuses the request with
+    ``unavailable``, which tells the caller to retry: answered and announced, settled at
+    its first delivery, but not dead-lettered, as the request was not at fault."""
+    calls: list[ExportRequest] = []
+    replies: list[RequestReply] = []
+
+    async def unreachable(request: ExportRequest) -> JobSnapshot:
+        calls.append(request)
+        raise Unavailable("cannot connect to the data store (data.url postgresql://db/x)")
+
+    async def reply(message: Message, answer: RequestReply) -> None:
+        replies.append(answer)
+
+    async with running(LocalBus(), settings_in(home)) as runtime:
+        monkeypatch.setattr(runtime.engine, "submit", unreachable)
+        monkeypatch.setattr(runtime.engine, "_reply", reply)
+        dead = await dead_requests(runtime.bus)
+        body = msgspec.json.encode(logs_request())
+        await runtime.bus.publish(DEFAULT_EXCHANGE, runtime.bus.topology.requests, body)
+        async with asyncio.timeout(5):
+            while not replies:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # time for a dead letter or a redelivery, were there one
+        assert dead.empty() and len(calls) == 1
+    [rejected] = [event for event in runtime.events.seen if event.type == "request.rejected"]
+    assert rejected.error is not None and rejected.error.code == "unavailable"
+    [answer] = replies
+    assert not answer.ok and answer.error is not None
+    assert answer.error.code == "unavailable" and "data.url" in answer.error.message
 
 
 async def test_a_status_update_that_fails_to_apply_is_tried_again(

@@ -79,6 +79,9 @@ CONVERSATIONS = _rows(
     ("conv-4", ROOM, at("27T21:50:00"), at("27T22:15:00"), 1, "v-dana"),
     ("conv-5", ROOM, at("29T00:00:00"), at("29T00:01:00"), 1, "v-erin"),
     ("conv-9", OTHER_ROOM, at("26T09:00:00"), at("26T09:05:00"), 1, "v-frank"),
+    # Sub-millisecond times: each rounds to the millisecond (.001 and .050), so the chat
+    # lasts 0.049 s, 0.0 rounded, on both stores (the raw 0.0498 s would round to 0.1).
+    ("conv-10", OTHER_ROOM, at("28T10:00:00.000600"), at("28T10:00:00.050400"), 1, "v-ivan"),
 )
 MESSAGES = _rows(
     "id conversation_id room_id sent_at sender_type sender_id sender_name body",
@@ -105,6 +108,8 @@ MESSAGES = _rows(
     (21, "conv-5", ROOM, at("29T00:00:00"), "visitor", "v-erin", "Erin", "Too late?"),
     (22, "conv-9", OTHER_ROOM, at("26T09:00:30"), "visitor", "v-frank", "Frank", "Other room"),
     (23, "conv-9", OTHER_ROOM, at("26T09:01:00"), "operator", "op-olivia", "Olivia", "Hi Frank"),
+    (24, "conv-10", OTHER_ROOM, at("28T10:00:00.000600"), "visitor", "v-ivan", "Ivan", "Quick?"),
+    (25, "conv-10", OTHER_ROOM, at("28T10:00:00.050400"), "operator", "op-matti", "Matti", "Yes"),
 )
 
 WORKFLOWS = _rows(

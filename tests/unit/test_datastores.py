@@ -5,23 +5,31 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NoReturn
 
+import psycopg
 import pytest
 
 from exportd import Batch, Column, ExportFailed, NoParams, ReadContext, Source
 from exportd.cli import main
 from exportd.config import Settings, load_settings
+from exportd.config.data_url import reason, redact
 from exportd.config.settings import DataSettings
-from exportd.errors import ConfigError
+from exportd.errors import ConfigError, Unavailable
+from exportd.kernel import datastores
 from exportd.kernel.datastores import PostgresStore, SqliteStore, data_store, open_store
 from exportd.kernel.pipeline import run_export
 from exportd.kernel.plan import plan_export
 from exportd.messages import ExportRequest, Interval
 from exportd.plugins.manager import Plugins
 from exportd.plugins.sources.rooms import RoomsParams, RoomsSource
+from exportd.testing import data_store as data_store_for
+from tests.postgres import scratch_database, why_not
 from tests.unit.datastore import ROOM, WINDOW
 
 UNREACHABLE = "postgresql://postgres:secret@127.0.0.1:1/exportd"
@@ -61,16 +69,74 @@ def test_postgresql_without_psycopg_says_what_to_install(monkeypatch: pytest.Mon
     with pytest.raises(ConfigError) as caught:
         open_store("postgresql://u@db/x")
     assert "pip install 'exportd[postgresql]'" in caught.value.message
-    assert "data.url" in caught.value.message
+    assert [field.name for field in caught.value.fields] == ["data.url"]
 
 
-def test_an_unreachable_server_fails_naming_data_url_without_the_password() -> None:
+def test_an_unreachable_server_is_unavailable_naming_data_url_without_the_password() -> None:
     store = PostgresStore(UNREACHABLE)
-    with pytest.raises(ExportFailed) as caught, store.connect():
+    with pytest.raises(Unavailable) as caught, store.connect():
         pass
     message = caught.value.message
     assert "data.url postgresql://postgres:***@127.0.0.1:1/exportd" in message
     assert "secret" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u@h/db?password=s3cret", "postgresql://u@h/db"),
+        (
+            "postgresql://u@h/db?sslmode=require&sslpassword=s3cret",
+            "postgresql://u@h/db?sslmode=require",
+        ),
+        ("postgresql://u:s3cret@h/db?password=s3cret&x=1", "postgresql://u:***@h/db?x=1"),
+        ("postgresql://u:s3cret@[::1/db", "postgresql://***"),
+        ("sqlite:///var/data.db", "sqlite:///var/data.db"),
+    ],
+)
+def test_redact_hides_every_password_and_never_raises(url: str, shown: str) -> None:
+    assert redact(url) == shown
+
+
+def test_libpq_quoting_a_malformed_url_shows_no_password() -> None:
+    url = "postgresql://u:p%40ss@[::1/db?password=q%2Fw"
+    with pytest.raises(psycopg.Error) as caught:
+        psycopg.conninfo.conninfo_to_dict(url)
+    assert url in str(caught.value)  # libpq quotes it whole
+    said = reason(caught.value, url)
+    assert "postgresql://***" in said
+    assert not any(secret in said for secret in ("p%40ss", "p@ss", "q%2Fw", "q/w"))
+    error = psycopg.OperationalError("password p@ss for u failed; also q/w")
+    assert reason(error, url) == "password *** for u failed; also ***"
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u:s3cret@[::1/db", "postgresql://u:s3cret@h/db?nonsense=1"]
+)
+def test_a_malformed_postgresql_url_is_a_config_error_naming_data_url(
+    url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"EXPORTD_DATA__URL": url})
+    assert [field.name for field in caught.value.fields] == ["data.url"]
+    assert "s3cret" not in str(caught.value)
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # the structural check without it
+    if "[" in url:
+        with pytest.raises(ConfigError, match=r"data\.url"):
+            load_settings({"EXPORTD_DATA__URL": url})
+    monkeypatch.undo()
+    monkeypatch.chdir(Path(__file__).parent)
+    assert main(["demo-data", "--url", url]) != 0
+    err = capsys.readouterr().err
+    assert "data.url" in err and "Traceback" not in err and "s3cret" not in err
+
+
+def test_the_pool_size_follows_the_concurrency_unless_set() -> None:
+    settings = load_settings(
+        {"EXPORTD_WORKER__CONCURRENCY": "5", "EXPORTD_HTTP__SYNC_CONCURRENCY": "3"}
+    )
+    assert (settings.data.pool_size, settings.data_pool_size) == (0, 10)
+    assert load_settings({"EXPORTD_DATA__POOL_SIZE": "7"}).data_pool_size == 7
 
 
 def test_an_unreachable_server_refuses_the_request_and_fails_the_run(
@@ -86,10 +152,10 @@ def test_an_unreachable_server_refuses_the_request_and_fails_the_run(
     )
     plugins = Plugins(entry_points=False)
     store = PostgresStore(UNREACHABLE)
-    with pytest.raises(ExportFailed, match=r"data\.url"):
+    with pytest.raises(Unavailable, match=r"data\.url"):
         plan_export(request, plugins, store)
     plan = plan_export(request, plugins, SqliteStore(datastore))
-    with pytest.raises(ExportFailed, match=r"data\.url"):
+    with pytest.raises(Unavailable, match=r"data\.url"):
         run_export(dataclasses.replace(plan, data=store), tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
 
@@ -103,6 +169,7 @@ def test_the_cli_reports_an_unreachable_server_in_one_line(
     err = capsys.readouterr().err
     assert status != 0
     assert "data.url" in err and "Traceback" not in err and "secret" not in err
+    assert err.startswith("exportd: error: ") and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 
 
@@ -182,3 +249,151 @@ def test_postgresql_streams_in_batches_through_a_server_side_cursor(
             assert conn.execute("SELECT count(*) FROM pg_cursors").fetchone() == (0,)
     finally:
         store.close()
+
+
+def test_the_urls_parameters_are_kept_beside_the_stores_session() -> None:
+    """A schema on the URL's search_path reads as in psql; the session stays in UTC and
+    read-only; the URL's own connect_timeout and application_name win over the defaults."""
+    with scratch_database("search_path") as url:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("CREATE SCHEMA exportd; CREATE TABLE exportd.things (n int)")
+            admin.execute("INSERT INTO exportd.things VALUES (1), (2)")
+        params = "options=-csearch_path%3Dexportd&connect_timeout=3&application_name=mine"
+        with PostgresStore(f"{url}?{params}", pool_size=1) as store:
+            assert "connect_timeout=3" in store.conninfo
+            with store.connect() as conn:
+                assert conn.execute("SELECT count(*) FROM things").fetchone() == (2,)
+                settings = "SELECT current_setting('TimeZone'), current_setting('application_name')"
+                assert conn.execute(settings).fetchone() == ("UTC", "mine")
+            with pytest.raises(ExportFailed, match="read-only"), store.connect() as conn:
+                conn.execute("SET search_path = public")  # reset when it comes back
+                conn.execute("DELETE FROM exportd.things")
+            with store.connect() as conn:
+                assert conn.execute("SELECT count(*) FROM things").fetchone() == (2,)
+        with PostgresStore(url) as store, store.connect() as conn:  # the defaults
+            assert conn.execute("SHOW application_name").fetchone() == ("exportd",)
+            assert "connect_timeout=10" in store.conninfo
+
+
+def test_a_connection_a_source_changed_goes_back_to_the_pool_as_it_was_lent(
+    postgres_datastore: str,
+) -> None:
+    with PostgresStore(postgres_datastore, pool_size=1) as store:
+        with store.connect() as conn:
+            pid = conn.info.backend_pid
+            conn.execute("SET TimeZone = 'Asia/Tokyo'")
+            conn.commit()
+            conn.autocommit = True
+            conn.execute("SET default_transaction_read_only = off")
+        with store.connect() as conn:
+            assert conn.info.backend_pid == pid  # the same one, reset
+            assert conn.autocommit is False
+            assert conn.execute("SHOW TimeZone").fetchone() == ("UTC",)
+            assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+
+
+def test_a_connection_the_server_dropped_is_replaced_not_lent(postgres_datastore: str) -> None:
+    with PostgresStore(postgres_datastore, pool_size=1) as store:
+        with store.connect() as conn:
+            pid = conn.info.backend_pid
+        with psycopg.connect(postgres_datastore, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        with store.connect() as conn:  # checked when lent: a new one
+            assert conn.info.backend_pid != pid
+            assert conn.execute("SELECT count(*) FROM rooms").fetchone()[0] > 0
+
+
+def test_a_connection_lost_mid_export_is_unavailable_and_a_bad_statement_fails(
+    postgres_datastore: str,
+) -> None:
+    with PostgresStore(postgres_datastore, pool_size=1) as store:
+        with pytest.raises(Unavailable, match=r"data\.url") as caught, store.connect() as conn:
+            with psycopg.connect(postgres_datastore, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+            conn.execute("SELECT 1")
+        assert "may work once the server is back" in caught.value.message
+        with pytest.raises(ExportFailed, match="no_such_table") as failed, store.connect() as conn:
+            conn.execute("SELECT * FROM no_such_table")
+        assert not isinstance(failed.value, Unavailable)
+
+
+def test_a_pool_with_no_connection_free_is_unavailable_saying_why(
+    postgres_datastore: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(datastores, "POOL_TIMEOUT", 0.2)
+    store = PostgresStore(postgres_datastore, pool_size=1)
+    with store, store.connect(), pytest.raises(Unavailable) as caught, store.connect():
+        pass
+    message = caught.value.message
+    assert f"data.url {redact(postgres_datastore)}" in message
+    assert "all its 1 connections (data.pool_size) are in use" in message
+
+
+def test_requests_for_an_unreachable_server_do_not_wait_for_one_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def slow_refusal(conninfo: str) -> NoReturn:
+        time.sleep(0.5)
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(psycopg, "connect", slow_refusal)
+    store = PostgresStore(UNREACHABLE)
+
+    def attempt(_: int) -> str:
+        with pytest.raises(Unavailable) as caught, store.connect():
+            pass
+        return caught.value.message
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(4) as threads:
+        messages = list(threads.map(attempt, range(4)))
+    assert time.monotonic() - started < 1.5  # not 4 x 0.5 s
+    assert all("connection refused" in message for message in messages)
+
+
+@pytest.mark.parametrize("command", ["serve", "engine", "worker"])
+def test_a_data_url_a_service_cannot_use_stops_it_at_start_in_one_line(
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EXPORTD_DATA__URL", "postgresql://u:s3cret@db/x")
+    monkeypatch.setitem(sys.modules, "psycopg_pool", None)  # import fails
+    assert main([command]) != 0
+    err = capsys.readouterr().err
+    assert "data.url" in err and "pip install 'exportd[postgresql]'" in err
+    assert "Traceback" not in err and "s3cret" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_the_tests_say_whether_postgresql_refused_the_login_or_is_not_there() -> None:
+    urls = ("postgresql://nobody:s3cret@127.0.0.1:5432/postgres", UNREACHABLE)
+    said = []
+    for url in urls:
+        with pytest.raises(psycopg.OperationalError) as caught:
+            psycopg.connect(url, connect_timeout=5)
+        said.append(why_not(url, caught.value))
+    if "Connection refused" in said[0]:
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432 to refuse a login")
+    assert said[0].startswith(
+        "PostgreSQL at postgresql://nobody:***@127.0.0.1:5432/postgres refused"
+    )
+    assert said[1].startswith("no PostgreSQL at postgresql://postgres:***@127.0.0.1:1/exportd (")
+    assert not any("s3cret" in text or "secret" in text for text in said)
+
+
+def test_a_store_closes_as_a_context_manager_and_opens_again_when_used(
+    datastore: Path, postgres_datastore: str
+) -> None:
+    with SqliteStore(datastore) as sqlite:  # nothing to close
+        sqlite.close()
+    with data_store_for(postgres_datastore) as store:
+        assert isinstance(store, PostgresStore)
+        with store.connect():
+            assert store._pool is not None
+    assert store._pool is None  # closed at the block's end
+    with store.connect() as conn:  # and usable again
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    store.close()

@@ -14,8 +14,9 @@ import psycopg
 import pytest
 import sqlite_utils
 
-from exportd import DataStore, ReadContext, Source, Window
+from exportd import DataStore, ExportFailed, ReadContext, Source, Window
 from exportd.cli import main
+from exportd.data import postgres
 from exportd.data.demo import DemoSummary, generate_demo_data, load_demo_data
 from exportd.data.demo_text import EVENT_ACTIONS
 from exportd.data.schema import INDEXES, TABLES, Table, create_schema
@@ -213,19 +214,83 @@ def test_postgres_gets_the_same_rows(demo: DemoSummary, postgres_demo: str) -> N
             assert conn.execute(order).fetchall() == expected, table.name
 
 
+def _counts(url: str) -> dict[str, int]:
+    """The rows of each table of the store at ``url``."""
+    with psycopg.connect(url) as conn:
+        return {
+            table.name: conn.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]
+            for table in TABLES
+        }
+
+
+def _failing_fill(put: postgres.Put) -> None:
+    """Puts some orgs, then fails in the middle of their COPY."""
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        yield ("org-1", "One")
+        yield ("org-2", "Two")
+        raise RuntimeError("the generator broke")
+
+    put("orgs", rows())
+
+
 def test_postgres_is_replaced_whole_in_one_transaction() -> None:
     with scratch_database("demo") as url:
         first = load_demo_data(url, messages=20)
         assert not isinstance(first, DemoSummary) and first.url == url
-        with psycopg.connect(url) as conn:
-            conn.execute("DELETE FROM messages WHERE id > 10")
-        with pytest.raises(ValueError, match="messages"):
-            load_demo_data(url, messages=-1)
+        before = _counts(url)
+        with pytest.raises(RuntimeError, match="generator broke"):
+            postgres.load(url, _failing_fill)
+        assert _counts(url) == before  # the old rows, all of them
         load_demo_data(url, messages=5)
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT count(*) FROM messages").fetchone() == (5,)
             indexes = conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'idx_%'")
             assert indexes.fetchone() == (len(INDEXES),)
+            analyzed = conn.execute(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL"
+            )
+            assert analyzed.fetchone() == (len(TABLES),)
+
+
+def test_postgres_keeps_what_depends_on_its_tables_and_says_so() -> None:
+    with scratch_database("demo") as url:
+        load_demo_data(url, messages=20)
+        with psycopg.connect(url) as conn:
+            conn.execute("CREATE VIEW busy AS SELECT room_id, count(*) FROM messages GROUP BY 1")
+        before = _counts(url)
+        with pytest.raises(ExportFailed) as caught:
+            load_demo_data(url, messages=5)
+        assert "other objects depend on exportd's tables" in caught.value.message
+        assert "busy" in caught.value.message
+        assert _counts(url) == before
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM busy").fetchone()[0] > 0
+
+
+def test_postgres_waits_for_a_readers_lock_only_so_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(postgres, "LOCK_TIMEOUT", "200ms")
+    with scratch_database("demo") as url:
+        load_demo_data(url, messages=20)
+        with psycopg.connect(url) as reader:
+            reader.execute("SELECT count(*) FROM messages")  # holds its lock until the end
+            with pytest.raises(ExportFailed, match="lock timeout"):
+                load_demo_data(url, messages=5)
+        assert _counts(url)["messages"] == 20
+
+
+def test_demo_data_fills_postgresql_only_when_url_names_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EXPORTD_DATA__URL", "postgresql://u:s3cret@127.0.0.1:1/prod")
+    assert main(["demo-data", "--messages", "5"]) != 0
+    err = capsys.readouterr().err
+    assert "pass --url" in err and "postgresql://u:***@127.0.0.1:1/prod" in err
+    assert len(err.strip().splitlines()) == 1 and "s3cret" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_demo_data_takes_a_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

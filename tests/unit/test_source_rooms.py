@@ -21,7 +21,7 @@ from exportd.kernel.window import parse_window
 from exportd.messages import Interval
 from exportd.plugins.sources import rooms
 from exportd.plugins.sources.rooms import RoomsParams, RoomsSource, day_count, local_days
-from tests.unit.datastore import EMPTY_ROOM, ROOM, WINDOW
+from tests.unit.datastore import EMPTY_ROOM, OTHER_ROOM, ROOM, WINDOW
 
 SOURCE = RoomsSource()
 HELSINKI = parse_window(Interval("2024-10-26", "2024-10-29"), "Europe/Helsinki")
@@ -158,6 +158,14 @@ def test_stats_per_utc_day(store: DataStore) -> None:
         (date(2024, 10, 28), 0, 0, 0, 0, 0, 0, 0, 0, None, None, None),
     ]
     assert estimate(store, type="stats") == 3
+
+
+def test_stats_round_each_sub_millisecond_time_to_the_millisecond(store: DataStore) -> None:
+    # conv-10 runs from .000600 to .050400: 0.049 s between the times rounded, 0.0 s
+    # rounded to 0.1 s, its response time too (the raw 0.0498 s would give 0.1).
+    assert rows(store, type="stats", room_id=OTHER_ROOM)[-1] == (
+        (date(2024, 10, 28), 1, 1, 0, 1, 2, 1, 1, 1, 0.0, 0.0, 0.0)
+    )
 
 
 def test_stats_per_local_day_across_the_end_of_summer_time(store: DataStore) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import re
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -50,10 +51,19 @@ EVERY_PLUGIN = PluginSet()
 WEATHER = WeatherSource()
 MARKDOWN = MarkdownFormat()
 NO_DATA = data_store("sqlite:///unused.db")
-"""A data store the weather source, which reads none, is handed (and never opens)."""
+"""A data store the weather source, which reads none, is handed (and never opens);
+closed when the tests end (see :func:`no_data_closed`)."""
 HELSINKI = ZoneInfo("Europe/Helsinki")
 START, END, ZONE = "2024-03-30", "2024-04-01", "Europe/Helsinki"
 """Two days, in which Helsinki's clocks go forward (on 31 March): 47 hours."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_data_closed() -> Iterator[None]:
+    """Close :data:`NO_DATA` once this module's tests are done, as every store made with
+    ``data_store`` must be (a no-op for SQLite, a pool closed for PostgreSQL)."""
+    with NO_DATA:
+        yield
 
 
 class TableReader(HTMLParser):

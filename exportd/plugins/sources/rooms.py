@@ -160,8 +160,9 @@ LEFT JOIN message_figures USING (day)
 ORDER BY d.day"""
 
 # A chat counts on the day it started; a message on the day it was sent.  Durations and
-# response times are rounded to the millisecond before they are averaged, so that
-# SQLite's julianday() (floating days) gives PostgreSQL's exact figures.
+# response times are of times rounded to the millisecond (SQLite's julianday() keeps
+# milliseconds), and rounded to the millisecond before they are averaged, so that
+# SQLite's floating days give PostgreSQL's exact figures.
 SQLITE_STATS = f"""
 WITH days AS (
     SELECT key AS day, json_extract(value, '$[0]') AS lo, json_extract(value, '$[1]') AS hi
@@ -208,6 +209,17 @@ SELECT d.day, coalesce(chats, 0), coalesce(real_chats, 0), coalesce(missed_chats
     coalesce(operator_messages, 0), coalesce(operators, 0), average, median, duration
 {BY_DAY}
 """
+
+
+def _pg_seconds(start: str, end: str) -> str:
+    """PostgreSQL's seconds from ``start`` to ``end``, each time rounded to the
+    millisecond (half up) as SQLite's julianday() rounds it, so that both stores agree
+    for sub-millisecond times; ``numeric`` also where ``extract`` gives ``double
+    precision`` (PostgreSQL 13)."""
+    start, end = (f"date_trunc('milliseconds', {t} + interval '0.5 ms')" for t in (start, end))
+    return f"round(extract(epoch FROM {end} - {start})::numeric, 3)"
+
+
 # The same figures; numeric arithmetic (exact), cast to float8 at the end.
 POSTGRES_STATS = f"""
 WITH days AS (
@@ -228,14 +240,14 @@ chat_figures AS (
     SELECT day, count(*) AS chats, count(*) FILTER (WHERE is_real) AS real_chats,
         count(*) FILTER (WHERE is_real AND NOT answered) AS missed_chats,
         count(DISTINCT visitor_id) AS visitors,
-        round(avg(round(extract(epoch FROM ended_at - started_at), 3)), 1) AS duration
+        round(avg({_pg_seconds("started_at", "ended_at")}), 1) AS duration
     FROM chats GROUP BY day
 ),
 responses AS (
     SELECT day, seconds, avg(seconds) OVER per_day AS average,
         row_number() OVER (per_day ORDER BY seconds) AS rank, count(*) OVER per_day AS n
     FROM (
-        SELECT day, round(extract(epoch FROM replied_at - asked_at), 3) AS seconds
+        SELECT day, {_pg_seconds("asked_at", "replied_at")} AS seconds
         FROM chats WHERE replied_at IS NOT NULL
     ) AS replied
     WINDOW per_day AS (PARTITION BY day)
