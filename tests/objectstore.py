@@ -16,7 +16,6 @@ A test that stops the server (:meth:`MotoServer.stop`) has one of its own.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import socket
@@ -159,36 +158,3 @@ def s3_bucket(s3_server: MotoServer) -> Iterator[str]:
         yield bucket
     finally:
         s3_server.remove_bucket(bucket)
-
-
-class Relay:
-    """Forwards TCP connections from a port of 127.0.0.1 to ``target``'s, while it is up
-    (:meth:`up`); down, nothing listens there: connections are refused."""
-
-    def __init__(self, target: int) -> None:
-        self.port = free_port()
-        self.target = target
-        self.listener: asyncio.Server | None = None
-
-    async def up(self) -> None:
-        """Listen, and forward every connection."""
-        self.listener = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
-
-    async def down(self) -> None:
-        """Stop listening (connections under way finish)."""
-        if self.listener is not None:
-            self.listener.close()
-            await self.listener.wait_closed()
-
-    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        target_reader, target_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        await asyncio.gather(_pipe(reader, target_writer), _pipe(target_reader, writer))
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(1 << 16):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()

@@ -57,7 +57,7 @@ import msgspec
 from exportd.bus.base import Bus, BusError, Message, Subscription
 from exportd.bus.topology import TASK_DELIVERY_LIMIT
 from exportd.config import Settings
-from exportd.errors import Cancelled, ErrorBody, ExportError
+from exportd.errors import Cancelled, ErrorBody, ExportError, Unavailable
 from exportd.kernel.datastores import data_store
 from exportd.kernel.pipeline import Written, run_export
 from exportd.kernel.plan import plan_task
@@ -302,7 +302,7 @@ class TaskRun:
         try:
             if self.detach_at_once:
                 await self._may_start.wait()
-            file = await self._export()
+            file = await self._export_while_the_data_answers()
         except Cancelled:
             given_back = self.worker.shutting_down
         except ExportError as exc:
@@ -373,6 +373,32 @@ class TaskRun:
         for message in [self.message, *self.taken]:
             with contextlib.suppress(BusError):  # its channel dropped: requeued already
                 await message.reject(requeue=True)
+
+    async def _export_while_the_data_answers(self) -> FileInfo:
+        """Run the export; one that loses its data store (:class:`Unavailable`: the server
+        down or restarting) starts again from its first row once the store answers,
+        backing off between tries, as a storage that fails is tried again: the job says
+        ``processing`` and the reporter keeps it alive meanwhile.  A cancel or a shutdown
+        stops the tries (:class:`Cancelled`)."""
+        task = self.task
+        guard = Guard(f"the data store (task {task.job_id}/{task.part})", STORE_BACKOFF)
+        outcome: list[FileInfo | Exception] = []
+
+        async def step() -> None:
+            try:
+                outcome.append(await self._export())
+            except Unavailable:
+                if not self.cancel.is_set():
+                    raise  # the guard logs it, backs off, and has it tried again
+                outcome.append(Cancelled(f"task {task.job_id} stopped while its store was away"))
+            except Exception as exc:  # not worth another try
+                outcome.append(exc)
+
+        while not await guard.run(step):
+            pass
+        if isinstance(outcome[0], Exception):
+            raise outcome[0]
+        return outcome[0]
 
     async def _export(self) -> FileInfo:
         """Plan and write the file, then hand it to the storage, in one thread hop; a

@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from tests.http.server import Server, error_body, serving
-from tests.objectstore import MotoServer, Relay, object_keys
+from tests.objectstore import MotoServer, object_keys
+from tests.relay import Relay
 
 ROWS = 600_000
 """Rows of the toy count export, in two parts: the first's file, of about 8 MiB, is

@@ -20,7 +20,8 @@ from tests.integration.processes import (
     wait_for_consumers,
     watched_engine,
 )
-from tests.objectstore import MotoServer, Relay, object_keys
+from tests.objectstore import MotoServer, object_keys
+from tests.relay import Relay
 
 DOWN_FOR = 3.0
 """Seconds the server stays down once the worker found it down."""
