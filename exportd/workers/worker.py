@@ -319,6 +319,10 @@ class TaskRun:
             return
         status: UpdateStatus = "done" if file else "failed" if error else "canceled"
         await self._send_outcome(status, file=file, error=error)
+        log.info(
+            "worker %s ran task %s part %d: %s (run %s)",
+            *(self.worker.name, task.job_id, task.part, status, self.run),
+        )
         self.worker.reported(self.task)
         await self._ack(self.taken if self.detached else [self.message, *self.taken])
 
