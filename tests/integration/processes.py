@@ -382,19 +382,28 @@ class Inbox:
         return messages
 
 
-async def command(broker_url: str, topology: Topology, **fields: Any) -> dict[str, Any]:
-    """Send a command to the engine's control queue as plain JSON; its reply."""
+async def ask(broker_url: str, queue: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Send ``body`` as plain JSON to ``queue``, with a queue for the reply, as an
+    outsider that knows only the wire contract does; the reply."""
     async with await aio_pika.connect(broker_url) as connection:
         channel = await connection.channel()
         replies = Inbox()
         reply_queue = await channel.declare_queue(exclusive=True)
         await replies.consume(reply_queue)
         message = aio_pika.Message(
-            json.dumps(fields).encode(), reply_to=reply_queue.name, correlation_id="command"
+            json.dumps(body).encode(),
+            content_type="application/json",
+            reply_to=reply_queue.name,
+            correlation_id="outsider",
         )
-        await channel.default_exchange.publish(message, routing_key=topology.control)
+        await channel.default_exchange.publish(message, routing_key=queue)
         reply: dict[str, Any] = json.loads((await replies.next()).body)
         return reply
+
+
+async def command(broker_url: str, topology: Topology, **fields: Any) -> dict[str, Any]:
+    """Send a command to the engine's control queue as plain JSON; its reply."""
+    return await ask(broker_url, topology.control, fields)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import json
 import re
 import shlex
 import shutil
@@ -27,7 +26,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import httpx
 import openpyxl
 import pytest
@@ -35,7 +33,7 @@ import pytest
 from exportd.config.loading import variable_name
 from exportd.data.demo import DemoData, load_demo_data
 from tests.integration.commands import WAIT, Deployment, Process
-from tests.integration.processes import Inbox
+from tests.integration.processes import ask
 from tests.needs import missing
 from tests.objectstore import MotoServer
 from tests.postgres import scratch_database
@@ -191,25 +189,6 @@ def downloaded(job: dict[str, Any]) -> list[bytes]:
     return contents
 
 
-async def raw_amqp_request(broker_url: str, queue: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Publish ``body`` as plain JSON on ``queue``, as an upstream system that knows only
-    the wire contract does, and return the reply."""
-    async with await aio_pika.connect(broker_url) as connection:
-        channel = await connection.channel()
-        replies = Inbox()
-        reply_queue = await channel.declare_queue(exclusive=True)
-        await replies.consume(reply_queue)
-        message = aio_pika.Message(
-            json.dumps(body).encode(),
-            content_type="application/json",
-            reply_to=reply_queue.name,
-            correlation_id="upstream",
-        )
-        await channel.default_exchange.publish(message, routing_key=queue)
-        reply: dict[str, Any] = json.loads((await replies.next(timeout=WAIT)).body)
-    return reply
-
-
 def test_a_worker_sees_neither_the_engines_home_nor_the_other_workers(hosts: Hosts) -> None:
     hosts.start()
     engine_home, *worker_homes = hosts.homes
@@ -246,7 +225,7 @@ def test_requests_over_http_and_raw_amqp_finish_and_download_through_the_engine(
 def await_reply(broker_url: str, hosts: Hosts, body: dict[str, Any]) -> dict[str, Any]:
     """The engine's reply to ``body`` sent on its requests queue over raw AMQP."""
     queue = hosts.engine_host.topology.requests
-    return asyncio.run(raw_amqp_request(broker_url, queue, body))
+    return asyncio.run(ask(broker_url, queue, body))
 
 
 def test_a_worker_killed_mid_export_is_replaced_by_the_other_and_the_job_is_done_once(
