@@ -13,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 
 from exportd import ConfigError, Settings
+from exportd.config.settings import WorkerSettings
 from exportd.plugins.manager import Plugins
 from exportd.plugins.storages.s3 import S3Storage
 from tests.objectstore import MotoServer, object_keys, uploads
@@ -82,6 +84,100 @@ def test_a_taken_key_is_refused_after_all_its_parts_went(
     assert uploads(client, s3_bucket) == []
     with storage.open("job/1/x") as file:
         assert file.read() == b"first"
+
+
+@pytest.mark.parametrize("size", [1000, CHUNK + 1000], ids=["one request", "in parts"])
+def test_a_try_after_a_lost_success_finds_its_own_file_stored(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str, size: int
+) -> None:
+    """The same file again under its key (what botocore's or the worker's next try sends
+    when the answer to a success was lost) is stored; another file is still refused."""
+    storage = s3_storage(tmp_path, s3_server, s3_bucket, chunk_size=CHUNK)
+    content = os.urandom(size)
+    for again in (tmp_path / "first", tmp_path / "again"):
+        again.write_bytes(content)
+        storage.store("job/1/x", again)
+        assert not again.exists()
+    other = tmp_path / "other"
+    other.write_bytes(os.urandom(size))  # the same size, another SHA-256
+    with pytest.raises(FileExistsError, match="never replaced"):
+        storage.store("job/1/x", other)
+    client = s3_server.client()
+    assert (object_keys(client, s3_bucket), uploads(client, s3_bucket)) == (["job/1/x"], [])
+    with storage.open("job/1/x") as file:
+        assert file.read() == content
+
+
+def test_the_uploads_an_earlier_try_left_are_aborted_before_a_new_one(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    storage = s3_storage(tmp_path, s3_server, s3_bucket, chunk_size=CHUNK)
+    client = s3_server.client()
+    for name in ("job/1/x", "job/1/x2"):  # x2 shares the prefix, but is another object
+        client.create_multipart_upload(Bucket=s3_bucket, Key=name)
+    path = tmp_path / "x"
+    path.write_bytes(os.urandom(CHUNK + 10))
+    storage.store("job/1/x", path)
+    assert uploads(client, s3_bucket) == ["job/1/x2"]
+
+
+def failing_with(status: int, code: str) -> ClientError:
+    """The error botocore raises for an answer of ``status`` with the error ``code``."""
+    return ClientError(
+        {"Error": {"Code": code, "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PutObject",
+    )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (500, "InternalError", True),
+        (502, "BadGateway", True),
+        (503, "SlowDown", True),
+        (504, "GatewayTimeout", True),
+        (429, "TooManyRequests", True),
+        (409, "ConditionalRequestConflict", True),
+        (409, "OperationAborted", False),
+        (501, "NotImplemented", False),
+        (505, "HTTPVersionNotSupported", False),
+        (403, "AccessDenied", False),
+    ],
+)
+def test_only_a_failure_another_try_may_mend_is_a_connection_error(
+    tmp_path: Path,
+    s3_server: MotoServer,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: tuple[int, str, bool],
+) -> None:
+    """A 501 is a service without conditional writes or checksums: no try mends it."""
+    status, code, passing = answer
+    storage = s3_storage(tmp_path, s3_server, s3_bucket)
+
+    def failing(**_: object) -> object:
+        raise failing_with(status, code)
+
+    monkeypatch.setattr(storage.client, "put_object", failing)
+    path = tmp_path / "x"
+    path.write_bytes(b"x")
+    with pytest.raises(ConnectionError if passing else ClientError):
+        storage.store("job/1/x", path)
+    assert path.exists()
+
+
+def test_the_connection_pool_holds_every_part_of_every_task(
+    tmp_path: Path, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    settings = Settings(
+        home=str(tmp_path),
+        storage="s3",
+        worker=WorkerSettings(concurrency=8),
+        plugins={"s3": s3_server.config(s3_bucket, parallel_parts=6)},
+    )
+    storage = Plugins(entry_points=False, settings=settings).storage("s3")
+    assert isinstance(storage, S3Storage)
+    assert storage.client.meta.config.max_pool_connections >= 6 * 8 + 1
 
 
 def test_a_presigned_url_serves_the_file_and_its_ranges_until_it_expires(
