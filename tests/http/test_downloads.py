@@ -124,7 +124,11 @@ async def test_a_redirected_download_goes_to_a_presigned_url_that_serves_ranges(
 
 
 async def test_a_download_while_the_object_storage_is_down_is_a_503_to_try_again(
-    tmp_path: Path, datastore: Path, request: pytest.FixtureRequest, s3_server: MotoServer
+    tmp_path: Path,
+    datastore: Path,
+    request: pytest.FixtureRequest,
+    s3_server: MotoServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     relay = Relay(s3_server.port)
     await relay.up()
@@ -135,7 +139,10 @@ async def test_a_download_while_the_object_storage_is_down_is_a_503_to_try_again
         refused = await server.http.get(link["url"])
         assert refused.status_code == 503
         assert error_body(refused)["code"] == "unavailable"
-        assert "the s3 storage cannot be reached" in error_body(refused)["message"]
+        assert error_body(refused)["message"] == "the s3 storage cannot be reached; try again"
+        assert refused.headers["retry-after"] == "5"
+        assert str(relay.port) not in refused.text
+        assert f"127.0.0.1:{relay.port}" in caplog.text  # the detail: logged, not answered
         await relay.up()
         served = await server.http.get(link["url"], headers={"Range": "bytes=0-9"})
         assert served.status_code == 206
