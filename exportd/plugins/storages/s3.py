@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -341,13 +342,17 @@ class S3Storage(Storage):
     def url(
         self, key: str, expires_at: datetime, *, media_type: str, disposition: str
     ) -> str | None:
-        """With ``redirect = true``, a presigned URL of the object of ``key`` that works
-        until ``expires_at`` (at most a week, SigV4's limit), answered with
-        ``media_type`` and ``disposition`` (S3's ``response-content-*`` overrides);
-        else ``None``."""
+        """With ``redirect = true``, a presigned URL of the object of ``key`` that ends
+        before ``expires_at`` (whole seconds, one to spare; at most a week, SigV4's
+        limit), answered with ``media_type`` and ``disposition`` (S3's
+        ``response-content-*`` overrides); else ``None``, and ``None`` too when less
+        than two seconds are left (exportd streams the file: no URL outlives its own
+        link)."""
         if not self.config.redirect:
             return None
-        seconds = int((expires_at - datetime.now(UTC)).total_seconds())
+        seconds = math.floor((expires_at - datetime.now(UTC)).total_seconds()) - 1
+        if seconds < 1:
+            return None
         return self.client.generate_presigned_url(
             "get_object",
             Params={
@@ -356,7 +361,7 @@ class S3Storage(Storage):
                 "ResponseContentType": media_type,
                 "ResponseContentDisposition": disposition,
             },
-            ExpiresIn=max(1, min(seconds, MAX_URL_LIFETIME)),
+            ExpiresIn=min(seconds, MAX_URL_LIFETIME),
         )
 
 
