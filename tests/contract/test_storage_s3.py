@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from exportd import ConfigError, Settings
 from exportd.config.settings import WorkerSettings
 from exportd.plugins.manager import Plugins
-from exportd.plugins.storages.s3 import S3Storage
+from exportd.plugins.storages.s3 import S3Config, S3Storage
 from tests.objectstore import MotoServer, object_keys, uploads
 
 CHUNK = 5 * 1024 * 1024
@@ -233,6 +233,12 @@ def test_the_bucket_is_required_once_the_storage_is_used(tmp_path: Path) -> None
         ({"bucket": "b", "access_key_id": "id"}, "plugins.s3.secret_access_key"),
         ({"bucket": "b", "addressing_style": "sideways"}, "plugins.s3.addressing_style"),
         ({"bucket": "b", "buckett": "c"}, "plugins.s3.buckett"),
+        ({"bucket": "b", "chunk_size": 5 * 1024**3 + 1}, "plugins.s3.chunk_size"),
+        ({"bucket": "b", "endpoint_url": "127.0.0.1:9000"}, "plugins.s3.endpoint_url"),
+        ({"bucket": "b", "endpoint_url": "ftp://s3.internal"}, "plugins.s3.endpoint_url"),
+        ({"bucket": "b", "endpoint_url": "http://"}, "plugins.s3.endpoint_url"),
+        ({"bucket": "b", "session_token": "t"}, "plugins.s3.session_token"),
+        ({"bucket": "b", "redirect": True}, "plugins.s3.region"),
     ],
 )
 def test_a_bad_setting_is_named(tmp_path: Path, table: dict[str, Any], field: str) -> None:
@@ -240,6 +246,18 @@ def test_a_bad_setting_is_named(tmp_path: Path, table: dict[str, Any], field: st
     with pytest.raises(ConfigError) as refused:
         Plugins(entry_points=False, settings=settings)
     assert refused.value.fields[0].name == field
+
+
+def test_the_settings_repr_masks_the_secrets() -> None:
+    config = S3Config(
+        bucket="b", access_key_id="AKIA1", secret_access_key="hush", session_token="s-99"
+    )
+    shown = repr(config)
+    assert "hush" not in shown
+    assert "s-99" not in shown
+    assert "secret_access_key=***" in shown
+    assert "access_key_id='AKIA1'" in shown
+    assert "session_token=''" in repr(S3Config())  # nothing to mask
 
 
 def test_without_boto3_the_error_says_what_to_install(

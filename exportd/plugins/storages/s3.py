@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal, cast
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 MIN_CHUNK_SIZE = 5 * MiB
 """S3's smallest part of a multipart upload (but the last)."""
+MAX_CHUNK_SIZE = 5 * 1024 * MiB
+"""S3's largest part of a multipart upload (5 GiB)."""
 MAX_PARTS = 10_000
 """S3's most parts of one multipart upload: a larger file gets larger parts."""
 MAX_URL_LIFETIME = 7 * 24 * 3600
@@ -59,6 +62,8 @@ MAX_URL_LIFETIME = 7 * 24 * 3600
 SHA256_METADATA = "sha256"
 """The user metadata (``x-amz-meta-sha256``) holding a stored file's SHA-256, in hex."""
 INSTALL_HINT = "pip install 'exportd[s3]'"
+SECRET_FIELDS = frozenset({"secret_access_key", "session_token"})
+"""The settings a repr of them masks."""
 PASSING_STATUSES = frozenset({429, 500, 502, 503, 504})
 """The answers another try may mend (a 501 or 505 is the service lacking a feature)."""
 POOL_MARGIN = 10
@@ -95,17 +100,26 @@ class S3Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
     """How the bucket is named in URLs: ``path`` (``endpoint/bucket/key``, what most
     self-hosted services want), ``virtual`` (``bucket.endpoint/key``), or ``auto``."""
 
-    chunk_size: Annotated[int, msgspec.Meta(ge=MIN_CHUNK_SIZE)] = 8 * MiB
-    """Bytes in one part of a multipart upload (at least 5 MiB); a file up to this size
-    goes in one request."""
+    chunk_size: Annotated[int, msgspec.Meta(ge=MIN_CHUNK_SIZE, le=MAX_CHUNK_SIZE)] = 8 * MiB
+    """Bytes in one part of a multipart upload (5 MiB to 5 GiB, S3's limits); a file up
+    to this size goes in one request."""
 
     parallel_parts: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
     """Parts of one upload sent at once; an upload holds up to this many chunks in
-    memory, and one more being read."""
+    memory, and one more being read: ``(parallel_parts + 1) * chunk_size`` bytes for
+    each task a worker runs at once (``worker.concurrency``)."""
 
     redirect: bool = False
     """Whether a download is answered with a redirect to a presigned URL of the object
     (the service serves it), instead of exportd streaming it."""
+
+    def __repr__(self) -> str:
+        """The settings, with the secret and the session token masked."""
+        shown = (
+            f"{name}={'***' if name in SECRET_FIELDS and value else repr(value)}"
+            for name, value in ((name, getattr(self, name)) for name in self.__struct_fields__)
+        )
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
 class S3Storage(Storage):
@@ -373,6 +387,29 @@ def _prefix_parts(prefix: str) -> tuple[str, ...]:
     return parts
 
 
+def _check_connection(config: S3Config) -> None:
+    """Refuse, naming the setting, an endpoint that is no http(s) URL of a host, half a
+    key pair, a session token without keys, and presigned AWS URLs of no region."""
+    if config.endpoint_url:
+        endpoint = urlsplit(config.endpoint_url)
+        if endpoint.scheme not in ("http", "https") or not endpoint.hostname:
+            raise ConfigError.field(
+                "plugins.s3.endpoint_url",
+                f"{config.endpoint_url!r} must be an http:// or https:// URL with a host",
+            )
+    if bool(config.access_key_id) != bool(config.secret_access_key):
+        missing = "secret_access_key" if config.access_key_id else "access_key_id"
+        raise ConfigError.field(f"plugins.s3.{missing}", "needed with the other one")
+    if config.session_token and not config.access_key_id:
+        raise ConfigError.field(
+            "plugins.s3.session_token", "needs access_key_id and secret_access_key"
+        )
+    if config.redirect and not config.endpoint_url and not config.region:
+        raise ConfigError.field(
+            "plugins.s3.region", "needed for redirects to AWS S3 (presigned URLs name it)"
+        )
+
+
 def _check_sha256(key: str, sent: str, expected: str) -> None:
     if sent != expected.lower():
         raise ValueError(
@@ -446,8 +483,6 @@ def exportd_storages(settings: Settings, config: S3Config) -> Iterable[Storage]:
     if settings.storage == S3Storage.name:
         if not config.bucket:
             raise ConfigError.field("plugins.s3.bucket", "the s3 storage needs a bucket name")
-        if bool(config.access_key_id) != bool(config.secret_access_key):
-            missing = "secret_access_key" if config.access_key_id else "access_key_id"
-            raise ConfigError.field(f"plugins.s3.{missing}", "needed with the other one")
+        _check_connection(config)
         _boto3()
     return [storage]
