@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from exportd import ConfigError, Settings
 from exportd.config.settings import WorkerSettings
@@ -106,6 +106,43 @@ def test_a_try_after_a_lost_success_finds_its_own_file_stored(
     assert (object_keys(client, s3_bucket), uploads(client, s3_bucket)) == (["job/1/x"], [])
     with storage.open("job/1/x") as file:
         assert file.read() == content
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [(1000, "put_object"), (CHUNK + 1000, "complete_multipart_upload")],
+    ids=["one request", "in parts"],
+)
+def test_the_worker_s_try_after_a_lost_answer_finds_the_file_stored(
+    tmp_path: Path,
+    s3_server: MotoServer,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    lost: tuple[int, str],
+) -> None:
+    """The request that creates the object succeeds, but its answer is lost: a passing
+    failure; the worker's next try (``_store_again``) then finds this very file."""
+    size, call = lost
+    storage = s3_storage(tmp_path, s3_server, s3_bucket, chunk_size=CHUNK)
+    client = storage.client
+    creating = getattr(client, call)
+
+    def answer_lost(**arguments: object) -> object:
+        creating(**arguments)
+        monkeypatch.undo()  # the next try gets its answer
+        raise EndpointConnectionError(endpoint_url=s3_server.url)
+
+    monkeypatch.setattr(client, call, answer_lost)
+    path = tmp_path / "x"
+    content = os.urandom(size)
+    path.write_bytes(content)
+    digest = hashlib.sha256(content).hexdigest()
+    with pytest.raises(ConnectionError):
+        storage.store_checked("job/1/x", path, digest)
+    storage.store_checked("job/1/x", path, digest)
+    assert not path.exists()
+    s3 = s3_server.client()
+    assert (object_keys(s3, s3_bucket), uploads(s3, s3_bucket)) == (["job/1/x"], [])
 
 
 def test_the_uploads_an_earlier_try_left_are_aborted_before_a_new_one(
