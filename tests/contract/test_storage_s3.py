@@ -158,6 +158,31 @@ def test_the_uploads_an_earlier_try_left_are_aborted_before_a_new_one(
     assert uploads(client, s3_bucket) == ["job/1/x2"]
 
 
+def test_an_abort_that_fails_is_logged_with_its_upload_id(
+    tmp_path: Path,
+    s3_server: MotoServer,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first failure is the one raised; the upload left is named, for its clean-up."""
+    storage = s3_storage(tmp_path, s3_server, s3_bucket, chunk_size=CHUNK)
+    client = storage.client
+
+    def failing(**_: object) -> object:
+        raise ConnectionResetError("the connection dropped")
+
+    monkeypatch.setattr(client, "upload_part", failing)
+    monkeypatch.setattr(client, "abort_multipart_upload", failing)
+    path = tmp_path / "x"
+    path.write_bytes(os.urandom(CHUNK + 10))
+    with pytest.raises(ConnectionResetError):
+        storage.store("job/1/x", path)
+    s3 = s3_server.client()
+    (upload,) = s3.list_multipart_uploads(Bucket=s3_bucket)["Uploads"]
+    assert f"could not abort the upload {upload['UploadId']} of 'job/1/x'" in caplog.text
+
+
 def failing_with(status: int, code: str) -> ClientError:
     """The error botocore raises for an answer of ``status`` with the error ``code``."""
     return ClientError(

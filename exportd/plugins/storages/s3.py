@@ -141,6 +141,8 @@ class S3Storage(Storage):
     def client(self) -> S3Client:
         """The S3 client, made on first use (once, whichever thread comes first: a
         client is thread-safe, making one from a shared session is not)."""
+        if self._client is not None:
+            return self._client
         with self._making_client:
             if self._client is None:
                 self._client = self._new_client()
