@@ -84,9 +84,15 @@ class Forbidden(ExportError):
 
 class Unavailable(ExportError):
     """exportd cannot take this now (too much at once); the same request may work
-    shortly (HTTP 503)."""
+    shortly (HTTP 503), after ``retry_after`` seconds if given (``Retry-After``)."""
 
     code = "unavailable"
+
+    def __init__(
+        self, message: str, fields: Sequence[FieldError] = (), *, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message, fields)
+        self.retry_after = retry_after
 
 
 class Gone(ExportError):

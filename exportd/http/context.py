@@ -4,6 +4,7 @@ download URLs, and who is calling.  Route plugins get it as ``api``."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from functools import partial
@@ -28,6 +29,8 @@ from exportd.messages import FileInfo, JobSnapshot, RequestFields
 from exportd.plugins.manager import Plugins
 from exportd.signing import FileLink, signer_for
 
+log = logging.getLogger(__name__)
+
 AnyRequest = Request[Any, Any, State]
 """A request of any user, auth and state type."""
 AnyConnection = ASGIConnection[Any, Any, Any, State]
@@ -35,6 +38,8 @@ Guard = Callable[[AnyConnection, BaseRouteHandler], None]
 MAX_PAGE_NUMBER = 10**9
 """The highest page number a listing takes: pages past it hold nothing anyway."""
 READ_CHUNK = 1 << 16
+STORAGE_RETRY_AFTER = 5
+"""Seconds a download may be tried again after, when the storage cannot be reached."""
 FILE_ANSWER = (
     "The file; 206 with one range of it for a Range header (Accept-Ranges: bytes; 416 for "
     "a range past its end); 302 to the storage's own URL of it when the storage has one"
@@ -132,7 +137,8 @@ class HttpApi:
     async def open_stored(self, key: str, wanted: ByteRange | None) -> BinaryIO:
         """The stored file ``key`` (from the start of the range ``wanted``), opened before
         the answer starts, so that a storage whose server is down is a ``503`` the client
-        may try again, not a download cut short."""
+        may try again (after ``Retry-After``), not a download cut short.  The answer
+        names no endpoint, bucket nor key: the storage's own message is logged."""
         try:
             if wanted is None:
                 return await asyncio.to_thread(self.storage.open, key)
@@ -140,8 +146,13 @@ class HttpApi:
         except FileNotFoundError:
             raise Gone("the file is no longer stored") from None
         except (ConnectionError, TimeoutError) as exc:
+            log.warning(
+                "the %s storage cannot be reached for %r: %s: %s",
+                *(self.storage.name, key, type(exc).__name__, exc),
+            )
             raise Unavailable(
-                f"the {self.storage.name} storage cannot be reached ({exc}); try again"
+                f"the {self.storage.name} storage cannot be reached; try again",
+                retry_after=STORAGE_RETRY_AFTER,
             ) from exc
 
     def caller(self, request: AnyConnection, permission: str) -> Caller:

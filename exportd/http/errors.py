@@ -15,7 +15,7 @@ from typing import Any
 from litestar import Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from exportd.errors import ErrorBody, ExportError, FieldError, InternalError
+from exportd.errors import ErrorBody, ExportError, FieldError, InternalError, Unavailable
 from exportd.http.context import AnyRequest
 from exportd.http.ranges import RangeNotSatisfiable
 from exportd.kernel.validation import field_error
@@ -43,10 +43,13 @@ def error_response(status: int, body: ErrorBody) -> Response[ErrorBody]:
 
 def on_export_error(request: AnyRequest, exc: ExportError) -> Response[ErrorBody]:
     """exportd's errors, with the status their code stands for (and, for a range past a
-    file's end, its ``Content-Range``)."""
+    file's end, its ``Content-Range``; for a 503 that knows when to try again, its
+    ``Retry-After``)."""
     answer = error_response(STATUS_OF_CODE.get(exc.code, 500), exc.body())
     if isinstance(exc, RangeNotSatisfiable):
         answer.headers["Content-Range"] = exc.content_range()
+    if isinstance(exc, Unavailable) and exc.retry_after is not None:
+        answer.headers["Retry-After"] = str(exc.retry_after)
     return answer
 
 

@@ -1,12 +1,14 @@
 """Range requests on file downloads (RFC 9110, section 14): one byte range.
 
 A download answers ``Accept-Ranges: bytes``.  A ``Range`` header of one range
-(``bytes=a-b``, ``bytes=a-``, ``bytes=-n``) gets ``206 Partial Content`` with just
-those bytes and their ``Content-Range``; one that starts past the file's end gets
-``416`` (:class:`RangeNotSatisfiable`, with ``Content-Range: bytes */size``).  A
-header exportd does not serve (several ranges, another unit, a malformed one, or an
-``If-Range``, since downloads carry no validator to compare it with) is ignored, as
-the RFC allows: the answer is the whole file.
+(``bytes=a-b``, ``bytes=a-``, ``bytes=-n``; the unit in any case) gets ``206 Partial
+Content`` with just those bytes and their ``Content-Range``; one that starts past the
+file's end, or ``bytes=-0``, gets ``416`` (:class:`RangeNotSatisfiable`, with
+``Content-Range: bytes */size``).  A header exportd does not serve (several ranges,
+another unit, a malformed one, a number of more than 19 digits, or an ``If-Range``,
+since downloads carry no validator to compare it with) is ignored, as the RFC allows:
+the answer is the whole file; so is ``bytes=-n`` of an empty file (a suffix of it is
+all of it, nothing).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dataclasses import dataclass
 
 from exportd.errors import ExportError, FieldError
 
-RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})", re.IGNORECASE)
+"""One range; a position of more than 19 digits (past any file) is not one."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,10 @@ def requested_range(header: str | None, if_range: str | None, size: int) -> Byte
     first, last = found.group(1), found.group(2)
     if first == "":  # the last n bytes
         length = int(last)
-        if length == 0 or size == 0:
+        if length == 0:
             raise RangeNotSatisfiable(header, size)
+        if size == 0:
+            return None  # all of an empty file: 200, nothing (RFC 9110, 14.1.2)
         return ByteRange(max(0, size - length), size, size)
     start = int(first)
     if last != "" and int(last) < start:

@@ -381,8 +381,12 @@ class Storage(abc.ABC):
         afterwards (it may be moved or deleted).
 
         Never replaces a file: if ``key`` holds one already, raise
-        :class:`FileExistsError` and leave both files as they are.  A file appears under
-        ``key`` whole or not at all (a reader never sees part of it)."""
+        :class:`FileExistsError` and leave both files as they are.  A storage may
+        instead count the store done when ``key`` holds this very file already (its
+        SHA-256 and size), which is no replacement: a try again after a success whose
+        answer was lost finds that (the ``s3`` storage does so; ``local`` refuses).  A
+        file appears under ``key`` whole or not at all (a reader never sees part of
+        it)."""
 
     def store_checked(self, key: str, path: Path, sha256: str) -> None:
         """:meth:`store`, for a file whose SHA-256 (hex) the caller measured while writing

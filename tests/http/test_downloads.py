@@ -86,6 +86,7 @@ async def test_a_streamed_download_serves_the_file_and_single_ranges(
             (f"bytes={CHUNK - 10}-{CHUNK + 9}", CHUNK - 10, CHUNK + 10),  # across a part
             (f"bytes={size - 50}-", size - 50, size),
             ("bytes=-30", size - 30, size),
+            ("Bytes=0-99", 0, 100),  # the unit in any case
             (f"bytes=10-{size + 1000}", 10, size),  # the end past the file's: up to it
         ]:
             part = await server.http.get(link["url"], headers={"Range": header})
@@ -97,7 +98,7 @@ async def test_a_streamed_download_serves_the_file_and_single_ranges(
         assert past.status_code == 416
         assert past.headers["content-range"] == f"bytes */{size}"
         assert error_body(past)["code"] == "range_not_satisfiable"
-        for ignored in ("bytes=0-1,5-6", "items=0-1", "bytes=9-3"):
+        for ignored in ("bytes=0-1,5-6", "items=0-1", "bytes=9-3", f"bytes={'9' * 5000}-"):
             full = await server.http.get(link["url"], headers={"Range": ignored})
             assert (full.status_code, len(full.content)) == (200, size), ignored
 
@@ -124,7 +125,11 @@ async def test_a_redirected_download_goes_to_a_presigned_url_that_serves_ranges(
 
 
 async def test_a_download_while_the_object_storage_is_down_is_a_503_to_try_again(
-    tmp_path: Path, datastore: Path, request: pytest.FixtureRequest, s3_server: MotoServer
+    tmp_path: Path,
+    datastore: Path,
+    request: pytest.FixtureRequest,
+    s3_server: MotoServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     relay = Relay(s3_server.port)
     await relay.up()
@@ -135,7 +140,10 @@ async def test_a_download_while_the_object_storage_is_down_is_a_503_to_try_again
         refused = await server.http.get(link["url"])
         assert refused.status_code == 503
         assert error_body(refused)["code"] == "unavailable"
-        assert "the s3 storage cannot be reached" in error_body(refused)["message"]
+        assert error_body(refused)["message"] == "the s3 storage cannot be reached; try again"
+        assert refused.headers["retry-after"] == "5"
+        assert str(relay.port) not in refused.text
+        assert f"127.0.0.1:{relay.port}" in caplog.text  # the detail: logged, not answered
         await relay.up()
         served = await server.http.get(link["url"], headers={"Range": "bytes=0-9"})
         assert served.status_code == 206

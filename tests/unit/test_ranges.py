@@ -20,6 +20,13 @@ from exportd.http.ranges import ByteRange, RangeNotSatisfiable, requested_range
         ("bytes=3-1", 10, None),  # not a range
         ("bytes=-", 10, None),
         ("lines=1-2", 10, None),
+        ("Bytes=1-2", 10, ByteRange(1, 3, 10)),  # the unit in any case
+        ("BYTES=-2", 10, ByteRange(8, 10, 10)),
+        (f"bytes={'9' * 19}-", 10**20, ByteRange(10**19 - 1, 10**20, 10**20)),
+        (f"bytes={'9' * 5000}-", 10, None),  # past int()'s 4300 digits: ignored
+        (f"bytes=0-{'9' * 20}", 10, None),
+        (f"bytes=-{'9' * 5000}", 10, None),
+        ("bytes=-5", 0, None),  # the last bytes of an empty file: all of it, nothing
         (None, 10, None),
     ],
 )
@@ -30,7 +37,7 @@ def test_one_range_is_served_and_other_headers_are_ignored(
 
 
 @pytest.mark.parametrize(
-    ("header", "size"), [("bytes=10-", 10), ("bytes=-0", 10), ("bytes=0-", 0), ("bytes=-5", 0)]
+    ("header", "size"), [("bytes=10-", 10), ("bytes=-0", 10), ("bytes=0-", 0), ("bytes=-0", 0)]
 )
 def test_a_range_outside_the_file_is_not_satisfiable(header: str, size: int) -> None:
     with pytest.raises(RangeNotSatisfiable) as refused:
