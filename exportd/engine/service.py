@@ -183,8 +183,14 @@ class Engine:
         return change.job
 
     async def _discard(self, keys: Iterable[str]) -> None:
+        """Delete files the job store no longer refers to.  The change is recorded
+        already, so a delete that fails (the storage's server down) is logged, not raised:
+        the file stays behind (docs/runtime.md, "Storage")."""
         for key in keys:
-            await asyncio.to_thread(self.storage.delete, key)
+            try:
+                await asyncio.to_thread(self.storage.delete, key)
+            except Exception as exc:
+                log.warning("the stored file %s stays: deleting it failed: %s", key, exc)
 
     # -- running ----------------------------------------------------------------------------
 
