@@ -26,14 +26,16 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from mypy_boto3_s3 import S3Client
 
 from tests.needs import missing
 from tests.ports import free_port
+
+if TYPE_CHECKING:  # the stubs are a dev tool, not a test dependency
+    from mypy_boto3_s3 import S3Client
 
 STARTUP_TIMEOUT = 30.0
 """Seconds the server may take to answer."""
