@@ -29,6 +29,7 @@ from exportd.messages import ExportRequest, Interval
 from exportd.plugins.manager import Plugins
 from exportd.plugins.sources.rooms import RoomsParams, RoomsSource
 from exportd.testing import data_store as data_store_for
+from tests.needs import missing
 from tests.postgres import scratch_database, why_not
 from tests.unit.datastore import ROOM, WINDOW
 
@@ -376,7 +377,7 @@ def test_the_tests_say_whether_postgresql_refused_the_login_or_is_not_there() ->
             psycopg.connect(url, connect_timeout=5)
         said.append(why_not(url, caught.value))
     if "Connection refused" in said[0]:
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432 to refuse a login")
+        missing("no PostgreSQL at 127.0.0.1:5432 to refuse a login")
     assert said[0].startswith(
         "PostgreSQL at postgresql://nobody:***@127.0.0.1:5432/postgres refused"
     )
