@@ -54,6 +54,22 @@ async def exportd_on(
         yield running
 
 
+@asynccontextmanager
+async def behind_a_relay(
+    tmp_path: Path, datastore: Path, request: pytest.FixtureRequest, s3_server: MotoServer
+) -> AsyncIterator[tuple[Server, Relay]]:
+    """exportd on the s3 storage, reaching the S3 server through a relay (up at first)
+    that the test takes down and up; the relay is down at the end."""
+    relay = Relay(s3_server.port)
+    await relay.up()
+    endpoint = f"http://127.0.0.1:{relay.port}"
+    try:
+        async with exportd_on(tmp_path, datastore, "s3", request, endpoint_url=endpoint) as server:
+            yield server, relay
+    finally:
+        await relay.down()
+
+
 async def finished_file(server: Server, rows: int = ROWS) -> tuple[str, dict[str, Any]]:
     """A done job's id and its first file's link (and its ``sha256`` and ``size``)."""
     tenant = server.tenant()
@@ -131,10 +147,7 @@ async def test_a_download_while_the_object_storage_is_down_is_a_503_to_try_again
     s3_server: MotoServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    relay = Relay(s3_server.port)
-    await relay.up()
-    endpoint = f"http://127.0.0.1:{relay.port}"
-    async with exportd_on(tmp_path, datastore, "s3", request, endpoint_url=endpoint) as server:
+    async with behind_a_relay(tmp_path, datastore, request, s3_server) as (server, relay):
         _, link = await finished_file(server, rows=1000)
         await relay.down()
         refused = await server.http.get(link["url"])
@@ -147,7 +160,6 @@ async def test_a_download_while_the_object_storage_is_down_is_a_503_to_try_again
         await relay.up()
         served = await server.http.get(link["url"], headers={"Range": "bytes=0-9"})
         assert served.status_code == 206
-    await relay.down()
 
 
 async def test_a_job_deleted_while_the_object_storage_is_down_is_deleted_and_its_object_stays(
@@ -157,10 +169,7 @@ async def test_a_job_deleted_while_the_object_storage_is_down_is_deleted_and_its
     s3_server: MotoServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    relay = Relay(s3_server.port)
-    await relay.up()
-    endpoint = f"http://127.0.0.1:{relay.port}"
-    async with exportd_on(tmp_path, datastore, "s3", request, endpoint_url=endpoint) as server:
+    async with behind_a_relay(tmp_path, datastore, request, s3_server) as (server, relay):
         job_id, _ = await finished_file(server, rows=1000)
         await relay.down()
         tenant = server.tenant()
