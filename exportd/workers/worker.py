@@ -48,9 +48,11 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
@@ -100,6 +102,8 @@ PASSING = (ConnectionError, TimeoutError)
 """What a storage raises for a failure that another try may mend (its server down, busy
 or slow): the worker tries again.  Anything else fails the run (a key taken, a file that
 is not what was written, a storage set up wrong or a directory in the way)."""
+
+T = TypeVar("T")
 
 PartRef = tuple[str, int, int]
 """A part of one attempt of a job: (job id, attempt, part)."""
@@ -382,27 +386,10 @@ class TaskRun:
         """Run the export; one that loses its data store (:class:`Unavailable`: the server
         down or restarting) starts again from its first row once the store answers,
         backing off between tries, as a storage that fails is tried again: the job says
-        ``processing`` and the reporter keeps it alive meanwhile.  A cancel or a shutdown
-        stops the tries (:class:`Cancelled`)."""
-        task = self.task
-        guard = Guard(f"the data store (task {task.job_id}/{task.part})", STORE_BACKOFF)
-        outcome: list[FileInfo | Exception] = []
-
-        async def step() -> None:
-            try:
-                outcome.append(await self._export())
-            except Unavailable:
-                if not self.cancel.is_set():
-                    raise  # the guard logs it, backs off, and has it tried again
-                outcome.append(Cancelled(f"task {task.job_id} stopped while its store was away"))
-            except Exception as exc:  # not worth another try
-                outcome.append(exc)
-
-        while not await guard.run(step):
-            pass
-        if isinstance(outcome[0], Exception):
-            raise outcome[0]
-        return outcome[0]
+        ``processing`` and the reporter keeps it alive meanwhile."""
+        return await self._until_it_works(
+            "the data store", self._export, (Unavailable,), "its data store was away"
+        )
 
     async def _export(self) -> FileInfo:
         """Plan and write the file, then hand it to the storage, in one thread hop; a
@@ -450,29 +437,54 @@ class TaskRun:
         server that is down loses no job.  A cancel or a shutdown stops the tries
         (:class:`Cancelled`: a shutdown gives the task back, for another worker)."""
         storage, task = self.worker.storage, self.task
-        guard = Guard(f"the {storage.name} storage (task {task.job_id}/{task.part})", STORE_BACKOFF)
         log.warning(
             "task %s part %d: the %s storage failed (%s: %s); trying again",
             *(task.job_id, task.part, storage.name, type(failure).__name__, failure),
         )
-        refused: list[Exception] = []
+        await self._until_it_works(
+            f"the {storage.name} storage",
+            partial(asyncio.to_thread, storage.store_checked, key, path, sha256),
+            PASSING,
+            "storing its file",
+        )
+
+    async def _until_it_works(
+        self,
+        what: str,
+        attempt: Callable[[], Awaitable[T]],
+        passing: tuple[type[Exception], ...],
+        doing: str,
+    ) -> T:
+        """What ``attempt()`` returns, trying again under a :class:`Guard` named after
+        ``what``, backing off (:data:`STORE_BACKOFF`), for as long as it raises one of
+        ``passing`` (its server down).  A cancel or a shutdown stops the tries
+        (:class:`Cancelled`, saying the task stopped while ``doing``); any other
+        exception ends them, raised."""
+        task = self.task
+        guard = Guard(f"{what} (task {task.job_id}/{task.part})", STORE_BACKOFF)
+        outcome: list[T | Exception] = []
+
+        def stopped() -> bool:
+            if self.cancel.is_set():
+                outcome.append(Cancelled(f"task {task.job_id} stopped while {doing}"))
+            return self.cancel.is_set()
 
         async def step() -> None:
-            if self.cancel.is_set():
-                refused.append(Cancelled(f"task {task.job_id} stopped while storing its file"))
+            if stopped():
                 return
             try:
-                found = await asyncio.to_thread(try_storing, storage, key, path, sha256)
+                outcome.append(await attempt())
+            except passing:
+                if not stopped():
+                    raise  # the guard logs it, backs off, and has it tried again
             except Exception as exc:  # not worth another try
-                refused.append(exc)
-                return
-            if found is not None:
-                raise found  # the guard logs it, backs off, and has it tried again
+                outcome.append(exc)
 
         while not await guard.run(step):
             pass
-        if refused:
-            raise refused[0]
+        if isinstance(outcome[0], Exception):
+            raise outcome[0]
+        return outcome[0]
 
     def _progressed(self, progress: Progress) -> None:
         """News from the export's thread: how far it got."""
