@@ -177,11 +177,9 @@ class S3Storage(Storage):
 
     def store(self, key: str, path: Path) -> None:
         """:meth:`store_checked`, with the SHA-256 of the file at ``path``."""
-        digest = hashlib.sha256()
         with path.open("rb") as file:
-            while chunk := file.read(self.config.chunk_size):
-                digest.update(chunk)
-        self.store_checked(key, path, digest.hexdigest())
+            sha256 = hashlib.file_digest(file, "sha256").hexdigest()
+        self.store_checked(key, path, sha256)
 
     def store_checked(self, key: str, path: Path, sha256: str) -> None:
         """Upload the file at ``path`` as the object of ``key``, if none is there yet
