@@ -26,6 +26,7 @@ from exportd.http.tenants import Caller, TenantStore
 from exportd.kernel.validation import check_nesting
 from exportd.kernel.workarea import WorkArea
 from exportd.messages import FileInfo, JobSnapshot, RequestFields
+from exportd.plugins.api import PASSING_FAILURES
 from exportd.plugins.manager import Plugins
 from exportd.signing import FileLink, signer_for
 
@@ -145,7 +146,7 @@ class HttpApi:
             return await asyncio.to_thread(self.storage.open_range, key, wanted.start, wanted.stop)
         except FileNotFoundError:
             raise Gone("the file is no longer stored") from None
-        except (ConnectionError, TimeoutError) as exc:
+        except PASSING_FAILURES as exc:
             log.warning(
                 "the %s storage cannot be reached for %r: %s: %s",
                 *(self.storage.name, key, type(exc).__name__, exc),

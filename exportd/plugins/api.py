@@ -350,6 +350,13 @@ class Format(abc.ABC, Generic[O]):
         forward only (it does not seek; ``tell()`` counts the bytes written)."""
 
 
+PASSING_FAILURES: tuple[type[Exception], ...] = (ConnectionError, TimeoutError)
+"""What a storage raises for a failure that another try may mend (its server down, busy
+or slow): a worker tries the file again, a download answers 503.  Anything else fails
+the run (a key taken, a file that is not what was written, a storage set up wrong or a
+directory in the way)."""
+
+
 class Storage(abc.ABC):
     """Where finished export files are kept, by key.  Subclass it and return an
     instance from ``exportd_storages(settings, config)``.

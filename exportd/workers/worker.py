@@ -72,7 +72,7 @@ from exportd.messages import (
     StatusUpdate,
     UpdateStatus,
 )
-from exportd.plugins.api import Storage
+from exportd.plugins.api import PASSING_FAILURES, Storage
 from exportd.plugins.manager import Plugins
 from exportd.supervision import Backoff, Guard, Loops, guarded
 
@@ -81,10 +81,11 @@ log = logging.getLogger(__name__)
 
 def try_storing(storage: Storage, key: str, path: Path, sha256: str) -> Exception | None:
     """Hand the file at ``path`` to ``storage`` under ``key``: ``None`` once it took it,
-    or the passing failure (:data:`PASSING`) it raised; anything else is raised."""
+    or the passing failure (:data:`~exportd.plugins.api.PASSING_FAILURES`) it raised;
+    anything else is raised."""
     try:
         storage.store_checked(key, path, sha256)
-    except PASSING as exc:
+    except PASSING_FAILURES as exc:
         return exc
     return None
 
@@ -98,10 +99,6 @@ OUTCOME_BACKOFF = Backoff(first=0.2, cap=5.0)
 capped low, since the job waits on it once the broker is back."""
 STORE_BACKOFF = Backoff(first=0.5, cap=30.0)
 """The waits between tries at handing a file to a storage that failed (its server down)."""
-PASSING = (ConnectionError, TimeoutError)
-"""What a storage raises for a failure that another try may mend (its server down, busy
-or slow): the worker tries again.  Anything else fails the run (a key taken, a file that
-is not what was written, a storage set up wrong or a directory in the way)."""
 
 T = TypeVar("T")
 
@@ -444,7 +441,7 @@ class TaskRun:
         await self._until_it_works(
             f"the {storage.name} storage",
             partial(asyncio.to_thread, storage.store_checked, key, path, sha256),
-            PASSING,
+            PASSING_FAILURES,
             "storing its file",
         )
 
