@@ -495,12 +495,16 @@ def test_sigterm_gives_a_running_export_back_for_the_next_worker(
         "source": "rooms",
         "format": "xlsx",
         "params": {"room_id": demo.room_id, "type": "logs"},
-        "interval": {"start": "2024-10-02", "end": "2024-10-08"},
+        "interval": {"start": demo.start.isoformat(), "end": demo.end.isoformat()},
     }
     with deployment.client() as client:
         job = client.submit(request)
         watch.wait_for(f"job {job.id} processing", stream="stdout")
-        time.sleep(0.5)
+        # The whole month of the room takes seconds; stop as soon as rows are written.
+        deadline = time.monotonic() + WAIT
+        while not client.get(job.id).progress.rows:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
 
         assert first.stop() == 0
         assert "finishing 1 task(s)" in first.text()
