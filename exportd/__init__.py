@@ -44,6 +44,7 @@ from exportd.plugins.api import (
     DeliveryMethod,
     Dialect,
     ExportInfo,
+    Form,
     Format,
     NoConfig,
     NoOptions,
@@ -56,6 +57,8 @@ from exportd.plugins.api import (
     Storage,
     Undeliverable,
     Window,
+    arrow_schema,
+    arrow_type,
 )
 from exportd.plugins.hookspecs import hookimpl
 
@@ -78,6 +81,7 @@ __all__ = [
     "ExportInfo",
     "FieldError",
     "FileInfo",
+    "Form",
     "Format",
     "HttpApi",
     "Interval",
@@ -103,6 +107,8 @@ __all__ = [
     "Storage",
     "Undeliverable",
     "Window",
+    "arrow_schema",
+    "arrow_type",
     "hookimpl",
 ]
 

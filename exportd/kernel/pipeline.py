@@ -23,9 +23,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from exportd.errors import Cancelled, ExportFailed
+from exportd.kernel import batches
 from exportd.kernel.guard import call_plugin
 from exportd.kernel.plan import ExportPlan
 from exportd.messages import FileInfo, Progress
@@ -161,18 +162,19 @@ def _copy_rows(
     """Move batches from the source to the writer, up to the limit; return the row count."""
     rows = 0
     remaining = plan.request.limit
-    batches = iter(call_plugin(plan.source_label, lambda: plan.source.read(plan.params, ctx)))
-    with _closing(batches):
+    read = iter(call_plugin(plan.source_label, lambda: plan.source.read(plan.params, ctx)))
+    with _closing(read):
         while remaining is None or remaining > 0:
             if ctx.cancelled():
                 raise Cancelled("the export was canceled")
-            batch = call_plugin(plan.source_label, lambda: next(batches, None))
+            batch = call_plugin(plan.source_label, lambda: next(read, None))
             if batch is None:
                 break
+            batch = _checked(plan, batch, rows)
             if remaining is not None:
                 batch = batch[:remaining]
                 remaining -= len(batch)
-            _check_rows(plan, batch, rows)
+            batch = batches.in_form(batch, plan.format.form, plan.columns)
             _format_call(plan, file, partial(writer.write, batch))
             rows += len(batch)
             if on_progress is not None:
@@ -190,6 +192,15 @@ def _format_call(plan: ExportPlan, file: BinaryIO, step: Callable[[], T]) -> T:
             "exportd owns (RowWriter.close must leave it open)"
         )
     return result
+
+
+def _checked(plan: ExportPlan, batch: Any, before: int) -> Any:
+    """``batch``, as the source yielded it after ``before`` rows, checked against the
+    plan's columns (an Arrow batch cast to their types): the source's failure if not."""
+    if plan.source.form == "arrow":
+        return batches.conform(batch, plan.columns, plan.source_label)
+    _check_rows(plan, batch, before)
+    return batch
 
 
 def _check_rows(plan: ExportPlan, batch: Batch, before: int) -> None:

@@ -1,13 +1,19 @@
 """The contract between exportd and its plugins: columns, sources, formats, storages
 and deliveries.
 
-A *source* turns validated parameters into batches of row tuples; a *format*
-turns batches of rows into bytes in a file.  Any source works with any format
-because both speak only in :class:`Column` lists and row tuples.
+A *source* turns validated parameters into batches of rows; a *format* turns
+batches of rows into bytes in a file.  Any source works with any format because
+both speak only in :class:`Column` lists and one of two forms of batch (:data:`Form`),
+which each declares: row tuples (``"rows"``, the default) or Apache Arrow record
+batches (``"arrow"``).  exportd converts between the two when a source and a format
+speak different forms.
 
 Row values are plain Python objects: ``str``, ``int``, ``float``, ``bool``,
 ``None``, timezone-aware ``datetime`` (for ``datetime`` columns) and ``date``
-(for ``date`` columns).  Formats render times in the request's time zone.
+(for ``date`` columns).  An Arrow batch has one array a column, of the type
+:func:`arrow_type` gives for the column's type (times are UTC timestamps), or
+else a *stray-text union* (see :func:`arrow_type`).  Formats render times in the
+request's time zone.
 """
 
 from __future__ import annotations
@@ -20,13 +26,16 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, ClassVar, Generic, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Generic, Literal, Self, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 from exportd.errors import ExportFailed, InvalidRequest
 from exportd.messages import Column, ColumnType, Delivery, JobSnapshot, Role
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "Batch",
@@ -37,6 +46,7 @@ __all__ = [
     "DeliveryMethod",
     "Dialect",
     "ExportInfo",
+    "Form",
     "Format",
     "NoConfig",
     "NoOptions",
@@ -49,10 +59,49 @@ __all__ = [
     "Storage",
     "Undeliverable",
     "Window",
+    "arrow_schema",
+    "arrow_type",
 ]
 
 Row = Sequence[Any]
 Batch = Sequence[Row]
+"""A batch in the ``rows`` form: row tuples, one value a column."""
+Form = Literal["rows", "arrow"]
+"""How a source's batches come and a format's writer takes them: ``"rows"``, sequences
+of row tuples (:data:`Batch`), or ``"arrow"``, :class:`pyarrow.RecordBatch` es whose
+arrays have the types :func:`arrow_type` names."""
+
+
+def arrow_type(column_type: ColumnType) -> pa.DataType:
+    """The Arrow type of a column of ``column_type`` in an ``arrow`` batch: ``text`` is
+    ``string``, ``integer`` ``int64``, ``float`` ``float64``, ``boolean`` ``bool``,
+    ``datetime`` ``timestamp("us", tz="UTC")`` and ``date`` ``date32``.
+
+    A column may instead hold a *stray-text union*: a dense union whose child 0 holds
+    the typed values (of this type, or of the type Arrow gives values that do not fit
+    it, such as floats in an integer column) and child 1 the text (``string``).
+    SQLite stores text in a column of any type, and a source that yields rows may
+    mix them: exportd converts such a column so, and a format writes each value as
+    its kind says, exactly as it writes a row tuple's.
+    """
+    import pyarrow as pa
+
+    return {
+        "text": pa.string(),
+        "integer": pa.int64(),
+        "float": pa.float64(),
+        "boolean": pa.bool_(),
+        "datetime": pa.timestamp("us", tz="UTC"),
+        "date": pa.date32(),
+    }[column_type]
+
+
+def arrow_schema(columns: Sequence[Column]) -> pa.Schema:
+    """The schema of an ``arrow`` batch of ``columns``: one field a column, in order,
+    named as the column and typed by :func:`arrow_type`."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(column.name, arrow_type(column.type)) for column in columns])
 
 
 class NoOptions(msgspec.Struct, forbid_unknown_fields=True):
@@ -267,6 +316,9 @@ class Source(abc.ABC, Generic[P]):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     Params: ClassVar[type[msgspec.Struct]] = NoParams
+    form: ClassVar[Form] = "rows"
+    """What :meth:`read` yields: row tuples (``"rows"``) or Arrow record batches
+    (``"arrow"``) of :func:`arrow_schema`."""
 
     def validate(self, params: P, ctx: ReadContext) -> None:
         """Check what the Struct cannot: that named things exist, for example.
@@ -307,16 +359,19 @@ class Source(abc.ABC, Generic[P]):
         return [params]
 
     @abc.abstractmethod
-    def read(self, params: P, ctx: ReadContext) -> Iterator[Batch]:
-        """Yield the rows in batches of about ``ctx.batch_size`` tuples."""
+    def read(self, params: P, ctx: ReadContext) -> Iterator[Any]:
+        """Yield the rows in batches of about ``ctx.batch_size`` rows, in the source's
+        :attr:`form`: sequences of row tuples (:data:`Batch`), or
+        :class:`pyarrow.RecordBatch` es (see :func:`arrow_schema`)."""
 
 
 class RowWriter(abc.ABC):
     """Writes batches of rows into one open binary file."""
 
     @abc.abstractmethod
-    def write(self, batch: Batch) -> None:
-        """Write one batch of row tuples, in column order."""
+    def write(self, batch: Any) -> None:
+        """Write one batch, in column order, in its format's :attr:`Format.form`: a
+        sequence of row tuples (:data:`Batch`) or a :class:`pyarrow.RecordBatch`."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -341,6 +396,9 @@ class Format(abc.ABC, Generic[O]):
     extension: ClassVar[str]
     description: ClassVar[str] = ""
     Options: ClassVar[type[msgspec.Struct]] = NoOptions
+    form: ClassVar[Form] = "rows"
+    """What its writer's :meth:`RowWriter.write` takes: row tuples (``"rows"``) or Arrow
+    record batches (``"arrow"``); exportd converts a source's batches to it."""
 
     @abc.abstractmethod
     def open(

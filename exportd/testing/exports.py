@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from exportd import Batch, Column, DataStore, ExportInfo, Format, RowWriter, Settings, Window
+from exportd import Column, DataStore, ExportInfo, Format, RowWriter, Settings, Window
+from exportd.kernel import batches as forms
 from exportd.kernel import pipeline
 from exportd.kernel.datastores import SqliteStore
 from exportd.kernel.plan import plan_export
@@ -169,7 +170,7 @@ def write_export(
     path: Path,
     format: Format[Any],
     columns: Sequence[Column],
-    batches: Iterable[Batch],
+    batches: Iterable[Any],
     *,
     options: msgspec.Struct | None = None,
     zone: str = "UTC",
@@ -177,7 +178,9 @@ def write_export(
 ) -> Path:
     """Write ``batches`` into ``path`` through ``format`` as the pipeline does: ``open``,
     ``write`` once per batch, then ``close`` (``abort`` instead with ``abort=True``, as
-    for an export that fails or is canceled).
+    for an export that fails or is canceled).  A batch may be row tuples or a
+    :class:`pyarrow.RecordBatch`: each reaches the writer in the format's
+    :attr:`~exportd.Format.form`, converted as the pipeline converts it.
 
     The file must stay open throughout, and ``open`` must return a
     :class:`~exportd.RowWriter`: an :class:`AssertionError` naming the format says what
@@ -195,7 +198,7 @@ def write_export(
         _still_open(file, label, "open()")
         for batch in batches:
             with blame(label, "write()"):
-                writer.write(batch)
+                writer.write(forms.in_form(batch, format.form, columns))
             _still_open(file, label, "write()")
         finish = writer.abort if abort else writer.close
         step = f"{finish.__name__}()"
