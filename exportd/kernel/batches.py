@@ -16,8 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from exportd.plugins.api import Batch, Column, ColumnType, Form, arrow_type
 from exportd.errors import ExportFailed
+from exportd.plugins.api import Batch, Column, ColumnType, Form, arrow_type
 
 _NONE = type(None)
 # The Python types whose values an array of the column's type holds as they are.

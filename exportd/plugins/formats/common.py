@@ -15,6 +15,9 @@ from operator import itemgetter
 from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from exportd import Batch, Column, ColumnType, ExportInfo, Row
 
 T = TypeVar("T")
@@ -74,6 +77,23 @@ def with_stray_text(
     return [
         t if v.__class__ is str else c for v, t, c in zip(values, text(values), cells, strict=True)
     ]
+
+
+def by_kind(
+    array: pa.Array, typed: Callable[[pa.Array], pa.Array], text: Callable[[pa.Array], pa.Array]
+) -> pa.Array:
+    """The cells of a column's Arrow ``array``: ``typed`` makes them, except that in a
+    stray-text union (see :func:`exportd.arrow_type`) ``text`` makes those of its text.
+
+    ``typed`` gets the union's typed values, which may be of another type than the
+    column's; both return arrays of one type (their cells), which come back in the
+    union's order.  An array that is no union costs nothing more than ``typed``.
+    """
+    if not pa.types.is_union(array.type):
+        return typed(array)
+    typed_cells, text_cells = typed(array.field(0)), text(array.field(1))
+    after_typed = pc.multiply(array.type_codes.cast(pa.int32()), len(typed_cells))
+    return pa.concat_arrays([typed_cells, text_cells]).take(pc.add(array.offsets, after_typed))
 
 
 def unchanged(values: Sequence[T]) -> Sequence[T]:
