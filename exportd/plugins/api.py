@@ -229,6 +229,11 @@ class ReadContext:
     channel) as not there: :class:`~exportd.NotFound`, exactly as for one that does not
     exist, so that ids do not leak across tenants.
 
+    ``slice`` and ``slice_count`` say which slice of the part to read, for a source
+    that declares :attr:`Source.sliceable`: exportd reads the ``slice_count`` slices
+    at once, and writes their batches one slice after the other.  They are 0 and 1
+    (the whole part) otherwise.
+
     ``data_path=`` (a SQLite file, instead of ``data``), :attr:`data_path` and
     :meth:`connect` are deprecated, and work on SQLite stores only.
     """
@@ -241,6 +246,8 @@ class ReadContext:
     part_count: int
     cancelled: Callable[[], bool]
     org_id: str | None
+    slice: int
+    slice_count: int
 
     def __init__(  # noqa: PLR0917 (positional, as the dataclass it was)
         self,
@@ -254,6 +261,8 @@ class ReadContext:
         org_id: str | None = None,
         *,
         data: DataStore | None = None,
+        slice: int = 0,
+        slice_count: int = 1,
     ) -> None:
         if data is None:
             if data_path is None:
@@ -271,6 +280,7 @@ class ReadContext:
             cancelled,
             org_id,
         )
+        self.slice, self.slice_count = slice, slice_count
 
     @property
     def data_path(self) -> Path:
@@ -319,6 +329,12 @@ class Source(abc.ABC, Generic[P]):
     form: ClassVar[Form] = "rows"
     """What :meth:`read` yields: row tuples (``"rows"``) or Arrow record batches
     (``"arrow"``) of :func:`arrow_schema`."""
+    sliceable: ClassVar[bool] = False
+    """Whether :meth:`read` can read a slice of its rows alone (``ctx.slice`` of
+    ``ctx.slice_count``): the slices' rows, one slice after the other, are the whole
+    read's, in its order.  exportd then reads a large export's slices at once, on as
+    many cores as ``export.slices`` allows; a time range of the source's choosing
+    makes a good slice."""
 
     def validate(self, params: P, ctx: ReadContext) -> None:
         """Check what the Struct cannot: that named things exist, for example.
