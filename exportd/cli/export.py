@@ -210,7 +210,8 @@ def export_here(
     plan = plan_export(request, plugins, data_store(settings), generated_at=source_date(os.environ))
     parts = plan.parts(settings.batch_size)
     paths = targets(plan.file_name(), len(parts))
-    files = list(zip(paths, write_parts(parts, paths, settings.batch_size), strict=True))
+    written = write_parts(parts, paths, settings.batch_size, settings.read_slices)
+    files = list(zip(paths, written, strict=True))
     if not any(info.rows for _, info in files):
         print(f"exportd: {empty_note(plan)}", file=sys.stderr)
     return files
@@ -390,7 +391,7 @@ def existing_folder(folder: Path, output: str) -> Path:
 
 
 def write_parts(
-    parts: Sequence[ExportPlan], targets: Sequence[Path], batch_size: int
+    parts: Sequence[ExportPlan], targets: Sequence[Path], batch_size: int, slices: int = 1
 ) -> list[FileInfo]:
     """Run every part into its file; if one fails or is interrupted, remove them all."""
 
@@ -402,6 +403,7 @@ def write_parts(
                 parts[number],
                 target,
                 batch_size=batch_size,
+                slices=slices,
                 on_progress=None if bar is None else bar.update,
                 part=number,
                 part_count=len(parts),

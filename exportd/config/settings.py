@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -128,6 +129,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 5000
     """Rows a source reads and a format writes at a time."""
 
+    slices: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
+    """Slices of a large export read at once, for sources that can (``Source.sliceable``):
+    0 is one for each CPU core, 1 reads every export in one go."""
+
     disable_plugins: list[str] = []
     """Plugins (entry-point or built-in module names) not to load."""
 
@@ -161,10 +166,17 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return self.data.url or f"sqlite:///{self.data_path}"
 
     @property
+    def read_slices(self) -> int:
+        """``slices``, or for 0 the number of CPU cores."""
+        return self.slices or os.cpu_count() or 1
+
+    @property
     def data_pool_size(self) -> int:
-        """``data.pool_size``, or for 0 ``worker.concurrency + http.sync_concurrency + 2``:
-        a connection for each export a process may run at once, and two to spare."""
-        return self.data.pool_size or self.worker.concurrency + self.http.sync_concurrency + 2
+        """``data.pool_size``, or for 0 ``(worker.concurrency + http.sync_concurrency) *
+        read_slices + 2``: a connection for each slice of each export a process may run
+        at once, and two to spare."""
+        exports = self.worker.concurrency + self.http.sync_concurrency
+        return self.data.pool_size or exports * self.read_slices + 2
 
     @property
     def files_path(self) -> Path:

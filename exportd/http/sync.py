@@ -89,7 +89,11 @@ class SyncExports:
         writing = asyncio.ensure_future(
             self._in_thread(
                 lambda: run_export(
-                    plan, path, batch_size=self.settings.batch_size, cancelled=stop.is_set
+                    plan,
+                    path,
+                    batch_size=self.settings.batch_size,
+                    slices=self.settings.read_slices,
+                    cancelled=stop.is_set,
                 ).file(key=path.name, name=path.name)
             )
         )

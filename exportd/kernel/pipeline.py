@@ -29,6 +29,7 @@ from exportd.errors import Cancelled, ExportFailed
 from exportd.kernel import batches
 from exportd.kernel.guard import call_plugin
 from exportd.kernel.plan import ExportPlan
+from exportd.kernel.slices import read_slices, slice_count
 from exportd.messages import FileInfo, Progress
 from exportd.plugins.api import Batch, ReadContext, RowWriter
 
@@ -104,8 +105,12 @@ def run_export(
     cancelled: Callable[[], bool] = lambda: False,
     part: int = 0,
     part_count: int = 1,
+    slices: int = 1,
 ) -> Written:
     """Export ``plan`` into ``target``; what it measured of the finished file.
+
+    A large export of a source that can slice is read in up to ``slices`` slices at
+    once (see :mod:`exportd.kernel.slices`).
 
     ``on_progress`` is called after every batch; ``cancelled`` is checked before
     every batch and stops the export with :class:`Cancelled`.  A source or
@@ -126,7 +131,8 @@ def run_export(
                 plan, file, lambda: plan.format.open(file, plan.columns, plan.options, plan.info())
             )
             try:
-                rows = _copy_rows(plan, ctx, writer, file, total=total, on_progress=on_progress)
+                read = _reader(plan, ctx, slice_count(plan, total, slices), unfinished.parent)
+                rows = _copy_rows(plan, ctx, read, writer, file, total, on_progress)
                 _format_call(plan, file, writer.close)
             except BaseException:
                 with suppress(Exception):
@@ -150,19 +156,38 @@ def _measured(path: Path) -> Iterator[tuple[BinaryIO, _Measured]]:
         yield cast(BinaryIO, file), measured
 
 
-def _copy_rows(
+def _reader(plan: ExportPlan, ctx: ReadContext, count: int, folder: Path) -> Iterator[Any]:
+    """The source's batches: one read, or ``count`` slices read at once (spooled in
+    ``folder``)."""
+    if count == 1:
+        return iter(call_plugin(plan.source_label, lambda: plan.source.read(plan.params, ctx)))
+    return read_slices(
+        plan,
+        lambda index: plan.context(
+            batch_size=ctx.batch_size,
+            part=ctx.part,
+            part_count=ctx.part_count,
+            cancelled=ctx.cancelled,
+            slice=index,
+            slice_count=count,
+        ),
+        count,
+        folder,
+    )
+
+
+def _copy_rows(  # noqa: PLR0917 (one call site)
     plan: ExportPlan,
     ctx: ReadContext,
+    read: Iterator[Any],
     writer: RowWriter,
     file: BinaryIO,
-    *,
     total: int | None,
     on_progress: Callable[[Progress], None] | None,
 ) -> int:
     """Move batches from the source to the writer, up to the limit; return the row count."""
     rows = 0
     remaining = plan.request.limit
-    read = iter(call_plugin(plan.source_label, lambda: plan.source.read(plan.params, ctx)))
     with _closing(read):
         while remaining is None or remaining > 0:
             if ctx.cancelled():

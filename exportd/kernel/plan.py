@@ -63,8 +63,10 @@ class ExportPlan:
         part: int = 0,
         part_count: int = 1,
         cancelled: Callable[[], bool] = lambda: False,
+        slice: int = 0,
+        slice_count: int = 1,
     ) -> ReadContext:
-        """The context a source reads this plan's rows with."""
+        """The context a source reads this plan's rows (or a slice of them) with."""
         return ReadContext(
             window=self.window,
             data=self.data,
@@ -74,6 +76,8 @@ class ExportPlan:
             part_count=part_count,
             cancelled=cancelled,
             org_id=self.request.org_id,
+            slice=slice,
+            slice_count=slice_count,
         )
 
     @property

@@ -112,6 +112,7 @@ def run_export(
     data: Path | DataStore | None = None,
     plugins: PluginSet | None = None,
     batch_size: int = BATCH_SIZE,
+    slices: int = 1,
 ) -> list[ExportedFile]:
     """Export ``source`` with ``params`` to ``format`` over ``start`` (inclusive) to ``end``
     (exclusive) as ``exportd export`` does, into the folder ``into``: one file per part
@@ -120,7 +121,8 @@ def run_export(
     ``start`` and ``end`` are ISO 8601 text, dates or datetimes; one without an offset is
     read in ``timezone``.  ``data`` is the data store (a :class:`~exportd.DataStore`, or the
     path of a SQLite file), if the source reads one; ``plugins`` the plugins to load
-    (default: :class:`PluginSet`'s); ``batch_size`` the rows per batch (:data:`BATCH_SIZE`).
+    (default: :class:`PluginSet`'s); ``batch_size`` the rows per batch (:data:`BATCH_SIZE`);
+    ``slices`` the most slices a sliceable source's export is read in at once.
     The files record :data:`GENERATED_AT` as their making.  A request that exportd refuses,
     or an export that fails, raises exportd's own error (:class:`~exportd.InvalidRequest`,
     :class:`~exportd.NotFound`, :class:`~exportd.ExportFailed` naming the plugin...).
@@ -144,7 +146,12 @@ def run_export(
         ExportedFile(
             path,
             pipeline.run_export(
-                part, path, batch_size=batch_size, part=number, part_count=len(parts)
+                part,
+                path,
+                batch_size=batch_size,
+                part=number,
+                part_count=len(parts),
+                slices=slices,
             ).file(key=path.name, name=path.name),
         )
         for number, (part, path) in enumerate(zip(parts, paths, strict=True))

@@ -408,6 +408,7 @@ class TaskRun:
                     plan,
                     path,
                     batch_size=worker.settings.batch_size,
+                    slices=worker.settings.read_slices,
                     on_progress=on_progress,
                     cancelled=self.cancel.is_set,
                     part=task.part,

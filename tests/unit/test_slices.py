@@ -1,0 +1,152 @@
+"""Slices of a sliceable source read at once: the file is the one a single read writes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+import msgspec
+import pyarrow as pa
+import pytest
+
+from exportd import Cancelled, Column, ExportFailed, ReadContext, Source, hookimpl
+from exportd.kernel import slices
+from exportd.kernel.batches import to_arrow
+from exportd.kernel.datastores import SqliteStore
+from exportd.kernel.pipeline import run_export
+from exportd.kernel.plan import ExportPlan, plan_export
+from exportd.messages import ExportRequest
+from exportd.plugins.manager import Plugins
+
+
+class NumbersParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    rows: Annotated[int, msgspec.Meta(ge=0)]
+    explode_in: int | None = None
+    """The slice whose read fails after its first batch."""
+    stray_at: int | None = None
+    """The number whose label is an integer, among text: a stray-text union there."""
+
+
+class NumbersSource(Source[NumbersParams]):
+    """The numbers below ``rows`` and their labels, in Arrow batches; each slice a range."""
+
+    name = "numbers"
+    Params = NumbersParams
+    form = "arrow"
+    sliceable = True
+    read_by: ClassVar[list[tuple[int, int, str]]] = []
+    """(slice, slice count, thread name) of every read, for the tests."""
+
+    def columns(self, params: NumbersParams, ctx: ReadContext) -> Sequence[Column]:
+        return [Column("n", "integer"), Column("label")]
+
+    def estimate(self, params: NumbersParams, ctx: ReadContext) -> int | None:
+        return params.rows
+
+    def read(self, params: NumbersParams, ctx: ReadContext) -> Iterator[pa.RecordBatch]:
+        self.read_by.append((ctx.slice, ctx.slice_count, threading.current_thread().name))
+        size = -(-params.rows // ctx.slice_count)
+        start, stop = ctx.slice * size, min(params.rows, (ctx.slice + 1) * size)
+        for low in range(start, stop, ctx.batch_size):
+            if ctx.slice == params.explode_in and low > start:
+                raise RuntimeError(f"slice {ctx.slice} broke")
+            rows = [
+                (n, n if n == params.stray_at else f"#{n}")
+                for n in range(low, min(stop, low + ctx.batch_size))
+            ]
+            batch = to_arrow(rows, self.columns(params, ctx))
+            # An int32 the pipeline casts, and a union in the batch holding stray_at.
+            yield batch.set_column(0, "n", batch.column(0).cast(pa.int32()))
+
+
+@hookimpl
+def exportd_sources() -> list[Source[Any]]:
+    return [NumbersSource()]
+
+
+PLUGINS = Plugins(entry_points=False, extra=[__import__(__name__, fromlist=["_"])])
+
+
+@pytest.fixture(autouse=True)
+def small_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slice for every 100 estimated rows, so that small exports are sliced."""
+    monkeypatch.setattr(slices, "SLICE_ROWS", 100)
+    NumbersSource.read_by.clear()
+
+
+def numbers(limit: int | None = None, **params: Any) -> ExportPlan:
+    request = msgspec.convert(
+        {
+            "source": "numbers",
+            "format": "csv",
+            "params": params,
+            "limit": limit,
+            "interval": {"start": "2024-03-01", "end": "2024-03-02"},
+        },
+        ExportRequest,
+    )
+    return plan_export(request, PLUGINS, SqliteStore(Path("unused.db")))
+
+
+def export(tmp_path: Path, plan: ExportPlan, count: int, **options: Any) -> bytes:
+    target = tmp_path / f"{count}.csv"
+    info = run_export(plan, target, batch_size=30, slices=count, **options)
+    content = target.read_bytes()
+    assert info.size == len(content)
+    return content
+
+
+def test_slices_read_in_threads_of_their_own_write_the_file_of_one_read(tmp_path: Path) -> None:
+    whole = export(tmp_path, numbers(rows=1000, stray_at=512), 1)
+    assert NumbersSource.read_by == [(0, 1, threading.current_thread().name)]
+    NumbersSource.read_by.clear()
+
+    assert export(tmp_path, numbers(rows=1000, stray_at=512), 3) == whole
+    assert sorted(one[:2] for one in NumbersSource.read_by) == [(0, 3), (1, 3), (2, 3)]
+    assert threading.current_thread().name not in {one[2] for one in NumbersSource.read_by}
+    assert whole.decode().splitlines()[513] == "512,512"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["1.csv", "3.csv"]
+
+
+def test_no_more_slices_than_the_estimate_fills_and_none_with_a_limit(tmp_path: Path) -> None:
+    export(tmp_path, numbers(rows=250), 8)
+    assert sorted(one[:2] for one in NumbersSource.read_by) == [(0, 2), (1, 2)]
+    NumbersSource.read_by.clear()
+
+    content = export(tmp_path, numbers(limit=500, rows=1000), 4)
+    assert [one[:2] for one in NumbersSource.read_by] == [(0, 1)]
+    assert len(content.splitlines()) == 501
+
+
+@pytest.mark.parametrize("broken", [0, 2])
+def test_a_slice_that_fails_fails_the_export_and_leaves_no_file(
+    tmp_path: Path, broken: int
+) -> None:
+    with pytest.raises(
+        ExportFailed, match=f"source 'numbers' failed: RuntimeError: slice {broken} broke"
+    ):
+        export(tmp_path, numbers(rows=1000, explode_in=broken), 3)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cancel_stops_every_slice_and_leaves_no_file(tmp_path: Path) -> None:
+    written: list[int] = []
+
+    def cancelled() -> bool:
+        return len(written) > 3
+
+    with pytest.raises(Cancelled):
+        run_export(
+            numbers(rows=3000),
+            tmp_path / "out.csv",
+            batch_size=30,
+            slices=3,
+            cancelled=cancelled,
+            on_progress=lambda progress: written.append(progress.rows),
+        )
+    assert list(tmp_path.iterdir()) == []
+    assert not [
+        thread for thread in threading.enumerate() if thread.name.startswith("exportd-slice")
+    ]
