@@ -876,3 +876,16 @@ def test_a_control_socket_nobody_answers_on_is_one_line(
             f"exportd: error: nothing answers on {tmp_path / 'control.sock'}: is exportd "
             "serve running? (if not, remove the file, or give --broker)\n",
         )
+
+
+def test_a_command_freezes_what_start_up_made_out_of_the_collectors_way(tmp_path: Path) -> None:
+    script = "import gc, exportd.cli; exportd.cli.main(['plugins']); print(gc.get_freeze_count())"
+    frozen = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={**os.environ, "EXPORTD_HOME": str(tmp_path)},
+    ).stdout.splitlines()[-1]
+    assert int(frozen) > 10_000
