@@ -32,6 +32,7 @@ from exportd import (
     ReadContext,
 )
 from exportd.kernel import pipeline
+from exportd.kernel.batches import conform, to_rows
 from exportd.kernel.plan import ExportPlan, plan_export
 from exportd.kernel.validation import convert
 from exportd.messages import ExportRequest, Interval
@@ -90,8 +91,11 @@ def check_source(
     :class:`AssertionError` that names it and what it broke.
 
     Checked: its columns are ``Column`` instances of known types and roles; ``parts``
-    gives its ``Params``; every batch of every part is a list of rows of one value per
-    column, each ``None`` or of the column's type (datetimes aware, in UTC); the window
+    gives its ``Params``; every batch of every part is, in the source's ``form``, a list
+    of rows of one value per column, each ``None`` or of the column's type (datetimes
+    aware, in UTC), or a record batch of one array per column whose type casts to the
+    column's (:func:`~exportd.arrow_type`); a ``sliceable`` source's slices, read one
+    after the other, hold the rows of the whole read, in order; the window
     holds rows (else the check checks nothing); ``estimate`` and ``time_range`` answer
     what they must; the rows export to every format of ``plugins``, with as many rows in
     each file as were read; an export canceled after its first batch stops cleanly; a
@@ -118,6 +122,9 @@ def check_source(
                 f"{label} yielded no rows for {dict(params or {})} from {start} to {end}: "
                 "give parameters and a window that hold rows, or the check checks nothing"
             )
+        if plan.source.sliceable:
+            for number, part in enumerate(parts):
+                check.slices(part, number, len(parts))
         check.time_range(plan)
         for format_name in loaded.formats:
             check.export(msgspec.structs.replace(request, format=format_name), counts)
@@ -175,11 +182,57 @@ class _SourceCheck:
                 f"{self.label}: {where}estimate() must be a whole number of rows or None, "
                 f"got {estimate!r}"
             )
-        rows = 0
+        return len(self.read(plan, ctx, where))
+
+    def read(self, plan: ExportPlan, ctx: ReadContext, where: str) -> list[Any]:
+        """The rows ``read`` yields with ``ctx``, each batch checked; ``where`` says which
+        read it is (``part 2 of 3, ``) in a failure's message."""
+        rows: list[Any] = []
         for index, batch in enumerate(self.batches(plan, ctx), start=1):
-            self.batch(batch, plan.columns, f"{where}batch {index}")
-            rows += len(batch)
+            batch_rows = self.in_rows(plan, batch, f"{where}batch {index}")
+            self.batch(batch_rows, plan.columns, f"{where}batch {index}")
+            rows += batch_rows
         return rows
+
+    def in_rows(self, plan: ExportPlan, batch: Any, where: str) -> Any:
+        """``batch`` as row tuples, from a record batch of a source whose form is Arrow
+        (which must be one whose arrays cast to their columns' types)."""
+        if plan.source.form != "arrow":
+            return batch
+        try:
+            return to_rows(conform(batch, plan.columns, self.label))
+        except ExportFailed as exc:
+            raise AssertionError(f"{exc}, in {where}") from exc
+
+    def slices(self, plan: ExportPlan, number: int, count: int) -> None:
+        """Part ``number``'s slices, read one after the other in two and in three slices,
+        hold the rows of its whole read, in order."""
+        part = f"part {number + 1} of {count}, " if count > 1 else ""
+        ctx = plan.context(batch_size=self.batch_size, part=number, part_count=count)
+        whole = self.read(plan, ctx, part)
+        for slice_count in (2, 3):
+            sliced = [
+                row
+                for index in range(slice_count)
+                for row in self.read(
+                    plan,
+                    plan.context(
+                        batch_size=self.batch_size,
+                        part=number,
+                        part_count=count,
+                        slice=index,
+                        slice_count=slice_count,
+                    ),
+                    f"{part}slice {index + 1} of {slice_count}, ",
+                )
+            ]
+            if sliced != whole:
+                raise AssertionError(
+                    f"{self.label} is sliceable, and its {slice_count} slices read one after "
+                    f"the other ({len(sliced)} rows) are not its whole read ({len(whole)} "
+                    "rows, in order): slice ctx.slice of ctx.slice_count must read its share "
+                    "of the rows alone, the slices in the read's order"
+                )
 
     def batches(self, plan: ExportPlan, ctx: ReadContext) -> Iterator[Any]:
         """What ``read`` yields, each step blamed on the source if it raises."""

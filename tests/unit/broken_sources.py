@@ -7,7 +7,9 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from exportd import Batch, Column, NoParams, ReadContext, Source, hookimpl
+import pyarrow as pa
+
+from exportd import Batch, Column, NoParams, ReadContext, Source, arrow_schema, hookimpl
 
 COLUMNS = [Column("n", "integer"), Column("label"), Column("at", "datetime", "time")]
 
@@ -131,6 +133,47 @@ class BadTimeRange(Rows):
         return (datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC))
 
 
+class ArrowRows(Rows):
+    """The rows of :class:`Rows` in Arrow batches, n as int32 (which casts to int64), read
+    in slices of whole batches: keeps every rule."""
+
+    name = "arrow_rows"
+    form = "arrow"
+    sliceable = True
+
+    def read(self, params: NoParams, ctx: ReadContext) -> Iterator[pa.RecordBatch]:
+        """Its slice of the batches of :class:`Rows`, as record batches."""
+        for index, rows in enumerate(super().read(params, ctx)):
+            if index * ctx.slice_count // 3 == ctx.slice:
+                n, label, at = zip(*rows, strict=True)
+                yield pa.record_batch(
+                    [pa.array(n, pa.int32()), pa.array(label), pa.array(at)],
+                    schema=arrow_schema(COLUMNS).set(0, pa.field("n", pa.int32())),
+                )
+
+
+class ArrowTextNumbers(ArrowRows):
+    """Record batches with numbers as text in the integer column."""
+
+    name = "arrow_text_numbers"
+
+    def read(self, params: NoParams, ctx: ReadContext) -> Iterator[pa.RecordBatch]:
+        for batch in super().read(params, ctx):
+            text = [f"#{n}" for n in batch.column(0).to_pylist()]
+            yield batch.set_column(0, "n", pa.array(text))
+
+
+class WholeSlices(ArrowRows):
+    """A sliceable source whose every slice reads every row."""
+
+    name = "whole_slices"
+
+    def read(self, params: NoParams, ctx: ReadContext) -> Iterator[pa.RecordBatch]:
+        for index in range(ctx.slice_count):
+            ctx.slice = index
+            yield from super().read(params, ctx)
+
+
 @hookimpl
 def exportd_sources() -> list[Source[Any]]:
     """Every source of this module."""
@@ -148,5 +191,8 @@ def exportd_sources() -> list[Source[Any]]:
             IgnoresCancel,
             FailsWhenEmpty,
             BadTimeRange,
+            ArrowRows,
+            ArrowTextNumbers,
+            WholeSlices,
         )
     ]

@@ -60,6 +60,7 @@ def test_every_built_in_source_keeps_the_contract(exportd_demo: DemoSummary, cas
 
 def test_the_toys_keep_the_contract_but_what_each_breaks() -> None:
     check_source("rows", **A_DAY, plugins=BROKEN_SOURCES)
+    check_source("arrow_rows", **A_DAY, plugins=BROKEN_SOURCES)
     check_format("lines", plugins=BROKEN_FORMATS, max_examples=5)
 
 
@@ -87,6 +88,15 @@ def test_the_toys_keep_the_contract_but_what_each_breaks() -> None:
         ),
         ("fails_when_empty", r"raised ValueError in read\(\): min\(\) .*empty"),
         ("bad_time_range", r"time_range\(\) must be None or \(first, last\)"),
+        (
+            "arrow_text_numbers",
+            r"column 'n' \(integer\) came as string: .*'#.*, in batch 1",
+        ),
+        (
+            "whole_slices",
+            r"is sliceable, and its 2 slices read one after the other \(12 rows\) are not "
+            r"its whole read \(6 rows, in order\)",
+        ),
     ],
 )
 def test_a_source_that_breaks_a_rule_fails_the_check_naming_it(source: str, broken: str) -> None:
