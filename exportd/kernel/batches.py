@@ -11,7 +11,7 @@ exactly as it would the row tuple's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -30,6 +30,8 @@ _FITTING: dict[ColumnType, frozenset[type]] = {
     "date": frozenset({date, _NONE}),
 }
 _TYPED, _TEXT = 0, 1
+_UTC_MICROSECONDS = arrow_type("datetime")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def in_form(batch: Any, form: Form, columns: Sequence[Column]) -> Any:
@@ -56,7 +58,17 @@ def to_arrow(batch: Batch, columns: Sequence[Column]) -> pa.RecordBatch:
 
 def to_rows(batch: pa.RecordBatch) -> Batch:
     """``batch`` as row tuples: Arrow's values as Python objects (times aware, in UTC)."""
-    return list(zip(*(array.to_pylist() for array in batch.columns), strict=True))
+    return list(zip(*map(_values, batch.columns), strict=True))
+
+
+def _values(array: pa.Array) -> list[Any]:
+    """``array``'s values as Python objects.  Arrow makes an aware datetime of a timestamp
+    through the zone database, value by value: the epoch plus a timedelta is 5x faster."""
+    if array.type != _UTC_MICROSECONDS:
+        values: list[Any] = array.to_pylist()
+        return values
+    epoch, micro = _EPOCH, timedelta(microseconds=1)
+    return [None if v is None else epoch + v * micro for v in array.cast(pa.int64()).to_pylist()]
 
 
 def conform(batch: pa.RecordBatch, columns: Sequence[Column], source: str) -> pa.RecordBatch:
