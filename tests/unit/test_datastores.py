@@ -4,6 +4,7 @@ that name ``data.url``, the deprecated SQLite-only ways, a one-dialect source.""
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 import warnings
@@ -132,11 +133,13 @@ def test_a_malformed_postgresql_url_is_a_config_error_naming_data_url(
     assert "data.url" in err and "Traceback" not in err and "s3cret" not in err
 
 
-def test_the_pool_size_follows_the_concurrency_unless_set() -> None:
-    settings = load_settings(
-        {"EXPORTD_WORKER__CONCURRENCY": "5", "EXPORTD_HTTP__SYNC_CONCURRENCY": "3"}
-    )
+def test_the_pool_size_follows_the_concurrency_and_the_slices_unless_set() -> None:
+    exports = {"EXPORTD_WORKER__CONCURRENCY": "5", "EXPORTD_HTTP__SYNC_CONCURRENCY": "3"}
+    settings = load_settings({**exports, "EXPORTD_SLICES": "1"})
     assert (settings.data.pool_size, settings.data_pool_size) == (0, 10)
+    assert load_settings({**exports, "EXPORTD_SLICES": "2"}).data_pool_size == 18
+    cores = os.cpu_count() or 1
+    assert load_settings(exports).data_pool_size == 8 * cores + 2
     assert load_settings({"EXPORTD_DATA__POOL_SIZE": "7"}).data_pool_size == 7
 
 
