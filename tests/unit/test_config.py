@@ -75,6 +75,9 @@ def test_a_bad_value_names_the_key() -> None:
         load_settings({"EXPORTD_BATCH_SIZE": "0"})
     assert caught.value.fields[0].name == "batch_size"
     assert "must be at least 1" in str(caught.value)
+    with pytest.raises(ConfigError, match="slices") as caught:
+        load_settings({"EXPORTD_SLICES": "-1"})
+    assert caught.value.fields[0].name == "slices"
 
 
 def test_a_missing_or_broken_file_is_a_clear_error(tmp_path: Path) -> None:
