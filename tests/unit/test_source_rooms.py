@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exportd import DataStore, ExportFailed, InvalidRequest, NotFound, ReadContext, Window
+from exportd.kernel.batches import to_rows
 from exportd.kernel.datastores import SqliteStore
 from exportd.kernel.validation import convert
 from exportd.kernel.window import parse_window
@@ -50,7 +51,7 @@ def batches(
     chosen = params(**values)
     SOURCE.validate(chosen, ReadContext(window=window, data=store))
     ctx = ReadContext(window=window, data=store, batch_size=4, limit=limit)
-    return [list(batch) for batch in SOURCE.read(chosen, ctx)]
+    return [list(batch) for batch in map(to_rows, SOURCE.read(chosen, ctx))]
 
 
 def rows(store: DataStore, window: Window = WINDOW, **values: Any) -> list[tuple[Any, ...]]:
@@ -311,7 +312,7 @@ def test_a_stats_window_of_every_day_with_a_small_limit_is_quick_and_small(
     began = time.perf_counter()
     try:
         total = SOURCE.estimate(chosen, ctx)
-        got = [row for batch in SOURCE.read(chosen, ctx) for row in batch]
+        got = [row for batch in map(to_rows, SOURCE.read(chosen, ctx)) for row in batch]
         seconds = time.perf_counter() - began
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -328,7 +329,7 @@ def test_a_long_stats_window_is_read_one_batch_of_days_at_a_time(store: DataStor
     sizes = []
     tracemalloc.start()
     try:
-        for batch in SOURCE.read(params(type="stats"), ctx):
+        for batch in map(to_rows, SOURCE.read(params(type="stats"), ctx)):
             sizes.append(len(batch))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -353,9 +354,9 @@ def test_stats_read_in_batches_of_days_equal_stats_read_in_one(
     chosen = params(type="stats")
     at_once = ReadContext(window=window, data=store, batch_size=1000)
     in_batches = ReadContext(window=window, data=store, batch_size=batch_size, limit=limit)
-    every_day = [row for batch in SOURCE.read(chosen, at_once) for row in batch]
+    every_day = [row for batch in map(to_rows, SOURCE.read(chosen, at_once)) for row in batch]
     assert sum(row[5] for row in every_day) == 21
-    got = [list(batch) for batch in SOURCE.read(chosen, in_batches)]
+    got = [list(batch) for batch in map(to_rows, SOURCE.read(chosen, in_batches))]
     assert [row for batch in got for row in batch] == every_day[:limit]
     assert all(len(batch) == batch_size for batch in got[:-1])
 

@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 import msgspec
+import pyarrow as pa
 
 from exportd import (
-    Batch,
     Column,
     DataStore,
     FieldError,
@@ -30,11 +30,11 @@ from exportd import (
 )
 from exportd.plugins.sources.common import (
     SQL_INT_MAX,
-    Rows,
+    arrow_batch,
     check_text,
     db_time,
     exists,
-    read_rows,
+    read_arrow,
     scalar,
     sql_limit,
     time_range,
@@ -92,6 +92,11 @@ class RoomsSql(NamedTuple):
     min_count: str
     """The filter "``c`` has at least ``min_count`` visitor and operator messages"."""
     room_messages: str
+    nth_message: str
+    """When the room's message ``offset`` (0-based, in time order) of the window was sent."""
+    slice_start: str
+    slice_end: str
+    """The filters "``c`` started at ``slice_start`` or later" and "before ``slice_end``"."""
     room_range: str
     stats: str
 
@@ -282,6 +287,13 @@ SQLITE = RoomsSql(
 SELECT count(*) FROM messages
 WHERE room_id = :room AND sent_at >= :start AND sent_at < :end
 """,
+    nth_message="""
+SELECT sent_at FROM messages
+WHERE room_id = :room AND sent_at >= :start AND sent_at < :end
+ORDER BY sent_at LIMIT 1 OFFSET :offset
+""",
+    slice_start=" AND c.started_at >= :slice_start",
+    slice_end=" AND c.started_at < :slice_end",
     # Two subqueries, as min() and max() together would scan the room's entries of the index.
     room_range="""
 SELECT (SELECT min(sent_at) FROM messages WHERE room_id = :room),
@@ -301,6 +313,13 @@ POSTGRESQL = RoomsSql(
 SELECT count(*) FROM messages
 WHERE room_id = %(room)s AND sent_at >= %(start)s AND sent_at < %(end)s
 """,
+    nth_message="""
+SELECT sent_at FROM messages
+WHERE room_id = %(room)s AND sent_at >= %(start)s AND sent_at < %(end)s
+ORDER BY sent_at LIMIT 1 OFFSET %(offset)s
+""",
+    slice_start=" AND c.started_at >= %(slice_start)s",
+    slice_end=" AND c.started_at < %(slice_end)s",
     room_range="""
 SELECT (SELECT min(sent_at) FROM messages WHERE room_id = %(room)s),
     (SELECT max(sent_at) FROM messages WHERE room_id = %(room)s)
@@ -377,12 +396,31 @@ def _day_args(store: DataStore, chunk: Sequence[tuple[date, datetime, datetime]]
     return {"los": [start for _, start, _ in chunk], "his": [end for _, _, end in chunk]}
 
 
-def _log_rows(rows: Rows) -> Batch:
-    parse = datetime.fromisoformat
-    return [
-        (conversation, parse(started), real == 1, id_, parse(sent), type_, name, body)
-        for conversation, started, real, id_, sent, type_, name, body in rows
-    ]
+def _slice_filters(params: RoomsParams, ctx: ReadContext) -> tuple[str, dict[str, Any]]:
+    """The filters on ``c`` of the slice ``ctx.slice`` of ``ctx.slice_count`` and their
+    parameters: the conversations that started from the time of the window's message
+    at the slice's share of the room's messages in the window, to the next slice's.
+    Every slice computes the same bounds (two index seeks each), and the logs are in
+    start-time order, so the slices, one after the other, are the whole read."""
+    if ctx.slice_count <= 1:
+        return "", {}
+    sql = STATEMENTS[ctx.data.dialect]
+    args: dict[str, Any] = {"room": params.room_id, **window_args(ctx.data, ctx.window)}
+    filters: str = ""
+    bounds: dict[str, Any] = {}
+    with ctx.data.connect() as conn:
+        count = conn.execute(sql.room_messages, args).fetchone()[0]
+        for name, clause, share in (
+            ("slice_start", sql.slice_start, ctx.slice),
+            ("slice_end", sql.slice_end, ctx.slice + 1),
+        ):
+            if 0 < share < ctx.slice_count:
+                offset = count * share // ctx.slice_count
+                found = conn.execute(sql.nth_message, args | {"offset": offset}).fetchone()
+                # No message there: the window has none, and so every slice is empty.
+                filters += clause
+                bounds[name] = found[0] if found else args["end"]
+    return filters, bounds
 
 
 class RoomsSource(Source[RoomsParams]):
@@ -391,6 +429,8 @@ class RoomsSource(Source[RoomsParams]):
     name = "rooms"
     description = "chat room logs (one row per message) or stats (one row per day)"
     Params = RoomsParams
+    form = "arrow"
+    sliceable = True
 
     def validate(self, params: RoomsParams, ctx: ReadContext) -> None:
         """The logs-only parameters are unset for stats, the window's days exist,
@@ -431,27 +471,34 @@ class RoomsSource(Source[RoomsParams]):
         """When the room's first and last messages were sent (filters aside)."""
         return time_range(ctx, STATEMENTS[ctx.data.dialect].room_range, {"room": params.room_id})
 
-    def read(self, params: RoomsParams, ctx: ReadContext) -> Iterator[Batch]:
-        """The logs or the stats, in batches."""
+    def read(self, params: RoomsParams, ctx: ReadContext) -> Iterator[pa.RecordBatch]:
+        """The logs or the stats, in Arrow batches; of the slice ``ctx.slice`` only: the
+        logs of conversations started in its time range, the stats of its days."""
         return (self._logs if params.type == "logs" else self._stats)(params, ctx)
 
-    def _logs(self, params: RoomsParams, ctx: ReadContext) -> Iterator[Batch]:
+    def _logs(self, params: RoomsParams, ctx: ReadContext) -> Iterator[pa.RecordBatch]:
         sql = STATEMENTS[ctx.data.dialect]
         filters, args = _conversation_filters(params, sql)
-        args |= {"room": params.room_id, "limit": sql_limit(ctx.limit)}
+        slice_filters, bounds = _slice_filters(params, ctx)
+        args |= {"room": params.room_id, "limit": sql_limit(ctx.limit), **bounds}
         args |= window_args(ctx.data, ctx.window)
-        logs = sql.logs.format(columns=LOG_SELECT, filters=filters)
-        return read_rows(ctx, logs, args, _log_rows)
+        logs = sql.logs.format(columns=LOG_SELECT, filters=filters + slice_filters)
+        return read_arrow(ctx, logs, args, LOG_COLUMNS)
 
-    def _stats(self, params: RoomsParams, ctx: ReadContext) -> Iterator[Batch]:
+    def _stats(self, params: RoomsParams, ctx: ReadContext) -> Iterator[pa.RecordBatch]:
         # One query per batch of days keeps memory flat however long the window.
-        days = islice(local_days(ctx.window), ctx.limit)
+        count = min(day_count(ctx.window), ctx.limit if ctx.limit is not None else SQL_INT_MAX)
+        share = slice(
+            count * ctx.slice // ctx.slice_count, count * (ctx.slice + 1) // ctx.slice_count
+        )
+        days = islice(local_days(ctx.window), share.start, share.stop)
         stats = STATEMENTS[ctx.data.dialect].stats
         with ctx.data.connect() as conn:
             while chunk := list(islice(days, ctx.batch_size)):
                 args = {"room": params.room_id, **_day_args(ctx.data, chunk)}
                 figures = conn.execute(stats, args).fetchall()
-                yield [(chunk[index][0], *values) for index, *values in figures]
+                rows = [(chunk[index][0], *values) for index, *values in figures]
+                yield arrow_batch(rows, STATS_COLUMNS)
 
 
 @hookimpl
