@@ -428,3 +428,40 @@ def test_min_message_count_is_bounded_by_what_sqlite_holds(store: DataStore) -> 
     assert [f.name for f in caught.value.fields] == ["params.min_message_count"]
     assert messages(store, min_message_count=2**63 - 1) == []
     assert estimate(store, type="logs", min_message_count=2**63 - 1) == 0
+
+
+def sliced(store: DataStore, count: int, **values: Any) -> list[list[tuple[Any, ...]]]:
+    """The rows of each of ``count`` slices of a read."""
+    chosen = params(**values)
+    return [
+        [
+            row
+            for batch in map(
+                to_rows,
+                SOURCE.read(
+                    chosen,
+                    ReadContext(
+                        window=WINDOW, data=store, batch_size=4, slice=k, slice_count=count
+                    ),
+                ),
+            )
+            for row in batch
+        ]
+        for k in range(count)
+    ]
+
+
+@pytest.mark.parametrize("count", [2, 3, 7])
+@pytest.mark.parametrize(
+    "values", [{"type": "logs"}, {"type": "logs", "is_real_conversation": True}, {"type": "stats"}]
+)
+def test_the_slices_one_after_the_other_are_the_whole_read(
+    store: DataStore, count: int, values: dict[str, Any]
+) -> None:
+    slices = sliced(store, count, **values)
+    assert [row for part in slices for row in part] == rows(store, **values)
+    assert sum(1 for part in slices if part) >= 2
+
+
+def test_the_slices_of_a_window_without_messages_are_empty(store: DataStore) -> None:
+    assert sliced(store, 3, type="logs", room_id=EMPTY_ROOM) == [[], [], []]
