@@ -465,3 +465,19 @@ def test_the_slices_one_after_the_other_are_the_whole_read(
 
 def test_the_slices_of_a_window_without_messages_are_empty(store: DataStore) -> None:
     assert sliced(store, 3, type="logs", room_id=EMPTY_ROOM) == [[], [], []]
+
+
+@pytest.mark.parametrize("window", [WINDOW, HELSINKI])
+@pytest.mark.parametrize("room", [ROOM, OTHER_ROOM, EMPTY_ROOM])
+def test_both_ways_of_bounding_the_logs_find_the_same_start_times(
+    store: DataStore, window: Window, room: str
+) -> None:
+    sql = rooms.STATEMENTS[store.dialect]
+    args = {"room": room, **rooms.window_args(store, window)}
+    with store.connect() as conn:
+        from_messages = tuple(conn.execute(sql.touched_range, args).fetchone())
+        from_conversations = tuple(
+            (conn.execute(sql.first_touched.format(order=order), args).fetchone() or [None])[0]
+            for order in ("ASC", "DESC")
+        )
+    assert from_conversations == from_messages
