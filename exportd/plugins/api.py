@@ -187,8 +187,8 @@ class DataStore(abc.ABC):
 
         Each store reads natively (ADBC: no Python object per value) and types the
         columns as :func:`arrow_type` says: SQLite's ISO 8601 times become UTC
-        timestamps and its 0/1 flags booleans (``1`` is true, anything else false, as
-        ``value == 1``), PostgreSQL's values arrive typed.  A SQLite value that does not
+        timestamps and its 0/1 flags booleans (``1`` is true, other numbers false),
+        PostgreSQL's values arrive typed.  A SQLite value that does not
         fit its column (text in an integer column, a time without a zone offset) is
         kept as it is stored, in a stray-text union.  Both take the parameters
         :meth:`stream` takes.
