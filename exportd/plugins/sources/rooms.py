@@ -425,7 +425,7 @@ def _day_args(store: DataStore, chunk: Sequence[tuple[date, datetime, datetime]]
     return {"los": [start for _, start, _ in chunk], "his": [end for _, _, end in chunk]}
 
 
-def _touched(conn: Any, sql: RoomsSql, args: dict[str, Any]) -> tuple[Any, Any] | None:
+def touched_starts(conn: Any, sql: RoomsSql, args: dict[str, Any]) -> tuple[Any, Any] | None:
     """The first and the last start time of the room's conversations with a message in
     the window, or ``None`` without one.
 
@@ -513,7 +513,7 @@ class RoomsSource(Source[RoomsParams]):
             return int(scalar(ctx, sql.room_messages, args))
         count = sql.logs_from.format(columns="count(*)", filters=filters)
         with ctx.data.connect() as conn:
-            if (touched := _touched(conn, sql, args)) is None:
+            if (touched := touched_starts(conn, sql, args)) is None:
                 return 0
             first, last = touched
             return int(conn.execute(count, args | {"first": first, "last": last}).fetchone()[0])
@@ -533,7 +533,7 @@ class RoomsSource(Source[RoomsParams]):
         args |= {"room": params.room_id, "limit": sql_limit(ctx.limit)}
         args |= window_args(ctx.data, ctx.window)
         with ctx.data.connect() as conn:
-            if (touched := _touched(conn, sql, args)) is None:
+            if (touched := touched_starts(conn, sql, args)) is None:
                 return
             args["first"], args["last"] = touched
             filters += _slice_filters(conn, sql, args, ctx)
