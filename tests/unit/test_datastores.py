@@ -470,3 +470,39 @@ def _stored(value: object, column: Column) -> object:
     if column.type == "boolean" and isinstance(value, int):
         return value == 1
     return value
+
+
+def test_postgresql_arrow_reads_typed_batches_in_sessions_like_the_pools(
+    postgres_datastore: str,
+) -> None:
+    columns = (
+        Column("id", "integer"),
+        Column("sent_at", "datetime"),
+        Column("zone", "text"),
+        Column("read_only", "text"),
+    )
+    settings = "current_setting('TimeZone'), current_setting('transaction_read_only')"
+    select = f"SELECT id, sent_at, {settings} FROM messages WHERE id > %(id)s ORDER BY id"
+    with PostgresStore(postgres_datastore, pool_size=1) as store:
+        with store.connect() as conn:
+            expected = conn.execute(select, {"id": 2}).fetchall()
+            batches = list(store.arrow(conn, select, {"id": 2}, 3, columns))
+        assert {batch.schema for batch in batches} == {arrow_schema(columns)}
+        assert [len(batch) for batch in batches[:-1]] == [3] * (len(batches) - 1)
+        assert [row for batch in batches for row in to_rows(batch)] == expected
+        assert {row[2:] for row in expected} == {("UTC", "on")}
+
+
+def test_postgresql_arrow_cut_short_gives_no_connection_back_and_reads_again(
+    postgres_datastore: str,
+) -> None:
+    columns = (Column("id", "integer"),)
+    with PostgresStore(postgres_datastore, pool_size=1) as store:
+        with store.connect() as conn:
+            batches = store.arrow(conn, "SELECT id FROM messages ORDER BY id", {}, 1, columns)
+            assert len(next(batches)) == 1
+            batches.close()  # an export stopped early
+            again = store.arrow(conn, "SELECT count(*) FROM messages", {}, 10, columns)
+            assert to_rows(next(again)) == conn.execute("SELECT count(*) FROM messages").fetchall()
+        with pytest.raises(ExportFailed, match="read-only"), store.connect() as conn:
+            list(store.arrow(conn, "DELETE FROM messages RETURNING id", {}, 10, columns))
