@@ -1,13 +1,16 @@
 """A SQLite statement's rows as Arrow record batches of a source's columns, by ADBC.
 
-ADBC's SQLite driver types each result column from the values of the first batch
-(text if any of them is text) and fails on a later value of another type; SQLite
-stores times as ISO 8601 text and flags as 0/1.  :func:`read_arrow` types each
-batch's arrays as the columns say (the text times parsed as one column, the flags
-compared with 1) and, from the first batch that does not fit (a column ADBC typed
-after stray text, a later value of another type, a time Arrow does not parse), reads
-the rest with :mod:`sqlite3` as Python values, converted one by one as the row-form
-sources always did, so that stray text stays text (a stray-text union).
+ADBC's SQLite driver types each result column from the values of its first batch
+(text if any of them is text, an integer if all are null) and fails on a later
+value of another type; SQLite stores times as ISO 8601 text and flags as 0/1.
+:func:`read_arrow` types each batch's arrays as the columns say (the text times
+parsed as one column, the flags compared with 1).  After a later value of another
+type (text after a batch of nulls, say) it reads again from there, so that the new
+first batch types the column.  A batch that does not fit (a column ADBC typed as
+text for stray text in it, a time Arrow does not parse) is read with :mod:`sqlite3`
+as Python values, converted one by one as the row-form sources always did, so that
+stray text stays text (a stray-text union); after :data:`RESTARTS` such restarts the
+rest is read so.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from exportd.kernel.batches import to_arrow
 from exportd.plugins.api import Column, SqlArgs, arrow_type
 
 BATCH_ROWS = "adbc.sqlite.query.batch_rows"
+RESTARTS = 8
+"""How many times a read starts again, after a batch ADBC could not type, before it
+reads the rest with sqlite3."""
 _MISMATCH = "Type mismatch"
 
 
@@ -39,24 +45,38 @@ def read_arrow(
     *,
     columns: Sequence[Column],
 ) -> Iterator[pa.RecordBatch]:
-    """The rows of ``sql`` in record batches of ``size`` rows of ``columns``, read by an
-    ADBC connection of its own to the file ``path``; ``conn`` reads the rest of the rows
-    if a batch does not fit the columns."""
+    """The rows of ``sql`` (one statement, no trailing ``;``) in record batches of
+    ``size`` rows of ``columns``, read by an ADBC connection of its own to the file
+    ``path``; ``conn`` reads the batches that do not fit the columns."""
     delivered = 0
-    try:
-        with closing(_adbc_batches(path, sql, args, size)) as batches:
-            for batch in batches:
-                typed = _typed(batch, columns)
-                if typed is None:
-                    break
-                delivered += typed.num_rows
-                yield typed
-            else:
+    for _ in range(RESTARTS):
+        misfit = False
+        try:
+            with closing(_adbc_batches(path, _after(sql, delivered), args, size)) as batches:
+                for batch in batches:
+                    typed = _typed(batch, columns)
+                    if typed is None:
+                        misfit = True
+                        break
+                    delivered += typed.num_rows
+                    yield typed
+                else:
+                    return
+        except OSError as exc:  # the reader's error for a value of another type
+            if _MISMATCH not in str(exc):
+                raise ExportFailed(f"cannot read the data store {path}: {exc}") from None
+        if misfit:
+            rows = _row_batches(conn, sql, args, size, columns=columns, skip=delivered)
+            if (batch := next(rows, None)) is None:
                 return
-    except OSError as exc:  # the reader's error for a value of another type
-        if _MISMATCH not in str(exc):
-            raise ExportFailed(f"cannot read the data store {path}: {exc}") from None
+            delivered += batch.num_rows
+            yield batch
     yield from _row_batches(conn, sql, args, size, columns=columns, skip=delivered)
+
+
+def _after(sql: str, skip: int) -> str:
+    """``sql`` without its first ``skip`` rows (SQLite reads a subquery in its order)."""
+    return f"SELECT * FROM ({sql}) LIMIT -1 OFFSET {skip:d}" if skip else sql
 
 
 def _adbc_batches(path: Path, sql: str, args: SqlArgs, size: int) -> Generator[pa.RecordBatch]:
@@ -118,9 +138,7 @@ def _row_batches(
 ) -> Iterator[pa.RecordBatch]:
     """The rows of ``sql`` after the first ``skip``, converted value by value."""
     kinds = [column.type for column in columns]
-    cursor = conn.execute(sql, args)
-    while skip > 0 and (skipped := len(cursor.fetchmany(min(skip, size)))):
-        skip -= skipped
+    cursor = conn.execute(_after(sql, skip), args)
     while rows := cursor.fetchmany(size):
         values = [tuple(map(_value, row, kinds)) for row in rows]
         yield to_arrow(values, columns)

@@ -506,3 +506,26 @@ def test_postgresql_arrow_cut_short_gives_no_connection_back_and_reads_again(
             assert to_rows(next(again)) == conn.execute("SELECT count(*) FROM messages").fetchall()
         with pytest.raises(ExportFailed, match="read-only"), store.connect() as conn:
             list(store.arrow(conn, "DELETE FROM messages RETURNING id", {}, 10, columns))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 100])
+def test_sqlite_arrow_types_a_column_null_in_its_first_rows_by_its_later_values(
+    tmp_path: Path, size: int
+) -> None:
+    path = tmp_path / "data.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE t (i INTEGER PRIMARY KEY, name TEXT, at TEXT)")
+        conn.executemany(
+            "INSERT INTO t (name, at) VALUES (?, ?)",
+            [(None, None)] * 4 + [("ann", "2024-05-01T08:00:00+00:00"), (None, None), ("bo", 7)],
+        )
+        conn.commit()
+    store = SqliteStore(path)
+    columns = (Column("name", "text"), Column("at", "datetime"))
+    with store.connect() as conn:
+        got = list(store.arrow(conn, "SELECT name, at FROM t ORDER BY i", {}, size, columns))
+    assert [row for batch in got for row in to_rows(batch)] == [(None, None)] * 4 + [
+        ("ann", datetime(2024, 5, 1, 8, tzinfo=UTC)),
+        (None, None),
+        ("bo", "7"),  # a TEXT column keeps 7 as text: stray text in a time column
+    ]
