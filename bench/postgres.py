@@ -39,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from exportd.plugins.sources.rooms import LOG_SELECT, POSTGRESQL
+from exportd.plugins.sources.rooms import LOG_SELECT, POSTGRESQL, touched_starts
 
 CSV_TARGET = 2.5
 MEMORY_TARGET = 1.2
@@ -71,8 +71,9 @@ def prepare(url: str, rows: int) -> str:
 def logs_select(url: str, room: str, rows: int) -> str:
     """The ``rooms`` source's logs SELECT for the room, its values written in, on one line."""
     query = POSTGRESQL.logs.format(columns=LOG_SELECT, filters="")
-    args = {"room": room, "start": START, "end": END, "limit": rows}
+    args: dict[str, object] = {"room": room, "start": START, "end": END, "limit": rows}
     with psycopg.connect(url) as conn:
+        args["first"], args["last"] = touched_starts(conn, POSTGRESQL, args) or (None, None)
         bound = psycopg.ClientCursor(conn).mogrify(query, args)
     return " ".join(bound.split())
 

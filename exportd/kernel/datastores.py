@@ -12,7 +12,7 @@ import atexit
 import itertools
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from exportd.config import Settings
 from exportd.config.data_url import is_postgresql, reason, redact, url_problem, with_session
 from exportd.errors import ConfigError, ExportFailed, Unavailable
-from exportd.plugins.api import DataStore, Dialect, SqlArgs
+from exportd.plugins.api import Column, DataStore, Dialect, SqlArgs, arrow_type
 
 if TYPE_CHECKING:
+    import adbc_driver_postgresql.dbapi
     import psycopg
     import psycopg_pool
+    import pyarrow as pa
 
 CONNECT_TIMEOUT = 10
 """Seconds to wait for PostgreSQL to answer a new connection, unless the URL's
@@ -105,6 +107,21 @@ class SqliteStore(DataStore):
         while rows := cursor.fetchmany(size):
             yield rows
 
+    def arrow(
+        self,
+        conn: sqlite3.Connection,
+        sql: str,
+        args: SqlArgs,
+        size: int,
+        columns: Sequence[Column],
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows of ``sql`` as Arrow batches (:meth:`DataStore.arrow`), read by ADBC on
+        a read-only connection of their own; ``conn`` reads them from a batch that does
+        not fit ``columns`` on (see :mod:`exportd.kernel.sqlite_arrow`)."""
+        from exportd.kernel.sqlite_arrow import read_arrow
+
+        return read_arrow(self.path, conn, sql, args, size, columns=columns)
+
 
 class PostgresStore(DataStore):
     """A PostgreSQL database (``postgresql://USER@HOST:PORT/DB``), read through one
@@ -135,6 +152,7 @@ class PostgresStore(DataStore):
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
         self._lock = threading.Lock()
         self._cursors = itertools.count()
+        self._adbc_idle: list[adbc_driver_postgresql.dbapi.Connection] = []
 
     def _opened(self) -> psycopg_pool.ConnectionPool[psycopg.Connection[Any]]:
         """The pool, opened now if it is not yet; one connection first, so that an
@@ -209,12 +227,80 @@ class PostgresStore(DataStore):
             while rows := cursor.fetchmany(size):
                 yield rows
 
+    def arrow(
+        self,
+        conn: psycopg.Connection[Any],
+        sql: str,
+        args: SqlArgs,
+        size: int,
+        columns: Sequence[Column],
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows of ``sql`` as Arrow batches (:meth:`DataStore.arrow`), read by ADBC's
+        binary ``COPY`` on an ADBC connection of the store's own (one per connection of
+        ``conn``'s pool at most, sessions as the pool's).  ``COPY`` takes no parameters:
+        psycopg binds ``args`` on the client (``ClientCursor.mogrify``), as it quotes
+        them for any statement."""
+        import adbc_driver_manager
+        import psycopg
+
+        query = psycopg.ClientCursor(conn).mogrify(sql, args)
+        adbc = self._adbc_connection()
+        done = False
+        try:
+            with closing(adbc.cursor()) as cursor:
+                cursor.execute(query)
+                for batch in cursor.fetch_record_batch():
+                    for start in range(0, batch.num_rows, size):
+                        yield _cast_to(batch.slice(start, size), columns)
+            done = True
+        except (adbc_driver_manager.Error, OSError) as exc:
+            message = f"cannot read the data store (data.url {self.url})"
+            why = reason(exc, self._url)
+            if str(getattr(exc, "sqlstate", None) or "").startswith(UNAVAILABLE_SQLSTATES):
+                raise self._unavailable(message, why) from None
+            raise ExportFailed(f"{message}: {why}") from None
+        finally:
+            if done:
+                with self._lock:
+                    self._adbc_idle.append(adbc)
+            else:  # a statement cut short may leave its COPY running on the connection
+                adbc.close()
+
+    def _adbc_connection(self) -> adbc_driver_postgresql.dbapi.Connection:
+        """An idle ADBC connection, or a new one (in autocommit: one statement at a time)."""
+        import adbc_driver_manager
+        import adbc_driver_postgresql.dbapi
+
+        with self._lock:
+            if self._adbc_idle:
+                return self._adbc_idle.pop()
+        try:
+            return adbc_driver_postgresql.dbapi.connect(self.conninfo, autocommit=True)
+        except adbc_driver_manager.Error as exc:
+            raise self._unavailable(
+                f"cannot connect to the data store (data.url {self.url})", reason(exc, self._url)
+            ) from None
+
     def close(self) -> None:
-        """Close the pool and its connections; the next :meth:`connect` opens a new one."""
+        """Close the pools and their connections; the next :meth:`connect` opens a new one."""
         with self._lock:
             pool, self._pool = self._pool, None
+            idle, self._adbc_idle = self._adbc_idle, []
         if pool is not None:
             pool.close()
+        for adbc in idle:
+            adbc.close()
+
+
+def _cast_to(batch: pa.RecordBatch, columns: Sequence[Column]) -> pa.RecordBatch:
+    """``batch`` with each array of its column's Arrow type (an ``int4`` as ``int64``)."""
+    import pyarrow as pa
+
+    arrays = []
+    for array, column in zip(batch.columns, columns, strict=True):
+        wanted = arrow_type(column.type)
+        arrays.append(array if array.type == wanted else array.cast(wanted))
+    return pa.RecordBatch.from_arrays(arrays, names=[column.name for column in columns])
 
 
 def open_store(url: str, *, pool_size: int = 4) -> DataStore:

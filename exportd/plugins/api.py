@@ -178,6 +178,23 @@ class DataStore(abc.ABC):
         """Run ``sql`` with ``args`` on ``conn`` and yield its rows ``size`` at a time (a
         server-side cursor on PostgreSQL: memory stays flat however many rows match)."""
 
+    def arrow(
+        self, conn: Any, sql: str, args: SqlArgs, size: int, columns: Sequence[Column]
+    ) -> Iterator[pa.RecordBatch]:
+        """Run ``sql`` with ``args`` on ``conn`` (from :meth:`connect`) and yield its rows
+        as Arrow record batches of at most ``size`` rows, of ``arrow_schema(columns)``:
+        the statement selects one value per column, in order.  Memory stays flat.
+
+        Each store reads natively (ADBC: no Python object per value) and types the
+        columns as :func:`arrow_type` says: SQLite's ISO 8601 times become UTC
+        timestamps and its 0/1 flags booleans (``1`` is true, other numbers false),
+        PostgreSQL's values arrive typed.  A SQLite value that does not
+        fit its column (text in an integer column, a time without a zone offset) is
+        kept as it is stored, in a stray-text union.  Both take the parameters
+        :meth:`stream` takes.
+        """
+        raise NotImplementedError(f"the {self.dialect} store {self.url} reads no Arrow batches")
+
     def close(self) -> None:  # noqa: B027 (a no-op for a store that holds nothing)
         """Release what the store holds (a PostgreSQL store's pool and its connections;
         nothing for SQLite).  A store closed is still usable: the next :meth:`connect`

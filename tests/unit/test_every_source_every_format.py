@@ -28,6 +28,7 @@ import msgspec
 import pytest
 
 from exportd import Column, DataStore, ReadContext, Window
+from exportd.kernel.batches import to_rows
 from exportd.kernel.datastores import SqliteStore
 from exportd.kernel.pipeline import Written, run_export
 from exportd.kernel.plan import ExportPlan, plan_export
@@ -99,7 +100,7 @@ def room_stats(datastore: Path, window: Window, params: dict[str, Any]) -> list[
     source = PLUGINS.source("rooms")
     ctx = ReadContext(window=window, data=SqliteStore(datastore))
     chosen = msgspec.convert(params, source.Params)
-    return [tuple(row) for batch in source.read(chosen, ctx) for row in batch]
+    return [tuple(row) for batch in map(to_rows, source.read(chosen, ctx)) for row in batch]
 
 
 def workflow_events(datastore: Path, window: Window, params: dict[str, Any]) -> list[Row]:

@@ -17,6 +17,7 @@ import sqlite_utils
 
 from exportd import DataStore, ExportFailed, InvalidRequest, NotFound, ReadContext, Source
 from exportd.data.schema import create_schema
+from exportd.kernel.batches import to_rows
 from exportd.kernel.datastores import PostgresStore, SqliteStore
 from exportd.kernel.validation import convert
 from exportd.plugins.sources.common import check_text, db_time
@@ -51,7 +52,7 @@ def run(source: Source[Any], step: str, values: dict[str, Any], data: Path | Dat
     store = data if isinstance(data, DataStore) else SqliteStore(data)
     ctx = ReadContext(window=WINDOW, data=store, batch_size=2)
     if step == "read":
-        return [row for batch in source.read(params, ctx) for row in batch]
+        return [row for batch in map(to_rows, source.read(params, ctx)) for row in batch]
     return getattr(source, step)(params, ctx)
 
 

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from exportd import DataStore, InvalidRequest, NotFound, ReadContext, Window
+from exportd.kernel.batches import to_rows
 from exportd.kernel.validation import convert
 from exportd.plugins.sources import qna
 from exportd.plugins.sources.qna import QnaParams, QnaSource
@@ -30,7 +31,7 @@ def questions(store: DataStore, chosen: QnaParams, limit: int | None = None) -> 
     """The ids of the questions read, in order; checks the estimate on the way."""
     SOURCE.validate(chosen, ReadContext(window=WINDOW, data=store))
     ctx = context(store, limit)
-    ids = [row[0] for batch in SOURCE.read(chosen, ctx) for row in batch]
+    ids = [row[0] for batch in map(to_rows, SOURCE.read(chosen, ctx)) for row in batch]
     if limit is None:
         assert SOURCE.estimate(chosen, ctx) == len(ids)
     return ids
@@ -38,7 +39,7 @@ def questions(store: DataStore, chosen: QnaParams, limit: int | None = None) -> 
 
 def test_questions_come_room_by_room_in_the_order_asked(store: DataStore) -> None:
     ctx = context(store)
-    got = [row for batch in SOURCE.read(params(), ctx) for row in batch]
+    got = [row for batch in map(to_rows, SOURCE.read(params(), ctx)) for row in batch]
     assert got == [
         (
             3,
@@ -153,7 +154,12 @@ def test_the_plugin_registers_the_source() -> None:
 def test_a_window_of_every_time_gives_every_question(store: DataStore) -> None:
     every = Window(datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC), UTC_ZONE)
     ctx = ReadContext(window=every, data=store)
-    assert [row[0] for batch in SOURCE.read(params(), ctx) for row in batch] == [3, 1, 4, 2]
+    assert [row[0] for batch in map(to_rows, SOURCE.read(params(), ctx)) for row in batch] == [
+        3,
+        1,
+        4,
+        2,
+    ]
     assert SOURCE.estimate(params(), ctx) == 4
 
 

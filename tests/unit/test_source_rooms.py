@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exportd import DataStore, ExportFailed, InvalidRequest, NotFound, ReadContext, Window
+from exportd.kernel.batches import to_rows
 from exportd.kernel.datastores import SqliteStore
 from exportd.kernel.validation import convert
 from exportd.kernel.window import parse_window
@@ -50,7 +51,7 @@ def batches(
     chosen = params(**values)
     SOURCE.validate(chosen, ReadContext(window=window, data=store))
     ctx = ReadContext(window=window, data=store, batch_size=4, limit=limit)
-    return [list(batch) for batch in SOURCE.read(chosen, ctx)]
+    return [list(batch) for batch in map(to_rows, SOURCE.read(chosen, ctx))]
 
 
 def rows(store: DataStore, window: Window = WINDOW, **values: Any) -> list[tuple[Any, ...]]:
@@ -311,7 +312,7 @@ def test_a_stats_window_of_every_day_with_a_small_limit_is_quick_and_small(
     began = time.perf_counter()
     try:
         total = SOURCE.estimate(chosen, ctx)
-        got = [row for batch in SOURCE.read(chosen, ctx) for row in batch]
+        got = [row for batch in map(to_rows, SOURCE.read(chosen, ctx)) for row in batch]
         seconds = time.perf_counter() - began
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -328,7 +329,7 @@ def test_a_long_stats_window_is_read_one_batch_of_days_at_a_time(store: DataStor
     sizes = []
     tracemalloc.start()
     try:
-        for batch in SOURCE.read(params(type="stats"), ctx):
+        for batch in map(to_rows, SOURCE.read(params(type="stats"), ctx)):
             sizes.append(len(batch))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -353,9 +354,9 @@ def test_stats_read_in_batches_of_days_equal_stats_read_in_one(
     chosen = params(type="stats")
     at_once = ReadContext(window=window, data=store, batch_size=1000)
     in_batches = ReadContext(window=window, data=store, batch_size=batch_size, limit=limit)
-    every_day = [row for batch in SOURCE.read(chosen, at_once) for row in batch]
+    every_day = [row for batch in map(to_rows, SOURCE.read(chosen, at_once)) for row in batch]
     assert sum(row[5] for row in every_day) == 21
-    got = [list(batch) for batch in SOURCE.read(chosen, in_batches)]
+    got = [list(batch) for batch in map(to_rows, SOURCE.read(chosen, in_batches))]
     assert [row for batch in got for row in batch] == every_day[:limit]
     assert all(len(batch) == batch_size for batch in got[:-1])
 
@@ -427,3 +428,56 @@ def test_min_message_count_is_bounded_by_what_sqlite_holds(store: DataStore) -> 
     assert [f.name for f in caught.value.fields] == ["params.min_message_count"]
     assert messages(store, min_message_count=2**63 - 1) == []
     assert estimate(store, type="logs", min_message_count=2**63 - 1) == 0
+
+
+def sliced(store: DataStore, count: int, **values: Any) -> list[list[tuple[Any, ...]]]:
+    """The rows of each of ``count`` slices of a read."""
+    chosen = params(**values)
+    return [
+        [
+            row
+            for batch in map(
+                to_rows,
+                SOURCE.read(
+                    chosen,
+                    ReadContext(
+                        window=WINDOW, data=store, batch_size=4, slice=k, slice_count=count
+                    ),
+                ),
+            )
+            for row in batch
+        ]
+        for k in range(count)
+    ]
+
+
+@pytest.mark.parametrize("count", [2, 3, 7])
+@pytest.mark.parametrize(
+    "values", [{"type": "logs"}, {"type": "logs", "is_real_conversation": True}, {"type": "stats"}]
+)
+def test_the_slices_one_after_the_other_are_the_whole_read(
+    store: DataStore, count: int, values: dict[str, Any]
+) -> None:
+    slices = sliced(store, count, **values)
+    assert [row for part in slices for row in part] == rows(store, **values)
+    assert sum(1 for part in slices if part) >= 2
+
+
+def test_the_slices_of_a_window_without_messages_are_empty(store: DataStore) -> None:
+    assert sliced(store, 3, type="logs", room_id=EMPTY_ROOM) == [[], [], []]
+
+
+@pytest.mark.parametrize("window", [WINDOW, HELSINKI])
+@pytest.mark.parametrize("room", [ROOM, OTHER_ROOM, EMPTY_ROOM])
+def test_both_ways_of_bounding_the_logs_find_the_same_start_times(
+    store: DataStore, window: Window, room: str
+) -> None:
+    sql = rooms.STATEMENTS[store.dialect]
+    args = {"room": room, **rooms.window_args(store, window)}
+    with store.connect() as conn:
+        from_messages = tuple(conn.execute(sql.touched_range, args).fetchone())
+        from_conversations = tuple(
+            (conn.execute(sql.first_touched.format(order=order), args).fetchone() or [None])[0]
+            for order in ("ASC", "DESC")
+        )
+    assert from_conversations == from_messages

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from exportd import DataStore, InvalidRequest, NotFound, NotImplementedFeature, ReadContext, Window
+from exportd.kernel.batches import to_rows
 from exportd.kernel.validation import convert
 from exportd.plugins.sources import workflows
 from exportd.plugins.sources.workflows import WorkflowParams, WorkflowsSource
@@ -34,7 +35,7 @@ def events(store: DataStore, *, ctx_limit: int | None = None, **values: Any) -> 
     chosen = params(**values)
     SOURCE.validate(chosen, ReadContext(window=WINDOW, data=store))
     ctx = ReadContext(window=WINDOW, data=store, batch_size=2, limit=ctx_limit)
-    ids = [row[0] for batch in SOURCE.read(chosen, ctx) for row in batch]
+    ids = [row[0] for batch in map(to_rows, SOURCE.read(chosen, ctx)) for row in batch]
     if ctx_limit is None:
         assert SOURCE.estimate(chosen, ctx) == len(ids)
     return ids
@@ -50,7 +51,7 @@ def test_a_step_gives_its_events_in_the_window_in_time_order(store: DataStore) -
 def test_rows_carry_typed_values(store: DataStore) -> None:
     chosen = params(target="triggered_goal")
     ctx = ReadContext(window=WINDOW, data=store)
-    assert [row for batch in SOURCE.read(chosen, ctx) for row in batch] == [
+    assert [row for batch in map(to_rows, SOURCE.read(chosen, ctx)) for row in batch] == [
         (
             4,
             datetime(2024, 10, 26, 10, 3, tzinfo=UTC),
@@ -202,7 +203,13 @@ def test_a_window_of_every_time_gives_every_event_of_the_step(store: DataStore) 
     every = Window(datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC), UTC_ZONE)
     ctx = ReadContext(window=every, data=store)
     chosen = params()
-    assert [row[0] for batch in SOURCE.read(chosen, ctx) for row in batch] == [3, 2, 4, 5, 6]
+    assert [row[0] for batch in map(to_rows, SOURCE.read(chosen, ctx)) for row in batch] == [
+        3,
+        2,
+        4,
+        5,
+        6,
+    ]
     assert SOURCE.estimate(chosen, ctx) == 5
 
 

@@ -2,24 +2,31 @@
 
 The built-in sources read either data store (``ctx.data``): each keeps one statement per
 dialect where the two must differ, in its own module.  SQLite's ``data.db`` stores every
-time as ISO 8601 text in UTC (docs/data-model.md), so window bounds are compared as text
-and values are read back with ``datetime.fromisoformat``; PostgreSQL stores
-``timestamptz``, answered as aware UTC datetimes, and ``boolean``, so its rows need no
-conversion.
+time as ISO 8601 text in UTC (docs/data-model.md), so window bounds are compared as text;
+PostgreSQL stores ``timestamptz`` and ``boolean``.  The sources read their rows as
+Arrow batches (:meth:`~exportd.DataStore.arrow`), which the store types alike on both.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import msgspec
+import pyarrow as pa
 
-from exportd import Batch, DataStore, FieldError, InvalidRequest, ReadContext, Window
-
-Rows = list[tuple[Any, ...]]
+from exportd import (
+    Column,
+    DataStore,
+    FieldError,
+    InvalidRequest,
+    ReadContext,
+    Window,
+    arrow_schema,
+    arrow_type,
+)
 
 SQL_INT_MAX = 2**63 - 1
 """The largest integer SQLite (and PostgreSQL's bigint) stores: the bound of every
@@ -117,12 +124,19 @@ def time_range(
     return first, last
 
 
-def read_rows(
-    ctx: ReadContext, sql: str, args: dict[str, Any], convert: Callable[[Rows], Batch]
-) -> Iterator[Batch]:
-    """The rows of ``sql`` in batches of ``ctx.batch_size``; SQLite's batches converted
-    with one call of ``convert`` each (its text times and 0/1 flags), PostgreSQL's as
-    they come."""
+def read_arrow(
+    ctx: ReadContext, sql: str, args: dict[str, Any], columns: Sequence[Column]
+) -> Iterator[pa.RecordBatch]:
+    """The rows of ``sql`` as record batches of ``columns``, ``ctx.batch_size`` rows each
+    (:meth:`~exportd.DataStore.arrow`: SQLite's text times and 0/1 flags typed)."""
     with ctx.data.connect() as conn:
-        rows = ctx.data.stream(conn, sql, args, ctx.batch_size)
-        yield from (map(convert, rows) if ctx.data.dialect == "sqlite" else rows)
+        yield from ctx.data.arrow(conn, sql, args, ctx.batch_size, columns)
+
+
+def arrow_batch(rows: Sequence[tuple[Any, ...]], columns: Sequence[Column]) -> pa.RecordBatch:
+    """A few rows of typed values (one per column) as a record batch of ``columns``."""
+    arrays = [
+        pa.array(values, arrow_type(column.type))
+        for values, column in zip(zip(*rows, strict=True), columns, strict=True)
+    ] or [pa.array([], arrow_type(column.type)) for column in columns]
+    return pa.RecordBatch.from_arrays(arrays, schema=arrow_schema(columns))

@@ -13,13 +13,13 @@ from datetime import datetime
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
+import pyarrow as pa
 
-from exportd import Batch, Column, FieldError, NotFound, ReadContext, Source, hookimpl
+from exportd import Column, FieldError, NotFound, ReadContext, Source, hookimpl
 from exportd.plugins.sources.common import (
-    Rows,
     check_text,
     exists,
-    read_rows,
+    read_arrow,
     scalar,
     sql_limit,
     time_range,
@@ -127,20 +127,13 @@ def _args(params: QnaParams, ctx: ReadContext) -> dict[str, Any]:
     return {"channel": params.channel_id, "rooms": rooms, **window_args(ctx.data, ctx.window)}
 
 
-def _question_rows(rows: Rows) -> Batch:
-    parse = datetime.fromisoformat
-    return [
-        (id_, room, name, parse(asked), author, text, votes, status, at and parse(at), by, answer)
-        for id_, room, name, asked, author, text, votes, status, at, by, answer in rows
-    ]
-
-
 class QnaSource(Source[QnaParams]):
     """One row per question of a Q&A channel, in parts of at most ``rooms_per_part`` rooms."""
 
     name = "qna"
     description = "questions of a Q&A channel (one row per question, parts of 25 rooms)"
     Params = QnaParams
+    form = "arrow"
 
     def validate(self, params: QnaParams, ctx: ReadContext) -> None:
         """The channel exists, and so does every room named, in that channel."""
@@ -195,10 +188,10 @@ class QnaSource(Source[QnaParams]):
             return time_range(ctx, sql.channel_range, {"channel": params.channel_id})
         return time_range(ctx, sql.rooms_range, {"rooms": _rooms(params.room_ids, ctx)})
 
-    def read(self, params: QnaParams, ctx: ReadContext) -> Iterator[Batch]:
-        """Yield the questions room by room, in the order they were asked."""
+    def read(self, params: QnaParams, ctx: ReadContext) -> Iterator[pa.RecordBatch]:
+        """Yield the questions room by room, in the order they were asked, as Arrow batches."""
         args = _args(params, ctx) | {"limit": sql_limit(ctx.limit)}
-        yield from read_rows(ctx, STATEMENTS[ctx.data.dialect].select, args, _question_rows)
+        yield from read_arrow(ctx, STATEMENTS[ctx.data.dialect].select, args, COLUMNS)
 
 
 @hookimpl

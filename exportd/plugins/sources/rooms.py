@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 import msgspec
+import pyarrow as pa
 
 from exportd import (
-    Batch,
     Column,
     DataStore,
     FieldError,
@@ -30,11 +30,10 @@ from exportd import (
 )
 from exportd.plugins.sources.common import (
     SQL_INT_MAX,
-    Rows,
+    arrow_batch,
     check_text,
     db_time,
     exists,
-    read_rows,
     scalar,
     sql_limit,
     time_range,
@@ -92,45 +91,44 @@ class RoomsSql(NamedTuple):
     min_count: str
     """The filter "``c`` has at least ``min_count`` visitor and operator messages"."""
     room_messages: str
+    room_conversations: str
+    touched_range: str
+    """The first and last start time of the conversations with a message in the window,
+    from the window's messages (each of them read)."""
+    first_touched: str
+    """The first of them, from the room's conversations in start order (until one has a
+    message in the window: the earlier ones are read); ``{order}`` is ``ASC``, or
+    ``DESC`` for the last."""
+    some_messages: str
+    """How many messages the room has in the window, counting no more than ``cap``."""
+    started_between: str
+    """How many of the room's conversations started from ``first`` to ``last``."""
+    nth_started: str
+    """When the ``offset``-th (0-based) of them started."""
+    slice_start: str
+    slice_end: str
+    """The filters "``c`` started at ``slice_start`` or later" and "before ``slice_end``"."""
     room_range: str
     stats: str
 
 
-# The start times of the conversations with a message in the window bound the
-# scan of the room's conversations (in start order), so the cost follows the
-# window rather than the room's history and each conversation's messages stream
-# out without sorting the whole result.
+# The start times of the conversations with a message in the window (``:first`` and
+# ``:last``, found by _started_range) bound the scan of the room's conversations (in
+# start order), so that each conversation's messages stream out without sorting the
+# whole result.
 SQLITE_LOGS_FROM = """
-WITH touched AS MATERIALIZED (
-    SELECT s.started_at FROM conversations AS s
-    WHERE s.id IN (
-        SELECT w.conversation_id FROM messages AS w
-        WHERE w.room_id = :room AND w.sent_at >= :start AND w.sent_at < :end
-    )
-)
 SELECT {columns}
 FROM conversations AS c
 CROSS JOIN messages AS m ON m.conversation_id = c.id AND m.sent_at >= :start AND m.sent_at < :end
-WHERE c.room_id = :room
-    AND c.started_at >= (SELECT min(started_at) FROM touched)
-    AND c.started_at <= (SELECT max(started_at) FROM touched)
+WHERE c.room_id = :room AND c.started_at >= :first AND c.started_at <= :last
     {filters}
 """
 POSTGRES_LOGS_FROM = """
-WITH touched AS MATERIALIZED (
-    SELECT s.started_at FROM conversations AS s
-    WHERE s.id IN (
-        SELECT w.conversation_id FROM messages AS w
-        WHERE w.room_id = %(room)s AND w.sent_at >= %(start)s AND w.sent_at < %(end)s
-    )
-)
 SELECT {columns}
 FROM conversations AS c
 JOIN messages AS m
     ON m.conversation_id = c.id AND m.sent_at >= %(start)s AND m.sent_at < %(end)s
-WHERE c.room_id = %(room)s
-    AND c.started_at >= (SELECT min(started_at) FROM touched)
-    AND c.started_at <= (SELECT max(started_at) FROM touched)
+WHERE c.room_id = %(room)s AND c.started_at >= %(first)s AND c.started_at <= %(last)s
     {filters}
 """
 LOGS_ORDER = "ORDER BY c.started_at, c.id, m.sent_at, m.id"
@@ -282,6 +280,31 @@ SQLITE = RoomsSql(
 SELECT count(*) FROM messages
 WHERE room_id = :room AND sent_at >= :start AND sent_at < :end
 """,
+    room_conversations="SELECT count(*) FROM conversations WHERE room_id = :room",
+    touched_range="""
+SELECT min(c.started_at), max(c.started_at) FROM conversations AS c
+WHERE c.id IN (
+    SELECT m.conversation_id FROM messages AS m
+    WHERE m.room_id = :room AND m.sent_at >= :start AND m.sent_at < :end
+)
+""",
+    first_touched="""
+SELECT c.started_at FROM conversations AS c
+WHERE c.room_id = :room AND EXISTS (
+    SELECT 1 FROM messages AS m
+    WHERE m.conversation_id = c.id AND m.sent_at >= :start AND m.sent_at < :end
+)
+ORDER BY c.started_at {order} LIMIT 1
+""",
+    some_messages="SELECT count(*) FROM (SELECT 1 FROM messages WHERE room_id = :room"
+    " AND sent_at >= :start AND sent_at < :end LIMIT :cap)",
+    started_between="SELECT count(*) FROM conversations"
+    " WHERE room_id = :room AND started_at >= :first AND started_at <= :last",
+    nth_started="SELECT started_at FROM conversations"
+    " WHERE room_id = :room AND started_at >= :first AND started_at <= :last"
+    " ORDER BY started_at LIMIT 1 OFFSET :offset",
+    slice_start=" AND c.started_at >= :slice_start",
+    slice_end=" AND c.started_at < :slice_end",
     # Two subqueries, as min() and max() together would scan the room's entries of the index.
     room_range="""
 SELECT (SELECT min(sent_at) FROM messages WHERE room_id = :room),
@@ -301,6 +324,31 @@ POSTGRESQL = RoomsSql(
 SELECT count(*) FROM messages
 WHERE room_id = %(room)s AND sent_at >= %(start)s AND sent_at < %(end)s
 """,
+    room_conversations="SELECT count(*) FROM conversations WHERE room_id = %(room)s",
+    touched_range="""
+SELECT min(c.started_at), max(c.started_at) FROM conversations AS c
+WHERE c.id IN (
+    SELECT m.conversation_id FROM messages AS m
+    WHERE m.room_id = %(room)s AND m.sent_at >= %(start)s AND m.sent_at < %(end)s
+)
+""",
+    first_touched="""
+SELECT c.started_at FROM conversations AS c
+WHERE c.room_id = %(room)s AND EXISTS (
+    SELECT 1 FROM messages AS m
+    WHERE m.conversation_id = c.id AND m.sent_at >= %(start)s AND m.sent_at < %(end)s
+)
+ORDER BY c.started_at {order} LIMIT 1
+""",
+    some_messages="SELECT count(*) FROM (SELECT 1 FROM messages WHERE room_id = %(room)s"
+    " AND sent_at >= %(start)s AND sent_at < %(end)s LIMIT %(cap)s) AS capped",
+    started_between="SELECT count(*) FROM conversations"
+    " WHERE room_id = %(room)s AND started_at >= %(first)s AND started_at <= %(last)s",
+    nth_started="SELECT started_at FROM conversations"
+    " WHERE room_id = %(room)s AND started_at >= %(first)s AND started_at <= %(last)s"
+    " ORDER BY started_at LIMIT 1 OFFSET %(offset)s",
+    slice_start=" AND c.started_at >= %(slice_start)s",
+    slice_end=" AND c.started_at < %(slice_end)s",
     room_range="""
 SELECT (SELECT min(sent_at) FROM messages WHERE room_id = %(room)s),
     (SELECT max(sent_at) FROM messages WHERE room_id = %(room)s)
@@ -377,12 +425,48 @@ def _day_args(store: DataStore, chunk: Sequence[tuple[date, datetime, datetime]]
     return {"los": [start for _, start, _ in chunk], "his": [end for _, _, end in chunk]}
 
 
-def _log_rows(rows: Rows) -> Batch:
-    parse = datetime.fromisoformat
-    return [
-        (conversation, parse(started), real == 1, id_, parse(sent), type_, name, body)
-        for conversation, started, real, id_, sent, type_, name, body in rows
-    ]
+def touched_starts(conn: Any, sql: RoomsSql, args: dict[str, Any]) -> tuple[Any, Any] | None:
+    """The first and the last start time of the room's conversations with a message in
+    the window, or ``None`` without one.
+
+    They come from whichever the room has fewer of: its conversations (read in start
+    order from each end until one has a message in the window, no more than all of
+    them) or the window's messages (each read, their conversations looked up).  The
+    messages are counted up to one more than the conversations only.
+    """
+    conversations = conn.execute(sql.room_conversations, args).fetchone()[0]
+    messages = conn.execute(sql.some_messages, args | {"cap": conversations + 1}).fetchone()[0]
+    if not messages:
+        return None
+    if conversations < messages:
+        first, last = (
+            conn.execute(sql.first_touched.format(order=order), args).fetchone()[0]
+            for order in ("ASC", "DESC")
+        )
+    else:
+        first, last = conn.execute(sql.touched_range, args).fetchone()
+    return first, last
+
+
+def _slice_filters(conn: Any, sql: RoomsSql, args: dict[str, Any], ctx: ReadContext) -> str:
+    """The filters on ``c`` of the slice ``ctx.slice`` of ``ctx.slice_count``, their
+    parameters added to ``args``: the conversations that started from the start time of
+    the conversation at the slice's share of those from ``first`` to ``last``, to the
+    next slice's.  Every slice computes the same bounds (index seeks), and the logs
+    are in start-time order, so the slices, one after the other, are the whole read."""
+    if ctx.slice_count == 1:
+        return ""
+    count = conn.execute(sql.started_between, args).fetchone()[0]
+    filters = ""
+    for name, clause, share in (
+        ("slice_start", sql.slice_start, ctx.slice),
+        ("slice_end", sql.slice_end, ctx.slice + 1),
+    ):
+        if 0 < share < ctx.slice_count:
+            offset = count * share // ctx.slice_count
+            filters += clause
+            args[name] = conn.execute(sql.nth_started, args | {"offset": offset}).fetchone()[0]
+    return filters
 
 
 class RoomsSource(Source[RoomsParams]):
@@ -391,6 +475,8 @@ class RoomsSource(Source[RoomsParams]):
     name = "rooms"
     description = "chat room logs (one row per message) or stats (one row per day)"
     Params = RoomsParams
+    form = "arrow"
+    sliceable = True
 
     def validate(self, params: RoomsParams, ctx: ReadContext) -> None:
         """The logs-only parameters are unset for stats, the window's days exist,
@@ -422,36 +508,52 @@ class RoomsSource(Source[RoomsParams]):
             return day_count(ctx.window)
         sql = STATEMENTS[ctx.data.dialect]
         filters, args = _conversation_filters(params, sql)
-        # Without filters, the room's index alone counts the messages.
-        count = sql.logs_from.format(columns="count(*)", filters=filters)
         args |= {"room": params.room_id, **window_args(ctx.data, ctx.window)}
-        return int(scalar(ctx, count if filters else sql.room_messages, args))
+        if not filters:  # the room's index alone counts the messages
+            return int(scalar(ctx, sql.room_messages, args))
+        count = sql.logs_from.format(columns="count(*)", filters=filters)
+        with ctx.data.connect() as conn:
+            if (touched := touched_starts(conn, sql, args)) is None:
+                return 0
+            first, last = touched
+            return int(conn.execute(count, args | {"first": first, "last": last}).fetchone()[0])
 
     def time_range(self, params: RoomsParams, ctx: ReadContext) -> tuple[datetime, datetime] | None:
         """When the room's first and last messages were sent (filters aside)."""
         return time_range(ctx, STATEMENTS[ctx.data.dialect].room_range, {"room": params.room_id})
 
-    def read(self, params: RoomsParams, ctx: ReadContext) -> Iterator[Batch]:
-        """The logs or the stats, in batches."""
+    def read(self, params: RoomsParams, ctx: ReadContext) -> Iterator[pa.RecordBatch]:
+        """The logs or the stats, in Arrow batches; of the slice ``ctx.slice`` only: the
+        logs of conversations started in its time range, the stats of its days."""
         return (self._logs if params.type == "logs" else self._stats)(params, ctx)
 
-    def _logs(self, params: RoomsParams, ctx: ReadContext) -> Iterator[Batch]:
+    def _logs(self, params: RoomsParams, ctx: ReadContext) -> Iterator[pa.RecordBatch]:
         sql = STATEMENTS[ctx.data.dialect]
         filters, args = _conversation_filters(params, sql)
         args |= {"room": params.room_id, "limit": sql_limit(ctx.limit)}
         args |= window_args(ctx.data, ctx.window)
-        logs = sql.logs.format(columns=LOG_SELECT, filters=filters)
-        return read_rows(ctx, logs, args, _log_rows)
+        with ctx.data.connect() as conn:
+            if (touched := touched_starts(conn, sql, args)) is None:
+                return
+            args["first"], args["last"] = touched
+            filters += _slice_filters(conn, sql, args, ctx)
+            logs = sql.logs.format(columns=LOG_SELECT, filters=filters)
+            yield from ctx.data.arrow(conn, logs, args, ctx.batch_size, LOG_COLUMNS)
 
-    def _stats(self, params: RoomsParams, ctx: ReadContext) -> Iterator[Batch]:
+    def _stats(self, params: RoomsParams, ctx: ReadContext) -> Iterator[pa.RecordBatch]:
         # One query per batch of days keeps memory flat however long the window.
-        days = islice(local_days(ctx.window), ctx.limit)
+        count = min(day_count(ctx.window), ctx.limit if ctx.limit is not None else SQL_INT_MAX)
+        share = slice(
+            count * ctx.slice // ctx.slice_count, count * (ctx.slice + 1) // ctx.slice_count
+        )
+        days = islice(local_days(ctx.window), share.start, share.stop)
         stats = STATEMENTS[ctx.data.dialect].stats
         with ctx.data.connect() as conn:
             while chunk := list(islice(days, ctx.batch_size)):
                 args = {"room": params.room_id, **_day_args(ctx.data, chunk)}
                 figures = conn.execute(stats, args).fetchall()
-                yield [(chunk[index][0], *values) for index, *values in figures]
+                rows = [(chunk[index][0], *values) for index, *values in figures]
+                yield arrow_batch(rows, STATS_COLUMNS)
 
 
 @hookimpl

@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
+import pyarrow as pa
 
 from exportd import (
-    Batch,
     Column,
     FieldError,
     NotFound,
@@ -29,9 +29,8 @@ from exportd import (
 )
 from exportd.plugins.sources.common import (
     SQL_INT_MAX,
-    Rows,
     check_text,
-    read_rows,
+    read_arrow,
     scalar,
     sql_limit,
     time_range,
@@ -189,20 +188,13 @@ def _workflow(params: WorkflowParams, ctx: ReadContext) -> str:
     return str(kind)
 
 
-def _event_rows(rows: Rows) -> Batch:
-    parse = datetime.fromisoformat
-    return [
-        (id_, parse(at), step, action, visitor, session, url, view, goal == 1)
-        for id_, at, step, action, visitor, session, url, view, goal in rows
-    ]
-
-
 class WorkflowsSource(Source[WorkflowParams]):
     """One row per event of a workflow step."""
 
     name = "workflows"
     description = "the events behind one step of a workflow (one row per event)"
     Params = WorkflowParams
+    form = "arrow"
 
     def validate(self, params: WorkflowParams, ctx: ReadContext) -> None:
         """Every filter property is supported, and the workflow and its step exist."""
@@ -227,13 +219,12 @@ class WorkflowsSource(Source[WorkflowParams]):
         sql = STATEMENTS[ctx.data.dialect].step_range
         return time_range(ctx, sql, {"workflow": params.workflow_id, "step": params.step_index})
 
-    def read(self, params: WorkflowParams, ctx: ReadContext) -> Iterator[Batch]:
-        """Yield the step's events in time order."""
+    def read(self, params: WorkflowParams, ctx: ReadContext) -> Iterator[pa.RecordBatch]:
+        """Yield the step's events in time order, as Arrow batches."""
         where, args = _where(params, _workflow(params, ctx), ctx)
         args["limit"] = sql_limit(params.limit, ctx.limit)
-        yield from read_rows(
-            ctx, STATEMENTS[ctx.data.dialect].select.format(where=where), args, _event_rows
-        )
+        select = STATEMENTS[ctx.data.dialect].select.format(where=where)
+        yield from read_arrow(ctx, select, args, COLUMNS)
 
 
 @hookimpl
