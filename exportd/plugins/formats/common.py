@@ -9,12 +9,13 @@ import codecs
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import groupby
 from operator import itemgetter
 from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,6 +26,7 @@ Render = Callable[[Any], str]
 
 NUMERIC_TYPES: frozenset[ColumnType] = frozenset({"integer", "float"})
 REPLACEMENT_CHARACTER = "\ufffd"
+_LAST_LISTED_TRANSITIONS = datetime(2037, 1, 1, tzinfo=UTC)
 
 # C0 controls and DEL have visible stand-ins in Unicode's Control Pictures block
 # (U+2400-U+2421); C1 controls, lone surrogates (which UTF-8 cannot encode) and the
@@ -94,6 +96,52 @@ def by_kind(
     typed_cells, text_cells = typed(array.field(0)), text(array.field(1))
     after_typed = pc.multiply(array.type_codes.cast(pa.int32()), len(typed_cells))
     return pa.concat_arrays([typed_cells, text_cells]).take(pc.add(array.offsets, after_typed))
+
+
+def rfc3339_text(array: pa.Array, zone: ZoneInfo) -> pa.Array:
+    """An Arrow array of times as RFC 3339 text with ``zone``'s offset, as msgspec renders
+    them: ``Z`` for a zero offset, a fraction of a second only when there is one.
+
+    A naive time is taken to be UTC; nulls stay null.
+    """
+    utc = array.cast(pa.timestamp("us", "UTC"))
+    if zone.key == "UTC":
+        local, offsets = utc.cast(pa.timestamp("us")), pa.scalar("Z")
+    else:
+        local = pc.local_timestamp(utc.cast(pa.timestamp("us", zone.key)))
+        offsets = _offsets(local, utc)
+    # A naive time casts to "YYYY-MM-DD HH:MM:SS.ffffff", several times faster than
+    # pc.strftime, which formats through a stream a value at a time.
+    clock = pc.replace_substring(local.cast(pa.string()), " ", "T", max_replacements=1)
+    text = pc.binary_join_element_wise(pc.replace_substring(clock, ".000000", ""), offsets, "")
+    if zone.key == "UTC":
+        return text
+    # Arrow reads a zone's transitions from the tz database files, whose explicit ones
+    # end in 2037 (later ones follow a rule that Arrow ignores): zoneinfo renders those.
+    late = pc.greater_equal(utc, pa.scalar(_LAST_LISTED_TRANSITIONS, utc.type))
+    late = pc.fill_null(late, False)
+    if not pc.any(late).as_py():
+        return text
+    moments = [moment.astimezone(zone) for moment in pc.filter(utc, late).to_pylist()]
+    return pc.replace_with_mask(text, late, pa.array(msgspec.to_builtins(moments), pa.string()))
+
+
+def _offsets(local: pa.Array, utc: pa.Array) -> pa.Array:
+    """The UTC offset of each local time as RFC 3339 writes it (``Z``, ``+02:00``)."""
+    seconds = pc.divide(
+        pc.subtract(local.cast(pa.int64()), utc.cast(pa.int64())), 1_000_000
+    ).dictionary_encode()
+    texts = [_offset(value) for value in seconds.dictionary.to_pylist()]
+    return pa.array(texts, pa.string()).take(seconds.indices)
+
+
+def _offset(seconds: int) -> str:
+    if seconds == 0:
+        return "Z"
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("+", seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{sign}{hours:02d}:{minutes:02d}" + (f":{seconds:02d}" if seconds else "")
 
 
 def unchanged(values: Sequence[T]) -> Sequence[T]:
