@@ -144,6 +144,25 @@ def _offset(seconds: int) -> str:
     return f"{sign}{hours:02d}:{minutes:02d}" + (f":{seconds:02d}" if seconds else "")
 
 
+def number_text(array: pa.Array) -> pa.Array:
+    """An Arrow array of numbers as text, a float's shortest that reads back the same,
+    with ``.0`` after a whole one (as Python writes it, and a JSON reader takes it for
+    a float); nulls stay null."""
+    text = array.cast(pa.string())
+    if not pa.types.is_floating(array.type):
+        return text
+    whole = pc.invert(pc.match_substring_regex(text, "[.eEna]"))
+    return pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
+
+
+def values_bytes(strings: pa.Array) -> pa.Buffer:
+    """The values of a freshly computed array of strings, end to end: its data buffer
+    up to the last value's end, without copying it."""
+    total = pc.sum(pc.binary_length(strings)).as_py()
+    data = strings.buffers()[2]
+    return pa.py_buffer(b"") if not total or data is None else data[:total]
+
+
 def unchanged(values: Sequence[T]) -> Sequence[T]:
     """``values`` as they are: the cells of a column that a format need not convert."""
     return values

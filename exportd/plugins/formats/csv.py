@@ -29,7 +29,13 @@ from exportd import (
     arrow_batch,
     hookimpl,
 )
-from exportd.plugins.formats.common import by_kind, rfc3339_text, without_surrogates
+from exportd.plugins.formats.common import (
+    by_kind,
+    number_text,
+    rfc3339_text,
+    values_bytes,
+    without_surrogates,
+)
 
 # What Excel, LibreOffice and Google Sheets may run as a formula (OWASP's list).
 FORMULA_PATTERN = r"^[=+\-@\t\r]"
@@ -119,7 +125,7 @@ class CsvWriter(RowWriter):
             columns = [pc.if_else(pc.equal(columns[0], ""), '""', columns[0])]
         parts = [part for pair in zip(columns, self._joints, strict=True) for part in pair]
         lines = pc.binary_join_element_wise(*parts, "")
-        self._file.write(lines.buffers()[2][: sum_of_lengths(lines)])
+        self._file.write(values_bytes(lines))
 
 
 class CsvCells:
@@ -173,13 +179,9 @@ class CsvCells:
             return pc.if_else(array, "true", "false")
         if pa.types.is_timestamp(kind):
             return rfc3339_text(array, self._zone)
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            return number_text(array)
         return array.cast(pa.string())
-
-
-def sum_of_lengths(strings: pa.Array) -> int:
-    """How many bytes the values of an array of strings hold together."""
-    total = pc.sum(pc.binary_length(strings)).as_py()
-    return 0 if total is None else int(total)
 
 
 @hookimpl
