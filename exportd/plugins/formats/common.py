@@ -26,6 +26,7 @@ Render = Callable[[Any], str]
 
 NUMERIC_TYPES: frozenset[ColumnType] = frozenset({"integer", "float"})
 REPLACEMENT_CHARACTER = "\ufffd"
+_FEW = 64  # values, below which making cells per distinct value saves nothing
 _LAST_LISTED_TRANSITIONS = datetime(2037, 1, 1, tzinfo=UTC)
 
 # C0 controls and DEL have visible stand-ins in Unicode's Control Pictures block
@@ -96,6 +97,18 @@ def by_kind(
     typed_cells, text_cells = typed(array.field(0)), text(array.field(1))
     after_typed = pc.multiply(array.type_codes.cast(pa.int32()), len(typed_cells))
     return pa.concat_arrays([typed_cells, text_cells]).take(pc.add(array.offsets, after_typed))
+
+
+def per_distinct(array: pa.Array, cells: Callable[[pa.Array], pa.Array]) -> pa.Array:
+    """``cells(array)``, made once per distinct value where values repeat, as names,
+    conversations and their start times do in a batch of messages: when there are at
+    most half as many distinct values as values (nulls stay null)."""
+    if len(array) < _FEW or pa.types.is_union(array.type):
+        return cells(array)
+    encoded = array.dictionary_encode()
+    if len(encoded.dictionary) * 2 > len(array):
+        return cells(array)
+    return cells(encoded.dictionary).take(encoded.indices)
 
 
 def rfc3339_text(array: pa.Array, zone: ZoneInfo) -> pa.Array:

@@ -32,6 +32,7 @@ from exportd import (
 from exportd.plugins.formats.common import (
     by_kind,
     number_text,
+    per_distinct,
     rfc3339_text,
     values_bytes,
     without_surrogates,
@@ -146,8 +147,10 @@ class CsvCells:
 
     def __call__(self, array: pa.Array) -> pa.Array:
         """The cells of ``array``, quoted where needed."""
-        cells = by_kind(array, self._typed, self.text)
-        return self.quoted(cells.fill_null("") if cells.null_count else cells)
+        cells = per_distinct(
+            array, lambda values: self.quoted(by_kind(values, self._typed, self.text))
+        )
+        return cells.fill_null("") if cells.null_count else cells
 
     def text(self, array: pa.Array) -> pa.Array:
         """Text cells, neutralised unless that is off."""

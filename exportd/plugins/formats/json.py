@@ -13,7 +13,7 @@ with one call.  The metadata of a ``json`` document is encoded with msgspec.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
@@ -34,6 +34,7 @@ from exportd import (
 from exportd.plugins.formats.common import (
     by_kind,
     number_text,
+    per_distinct,
     rfc3339_text,
     values_bytes,
     without_surrogates,
@@ -95,27 +96,30 @@ class JsonRows:
         glue = self._before + "{"
         for key, index in zip(self._keys, self._picked, strict=True):
             array = batch.column(index)
-            text = self._text(array)
-            if text is None:
-                values = by_kind(array, self._typed, json_strings)
+            unquoted = self._unquoted(array)
+            if unquoted is None:
+                values = per_distinct(array, self._values)
                 parts += [glue + key, values.fill_null("null") if values.null_count else values]
                 glue = ","
             else:  # its quotes join the keys' text rather than cost a join of their own
-                parts += [glue + key + '"', text]
+                parts += [glue + key + '"', per_distinct(array, unquoted)]
                 glue = '",'
         return pc.binary_join_element_wise(*parts, glue.rstrip(",") + "}" + self._after, "")
 
-    def _text(self, array: pa.Array) -> pa.Array | None:
-        """The JSON strings of an array of one type with no nulls, without their quotes;
-        ``None`` if its values are no strings, or not all."""
+    def _unquoted(self, array: pa.Array) -> Callable[[pa.Array], pa.Array] | None:
+        """What makes the JSON strings of ``array`` without their quotes, if it holds
+        strings only; ``None`` if its values are no strings, or not all, or nulls."""
         kind = array.type
         if array.null_count:
             return None
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            return json_escaped(array)
+            return json_escaped
         if pa.types.is_timestamp(kind):
-            return rfc3339_text(array, self._zone)
-        return array.cast(pa.string()) if pa.types.is_date(kind) else None
+            return lambda values: rfc3339_text(values, self._zone)
+        return _date_text if pa.types.is_date(kind) else None
+
+    def _values(self, array: pa.Array) -> pa.Array:
+        return by_kind(array, self._typed, json_strings)
 
     def _typed(self, array: pa.Array) -> pa.Array:
         kind = array.type
@@ -128,7 +132,7 @@ class JsonRows:
         if pa.types.is_timestamp(kind):
             return quoted(rfc3339_text(array, self._zone))
         if pa.types.is_date(kind):
-            return quoted(array.cast(pa.string()))
+            return quoted(_date_text(array))
         return json_strings(array.cast(pa.string()))
 
 
@@ -185,6 +189,10 @@ def json_numbers(array: pa.Array) -> pa.Array:
         if pc.all(finite).as_py() is False:
             numbers = pc.if_else(finite, numbers, pa.scalar(None, pa.string()))
     return numbers
+
+
+def _date_text(array: pa.Array) -> pa.Array:
+    return array.cast(pa.string())
 
 
 def quoted(array: pa.Array) -> pa.Array:
