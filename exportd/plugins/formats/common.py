@@ -123,10 +123,15 @@ def rfc3339_text(array: pa.Array, zone: ZoneInfo) -> pa.Array:
     else:
         local = pc.local_timestamp(utc.cast(pa.timestamp("us", zone.key)))
         offsets = _offsets(local, utc)
-    # A naive time casts to "YYYY-MM-DD HH:MM:SS.ffffff", several times faster than
-    # pc.strftime, which formats through a stream a value at a time.
-    clock = pc.replace_substring(local.cast(pa.string()), " ", "T", max_replacements=1)
-    text = pc.binary_join_element_wise(pc.replace_substring(clock, ".000000", ""), offsets, "")
+    # A naive time casts to "YYYY-MM-DD HH:MM:SS[.ffffff]", several times faster than
+    # pc.strftime, which formats through a stream a value at a time.  In seconds, it
+    # has no fraction: a cast that refuses to drop one says whether any has one.
+    try:
+        clock = local.cast(pa.timestamp("s")).cast(pa.string())
+    except pa.ArrowInvalid:
+        clock = pc.replace_substring(local.cast(pa.string()), ".000000", "")
+    clock = pc.replace_substring(clock, " ", "T", max_replacements=1)
+    text = pc.binary_join_element_wise(clock, offsets, "")
     if zone.key == "UTC":
         return text
     # Arrow reads a zone's transitions from the tz database files, whose explicit ones

@@ -3,10 +3,11 @@
 Batches come as Arrow record batches and are encoded a whole column at a time
 with pyarrow.compute, never a cell at a time in Python: each column becomes an
 array of cells (text neutralised, times in the request's zone, booleans
-``true``/``false``), a column with a cell that needs quoting has those cells
-quoted, and one element-wise join makes every line, whose bytes are written
-with one call.  Quoting only the cells that need it measured faster than
-pyarrow's own CSV writer, which quotes every string.
+``true``/``false``; a column that repeats its values has them made once per
+distinct value), a column whose bytes hold a character that needs quoting has
+the cells holding one quoted, and one element-wise join makes every line, whose
+bytes are written with one call.  That measured about three times faster than
+pyarrow's own CSV writer given the same cells, which quotes every string.
 """
 
 from __future__ import annotations

@@ -5,9 +5,11 @@ with pyarrow.compute, never a cell at a time in Python: text escaped and quoted,
 numbers cast to text (a float that is no finite number is ``null``), booleans
 ``true``/``false``, times RFC 3339 in the request's zone, nulls ``null``; text is a
 JSON string in a column of any type (see
-:func:`~exportd.plugins.formats.common.by_kind`).  One element-wise join of the
-pre-encoded keys and the columns makes every row's object, whose bytes are written
-with one call.  The metadata of a ``json`` document is encoded with msgspec.
+:func:`~exportd.plugins.formats.common.by_kind`); a column that repeats its values
+has them made once per distinct value.  One element-wise join of the pre-encoded
+keys and the columns makes every row's object, whose bytes are written with one
+call; a column of strings without nulls has its quotes in the keys' text.  The
+metadata of a ``json`` document is encoded with msgspec.
 """
 
 from __future__ import annotations
