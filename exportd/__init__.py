@@ -57,6 +57,7 @@ from exportd.plugins.api import (
     Storage,
     Undeliverable,
     Window,
+    arrow_batch,
     arrow_schema,
     arrow_type,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "Storage",
     "Undeliverable",
     "Window",
+    "arrow_batch",
     "arrow_schema",
     "arrow_type",
     "hookimpl",

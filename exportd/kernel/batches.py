@@ -5,11 +5,13 @@ Rows to Arrow keeps every value as it is: a column whose values all fit its type
 becomes an array of that type; one that mixes in text (SQLite keeps text in a
 column of any type) or values of another type becomes a stray-text union
 (:func:`~exportd.arrow_type`), so that a format writes each value as its kind says,
-exactly as it would the row tuple's.
+exactly as it would the row tuple's.  The one exception: Arrow's text is UTF-8, which
+cannot hold a lone surrogate, so each becomes U+FFFD, as every built-in format writes it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -32,6 +34,7 @@ _FITTING: dict[ColumnType, frozenset[type]] = {
 _TYPED, _TEXT = 0, 1
 _UTC_MICROSECONDS = arrow_type("datetime")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def in_form(batch: Any, form: Form, columns: Sequence[Column]) -> Any:
@@ -43,17 +46,29 @@ def in_form(batch: Any, form: Form, columns: Sequence[Column]) -> Any:
 
 
 def to_arrow(batch: Batch, columns: Sequence[Column]) -> pa.RecordBatch:
-    """``batch``, row tuples of ``columns``, as a record batch of their Arrow schema."""
-    names = [column.name for column in columns]
+    """``batch``, row tuples of ``columns``, as a record batch of their Arrow schema
+    (lone surrogates in its text and names as U+FFFD)."""
+    names = [_encodable(column.name) for column in columns]
     if not batch:
         return pa.RecordBatch.from_arrays(
             [pa.array([], arrow_type(column.type)) for column in columns], names=names
         )
-    by_column = list(zip(*batch, strict=True))
-    arrays = [
-        _array(values, column.type) for values, column in zip(by_column, columns, strict=True)
-    ]
+    by_column: list[Sequence[Any]] = list(zip(*batch, strict=True))
+    try:
+        arrays = [
+            _array(values, column.type) for values, column in zip(by_column, columns, strict=True)
+        ]
+    except UnicodeEncodeError:  # only a batch holding a lone surrogate pays for this
+        by_column = [[_encodable(v) for v in values] for values in by_column]
+        arrays = [
+            _array(values, column.type) for values, column in zip(by_column, columns, strict=True)
+        ]
     return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with each lone surrogate as U+FFFD if it is text."""
+    return _SURROGATES.sub("\ufffd", value) if value.__class__ is str else value
 
 
 def to_rows(batch: pa.RecordBatch) -> Batch:

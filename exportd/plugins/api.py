@@ -59,6 +59,7 @@ __all__ = [
     "Storage",
     "Undeliverable",
     "Window",
+    "arrow_batch",
     "arrow_schema",
     "arrow_type",
 ]
@@ -102,6 +103,18 @@ def arrow_schema(columns: Sequence[Column]) -> pa.Schema:
     import pyarrow as pa
 
     return pa.schema([pa.field(column.name, arrow_type(column.type)) for column in columns])
+
+
+def arrow_batch(batch: Any, columns: Sequence[Column]) -> pa.RecordBatch:
+    """``batch`` of ``columns`` in the ``arrow`` form: a record batch as it is, row
+    tuples converted as exportd converts them for a format whose form is ``arrow``
+    (text in a column of another type as a stray-text union; see :func:`arrow_type`).
+
+    For a writer of that form called with row tuples, outside exportd's pipeline.
+    """
+    from exportd.kernel.batches import in_form
+
+    return in_form(batch, "arrow", columns)
 
 
 class NoOptions(msgspec.Struct, forbid_unknown_fields=True):

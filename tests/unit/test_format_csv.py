@@ -10,11 +10,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exportd import Column, ColumnType, InvalidRequest
+from exportd import Column, ColumnType, InvalidRequest, arrow_batch
 from exportd.kernel.validation import convert
 from exportd.plugins.formats import csv as csv_plugin
 from exportd.plugins.manager import Plugins
@@ -327,3 +328,59 @@ def test_hostile_values_survive_any_options(
             if column.type == "datetime" and isinstance(value, datetime):
                 local_offset = value.astimezone(ZoneInfo(zone)).utcoffset()
                 assert datetime.fromisoformat(text).utcoffset() == local_offset
+
+
+def test_a_record_batch_is_written_as_its_rows_would_be(tmp_path: Path) -> None:
+    # Repeated values with nulls among them: cells are made once per distinct value.
+    columns = [Column("name"), Column("n", "integer"), Column("at", "datetime")]
+    moment = datetime(2024, 3, 5, 12, tzinfo=UTC)
+    rows = [("=x", 1, moment), (None, None, None), ('a,"b"', 1, moment), ("x", 2, None)] * 50
+    with (tmp_path / "out.csv").open("wb") as file:
+        writer = CSV.open(file, columns, options(), export_info(columns))
+        writer.write(arrow_batch(rows, columns))
+        writer.close()
+
+    cells = {"=x": "'=x", None: "", 'a,"b"': 'a,"b"', "x": "x"}
+    expected = [
+        [cells[name], "" if n is None else str(n), "" if at is None else "2024-03-05T12:00:00Z"]
+        for name, n, at in rows
+    ]
+    assert read_csv(tmp_path / "out.csv") == [["name", "n", "at"], *expected]
+
+
+def test_a_stray_text_union_is_written_by_kind(tmp_path: Path) -> None:
+    union = pa.UnionArray.from_dense(
+        pa.array([0, 1, 0, 1], pa.int8()),
+        pa.array([0, 0, 1, 1], pa.int32()),
+        [pa.array([1.5, None]), pa.array(["=1+1", "a\nb"])],
+    )
+    columns = [Column("value", "integer")]
+    with (tmp_path / "out.csv").open("wb") as file:
+        writer = CSV.open(file, columns, options(), export_info(columns))
+        writer.write(pa.RecordBatch.from_arrays([union], names=["value"]))
+        writer.close()
+
+    assert read_csv(tmp_path / "out.csv") == [["value"], ["1.5"], ["'=1+1"], [""], ["a\nb"]]
+
+
+@pytest.mark.parametrize(
+    ("moment", "rendered"),
+    [
+        (datetime(2040, 1, 1, tzinfo=UTC), "2040-01-01T02:00:00+02:00"),
+        (datetime(2040, 7, 1, tzinfo=UTC), "2040-07-01T03:00:00+03:00"),
+        (datetime(2099, 7, 1, 0, 0, 0, 5, tzinfo=UTC), "2099-07-01T03:00:00.000005+03:00"),
+    ],
+)
+def test_times_after_2037_keep_the_summer_time_of_the_zone(
+    tmp_path: Path, moment: datetime, rendered: str
+) -> None:
+    # The tz database lists transitions up to 2037 and gives a rule for the years after.
+    columns = [Column("at", "datetime")]
+    path = write_csv(tmp_path / "out.csv", columns, [[(moment,)]], zone="Europe/Helsinki")
+    assert read_csv(path)[1:] == [[rendered]]
+
+
+def test_whole_floats_are_written_as_python_writes_them(tmp_path: Path) -> None:
+    rows = [(0.0,), (-3.0,), (1e20,), (0.1,), (None,)]
+    path = write_csv(tmp_path / "out.csv", [Column("x", "float")], [rows])
+    assert read_csv(path)[1:] == [["0.0"], ["-3.0"], ["1e+20"], ["0.1"], [""]]

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exportd import Column, ColumnType, InvalidRequest
+from exportd import Column, ColumnType, InvalidRequest, arrow_batch
 from exportd.kernel.validation import convert
 from exportd.plugins.formats import json as json_plugin
 from exportd.plugins.manager import Plugins
@@ -299,3 +299,49 @@ def test_hostile_values_and_names_survive(
             if column.type == "datetime" and isinstance(value, datetime):
                 local_offset = value.astimezone(ZoneInfo(zone)).utcoffset()
                 assert datetime.fromisoformat(obj[name]).utcoffset() == local_offset
+
+
+@pytest.mark.parametrize("format_name", ["json", "json_bulk"])
+def test_floats_stay_floats_and_non_numbers_are_null(tmp_path: Path, format_name: str) -> None:
+    rows = [(0.0,), (-3.0,), (1e20,), (0.1,), (float("nan"),), (float("inf"),), (None,)]
+    path = write_export(tmp_path / "out", FORMATS[format_name], [Column("x", "float")], [rows])
+
+    values = [obj["x"] for obj in read_objects(format_name, path)]
+    assert values == [0.0, -3.0, 1e20, 0.1, None, None, None]
+    assert [type(value) for value in values[:4]] == [float] * 4
+
+
+@pytest.mark.parametrize("format_name", ["json", "json_bulk"])
+def test_a_name_two_columns_share_is_one_key_with_the_last_value(
+    tmp_path: Path, format_name: str
+) -> None:
+    columns = [Column("a"), Column("b", "integer"), Column("a", "integer")]
+    path = write_export(tmp_path / "out", FORMATS[format_name], columns, [[("x", 1, 2)]])
+
+    assert read_objects(format_name, path) == [{"a": 2, "b": 1}]
+    assert path.read_bytes().count(b'"a":') == 1
+
+
+@pytest.mark.parametrize("format_name", ["json", "json_bulk"])
+def test_a_record_batch_is_written_as_its_rows_would_be(tmp_path: Path, format_name: str) -> None:
+    # Repeated values with nulls among them: values are made once per distinct value.
+    columns = [Column("name"), Column("at", "datetime"), Column("day", "date")]
+    moment, day = datetime(2040, 7, 1, tzinfo=UTC), date(2024, 3, 5)
+    rows = [('say "hi"\n\x01', moment, day), (None, None, None), ("x", moment, day)] * 50
+    format_ = FORMATS[format_name]
+    with (tmp_path / "out").open("wb") as file:
+        info = export_info(columns, zone="Europe/Helsinki")
+        writer = format_.open(file, columns, format_.Options(), info)
+        writer.write(arrow_batch(rows, columns))
+        writer.close()
+
+    at = "2040-07-01T03:00:00+03:00"  # summer time after the tz database's listed years
+    expected = [
+        {
+            "name": name,
+            "at": None if time is None else at,
+            "day": None if d is None else "2024-03-05",
+        }
+        for name, time, d in rows
+    ]
+    assert read_objects(format_name, tmp_path / "out") == expected

@@ -9,12 +9,13 @@ import codecs
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import groupby
 from operator import itemgetter
 from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,6 +26,8 @@ Render = Callable[[Any], str]
 
 NUMERIC_TYPES: frozenset[ColumnType] = frozenset({"integer", "float"})
 REPLACEMENT_CHARACTER = "\ufffd"
+_FEW = 64  # values, below which making cells per distinct value saves nothing
+_LAST_LISTED_TRANSITIONS = datetime(2037, 1, 1, tzinfo=UTC)
 
 # C0 controls and DEL have visible stand-ins in Unicode's Control Pictures block
 # (U+2400-U+2421); C1 controls, lone surrogates (which UTF-8 cannot encode) and the
@@ -94,6 +97,88 @@ def by_kind(
     typed_cells, text_cells = typed(array.field(0)), text(array.field(1))
     after_typed = pc.multiply(array.type_codes.cast(pa.int32()), len(typed_cells))
     return pa.concat_arrays([typed_cells, text_cells]).take(pc.add(array.offsets, after_typed))
+
+
+def per_distinct(array: pa.Array, cells: Callable[[pa.Array], pa.Array]) -> pa.Array:
+    """``cells(array)``, made once per distinct value where values repeat, as names,
+    conversations and their start times do in a batch of messages: when there are at
+    most half as many distinct values as values (nulls stay null)."""
+    if len(array) < _FEW or pa.types.is_union(array.type):
+        return cells(array)
+    encoded = array.dictionary_encode()
+    if len(encoded.dictionary) * 2 > len(array):
+        return cells(array)
+    return cells(encoded.dictionary).take(encoded.indices)
+
+
+def rfc3339_text(array: pa.Array, zone: ZoneInfo) -> pa.Array:
+    """An Arrow array of times as RFC 3339 text with ``zone``'s offset, as msgspec renders
+    them: ``Z`` for a zero offset, a fraction of a second only when there is one.
+
+    A naive time is taken to be UTC; nulls stay null.
+    """
+    utc = array.cast(pa.timestamp("us", "UTC"))
+    if zone.key == "UTC":
+        local, offsets = utc.cast(pa.timestamp("us")), pa.scalar("Z")
+    else:
+        local = pc.local_timestamp(utc.cast(pa.timestamp("us", zone.key)))
+        offsets = _offsets(local, utc)
+    # A naive time casts to "YYYY-MM-DD HH:MM:SS[.ffffff]", several times faster than
+    # pc.strftime, which formats through a stream a value at a time.  In seconds, it
+    # has no fraction: a cast that refuses to drop one says whether any has one.
+    try:
+        clock = local.cast(pa.timestamp("s")).cast(pa.string())
+    except pa.ArrowInvalid:
+        clock = pc.replace_substring(local.cast(pa.string()), ".000000", "")
+    clock = pc.replace_substring(clock, " ", "T", max_replacements=1)
+    text = pc.binary_join_element_wise(clock, offsets, "")
+    if zone.key == "UTC":
+        return text
+    # Arrow reads a zone's transitions from the tz database files, whose explicit ones
+    # end in 2037 (later ones follow a rule that Arrow ignores): zoneinfo renders those.
+    late = pc.greater_equal(utc, pa.scalar(_LAST_LISTED_TRANSITIONS, utc.type))
+    late = pc.fill_null(late, False)
+    if not pc.any(late).as_py():
+        return text
+    moments = [moment.astimezone(zone) for moment in pc.filter(utc, late).to_pylist()]
+    return pc.replace_with_mask(text, late, pa.array(msgspec.to_builtins(moments), pa.string()))
+
+
+def _offsets(local: pa.Array, utc: pa.Array) -> pa.Array:
+    """The UTC offset of each local time as RFC 3339 writes it (``Z``, ``+02:00``)."""
+    seconds = pc.divide(
+        pc.subtract(local.cast(pa.int64()), utc.cast(pa.int64())), 1_000_000
+    ).dictionary_encode()
+    texts = [_offset(value) for value in seconds.dictionary.to_pylist()]
+    return pa.array(texts, pa.string()).take(seconds.indices)
+
+
+def _offset(seconds: int) -> str:
+    if seconds == 0:
+        return "Z"
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("+", seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{sign}{hours:02d}:{minutes:02d}" + (f":{seconds:02d}" if seconds else "")
+
+
+def number_text(array: pa.Array) -> pa.Array:
+    """An Arrow array of numbers as text, a float's shortest that reads back the same,
+    with ``.0`` after a whole one (as Python writes it, and a JSON reader takes it for
+    a float); nulls stay null."""
+    text = array.cast(pa.string())
+    if not pa.types.is_floating(array.type):
+        return text
+    whole = pc.invert(pc.match_substring_regex(text, "[.eEna]"))
+    return pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
+
+
+def values_bytes(strings: pa.Array) -> pa.Buffer:
+    """The values of a freshly computed array of strings, end to end: its data buffer
+    up to the last value's end, without copying it."""
+    total = pc.sum(pc.binary_length(strings)).as_py()
+    data = strings.buffers()[2]
+    return pa.py_buffer(b"") if not total or data is None else data[:total]
 
 
 def unchanged(values: Sequence[T]) -> Sequence[T]:

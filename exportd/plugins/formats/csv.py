@@ -1,40 +1,50 @@
 """The ``csv`` format: RFC 4180 text in UTF-8 with a header row of column names.
 
-The stdlib ``csv`` writer costs about a microsecond per row, which is most of
-an export's budget, so rows are formatted a batch at a time instead: each
-column becomes a list of cells in one comprehension, is searched as a whole
-for characters that need quoting, and the lines are joined in C.
+Batches come as Arrow record batches and are encoded a whole column at a time
+with pyarrow.compute, never a cell at a time in Python: each column becomes an
+array of cells (text neutralised, times in the request's zone, booleans
+``true``/``false``; a column that repeats its values has them made once per
+distinct value), a column whose bytes hold a character that needs quoting has
+the cells holding one quoted, and one element-wise join makes every line, whose
+bytes are written with one call.  That measured about three times faster than
+pyarrow's own CSV writer given the same cells, which quotes every string.
 """
 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any, BinaryIO, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from exportd import (
-    Batch,
     Column,
-    ColumnType,
     ExportInfo,
     Format,
     InvalidRequest,
     RowWriter,
+    arrow_batch,
     hookimpl,
 )
-from exportd.plugins.formats.common import utf8, with_stray_text
+from exportd.plugins.formats.common import (
+    by_kind,
+    number_text,
+    per_distinct,
+    rfc3339_text,
+    values_bytes,
+    without_surrogates,
+)
 
 # What Excel, LibreOffice and Google Sheets may run as a formula (OWASP's list).
-FORMULA_STARTS = frozenset("=+-@\t\r")
+FORMULA_PATTERN = r"^[=+\-@\t\r]"
 LINE_ENDINGS = {"\r\n": "\r\n", "\n": "\n", "crlf": "\r\n", "lf": "\n"}
 DELIMITER_RULE = "one character other than a double quote, CR or LF"
 
 Delimiter = Annotated[str, msgspec.Meta(description=DELIMITER_RULE)]
-Values = Sequence[Any]
-Cells = Callable[[Values], Sequence[str]]
 
 
 class CsvOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -74,6 +84,7 @@ class CsvFormat(Format[CsvOptions]):
     extension = "csv"
     description = "comma-separated values (RFC 4180), UTF-8, with a header row"
     Options = CsvOptions
+    form = "arrow"
 
     def open(
         self, file: BinaryIO, columns: Sequence[Column], options: CsvOptions, info: ExportInfo
@@ -83,108 +94,98 @@ class CsvFormat(Format[CsvOptions]):
 
 
 class CsvWriter(RowWriter):
-    """Formats each batch column by column and writes it with one call."""
+    """Encodes each record batch column by column and writes it with one call."""
 
     def __init__(
         self, file: BinaryIO, columns: Sequence[Column], options: CsvOptions, zone: ZoneInfo
     ) -> None:
         self._file = file
-        self._delimiter = options.delimiter
-        self._line_ending = LINE_ENDINGS[options.line_ending]
-        self._quoted = Quoting(options.delimiter)
-        neutralize = options.neutralize_formulas
-        self._cells = [cells_of(column.type, neutralize, zone) for column in columns]
+        self._columns = columns
+        self._cells = CsvCells(options, zone)
+        delimiter, line_ending = options.delimiter, LINE_ENDINGS[options.line_ending]
+        # What goes between the cells of a line, and after its last one.
+        self._joints = [*([delimiter] * (len(columns) - 1)), line_ending]
         if options.bom:
             file.write(codecs.BOM_UTF8)
-        header = [column.name for column in columns]
-        self._write([header], [cells_of("text", neutralize, zone)] * len(columns))
+        names = pa.array([without_surrogates(column.name) for column in columns], pa.string())
+        self._write(
+            [self._cells.quoted(self._cells.text(names[i : i + 1])) for i in range(len(columns))]
+        )
 
-    def write(self, batch: Batch) -> None:
-        """Write one batch of rows."""
-        if batch:
-            self._write(batch, self._cells)
+    def write(self, batch: Any) -> None:
+        """Write one batch of rows (a record batch, or row tuples)."""
+        batch = arrow_batch(batch, self._columns)
+        if batch.num_rows:
+            self._write([self._cells(array) for array in batch.columns])
 
     def close(self) -> None:
         """Nothing to finish: every line is complete when written."""
 
-    def _write(self, rows: Batch, cells_of_columns: Sequence[Cells]) -> None:
-        by_column = zip(*rows, strict=True)
-        columns = [
-            self._quoted(cells(values))
-            for cells, values in zip(cells_of_columns, by_column, strict=True)
-        ]
+    def _write(self, columns: list[pa.Array]) -> None:
         if len(columns) == 1:
             # A lone empty cell would make a blank line, which readers skip.
-            lines = [cell or '""' for cell in columns[0]]
-        else:
-            lines = list(map(self._delimiter.join, zip(*columns, strict=True)))
-        lines.append("")  # so that the last line ends too
-        self._file.write(utf8(self._line_ending.join(lines)))
+            columns = [pc.if_else(pc.equal(columns[0], ""), '""', columns[0])]
+        parts = [part for pair in zip(columns, self._joints, strict=True) for part in pair]
+        lines = pc.binary_join_element_wise(*parts, "")
+        self._file.write(values_bytes(lines))
 
 
-class Quoting:
-    """RFC 4180 quoting of one column's cells.
+class CsvCells:
+    """How an Arrow array of a column's values becomes its cells, quoted where needed.
 
-    A cell holding the delimiter, a double quote, a CR or a LF goes between
-    double quotes, with its double quotes doubled.  A column with no such
-    character in any cell, the common case, is returned as it is.
+    Numbers become ``str()``-like text, dates ISO 8601, times RFC 3339 in the
+    request's zone, booleans ``true``/``false``, nulls empty cells; text (in a
+    column of any type: see :func:`~exportd.plugins.formats.common.by_kind`) gets
+    a single quote before what a spreadsheet would run, unless that is off.
     """
 
-    def __init__(self, delimiter: str) -> None:
-        self._delimiter = delimiter
-        self._specials = (delimiter, '"', "\r", "\n")
+    def __init__(self, options: CsvOptions, zone: ZoneInfo) -> None:
+        self._neutralize = options.neutralize_formulas
+        self._zone = zone
+        specials = (options.delimiter, '"', "\r", "\n")
+        self._special_bytes = [char.encode() for char in specials]
+        self._specials = "[" + "".join(f"\\x{{{ord(char):x}}}" for char in specials) + "]"
 
-    def __call__(self, cells: Sequence[str]) -> Sequence[str]:
-        """``cells`` with each one that needs it quoted."""
-        whole = "".join(cells)
-        if not any(special in whole for special in self._specials):
+    def __call__(self, array: pa.Array) -> pa.Array:
+        """The cells of ``array``, quoted where needed."""
+        cells = per_distinct(
+            array, lambda values: self.quoted(by_kind(values, self._typed, self.text))
+        )
+        return cells.fill_null("") if cells.null_count else cells
+
+    def text(self, array: pa.Array) -> pa.Array:
+        """Text cells, neutralised unless that is off."""
+        if not self._neutralize:
+            return array
+        runs = pc.match_substring_regex(array, FORMULA_PATTERN)
+        if not pc.any(runs).as_py():
+            return array
+        return pc.if_else(runs, pc.binary_join_element_wise("'", array, ""), array)
+
+    def quoted(self, cells: pa.Array) -> pa.Array:
+        """``cells`` with each one holding the delimiter, a double quote, a CR or a LF
+        between double quotes, its double quotes doubled (RFC 4180)."""
+        # Searching the column's bytes as a whole is some fifty times faster than
+        # searching each cell, and most columns hold none of these characters.
+        data = cells.buffers()[2]
+        whole = b"" if data is None else data.to_pybytes()
+        if not any(special in whole for special in self._special_bytes):
             return cells
-        d = self._delimiter
-        return [
-            '"' + cell.replace('"', '""') + '"'
-            if d in cell or '"' in cell or "\r" in cell or "\n" in cell
-            else cell
-            for cell in cells
-        ]
+        needed = pc.match_substring_regex(cells, self._specials)
+        doubled = pc.replace_substring(cells, '"', '""') if b'"' in whole else cells
+        return pc.if_else(needed, pc.binary_join_element_wise('"', doubled, '"', ""), cells)
 
-
-def cells_of(column_type: ColumnType, neutralize: bool, zone: ZoneInfo) -> Cells:
-    """How the values of a column of ``column_type`` become (unquoted) cells."""
-    text = neutralized if neutralize else plain
-    if column_type == "text":
-        return text
-    typed = {"boolean": true_false, "datetime": rfc3339(zone)}.get(column_type, plain)
-    return lambda values: with_stray_text(values, typed, text)
-
-
-def plain(values: Values) -> list[str]:
-    """Each value as ``str()`` renders it (ISO 8601 for dates); ``None`` is empty."""
-    return ["" if v is None else v if v.__class__ is str else str(v) for v in values]
-
-
-def neutralized(values: Values) -> list[str]:
-    """Like :func:`plain`, with a single quote before text a spreadsheet would run."""
-    return [
-        (f"'{v}" if v[:1] in FORMULA_STARTS else v)
-        if v.__class__ is str
-        else ("" if v is None else str(v))
-        for v in values
-    ]
-
-
-def true_false(values: Values) -> list[str]:
-    """Booleans (or SQLite's 0/1) as ``true``/``false``; ``None`` is empty."""
-    return ["" if v is None else "true" if v else "false" for v in values]
-
-
-def rfc3339(zone: ZoneInfo) -> Cells:
-    """Aware datetimes as RFC 3339 text with ``zone``'s offset; ``None`` is empty."""
-    # msgspec renders datetimes as RFC 3339 some 30 times faster than isoformat().
-    if zone.key == "UTC":
-        return lambda values: plain(msgspec.to_builtins(values))
-    return lambda values: plain(
-        msgspec.to_builtins([v if v is None else v.astimezone(zone) for v in values])
-    )
+    def _typed(self, array: pa.Array) -> pa.Array:
+        kind = array.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            return self.text(array)
+        if pa.types.is_boolean(kind):
+            return pc.if_else(array, "true", "false")
+        if pa.types.is_timestamp(kind):
+            return rfc3339_text(array, self._zone)
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            return number_text(array)
+        return array.cast(pa.string())
 
 
 @hookimpl

@@ -1,16 +1,15 @@
-"""The ``json`` and ``json_bulk`` formats, both encoded with msgspec a batch at a time.
+"""The ``json`` and ``json_bulk`` formats, both encoded a whole column at a time.
 
-Each batch of row tuples becomes a list of msgspec Structs whose field names
-are the column names (dicts where a name rules that out), built in C
-(``starmap``), and is encoded with one call.
-msgspec renders aware datetimes as RFC 3339 itself; only the datetime columns
-are moved to the request's zone first, and not at all when it is UTC, the zone
-sources hand them over in.
-
-Text is written as a JSON string in a column of any type.  Lone surrogates,
-which UTF-8 cannot encode (msgspec refuses them), become U+FFFD: a batch that
-holds one is encoded again with its text cleaned, so that only such a batch
-pays for it.
+Batches come as Arrow record batches.  Each column becomes an array of JSON values
+with pyarrow.compute, never a cell at a time in Python: text escaped and quoted,
+numbers cast to text (a float that is no finite number is ``null``), booleans
+``true``/``false``, times RFC 3339 in the request's zone, nulls ``null``; text is a
+JSON string in a column of any type (see
+:func:`~exportd.plugins.formats.common.by_kind`); a column that repeats its values
+has them made once per distinct value.  One element-wise join of the pre-encoded
+keys and the columns makes every row's object, whose bytes are written with one
+call; a column of strings without nulls has its quotes in the keys' text.  The
+metadata of a ``json`` document is encoded with msgspec.
 """
 
 from __future__ import annotations
@@ -18,19 +17,30 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from itertools import starmap
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from exportd import Batch, Column, ExportInfo, Format, NoOptions, RowWriter, hookimpl
-from exportd.plugins.formats.common import unchanged, with_stray_text, without_surrogates
-
-T = TypeVar("T")
-
-# msgspec writes a renamed field's name as it is, so it refuses these characters.
-UNNAMEABLE = re.compile(r'["\\\x00-\x1f]')
+from exportd import (
+    Column,
+    ExportInfo,
+    Format,
+    NoOptions,
+    RowWriter,
+    arrow_batch,
+    hookimpl,
+)
+from exportd.plugins.formats.common import (
+    by_kind,
+    number_text,
+    per_distinct,
+    rfc3339_text,
+    values_bytes,
+    without_surrogates,
+)
 
 
 class LocalInterval(msgspec.Struct):
@@ -66,37 +76,130 @@ class ExportMetadata(msgspec.Struct):
         )
 
 
-class RowObjects:
-    """Turns batches of row tuples into objects keyed by column name, ready to encode."""
+class JsonRows:
+    """Encodes the rows of record batches of ``columns`` as JSON objects, each one
+    between ``before`` and ``after``, keyed by column name.
 
-    def __init__(self, columns: Sequence[Column], zone: ZoneInfo) -> None:
-        self._object = row_constructor([without_surrogates(column.name) for column in columns])
+    Where two columns share a name, the object holds it once, where it comes first,
+    with the last one's value (as a dict would).
+    """
+
+    def __init__(self, columns: Sequence[Column], zone: ZoneInfo, before: str, after: str) -> None:
         self._zone = zone
-        self._times = (
-            []
-            if zone.key == "UTC"
-            else [index for index, column in enumerate(columns) if column.type == "datetime"]
-        )
+        self._before, self._after = before, after
+        names = [without_surrogates(column.name) for column in columns]
+        last = {name: index for index, name in enumerate(names)}
+        self._picked = sorted(last.values(), key=lambda index: names.index(names[index]))
+        self._keys = [msgspec.json.encode(names[index]).decode() + ":" for index in self._picked]
 
-    def __call__(self, batch: Batch) -> list[Any]:
-        """The rows of ``batch`` as objects, their datetimes in the request's zone."""
-        if not (self._times and batch):
-            return list(starmap(self._object, batch))
-        by_column: list[Sequence[Any]] = list(zip(*batch, strict=True))
-        for index in self._times:
-            by_column[index] = with_stray_text(by_column[index], self._in_zone, unchanged)
-        return list(map(self._object, *by_column))
+    def __call__(self, batch: pa.RecordBatch) -> pa.Array:
+        """The text of each row of ``batch``: its object between ``before`` and ``after``."""
+        parts: list[Any] = []
+        glue = self._before + "{"
+        for key, index in zip(self._keys, self._picked, strict=True):
+            array = batch.column(index)
+            unquoted = self._unquoted(array)
+            if unquoted is None:
+                values = per_distinct(array, self._values)
+                parts += [glue + key, values.fill_null("null") if values.null_count else values]
+                glue = ","
+            else:  # its quotes join the keys' text rather than cost a join of their own
+                parts += [glue + key + '"', per_distinct(array, unquoted)]
+                glue = '",'
+        return pc.binary_join_element_wise(*parts, glue.rstrip(",") + "}" + self._after, "")
 
-    def encode(self, encode: Callable[[list[Any]], T], batch: Batch) -> T:
-        """``encode`` of the rows of ``batch`` as objects, lone surrogates as U+FFFD."""
-        try:
-            return encode(self(batch))
-        except UnicodeEncodeError:
-            return encode(self([tuple(map(_cleaned, row)) for row in batch]))
+    def _unquoted(self, array: pa.Array) -> Callable[[pa.Array], pa.Array] | None:
+        """What makes the JSON strings of ``array`` without their quotes, if it holds
+        strings only; ``None`` if its values are no strings, or not all, or nulls."""
+        kind = array.type
+        if array.null_count:
+            return None
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            return json_escaped
+        if pa.types.is_timestamp(kind):
+            return lambda values: rfc3339_text(values, self._zone)
+        return _date_text if pa.types.is_date(kind) else None
 
-    def _in_zone(self, values: Sequence[Any]) -> list[Any]:
-        zone = self._zone
-        return [v if v is None else v.astimezone(zone) for v in values]
+    def _values(self, array: pa.Array) -> pa.Array:
+        return by_kind(array, self._typed, json_strings)
+
+    def _typed(self, array: pa.Array) -> pa.Array:
+        kind = array.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            return json_strings(array)
+        if pa.types.is_boolean(kind):
+            return pc.if_else(array, "true", "false")
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            return json_numbers(array)
+        if pa.types.is_timestamp(kind):
+            return quoted(rfc3339_text(array, self._zone))
+        if pa.types.is_date(kind):
+            return quoted(_date_text(array))
+        return json_strings(array.cast(pa.string()))
+
+
+# How JSON writes the control characters, which a string may hold only escaped.
+ESCAPES = {
+    **{chr(code): f"\\u{code:04x}" for code in range(0x20)},
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+NEEDS_ESCAPE = re.compile(rb'[\x00-\x1f"\\]')
+CONTROLS = re.compile(rb"[\x00-\x1f]")
+
+
+def json_strings(array: pa.Array) -> pa.Array:
+    """An Arrow array of text as JSON strings (nulls stay null)."""
+    return quoted(json_escaped(array))
+
+
+def json_escaped(array: pa.Array) -> pa.Array:
+    """An Arrow array of text as what JSON strings hold between their quotes."""
+    data = array.buffers()[2]
+    whole = b"" if data is None else data.to_pybytes()
+    # Most columns need no escape at all: one search of their bytes says so.
+    if NEEDS_ESCAPE.search(whole):
+        if b"\\" in whole:
+            array = pc.replace_substring(array, "\\", "\\\\")
+        if b'"' in whole:
+            array = pc.replace_substring(array, '"', '\\"')
+        if CONTROLS.search(whole):
+            array = _controls_escaped(array)
+    return array
+
+
+def _controls_escaped(array: pa.Array) -> pa.Array:
+    """``array`` with its control characters escaped: only the few cells holding any
+    go through a replacement per control character."""
+    holding = pc.fill_null(pc.match_substring_regex(array, r"[\x00-\x1f]"), False)
+    cells = pc.filter(array, holding)
+    for char, escape in ESCAPES.items():
+        if char.encode() in cells.buffers()[2].to_pybytes():
+            cells = pc.replace_substring(cells, char, escape)
+    return pc.replace_with_mask(array, holding, cells)
+
+
+def json_numbers(array: pa.Array) -> pa.Array:
+    """An Arrow array of numbers as JSON numbers; NaN and the infinities, which JSON
+    has no numbers for, are nulls (as msgspec writes them)."""
+    numbers = number_text(array)
+    if pa.types.is_floating(array.type):
+        finite = pc.is_finite(array)
+        if pc.all(finite).as_py() is False:
+            numbers = pc.if_else(finite, numbers, pa.scalar(None, pa.string()))
+    return numbers
+
+
+def _date_text(array: pa.Array) -> pa.Array:
+    return array.cast(pa.string())
+
+
+def quoted(array: pa.Array) -> pa.Array:
+    """Each value of an array of text between double quotes (nulls stay null)."""
+    return pc.binary_join_element_wise('"', array, '"', "")
 
 
 def _cleaned(value: Any) -> Any:
@@ -108,25 +211,6 @@ def _cleaned(value: Any) -> Any:
     if isinstance(value, dict):
         return {_cleaned(key): _cleaned(item) for key, item in value.items()}
     return value
-
-
-def row_constructor(names: Sequence[str]) -> Callable[..., Any]:
-    """What makes of a row's values an object that encodes as ``{name: value, ...}``.
-
-    A msgspec Struct type where it can be, four times faster to build and
-    encode than a dict; a dict when a name holds what msgspec refuses in a
-    field name, or when two columns share a name (the last one's value wins).
-    """
-    if len(set(names)) < len(names) or any(UNNAMEABLE.search(name) for name in names):
-        return lambda *values: dict(zip(names, values, strict=True))
-    # Struct fields must be identifiers; ``rename`` gives them the column names.
-    fields = [f"c{index}" for index in range(len(names))]
-    return msgspec.defstruct(
-        "Row",
-        [(field, Any) for field in fields],
-        rename=dict(zip(fields, names, strict=True)),
-        gc=False,  # rows hold only scalars, so they cannot form cycles
-    )
 
 
 class JsonFormat(Format[NoOptions]):
@@ -142,39 +226,34 @@ class JsonFormat(Format[NoOptions]):
     media_type = "application/json"
     extension = "json"
     description = "one JSON document: export metadata and the rows as objects"
+    form = "arrow"
 
     def open(
         self, file: BinaryIO, columns: Sequence[Column], options: NoOptions, info: ExportInfo
     ) -> RowWriter:
         """Write the document's head and return a writer for the rows."""
-        return JsonWriter(file, RowObjects(columns, info.window.timezone), info)
+        return JsonWriter(file, columns, info)
 
 
 class JsonWriter(RowWriter):
     """Streams the ``rows`` array of a ``json`` document, one write per batch."""
 
-    def __init__(self, file: BinaryIO, objects: RowObjects, info: ExportInfo) -> None:
+    def __init__(self, file: BinaryIO, columns: Sequence[Column], info: ExportInfo) -> None:
         self._file = file
-        self._objects = objects
-        self._encoder = msgspec.json.Encoder()
-        self._buffer = bytearray()
-        self._separator = b""
+        self._columns = columns
+        # Each row comes after a comma, but for the array's first one.
+        self._rows = JsonRows(columns, info.window.timezone, before=",", after="")
+        self._skip = 1
         # The metadata holds text from the request and the source: column names, params.
-        metadata = self._encoder.encode(_cleaned(msgspec.to_builtins(ExportMetadata.of(info))))
-        file.write(b'{"export":' + metadata + b',"rows":[')
+        encoded = msgspec.json.encode(_cleaned(msgspec.to_builtins(ExportMetadata.of(info))))
+        file.write(b'{"export":' + encoded + b',"rows":[')
 
-    def write(self, batch: Batch) -> None:
-        """Append the batch's rows to the ``rows`` array."""
-        if not batch:
-            return
-        buffer = self._buffer
-        # The batch encodes as "[row,...,row]": swap its "[" for the separator
-        # and leave out its "]", so its rows join the array open in the file.
-        self._objects.encode(lambda objects: self._encoder.encode_into(objects, buffer), batch)
-        buffer[:1] = self._separator
-        self._separator = b","
-        with memoryview(buffer) as view:  # released at once, so the buffer can grow again
-            self._file.write(view[:-1])
+    def write(self, batch: Any) -> None:
+        """Append the rows of the batch (a record batch, or row tuples) to the ``rows`` array."""
+        batch = arrow_batch(batch, self._columns)
+        if batch.num_rows:
+            self._file.write(values_bytes(self._rows(batch))[self._skip :])
+            self._skip = 0
 
     def close(self) -> None:
         """Close the ``rows`` array and the document."""
@@ -193,25 +272,28 @@ class JsonBulkFormat(Format[NoOptions]):
     media_type = "application/x-ndjson"
     extension = "ndjson"
     description = "newline-delimited JSON, one object per row"
+    form = "arrow"
 
     def open(
         self, file: BinaryIO, columns: Sequence[Column], options: NoOptions, info: ExportInfo
     ) -> RowWriter:
         """Return a writer of one JSON object per line."""
-        return JsonLinesWriter(file, RowObjects(columns, info.window.timezone))
+        return JsonLinesWriter(file, columns, info.window.timezone)
 
 
 class JsonLinesWriter(RowWriter):
-    """Writes each batch as JSON lines with one encode and one write."""
+    """Writes each batch as JSON lines with one write."""
 
-    def __init__(self, file: BinaryIO, objects: RowObjects) -> None:
+    def __init__(self, file: BinaryIO, columns: Sequence[Column], zone: ZoneInfo) -> None:
         self._file = file
-        self._objects = objects
-        self._encoder = msgspec.json.Encoder()
+        self._columns = columns
+        self._rows = JsonRows(columns, zone, before="", after="\n")
 
-    def write(self, batch: Batch) -> None:
-        """Write one line per row of the batch."""
-        self._file.write(self._objects.encode(self._encoder.encode_lines, batch))
+    def write(self, batch: Any) -> None:
+        """Write one line per row of the batch (a record batch, or row tuples)."""
+        batch = arrow_batch(batch, self._columns)
+        if batch.num_rows:
+            self._file.write(values_bytes(self._rows(batch)))
 
     def close(self) -> None:
         """Nothing to finish: every line is complete when written."""
