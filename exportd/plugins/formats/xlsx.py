@@ -9,8 +9,9 @@ same cells, which openpyxl reads back alike.  Cells are typed: numbers stay
 numbers, booleans booleans, dates dates, and datetimes become Excel date-times
 in the request's zone (Excel has no zones, so they are stored as local naive
 times, to the millisecond).  Every Excel number is a double: integers beyond
-2**53 lose precision (and the ``openpyxl`` engine writes 16 significant digits).  Floats that
-Excel cannot hold (NaN, infinities, beyond +-9.99999999999999e307) are written
+2**53 lose precision (and the ``openpyxl`` engine writes 16 significant digits,
+``xml`` the shortest that reads back as the same double).  Floats that Excel
+cannot hold (NaN, infinities, beyond +-9.99999999999999e307) are written
 as text (``"inf"``) instead of making a workbook Excel refuses to open.
 
 Text, in a column of any type (SQLite stores text in any column):
@@ -33,6 +34,9 @@ most a zip entry holds without Zip64, which not every reader takes).
 The workbook's created and modified times (``docProps/core.xml``) and the times of
 its zip entries are the export's ``generated_at``, in UTC (zip entries from 1980 on,
 the earliest they can hold), so that the same job always writes the same bytes.
+
+An xlsx export is written whole by one worker: unlike csv's, its parts cannot be
+joined by concatenating files (one zip, and each sheet's rows numbered in order).
 """
 
 from __future__ import annotations
