@@ -19,6 +19,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from exportd import Column, ColumnType, InvalidRequest
 from exportd.kernel.validation import convert
 from exportd.plugins.formats import xlsx as xlsx_plugin
+from exportd.plugins.formats import xlsx_book
 from exportd.plugins.formats.xlsx import XlsxFormat, XlsxOptions
 from exportd.plugins.manager import Plugins
 from exportd.testing import encodable, hostile_columns, hostile_rows, write_export
@@ -411,3 +412,19 @@ def test_a_bad_engine_names_the_field() -> None:
     with pytest.raises(InvalidRequest) as caught:
         options(engine="xlsxwriter")
     assert [field.name for field in caught.value.fields] == ["format_options.engine"]
+
+
+def test_a_sheet_ends_before_its_xml_outgrows_a_zip_entry_without_zip64(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The limit lowered from 4 GiB, as rows_per_sheet is lowered from 1,048,576.
+    monkeypatch.setattr(xlsx_book, "SHEET_BYTES", 1_000)
+    rows = [(n, "x" * 300) for n in range(6)]
+    columns = [Column("n", "integer"), Column("text")]
+    path = write_xlsx(tmp_path / "out.xlsx", columns, [rows[:2], rows[2:4], rows[4:]])
+
+    book = load_workbook(path)
+    assert book.sheetnames == ["Export", "Export (2)", "Export (3)"]
+    assert [sheet_values(sheet)[1:] for sheet in book] == [
+        [list(row) for row in rows[i : i + 2]] for i in (0, 2, 4)
+    ]
