@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -428,3 +430,18 @@ def test_a_sheet_ends_before_its_xml_outgrows_a_zip_entry_without_zip64(
     assert [sheet_values(sheet)[1:] for sheet in book] == [
         [list(row) for row in rows[i : i + 2]] for i in (0, 2, 4)
     ]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_aborted_export_leaves_nothing_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    rows = [(n, "x") for n in range(3)]
+    columns = [Column("n", "integer"), Column("text")]
+    opts = options(engine=engine)
+    write_export(tmp_path / "out.xlsx", XlsxFormat(), columns, [rows], options=opts, abort=True)
+    gc.collect()
+
+    assert unraisable == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, BinaryIO
 from zipfile import ZIP64_LIMIT, ZIP_DEFLATED, ZipFile, ZipInfo
@@ -184,7 +185,11 @@ class XmlBookWriter(RowWriter):
         self._zip.close()
 
     def abort(self) -> None:
-        """Nothing to clean up: the sheets went straight into the file."""
+        """Let go of the zip, whose sheets went straight into the file exportd removes."""
+        # The file may be what failed: closing only keeps zipfile from complaining later.
+        with suppress(OSError, ValueError):
+            self._end_sheet()
+            self._zip.close()
 
     def _xml(self, batch: pa.RecordBatch) -> pa.Buffer:
         """The ``<row>`` elements of ``batch``, whose first row is the sheet's next."""
