@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +21,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from exportd import Column, ColumnType, InvalidRequest
 from exportd.kernel.validation import convert
 from exportd.plugins.formats import xlsx as xlsx_plugin
+from exportd.plugins.formats import xlsx_book
 from exportd.plugins.formats.xlsx import XlsxFormat, XlsxOptions
 from exportd.plugins.manager import Plugins
 from exportd.testing import encodable, hostile_columns, hostile_rows, write_export
@@ -295,3 +299,149 @@ def assert_stored(column: Column, got: Any, value: Any) -> None:
         assert got == pytest.approx(value, rel=1e-15)
     else:
         assert got is value
+
+
+ENGINES = ["xml", "openpyxl"]
+
+
+def cell_facts(path: Path) -> list[list[list[tuple[Any, str, str, bool]]]]:
+    """Each sheet's cells as openpyxl reads them: value, data type, number format, bold."""
+    return [
+        [
+            [(cell.value, cell.data_type, cell.number_format, bool(cell.font.b)) for cell in row]
+            for row in sheet.iter_rows()
+        ]
+        for sheet in load_workbook(path)
+    ]
+
+
+def test_both_engines_write_cells_that_read_back_alike(tmp_path: Path) -> None:
+    columns = [*MIXED, Column("late", "datetime"), Column("old", "date")]
+    rows = [
+        (
+            1,
+            datetime(2024, 7, 1, 9, 30, 15, 250_000, tzinfo=UTC),
+            "Ann & <Bob>",
+            True,
+            date(2024, 7, 1),
+            2.5,
+            datetime(2040, 7, 1, 12, tzinfo=UTC),
+            date(1900, 1, 1),
+        ),
+        (
+            2**62,
+            datetime(2024, 1, 1, 23, tzinfo=UTC),
+            "=1+1",
+            False,
+            date(1900, 2, 28),
+            float("inf"),
+            datetime(2040, 1, 1, 12, tzinfo=UTC),
+            date(1900, 3, 1),
+        ),
+        (None, None, "", None, None, 1e-7, None, None),
+        ("text", "=2", "  spaced \r\n ", 1, "#N/A", "x", "y", "z"),
+        (
+            -3,
+            datetime(1971, 3, 1, tzinfo=UTC),
+            "a_x0041_x0042_b",
+            False,
+            date(2099, 12, 31),
+            -0.0,
+            datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC),
+            date(1971, 1, 1),
+        ),
+    ]
+    written = [
+        write_xlsx(
+            tmp_path / f"{engine}.xlsx",
+            columns,
+            [rows[:2], rows[2:]],
+            rows_per_sheet=3,
+            engine=engine,
+        )
+        for engine in ENGINES
+    ]
+
+    xml, reference = map(cell_facts, written)
+    assert xml == reference
+    assert len(xml) == 3
+    assert [load_workbook(path).sheetnames for path in written] == [
+        ["Export", "Export (2)", "Export (3)"]
+    ] * 2
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_each_engine_freezes_the_header_of_every_sheet(tmp_path: Path, engine: str) -> None:
+    path = write_xlsx(
+        tmp_path / "out.xlsx",
+        [Column("n", "integer")],
+        [[(1,), (2,), (3,)]],
+        rows_per_sheet=2,
+        engine=engine,
+    )
+
+    book = load_workbook(path)
+    assert [sheet.freeze_panes for sheet in book] == ["A2"] * 3
+    assert [sheet_values(sheet) for sheet in book] == [[["n"], [n]] for n in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_each_engine_writes_an_arrow_batch_with_stray_text(tmp_path: Path, engine: str) -> None:
+    # A source's own Arrow batch: text among the times, as a stray-text union.
+    times = pa.array([datetime(2024, 3, 5, 12, tzinfo=UTC)], pa.timestamp("us", "UTC"))
+    union = pa.UnionArray.from_dense(
+        pa.array([0, 1, 0], pa.int8()),
+        pa.array([0, 0, 0], pa.int32()),
+        [times, pa.array(["=now()"])],
+    )
+    batch = pa.record_batch([union], names=["at"])
+    path = write_xlsx(tmp_path / "out.xlsx", [Column("at", "datetime")], [batch], engine=engine)
+
+    cells = [row[0] for row in load_workbook(path)["Export"].iter_rows(min_row=2)]
+    assert [(cell.value, cell.data_type) for cell in cells] == [
+        (datetime(2024, 3, 5, 14), "d"),
+        ("=now()", "s"),
+        (datetime(2024, 3, 5, 14), "d"),
+    ]
+
+
+def test_the_default_engine_is_the_xml_writer() -> None:
+    assert options().engine == "xml"
+    assert options(engine="openpyxl").engine == "openpyxl"
+
+
+def test_a_bad_engine_names_the_field() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        options(engine="xlsxwriter")
+    assert [field.name for field in caught.value.fields] == ["format_options.engine"]
+
+
+def test_a_sheet_ends_before_its_xml_outgrows_a_zip_entry_without_zip64(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The limit lowered from 4 GiB, as rows_per_sheet is lowered from 1,048,576.
+    monkeypatch.setattr(xlsx_book, "SHEET_BYTES", 1_000)
+    rows = [(n, "x" * 300) for n in range(6)]
+    columns = [Column("n", "integer"), Column("text")]
+    path = write_xlsx(tmp_path / "out.xlsx", columns, [rows[:2], rows[2:4], rows[4:]])
+
+    book = load_workbook(path)
+    assert book.sheetnames == ["Export", "Export (2)", "Export (3)"]
+    assert [sheet_values(sheet)[1:] for sheet in book] == [
+        [list(row) for row in rows[i : i + 2]] for i in (0, 2, 4)
+    ]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_aborted_export_leaves_nothing_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    rows = [(n, "x") for n in range(3)]
+    columns = [Column("n", "integer"), Column("text")]
+    opts = options(engine=engine)
+    write_export(tmp_path / "out.xlsx", XlsxFormat(), columns, [rows], options=opts, abort=True)
+    gc.collect()
+
+    assert unraisable == []

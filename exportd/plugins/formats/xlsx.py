@@ -1,12 +1,17 @@
-"""The ``xlsx`` format: an Excel workbook written by openpyxl in write-only mode.
+"""The ``xlsx`` format: an Excel workbook, its sheet XML written directly.
 
-Rows stream to openpyxl's temporary sheet files as they arrive; the workbook is
-zipped into the export file at ``close()``.  Cells are typed: numbers stay
+Two engines write it (the ``engine`` option).  ``xml``, the default, streams
+each batch's rows as sheet XML into the zip, the cells made a whole column at a
+time by Arrow (:mod:`~exportd.plugins.formats.xlsx_book`); ``openpyxl`` hands
+them to openpyxl in write-only mode, whose temporary sheet files are zipped
+into the export file at ``close()`` (several times slower).  Both write the
+same cells, which openpyxl reads back alike.  Cells are typed: numbers stay
 numbers, booleans booleans, dates dates, and datetimes become Excel date-times
 in the request's zone (Excel has no zones, so they are stored as local naive
 times, to the millisecond).  Every Excel number is a double: integers beyond
-2**53 lose precision, and openpyxl writes 16 significant digits.  Floats that
-Excel cannot hold (NaN, infinities, beyond +-9.99999999999999e307) are written
+2**53 lose precision (and the ``openpyxl`` engine writes 16 significant digits,
+``xml`` the shortest that reads back as the same double).  Floats that Excel
+cannot hold (NaN, infinities, beyond +-9.99999999999999e307) are written
 as text (``"inf"``) instead of making a workbook Excel refuses to open.
 
 Text, in a column of any type (SQLite stores text in any column):
@@ -17,69 +22,67 @@ Text, in a column of any type (SQLite stores text in any column):
   U+FFFE, U+FFFF); lone surrogates, which UTF-8 cannot encode, become U+FFFD;
 * keeps a literal ``_xHHHH_`` by escaping its underscore as ``_x005F_``, since
   Excel would otherwise read it as an escaped character;
-* is cut to Excel's limit of 32,767 characters per cell (openpyxl does that).
+* is cut to Excel's limit of 32,767 characters per cell.
 
 Values are rewritten a whole column per batch, and only where needed: text
 columns, datetime and float columns, and a column of another type in a batch
 that holds text.  A sheet holds 1,048,576 rows; after that the export
 continues on a new sheet (``Export (2)``, ...) that starts with the header row
-again.
+again (the ``xml`` engine also starts one before a sheet's XML reaches 4 GiB, the
+most a zip entry holds without Zip64, which not every reader takes).
 
 The workbook's created and modified times (``docProps/core.xml``) and the times of
 its zip entries are the export's ``generated_at``, in UTC (zip entries from 1980 on,
 the earliest they can hold), so that the same job always writes the same bytes.
+
+An xlsx export is written whole by one worker: unlike csv's, its parts cannot be
+joined by concatenating files (one zip, and each sheet's rows numbered in order).
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import IO, TYPE_CHECKING, Annotated, Any, BinaryIO
-from zipfile import ZIP_DEFLATED, ZipFile, ZipInfo
+from typing import Annotated, Any, BinaryIO, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
-from openpyxl import Workbook
-from openpyxl.cell import Cell, WriteOnlyCell
-from openpyxl.cell.cell import ERROR_CODES
-from openpyxl.styles import Font
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
-from openpyxl.writer.excel import ExcelWriter
+import pyarrow as pa
 
-if TYPE_CHECKING:
-    from _typeshed import SizedBuffer, StrPath
-
-from exportd import Batch, Column, ExportInfo, Format, InvalidRequest, RowWriter, hookimpl
-from exportd.plugins.formats.common import REPLACEMENT_CHARACTER, unchanged, with_stray_text
+from exportd import Column, ExportInfo, Format, InvalidRequest, RowWriter, hookimpl
+from exportd.plugins.formats.common import unchanged, with_stray_text
+from exportd.plugins.formats.xlsx_book import (
+    SHEET_NAME_LENGTH,
+    DatedZipFile,
+    XmlBookWriter,
+    sheet_title,
+)
+from exportd.plugins.formats.xlsx_cells import EXCEL_LARGEST_NUMBER, storable
 
 SHEET_ROWS = 1_048_576
-SHEET_NAME_LENGTH = 31
 SHEET_NAME_RULE = "1 to 31 characters, none of [ ] : * ? / \\, not starting or ending with '"
-EXCEL_LARGEST_NUMBER = 9.99999999999999e307
-EARLIEST_ZIP_TIME = datetime(1980, 1, 1, tzinfo=UTC)
-ENTRY_PERMISSIONS = 0o600 << 16
-"""What zipfile gives an entry written from bytes (rw-------), for those from files too."""
-COPY_CHUNK = 1 << 20
 
-_NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _NOT_IN_SHEET_NAME = re.compile(r"[\[\]:*?/\\]")
-_ESCAPE_LIKE = re.compile("_(?=x[0-9A-Fa-f]{4}_)")
-_TYPED_TEXT = frozenset(ERROR_CODES)
 
 Convert = Callable[[Sequence[Any]], Sequence[Any]]
 SheetName = Annotated[str, msgspec.Meta(description=SHEET_NAME_RULE)]
+Engine = Annotated[
+    Literal["xml", "openpyxl"],
+    msgspec.Meta(description="the writer: xml (the fast one) or openpyxl (the reference)"),
+]
 
 
 class XlsxOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Options of the ``xlsx`` format.
 
     ``sheet_name`` names the first sheet; overflow sheets add `` (2)``, `` (3)``...
+    ``engine`` picks the writer: ``xml`` (the default) or ``openpyxl``.
     """
 
     sheet_name: SheetName = "Export"
+    engine: Engine = "xml"
 
     def __post_init__(self) -> None:
         # Checked here rather than by a Meta pattern, whose error would quote the regex.
@@ -104,6 +107,7 @@ class XlsxFormat(Format[XlsxOptions]):
     extension = "xlsx"
     description = "Excel workbook, typed cells, times in the request's zone"
     Options = XlsxOptions
+    form = "arrow"
 
     def __init__(self, rows_per_sheet: int = SHEET_ROWS) -> None:
         if rows_per_sheet < 2:
@@ -114,7 +118,8 @@ class XlsxFormat(Format[XlsxOptions]):
         self, file: BinaryIO, columns: Sequence[Column], options: XlsxOptions, info: ExportInfo
     ) -> RowWriter:
         """Start a workbook whose first sheet holds the header row."""
-        return XlsxWriter(
+        engine = XmlBookWriter if options.engine == "xml" else OpenpyxlWriter
+        return engine(
             file,
             columns,
             sheet_name=options.sheet_name,
@@ -124,8 +129,8 @@ class XlsxFormat(Format[XlsxOptions]):
         )
 
 
-class XlsxWriter(RowWriter):
-    """Appends rows to write-only sheets, starting a new sheet when one is full."""
+class OpenpyxlWriter(RowWriter):
+    """Appends rows to openpyxl's write-only sheets, starting a new sheet when one is full."""
 
     def __init__(
         self,
@@ -137,6 +142,9 @@ class XlsxWriter(RowWriter):
         rows_per_sheet: int,
         generated_at: datetime,
     ) -> None:
+        # Imported here: only this engine needs openpyxl, slow to import.
+        from openpyxl import Workbook
+
         self._file = file
         self._generated_at = generated_at.astimezone(UTC)
         self._book = Workbook(write_only=True)
@@ -153,24 +161,27 @@ class XlsxWriter(RowWriter):
         ]
         self._sheet_name = sheet_name
         self._rows_per_sheet = rows_per_sheet
-        self._sheets: list[WriteOnlyWorksheet] = []
+        self._sheets: list[Any] = []
         self._sheet = self._new_sheet()
         self._room = rows_per_sheet - 1
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: pa.RecordBatch) -> None:
         """Append one batch, spilling onto new sheets as they fill up."""
-        while batch:
+        rows = list(zip(*(array.to_pylist() for array in batch.columns), strict=True))
+        while rows:
             if not self._room:
                 self._sheet = self._new_sheet()
                 self._room = self._rows_per_sheet - 1
-            rows, batch = batch[: self._room], batch[self._room :]
+            part, rows = rows[: self._room], rows[self._room :]
             append = self._sheet.append
-            for row in self._cells(rows):
+            for row in self._cells(part):
                 append(row)
-            self._room -= len(rows)
+            self._room -= len(part)
 
     def close(self) -> None:
         """Zip the sheets into the file, dated ``generated_at``."""
+        from openpyxl.writer.excel import ExcelWriter
+
         # Not Workbook.save, which sets the modified time to now.
         properties = self._book.properties
         properties.created = properties.modified = self._generated_at.replace(tzinfo=None)
@@ -185,25 +196,22 @@ class XlsxWriter(RowWriter):
                 sheet.close()
                 writer.cleanup()
 
-    def _new_sheet(self) -> WriteOnlyWorksheet:
-        number = len(self._book.worksheets) + 1
-        suffix = f" ({number})" if number > 1 else ""
-        sheet: WriteOnlyWorksheet = self._book.create_sheet(
-            self._sheet_name[: SHEET_NAME_LENGTH - len(suffix)] + suffix
-        )
+    def _new_sheet(self) -> Any:
+        from openpyxl.styles import Font
+
+        sheet = self._book.create_sheet(sheet_title(self._sheet_name, len(self._sheets)))
         sheet.freeze_panes = "A2"
         bold = Font(bold=True)
         header = []
         for name in self._names:
-            cell = WriteOnlyCell(sheet, _storable(name))
-            cell.data_type = "s"
+            cell = _string_cell(sheet, storable(name))
             cell.font = bold
             header.append(cell)
         sheet.append(header)
         self._sheets.append(sheet)
         return sheet
 
-    def _cells(self, rows: Batch) -> Iterable[Sequence[Any]]:
+    def _cells(self, rows: Sequence[tuple[Any, ...]]) -> Iterable[Sequence[Any]]:
         """``rows`` as openpyxl should get them: each column's values converted for Excel."""
         by_column: list[Sequence[Any]] = list(zip(*rows, strict=True))
         texts = partial(_texts, sheet=self._sheet)
@@ -212,50 +220,6 @@ class XlsxWriter(RowWriter):
         for i, convert in self._typed:
             by_column[i] = with_stray_text(by_column[i], convert, texts)
         return zip(*by_column, strict=True)
-
-
-class DatedZipFile(ZipFile):
-    """A zip archive being written whose entries all carry one time, ``moment`` (in
-    UTC, from 1980 on), rather than the clock's (entries from bytes) or their files'
-    modification times (entries from files)."""
-
-    def __init__(self, file: IO[bytes], moment: datetime) -> None:
-        super().__init__(file, "w", ZIP_DEFLATED, allowZip64=True)
-        self.date_time = max(moment, EARLIEST_ZIP_TIME).astimezone(UTC).timetuple()[:6]
-
-    def writestr(
-        self,
-        zinfo_or_arcname: str | ZipInfo,
-        data: SizedBuffer | str,
-        compress_type: int | None = None,
-        compresslevel: int | None = None,
-    ) -> None:
-        """Add an entry holding ``data``; one named by a string gets ``date_time``."""
-        if isinstance(zinfo_or_arcname, str):
-            zinfo_or_arcname = self._dated(ZipInfo(zinfo_or_arcname))
-        super().writestr(zinfo_or_arcname, data, compress_type, compresslevel)
-
-    def write(
-        self,
-        filename: StrPath,
-        arcname: StrPath | None = None,
-        compress_type: int | None = None,
-        compresslevel: int | None = None,
-    ) -> None:
-        """Add the file ``filename`` as the entry ``arcname``, dated ``date_time``."""
-        entry = self._dated(ZipInfo.from_file(filename, arcname))
-        if compress_type is not None:
-            entry.compress_type = compress_type
-        with open(filename, "rb") as source, self.open(entry, "w") as target:
-            shutil.copyfileobj(source, target, COPY_CHUNK)
-
-    def _dated(self, entry: ZipInfo) -> ZipInfo:
-        """``entry`` dated ``date_time``, compressed as the archive is, with the
-        permissions of an entry written from bytes."""
-        entry.date_time = self.date_time
-        entry.compress_type = self.compression
-        entry.external_attr = ENTRY_PERMISSIONS
-        return entry
 
 
 def _wall_clock(values: Sequence[Any], zone: ZoneInfo) -> list[Any]:
@@ -275,30 +239,28 @@ def _excel_floats(values: Sequence[Any]) -> list[Any]:
     ]
 
 
-def _texts(values: Sequence[Any], sheet: WriteOnlyWorksheet) -> list[Any]:
+def _texts(values: Sequence[Any], sheet: Any) -> list[Any]:
     """Each str of ``values`` made safe to store (see :func:`_text`); the others stay."""
     return [v if v.__class__ is not str else _text(v, sheet) for v in values]
 
 
-def _text(value: str, sheet: WriteOnlyWorksheet) -> str | Cell:
+def _text(value: str, sheet: Any) -> Any:
     """``value`` made safe to store, as a string cell if openpyxl would not store it as one."""
-    value = _storable(value)
-    if value[:1] != "=" and value not in _TYPED_TEXT:
+    from openpyxl.cell.cell import ERROR_CODES
+
+    value = storable(value)
+    if value[:1] != "=" and value not in ERROR_CODES:
         return value
+    return _string_cell(sheet, value)
+
+
+def _string_cell(sheet: Any, value: str) -> Any:
+    """A write-only cell of ``sheet`` that stores ``value`` as a string."""
+    from openpyxl.cell import WriteOnlyCell
+
     cell = WriteOnlyCell(sheet, value)
     cell.data_type = "s"
     return cell
-
-
-def _storable(value: str) -> str:
-    """``value`` without the characters XML forbids, its lone surrogates as U+FFFD and
-    its ``_xHHHH_`` look-alikes escaped."""
-    value = _NOT_IN_XML.sub(_xml_replacement, value)
-    return _ESCAPE_LIKE.sub("_x005F_", value) if "_x" in value else value
-
-
-def _xml_replacement(match: re.Match[str]) -> str:
-    return REPLACEMENT_CHARACTER if "\ud800" <= match[0] <= "\udfff" else ""
 
 
 @hookimpl
