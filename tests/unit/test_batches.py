@@ -60,6 +60,9 @@ def test_by_kind_makes_the_cells_of_each_kind_in_the_rows_order() -> None:
     [array] = to_arrow([(1,), ("x",), (None,), (3,), ("y",)], [Column("n", "integer")]).columns
     cells = by_kind(array, lambda a: pc.cast(a, pa.string()), pc.utf8_upper)
     assert cells.to_pylist() == ["1", "X", None, "3", "Y"]
+    # A slice, as a limit or a sheet's end cuts a batch.
+    cells = by_kind(array.slice(2), lambda a: pc.cast(a, pa.string()), pc.utf8_upper)
+    assert cells.to_pylist() == [None, "3", "Y"]
 
 
 def test_arrow_batches_are_cast_to_the_columns_types() -> None:

@@ -95,8 +95,12 @@ def by_kind(
     if not pa.types.is_union(array.type):
         return typed(array)
     typed_cells, text_cells = typed(array.field(0)), text(array.field(1))
-    after_typed = pc.multiply(array.type_codes.cast(pa.int32()), len(typed_cells))
-    return pa.concat_arrays([typed_cells, text_cells]).take(pc.add(array.offsets, after_typed))
+    # A union's type_codes and offsets ignore the offset of a slice of it: read its buffers.
+    _, codes, offsets = array.buffers()[:3]
+    codes = pa.Array.from_buffers(pa.int8(), len(array), [None, codes], offset=array.offset)
+    offsets = pa.Array.from_buffers(pa.int32(), len(array), [None, offsets], offset=array.offset)
+    after_typed = pc.multiply(codes.cast(pa.int32()), len(typed_cells))
+    return pa.concat_arrays([typed_cells, text_cells]).take(pc.add(offsets, after_typed))
 
 
 def per_distinct(array: pa.Array, cells: Callable[[pa.Array], pa.Array]) -> pa.Array:

@@ -196,7 +196,7 @@ class XmlBookWriter(RowWriter):
         first = self._row + 1
         rows = pa.array(range(first, first + batch.num_rows), pa.int64()).cast(pa.string())
         row_cells = [
-            cells(self._tails(_unsliced(array)), letter, rows)
+            cells(self._tails(array), letter, rows)
             for array, letter in zip(batch.columns, self._letters, strict=True)
         ]
         joined = pc.binary_join_element_wise('<row r="', rows, '">', *row_cells, "</row>", "")
@@ -226,14 +226,6 @@ class XmlBookWriter(RowWriter):
             self._put(_SHEET_END.encode())
             self._sheet.close()
             self._sheet = None
-
-
-def _unsliced(array: pa.Array) -> pa.Array:
-    """``array``, a copy if it is a slice of a union: a union's ``type_codes`` and
-    ``offsets`` ignore the slice's offset, which ``by_kind`` reads them by."""
-    if array.offset and pa.types.is_union(array.type):
-        return pa.concat_arrays([array])
-    return array
 
 
 def sheet_title(first: str, index: int) -> str:
