@@ -5,11 +5,13 @@ Rows to Arrow keeps every value as it is: a column whose values all fit its type
 becomes an array of that type; one that mixes in text (SQLite keeps text in a
 column of any type) or values of another type becomes a stray-text union
 (:func:`~exportd.arrow_type`), so that a format writes each value as its kind says,
-exactly as it would the row tuple's.
+exactly as it would the row tuple's.  Arrow's strings are UTF-8, which cannot hold a
+lone surrogate: each becomes U+FFFD, as every built-in format writes it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -32,6 +34,7 @@ _FITTING: dict[ColumnType, frozenset[type]] = {
 _TYPED, _TEXT = 0, 1
 _UTC_MICROSECONDS = arrow_type("datetime")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def in_form(batch: Any, form: Form, columns: Sequence[Column]) -> Any:
@@ -44,7 +47,7 @@ def in_form(batch: Any, form: Form, columns: Sequence[Column]) -> Any:
 
 def to_arrow(batch: Batch, columns: Sequence[Column]) -> pa.RecordBatch:
     """``batch``, row tuples of ``columns``, as a record batch of their Arrow schema."""
-    names = [column.name for column in columns]
+    names = [_encodable(column.name) for column in columns]
     if not batch:
         return pa.RecordBatch.from_arrays(
             [pa.array([], arrow_type(column.type)) for column in columns], names=names
@@ -112,6 +115,8 @@ def _typed(values: Sequence[Any], column_type: ColumnType) -> pa.Array | None:
     """``values`` as an array of the column's type, if they all fit it; else ``None``."""
     kinds = set(map(type, values))
     if kinds <= _FITTING[column_type]:
+        if column_type == "text":
+            return _strings(values)
         return pa.array(values, arrow_type(column_type))
     if column_type == "boolean" and kinds <= {bool, int, _NONE}:  # SQLite's 0 and 1
         return pa.array([v if v is None else bool(v) for v in values], pa.bool_())
@@ -143,5 +148,17 @@ def _stray_text_union(values: Sequence[Any], column_type: ColumnType) -> pa.Arra
     return pa.UnionArray.from_dense(
         pa.array(codes, pa.int8()),
         pa.array(offsets, pa.int32()),
-        [typed, pa.array(text, pa.string())],
+        [typed, _strings(text)],
     )
+
+
+def _strings(values: Sequence[str | None]) -> pa.Array:
+    """``values`` as a string array, each lone surrogate as U+FFFD."""
+    try:
+        return pa.array(values, pa.string())
+    except UnicodeEncodeError:
+        return pa.array([v if v is None else _encodable(v) for v in values], pa.string())
+
+
+def _encodable(text: str) -> str:
+    return _SURROGATES.sub("\ufffd", text)
