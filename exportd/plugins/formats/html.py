@@ -86,16 +86,16 @@ class CellMarkup:
     ``<time datetime="...">...</time>``, anything else its escaped display text."""
 
     def __init__(self, column: Column, info: ExportInfo) -> None:
-        self._text = ColumnText(column, info.window.timezone)
+        self._text = ColumnText(column, info.window.timezone, _escaped_cells)
         self._times = column.type == "datetime"
 
     def cells(self, array: pa.Array) -> pa.Array:
         """The markup of each of ``array``'s values."""
-        return by_kind(array, self._typed, _escaped_cells)
+        return by_kind(array, self._typed, self._text.cells)
 
     def _typed(self, array: pa.Array) -> pa.Array:
         if not (self._times and array.type == pa.timestamp("us", tz=array.type.tz)):
-            return _escaped_cells(self._text.typed(array))
+            return self._text.typed(array)
         clock, iso = self._text.clock.clock_and_iso(array)
         times = pc.binary_join_element_wise('<time datetime="', iso, '">', clock, "</time>", "")
         return times.fill_null("")
@@ -194,7 +194,7 @@ class TableWriter(RowWriter):
 
 
 def _escaped_cells(cells: pa.Array) -> pa.Array:
-    return html_escaped(printable_lines_cells(cells.cast(pa.string()).fill_null("")))
+    return html_escaped(printable_lines_cells(cells))
 
 
 def _escaped(text: str) -> str:

@@ -88,7 +88,9 @@ class TranscriptWriter(RowWriter):
     ) -> None:
         self._file = file
         self._layout = layout
-        self._text = [ColumnText(column, info.window.timezone) for column in columns]
+        zone = info.window.timezone
+        self._text = [ColumnText(column, zone, printable_cells) for column in columns]
+        self._text[layout.text] = ColumnText(columns[layout.text], zone, _message_lines)
         conversation = layout.conversation
         self._label = "" if conversation is None else printable(columns[conversation].name)
         self._starts = ConversationStarts()
@@ -97,7 +99,7 @@ class TranscriptWriter(RowWriter):
         """Write the batch's messages, starting a section where the conversation changes."""
         layout = self._layout
         time, author = (self._cells(batch, at) for at in (layout.time, layout.author))
-        text = printable_cells(self._text[layout.text].cells(batch.column(layout.text)), _lines)
+        text = self._text[layout.text].cells(batch.column(layout.text))
         parts: list[Any] = ["[", time, "] ", author, ": ", text, "\n"]
         if layout.conversation is not None and batch.num_rows:
             parts[:0] = self._headings(batch, layout.conversation)
@@ -107,7 +109,7 @@ class TranscriptWriter(RowWriter):
         """Nothing to finish: every batch is written whole."""
 
     def _cells(self, batch: pa.RecordBatch, at: int) -> pa.Array:
-        return printable_cells(self._text[at].cells(batch.column(at)))
+        return self._text[at].cells(batch.column(at))
 
     def _headings(self, batch: pa.RecordBatch, at: int) -> list[pa.Array]:
         """A heading before each row that starts a conversation, after a blank line
@@ -117,6 +119,11 @@ class TranscriptWriter(RowWriter):
             f"== {self._label}: ", self._cells(batch, at), " ==\n", ""
         )
         return [pc.if_else(ends, "\n", ""), pc.if_else(starts, headings, "")]
+
+
+def _message_lines(cells: pa.Array) -> pa.Array:
+    """Each message's text shown, its line breaks as continuation lines."""
+    return printable_cells(cells, _lines)
 
 
 def _lines(text: str) -> str:
@@ -131,15 +138,13 @@ class TableWriter(RowWriter):
     def __init__(self, file: BinaryIO, columns: Sequence[Column], info: ExportInfo) -> None:
         self._file = file
         self._columns = columns
-        self._text = [ColumnText(column, info.window.timezone) for column in columns]
+        zone = info.window.timezone
+        self._text = [ColumnText(column, zone, printable_cells) for column in columns]
         self._widths: list[int] | None = None  # once the first batch has set them
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Write the batch's rows, after the header if this is the first batch."""
-        cells = [
-            printable_cells(text.cells(array))
-            for text, array in zip(self._text, batch.columns, strict=True)
-        ]
+        cells = [text.cells(array) for text, array in zip(self._text, batch.columns, strict=True)]
         if self._widths is None:
             if not batch.num_rows:
                 return
