@@ -204,6 +204,7 @@ _RE2_CONTROLS_BUT_LINES = "[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]"
 # Bytes that are no part of a control character's UTF-8 (C1 controls are C2 80-9F,
 # U+2028/U+2029 E2 80 A8/A9).
 _UNSUSPECT_BYTES = bytes(b for b in range(0x20, 0x100) if b not in (0x7F, 0xC2, 0xE2))
+_LINES_UNSUSPECT_BYTES = _UNSUSPECT_BYTES + b"\t\n"
 _C1_UTF8 = re.compile(b"\xc2[\x80-\x9f]")
 _HTML_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
 _HOUR_US = 3_600_000_000
@@ -345,7 +346,7 @@ class ColumnText:
 def _controls_fixed(cells: pa.Array, pattern: str, fix: Callable[[str], str]) -> pa.Array:
     """``cells`` (strings without nulls) with ``fix`` run on those that RE2's ``pattern``
     (of control characters) finds something in, and the others as they are."""
-    if not _may_hold_controls(cells):
+    if not _may_hold_controls(cells, lines=pattern == _RE2_CONTROLS_BUT_LINES):
         return cells
     found = pc.match_substring_regex(cells, pattern)
     if not pc.any(found).as_py():
@@ -354,16 +355,17 @@ def _controls_fixed(cells: pa.Array, pattern: str, fix: Callable[[str], str]) ->
     return pc.replace_with_mask(cells, found, pa.array(fixed, pa.string()))
 
 
-def _may_hold_controls(cells: pa.Array) -> bool:
-    """Whether ``cells`` may hold a control character, U+2028 or U+2029: a look at
-    their bytes at once, much faster than a regex over each cell."""
+def _may_hold_controls(cells: pa.Array, *, lines: bool) -> bool:
+    """Whether ``cells`` may hold a control character, U+2028 or U+2029 (with ``lines``:
+    a control character but tab and line feed): a look at their bytes at once, much
+    faster than a regex over each cell."""
     text = bytes(_text_bytes(cells))
-    suspect = text.translate(None, _UNSUSPECT_BYTES)
+    suspect = text.translate(None, _LINES_UNSUSPECT_BYTES if lines else _UNSUSPECT_BYTES)
     if suspect.translate(None, b"\xc2\xe2"):  # an ASCII control
         return True
-    return (b"\xc2" in suspect and _C1_UTF8.search(text) is not None) or (
-        b"\xe2" in suspect and (b"\xe2\x80\xa8" in text or b"\xe2\x80\xa9" in text)
-    )
+    if b"\xc2" in suspect and _C1_UTF8.search(text) is not None:
+        return True
+    return not lines and b"\xe2" in suspect and (b"\xe2\x80\xa8" in text or b"\xe2\x80\xa9" in text)
 
 
 def printable_cells(cells: pa.Array, fix: Callable[[str], str] = printable) -> pa.Array:
