@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from html.parser import HTMLParser
@@ -9,10 +10,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exportd import Column
+from exportd.kernel.batches import to_arrow
 from exportd.plugins.formats import html as html_plugin
 from exportd.plugins.formats.html import HtmlFormat
 from exportd.plugins.manager import Plugins
@@ -320,3 +323,57 @@ def test_hostile_transcripts_round_trip(tmp_path: Path, data: st.DataObject) -> 
         ]
         for run in runs
     ]
+
+
+def test_it_takes_arrow_batches() -> None:
+    assert HtmlFormat.form == "arrow"
+
+
+def test_times_are_local_beyond_the_listed_transitions_and_within_an_hour(
+    tmp_path: Path,
+) -> None:
+    # Arrow's time zone database lists transitions to 2037 only; Nepal moved from
+    # +05:30 to +05:45 at 18:30 UTC, within an hour.
+    columns = [Column("at", "datetime")]
+    summer = [(datetime(2090, 7, 1, 12, 0, tzinfo=UTC),)]
+    nepal = [
+        (datetime(1985, 12, 31, 18, 15, tzinfo=UTC),),
+        (datetime(1985, 12, 31, 18, 45, tzinfo=UTC),),
+    ]
+    pages = [
+        write_export(tmp_path / "h.html", HtmlFormat(), columns, [summer], zone=ZONE),
+        write_export(tmp_path / "n.html", HtmlFormat(), columns, [nepal], zone="Asia/Kathmandu"),
+    ]
+
+    times = [re.findall(r"<time [^>]*>[^<]*</time>", page.read_text("utf-8")) for page in pages]
+    assert times == [
+        ['<time datetime="2090-07-01T15:00:00+03:00">2090-07-01 15:00:00</time>'],
+        [
+            '<time datetime="1985-12-31T23:45:00+05:30">1985-12-31 23:45:00</time>',
+            '<time datetime="1986-01-01T00:30:00+05:45">1986-01-01 00:30:00</time>',
+        ],
+    ]
+
+
+def test_an_arrow_batch_with_stray_text_is_written_as_its_rows_are(tmp_path: Path) -> None:
+    columns = [
+        Column("n", "integer"),
+        Column("at", "datetime", "time"),
+        Column("who", "text", "author"),
+        Column("text", "text", "text"),
+    ]
+    rows = [(1, at(8, 0), "<a>", "x & 'y'\r\n"), ("two", "<soon>", None, '"\x00"')]
+    batch = to_arrow(rows, columns)
+    assert pa.types.is_union(batch.column(1).type)
+    from_arrow = write_export(tmp_path / "a.html", HtmlFormat(), columns, [batch], zone=ZONE)
+    from_rows = write_export(tmp_path / "r.html", HtmlFormat(), columns, [rows], zone=ZONE)
+
+    assert from_arrow.read_bytes() == from_rows.read_bytes()
+    assert from_arrow.read_text("utf-8").split("<main>\n")[1] == (
+        '<div class="message"><time datetime="2024-03-05T10:00:00+02:00">2024-03-05 10:00:00'
+        '</time><span class="author">&lt;a&gt;</span>'
+        '<div class="text">x &amp; &#x27;y&#x27;\n</div></div>\n'
+        '<div class="message">&lt;soon&gt;<span class="author"></span>'
+        '<div class="text">&quot;␀&quot;</div></div>\n'
+        "</main>\n</body>\n</html>\n"
+    )

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exportd import Column
+from exportd.kernel.batches import to_arrow
 from exportd.plugins.formats import txt as txt_plugin
 from exportd.plugins.formats.txt import MAX_WIDTH, TxtFormat
 from exportd.plugins.manager import Plugins
@@ -228,3 +230,46 @@ def row_pattern(columns: list[Column], cells: list[str]) -> str:
         for column, cell in zip(columns, cells, strict=True)
     ]
     return re.escape(" | ").join(parts)
+
+
+def test_it_takes_arrow_batches() -> None:
+    assert TxtFormat.form == "arrow"
+
+
+def test_times_are_local_beyond_the_listed_transitions_and_within_an_hour(
+    tmp_path: Path,
+) -> None:
+    # Arrow's time zone database lists transitions to 2037 only; Nepal moved from
+    # +05:30 to +05:45 at 18:30 UTC, within an hour.
+    columns = [Column("at", "datetime"), Column("zone")]
+    rows = [
+        (datetime(2090, 7, 1, 12, 0, tzinfo=UTC), "Helsinki summer"),
+        (datetime(1985, 12, 31, 18, 15, tzinfo=UTC), "Kathmandu, before"),
+        (datetime(1985, 12, 31, 18, 45, tzinfo=UTC), "Kathmandu, after"),
+    ]
+    helsinki = write_export(tmp_path / "h.txt", TxtFormat(), columns, [rows[:1]], zone=ZONE)
+    nepal = write_export(
+        tmp_path / "n.txt", TxtFormat(), columns, [rows[1:]], zone="Asia/Kathmandu"
+    )
+
+    assert helsinki.read_text("utf-8").splitlines()[4] == "2090-07-01 15:00:00 | Helsinki summer"
+    assert nepal.read_text("utf-8").splitlines()[4:] == [
+        "1985-12-31 23:45:00 | Kathmandu, before",
+        "1986-01-01 00:30:00 | Kathmandu, after",
+    ]
+
+
+def test_an_arrow_batch_with_stray_text_is_written_as_its_rows_are(tmp_path: Path) -> None:
+    columns = [Column("n", "integer"), Column("at", "datetime"), Column("note")]
+    rows = [(1, at(8, 0), "a\tb"), ("two", None, None), (3, "soon", "\x85")]
+    batch = to_arrow(rows, columns)
+    assert pa.types.is_union(batch.column(0).type)
+    from_arrow = write_export(tmp_path / "a.txt", TxtFormat(), columns, [batch], zone=ZONE)
+    from_rows = write_export(tmp_path / "r.txt", TxtFormat(), columns, [rows], zone=ZONE)
+
+    assert from_arrow.read_bytes() == from_rows.read_bytes()
+    assert from_arrow.read_text("utf-8").splitlines()[4:] == [
+        "  1 | 2024-03-05 10:00:00 | a␉b",
+        "two |                     | ",
+        "  3 | soon                | \ufffd",
+    ]

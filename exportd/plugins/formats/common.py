@@ -1,25 +1,24 @@
 """Helpers the built-in formats share: times in the request's zone, text in UTF-8,
 text that turns up in a column of another type, transcript roles and
 conversations, and the display text of values for the human-readable formats
-(txt, html)."""
+(txt, html): of one value, and of Arrow arrays a column at a time."""
 
 from __future__ import annotations
 
 import codecs
+import itertools
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from itertools import groupby
-from operator import itemgetter
-from typing import Any, NamedTuple, TypeVar
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, BinaryIO, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from exportd import Batch, Column, ColumnType, ExportInfo, Row
+from exportd import Column, ColumnType, ExportInfo
 
 T = TypeVar("T")
 Render = Callable[[Any], str]
@@ -283,32 +282,228 @@ def transcript_layout(columns: Sequence[Column]) -> TranscriptLayout | None:
     )
 
 
-class Run(NamedTuple):
-    """Consecutive rows of a transcript that belong to one conversation."""
-
-    conversation: str
-    """The conversation's value as the writer renders it; ``""`` without a conversation column."""
-    rows: Iterable[Row]
-    """The rows, in order: an iterator, to be read before the next run."""
-    starts: bool
-    """Whether the conversation starts here, rather than going on from the last batch."""
-    first: bool
-    """Whether it is the export's first conversation."""
+_NOTHING_YET = object()
 
 
-class ConversationRuns:
-    """Splits a transcript's batches into runs of rows of one conversation each.
+# The column-wise display text of the human-readable formats (txt, html), on Arrow
+# arrays.  Patterns are RE2's: they find the cells that need :func:`printable` or
+# :func:`printable_lines`, which then run on those cells alone.
+_RE2_CONTROLS = "[\\x00-\\x1f\\x7f-\\x9f\\x{2028}\\x{2029}]"
+_RE2_CONTROLS_BUT_LINES = "[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]"
+# Bytes that are no part of a control character's UTF-8 (C1 controls are C2 80-9F,
+# U+2028/U+2029 E2 80 A8/A9).
+_UNSUSPECT_BYTES = bytes(b for b in range(0x20, 0x100) if b not in (0x7F, 0xC2, 0xE2))
+_LINES_UNSUSPECT_BYTES = _UNSUSPECT_BYTES + b"\t\n"
+_C1_UTF8 = re.compile(b"\xc2[\x80-\x9f]")
+_HTML_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
+_HOUR_US = 3_600_000_000
+_TWO_DIGITS = pa.array([f"{n:02}" for n in range(60)], pa.string())
+_HOURS_KEPT = 100_000  # about 11 years of hours, for memory that stays flat
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-    A run starts where the conversation column's value changes, so a source
-    should order rows by conversation.  The last batch's conversation is
-    remembered: a run that goes on from it does not start again.  Without a
-    conversation column a batch is one run that never starts.
+
+class LocalClock:
+    """Times of a ``timestamp("us")`` array in ``zone``, as :func:`clock` and ISO 8601
+    text, worked out a column at a time.
+
+    The zone's offset is Python's (:mod:`zoneinfo`, which knows the zone's rules
+    beyond its listed transitions, as Arrow's time zone database does not), asked
+    once per hour that the times fall in and remembered: an hour whose start and end
+    have different offsets has each of its times asked on its own.
     """
 
-    def __init__(self, layout: TranscriptLayout, render: Sequence[Render]) -> None:
-        """``render`` holds the writer's function for each column's values."""
-        at = layout.conversation
-        self._conversation = None if at is None else (at, render[at])
+    def __init__(self, zone: ZoneInfo) -> None:
+        self._zone = zone
+        self._hours: dict[int, int | None] = {}  # hour's start (µs since 1970) -> offset (s)
+
+    def clock(self, times: pa.Array) -> pa.Array:
+        """Each time's local :func:`clock` text, ``None`` for ``None``."""
+        day, time = _wall_clock(self._local(times)[0])
+        return pc.binary_join_element_wise(day, time, " ")
+
+    def clock_and_iso(self, times: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """Each time's local :func:`clock` text and ISO 8601 text with its offset
+        (``2024-05-01T10:15:02+03:00``), as :meth:`datetime.isoformat` writes it."""
+        local, offsets = self._local(times)
+        day, time = _wall_clock(local)
+        unique = pc.unique(offsets).drop_null()
+        suffixes = pa.array([_offset_suffix(o) for o in unique.to_pylist()], pa.string())
+        suffix = suffixes.take(pc.index_in(offsets, unique))
+        iso = pc.binary_join_element_wise(day, "T", time, suffix, "")
+        return pc.binary_join_element_wise(day, time, " "), iso
+
+    def _local(self, times: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """The local wall-clock times (``timestamp("s")``, no zone) and offsets (s)."""
+        utc = times.cast(pa.int64())
+        # Floored without a zone (the values are UTC's): much faster than in "UTC".
+        hours = pc.floor_temporal(utc.cast(pa.timestamp("us")), unit="hour").cast(pa.int64())
+        unique = pc.unique(hours).drop_null()
+        known = [self._hour_offset(hour) for hour in unique.to_pylist()]
+        offsets = pa.array(known, pa.int64()).take(pc.index_in(hours, unique))
+        mixed = pc.and_(pc.is_null(offsets), pc.is_valid(utc))
+        if pc.any(mixed).as_py():
+            asked = [self._offset(us) for us in utc.filter(mixed).to_pylist()]
+            offsets = pc.replace_with_mask(offsets, mixed, pa.array(asked, pa.int64()))
+        local = pc.add(utc, pc.multiply(offsets, 1_000_000)).cast(pa.timestamp("us"))
+        return pc.floor_temporal(local, unit="second").cast(pa.timestamp("s")), offsets
+
+    def _hour_offset(self, hour: int) -> int | None:
+        if hour not in self._hours:
+            start, end = self._offset(hour), self._offset(hour + _HOUR_US - 1)
+            if len(self._hours) > _HOURS_KEPT:
+                self._hours.clear()
+            self._hours[hour] = start if start == end else None
+        return self._hours[hour]
+
+    def _offset(self, us: int) -> int:
+        offset = (_EPOCH + timedelta(microseconds=us)).astimezone(self._zone).utcoffset()
+        assert offset is not None
+        return offset // timedelta(seconds=1)
+
+
+def _wall_clock(local: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """The ``YYYY-MM-DD`` and ``HH:MM:SS`` text of wall-clock times (``timestamp("s")``).
+
+    A batch's times fall on few days, each written once by Python, and the time of
+    day is put together from two-digit numbers: much faster than Arrow's ``strftime``.
+    """
+    days = pc.floor_temporal(local, unit="day")
+    seconds = pc.subtract(local.cast(pa.int64()), days.cast(pa.int64()))
+    unique = pc.unique(days).drop_null()
+    texts = pa.array([day.date().isoformat() for day in unique.to_pylist()], pa.string())
+    return texts.take(pc.index_in(days, unique)), _times_of_day(seconds)
+
+
+def _times_of_day(seconds: pa.Array) -> pa.Array:
+    """Seconds since midnight as ``HH:MM:SS``."""
+    minutes, hours = pc.divide(seconds, 60), pc.divide(seconds, 3600)
+    return pc.binary_join_element_wise(
+        _TWO_DIGITS.take(hours),
+        _TWO_DIGITS.take(pc.subtract(minutes, pc.multiply(hours, 60))),
+        _TWO_DIGITS.take(pc.subtract(seconds, pc.multiply(minutes, 60))),
+        ":",
+    )
+
+
+def _offset_suffix(offset: int) -> str:
+    """A UTC offset in seconds as :meth:`datetime.isoformat` ends with it: ``+03:00``."""
+    return datetime(2000, 1, 1, tzinfo=timezone(timedelta(seconds=offset))).isoformat()[19:]
+
+
+class ColumnText:
+    """The text a format shows for a column's Arrow arrays: a string array without
+    nulls holding each value's display text, as :func:`renderers` gives it, passed
+    through ``shown`` (which makes text safe to show: :func:`printable_cells`, say)
+    unless it is the text of a number, boolean, date or time, which needs none.
+
+    Strings, integers, booleans, dates and times are worked out a column at a time;
+    values of any other kind (floats, whose ``str()`` Arrow does not write, or typed
+    values of another type than the column's) go through :func:`renderers`' function.
+    """
+
+    def __init__(
+        self, column: Column, zone: ZoneInfo, shown: Callable[[pa.Array], pa.Array]
+    ) -> None:
+        self.column = column
+        self.clock = LocalClock(zone)
+        self._shown = shown
+        [self._render] = renderers([column], zone)
+
+    def cells(self, array: pa.Array) -> pa.Array:
+        """The text of each of ``array``'s values."""
+        return by_kind(array, self.typed, self._text)
+
+    def typed(self, array: pa.Array) -> pa.Array:
+        """The text of typed values (no stray-text union)."""
+        kind, column_type = array.type, self.column.type
+        if pa.types.is_string(kind) or pa.types.is_null(kind):
+            return self._text(array)
+        if column_type == "boolean":
+            if pa.types.is_boolean(kind):
+                return pc.if_else(array, "true", "false").fill_null("")
+        elif pa.types.is_integer(kind) or pa.types.is_date32(kind):
+            return array.cast(pa.string()).fill_null("")
+        elif column_type == "datetime" and kind == pa.timestamp("us", tz=kind.tz):
+            return self.clock.clock(array).fill_null("")
+        rendered = [self._render(value) for value in array.to_pylist()]
+        return self._shown(pa.array(rendered, pa.string()))
+
+    def _text(self, array: pa.Array) -> pa.Array:
+        return self._shown(array.cast(pa.string()).fill_null(""))
+
+
+def _controls_fixed(cells: pa.Array, pattern: str, fix: Callable[[str], str]) -> pa.Array:
+    """``cells`` (strings without nulls) with ``fix`` run on those that RE2's ``pattern``
+    (of control characters) finds something in, and the others as they are."""
+    if not _may_hold_controls(cells, lines=pattern == _RE2_CONTROLS_BUT_LINES):
+        return cells
+    found = pc.match_substring_regex(cells, pattern)
+    if not pc.any(found).as_py():
+        return cells
+    fixed = [fix(cell) for cell in cells.filter(found).to_pylist()]
+    return pc.replace_with_mask(cells, found, pa.array(fixed, pa.string()))
+
+
+def _may_hold_controls(cells: pa.Array, *, lines: bool) -> bool:
+    """Whether ``cells`` may hold a control character, U+2028 or U+2029 (with ``lines``:
+    a control character but tab and line feed): a look at their bytes at once, much
+    faster than a regex over each cell."""
+    text = bytes(_text_bytes(cells))
+    suspect = text.translate(None, _LINES_UNSUSPECT_BYTES if lines else _UNSUSPECT_BYTES)
+    if suspect.translate(None, b"\xc2\xe2"):  # an ASCII control
+        return True
+    if b"\xc2" in suspect and _C1_UTF8.search(text) is not None:
+        return True
+    return not lines and b"\xe2" in suspect and (b"\xe2\x80\xa8" in text or b"\xe2\x80\xa9" in text)
+
+
+def printable_cells(cells: pa.Array, fix: Callable[[str], str] = printable) -> pa.Array:
+    """Each of ``cells`` through :func:`printable` (or ``fix``, for the cells that hold
+    a control character, a line break above all)."""
+    return _controls_fixed(cells, _RE2_CONTROLS, fix)
+
+
+def printable_lines_cells(cells: pa.Array) -> pa.Array:
+    """Each of ``cells`` through :func:`printable_lines`."""
+    return _controls_fixed(cells, _RE2_CONTROLS_BUT_LINES, printable_lines)
+
+
+def html_escaped(cells: pa.Array) -> pa.Array:
+    """Each of ``cells`` as :func:`html.escape` writes it (``& < > " '``)."""
+    held = bytes(_text_bytes(cells))
+    for char, entity in _HTML_ESCAPES:
+        if char.encode() in held:
+            cells = pc.replace_substring(cells, char, entity)
+    return cells
+
+
+def write_cells(file: BinaryIO, cells: pa.Array) -> None:
+    """Write ``cells`` (strings without nulls) to ``file`` one after the other, in UTF-8:
+    straight from the array's buffer."""
+    text = _text_bytes(cells)
+    if text:
+        file.write(text)
+
+
+def _text_bytes(cells: pa.Array) -> memoryview:
+    """The UTF-8 of ``cells`` (strings) one after the other, in the array's buffer."""
+    if len(cells) == 0:
+        return memoryview(b"")
+    _, offsets, data = cells.buffers()
+    at = memoryview(offsets).cast("i")
+    start, end = at[cells.offset], at[cells.offset + len(cells)]
+    return memoryview(data)[start:end] if end > start else memoryview(b"")
+
+
+class ConversationStarts:
+    """Where a transcript's conversations start, batch after batch of Arrow arrays.
+
+    A conversation starts where the conversation column's value changes, so a
+    source should order rows by conversation.  The last batch's conversation is
+    remembered: one that goes on from it does not start again.
+    """
+
+    def __init__(self) -> None:
         self._current: Any = _NOTHING_YET
 
     @property
@@ -316,18 +511,30 @@ class ConversationRuns:
         """Whether any conversation has started."""
         return self._current is not _NOTHING_YET
 
-    def split(self, batch: Batch) -> Iterator[Run]:
-        """The runs of ``batch``, in order."""
-        if self._conversation is None:
-            if batch:
-                yield Run("", batch, starts=False, first=False)
-            return
-        at, render = self._conversation
-        for conversation, rows in groupby(batch, itemgetter(at)):
-            first = not self.started
-            starts = conversation != self._current
-            self._current = conversation
-            yield Run(render(conversation), rows, starts, first)
+    def starts(self, conversations: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """For each value of a conversation column, whether a conversation starts there,
+        and whether one ends there (one starts that is not the export's first)."""
+        if len(conversations) == 0:
+            nothing = pa.array([], pa.bool_())
+            return nothing, nothing
+        if pa.types.is_union(conversations.type):
+            values = conversations.to_pylist()
+            changed = pa.array([a != b for a, b in itertools.pairwise(values)], pa.bool_())
+            last = values[-1]
+        else:
+            changed = _changes(conversations[1:], conversations[:-1])
+            last = conversations[-1].as_py()
+        first = conversations[0].as_py() != self._current
+        ends = self.started and first
+        self._current = last
+        return (
+            pa.concat_arrays([pa.array([first], pa.bool_()), changed]),
+            pa.concat_arrays([pa.array([ends], pa.bool_()), changed]),
+        )
 
 
-_NOTHING_YET = object()
+def _changes(values: pa.Array, before: pa.Array) -> pa.Array:
+    """Whether each of ``values`` differs from the one ``before`` it (``None`` equals ``None``)."""
+    null, null_before = pc.is_null(values), pc.is_null(before)
+    differs = pc.fill_null(pc.not_equal(values, before), False)
+    return pc.or_(pc.xor(null, null_before), differs)

@@ -10,7 +10,9 @@ has that role) holding one ``<div class="message">`` per row with its
 ``<time>``, author and text.  Otherwise it is a ``<table>`` with a
 ``<thead>`` of column names and a ``<tbody>`` of rows.
 
-Every value is escaped with :func:`html.escape`.  Line breaks and tabs are
+Batches come as Arrow record batches and are written a column at a time
+(:class:`~exportd.plugins.formats.common.ColumnText`).  Every value is escaped
+as :func:`html.escape` escapes it.  Line breaks and tabs are
 kept and shown (``white-space: pre-wrap``), CRLF as LF; other control
 characters, which HTML forbids, are shown as visible symbols (see
 :func:`~exportd.plugins.formats.common.printable_lines`).  Datetimes are
@@ -21,23 +23,25 @@ in the request's zone, to the second.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from html import escape
 from typing import Any, BinaryIO
-from zoneinfo import ZoneInfo
 
-from exportd import Batch, Column, ExportInfo, Format, NoOptions, RowWriter, hookimpl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from exportd import Column, ExportInfo, Format, NoOptions, RowWriter, hookimpl
 from exportd.plugins.formats.common import (
     NUMERIC_TYPES,
-    ConversationRuns,
-    Render,
+    ColumnText,
+    ConversationStarts,
     TranscriptLayout,
-    clock,
+    by_kind,
     export_title,
-    local_time,
+    html_escaped,
     printable_lines,
-    renderers,
+    printable_lines_cells,
     transcript_layout,
+    write_cells,
 )
 
 STYLE = """\
@@ -64,16 +68,37 @@ class HtmlFormat(Format[NoOptions]):
     media_type = "text/html; charset=utf-8"
     extension = "html"
     description = "a standalone HTML page: a chat transcript, or a table"
+    form = "arrow"
 
     def open(
         self, file: BinaryIO, columns: Sequence[Column], options: NoOptions, info: ExportInfo
     ) -> RowWriter:
         """Write the page's head and heading and return the transcript or table writer."""
         layout = transcript_layout(columns)
-        markup = cell_markup(columns, info.window.timezone)
+        markup = [CellMarkup(column, info) for column in columns]
         if layout is None:
             return TableWriter(file, columns, markup, info)
         return TranscriptWriter(file, columns, markup, layout, info)
+
+
+class CellMarkup:
+    """The escaped HTML of a column's values, an Arrow array at a time: a datetime as
+    ``<time datetime="...">...</time>``, anything else its escaped display text."""
+
+    def __init__(self, column: Column, info: ExportInfo) -> None:
+        self._text = ColumnText(column, info.window.timezone, _escaped_cells)
+        self._times = column.type == "datetime"
+
+    def cells(self, array: pa.Array) -> pa.Array:
+        """The markup of each of ``array``'s values."""
+        return by_kind(array, self._typed, self._text.cells)
+
+    def _typed(self, array: pa.Array) -> pa.Array:
+        if not (self._times and array.type == pa.timestamp("us", tz=array.type.tz)):
+            return self._text.typed(array)
+        clock, iso = self._text.clock.clock_and_iso(array)
+        times = pc.binary_join_element_wise('<time datetime="', iso, '">', clock, "</time>", "")
+        return times.fill_null("")
 
 
 class TranscriptWriter(RowWriter):
@@ -83,7 +108,7 @@ class TranscriptWriter(RowWriter):
         self,
         file: BinaryIO,
         columns: Sequence[Column],
-        markup: list[Render],
+        markup: list[CellMarkup],
         layout: TranscriptLayout,
         info: ExportInfo,
     ) -> None:
@@ -92,39 +117,51 @@ class TranscriptWriter(RowWriter):
         self._layout = layout
         conversation = layout.conversation
         self._label = "" if conversation is None else _escaped(columns[conversation].name)
-        self._runs = ConversationRuns(layout, markup)
+        self._starts = ConversationStarts()
         _write(file, [_head(info, ""), "<main>\n"])
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: pa.RecordBatch) -> None:
         """Write the batch's messages, starting a section where the conversation changes."""
-        layout, markup = self._layout, self._markup
-        time, author, text = markup[layout.time], markup[layout.author], markup[layout.text]
-        at_time, at_author, at_text = layout.time, layout.author, layout.text
-        parts: list[str] = []
-        for run in self._runs.split(batch):
-            if run.starts:
-                if not run.first:
-                    parts.append("</section>\n")
-                parts.append(f"<section>\n<h2>{self._label}: {run.conversation}</h2>\n")
-            parts.extend(
-                f'<div class="message">{time(row[at_time])}'
-                f'<span class="author">{author(row[at_author])}</span>'
-                f'<div class="text">{text(row[at_text])}</div></div>\n'
-                for row in run.rows
-            )
-        _write(self._file, parts)
+        layout = self._layout
+        time, author, text = (
+            self._cells(batch, at) for at in (layout.time, layout.author, layout.text)
+        )
+        parts: list[Any] = [
+            '<div class="message">',
+            time,
+            '<span class="author">',
+            author,
+            '</span><div class="text">',
+            text,
+            "</div></div>\n",
+        ]
+        if layout.conversation is not None and batch.num_rows:
+            parts[:0] = self._sections(batch, layout.conversation)
+        write_cells(self._file, pc.binary_join_element_wise(*parts, ""))
 
     def close(self) -> None:
         """Close the last section and the page."""
-        end = "</section>\n" if self._runs.started else ""
+        end = "</section>\n" if self._starts.started else ""
         _write(self._file, [end, "</main>\n", _TAIL])
+
+    def _cells(self, batch: pa.RecordBatch, at: int) -> pa.Array:
+        return self._markup[at].cells(batch.column(at))
+
+    def _sections(self, batch: pa.RecordBatch, at: int) -> list[pa.Array]:
+        """Before each row that starts a conversation, the end of the last section (if
+        any) and the start of its own; nothing before the others."""
+        starts, ends = self._starts.starts(batch.column(at))
+        headings = pc.binary_join_element_wise(
+            f"<section>\n<h2>{self._label}: ", self._cells(batch, at), "</h2>\n", ""
+        )
+        return [pc.if_else(ends, "</section>\n", ""), pc.if_else(starts, headings, "")]
 
 
 class TableWriter(RowWriter):
     """Writes a ``<table>`` row per row."""
 
     def __init__(
-        self, file: BinaryIO, columns: Sequence[Column], markup: list[Render], info: ExportInfo
+        self, file: BinaryIO, columns: Sequence[Column], markup: list[CellMarkup], info: ExportInfo
     ) -> None:
         self._file = file
         self._markup = markup
@@ -143,49 +180,21 @@ class TableWriter(RowWriter):
             ],
         )
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: pa.RecordBatch) -> None:
         """Write the batch's rows."""
-        markup = self._markup
-        _write(
-            self._file,
-            [
-                "<tr><td>"
-                + "</td><td>".join([m(v) for m, v in zip(markup, row, strict=True)])
-                + "</td></tr>\n"
-                for row in batch
-            ],
-        )
+        if not batch.num_rows:
+            return
+        cells = [m.cells(array) for m, array in zip(self._markup, batch.columns, strict=True)]
+        row = pc.binary_join_element_wise(*cells, "</td><td>")
+        write_cells(self._file, pc.binary_join_element_wise("<tr><td>", row, "</td></tr>\n", ""))
 
     def close(self) -> None:
         """Close the table and the page."""
         _write(self._file, ["</tbody>\n</table>\n", _TAIL])
 
 
-def cell_markup(columns: Sequence[Column], zone: ZoneInfo) -> list[Render]:
-    """For each column, a function giving the escaped HTML of one of its values."""
-    return [
-        _time_markup(zone, render) if column.type == "datetime" else _escaping(render)
-        for column, render in zip(columns, renderers(columns, zone), strict=True)
-    ]
-
-
-def _time_markup(zone: ZoneInfo, render: Render) -> Render:
-    text = _escaping(render)
-
-    def markup(value: Any) -> str:
-        if not isinstance(value, datetime):
-            return text(value)
-        local = local_time(value, zone)
-        return f'<time datetime="{local.isoformat(timespec="seconds")}">{clock(local)}</time>'
-
-    return markup
-
-
-def _escaping(render: Render) -> Render:
-    def markup(value: Any) -> str:
-        return escape(printable_lines(render(value)))
-
-    return markup
+def _escaped_cells(cells: pa.Array) -> pa.Array:
+    return html_escaped(printable_lines_cells(cells))
 
 
 def _escaped(text: str) -> str:

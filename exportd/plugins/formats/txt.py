@@ -25,7 +25,9 @@ a longer value later is not cut, its line just runs over.  Numbers are
 right-aligned.  Widths count code points, so wide characters (CJK, emoji)
 may shift a line.
 
-Times are shown to the second in the request's zone, booleans as
+Batches come as Arrow record batches and are written a column at a time
+(:class:`~exportd.plugins.formats.common.ColumnText`).  Times are shown to the
+second in the request's zone, booleans as
 ``true``/``false``, ``None`` as nothing.  Control characters that would break
 the layout are shown as visible symbols (see
 :func:`~exportd.plugins.formats.common.printable`): ``"\\t"`` as ``"␉"``, NUL
@@ -37,15 +39,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
-from exportd import Batch, Column, ExportInfo, Format, NoOptions, RowWriter, hookimpl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from exportd import Column, ExportInfo, Format, NoOptions, RowWriter, hookimpl
 from exportd.plugins.formats.common import (
     NUMERIC_TYPES,
-    ConversationRuns,
+    ColumnText,
+    ConversationStarts,
     TranscriptLayout,
     export_title,
     printable,
-    renderers,
+    printable_cells,
     transcript_layout,
+    write_cells,
 )
 
 MAX_WIDTH = 40
@@ -60,6 +67,7 @@ class TxtFormat(Format[NoOptions]):
     media_type = "text/plain; charset=utf-8"
     extension = "txt"
     description = "plain text: a chat transcript, or an aligned table"
+    form = "arrow"
 
     def open(
         self, file: BinaryIO, columns: Sequence[Column], options: NoOptions, info: ExportInfo
@@ -80,33 +88,48 @@ class TranscriptWriter(RowWriter):
     ) -> None:
         self._file = file
         self._layout = layout
-        self._render = renderers(columns, info.window.timezone)
+        zone = info.window.timezone
+        self._text = [ColumnText(column, zone, printable_cells) for column in columns]
+        self._text[layout.text] = ColumnText(columns[layout.text], zone, _message_lines)
         conversation = layout.conversation
         self._label = "" if conversation is None else printable(columns[conversation].name)
-        self._runs = ConversationRuns(layout, self._render)
+        self._starts = ConversationStarts()
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: pa.RecordBatch) -> None:
         """Write the batch's messages, starting a section where the conversation changes."""
-        layout, render = self._layout, self._render
-        time, author, text = render[layout.time], render[layout.author], render[layout.text]
-        at_time, at_author, at_text = layout.time, layout.author, layout.text
-        lines: list[str] = []
-        for run in self._runs.split(batch):
-            if run.starts:
-                if not run.first:
-                    lines.append("")
-                lines.append(f"== {self._label}: {printable(run.conversation)} ==")
-            for row in run.rows:
-                first, *more = text(row[at_text]).splitlines() or [""]
-                lines.append(
-                    f"[{printable(time(row[at_time]))}] {printable(author(row[at_author]))}: "
-                    f"{printable(first)}"
-                )
-                lines.extend(INDENT + printable(line) for line in more)
-        _write_lines(self._file, lines)
+        layout = self._layout
+        time, author = (self._cells(batch, at) for at in (layout.time, layout.author))
+        text = self._text[layout.text].cells(batch.column(layout.text))
+        parts: list[Any] = ["[", time, "] ", author, ": ", text, "\n"]
+        if layout.conversation is not None and batch.num_rows:
+            parts[:0] = self._headings(batch, layout.conversation)
+        write_cells(self._file, pc.binary_join_element_wise(*parts, ""))
 
     def close(self) -> None:
         """Nothing to finish: every batch is written whole."""
+
+    def _cells(self, batch: pa.RecordBatch, at: int) -> pa.Array:
+        return self._text[at].cells(batch.column(at))
+
+    def _headings(self, batch: pa.RecordBatch, at: int) -> list[pa.Array]:
+        """A heading before each row that starts a conversation, after a blank line
+        unless it is the export's first; nothing before the others."""
+        starts, ends = self._starts.starts(batch.column(at))
+        headings = pc.binary_join_element_wise(
+            f"== {self._label}: ", self._cells(batch, at), " ==\n", ""
+        )
+        return [pc.if_else(ends, "\n", ""), pc.if_else(starts, headings, "")]
+
+
+def _message_lines(cells: pa.Array) -> pa.Array:
+    """Each message's text shown, its line breaks as continuation lines."""
+    return printable_cells(cells, _lines)
+
+
+def _lines(text: str) -> str:
+    """A message's text, each line break as a continuation line, trailing ones dropped."""
+    first, *more = text.splitlines() or [""]
+    return "\n".join([printable(first), *(INDENT + printable(line) for line in more)])
 
 
 class TableWriter(RowWriter):
@@ -115,43 +138,57 @@ class TableWriter(RowWriter):
     def __init__(self, file: BinaryIO, columns: Sequence[Column], info: ExportInfo) -> None:
         self._file = file
         self._columns = columns
-        self._render = renderers(columns, info.window.timezone)
-        self._line: str | None = None  # the str.format template of a line, once widths are known
+        zone = info.window.timezone
+        self._text = [ColumnText(column, zone, printable_cells) for column in columns]
+        self._widths: list[int] | None = None  # once the first batch has set them
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: pa.RecordBatch) -> None:
         """Write the batch's rows, after the header if this is the first batch."""
-        render = self._render
-        rows = [[printable(r(v)) for r, v in zip(render, row, strict=True)] for row in batch]
-        if self._line is None:
-            if not rows:
+        cells = [text.cells(array) for text, array in zip(self._text, batch.columns, strict=True)]
+        if self._widths is None:
+            if not batch.num_rows:
                 return
-            self._line = self._write_header(rows)
-        _write_lines(self._file, [self._line.format(*cells) for cells in rows])
+            self._widths = self._write_header(cells)
+        last = len(cells) - 1
+        padded = [
+            pc.utf8_lpad(cells, width)
+            if column.type in NUMERIC_TYPES
+            else cells
+            if index == last
+            else pc.utf8_rpad(cells, width)
+            for index, (column, cells, width) in enumerate(
+                zip(self._columns, cells, self._widths, strict=True)
+            )
+        ]
+        lines = pc.binary_join_element_wise(*padded, SEPARATOR)
+        write_cells(self._file, pc.binary_join_element_wise(lines, "\n", ""))
 
     def close(self) -> None:
         """Write the header of a table that got no rows."""
-        if self._line is None:
+        if self._widths is None:
             self._write_header([])
 
-    def _write_header(self, rows: list[list[str]]) -> str:
-        """Write the header and rule, sized for ``rows``; return the template of a line."""
+    def _write_header(self, cells: list[pa.Array]) -> list[int]:
+        """Write the header and rule, sized for the first batch's ``cells``; return the widths."""
         header = [printable(column.name) for column in self._columns]
+        longest = [pc.max(pc.utf8_length(column)).as_py() for column in cells] or [0] * len(header)
         widths = [
-            min(MAX_WIDTH, max(len(cell) for cell in cells))
-            for cells in zip(header, *rows, strict=True)
+            min(MAX_WIDTH, max(len(name), most)) for name, most in zip(header, longest, strict=True)
         ]
         last = len(widths) - 1
         line = SEPARATOR.join(
-            f"{{:>{width}}}"
+            f"{name:>{width}}"
             if column.type in NUMERIC_TYPES
-            else "{}"
+            else name
             if index == last
-            else f"{{:<{width}}}"
-            for index, (column, width) in enumerate(zip(self._columns, widths, strict=True))
+            else f"{name:<{width}}"
+            for index, (column, name, width) in enumerate(
+                zip(self._columns, header, widths, strict=True)
+            )
         )
         rule = "-+-".join("-" * width for width in widths)
-        _write_lines(self._file, [line.format(*header), rule])
-        return line
+        _write_lines(self._file, [line, rule])
+        return widths
 
 
 def _write_lines(file: BinaryIO, lines: list[str]) -> None:
