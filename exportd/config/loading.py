@@ -21,11 +21,10 @@ prefix, which the test suite keeps for its own variables (such as
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
-import tomllib
 from collections.abc import Callable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,8 +78,11 @@ def plugin_config(name: str, table: Mapping[str, Any], type_: type[C]) -> C:
     variables are: text converts to the number or the flag the Struct wants, and text
     where it wants a list is comma-separated.
     """
+    # Most tables are empty: the fields' types, which take a while to inspect, are then
+    # not needed.
     fields = {
-        f.encode_name: msgspec.inspect.type_info(f.type) for f in msgspec.structs.fields(type_)
+        f.encode_name: msgspec.inspect.type_info(f.type)
+        for f in (msgspec.structs.fields(type_) if table else ())
     }
     data = {
         key: _text_value(fields.get(key), value) if isinstance(value, str) else value
@@ -145,6 +147,8 @@ def variable_name(key: str) -> str:
 
 
 def _read_file(path: Path) -> dict[str, Any]:
+    import tomllib  # only where there is a file: some 5 ms of start-up otherwise
+
     try:
         with path.open("rb") as file:
             return tomllib.load(file)
@@ -177,8 +181,14 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     return data
 
 
+@cache
+def _settings_type() -> msgspec.inspect.Type:
+    """The type of :class:`Settings`, inspected once (a millisecond each time)."""
+    return msgspec.inspect.type_info(Settings)
+
+
 def _parse_value(path: list[str], value: str, variable: str) -> Any:
-    info: Any = msgspec.inspect.type_info(Settings)
+    info: Any = _settings_type()
     for key in path:
         if isinstance(info, msgspec.inspect.DictType):  # a table of any keys: [plugins]
             info = info.value_type
@@ -203,6 +213,8 @@ def _text_value(info: msgspec.inspect.Type | None, value: str) -> Any:
 def _suggestion(variable: str) -> str:
     """``; did you mean EXPORTD_X?`` naming the setting's variable most like
     ``variable``, or nothing if none is close."""
+    import difflib  # for this error only: a command that starts imports none
+
     # Compared without the prefix, which every name shares and would make all look alike.
     names = [name.removeprefix(PREFIX) for name in _setting_variables()]
     close = difflib.get_close_matches(variable.removeprefix(PREFIX), names, n=1)
@@ -221,5 +233,5 @@ def _setting_variables() -> list[str]:
         for field in fields:
             add(field.type, f"{key}.{field.encode_name}" if key else field.encode_name)
 
-    add(msgspec.inspect.type_info(Settings), "")
+    add(_settings_type(), "")
     return names
