@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -159,7 +158,10 @@ class Plugins:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
                 continue
-            package = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ep.value
+            package = ep.value
+            if ep.dist is not None:
+                about = ep.dist.metadata  # read and parsed on each access: once
+                package = f"{about['Name']} {about['Version']}"
             try:
                 plugin = ep.load()
             except Exception as exc:
@@ -368,6 +370,8 @@ def _check_tables(settings: Settings, loaded: Iterable[str], blocked: Iterable[s
     for table in settings.plugins:
         if table in known or table in absent:
             continue
+        import difflib  # for this error only: a command that starts imports none
+
         close = difflib.get_close_matches(table, sorted(known), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
@@ -380,6 +384,8 @@ def _check_tables(settings: Settings, loaded: Iterable[str], blocked: Iterable[s
 
 def _suggestion(hook: str, hooks: list[str]) -> str:
     """`` (did you mean exportd_sources()?)`` naming the hook most like ``hook``, if one is."""
+    import difflib
+
     close = difflib.get_close_matches(hook, hooks, n=1)
     return f" (did you mean {close[0]}()?)" if close else ""
 
