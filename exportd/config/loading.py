@@ -21,7 +21,6 @@ prefix, which the test suite keeps for its own variables (such as
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -45,8 +44,6 @@ PLUGINS = "plugins"
 MOVED_TO_PLUGINS = ("email",)
 """Tables of built-in plugins' settings that moved under ``[plugins]``: their old keys
 (``email.host``) still work, each with a warning naming its new key."""
-
-log = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=msgspec.Struct)
 
@@ -112,10 +109,18 @@ def _moved(data: dict[str, Any], path: str) -> dict[str, Any]:
             moved = f"{PLUGINS}.{name}.{key}"
             if key in new:
                 raise ConfigError(f"{path}: {name}.{key} is set twice, as {moved} too", [])
-            log.warning("%s: %s.%s is deprecated: use %s", path, name, key, moved)
+            _deprecated("%s: %s.%s is deprecated: use %s", path, name, key, moved)
         rest = {key: value for key, value in data.items() if key != name}
         data = {**rest, PLUGINS: {**plugins, name: {**old, **new}}}
     return data
+
+
+def _deprecated(message: str, *args: object) -> None:
+    """Log the warning that a setting moved (:mod:`logging`, some 5 ms to import, is
+    imported then: most commands start without one)."""
+    import logging
+
+    logging.getLogger(__name__).warning(message, *args)
 
 
 def _merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +178,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             moved = variable_name(".".join(path))
             if moved in environ:
                 raise ConfigError(f"{variable} is set twice, as {moved} too", [])
-            log.warning("%s is deprecated: use %s", variable, moved)
+            _deprecated("%s is deprecated: use %s", variable, moved)
         target = data
         for key in path[:-1]:
             target = target.setdefault(key, {})
