@@ -163,6 +163,27 @@ def test_a_hook_that_fails_or_returns_junk_is_an_error_naming_the_plugin(
     assert message in str(caught.value)
 
 
+def test_a_module_s_hooks_are_found_whatever_holds_them() -> None:
+    class Counting:
+        @hookimpl
+        def exportd_sources(self) -> list[Any]:
+            return [toy_plugins.CountSource()]
+
+        @hookimpl
+        @staticmethod
+        def exportd_formats() -> list[Any]:
+            return [toy_plugins.LinesFormat()]
+
+    mixed = types.ModuleType("mixed_plugin")
+    mixed.exportd_sources = Counting().exportd_sources  # type: ignore[attr-defined]
+    mixed.exportd_formats = Counting.__dict__["exportd_formats"]  # type: ignore[attr-defined]
+    mixed.exportd_storages = {"exportd_impl": {}}  # type: ignore[attr-defined]  # no hook
+    plugins = Plugins(builtins=False, entry_points=False, extra=[mixed])
+    assert list(plugins.sources) == ["count"]
+    assert list(plugins.formats) == ["lines"]
+    assert not plugins.storages
+
+
 def test_a_misspelt_hook_is_an_error_naming_the_plugin_and_the_hook() -> None:
     typo = types.ModuleType("typo_plugin")
 
