@@ -71,7 +71,9 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The parser of ``exportd``, with the whole parser of the command that ``argv``
-    names, if any (the other commands have only their line of help)."""
+    names, and no other; when ``argv`` names none of its commands, each command's line of
+    help, which ``exportd --help`` and a usage error list.  (Each parser takes time to
+    make, and a command parses its own arguments only.)"""
     parser = Parser(
         prog="exportd",
         description="exportd: a plugin-based export engine for conversation data.  "
@@ -86,12 +88,13 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         help="what to do; exportd COMMAND --help describes it",
     )
     chosen = named_command(argv)
+    if chosen in COMMANDS:
+        command = COMMANDS[chosen]
+        module = importlib.import_module(f"exportd.cli.{command.module}")
+        module.add_parser(commands, chosen, command.help)
+        return parser
     for name, command in COMMANDS.items():
-        if name == chosen:
-            module = importlib.import_module(f"exportd.cli.{command.module}")
-            module.add_parser(commands, name, command.help)
-        else:
-            commands.add_parser(name, help=command.help)
+        commands.add_parser(name, help=command.help)
     return parser
 
 

@@ -6,7 +6,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime, time, timedelta, tzinfo
@@ -178,6 +177,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     f"-o -: this export has {count} parts, one file each, and standard "
                     "output takes one: give -o FOLDER/"
                 )
+            import tempfile  # for -o - only
+
             return [Path(spool.enter_context(tempfile.TemporaryDirectory())) / name]
 
         job = None

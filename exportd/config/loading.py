@@ -21,11 +21,9 @@ prefix, which the test suite keeps for its own variables (such as
 
 from __future__ import annotations
 
-import difflib
-import logging
 import os
-import tomllib
 from collections.abc import Callable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,8 +44,6 @@ PLUGINS = "plugins"
 MOVED_TO_PLUGINS = ("email",)
 """Tables of built-in plugins' settings that moved under ``[plugins]``: their old keys
 (``email.host``) still work, each with a warning naming its new key."""
-
-log = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=msgspec.Struct)
 
@@ -79,8 +75,11 @@ def plugin_config(name: str, table: Mapping[str, Any], type_: type[C]) -> C:
     variables are: text converts to the number or the flag the Struct wants, and text
     where it wants a list is comma-separated.
     """
+    # Most tables are empty: the fields' types, which take a while to inspect, are then
+    # not needed.
     fields = {
-        f.encode_name: msgspec.inspect.type_info(f.type) for f in msgspec.structs.fields(type_)
+        f.encode_name: msgspec.inspect.type_info(f.type)
+        for f in (msgspec.structs.fields(type_) if table else ())
     }
     data = {
         key: _text_value(fields.get(key), value) if isinstance(value, str) else value
@@ -110,10 +109,18 @@ def _moved(data: dict[str, Any], path: str) -> dict[str, Any]:
             moved = f"{PLUGINS}.{name}.{key}"
             if key in new:
                 raise ConfigError(f"{path}: {name}.{key} is set twice, as {moved} too", [])
-            log.warning("%s: %s.%s is deprecated: use %s", path, name, key, moved)
+            _deprecated("%s: %s.%s is deprecated: use %s", path, name, key, moved)
         rest = {key: value for key, value in data.items() if key != name}
         data = {**rest, PLUGINS: {**plugins, name: {**old, **new}}}
     return data
+
+
+def _deprecated(message: str, *args: object) -> None:
+    """Log the warning that a setting moved (:mod:`logging`, some 5 ms to import, is
+    imported then: most commands start without one)."""
+    import logging
+
+    logging.getLogger(__name__).warning(message, *args)
 
 
 def _merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -145,6 +152,8 @@ def variable_name(key: str) -> str:
 
 
 def _read_file(path: Path) -> dict[str, Any]:
+    import tomllib  # only where there is a file: some 5 ms of start-up otherwise
+
     try:
         with path.open("rb") as file:
             return tomllib.load(file)
@@ -169,7 +178,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             moved = variable_name(".".join(path))
             if moved in environ:
                 raise ConfigError(f"{variable} is set twice, as {moved} too", [])
-            log.warning("%s is deprecated: use %s", variable, moved)
+            _deprecated("%s is deprecated: use %s", variable, moved)
         target = data
         for key in path[:-1]:
             target = target.setdefault(key, {})
@@ -177,8 +186,14 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     return data
 
 
+@cache
+def _settings_type() -> msgspec.inspect.Type:
+    """The type of :class:`Settings`, inspected once (a millisecond each time)."""
+    return msgspec.inspect.type_info(Settings)
+
+
 def _parse_value(path: list[str], value: str, variable: str) -> Any:
-    info: Any = msgspec.inspect.type_info(Settings)
+    info: Any = _settings_type()
     for key in path:
         if isinstance(info, msgspec.inspect.DictType):  # a table of any keys: [plugins]
             info = info.value_type
@@ -203,6 +218,8 @@ def _text_value(info: msgspec.inspect.Type | None, value: str) -> Any:
 def _suggestion(variable: str) -> str:
     """``; did you mean EXPORTD_X?`` naming the setting's variable most like
     ``variable``, or nothing if none is close."""
+    import difflib  # for this error only: a command that starts imports none
+
     # Compared without the prefix, which every name shares and would make all look alike.
     names = [name.removeprefix(PREFIX) for name in _setting_variables()]
     close = difflib.get_close_matches(variable.removeprefix(PREFIX), names, n=1)
@@ -221,5 +238,5 @@ def _setting_variables() -> list[str]:
         for field in fields:
             add(field.type, f"{key}.{field.encode_name}" if key else field.encode_name)
 
-    add(msgspec.inspect.type_info(Settings), "")
+    add(_settings_type(), "")
     return names

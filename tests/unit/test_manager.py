@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import types
+from importlib import metadata
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Annotated, Any
@@ -90,6 +91,36 @@ def test_a_blocked_entry_point_is_not_even_imported(monkeypatch: pytest.MonkeyPa
     assert not plugins.formats
 
 
+def installed(folder: Path, dist: str, entry_points: str) -> None:
+    """A distribution ``dist`` (``name-version``) in ``folder``, with ``entry_points``."""
+    info = folder / f"{dist}.dist-info"
+    info.mkdir(parents=True)
+    name, _, version = dist.partition("-")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_the_entry_points_found_are_those_importlib_metadata_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    installed(
+        first, "exportd_one-1.0", "[exportd]\none = exportd_one\n[console_scripts]\nx = y:z\n"
+    )
+    installed(first, "exportd_two-2.0", "[exportd]\ntwo = exportd_two\n")
+    # The same distribution further down the path, with an entry point of its own: shadowed.
+    installed(second, "exportd_Two-1.0", "[exportd]\ntwo = old_two\nold = old_two\n")
+    installed(second, "spaced-1.0", "[ exportd ]\nnot_ours = spaced\n[[exportd]]\nours = spaced\n")
+    installed(second, "mention-1.0", "[other]\nsays = mention:at [exportd]\n")
+    installed(second, "empty-1.0", "")
+    monkeypatch.syspath_prepend(second)
+    monkeypatch.syspath_prepend(first)
+    expected = metadata.entry_points(group="exportd")
+    assert {"one", "two", "ours"} <= set(expected.names)
+    assert "old" not in expected.names
+    assert manager.entry_points("exportd") == list(expected)
+
+
 def test_the_built_in_route_plugins_load_when_the_routes_are_asked_for_once() -> None:
     plugins = Plugins(entry_points=False)
     assert not any(plugins.pm.has_plugin(name) for name in manager.BUILTIN_ROUTE_PLUGINS)
@@ -130,6 +161,27 @@ def test_a_hook_that_fails_or_returns_junk_is_an_error_naming_the_plugin(
     with pytest.raises(PluginError) as caught:
         Plugins(builtins=False, entry_points=False, extra=[sloppy])
     assert message in str(caught.value)
+
+
+def test_a_module_s_hooks_are_found_whatever_holds_them() -> None:
+    class Counting:
+        @hookimpl
+        def exportd_sources(self) -> list[Any]:
+            return [toy_plugins.CountSource()]
+
+        @hookimpl
+        @staticmethod
+        def exportd_formats() -> list[Any]:
+            return [toy_plugins.LinesFormat()]
+
+    mixed = types.ModuleType("mixed_plugin")
+    mixed.exportd_sources = Counting().exportd_sources  # type: ignore[attr-defined]
+    mixed.exportd_formats = Counting.__dict__["exportd_formats"]  # type: ignore[attr-defined]
+    mixed.exportd_storages = {"exportd_impl": {}}  # type: ignore[attr-defined]  # no hook
+    plugins = Plugins(builtins=False, entry_points=False, extra=[mixed])
+    assert list(plugins.sources) == ["count"]
+    assert list(plugins.formats) == ["lines"]
+    assert not plugins.storages
 
 
 def test_a_misspelt_hook_is_an_error_naming_the_plugin_and_the_hook() -> None:

@@ -16,23 +16,21 @@ domain goes in its ASCII (IDNA) form, and a local part beyond ASCII
 retrying cannot fix (an address or a name the message cannot carry, a server
 without SMTPUTF8 for such an address, a 5xx refusal) raises
 :class:`~exportd.Undeliverable`, and the delivery is given up.
+
+Every process loads this plugin, and most never send a message: ``email-validator``
+(some 45 ms to import), :mod:`smtplib` (with :mod:`ssl`) and the message classes are
+imported where they are used.
 """
 
 from __future__ import annotations
 
 import email.errors
-import email.policy
-import smtplib
-import ssl
 import unicodedata
 from collections.abc import Iterable, Sequence
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import formatdate
-from typing import Annotated, Literal, NamedTuple
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple
 
 import msgspec
-from email_validator import EmailNotValidError, validate_email
 
 from exportd import (
     ConfigError,
@@ -46,18 +44,29 @@ from exportd import (
     hookimpl,
 )
 
+if TYPE_CHECKING:
+    import smtplib
+    from email.headerregistry import Address
+    from email.message import EmailMessage
+    from email.policy import EmailPolicy
+
 MAX_RECIPIENTS = 50
 LINE_BREAKING = frozenset({"Zl", "Zp"})
 """Unicode's line and paragraph separators (U+2028, U+2029), which :meth:`str.splitlines`
 and the :mod:`email` package take for line breaks, as they do the controls (``C*``)."""
-ASCII_POLICY = email.policy.SMTP.clone(cte_type="7bit")
-"""Messages to ASCII addresses: headers beyond ASCII as RFC 2047 encoded words, bodies
-in 7 bits (quoted-printable or base64), for any SMTP server."""
-UTF8_POLICY = email.policy.SMTPUTF8
-"""Messages with an address beyond ASCII, for a server that offers SMTPUTF8."""
 UTF8_OPTIONS = ["SMTPUTF8", "BODY=8BITMIME"]
 """The ``MAIL FROM`` options of an SMTPUTF8 message (RFC 6531 servers take 8BITMIME)."""
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+@cache
+def message_policy(*, utf8: bool) -> EmailPolicy[EmailMessage]:
+    """How a message is written: with ``utf8`` (an address beyond ASCII, for a server
+    that offers SMTPUTF8) headers in UTF-8; else headers beyond ASCII as RFC 2047 encoded
+    words and bodies in 7 bits (quoted-printable or base64), for any SMTP server."""
+    import email.policy
+
+    return email.policy.SMTPUTF8 if utf8 else email.policy.SMTP.clone(cte_type="7bit")
 
 
 class EmailConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -126,12 +135,16 @@ class Mailbox(NamedTuple):
     @property
     def header(self) -> Address:
         """The address for a ``From`` or ``To`` header."""
+        from email.headerregistry import Address
+
         return Address(username=self.local_part, domain=self.domain)
 
 
 def checked_address(address: str) -> Mailbox:
     """``address`` parsed and normalised; :class:`~email_validator.EmailNotValidError` (a
     :class:`ValueError`) saying why it is no address a message can carry."""
+    from email_validator import EmailNotValidError, validate_email
+
     found = validate_email(address, check_deliverability=False, allow_smtputf8=True)
     if "=?" in found.local_part:
         # The email package would decode it, and show another address (RFC 2047, 5).
@@ -178,6 +191,8 @@ class EmailDelivery(DeliveryMethod):
             raise InvalidRequest.field("delivery.to", "an email delivery needs an address")
         if len(delivery.to) > MAX_RECIPIENTS:
             raise InvalidRequest.field("delivery.to", f"at most {MAX_RECIPIENTS} addresses")
+        from email_validator import EmailNotValidError
+
         found: list[Mailbox] = []
         for index, address in enumerate(delivery.to):
             try:
@@ -215,8 +230,11 @@ class EmailDelivery(DeliveryMethod):
     ) -> EmailMessage:
         """The message for ``job`` to ``recipients``: its files attached while they fit,
         linked otherwise; in UTF-8 headers with ``utf8`` (for SMTPUTF8), else in ASCII."""
+        from email.message import EmailMessage
+        from email.utils import formatdate
+
         name = printable(job.request.name or f"export {job.id}")
-        message = EmailMessage(policy=UTF8_POLICY if utf8 else ASCII_POLICY)
+        message = EmailMessage(policy=message_policy(utf8=utf8))
         message["From"] = self.sender.header
         message["To"] = [address.header for address in recipients]
         message["Subject"] = printable(self.settings.subject.replace("{name}", name))
@@ -263,6 +281,9 @@ class EmailDelivery(DeliveryMethod):
         if ``utf8``); :class:`Undeliverable` when it cannot carry it (no SMTPUTF8) or
         refuses it for good (5xx on the recipients or the content), any other error
         when it may take it later."""
+        import smtplib
+        import ssl
+
         try:
             with self._connect() as smtp:
                 if self.settings.tls == "starttls":
@@ -292,6 +313,9 @@ class EmailDelivery(DeliveryMethod):
             raise
 
     def _connect(self) -> smtplib.SMTP:
+        import smtplib
+        import ssl
+
         settings = self.settings
         if settings.tls == "tls":
             return smtplib.SMTP_SSL(

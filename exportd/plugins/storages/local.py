@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import shutil
 from pathlib import Path
 from typing import BinaryIO
@@ -53,7 +52,9 @@ class LocalStorage(Storage):
 
     def _copy_in(self, key: str, path: Path, target: Path) -> None:
         """Copy ``path`` to ``target``, which must not exist, through a staged copy beside it."""
-        staged = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
+        # What secrets.token_hex(4) is, without importing secrets (and base64, hmac,
+        # random) into every process that loads the plugin.
+        staged = target.with_name(f".{target.name}.{os.urandom(4).hex()}.partial")
         try:
             shutil.copyfile(path, staged)
             try:

@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,10 +43,11 @@ import msgspec
 from exportd import ConfigError, Settings, Storage, hookimpl
 
 if TYPE_CHECKING:
+    import logging
+    from concurrent.futures import Future
+
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
-
-log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 MIN_CHUNK_SIZE = 5 * MiB
@@ -232,7 +231,7 @@ class S3Storage(Storage):
             held = self.client.head_object(Bucket=self.config.bucket, Key=name)
             stored = held.get("Metadata", {}).get(SHA256_METADATA, "")
             if stored.lower() == sha256.lower() and held["ContentLength"] == size:
-                log.info("the s3 storage holds %r already, this very file: stored", key)
+                _log().info("the s3 storage holds %r already, this very file: stored", key)
                 return False
             raise FileExistsError(
                 f"the storage already holds {key!r}: a stored file is never replaced"
@@ -254,6 +253,8 @@ class S3Storage(Storage):
         try:
             whole = hashlib.sha256()
             parts: list[CompletedPartTypeDef] = []
+            from concurrent.futures import ThreadPoolExecutor
+
             sending: deque[Future[CompletedPartTypeDef]] = deque()
             with ThreadPoolExecutor(self.config.parallel_parts, "s3-part") as senders:
                 while chunk := file.read(chunk_size):
@@ -293,7 +294,7 @@ class S3Storage(Storage):
             )
         except Exception as exc:
             if _status(exc) != 404:  # gone already (completed by a lost success)
-                log.warning(
+                _log().warning(
                     "the s3 storage could not abort the upload %s of %r (%s: %s); the "
                     "bucket's lifecycle rule must remove its parts",
                     *(upload_id, name, type(exc).__name__, exc),
@@ -415,6 +416,14 @@ def _check_sha256(key: str, sent: str, expected: str) -> None:
         raise ValueError(
             f"the file for {key!r} has SHA-256 {sent}, not {expected} as written: not stored"
         )
+
+
+def _log() -> logging.Logger:
+    """The storage's logger; :mod:`logging` (and :mod:`concurrent.futures`) are imported
+    where the storage is used, as boto3 is: every process loads this plugin."""
+    import logging
+
+    return logging.getLogger(__name__)
 
 
 def _base64(digest: hashlib._Hash) -> str:
