@@ -396,6 +396,7 @@ async def declare_bench_queues(channel: AbstractChannel, names: Names) -> None:
     """The baseline's and the floor's queues and exchange (exportd declares its own)."""
     for queue in names.plain_queues():
         await channel.declare_queue(queue, durable=True)
+    await channel.declare_queue(names.celery, durable=True)  # as Celery's workers declare it
     quorum: dict[str, Any] = {"x-queue-type": "quorum"}  # as the queues exportd consumes
     for queue in names.floor_queues():
         await channel.declare_queue(queue, durable=True, arguments=quorum)

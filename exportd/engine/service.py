@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -35,6 +35,7 @@ import msgspec
 from exportd.bus.base import Bus, BusError, Message
 from exportd.bus.topology import DEFAULT_EXCHANGE, event_routing_key
 from exportd.config import Settings
+from exportd.engine.batching import Batcher
 from exportd.engine.lifecycle import Change, Dropped
 from exportd.engine.readers import StoreReaders
 from exportd.engine.store import JobPage, JobQuery, JobStore, NewPart
@@ -103,6 +104,7 @@ class Engine:
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="exportd job store")
         self._lifetime = timedelta(seconds=settings.engine.file_lifetime)
         self._outbox_ready = asyncio.Event()
+        self._updates: Batcher[StatusUpdate, Change | Dropped] = Batcher(self._apply_updates)
         self._progress_sent: dict[str, float] = {}
         self.loops = Loops()
         self.running = False
@@ -226,6 +228,7 @@ class Engine:
             self.running = False
             for subscription in subscriptions:
                 await subscription.stop()
+            await self._updates.drained()
             await self.loops.close()
             try:
                 await self._publish_outbox()  # what the last handlers wrote
@@ -351,9 +354,7 @@ class Engine:
             log.error("dead-lettered a status update it cannot read: %s", exc)
             await message.reject(requeue=False)
             return
-        outcome = await self._stored(
-            partial(self.store.apply_update, update, now=now(), lifetime=self._lifetime)
-        )
+        outcome = await self._updates.call(update)
         if isinstance(outcome, Dropped):
             log.debug("dropped update %s/%s: %s", update.job_id, update.part, outcome.reason)
         elif outcome.event is None:
@@ -362,6 +363,14 @@ class Engine:
             self._outbox_ready.set()
         await self._discard(outcome.discard)
         await message.ack()
+
+    async def _apply_updates(
+        self, updates: Sequence[StatusUpdate]
+    ) -> list[Change | Dropped | Exception]:
+        """Apply the updates that arrived together in one transaction of the job store (see
+        :meth:`JobStore.apply_updates`)."""
+        apply = partial(self.store.apply_updates, updates, now=now(), lifetime=self._lifetime)
+        return await self._stored(apply)
 
     async def _announce_progress(self, job: JobSnapshot) -> None:
         """Publish ``job.progress``, at most once a :data:`PROGRESS_EVENT_INTERVAL` per job."""
@@ -392,7 +401,9 @@ class Engine:
 
     async def _publish_outbox(self) -> None:
         """Publish every outbox message; raise :class:`BusError` if one is not confirmed
-        (the confirmed ones are deleted, the others wait for the next try)."""
+        (the confirmed ones are deleted, the others wait for the next try).  A batch
+        shorter than :data:`OUTBOX_BATCH` was all there was: a message written since then
+        has woken the relay for its next turn, so no read follows it."""
         while batch := await self._stored(partial(self.store.outbox_batch, OUTBOX_BATCH)):
             results = await asyncio.gather(
                 *(self.bus.publish(row.exchange, row.routing_key, row.body) for row in batch),
@@ -403,10 +414,13 @@ class Engine:
                 for row, result in zip(batch, results, strict=True)
                 if not isinstance(result, BaseException)
             ]
-            await self._stored(partial(self.store.outbox_done, confirmed))
+            if confirmed:
+                await self._stored(partial(self.store.outbox_done, confirmed))
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
+            if len(batch) < OUTBOX_BATCH:
+                return
 
     async def _sweep(self) -> None:
         """One turn of the sweeper: expire finished jobs whose time has come, make silent

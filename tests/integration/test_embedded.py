@@ -306,3 +306,36 @@ async def test_a_status_update_that_fails_to_apply_is_tried_again(
         done = await runtime.events.wait_for(job.id, "job.done")
     assert [update.job_id for update in failures] == [job.id]
     assert done.job is not None and done.job.parts[0].file is not None
+
+
+async def test_status_updates_that_arrive_together_are_applied_in_one_transaction(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[int] = []
+    async with running(LocalBus(), settings_in(home)) as runtime:
+        store = runtime.engine.store
+        apply_updates = store.apply_updates
+
+        def counted(updates: list[StatusUpdate], **kwargs: Any) -> list[Any]:
+            outcomes = apply_updates(updates, **kwargs)
+            batches.append(len(updates))
+            return outcomes
+
+        monkeypatch.setattr(store, "apply_updates", counted)
+        bus = runtime.engine.bus
+        strays = [
+            StatusUpdate(job_id=f"stray-{n}", part=0, attempt=1, seq=1, status="processing")
+            for n in range(20)
+        ]
+        await asyncio.gather(
+            *(
+                bus.publish(DEFAULT_EXCHANGE, bus.topology.status, msgspec.json.encode(update))
+                for update in strays
+            )
+        )
+        async with asyncio.timeout(10):
+            while sum(batches) < len(strays):
+                await asyncio.sleep(0.01)
+        job = await runtime.submit(**logs_request())
+        await runtime.events.wait_for(job.id, "job.done")  # and the engine goes on
+    assert max(batches) > 1
