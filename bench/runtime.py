@@ -31,6 +31,20 @@ the overhead splits into the topology's share and exportd's own.
 * throughput: ``--burst`` of them published at once, from the first publish to
   the last done event (reply).
 
+The peer is Celery 5 on the same RabbitMQ: two Celery workers (``--role celery``,
+the solo pool, or ``--concurrency`` threads) run the same export as a task (planned,
+written and stored as exportd's worker does it), on a queue of this run's own
+(deleted at the end); the bench sends the task and waits for its result.  Its
+result backend is ``rpc://``: the result comes back as a message on the bench's
+own reply queue, the same broker and the same kind of trip as exportd's
+``job.done`` event, with no store of results to poll (Celery keeps no job record:
+what exportd's job store, publisher confirms and done event promise besides is
+exportd's cost).  Celery runs with its defaults otherwise (persistent messages on
+a classic queue, no publisher confirms, the task acknowledged as it starts, four
+tasks prefetched per worker).  It takes its turn beside exportd's job (which of
+the two goes first alternates), and its burst alternates with exportd's over
+``--rounds``; exportd's figures are printed as ratios to Celery's.
+
 A ratio is a time per job over the baseline's; the exit status is 1 when the
 p50 overhead misses its target (at most 5x the baseline: issue 4).  Where exportd's time goes: the
 arrival of each job's events at the bench, one job at a time; and the CPU time
@@ -52,6 +66,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -76,7 +91,7 @@ from exportd.messages import ExportRequest, Interval
 from exportd.plugins.manager import load_plugins
 from exportd.workers.worker import Worker
 
-ROLES = ("engine", "worker", "echo", "relay", "hop")
+ROLES = ("engine", "worker", "echo", "relay", "hop", "celery")
 WORKERS = 2
 ROWS = 10
 WARMUP = 10
@@ -85,6 +100,7 @@ TIMEOUT = 60.0
 P50_TARGET = 5.0
 FLOOR_EVENT = "floor.done"
 STAGES = ("job.created", "job.processing", "job.uploading", "job.done")
+CELERY_TASK = "exportd_bench.export"
 ROW = "{:<22}{:>12}{:>12}{:>10}{:>8} {}"
 CPU_LABEL, CPU_FIGURE = "{:<26}", "{:>9}"
 Send = Callable[[str], Awaitable[None]]
@@ -170,6 +186,7 @@ class Names:
         self.floor_tasks = f"{prefix}bench.floor.tasks"
         self.floor_status = f"{prefix}bench.floor.status"
         self.floor_events = f"{prefix}bench.floor.events"
+        self.celery = f"{prefix}bench.celery"
 
     def plain_queues(self) -> list[str]:
         """The baseline's classic queues."""
@@ -230,6 +247,51 @@ def settings_for(home: Path, url: str, concurrency: int) -> Settings:
         home=str(home),
         broker=BrokerSettings(url=url),
         worker=WorkerSettings(concurrency=concurrency),
+    )
+
+
+def celery_app(url: str, queue: str) -> Any:
+    """A Celery app on ``url`` whose tasks go to ``queue`` (its exchange of that name too),
+    with results sent back over ``rpc://``, and neither remote control nor events (no
+    queues or exchanges but this run's own)."""
+    from celery import Celery  # type: ignore[import-untyped]  # a dev dependency, not --help's
+
+    app = Celery("exportd-bench", broker=url, backend="rpc://")
+    app.conf.update(
+        task_default_queue=queue,
+        task_default_exchange=queue,
+        task_default_routing_key=queue,
+        worker_enable_remote_control=False,
+        worker_send_task_events=False,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+    )
+    return app
+
+
+def celery_worker(url: str, names: Names, home: Path, concurrency: int) -> None:
+    """A Celery worker whose one task runs the export of the request it is given, as
+    :class:`ExportAlone` does; until SIGTERM (Celery's warm shutdown)."""
+    app = celery_app(url, names.celery)
+    export = ExportAlone(settings_for(home, url, concurrency), label=f"celery-{os.getpid()}")
+
+    @app.task(name=CELERY_TASK)  # type: ignore[untyped-decorator]
+    def run_export_task(body: bytes) -> float:
+        return export(msgspec.json.decode(body, type=ExportRequest))
+
+    pool = "solo" if concurrency == 1 else "threads"
+    quiet = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    app.worker_main(
+        [
+            "worker",
+            "--pool",
+            pool,
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "WARNING",
+            *quiet,
+        ]
     )
 
 
@@ -334,6 +396,7 @@ async def declare_bench_queues(channel: AbstractChannel, names: Names) -> None:
     """The baseline's and the floor's queues and exchange (exportd declares its own)."""
     for queue in names.plain_queues():
         await channel.declare_queue(queue, durable=True)
+    await channel.declare_queue(names.celery, durable=True)  # as Celery's workers declare it
     quorum: dict[str, Any] = {"x-queue-type": "quorum"}  # as the queues exportd consumes
     for queue in names.floor_queues():
         await channel.declare_queue(queue, durable=True, arguments=quorum)
@@ -346,7 +409,9 @@ async def delete_queues(channel: AbstractChannel, names: Names) -> None:
         await channel.queue_delete(queue)
     for queue in names.plain_queues() + names.floor_queues():
         await channel.queue_delete(queue)
-    for exchange in [spec.name for spec in names.topology.exchanges()] + [names.floor_events]:
+    await channel.queue_delete(names.celery)
+    exchanges = [spec.name for spec in names.topology.exchanges()]
+    for exchange in [*exchanges, names.floor_events, names.celery]:
         await channel.exchange_delete(exchange)
 
 
@@ -409,25 +474,63 @@ class Bench:
 
 
 class ExportAlone:
-    """The export of a job done here as a worker does it (plan, pipeline, storage), timed."""
+    """The export of a job done as a worker does it (plan, pipeline, storage), timed: in
+    the bench process, and in each Celery worker as its task.  ``label`` keeps the files
+    of each process apart."""
 
-    def __init__(self, settings: Settings, request: ExportRequest) -> None:
+    def __init__(self, settings: Settings, label: str = "alone") -> None:
         self.settings = settings
-        self.request = request
+        self.label = label
         self.plugins = load_plugins(settings)
         self.storage = self.plugins.storage(settings.storage)
         self.count = 0
         settings.work_path.mkdir(parents=True, exist_ok=True)
 
-    def __call__(self) -> float:
-        """Seconds one export takes."""
+    def __call__(self, request: ExportRequest) -> float:
+        """Seconds the export of ``request`` takes."""
         self.count += 1
         began = time.perf_counter()
-        plan = plan_export(self.request, self.plugins, data_store(self.settings))
-        written = self.settings.work_path / f"alone-{self.count}.csv"
+        plan = plan_export(request, self.plugins, data_store(self.settings))
+        written = self.settings.work_path / f"{self.label}-{self.count}.csv"
         run_export(plan, written, batch_size=self.settings.batch_size)
-        self.storage.store(f"alone/{self.count}/{written.name}", written)
+        self.storage.store(f"{self.label}/{self.count}/{written.name}", written)
         return time.perf_counter() - began
+
+
+class CeleryPeer:
+    """The bench's end of Celery: sends the export task and waits for its result, in a
+    thread of its own (Celery's client is blocking, and its result consumer belongs to
+    the thread that made it)."""
+
+    def __init__(self, url: str, queue: str, request: ExportRequest) -> None:
+        self.app = celery_app(url, queue)
+        self.body = msgspec.json.encode(request)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="celery client")
+
+    def _one(self) -> float:
+        began = time.perf_counter()
+        self.app.send_task(CELERY_TASK, [self.body]).get(timeout=TIMEOUT)
+        return time.perf_counter() - began
+
+    def _many(self, count: int) -> float:
+        began = time.perf_counter()
+        results = [self.app.send_task(CELERY_TASK, [self.body]) for _ in range(count)]
+        for result in results:
+            result.get(timeout=TIMEOUT + count / 10)
+        return count / (time.perf_counter() - began)
+
+    async def latency(self) -> float:
+        """Seconds from sending one task to its result."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._one)
+
+    async def throughput(self, count: int) -> float:
+        """Tasks per second, ``count`` sent at once, from the first send to the last result."""
+        many = partial(self._many, count)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, many)
+
+    def close(self) -> None:
+        """Let the client's thread go."""
+        self._thread.shutdown()
 
 
 class Results(msgspec.Struct):
@@ -438,7 +541,10 @@ class Results(msgspec.Struct):
     baseline_warm: list[float]
     floor: list[float]
     export: list[float]
+    celery: list[float]
     exportd_rate: float
+    exportd_rates: list[float]
+    celery_rates: list[float]
     baseline_rate: float
     floor_rate: float
     stages: dict[str, list[float]]
@@ -471,7 +577,7 @@ async def run(args: argparse.Namespace, home: Path, names: Names) -> Results:
         org_id=summary.org_id,  # the room's: an org's export reads only its own data
     )
     settings = settings_for(home, args.url, args.concurrency)
-    export = ExportAlone(settings, request)
+    export = partial(ExportAlone(settings), request)
     async with AmqpBus(settings.broker, names.topology, name="bench declare"):
         pass  # the topology exists before anyone consumes from it
     role = [sys.executable, __file__, "--url", args.url, "--prefix", names.prefix]
@@ -482,6 +588,7 @@ async def run(args: argparse.Namespace, home: Path, names: Names) -> Results:
         "hops": [[*role, "hop"]] * WORKERS,
         "engine": [[*role, "engine"]],
         "workers": [[*role, "worker"]] * WORKERS,
+        "celery": [[*role, "celery"]] * WORKERS,
     }
     connection = await aio_pika.connect(args.url)
     async with connection:
@@ -490,6 +597,7 @@ async def run(args: argparse.Namespace, home: Path, names: Names) -> Results:
                 await declare_bench_queues(channel, names)
                 bench = Bench(channel, names, request)
                 await bench.listen()
+                celery = CeleryPeer(args.url, names.celery, request)
                 with processes(roles, args.url) as crew:
                     await wait_for_consumers(
                         channel,
@@ -500,9 +608,13 @@ async def run(args: argparse.Namespace, home: Path, names: Names) -> Results:
                             names.floor_status: 1,
                             names.topology.requests: 1,
                             names.topology.tasks: WORKERS,
+                            names.celery: WORKERS,
                         },
                     )
-                    return await measure(args, bench, crew, export)
+                    try:
+                        return await measure(args, bench, crew, export, celery)
+                    finally:
+                        celery.close()
         finally:
             await delete_queues(await connection.channel(), names)
 
@@ -513,20 +625,31 @@ class Turn(NamedTuple):
     ping: float
     floor: float
     job: float
+    celery: float
     export: float
     job_sent: float
 
 
-async def take_turns(bench: Bench, export: ExportAlone, key: str) -> Turn:
-    """A ping, a floor trip, a job, then the export alone."""
+async def take_turns(
+    bench: Bench, export: Callable[[], float], celery: CeleryPeer, key: str, celery_first: bool
+) -> Turn:
+    """A ping, a floor trip, a job and a Celery task (``celery_first`` or not), then the
+    export alone."""
     _, ping = await latency(bench.ping, bench.pongs, key)
     _, floor = await latency(bench.floor, bench.floors, key)
+    task = await celery.latency() if celery_first else 0.0
     sent, job = await latency(bench.submit, bench.jobs, key)
-    return Turn(ping, floor, job, export(), sent)
+    if not celery_first:
+        task = await celery.latency()
+    return Turn(ping, floor, job, task, export(), sent)
 
 
 async def measure(
-    args: argparse.Namespace, bench: Bench, crew: Crew, export: ExportAlone
+    args: argparse.Namespace,
+    bench: Bench,
+    crew: Crew,
+    export: Callable[[], float],
+    celery: CeleryPeer,
 ) -> Results:
     """The latencies of all three taking turns, then each one's throughput, after a
     warm-up."""
@@ -534,15 +657,16 @@ async def measure(
     def keys(label: str, count: int) -> list[str]:
         return [f"{label}-{n}" for n in range(count)]
 
-    for key in keys("warm", WARMUP):
-        await take_turns(bench, export, key)
-    baseline, floor, exportd, alone, sent = [], [], [], [], []
-    with crew.counting("all three, one at a time", args.jobs):
-        for key in keys("one", args.jobs):
-            turn = await take_turns(bench, export, key)
+    for number, key in enumerate(keys("warm", WARMUP)):
+        await take_turns(bench, export, celery, key, celery_first=number % 2 == 1)
+    baseline, floor, exportd, tasks, alone, sent = [], [], [], [], [], []
+    with crew.counting("all four, one at a time", args.jobs):
+        for number, key in enumerate(keys("one", args.jobs)):
+            turn = await take_turns(bench, export, celery, key, celery_first=number % 2 == 1)
             baseline.append(turn.ping)
             floor.append(turn.floor)
             exportd.append(turn.job)
+            tasks.append(turn.celery)
             alone.append(turn.export)
             sent.append(turn.job_sent)
     baseline_warm = [
@@ -552,8 +676,13 @@ async def measure(
         baseline_rate = await throughput(bench.ping, bench.pongs, keys("many", args.burst))
     with crew.counting("floor, all at once", args.burst):
         floor_rate = await throughput(bench.floor, bench.floors, keys("many", args.burst))
-    with crew.counting("exportd, all at once", args.burst):
-        exportd_rate = await throughput(bench.submit, bench.jobs, keys("many", args.burst))
+    exportd_rates, celery_rates = [], []
+    for round_ in range(args.rounds):
+        with crew.counting("exportd, all at once", args.burst):
+            burst = keys(f"many-{round_}", args.burst)
+            exportd_rates.append(await throughput(bench.submit, bench.jobs, burst))
+        with crew.counting("celery, all at once", args.burst):
+            celery_rates.append(await celery.throughput(args.burst))
     stages = stage_times(bench.jobs, keys("one", args.jobs), sent)
     return Results(
         exportd=exportd,
@@ -561,7 +690,10 @@ async def measure(
         baseline_warm=baseline_warm,
         floor=floor,
         export=alone,
-        exportd_rate=exportd_rate,
+        celery=tasks,
+        exportd_rate=statistics.median(exportd_rates),
+        exportd_rates=exportd_rates,
+        celery_rates=celery_rates,
         baseline_rate=baseline_rate,
         floor_rate=floor_rate,
         stages=stages,
@@ -623,10 +755,45 @@ def report(args: argparse.Namespace, results: Results) -> bool:
         f"floor {results.floor_rate:.0f} trips/s"
     )
     print(
+        f"\nexportd beside Celery 5 (rpc:// results), taking turns; throughput: median of "
+        f"{args.rounds} alternating burst(s) of {args.burst}, and their range"
+    )
+    celery_rate = statistics.median(results.celery_rates)
+    peer = [
+        ("latency p50 ms", p(ours, 50), p(results.celery, 50), "<=1x"),
+        ("latency p90 ms", p(ours, 90), p(results.celery, 90), ""),
+        ("latency p99 ms", p(ours, 99), p(results.celery, 99), ""),
+    ]
+    print(ROW.format("", "exportd", "celery", "ratio", "target", ""))
+    for label, exportd_ms, celery_ms, aim in peer:
+        ok = exportd_ms <= celery_ms
+        verdict = ("ok" if ok else "MISSED") if aim else ""
+        met = met and (ok or not aim)
+        share = f"{exportd_ms / celery_ms:.2f}x"
+        print(ROW.format(label, f"{exportd_ms:.2f}", f"{celery_ms:.2f}", share, aim, verdict))
+    rate_ok = results.exportd_rate > celery_rate
+    met = met and rate_ok
+    print(
+        ROW.format(
+            f"{args.burst} at once, jobs/s",
+            f"{results.exportd_rate:.0f}",
+            f"{celery_rate:.0f}",
+            f"{results.exportd_rate / celery_rate:.2f}x",
+            ">1x",
+            "ok" if rate_ok else "MISSED",
+        )
+    )
+    spans = (
+        f"{min(rates):.0f}-{max(rates):.0f}"
+        for rates in (results.exportd_rates, results.celery_rates)
+    )
+    print(ROW.format("  range", *spans, "", "", ""))
+    print(
         "ratio: time per job over the baseline's; overhead: latency less the export alone,\n"
         "turn by turn, and of it the floor (bare aio-pika along exportd's four hops: quorum\n"
         "request, task and status queues, event) and exportd's own (the rest); warm ping: the\n"
-        "baseline sent back to back, each echo woken two round trips after its last"
+        "baseline sent back to back, each echo woken two round trips after its last;"
+        "\nexportd's and Celery's ratios: exportd's figure over Celery's"
     )
     print(f"\nwhere a job's time goes, from its events' arrival ({args.jobs} jobs, ms):")
     print(ROW.format("", "p50", "p99", "", "", ""))
@@ -654,10 +821,16 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200, help="jobs for the latency")
     parser.add_argument("--burst", type=int, default=1000, help="jobs for the throughput")
     parser.add_argument("--concurrency", type=int, default=1, help="tasks per worker at once")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="bursts of exportd and Celery, alternating"
+    )
     parser.add_argument("--role", choices=ROLES, help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.role == "celery":
+        celery_worker(args.url, Names(args.prefix), args.home, args.concurrency)
+        return
     if args.role:
         asyncio.run(serve(args.role, args.url, Names(args.prefix), args.home, args.concurrency))
         return

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -35,9 +35,10 @@ import msgspec
 from exportd.bus.base import Bus, BusError, Message
 from exportd.bus.topology import DEFAULT_EXCHANGE, event_routing_key
 from exportd.config import Settings
+from exportd.engine.batching import Batcher
 from exportd.engine.lifecycle import Change, Dropped
 from exportd.engine.readers import StoreReaders
-from exportd.engine.store import JobPage, JobQuery, JobStore, NewPart
+from exportd.engine.store import JobPage, JobQuery, JobStore, NewPart, OutboxRow
 from exportd.errors import ErrorBody, ExportError, InternalError, InvalidRequest, Unavailable
 from exportd.kernel.datastores import data_store
 from exportd.kernel.plan import plan_export
@@ -103,6 +104,10 @@ class Engine:
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="exportd job store")
         self._lifetime = timedelta(seconds=settings.engine.file_lifetime)
         self._outbox_ready = asyncio.Event()
+        self._claimed: set[int] = set()
+        """Outbox rows being published: touched in the store's thread only, so that a row
+        taken by one publisher (a change's own, the relay) is not taken by the other."""
+        self._updates: Batcher[StatusUpdate, Change | Dropped] = Batcher(self._apply_updates)
         self._progress_sent: dict[str, float] = {}
         self.loops = Loops()
         self.running = False
@@ -113,9 +118,7 @@ class Engine:
         """Validate ``request``, record the job and queue its tasks; the new job (or, for a
         repeated idempotency key, the existing one)."""
         parts = await asyncio.to_thread(self._plan_parts, request)
-        job = await self._stored(partial(self.store.create, request, parts, now=now()))
-        self._outbox_ready.set()
-        return job
+        return await self._written(partial(self.store.create, request, parts, now=now()))
 
     async def ready(self) -> None:
         """Raise :class:`Unavailable` unless the engine runs, none of its loops ended, and
@@ -176,9 +179,65 @@ class Engine:
         """What ``call`` (of the job store) returns, called in the store's thread."""
         return await asyncio.get_running_loop().run_in_executor(self._store_thread, call)
 
+    async def _written(self, write: Callable[[], T]) -> T:
+        """What ``write`` (a change of the job store, committed with its outbox rows)
+        returns, once the rows it wrote are published: taken in the same call of the
+        store's thread, with no turn of the relay between.  A row not confirmed stays in
+        the outbox for the relay, which is woken: the change is recorded, so the caller
+        gets what ``write`` returned all the same."""
+
+        def write_and_take() -> tuple[T, list[OutboxRow]]:
+            return write(), self._take(OUTBOX_BATCH)
+
+        result, rows = await self._stored(write_and_take)
+        try:
+            await self._publish_rows(rows)
+        except Exception as exc:
+            log.info("the outbox relay publishes what a change could not: %s", exc)
+            self._outbox_ready.set()
+        return result
+
+    def _take(self, limit: int) -> list[OutboxRow]:
+        """Claim up to ``limit`` of the oldest outbox rows no publisher claimed (in the
+        store's thread)."""
+        waiting = self.store.outbox_batch(limit + len(self._claimed))
+        rows = [row for row in waiting if row.id not in self._claimed][:limit]
+        self._claimed.update(row.id for row in rows)
+        return rows
+
+    def _settle(self, rows: list[OutboxRow], confirmed: list[int]) -> None:
+        """Delete the ``confirmed`` rows and release the claim on ``rows`` (in the store's
+        thread): the others wait for the relay's next turn."""
+        try:
+            if confirmed:
+                self.store.outbox_done(confirmed)
+        finally:
+            self._claimed.difference_update(row.id for row in rows)
+
+    async def _publish_rows(self, rows: list[OutboxRow]) -> None:
+        """Publish claimed outbox ``rows`` at once (one wait for all their confirms), delete
+        the confirmed ones and release the claim on all; raise the first failure."""
+        if not rows:
+            return
+        confirmed: list[int] = []
+        try:
+            results = await asyncio.gather(
+                *(self.bus.publish(row.exchange, row.routing_key, row.body) for row in rows),
+                return_exceptions=True,
+            )
+            confirmed = [
+                row.id
+                for row, result in zip(rows, results, strict=True)
+                if not isinstance(result, BaseException)
+            ]
+        finally:  # cancelled too: a row whose confirm was not seen waits for the relay
+            await self._stored(partial(self._settle, rows, confirmed))
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
     async def _change(self, operation: Callable[[], Change]) -> JobSnapshot:
-        change = await self._stored(operation)
-        self._outbox_ready.set()
+        change = await self._written(operation)
         await self._discard(change.discard)
         return change.job
 
@@ -226,6 +285,7 @@ class Engine:
             self.running = False
             for subscription in subscriptions:
                 await subscription.stop()
+            await self._updates.drained()
             await self.loops.close()
             try:
                 await self._publish_outbox()  # what the last handlers wrote
@@ -351,17 +411,21 @@ class Engine:
             log.error("dead-lettered a status update it cannot read: %s", exc)
             await message.reject(requeue=False)
             return
-        outcome = await self._stored(
-            partial(self.store.apply_update, update, now=now(), lifetime=self._lifetime)
-        )
+        outcome = await self._updates.call(update)
         if isinstance(outcome, Dropped):
             log.debug("dropped update %s/%s: %s", update.job_id, update.part, outcome.reason)
         elif outcome.event is None:
             await self._announce_progress(outcome.job)
-        else:
-            self._outbox_ready.set()
         await self._discard(outcome.discard)
         await message.ack()
+
+    async def _apply_updates(
+        self, updates: Sequence[StatusUpdate]
+    ) -> list[Change | Dropped | Exception]:
+        """Apply the updates that arrived together in one transaction of the job store (see
+        :meth:`JobStore.apply_updates`)."""
+        apply = partial(self.store.apply_updates, updates, now=now(), lifetime=self._lifetime)
+        return await self._written(apply)
 
     async def _announce_progress(self, job: JobSnapshot) -> None:
         """Publish ``job.progress``, at most once a :data:`PROGRESS_EVENT_INTERVAL` per job."""
@@ -391,22 +455,14 @@ class Engine:
                 await self._outbox_ready.wait()
 
     async def _publish_outbox(self) -> None:
-        """Publish every outbox message; raise :class:`BusError` if one is not confirmed
-        (the confirmed ones are deleted, the others wait for the next try)."""
-        while batch := await self._stored(partial(self.store.outbox_batch, OUTBOX_BATCH)):
-            results = await asyncio.gather(
-                *(self.bus.publish(row.exchange, row.routing_key, row.body) for row in batch),
-                return_exceptions=True,
-            )
-            confirmed = [
-                row.id
-                for row, result in zip(batch, results, strict=True)
-                if not isinstance(result, BaseException)
-            ]
-            await self._stored(partial(self.store.outbox_done, confirmed))
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
+        """Publish every outbox message no change is publishing; raise :class:`BusError` if
+        one is not confirmed (the confirmed ones are deleted, the others wait for the next
+        try).  A batch shorter than :data:`OUTBOX_BATCH` was all there was: a message
+        written since then is its change's to publish, or has woken the relay."""
+        while rows := await self._stored(partial(self._take, OUTBOX_BATCH)):
+            await self._publish_rows(rows)
+            if len(rows) < OUTBOX_BATCH:
+                return
 
     async def _sweep(self) -> None:
         """One turn of the sweeper: expire finished jobs whose time has come, make silent

@@ -17,6 +17,7 @@ Dropped updates are counted by reason in the file, so the counts survive restart
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -366,27 +367,61 @@ class JobStore(StoreFile):
         applied also renews the part's lease (see :meth:`redispatch_lapsed`).
         """
         with transaction(self._db):
-            before = self._find(update.job_id)
-            if before is None:
-                outcome: Change | Dropped = lifecycle.unknown_job(update)
-            else:
-                outcome = lifecycle.apply_update(before, update, now=now, lifetime=lifetime)
-                if isinstance(outcome, Change):
-                    self._record(before, outcome, now)
-                    if not outcome.dispatch:  # a part given back: its lease starts anew
-                        self._hear(before.job.id, [update.part], detached=update.detached, now=now)
-            if isinstance(outcome, Dropped):
-                self._db.execute(_COUNT_DROP, [outcome.reason])
-                if outcome.reason in _ALIVE:  # its run is alive: it keeps the lease
-                    self._db.execute(
-                        _RENEW,
-                        {
-                            "heard_at": rows.to_text(now),
-                            "detached": update.detached,
-                            "job_id": update.job_id,
-                            "part": update.part,
-                        },
-                    )
+            return self._apply(update, now=now, lifetime=lifetime)
+
+    def apply_updates(
+        self, updates: Sequence[StatusUpdate], *, now: datetime, lifetime: timedelta
+    ) -> list[Change | Dropped | Exception]:
+        """Apply several updates as :meth:`apply_update` does, in one transaction (one
+        commit for all the updates that arrived together): the outcome of each, in order.
+
+        Each update is applied within a savepoint of its own: one whose apply raises
+        anything but an error of the database is rolled back alone, and its exception
+        is its outcome.  An error of the database (the file locked past the busy timeout,
+        its disk full) raises for all of them, none applied.  An update alone needs no
+        savepoint: it is applied by :meth:`apply_update`, which raises what it raises.
+        """
+        if len(updates) == 1:
+            return [self.apply_update(updates[0], now=now, lifetime=lifetime)]
+        outcomes: list[Change | Dropped | Exception] = []
+        with transaction(self._db):
+            for update in updates:
+                self._db.execute("SAVEPOINT one_update")
+                try:
+                    outcomes.append(self._apply(update, now=now, lifetime=lifetime))
+                except sqlite3.Error:
+                    raise
+                except Exception as exc:
+                    self._db.execute("ROLLBACK TO one_update")
+                    outcomes.append(exc)
+                self._db.execute("RELEASE one_update")
+        return outcomes
+
+    def _apply(
+        self, update: StatusUpdate, *, now: datetime, lifetime: timedelta
+    ) -> Change | Dropped:
+        """:meth:`apply_update` within a transaction begun."""
+        before = self._find(update.job_id)
+        if before is None:
+            outcome: Change | Dropped = lifecycle.unknown_job(update)
+        else:
+            outcome = lifecycle.apply_update(before, update, now=now, lifetime=lifetime)
+            if isinstance(outcome, Change):
+                self._record(before, outcome, now)
+                if not outcome.dispatch:  # a part given back: its lease starts anew
+                    self._hear(before.job.id, [update.part], detached=update.detached, now=now)
+        if isinstance(outcome, Dropped):
+            self._db.execute(_COUNT_DROP, [outcome.reason])
+            if outcome.reason in _ALIVE:  # its run is alive: it keeps the lease
+                self._db.execute(
+                    _RENEW,
+                    {
+                        "heard_at": rows.to_text(now),
+                        "detached": update.detached,
+                        "job_id": update.job_id,
+                        "part": update.part,
+                    },
+                )
         return outcome
 
     def cancel(self, job_id: str, org_id: str | None = None, *, now: datetime) -> Change:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import sqlite3
 from datetime import datetime
@@ -12,9 +13,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from exportd.bus.base import Bus, Message
+from exportd.bus.base import Bus, BusError, Message
 from exportd.bus.local import LocalBus
 from exportd.bus.topology import DEFAULT_EXCHANGE
+from exportd.config import Settings
 from exportd.engine.lifecycle import Change, Dropped
 from exportd.engine.store import JobQuery
 from exportd.errors import Conflict, InvalidRequest, Unavailable
@@ -306,3 +308,75 @@ async def test_a_status_update_that_fails_to_apply_is_tried_again(
         done = await runtime.events.wait_for(job.id, "job.done")
     assert [update.job_id for update in failures] == [job.id]
     assert done.job is not None and done.job.parts[0].file is not None
+
+
+async def test_status_updates_that_arrive_together_are_applied_in_one_transaction(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[int] = []
+    async with running(LocalBus(), settings_in(home)) as runtime:
+        store = runtime.engine.store
+        apply_updates = store.apply_updates
+
+        def counted(updates: list[StatusUpdate], **kwargs: Any) -> list[Any]:
+            outcomes = apply_updates(updates, **kwargs)
+            batches.append(len(updates))
+            return outcomes
+
+        monkeypatch.setattr(store, "apply_updates", counted)
+        bus = runtime.engine.bus
+        strays = [
+            StatusUpdate(job_id=f"stray-{n}", part=0, attempt=1, seq=1, status="processing")
+            for n in range(20)
+        ]
+        await asyncio.gather(
+            *(
+                bus.publish(DEFAULT_EXCHANGE, bus.topology.status, msgspec.json.encode(update))
+                for update in strays
+            )
+        )
+        async with asyncio.timeout(10):
+            while sum(batches) < len(strays):
+                await asyncio.sleep(0.01)
+        job = await runtime.submit(**logs_request())
+        await runtime.events.wait_for(job.id, "job.done")  # and the engine goes on
+    assert max(batches) > 1
+
+
+def waiting_in_outbox(settings: Settings) -> int:
+    """How many messages the job store's outbox holds, read beside the engine."""
+    with contextlib.closing(sqlite3.connect(settings.jobs_path)) as db:
+        count: int = db.execute("select count(*) from outbox").fetchone()[0]
+    return count
+
+
+async def test_a_change_publishes_its_own_messages_before_it_returns(home: Path) -> None:
+    settings = settings_in(home)
+    async with running(LocalBus(), settings) as runtime:
+        job = await runtime.submit(**logs_request())
+        assert waiting_in_outbox(settings) == 0  # the task and job.created: confirmed, deleted
+        await runtime.events.wait_for(job.id, "job.done")
+
+
+async def test_a_change_whose_messages_are_not_confirmed_leaves_them_to_the_relay(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change is recorded, so the caller gets its job; the relay publishes the
+    messages once the bus takes them, each once."""
+    refused: list[str] = []
+    async with running(LocalBus(), settings_in(home)) as runtime:
+        publish = runtime.bus.publish
+
+        async def flaky(exchange: str, routing_key: str, body: bytes, **kwargs: Any) -> None:
+            if len(refused) < 2:  # the new job's task and its job.created
+                refused.append(routing_key)
+                raise BusError("RabbitMQ did not confirm the publish within 5 s")
+            await publish(exchange, routing_key, body, **kwargs)
+
+        monkeypatch.setattr(runtime.bus, "publish", flaky)
+        job = await runtime.submit(**logs_request())
+        assert job.status == "created"
+        await runtime.events.wait_for(job.id, "job.done")
+    assert len(refused) == 2
+    assert [event.type for event in runtime.events.of(job.id)].count("job.created") == 1
+    assert [event.type for event in runtime.events.of(job.id)].count("job.done") == 1

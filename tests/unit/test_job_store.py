@@ -24,7 +24,7 @@ from exportd.engine import schema
 from exportd.engine import store as store_module
 from exportd.engine.lifecycle import Change, Dropped
 from exportd.engine.store import JobQuery, JobStore, NewPart
-from exportd.errors import ConfigError, Conflict, InvalidRequest, NotFound
+from exportd.errors import ConfigError, Conflict, InvalidRequest, NotFound, Unavailable
 from exportd.messages import (
     CancelSignal,
     Column,
@@ -349,6 +349,71 @@ def test_updates_move_the_job_and_announce_status_changes_only(store: JobStore) 
     ]
     assert events[2][2].job == done.job
     assert events[3][2] == CancelSignal(job_id=job.id, attempt=1)
+
+
+def test_updates_applied_together_each_get_their_outcome_in_order(store: JobStore) -> None:
+    first, second = created(store), created(store, part_count=2)
+    outcomes = store.apply_updates(
+        [
+            update(first, "done", 1),
+            update(second, "processing", 1),
+            update(second, "processing", 1),  # the same one, redelivered
+            StatusUpdate(job_id="no-such-job", part=0, attempt=1, seq=1, status="processing"),
+        ],
+        now=NOW,
+        lifetime=LIFETIME,
+    )
+    assert [type(outcome) for outcome in outcomes] == [Change, Change, Dropped, Dropped]
+    assert [getattr(outcome, "reason", None) for outcome in outcomes[2:]] == [
+        "duplicate",
+        "unknown_job",
+    ]
+    assert store.get(first.id).status == "done"
+    assert store.get(second.id).status == "processing"
+    assert store.dropped() == {"duplicate": 1, "unknown_job": 1}
+    assert [getattr(message, "type", kind) for kind, _, _, message in outbox(store)] == [
+        "job.done",
+        "cancel",
+        "job.processing",
+    ]
+
+
+def test_an_update_that_fails_among_others_is_rolled_back_alone(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fine, failing = created(store), created(store, org_id="other")
+
+    def routing_key(org_id: str | None, source: str, status: str) -> str:
+        if org_id == "other":
+            raise RuntimeError("a bug in announcing other's jobs")
+        return f"{org_id}.{source}.{status}"
+
+    monkeypatch.setattr(store_module, "event_routing_key", routing_key)
+    outcomes = store.apply_updates(
+        [update(failing, "processing", 1), update(fine, "processing", 1)],
+        now=NOW,
+        lifetime=LIFETIME,
+    )
+    assert isinstance(outcomes[0], RuntimeError)
+    assert isinstance(outcomes[1], Change)
+    assert store.get(failing.id) == failing
+    assert store.get(fine.id).status == "processing"
+    assert [key for _, _, key, _ in outbox(store)] == ["acme.rooms.processing"]
+
+
+def test_updates_applied_together_on_a_locked_store_are_all_unavailable(tmp_path: Path) -> None:
+    with JobStore(tmp_path / "jobs.db", TOPOLOGY, busy_timeout=0.1) as store:
+        jobs = [created(store), created(store)]
+        updates = [update(job, "processing", 1) for job in jobs]
+        other = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(Unavailable):
+            store.apply_updates(updates, now=NOW, lifetime=LIFETIME)
+        other.execute("ROLLBACK")
+        other.close()
+        assert [store.get(job.id) for job in jobs] == jobs
+        outcomes = store.apply_updates(updates, now=NOW, lifetime=LIFETIME)
+        assert [type(outcome) for outcome in outcomes] == [Change, Change]
 
 
 def test_dropped_updates_are_counted_by_reason_across_restarts(tmp_path: Path) -> None:
