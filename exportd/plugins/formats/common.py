@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, BinaryIO, TypeVar
 from zoneinfo import ZoneInfo
 
-import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -114,18 +113,37 @@ def per_distinct(array: pa.Array, cells: Callable[[pa.Array], pa.Array]) -> pa.A
     return cells(encoded.dictionary).take(encoded.indices)
 
 
+def wall_clock(times: pa.Array, zone: ZoneInfo) -> pa.Array:
+    """Times (a time without a zone is taken to be UTC) as naive ``timestamp("us")`` of
+    their wall-clock time in ``zone``; nulls stay null."""
+    utc = times.cast(pa.timestamp("us", tz=times.type.tz or "UTC"))
+    if zone.key == "UTC":
+        return utc.cast(pa.timestamp("us"))
+    local = pc.local_timestamp(utc.cast(pa.timestamp("us", tz=zone.key)))
+    # Arrow reads a zone's transitions from the tz database files, whose explicit ones
+    # end in 2037 (later ones follow a rule that Arrow ignores): zoneinfo does those.
+    late = pc.fill_null(pc.greater_equal(utc, pa.scalar(_LAST_LISTED_TRANSITIONS, utc.type)), False)
+    if not pc.any(late).as_py():
+        return local
+    clocks = [t.astimezone(zone).replace(tzinfo=None) for t in utc.filter(late).to_pylist()]
+    return pc.replace_with_mask(local, late, pa.array(clocks, local.type))
+
+
+def offset_seconds(local: pa.Array, times: pa.Array) -> pa.Array:
+    """The UTC offset, in seconds, of each wall-clock time of :func:`wall_clock` (``local``)
+    of ``times``."""
+    utc = times.cast(pa.timestamp("us", tz=times.type.tz or "UTC")).cast(pa.int64())
+    return pc.divide(pc.subtract(local.cast(pa.int64()), utc), 1_000_000)
+
+
 def rfc3339_text(array: pa.Array, zone: ZoneInfo) -> pa.Array:
     """An Arrow array of times as RFC 3339 text with ``zone``'s offset, as msgspec renders
     them: ``Z`` for a zero offset, a fraction of a second only when there is one.
 
     A naive time is taken to be UTC; nulls stay null.
     """
-    utc = array.cast(pa.timestamp("us", "UTC"))
-    if zone.key == "UTC":
-        local, offsets = utc.cast(pa.timestamp("us")), pa.scalar("Z")
-    else:
-        local = pc.local_timestamp(utc.cast(pa.timestamp("us", zone.key)))
-        offsets = _offsets(local, utc)
+    local = wall_clock(array, zone)
+    offsets = pa.scalar("Z") if zone.key == "UTC" else _offsets(offset_seconds(local, array))
     # A naive time casts to "YYYY-MM-DD HH:MM:SS[.ffffff]", several times faster than
     # pc.strftime, which formats through a stream a value at a time.  In seconds, it
     # has no fraction: a cast that refuses to drop one says whether any has one.
@@ -134,24 +152,12 @@ def rfc3339_text(array: pa.Array, zone: ZoneInfo) -> pa.Array:
     except pa.ArrowInvalid:
         clock = pc.replace_substring(local.cast(pa.string()), ".000000", "")
     clock = pc.replace_substring(clock, " ", "T", max_replacements=1)
-    text = pc.binary_join_element_wise(clock, offsets, "")
-    if zone.key == "UTC":
-        return text
-    # Arrow reads a zone's transitions from the tz database files, whose explicit ones
-    # end in 2037 (later ones follow a rule that Arrow ignores): zoneinfo renders those.
-    late = pc.greater_equal(utc, pa.scalar(_LAST_LISTED_TRANSITIONS, utc.type))
-    late = pc.fill_null(late, False)
-    if not pc.any(late).as_py():
-        return text
-    moments = [moment.astimezone(zone) for moment in pc.filter(utc, late).to_pylist()]
-    return pc.replace_with_mask(text, late, pa.array(msgspec.to_builtins(moments), pa.string()))
+    return pc.binary_join_element_wise(clock, offsets, "")
 
 
-def _offsets(local: pa.Array, utc: pa.Array) -> pa.Array:
-    """The UTC offset of each local time as RFC 3339 writes it (``Z``, ``+02:00``)."""
-    seconds = pc.divide(
-        pc.subtract(local.cast(pa.int64()), utc.cast(pa.int64())), 1_000_000
-    ).dictionary_encode()
+def _offsets(offsets: pa.Array) -> pa.Array:
+    """UTC offsets in seconds as RFC 3339 writes them (``Z``, ``+02:00``)."""
+    seconds = offsets.dictionary_encode()
     texts = [_offset(value) for value in seconds.dictionary.to_pylist()]
     return pa.array(texts, pa.string()).take(seconds.indices)
 
@@ -296,25 +302,15 @@ _UNSUSPECT_BYTES = bytes(b for b in range(0x20, 0x100) if b not in (0x7F, 0xC2, 
 _LINES_UNSUSPECT_BYTES = _UNSUSPECT_BYTES + b"\t\n"
 _C1_UTF8 = re.compile(b"\xc2[\x80-\x9f]")
 _HTML_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
-_HOUR_US = 3_600_000_000
 _TWO_DIGITS = pa.array([f"{n:02}" for n in range(60)], pa.string())
-_HOURS_KEPT = 100_000  # about 11 years of hours, for memory that stays flat
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class LocalClock:
     """Times of a ``timestamp("us")`` array in ``zone``, as :func:`clock` and ISO 8601
-    text, worked out a column at a time.
-
-    The zone's offset is Python's (:mod:`zoneinfo`, which knows the zone's rules
-    beyond its listed transitions, as Arrow's time zone database does not), asked
-    once per hour that the times fall in and remembered: an hour whose start and end
-    have different offsets has each of its times asked on its own.
-    """
+    text, worked out a column at a time (their wall-clock time by :func:`wall_clock`)."""
 
     def __init__(self, zone: ZoneInfo) -> None:
         self._zone = zone
-        self._hours: dict[int, int | None] = {}  # hour's start (µs since 1970) -> offset (s)
 
     def clock(self, times: pa.Array) -> pa.Array:
         """Each time's local :func:`clock` text, ``None`` for ``None``."""
@@ -334,31 +330,9 @@ class LocalClock:
 
     def _local(self, times: pa.Array) -> tuple[pa.Array, pa.Array]:
         """The local wall-clock times (``timestamp("s")``, no zone) and offsets (s)."""
-        utc = times.cast(pa.int64())
-        # Floored without a zone (the values are UTC's): much faster than in "UTC".
-        hours = pc.floor_temporal(utc.cast(pa.timestamp("us")), unit="hour").cast(pa.int64())
-        unique = pc.unique(hours).drop_null()
-        known = [self._hour_offset(hour) for hour in unique.to_pylist()]
-        offsets = pa.array(known, pa.int64()).take(pc.index_in(hours, unique))
-        mixed = pc.and_(pc.is_null(offsets), pc.is_valid(utc))
-        if pc.any(mixed).as_py():
-            asked = [self._offset(us) for us in utc.filter(mixed).to_pylist()]
-            offsets = pc.replace_with_mask(offsets, mixed, pa.array(asked, pa.int64()))
-        local = pc.add(utc, pc.multiply(offsets, 1_000_000)).cast(pa.timestamp("us"))
-        return pc.floor_temporal(local, unit="second").cast(pa.timestamp("s")), offsets
-
-    def _hour_offset(self, hour: int) -> int | None:
-        if hour not in self._hours:
-            start, end = self._offset(hour), self._offset(hour + _HOUR_US - 1)
-            if len(self._hours) > _HOURS_KEPT:
-                self._hours.clear()
-            self._hours[hour] = start if start == end else None
-        return self._hours[hour]
-
-    def _offset(self, us: int) -> int:
-        offset = (_EPOCH + timedelta(microseconds=us)).astimezone(self._zone).utcoffset()
-        assert offset is not None
-        return offset // timedelta(seconds=1)
+        local = wall_clock(times, self._zone)
+        seconds = pc.floor_temporal(local, unit="second").cast(pa.timestamp("s"))
+        return seconds, offset_seconds(local, times)
 
 
 def _wall_clock(local: pa.Array) -> tuple[pa.Array, pa.Array]:

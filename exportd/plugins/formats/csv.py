@@ -40,7 +40,9 @@ from exportd.plugins.formats.common import (
 )
 
 # What Excel, LibreOffice and Google Sheets may run as a formula (OWASP's list).
+FORMULA_STARTS = frozenset("=+-@\t\r")
 FORMULA_PATTERN = r"^[=+\-@\t\r]"
+"""Text starting with one of :data:`FORMULA_STARTS`, as an RE2 pattern."""
 LINE_ENDINGS = {"\r\n": "\r\n", "\n": "\n", "crlf": "\r\n", "lf": "\n"}
 DELIMITER_RULE = "one character other than a double quote, CR or LF"
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import partial
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from exportd.plugins.formats.common import REPLACEMENT_CHARACTER, by_kind
+from exportd.plugins.formats.common import REPLACEMENT_CHARACTER, by_kind, wall_clock
 
 EXCEL_LARGEST_NUMBER = 9.99999999999999e307
 EXCEL_TEXT_LIMIT = 32_767
@@ -27,7 +26,6 @@ BOLD, DATETIME, DATE = 1, 2, 3
 SERIAL_1970 = 25_569
 """1970-01-01 as an Excel serial day number (days since 1899-12-30)."""
 US_PER_DAY = 86_400_000_000
-_LAST_LISTED_TRANSITIONS = datetime(2037, 1, 1, tzinfo=UTC)
 
 _NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _NOT_IN_XML_RE2 = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{fffe}\x{ffff}]"
@@ -150,23 +148,9 @@ def _datetimes(array: pa.Array, zone: ZoneInfo) -> pa.Array:
     """Number cells of times as Excel serial day numbers of their wall-clock time in
     ``zone`` (a time without a zone is taken to be UTC)."""
     utc = array.cast(pa.timestamp("us", tz=array.type.tz or "UTC"))
-    micros = _wall_clock(utc, zone).cast(pa.int64())
+    micros = wall_clock(utc, zone).cast(pa.int64())
     serial = pc.add(pc.divide(micros.cast(pa.float64()), float(US_PER_DAY)), float(SERIAL_1970))
     return _numbers(_leap_day_shifted(serial).cast(pa.string()), DATETIME)
-
-
-def _wall_clock(utc: pa.Array, zone: ZoneInfo) -> pa.Array:
-    """Times (in UTC) as naive timestamps of their wall-clock time in ``zone``."""
-    if zone.key == "UTC":
-        return utc.cast(pa.timestamp("us"))
-    local = pc.local_timestamp(utc.cast(pa.timestamp("us", tz=zone.key)))
-    # Arrow reads a zone's transitions from the tz database files, whose explicit ones
-    # end in 2037 (later ones follow a rule that Arrow ignores): zoneinfo does those.
-    late = pc.fill_null(pc.greater_equal(utc, pa.scalar(_LAST_LISTED_TRANSITIONS, utc.type)), False)
-    if not pc.any(late).as_py():
-        return local
-    clocks = [t.astimezone(zone).replace(tzinfo=None) for t in utc.filter(late).to_pylist()]
-    return pc.replace_with_mask(local, late, pa.array(clocks, local.type))
 
 
 def _dates(array: pa.Array) -> pa.Array:
