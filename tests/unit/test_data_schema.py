@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from exportd import ReadContext, Window
 from exportd.data.postgres import INDEXES_DDL, TABLES_DDL
 from exportd.data.schema import INDEXES, TABLES, create_schema
+from exportd.kernel.batches import to_rows
 from exportd.kernel.datastores import SqliteStore
 from exportd.plugins.sources.rooms import RoomsParams, RoomsSource
 from tests.postgres import scratch_database
@@ -114,7 +115,7 @@ def test_own_data_loads_with_the_sqlite_utils_tool(tmp_path: Path) -> None:
     params = RoomsParams(room_id="r1", type="logs", is_real_conversation=True)
     ctx = ReadContext(window=window, data=SqliteStore(store))
     source.validate(params, ctx)
-    rows = [row for batch in source.read(params, ctx) for row in batch]
+    rows = [row for batch in source.read(params, ctx) for row in to_rows(batch)]
     assert rows == [
         (
             "c1",

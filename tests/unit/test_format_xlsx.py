@@ -370,6 +370,24 @@ def test_both_engines_write_cells_that_read_back_alike(tmp_path: Path) -> None:
     ] * 2
 
 
+def test_both_engines_write_times_centuries_away_alike(tmp_path: Path) -> None:
+    # 0001-01-01 and 9999-12-31 are common stand-ins for "never" in real data.
+    columns = [Column("at", "datetime")]
+    rows = [
+        (datetime(1, 1, 2, tzinfo=UTC),),
+        (datetime(1684, 6, 1, tzinfo=UTC),),
+        (datetime(2256, 6, 1, 12, 30, tzinfo=UTC),),
+        (datetime(9999, 12, 30, tzinfo=UTC),),
+    ]
+    written = [
+        write_xlsx(tmp_path / f"{engine}.xlsx", columns, [rows], engine=engine)
+        for engine in ENGINES
+    ]
+    xml, reference = map(cell_facts, written)
+    assert xml == reference
+    assert xml[0][3][0][0] == local_naive(rows[2][0])
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_each_engine_freezes_the_header_of_every_sheet(tmp_path: Path, engine: str) -> None:
     path = write_xlsx(
