@@ -124,31 +124,49 @@ def _array(values: Sequence[Any], column_type: ColumnType) -> pa.Array:
 
 
 def _typed(values: Sequence[Any], column_type: ColumnType) -> pa.Array | None:
-    """``values`` as an array of the column's type, if they all fit it; else ``None``."""
+    """``values`` as an array of the column's type, if they all fit it (an integer beyond
+    64 bits does not); else ``None``."""
     kinds = set(map(type, values))
-    if kinds <= _FITTING[column_type]:
-        return pa.array(values, arrow_type(column_type))
-    if column_type == "boolean" and kinds <= {bool, int, _NONE}:  # SQLite's 0 and 1
-        return pa.array([v if v is None else bool(v) for v in values], pa.bool_())
+    try:
+        if kinds <= _FITTING[column_type]:
+            return pa.array(values, arrow_type(column_type))
+        if (
+            column_type == "boolean"
+            and kinds <= {bool, int, _NONE}
+            and all(v in (0, 1) for v in values if v is not None)  # SQLite's 0 and 1
+        ):
+            return pa.array([v if v is None else bool(v) for v in values], pa.bool_())
+    except (pa.ArrowInvalid, OverflowError):
+        pass
     return None
+
+
+def _numbers(values: list[Any]) -> pa.Array | None:
+    """``values``, numbers in a numeric or boolean column, as the array Arrow infers for
+    them (floats in an integer column stay floats); ``None`` for any other values."""
+    try:
+        inferred = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return None
+    kind = inferred.type
+    return inferred if pa.types.is_integer(kind) or pa.types.is_floating(kind) else None
 
 
 def _stray_text_union(values: Sequence[Any], column_type: ColumnType) -> pa.Array:
     """``values`` as a dense union of their typed values (child 0) and text (child 1).
 
-    The typed values are of the column's type where they fit it, else of the type Arrow
-    infers for them (floats in an integer column stay floats); values Arrow cannot put
-    in one array (numbers beside times, say) join the text, as ``str()`` writes them.
+    The typed values are of the column's type where they fit it; numbers in a numeric or
+    boolean column that do not (floats among integers, a 2 among 0s and 1s) are of the
+    type Arrow infers for them.  Any others (an integer in a datetime column, numbers
+    beside times) join the text, as ``str()`` writes them, rather than change meaning.
     """
     others = [v for v in values if v.__class__ is not str]
     typed = _typed(others, column_type)
+    if typed is None and column_type in {"integer", "float", "boolean"}:
+        typed = _numbers(others)
     if typed is None:
-        try:
-            typed = pa.array(others)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            values = [v if v is None or v.__class__ is str else str(v) for v in values]
-            others = [v for v in values if v.__class__ is not str]
-            typed = pa.array(others, arrow_type(column_type))
+        values = [v if v is None or v.__class__ is str else str(v) for v in values]
+        typed = pa.array([v for v in values if v is None], arrow_type(column_type))
     codes = [_TEXT if v.__class__ is str else _TYPED for v in values]
     offsets, counts = [], [0, 0]
     for code in codes:

@@ -149,7 +149,9 @@ def _datetimes(array: pa.Array, zone: ZoneInfo) -> pa.Array:
     ``zone`` (a time without a zone is taken to be UTC)."""
     utc = array.cast(pa.timestamp("us", tz=array.type.tz or "UTC"))
     micros = wall_clock(utc, zone).cast(pa.int64())
-    serial = pc.add(pc.divide(micros.cast(pa.float64(), safe=False), float(US_PER_DAY)), float(SERIAL_1970))
+    serial = pc.add(
+        pc.divide(micros.cast(pa.float64(), safe=False), float(US_PER_DAY)), float(SERIAL_1970)
+    )
     return _numbers(_leap_day_shifted(serial).cast(pa.string()), DATETIME)
 
 
