@@ -158,22 +158,23 @@ def _measured(path: Path) -> Iterator[tuple[BinaryIO, _Measured]]:
 
 def _reader(plan: ExportPlan, ctx: ReadContext, count: int, folder: Path) -> Iterator[Any]:
     """The source's batches: one read, or ``count`` slices read at once (spooled in
-    ``folder``)."""
+    ``folder``), which agree on what the source's ``slicing`` said once."""
     if count == 1:
         return iter(call_plugin(plan.source_label, lambda: plan.source.read(plan.params, ctx)))
-    return read_slices(
-        plan,
-        lambda index: plan.context(
+
+    def context(index: int, slicing: Any = None) -> ReadContext:
+        return plan.context(
             batch_size=ctx.batch_size,
             part=ctx.part,
             part_count=ctx.part_count,
             cancelled=ctx.cancelled,
             slice=index,
             slice_count=count,
-        ),
-        count,
-        folder,
-    )
+            slicing=slicing,
+        )
+
+    slicing = call_plugin(plan.source_label, lambda: plan.source.slicing(plan.params, context(0)))
+    return read_slices(plan, lambda index: context(index, slicing), count, folder)
 
 
 def _copy_rows(  # noqa: PLR0917 (one call site)

@@ -65,6 +65,7 @@ class ExportPlan:
         cancelled: Callable[[], bool] = lambda: False,
         slice: int = 0,
         slice_count: int = 1,
+        slicing: Any = None,
     ) -> ReadContext:
         """The context a source reads this plan's rows (or a slice of them) with."""
         return ReadContext(
@@ -78,6 +79,7 @@ class ExportPlan:
             org_id=self.request.org_id,
             slice=slice,
             slice_count=slice_count,
+            slicing=slicing,
         )
 
     @property

@@ -262,7 +262,8 @@ class ReadContext:
     ``slice`` and ``slice_count`` say which slice of the part to read, for a source
     that declares :attr:`Source.sliceable`: exportd reads the ``slice_count`` slices
     at once, and writes their batches one slice after the other.  They are 0 and 1
-    (the whole part) otherwise.
+    (the whole part) otherwise.  ``slicing`` is what :meth:`Source.slicing` said, once,
+    for all the slices of this read (``None`` when the read is not sliced).
 
     ``data_path=`` (a SQLite file, instead of ``data``), :attr:`data_path` and
     :meth:`connect` are deprecated, and work on SQLite stores only.
@@ -278,6 +279,7 @@ class ReadContext:
     org_id: str | None
     slice: int
     slice_count: int
+    slicing: Any
 
     def __init__(  # noqa: PLR0917 (positional, as the dataclass it was)
         self,
@@ -293,6 +295,7 @@ class ReadContext:
         data: DataStore | None = None,
         slice: int = 0,
         slice_count: int = 1,
+        slicing: Any = None,
     ) -> None:
         if data is None:
             if data_path is None:
@@ -310,7 +313,7 @@ class ReadContext:
             cancelled,
             org_id,
         )
-        self.slice, self.slice_count = slice, slice_count
+        self.slice, self.slice_count, self.slicing = slice, slice_count, slicing
 
     @property
     def data_path(self) -> Path:
@@ -395,6 +398,14 @@ class Source(abc.ABC, Generic[P]):
         is; make it cheap (the first and the last entry of an index).  The default is
         ``None``.
         """
+        return None
+
+    def slicing(self, params: P, ctx: ReadContext) -> Any:
+        """What the slices of one sliced read must agree on, worked out once: called
+        before the ``ctx.slice_count`` slices are read, its answer reaches each as
+        ``ctx.slicing``.  A source whose slices' bounds depend on the data (the n-th of
+        its rows) computes them here, so that rows written meanwhile can neither fall
+        between two slices nor into both.  The default is ``None``."""
         return None
 
     def parts(self, params: P, ctx: ReadContext) -> Sequence[P]:

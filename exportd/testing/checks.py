@@ -211,18 +211,25 @@ class _SourceCheck:
         ctx = plan.context(batch_size=self.batch_size, part=number, part_count=count)
         whole = self.read(plan, ctx, part)
         for slice_count in (2, 3):
+
+            def context(index: int, slicing: Any = None, slice_count: int = slice_count) -> Any:
+                return plan.context(
+                    batch_size=self.batch_size,
+                    part=number,
+                    part_count=count,
+                    slice=index,
+                    slice_count=slice_count,
+                    slicing=slicing,
+                )
+
+            with blame(self.label, "slicing()"):
+                slicing = plan.source.slicing(plan.params, context(0))
             sliced = [
                 row
                 for index in range(slice_count)
                 for row in self.read(
                     plan,
-                    plan.context(
-                        batch_size=self.batch_size,
-                        part=number,
-                        part_count=count,
-                        slice=index,
-                        slice_count=slice_count,
-                    ),
+                    context(index, slicing),
                     f"{part}slice {index + 1} of {slice_count}, ",
                 )
             ]

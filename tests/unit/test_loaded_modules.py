@@ -13,8 +13,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.loaded import (
     BUS_CLIENTS,
     HTTP,

@@ -38,6 +38,8 @@ class NumbersSource(Source[NumbersParams]):
     sliceable = True
     read_by: ClassVar[list[tuple[int, int, str]]] = []
     """(slice, slice count, thread name) of every read, for the tests."""
+    slicings: ClassVar[list[tuple[int, str]]] = []
+    """(slice count, thread name) of every call of slicing()."""
 
     def columns(self, params: NumbersParams, ctx: ReadContext) -> Sequence[Column]:
         return [Column("n", "integer"), Column("label")]
@@ -45,7 +47,12 @@ class NumbersSource(Source[NumbersParams]):
     def estimate(self, params: NumbersParams, ctx: ReadContext) -> int | None:
         return params.rows
 
+    def slicing(self, params: NumbersParams, ctx: ReadContext) -> Any:
+        self.slicings.append((ctx.slice_count, threading.current_thread().name))
+        return ("bounds of", ctx.slice_count)
+
     def read(self, params: NumbersParams, ctx: ReadContext) -> Iterator[pa.RecordBatch]:
+        assert ctx.slicing == (None if ctx.slice_count == 1 else ("bounds of", ctx.slice_count))
         self.read_by.append((ctx.slice, ctx.slice_count, threading.current_thread().name))
         size = -(-params.rows // ctx.slice_count)
         start, stop = ctx.slice * size, min(params.rows, (ctx.slice + 1) * size)
@@ -74,6 +81,7 @@ def small_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     """A slice for every 100 estimated rows, so that small exports are sliced."""
     monkeypatch.setattr(slices, "SLICE_ROWS", 100)
     NumbersSource.read_by.clear()
+    NumbersSource.slicings.clear()
 
 
 def numbers(limit: int | None = None, **params: Any) -> ExportPlan:
@@ -104,6 +112,8 @@ def test_slices_read_in_threads_of_their_own_write_the_file_of_one_read(tmp_path
     NumbersSource.read_by.clear()
 
     assert export(tmp_path, numbers(rows=1000, stray_at=512), 3) == whole
+    # The bounds the slices agree on are worked out once, before the slices start.
+    assert NumbersSource.slicings == [(3, threading.current_thread().name)]
     assert sorted(one[:2] for one in NumbersSource.read_by) == [(0, 3), (1, 3), (2, 3)]
     assert threading.current_thread().name not in {one[2] for one in NumbersSource.read_by}
     assert whole.decode().splitlines()[513] == "512,512"

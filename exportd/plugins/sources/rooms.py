@@ -448,24 +448,47 @@ def touched_starts(conn: Any, sql: RoomsSql, args: dict[str, Any]) -> tuple[Any,
     return first, last
 
 
-def _slice_filters(conn: Any, sql: RoomsSql, args: dict[str, Any], ctx: ReadContext) -> str:
+class RoomsSlicing(NamedTuple):
+    """The bounds every slice of one sliced logs read takes: the first and last start
+    times of the conversations it holds (``None``: it holds none), and the start time
+    each slice but the first starts from."""
+
+    touched: tuple[Any, Any] | None
+    starts: tuple[Any, ...]
+
+
+def rooms_slicing(conn: Any, sql: RoomsSql, args: dict[str, Any], count: int) -> RoomsSlicing:
+    """The bounds of ``count`` slices: the start time of the conversation at each slice's
+    share of those the window touches (index seeks)."""
+    touched = touched_starts(conn, sql, args)
+    if touched is None:
+        return RoomsSlicing(None, ())
+    args = args | {"first": touched[0], "last": touched[1]}
+    conversations = conn.execute(sql.started_between, args).fetchone()[0]
+    starts = tuple(
+        conn.execute(sql.nth_started, args | {"offset": conversations * share // count}).fetchone()[
+            0
+        ]
+        for share in range(1, count)
+    )
+    return RoomsSlicing(touched, starts)
+
+
+def _slice_filters(
+    bounds: RoomsSlicing, sql: RoomsSql, args: dict[str, Any], ctx: ReadContext
+) -> str:
     """The filters on ``c`` of the slice ``ctx.slice`` of ``ctx.slice_count``, their
-    parameters added to ``args``: the conversations that started from the start time of
-    the conversation at the slice's share of those from ``first`` to ``last``, to the
-    next slice's.  Every slice computes the same bounds (index seeks), and the logs
-    are in start-time order, so the slices, one after the other, are the whole read."""
-    if ctx.slice_count == 1:
-        return ""
-    count = conn.execute(sql.started_between, args).fetchone()[0]
+    parameters added to ``args``: the conversations that started from the slice's start
+    time (``bounds``) to the next slice's.  The logs are in start-time order, so the
+    slices, one after the other, are the whole read."""
     filters = ""
     for name, clause, share in (
         ("slice_start", sql.slice_start, ctx.slice),
         ("slice_end", sql.slice_end, ctx.slice + 1),
     ):
         if 0 < share < ctx.slice_count:
-            offset = count * share // ctx.slice_count
             filters += clause
-            args[name] = conn.execute(sql.nth_started, args | {"offset": offset}).fetchone()[0]
+            args[name] = bounds.starts[share - 1]
     return filters
 
 
@@ -522,6 +545,17 @@ class RoomsSource(Source[RoomsParams]):
         """When the room's first and last messages were sent (filters aside)."""
         return time_range(ctx, STATEMENTS[ctx.data.dialect].room_range, {"room": params.room_id})
 
+    def slicing(self, params: RoomsParams, ctx: ReadContext) -> RoomsSlicing | None:
+        """The logs' slices' bounds, found once for them all (the stats slice their days,
+        which do not change)."""
+        if params.type != "logs":
+            return None
+        sql = STATEMENTS[ctx.data.dialect]
+        _, args = _conversation_filters(params, sql)
+        args |= {"room": params.room_id, **window_args(ctx.data, ctx.window)}
+        with ctx.data.connect() as conn:
+            return rooms_slicing(conn, sql, args, ctx.slice_count)
+
     def read(self, params: RoomsParams, ctx: ReadContext) -> Iterator[pa.RecordBatch]:
         """The logs or the stats, in Arrow batches; of the slice ``ctx.slice`` only: the
         logs of conversations started in its time range, the stats of its days."""
@@ -533,10 +567,13 @@ class RoomsSource(Source[RoomsParams]):
         args |= {"room": params.room_id, "limit": sql_limit(ctx.limit)}
         args |= window_args(ctx.data, ctx.window)
         with ctx.data.connect() as conn:
-            if (touched := touched_starts(conn, sql, args)) is None:
+            bounds = ctx.slicing
+            if not isinstance(bounds, RoomsSlicing) or len(bounds.starts) != ctx.slice_count - 1:
+                bounds = rooms_slicing(conn, sql, args, ctx.slice_count)
+            if bounds.touched is None:
                 return
-            args["first"], args["last"] = touched
-            filters += _slice_filters(conn, sql, args, ctx)
+            args["first"], args["last"] = bounds.touched
+            filters += _slice_filters(bounds, sql, args, ctx)
             logs = sql.logs.format(columns=LOG_SELECT, filters=filters)
             yield from ctx.data.arrow(conn, logs, args, ctx.batch_size, LOG_COLUMNS)
 
