@@ -74,6 +74,9 @@ def read_arrow(
     yield from _row_batches(conn, sql, args, size, columns=columns, skip=delivered)
 
 
+BUSY_TIMEOUT_MS = 5000
+
+
 def _after(sql: str, skip: int) -> str:
     """``sql`` without its first ``skip`` rows (SQLite reads a subquery in its order)."""
     return f"SELECT * FROM ({sql}) LIMIT -1 OFFSET {skip:d}" if skip else sql
@@ -89,6 +92,9 @@ def _adbc_batches(path: Path, sql: str, args: SqlArgs, size: int) -> Generator[p
             closing(adbc_driver_sqlite.dbapi.connect(uri)) as adbc,
             closing(adbc.cursor()) as cursor,
         ):
+            # As long as Python's sqlite3 waits for a writer's lock before it gives up.
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+            cursor.fetchall()
             cursor.adbc_statement.set_options(**{BATCH_ROWS: str(size)})
             cursor.execute(sql, _named(args))
             yield from cursor.fetch_record_batch()

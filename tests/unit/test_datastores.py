@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sqlite3
+import subprocess
 import sys
 import time
 import warnings
@@ -532,3 +533,25 @@ def test_sqlite_arrow_types_a_column_null_in_its_first_rows_by_its_later_values(
         (None, None),
         ("bo", "7"),  # a TEXT column keeps 7 as text: stray text in a time column
     ]
+
+
+def test_an_arrow_read_waits_for_a_writer_of_another_process_as_sqlite3_does(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "data.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+    script = (
+        "import sqlite3, sys, time; w = sqlite3.connect(sys.argv[1], isolation_level=None);"
+        "w.execute('BEGIN EXCLUSIVE'); print('held', flush=True); time.sleep(1); "
+        "w.execute('COMMIT')"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == b"held\n"
+        store = SqliteStore(path)
+        with store.connect() as conn:
+            batches = store.arrow(conn, "SELECT x FROM t", {}, 10, [Column("x", "integer")])
+            assert [batch.column(0).to_pylist() for batch in batches] == [[1]]
+    finally:
+        writer.wait(timeout=10)
