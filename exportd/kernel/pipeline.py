@@ -160,7 +160,8 @@ def _reader(plan: ExportPlan, ctx: ReadContext, count: int, folder: Path) -> Ite
     """The source's batches: one read, or ``count`` slices read at once (spooled in
     ``folder``), which agree on what the source's ``slicing`` said once."""
     if count == 1:
-        return iter(call_plugin(plan.source_label, lambda: plan.source.read(plan.params, ctx)))
+        read = iter(call_plugin(plan.source_label, lambda: plan.source.read(plan.params, ctx)))
+        return _guarded(plan.source_label, read)
 
     def context(index: int, slicing: Any = None) -> ReadContext:
         return plan.context(
@@ -175,6 +176,14 @@ def _reader(plan: ExportPlan, ctx: ReadContext, count: int, folder: Path) -> Ite
 
     slicing = call_plugin(plan.source_label, lambda: plan.source.slicing(plan.params, context(0)))
     return read_slices(plan, lambda index: context(index, slicing), count, folder)
+
+
+def _guarded(label: str, batches: Iterator[Any]) -> Iterator[Any]:
+    """``batches``, each step of the source labelled ``label`` guarded by
+    :func:`call_plugin` (the slices' threads guard their own)."""
+    with _closing(batches):
+        while (batch := call_plugin(label, lambda: next(batches, None))) is not None:
+            yield batch
 
 
 def _copy_rows(  # noqa: PLR0917 (one call site)
@@ -193,7 +202,7 @@ def _copy_rows(  # noqa: PLR0917 (one call site)
         while remaining is None or remaining > 0:
             if ctx.cancelled():
                 raise Cancelled("the export was canceled")
-            batch = call_plugin(plan.source_label, lambda: next(read, None))
+            batch = next(read, None)
             if batch is None:
                 break
             batch = _checked(plan, batch, rows)

@@ -8,8 +8,9 @@ queue as it is read; each later slice is spooled meanwhile into Arrow IPC files 
 its own, next to the export's file, and read back once the slices before it are
 written.  Memory so holds a few batches a slice, whatever the export's size.
 
-A failure in any slice, a cancel, or a failure of the format stops every slice's
-thread at its next batch, removes the spool files, and passes the first failure on.
+A failure in any slice stops every slice's thread at its next batch at once, and is
+passed on when the writing reaches a slice cut short; a cancel or a failure of the
+format stops them too.  The spool files are removed in every case.
 """
 
 from __future__ import annotations
@@ -50,12 +51,15 @@ class _Slice:
     """One slice's reading thread, and what it leaves: batches queued (slice 0) or
     spool files, and the exception that ended it, if any."""
 
-    def __init__(self, plan: ExportPlan, ctx: ReadContext, spool: Path | None) -> None:
-        self.plan, self.ctx, self.spool = plan, ctx, spool
+    def __init__(
+        self, plan: ExportPlan, ctx: ReadContext, spool: Path | None, stop: threading.Event
+    ) -> None:
+        self.plan, self.ctx, self.spool, self.stop = plan, ctx, spool, stop
         self.queue: queue.Queue[Any] = queue.Queue(QUEUED_BATCHES)
         self.files: list[Path] = []
         self.error: BaseException | None = None
-        self.stop = threading.Event()
+        self.finished = False
+        """Whether the slice was read to its end (not stopped, not failed)."""
         self._writer: pa.RecordBatchStreamWriter | None = None
         self._sink: pa.OSFile | None = None
         self._schema: pa.Schema | None = None
@@ -72,6 +76,7 @@ class _Slice:
                 while not (self.stop.is_set() or self.ctx.cancelled()):
                     batch = call_plugin(label, lambda: next(read, None))
                     if batch is None:
+                        self.finished = True
                         break
                     checked = batches.conform(batch, plan.columns, label)
                     if self.spool is None:
@@ -80,6 +85,7 @@ class _Slice:
                         self._spooled(checked)
         except BaseException as exc:  # passed on to the thread that writes the file
             self.error = exc
+            self.stop.set()  # every other slice's work is in vain now
         finally:
             self._close_spool_file()
             if self.spool is None:
@@ -112,25 +118,38 @@ class _Slice:
                 return
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """The slice's batches, in order, once (waiting for the slice to be read)."""
+        """The slice's batches, in order, once (waiting for the slice to be read); it
+        ends early if the slice was stopped (see :attr:`finished`)."""
         if self.spool is None:
-            while (item := self.queue.get()) is not _END:
+            while (item := self._next()) is not _END:
                 yield item
         else:
             self.thread.join()
         if self.error is not None:
             raise self.error
+        if not self.finished:
+            return
         for path in self.files:
             with pa.memory_map(str(path)) as spooled, pa.ipc.open_stream(spooled) as reader:
                 yield from reader
             path.unlink()
 
+    def _next(self) -> Any:
+        """The next batch queued, or :data:`_END` once the thread is gone (a stopped slice
+        queues no end)."""
+        while True:
+            with suppress(queue.Empty):
+                return self.queue.get(timeout=0.1)
+            if not self.thread.is_alive() and self.queue.empty():
+                return _END
+
     def end(self) -> None:
-        """Stop the thread at its next batch, wait for it, remove its spool files."""
-        self.stop.set()
-        self.thread.join()
+        """Wait for the thread (told to stop at its next batch), remove its spool files."""
+        if self.thread.ident is not None:  # started
+            self.thread.join()
         for path in self.files:
-            path.unlink(missing_ok=True)
+            with suppress(OSError):
+                path.unlink(missing_ok=True)
 
 
 def read_slices(
@@ -141,18 +160,21 @@ def read_slices(
 ) -> Iterator[pa.RecordBatch]:
     """The batches of ``count`` slices of ``plan``'s rows (``context(i)`` reads slice
     ``i``), read at once, spooled in ``folder``, yielded in order."""
-    spool = folder / f".slices.{uuid.uuid4().hex}"
+    spool, stop = folder / f".slices.{uuid.uuid4().hex}", threading.Event()
     slices = [
-        _Slice(plan, context(i), None if i == 0 else spool.with_name(f"{spool.name}.{i}"))
+        _Slice(plan, context(i), None if i == 0 else spool.with_name(f"{spool.name}.{i}"), stop)
         for i in range(count)
     ]
     try:
         for one in slices:
             one.thread.start()
         for one in slices:
-            if one.ctx.cancelled():
-                raise Cancelled("the export was canceled")
             yield from one.batches()
+            if not one.finished:  # stopped: by another slice's failure, or a cancel
+                raise next((s.error for s in slices if s.error is not None), None) or Cancelled(
+                    "the export was canceled"
+                )
     finally:
+        stop.set()
         for one in slices:
             one.end()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -25,6 +26,8 @@ class NumbersParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     rows: Annotated[int, msgspec.Meta(ge=0)]
     explode_in: int | None = None
     """The slice whose read fails after its first batch."""
+    slow: float = 0.0
+    """Seconds slice 0 sleeps before each batch."""
     stray_at: int | None = None
     """The number whose label is an integer, among text: a stray-text union there."""
 
@@ -59,6 +62,8 @@ class NumbersSource(Source[NumbersParams]):
         for low in range(start, stop, ctx.batch_size):
             if ctx.slice == params.explode_in and low > start:
                 raise RuntimeError(f"slice {ctx.slice} broke")
+            if ctx.slice == 0:
+                time.sleep(params.slow)
             rows = [
                 (n, n if n == params.stray_at else f"#{n}")
                 for n in range(low, min(stop, low + ctx.batch_size))
@@ -138,6 +143,21 @@ def test_a_slice_that_fails_fails_the_export_and_leaves_no_file(
         ExportFailed, match=f"source 'numbers' failed: RuntimeError: slice {broken} broke"
     ):
         export(tmp_path, numbers(rows=1000, explode_in=broken), 3)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_slice_that_fails_stops_the_others_at_once(tmp_path: Path) -> None:
+    written: list[int] = []
+    with pytest.raises(ExportFailed, match="slice 2 broke"):
+        run_export(
+            numbers(rows=3000, explode_in=2, slow=0.05),
+            tmp_path / "out.csv",
+            batch_size=30,
+            slices=3,
+            on_progress=lambda progress: written.append(progress.rows),
+        )
+    # Slice 0 (1,000 rows, 20 s at its pace) was cut short, not read to its end first.
+    assert max(written, default=0) < 1000
     assert list(tmp_path.iterdir()) == []
 
 
