@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -187,15 +187,37 @@ class Engine:
         gets what ``write`` returned all the same."""
 
         def write_and_take() -> tuple[T, list[OutboxRow]]:
-            return write(), self._take(OUTBOX_BATCH)
+            result = write()
+            try:
+                return result, self._take(OUTBOX_BATCH)
+            except Exception as exc:  # the change is committed: the relay sends its rows
+                log.warning("the outbox relay publishes what a change wrote: %s", exc)
+                return result, []
 
-        result, rows = await self._stored(write_and_take)
+        taken = asyncio.get_running_loop().run_in_executor(self._store_thread, write_and_take)
+        try:
+            result, rows = await asyncio.shield(taken)
+        except asyncio.CancelledError:
+            # The write goes on in the store's thread: what it claims is the relay's.
+            taken.add_done_callback(self._unclaim)
+            raise
+        if not rows:
+            self._outbox_ready.set()
         try:
             await self._publish_rows(rows)
         except Exception as exc:
             log.info("the outbox relay publishes what a change could not: %s", exc)
             self._outbox_ready.set()
         return result
+
+    def _unclaim(self, taken: asyncio.Future[tuple[Any, list[OutboxRow]]]) -> None:
+        """Give the rows a change took, whose caller stopped waiting, back to the relay."""
+        if taken.cancelled() or taken.exception() is not None:
+            return
+        _, rows = taken.result()
+        ids = [row.id for row in rows]
+        self._store_thread.submit(self._claimed.difference_update, ids)
+        self._outbox_ready.set()
 
     def _take(self, limit: int) -> list[OutboxRow]:
         """Claim up to ``limit`` of the oldest outbox rows no publisher claimed (in the

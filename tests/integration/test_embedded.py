@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import shutil
 import sqlite3
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -380,3 +381,24 @@ async def test_a_change_whose_messages_are_not_confirmed_leaves_them_to_the_rela
     assert len(refused) == 2
     assert [event.type for event in runtime.events.of(job.id)].count("job.created") == 1
     assert [event.type for event in runtime.events.of(job.id)].count("job.done") == 1
+
+
+async def test_a_change_whose_caller_stops_waiting_leaves_its_messages_to_the_relay(
+    home: Path,
+) -> None:
+    """A request cancelled while the job store records it (a client gone, a timeout of
+    the caller's): the job is recorded all the same, and its task and events go out."""
+    async with running(LocalBus(), settings_in(home)) as runtime:
+        busy = threading.Event()
+        runtime.engine._store_thread.submit(busy.wait, 5)  # the store's thread is busy
+        submitted = asyncio.create_task(runtime.submit(**logs_request()))
+        await asyncio.sleep(0.1)
+        submitted.cancel()
+        busy.set()
+        with pytest.raises(asyncio.CancelledError):
+            await submitted
+        async with asyncio.timeout(30):
+            while not [event for event in runtime.events.seen if event.type == "job.done"]:
+                await asyncio.sleep(0.05)
+        [job_id] = {event.job.id for event in runtime.events.seen if event.job is not None}
+        assert [event.type for event in runtime.events.of(job_id)].count("job.created") == 1
