@@ -120,6 +120,16 @@ class DataSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     process runs at once, ``worker.concurrency + http.sync_concurrency + 2``."""
 
 
+DEFAULT_SLICES_AT_MOST = 4
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, which a container's cpuset
+    limits), where the system tells; else all of them."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """All of exportd's settings (``exportd.toml`` keys, ``EXPORTD_*`` variables)."""
 
@@ -131,7 +141,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     slices: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
     """Slices of a large export read at once, for sources that can (``Source.sliceable``):
-    0 is one for each CPU core, 1 reads every export in one go."""
+    0 is one for each CPU core the process may use, at most 4; 1 reads every export in
+    one go."""
 
     disable_plugins: list[str] = []
     """Plugins (entry-point or built-in module names) not to load."""
@@ -167,8 +178,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     @property
     def read_slices(self) -> int:
-        """``slices``, or for 0 the number of CPU cores."""
-        return self.slices or os.cpu_count() or 1
+        """``slices``, or for 0 the CPU cores this process may run on, at most
+        :data:`DEFAULT_SLICES_AT_MOST` (a large host's cores would multiply the data
+        store's connections)."""
+        return self.slices or min(DEFAULT_SLICES_AT_MOST, usable_cores())
 
     @property
     def data_pool_size(self) -> int:

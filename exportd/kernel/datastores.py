@@ -267,13 +267,25 @@ class PostgresStore(DataStore):
                 adbc.close()
 
     def _adbc_connection(self) -> adbc_driver_postgresql.dbapi.Connection:
-        """An idle ADBC connection, or a new one (in autocommit: one statement at a time)."""
+        """An idle ADBC connection that still answers (a server restarted or a connection
+        timed out meanwhile leaves dead ones), or a new one (in autocommit: one statement
+        at a time)."""
         import adbc_driver_manager
         import adbc_driver_postgresql.dbapi
 
-        with self._lock:
-            if self._adbc_idle:
-                return self._adbc_idle.pop()
+        while True:
+            with self._lock:
+                if not self._adbc_idle:
+                    break
+                idle = self._adbc_idle.pop()
+            try:
+                with closing(idle.cursor()) as cursor:
+                    cursor.execute("SELECT 1")
+                    cursor.fetchall()
+            except (adbc_driver_manager.Error, OSError):
+                idle.close()
+                continue
+            return idle
         try:
             return adbc_driver_postgresql.dbapi.connect(self.conninfo, autocommit=True)
         except adbc_driver_manager.Error as exc:

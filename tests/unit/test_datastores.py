@@ -143,8 +143,8 @@ def test_the_pool_size_follows_the_concurrency_and_the_slices_unless_set() -> No
     settings = load_settings({**exports, "EXPORTD_SLICES": "1"})
     assert (settings.data.pool_size, settings.data_pool_size) == (0, 10)
     assert load_settings({**exports, "EXPORTD_SLICES": "2"}).data_pool_size == 18
-    cores = os.cpu_count() or 1
-    assert load_settings(exports).data_pool_size == 8 * cores + 2
+    slices = min(4, len(os.sched_getaffinity(0)))
+    assert load_settings(exports).data_pool_size == 8 * slices + 2
     assert load_settings({"EXPORTD_DATA__POOL_SIZE": "7"}).data_pool_size == 7
 
 
@@ -510,6 +510,24 @@ def test_postgresql_arrow_cut_short_gives_no_connection_back_and_reads_again(
             assert to_rows(next(again)) == conn.execute("SELECT count(*) FROM messages").fetchall()
         with pytest.raises(ExportFailed, match="read-only"), store.connect() as conn:
             list(store.arrow(conn, "DELETE FROM messages RETURNING id", {}, 10, columns))
+
+
+def test_postgresql_arrow_replaces_an_idle_connection_the_server_closed(
+    postgres_datastore: str,
+) -> None:
+    columns = (Column("n", "integer"),)
+    with PostgresStore(postgres_datastore, pool_size=1) as store, store.connect() as conn:
+        [batch] = store.arrow(conn, "SELECT 1", {}, 10, columns)
+        assert to_rows(batch) == [(1,)]
+        # The server ends the idle ADBC session (a restart, an idle timeout).
+        ended = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'"
+        ).fetchall()
+        assert ended == [(True,)]
+        time.sleep(0.2)
+        [batch] = store.arrow(conn, "SELECT 2", {}, 10, columns)
+        assert to_rows(batch) == [(2,)]
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 100])
