@@ -158,10 +158,12 @@ def plan_for(data: Path, fmt: str, rows: int) -> ExportPlan:
 
 
 def exportd_export(data: Path, fmt: str, rows: int, out: Path) -> None:
-    """An export through exportd's planner and pipeline, as the CLI runs it."""
+    """An export through exportd's planner and pipeline, as the CLI runs it (in as many
+    slices at once as its default settings say)."""
+    from exportd.config import Settings
     from exportd.kernel.pipeline import run_export
 
-    run_export(plan_for(data, fmt, rows), out, batch_size=BATCH)
+    run_export(plan_for(data, fmt, rows), out, batch_size=BATCH, slices=Settings().read_slices)
 
 
 def source_only(data: Path, rows: int, out: Path) -> None:
