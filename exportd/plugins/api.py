@@ -194,9 +194,14 @@ class DataStore(abc.ABC):
     def arrow(
         self, conn: Any, sql: str, args: SqlArgs, size: int, columns: Sequence[Column]
     ) -> Iterator[pa.RecordBatch]:
-        """Run ``sql`` with ``args`` on ``conn`` (from :meth:`connect`) and yield its rows
-        as Arrow record batches of at most ``size`` rows, of ``arrow_schema(columns)``:
-        the statement selects one value per column, in order.  Memory stays flat.
+        """Run ``sql`` with ``args`` on the store, ``conn`` (from :meth:`connect`) lent for
+        it, and yield its rows as Arrow record batches of at most ``size`` rows, of
+        ``arrow_schema(columns)``: the statement selects one value per column, in order.
+        Memory stays flat.
+
+        The statement runs on an ADBC connection of the store's own, not in ``conn``'s
+        session: it does not see what ``conn`` set or made (a ``SET``, a temporary
+        table); use :meth:`stream` for a statement that must.
 
         Each store reads natively (ADBC: no Python object per value) and types the
         columns as :func:`arrow_type` says: SQLite's ISO 8601 times become UTC
