@@ -4,7 +4,8 @@ Every message carries ``v``, its schema version.  Messages that people write
 (:class:`ExportRequest`, :class:`JobCommand`) forbid unknown fields so that a
 typo is an error naming the field, and refuse a version this exportd does not
 speak.  Messages that exportd's own processes exchange (:class:`ExportTask`,
-:class:`StatusUpdate`, :class:`CancelSignal`, :class:`JobEvent`) ignore unknown
+:class:`StatusUpdate`, :class:`CancelSignal`, :class:`JobEvent`, :class:`PieceTask`,
+:class:`PieceNews`) ignore unknown
 fields, so that an engine and workers of neighbouring versions can run side by
 side while a deployment rolls; the engine refuses a :class:`StatusUpdate` of
 another version (it dead-letters it), as it cannot tell what such an update
@@ -216,6 +217,41 @@ class StatusUpdate(msgspec.Struct, kw_only=True):
     """The run of a detached task stopped without an outcome because its worker shuts
     down: the engine dispatches the part again at once (without waiting out the lease, and
     without counting a lapse)."""
+
+
+class PieceTask(msgspec.Struct, kw_only=True):
+    """A piece of one part's file for another worker to write (queue ``exportd.pieces``):
+    slice ``piece`` of ``count`` of ``task``, with the ``slicing`` the run of ``task`` worked
+    out (MessagePack, see :mod:`exportd.kernel.pieces`).  The piece's file is stored under
+    a key of its own made from ``key``; :class:`PieceNews` goes to ``reply_to``, the
+    private queue of the run that joins the pieces."""
+
+    v: int = SCHEMA_VERSION
+    task: ExportTask
+    piece: int
+    count: int
+    slicing: bytes
+    key: str
+    reply_to: str
+
+
+PieceStatus = Literal["running", "done", "failed"]
+"""Where a piece stands: written by a worker (said every ``progress_interval``), its
+file stored, or failed."""
+
+
+class PieceNews(msgspec.Struct, kw_only=True):
+    """A worker's news about a :class:`PieceTask`, for the run that joins the pieces:
+    ``rows`` written so far, the piece's ``file`` once ``done``, the ``error`` once
+    ``failed``."""
+
+    v: int = SCHEMA_VERSION
+    piece: int
+    status: PieceStatus
+    rows: int = 0
+    file: FileInfo | None = None
+    error: ErrorBody | None = None
+    worker: str = ""
 
 
 class CancelSignal(msgspec.Struct, kw_only=True):

@@ -259,6 +259,16 @@ class AmqpBus(Bus):
 
         return await self._consume_on_new_channel(declare, handler, prefetch)
 
+    async def private_queue(self, handler: Handler) -> Subscription:
+        """Consume a private queue (exclusive, auto-delete) bound to nothing but the default
+        exchange.  aio-pika names it, and declares it again after a reconnect (what was
+        published to it meanwhile fails, or is lost with the queue)."""
+
+        async def declare(channel: AbstractRobustChannel) -> AbstractQueue:
+            return await channel.declare_queue(exclusive=True, auto_delete=True)
+
+        return await self._consume_on_new_channel(declare, handler, self.settings.prefetch)
+
     async def subscribe(self, exchange: str, pattern: str, handler: Handler) -> Subscription:
         """Consume a private queue (exclusive, auto-delete) bound to ``exchange``.
 

@@ -86,6 +86,10 @@ Handler = Callable[[Message], Awaitable[None]]
 class Subscription(abc.ABC):
     """A running consumer; :meth:`cancel` stops deliveries (unsettled ones are requeued)."""
 
+    queue_name: str
+    """The queue it consumes: for a :meth:`Bus.private_queue`, the name that a publish to
+    the default exchange routes to (a ``reply_to``)."""
+
     @abc.abstractmethod
     async def cancel(self) -> None:
         """Stop deliveries at once.  Handler calls in flight go on (they may still settle
@@ -157,6 +161,13 @@ class Bus(abc.ABC):
         queue's delivery limit: see :class:`Consumer`)."""
 
     @abc.abstractmethod
+    async def private_queue(self, handler: Handler) -> Subscription:
+        """Deliver the messages published to the default exchange with a new private
+        queue's name (the subscription's :attr:`~Subscription.queue_name`) to ``handler``:
+        a queue for replies, which lives as long as the subscription.  A publish to it
+        once the subscription is cancelled fails (no such queue)."""
+
+    @abc.abstractmethod
     async def subscribe(self, exchange: str, pattern: str, handler: Handler) -> Subscription:
         """Deliver what ``exchange`` routes to ``pattern`` (a topic pattern, or ``""`` for
         fanout) into a private queue that lives as long as the subscription."""
@@ -192,7 +203,7 @@ class Consumer(Subscription):
 
     def __init__(self, handler: Handler, queue: str, registry: set[Consumer]) -> None:
         self._handler = handler
-        self._queue_name = queue
+        self.queue_name = queue
         self._registry = registry
         self._calls: set[asyncio.Task[None]] = set()
         self._finished: asyncio.Task[None] | None = None
@@ -216,7 +227,7 @@ class Consumer(Subscription):
         try:
             await self._handler(message)
         except Exception:
-            log.exception("The handler of %s failed; its message goes back", self._queue_name)
+            log.exception("The handler of %s failed; its message goes back", self.queue_name)
             # The handler settled it before raising, or its channel is gone (and with
             # it the delivery, which the broker requeues).
             with contextlib.suppress(BusError):

@@ -284,16 +284,25 @@ class LocalBus(Bus):
             raise BusError(f"no queue named {queue!r}")
         return _Consumer(found, handler, prefetch, self._consumers)
 
+    async def private_queue(self, handler: Handler) -> Subscription:
+        """Consume a new private queue, reached by its name through the default exchange."""
+        return self._private(handler, None)
+
     async def subscribe(self, exchange: str, pattern: str, handler: Handler) -> Subscription:
         """Bind a private queue to ``exchange`` with ``pattern`` and consume it."""
+        return self._private(handler, (self._exchange(exchange), pattern))
+
+    def _private(self, handler: Handler, binding: tuple[_Exchange, str] | None) -> Subscription:
+        """Consume a new private queue, bound to ``binding``'s exchange with its pattern."""
         self._check_open()
-        routes = self._exchange(exchange)
         queue = _Queue(QueueSpec(f"amq.gen-{uuid.uuid4().hex}"))
         self._queues[queue.spec.name] = queue
-        routes.bind(pattern, queue)
+        if binding is not None:
+            binding[0].bind(binding[1], queue)
 
         def delete_queue() -> None:
-            routes.unbind(queue)
+            if binding is not None:
+                binding[0].unbind(queue)
             del self._queues[queue.spec.name]
 
         return _Consumer(queue, handler, self._prefetch, self._consumers, delete_queue)

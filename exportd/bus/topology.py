@@ -7,6 +7,9 @@
     exportd.tasks          queue    engine -> workers: ExportTask; at the delivery limit a
                                     worker takes it off the queue and the engine's lease
                                     watches it; an unreadable one goes to exportd.tasks.dead
+    exportd.pieces         queue    worker -> workers: PieceTask, a piece of a task's file for
+                                    another worker to write; an unreadable one, or one that
+                                    ended its workers too often, goes to exportd.pieces.dead
     exportd.status         queue    workers -> engine: StatusUpdate; one the engine cannot
                                     read or apply is dead-lettered to exportd.status.dead
     exportd.control        queue    clients -> engine: JobCommand (reply_to gets the answer);
@@ -31,6 +34,9 @@ TASK_DELIVERY_LIMIT = 5
 """Redeliveries of one task that the broker watches; a worker acknowledges the one that
 comes at the limit and runs it under the engine's lease instead (RabbitMQ 3.x counts
 every dropped connection as a delivery, so the count alone cannot tell poison)."""
+PIECE_DELIVERY_LIMIT = 3
+"""Deliveries of a piece before it is dead-lettered: its worker died before taking it up;
+the worker that joins the pieces writes a piece nobody took itself."""
 ENGINE_DELIVERY_LIMIT = 5
 """Deliveries of a request, command or status update before it is dead-lettered: one
 that failed to apply that often, or that the engine died holding."""
@@ -85,6 +91,16 @@ class Topology:
         return self._name("tasks.dead")
 
     @property
+    def pieces(self) -> str:
+        """Queue of pieces of tasks' files, for workers to write."""
+        return self._name("pieces")
+
+    @property
+    def pieces_dead(self) -> str:
+        """Queue of pieces delivered too often, or refused by workers."""
+        return self._name("pieces.dead")
+
+    @property
     def status(self) -> str:
         """Queue of workers' status updates for the engine."""
         return self._name("status")
@@ -121,10 +137,12 @@ class Topology:
             QueueSpec(self.control_dead),
             QueueSpec(self.status_dead),
             QueueSpec(self.tasks_dead, quorum=True),
+            QueueSpec(self.pieces_dead),
             self._consumed(self.requests, ENGINE_DELIVERY_LIMIT, self.requests_dead),
             self._consumed(self.control, ENGINE_DELIVERY_LIMIT, self.control_dead),
             self._consumed(self.status, ENGINE_DELIVERY_LIMIT, self.status_dead),
             self._consumed(self.tasks, TASK_DELIVERY_LIMIT, self.tasks_dead),
+            self._consumed(self.pieces, PIECE_DELIVERY_LIMIT, self.pieces_dead),
         )
 
     @staticmethod

@@ -49,6 +49,19 @@ class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     shutdown_grace: Seconds = 30.0
     """On SIGTERM, how long running tasks may take to finish before they are returned."""
 
+    pieces: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    """Pieces a large export may be split into, for the workers to write at once and the
+    worker that took its task to join (sliceable sources, formats that join: csv,
+    json_bulk, txt transcripts); the pieces pass through the storage, which every worker
+    must share (``s3``, or ``local`` on one host).  1 never splits."""
+
+    piece_rows: Annotated[int, msgspec.Meta(ge=1)] = 100_000
+    """The fewest rows, by the source's estimate, worth a piece of their own."""
+
+    piece_silence: Seconds = 15.0
+    """A piece whose worker has said nothing for this long (it reports every
+    ``progress_interval``) is written by the joining worker itself."""
+
 
 class EngineSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """How the engine keeps jobs (``[engine]``)."""

@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 from exportd.errors import Cancelled, ExportFailed
 from exportd.kernel import batches
 from exportd.kernel.guard import call_plugin
+from exportd.kernel.pieces import Join, encode_slicing, piece_count
 from exportd.kernel.plan import ExportPlan
 from exportd.kernel.slices import read_slices, slice_count
 from exportd.messages import FileInfo, Progress
-from exportd.plugins.api import Batch, ReadContext, RowWriter
+from exportd.plugins.api import WHOLE, Batch, Piece, ReadContext, RowWriter
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -106,11 +107,16 @@ def run_export(
     part: int = 0,
     part_count: int = 1,
     slices: int = 1,
+    piece: Piece = WHOLE,
+    slicing: Any = None,
+    join: Join | None = None,
 ) -> Written:
     """Export ``plan`` into ``target``; what it measured of the finished file.
 
     A large export of a source that can slice is read in up to ``slices`` slices at
-    once (see :mod:`exportd.kernel.slices`).
+    once (see :mod:`exportd.kernel.slices`), or, given a ``join``, split into pieces
+    that the join has written elsewhere and appends (see :mod:`exportd.kernel.pieces`).
+    ``piece`` writes one such piece alone, with the ``slicing`` of its export.
 
     ``on_progress`` is called after every batch; ``cancelled`` is checked before
     every batch and stops the export with :class:`Cancelled`.  A source or
@@ -118,34 +124,88 @@ def run_export(
     does a source's row without one value per column, and a format that closes the
     file it writes into.
     """
-    ctx = plan.context(batch_size=batch_size, part=part, part_count=part_count, cancelled=cancelled)
-    total = call_plugin(plan.source_label, lambda: plan.source.estimate(plan.params, ctx))
-    if plan.request.limit is not None and total is not None:
-        total = min(total, plan.request.limit)
+    context = partial(
+        plan.context, batch_size=batch_size, part=part, part_count=part_count, cancelled=cancelled
+    )
+    ctx = context(slice=piece.index, slice_count=piece.count, slicing=slicing)
+    total = None if piece != WHOLE else _estimate(plan, ctx)
+    count = 1 if join is None or piece != WHOLE else piece_count(plan, total, join)
+    if count > 1:
+        assert join is not None
+        slicing = call_plugin(
+            plan.source_label, lambda: plan.source.slicing(plan.params, context(slice_count=count))
+        )
+        encoded = encode_slicing(plan, slicing)
+        piece, ctx = Piece(0, count), context(slice=0, slice_count=count, slicing=slicing)
     _check_target(plan, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     unfinished = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
     try:
+        if count > 1:
+            assert join is not None
+            join.start(count, encoded)
         with _measured(unfinished) as (file, measured):
-            writer = _format_call(
-                plan, file, lambda: plan.format.open(file, plan.columns, plan.options, plan.info())
-            )
-            try:
-                read = _reader(plan, ctx, slice_count(plan, total, slices), unfinished.parent)
-                rows = _copy_rows(plan, ctx, read, writer, file, total, on_progress)
-                _format_call(plan, file, writer.close)
-            except BaseException:
-                with suppress(Exception):
-                    writer.abort()
-                raise
+            read_in = slice_count(plan, total, slices) if piece == WHOLE else 1
+            rows = _write_piece(plan, ctx, file, piece, total, on_progress, read_in, unfinished)
+            if join is not None and count > 1:
+
+                def write_piece(index: int) -> int:
+                    piece_ctx = context(slice=index, slice_count=count, slicing=slicing)
+                    one = Piece(index, count)
+                    return _write_piece(plan, piece_ctx, file, one, None, None, 1, unfinished)
+
+                def progressed(written: int) -> None:
+                    if on_progress is not None:
+                        on_progress(Progress(rows=written, bytes=file.tell(), total=total))
+
+                rows += join.finish(file, write_piece, rows, progressed)
             file.flush()
             measured.sync()
         os.replace(unfinished, target)
-    except OSError as exc:
-        raise _about(exc, target) from exc
+    except BaseException as exc:
+        if join is not None and count > 1:
+            join.abandon()
+        if isinstance(exc, OSError):
+            raise _about(exc, target) from exc
+        raise
     finally:
         unfinished.unlink(missing_ok=True)
     return Written(rows, measured.size, measured.digest.hexdigest(), plan.format.media_type)
+
+
+def _estimate(plan: ExportPlan, ctx: ReadContext) -> int | None:
+    """The rows the source expects to read for ``plan``, within its limit, if it says."""
+    total = call_plugin(plan.source_label, lambda: plan.source.estimate(plan.params, ctx))
+    if plan.request.limit is not None and total is not None:
+        total = min(total, plan.request.limit)
+    return total
+
+
+def _write_piece(  # noqa: PLR0917 (internal)
+    plan: ExportPlan,
+    ctx: ReadContext,
+    file: BinaryIO,
+    piece: Piece,
+    total: int | None,
+    on_progress: Callable[[Progress], None] | None,
+    slices: int,
+    unfinished: Path,
+) -> int:
+    """Write ``piece`` of ``plan``'s file into ``file``, the ``unfinished`` file (the format
+    opened for it, the rows of ``ctx``'s read, in up to ``slices`` slices spooled beside
+    it, the format closed); its row count."""
+    writer = _format_call(
+        plan, file, lambda: plan.format.open(file, plan.columns, plan.options, plan.info(piece))
+    )
+    try:
+        read = _reader(plan, ctx, slices, unfinished.parent)
+        rows = _copy_rows(plan, ctx, read, writer, file, total, on_progress)
+        _format_call(plan, file, writer.close)
+    except BaseException:
+        with suppress(Exception):
+            writer.abort()
+        raise
+    return rows
 
 
 @contextmanager

@@ -28,6 +28,7 @@ from exportd.plugins.api import (
     DataStore,
     ExportInfo,
     Format,
+    Piece,
     ReadContext,
     Role,
     Source,
@@ -119,14 +120,16 @@ class ExportPlan:
         ``NAME-part1of3.EXT``, ``NAME-part2of3.EXT``, ..."""
         return part_names(self.file_name(), count)
 
-    def info(self) -> ExportInfo:
-        """What a format may record about this export."""
+    def info(self, piece: Piece | None = None) -> ExportInfo:
+        """What a format may record about this export, when it writes ``piece`` of its
+        file (by default the whole file)."""
         return ExportInfo(
             source=self.source.name,
             params=msgspec.to_builtins(self.params),
             window=self.window,
             columns=self.columns,
             generated_at=self.generated_at or datetime.now(UTC),
+            piece=piece or Piece(),
         )
 
     def data_range(self) -> tuple[datetime, datetime] | None:

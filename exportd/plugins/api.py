@@ -51,6 +51,7 @@ __all__ = [
     "NoConfig",
     "NoOptions",
     "NoParams",
+    "Piece",
     "ReadContext",
     "Role",
     "Row",
@@ -335,6 +336,34 @@ class ReadContext:
 
 
 @dataclass(frozen=True)
+class Piece:
+    """Which piece of one export's file a writer writes: ``index`` of ``count``.
+
+    exportd may split a large export of a sliceable source into pieces that different
+    workers write at once (slice ``index`` of ``count`` each), then join the pieces'
+    files end to end, in order, into the export's file; only for a format that
+    :meth:`~Format.joins`.  An export in one piece is ``Piece(0, 1)``.
+    """
+
+    index: int = 0
+    count: int = 1
+
+    @property
+    def first(self) -> bool:
+        """Whether this piece starts the file (it writes what comes before the rows)."""
+        return self.index == 0
+
+    @property
+    def last(self) -> bool:
+        """Whether this piece ends the file (it writes what comes after the rows)."""
+        return self.index == self.count - 1
+
+
+WHOLE = Piece()
+"""The piece of an export that is not split: the whole file."""
+
+
+@dataclass(frozen=True)
 class ExportInfo:
     """What a format may want to record about the export it writes.
 
@@ -342,6 +371,9 @@ class ExportInfo:
     time when the export runs as a job, ``SOURCE_DATE_EPOCH`` on the command line when
     it is set, else now.  A format that records a time takes this one, never the clock,
     so that the same job always writes the same bytes.
+
+    ``piece`` is the piece of the file to write (:class:`Piece`): the whole file, unless
+    the format :meth:`~Format.joins`.
     """
 
     source: str
@@ -349,6 +381,7 @@ class ExportInfo:
     window: Window
     columns: Sequence[Column]
     generated_at: datetime
+    piece: Piece = WHOLE
 
 
 class Source(abc.ABC, Generic[P]):
@@ -373,6 +406,9 @@ class Source(abc.ABC, Generic[P]):
     read's, in its order.  exportd then reads a large export's slices at once, on as
     many cores as ``export.slices`` allows; a time range of the source's choosing
     makes a good slice."""
+    Slicing: ClassVar[Any] = Any
+    """The type :meth:`slicing` returns, to decode its answer as on another worker
+    (the default, ``Any``, gives lists for tuples and dicts for Structs)."""
 
     def validate(self, params: P, ctx: ReadContext) -> None:
         """Check what the Struct cannot: that named things exist, for example.
@@ -410,7 +446,12 @@ class Source(abc.ABC, Generic[P]):
         before the ``ctx.slice_count`` slices are read, its answer reaches each as
         ``ctx.slicing``.  A source whose slices' bounds depend on the data (the n-th of
         its rows) computes them here, so that rows written meanwhile can neither fall
-        between two slices nor into both.  The default is ``None``."""
+        between two slices nor into both.  The default is ``None``.
+
+        The slices of one export may be read by other workers (:class:`Piece`): the
+        answer then reaches them through msgspec's MessagePack, decoded as
+        :attr:`Slicing`, so it must be made of what msgspec encodes (None, numbers,
+        text, aware datetimes, tuples, lists, dicts, NamedTuples, Structs)."""
         return None
 
     def parts(self, params: P, ctx: ReadContext) -> Sequence[P]:
@@ -468,6 +509,19 @@ class Format(abc.ABC, Generic[O]):
     ) -> RowWriter:
         """Start writing an export with these columns into ``file``, a stream that goes
         forward only (it does not seek; ``tell()`` counts the bytes written)."""
+
+    def joins(self, columns: Sequence[Column], options: O) -> bool:
+        """Whether an export of these columns may be written in pieces (:class:`Piece`)
+        whose files, joined end to end in order, are the file of the whole export.
+
+        A format that says so writes, for ``info.piece``, only that piece's share: what
+        comes before the rows (a header) in the first piece only, what comes after them
+        in the last only, and, in a later piece, its rows as they follow the rows of the
+        pieces before (a source's slices hold whole conversations).  exportd then splits
+        large exports across workers (``worker.pieces``).  The default is ``False``: the
+        file is written in one piece, by one worker.
+        """
+        return False
 
 
 PASSING_FAILURES: tuple[type[Exception], ...] = (ConnectionError, TimeoutError)

@@ -68,6 +68,7 @@ from exportd.messages import (
     CancelSignal,
     ExportTask,
     FileInfo,
+    PieceTask,
     Progress,
     StatusUpdate,
     UpdateStatus,
@@ -75,6 +76,7 @@ from exportd.messages import (
 from exportd.plugins.api import PASSING_FAILURES, Storage
 from exportd.plugins.manager import Plugins
 from exportd.supervision import Backoff, Guard, Loops, guarded
+from exportd.workers.pieces import JoiningRun, PieceRun
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ STORE_BACKOFF = Backoff(first=0.5, cap=30.0)
 """The waits between tries at handing a file to a storage that failed (its server down)."""
 
 T = TypeVar("T")
+M = TypeVar("M", ExportTask, PieceTask)
 
 PartRef = tuple[str, int, int]
 """A part of one attempt of a job: (job id, attempt, part)."""
@@ -142,6 +145,10 @@ class Worker:
         # One run per part: a task delivered again while its run goes on (the broker took it
         # back when the channel dropped) is taken by that run (TaskRun.take).
         self._running: set[TaskRun] = set()
+        self._pieces: set[PieceRun] = set()
+        # A piece is acknowledged as it starts: these, not the prefetch, bound how many
+        # run at once.
+        self._piece_slots = asyncio.Semaphore(settings.worker.concurrency)
         self._cancelled: deque[tuple[str, int]] = deque(maxlen=REMEMBERED_CANCELS)
         self._reported: deque[PartRef] = deque(maxlen=REMEMBERED_OUTCOMES)
         self.loops = loops or Loops()
@@ -161,18 +168,29 @@ class Worker:
             guarded(f"the handler of {topology.tasks}", self._on_task),
             prefetch=self.settings.worker.concurrency,
         )
+        pieces = await self.bus.consume(
+            topology.pieces,
+            guarded(f"the handler of {topology.pieces}", self._on_piece),
+            prefetch=self.settings.worker.concurrency,
+        )
         log.info("worker %s taking tasks", self.name)
         try:
             await self.loops.wait(stop)
         finally:
-            await self.shutdown(tasks, cancels)
+            await self.shutdown(tasks, cancels, pieces)
             self.work_area.close()
 
-    async def shutdown(self, tasks: Subscription, cancels: Subscription) -> None:
+    async def shutdown(
+        self, tasks: Subscription, cancels: Subscription, pieces: Subscription
+    ) -> None:
         """Take no new task; let running ones finish within ``shutdown_grace``, then
-        stop them and give them back to the queue for another worker."""
+        stop them and give them back to the queue for another worker.  Pieces stop at
+        once: their joining runs write them."""
         self.shutting_down = True
         await tasks.cancel()
+        await pieces.cancel()
+        for piece in self._pieces:
+            piece.stop()
         running = [run.done for run in self._running]
         if running:
             log.info("worker %s finishing %d task(s)", self.name, len(running))
@@ -192,20 +210,36 @@ class Worker:
             log.warning("worker %s dropped a malformed cancel signal", self.name)
         else:
             self._cancelled.append((signal.job_id, signal.attempt))
-            for run in self._running:
+            runs: list[TaskRun | PieceRun] = [*self._running, *self._pieces]
+            for run in runs:
                 if run.task.job_id == signal.job_id and run.task.attempt <= signal.attempt:
                     run.stop()
         await message.ack()
+
+    async def _on_piece(self, message: Message) -> None:
+        """Write a piece of another run's file (see :mod:`exportd.workers.pieces`).  One that
+        cannot be read is dead-lettered; one whose attempt is over is acknowledged
+        unwritten; any failure of the piece is told to its joining run."""
+        piece = await self._read(message, PieceTask, "piece")
+        if piece is None:
+            return
+        async with self._piece_slots:
+            if self._over(piece.task) or self.shutting_down:
+                await message.ack()
+                return
+            run = PieceRun(self, piece)
+            self._pieces.add(run)
+            try:
+                await run.execute(message)
+            finally:
+                self._pieces.discard(run)
 
     async def _on_task(self, message: Message) -> None:
         """Run a task and report it.  An :class:`Exception` from the export fails the task;
         any other (its final update not confirmed) gives the task back to its queue after
         a back-off, unless it was acknowledged early."""
-        try:
-            task = msgspec.json.decode(message.body, type=ExportTask)
-        except msgspec.DecodeError as exc:
-            log.error("worker %s dead-letters a malformed task: %s", self.name, exc)
-            await message.reject(requeue=False)
+        task = await self._read(message, ExportTask, "task")
+        if task is None:
             return
         if self._over(task):
             log.info(
@@ -226,6 +260,16 @@ class Worker:
         finally:
             self._running.discard(run)
             run.done.set_result(None)
+
+    async def _read(self, message: Message, kind: type[M], what: str) -> M | None:
+        """The ``kind`` of message that ``message`` holds, or ``None`` once it is
+        dead-lettered as malformed."""
+        try:
+            return msgspec.json.decode(message.body, type=kind)
+        except msgspec.DecodeError as exc:
+            log.error("worker %s dead-letters a malformed %s: %s", self.name, what, exc)
+            await message.reject(requeue=False)
+            return None
 
     def reported(self, task: ExportTask) -> None:
         """The outcome of ``task``'s part is confirmed sent: no delivery of it needs a run."""
@@ -396,6 +440,9 @@ class TaskRun:
         key = run_key(task.key, self.run)
         path = worker.work_area.new_path(name)
         loop = asyncio.get_running_loop()
+        join = None
+        if worker.settings.worker.pieces > 1:
+            join = JoiningRun(worker, task, key, loop, self.cancel.is_set)
 
         def on_progress(progress: Progress) -> None:
             loop.call_soon_threadsafe(self._progressed, progress)
@@ -413,6 +460,7 @@ class TaskRun:
                     cancelled=self.cancel.is_set,
                     part=task.part,
                     part_count=task.part_count,
+                    join=join,
                 )
                 loop.call_soon_threadsafe(self._file_written)
                 failure = try_storing(worker.storage, key, path, written.sha256)

@@ -21,6 +21,7 @@ from exportd.bus.base import Bus, BusError, Message
 from exportd.bus.topology import (
     DEFAULT_EXCHANGE,
     ENGINE_DELIVERY_LIMIT,
+    PIECE_DELIVERY_LIMIT,
     TASK_DELIVERY_LIMIT,
     Topology,
 )
@@ -159,6 +160,7 @@ CONSUMED = [
     ("control", "control_dead", ENGINE_DELIVERY_LIMIT),
     ("status", "status_dead", ENGINE_DELIVERY_LIMIT),
     ("tasks", "tasks_dead", TASK_DELIVERY_LIMIT),
+    ("pieces", "pieces_dead", PIECE_DELIVERY_LIMIT),
 ]
 """Every queue exportd consumes, its dead-letter queue and its delivery limit (names of
 :class:`Topology` properties)."""
@@ -463,6 +465,23 @@ async def test_a_cancelled_subscription_receives_nothing_more(bus: Bus) -> None:
     await subscription.cancel()
     await bus.publish(bus.topology.events, "org1.rooms.done", b"too late")
     assert await inbox.stays_empty()
+
+
+async def test_a_private_queue_takes_what_is_published_to_its_name_until_cancelled(
+    bus: Bus,
+) -> None:
+    inbox, other = Inbox(), Inbox()
+    replies = await bus.private_queue(inbox)
+    await bus.private_queue(other)
+    await bus.publish(DEFAULT_EXCHANGE, replies.queue_name, b"reply", correlation_id="c-1")
+    message = await inbox.get()
+    assert (message.body, message.correlation_id) == (b"reply", "c-1")
+    await message.ack()
+    assert await other.stays_empty()
+
+    await replies.stop()
+    with pytest.raises(BusError):
+        await bus.publish(DEFAULT_EXCHANGE, replies.queue_name, b"nobody waits")
 
 
 # RabbitMQ only.

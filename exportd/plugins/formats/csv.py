@@ -91,15 +91,27 @@ class CsvFormat(Format[CsvOptions]):
     def open(
         self, file: BinaryIO, columns: Sequence[Column], options: CsvOptions, info: ExportInfo
     ) -> RowWriter:
-        """Write the header row and return a writer for the rows."""
-        return CsvWriter(file, columns, options, info.window.timezone)
+        """Write the header row (in the file's first piece) and return a writer for the
+        rows."""
+        return CsvWriter(file, columns, options, info.window.timezone, header=info.piece.first)
+
+    def joins(self, columns: Sequence[Column], options: CsvOptions) -> bool:
+        """Always: a later piece is its rows' lines, without the byte-order mark and the
+        header."""
+        return True
 
 
 class CsvWriter(RowWriter):
     """Encodes each record batch column by column and writes it with one call."""
 
     def __init__(
-        self, file: BinaryIO, columns: Sequence[Column], options: CsvOptions, zone: ZoneInfo
+        self,
+        file: BinaryIO,
+        columns: Sequence[Column],
+        options: CsvOptions,
+        zone: ZoneInfo,
+        *,
+        header: bool = True,
     ) -> None:
         self._file = file
         self._columns = columns
@@ -107,6 +119,8 @@ class CsvWriter(RowWriter):
         delimiter, line_ending = options.delimiter, LINE_ENDINGS[options.line_ending]
         # What goes between the cells of a line, and after its last one.
         self._joints = [*([delimiter] * (len(columns) - 1)), line_ending]
+        if not header:
+            return
         if options.bom:
             file.write(codecs.BOM_UTF8)
         names = pa.array([without_surrogates(column.name) for column in columns], pa.string())

@@ -280,6 +280,10 @@ class JsonBulkFormat(Format[NoOptions]):
         """Return a writer of one JSON object per line."""
         return JsonLinesWriter(file, columns, info.window.timezone)
 
+    def joins(self, columns: Sequence[Column], options: NoOptions) -> bool:
+        """Always: every line stands alone."""
+        return True
+
 
 class JsonLinesWriter(RowWriter):
     """Writes each batch as JSON lines with one write."""

@@ -72,12 +72,21 @@ class TxtFormat(Format[NoOptions]):
     def open(
         self, file: BinaryIO, columns: Sequence[Column], options: NoOptions, info: ExportInfo
     ) -> RowWriter:
-        """Write the title and return the transcript or table writer."""
-        _write_lines(file, [printable(export_title(info)), ""])
+        """Write the title (in the file's first piece) and return the transcript or table
+        writer."""
+        if info.piece.first:
+            _write_lines(file, [printable(export_title(info)), ""])
         layout = transcript_layout(columns)
         if layout is None:
             return TableWriter(file, columns, info)
         return TranscriptWriter(file, columns, layout, info)
+
+    def joins(self, columns: Sequence[Column], options: NoOptions) -> bool:
+        """A transcript joins: a later piece starts with its conversation's heading, after
+        the blank line that parts conversations.  (A piece that follows only empty
+        pieces so starts with a blank line that the whole file would not have.)  A
+        table does not: its widths come from the first piece's rows."""
+        return transcript_layout(columns) is not None
 
 
 class TranscriptWriter(RowWriter):
@@ -93,7 +102,7 @@ class TranscriptWriter(RowWriter):
         self._text[layout.text] = ColumnText(columns[layout.text], zone, _message_lines)
         conversation = layout.conversation
         self._label = "" if conversation is None else printable(columns[conversation].name)
-        self._starts = ConversationStarts()
+        self._starts = ConversationStarts(after_others=not info.piece.first)
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Write the batch's messages, starting a section where the conversation changes."""

@@ -500,6 +500,7 @@ class RoomsSource(Source[RoomsParams]):
     Params = RoomsParams
     form = "arrow"
     sliceable = True
+    Slicing = RoomsSlicing | None
 
     def validate(self, params: RoomsParams, ctx: ReadContext) -> None:
         """The logs-only parameters are unset for stats, the window's days exist,

@@ -1,0 +1,416 @@
+"""Pieces of one task's file, written by several workers at once and joined by one.
+
+With ``worker.pieces`` above 1, the run of a large task whose source slices and whose
+format joins (see :mod:`exportd.kernel.pieces`) is split: the run (the *joining run*)
+publishes pieces 1 to n-1 as :class:`~exportd.messages.PieceTask` s on
+``exportd.pieces``, writes piece 0 into the task's file itself, then appends the
+other pieces in order, each as soon as it and those before it are there.  Any
+worker, the joining one too, takes pieces from the queue, writes each into a file
+of its own, stores it, and says so (:class:`~exportd.messages.PieceNews`) to the
+joining run's private queue, every ``progress_interval`` while it writes too.  The
+joining run appends a stored piece (its SHA-256 checked) and deletes it.
+
+The joining run stays the task's one run as the engine knows it: it reports,
+heartbeats and settles the task as any run does, so the engine's lifecycle, its
+lease and its exactly-one outcome do not change.  What happens when something fails:
+
+* A piece that nobody has taken when the joining run needs it, or whose worker has
+  been silent for ``worker.piece_silence`` (it died, or lost the broker), is written
+  by the joining run itself, in place (work stealing).  A worker that takes a piece
+  acknowledges it once the joining run heard it start, so a worker that dies loses
+  nothing the joining run does not see.
+* A piece that its worker could not write for a reason of its own (its data store or
+  storage away, a shutdown, a cancel) is dropped, and the joining run writes it.
+* A piece that fails for a reason of the export's (the source or format raised) fails
+  the joining run, and so the task, with that error.
+* A joining run that ends (done, failed, canceled, its worker killed) loses its
+  private queue: a piece taken after that is acknowledged unwritten, and one that
+  ends after it deletes its own stored file.  A piece whose news was still queued
+  when the run ended leaves its stored file behind, under the task's key; the run
+  deletes every stored piece it heard of and did not append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import queue
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+
+import msgspec
+
+from exportd.bus.base import BusError, Message, Subscription
+from exportd.errors import Cancelled, ErrorBody, ExportError, ExportFailed, Unavailable
+from exportd.kernel.datastores import data_store
+from exportd.kernel.pieces import Join, PieceWriter, decode_slicing
+from exportd.kernel.pipeline import run_export
+from exportd.kernel.plan import plan_task
+from exportd.messages import ExportTask, FileInfo, PieceNews, PieceStatus, PieceTask
+from exportd.plugins.api import PASSING_FAILURES, Piece
+
+if TYPE_CHECKING:
+    from exportd.workers.worker import Worker
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+NEWS_WAIT = 0.2
+"""Seconds the joining run waits for news before it looks at the cancel and the clock."""
+COPY_CHUNK = 1 << 20
+FETCH_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
+"""The waits between tries at fetching a stored piece from a storage that failed; after
+the last, the joining run writes the piece itself."""
+
+
+def piece_key(run_key: str, piece: int) -> str:
+    """Where a worker stores its file of ``piece`` of the joining run whose own file's key
+    is ``run_key`` (:func:`~exportd.workers.worker.run_key`): beside it, in a folder
+    unique to this writing of the piece."""
+    folder, _, name = run_key.rpartition("/")
+    own = f"{folder or 'run'}.piece{piece}.{uuid.uuid4().hex[:8]}"
+    return f"{own}/{name}"
+
+
+@dataclass
+class _Heard:
+    """What the joining run knows of one piece."""
+
+    since: float | None = None
+    """When its worker last said it runs (``None``: nobody took it yet)."""
+    rows: int = 0
+    file: FileInfo | None = None
+    news: PieceNews | None = None
+    """Its last news, once it ended (done, failed or dropped)."""
+
+
+class JoiningRun(Join):
+    """The :class:`~exportd.kernel.pieces.Join` of one run of a task: it hands the pieces
+    out on the bus and joins them (see the module docstring).  Its :meth:`start`,
+    :meth:`finish` and :meth:`abandon` run in the export's thread; its news handler on
+    the worker's event loop."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        task: ExportTask,
+        key: str,
+        loop: asyncio.AbstractEventLoop,
+        cancelled: Callable[[], bool],
+    ) -> None:
+        self.most = worker.settings.worker.pieces
+        self.piece_rows = worker.settings.worker.piece_rows
+        self.worker, self.task, self.key = worker, task, key
+        """``key``: where the run stores its own file; its pieces go beside it."""
+        self._loop, self._cancelled = loop, cancelled
+        self._count = 1
+        self._news: queue.SimpleQueue[PieceNews] = queue.SimpleQueue()
+        self._heard: dict[int, _Heard] = {}
+        self._done: set[int] = set()
+        """Pieces appended or written here: a stored file of theirs heard of later is vain."""
+        self._replies: Subscription | None = None
+
+    def start(self, count: int, slicing: bytes) -> None:
+        """Open the private queue for news, and publish pieces 1 to ``count - 1``; those
+        that cannot be published (the broker away) are written by :meth:`finish`."""
+        self._count = count
+        self._heard = {index: _Heard() for index in range(1, count)}
+        task, bus = self.task, self.worker.bus
+        try:
+            self._replies = self._on_loop(bus.private_queue(self._on_news))
+            for index in range(1, count):
+                piece = PieceTask(
+                    task=task,
+                    piece=index,
+                    count=count,
+                    slicing=slicing,
+                    key=self.key,
+                    reply_to=self._replies.queue_name,
+                )
+                self._on_loop(bus.publish("", bus.topology.pieces, msgspec.json.encode(piece)))
+        except BusError as exc:
+            log.warning(
+                "task %s part %d: pieces not handed out (%s); this worker writes them",
+                *(task.job_id, task.part, exc),
+            )
+        log.info("task %s part %d is written in %d pieces", task.job_id, task.part, count)
+
+    def finish(
+        self,
+        file: BinaryIO,
+        write_piece: PieceWriter,
+        rows: int,
+        progressed: Callable[[int], None],
+    ) -> int:
+        """Append pieces 1 to ``count - 1`` in order (see the module docstring)."""
+        before = rows
+        try:
+            for index in range(1, self._count):
+                before += self._join(index, file, write_piece, partial(_plus, progressed, before))
+                progressed(before)
+        finally:
+            self._close()
+        return before - rows
+
+    def abandon(self) -> None:
+        """Close the private queue and delete the stored pieces heard of."""
+        self._close()
+
+    def _join(
+        self,
+        index: int,
+        file: BinaryIO,
+        write_piece: PieceWriter,
+        progressed: Callable[[int], None],
+    ) -> int:
+        """Append piece ``index`` once it is stored, or write it here; its rows."""
+        silence = self.worker.settings.worker.piece_silence
+        heard = self._heard[index]
+        while True:
+            self._take_news()
+            if heard.file is not None:
+                appended = self._append(heard.file, file)
+                if appended is not None:
+                    self._done.add(index)
+                    return appended
+                return self._write_here(index, write_piece, "its stored file could not be read")
+            if heard.news is not None:  # it ended without a file
+                error = heard.news.error
+                if heard.news.status == "failed" and error is not None:
+                    raise ExportFailed(
+                        f"piece {index + 1} of {self._count} failed: {error.message}"
+                    )
+                return self._write_here(index, write_piece, f"{heard.news.worker} dropped it")
+            if heard.since is None:
+                return self._write_here(index, write_piece, "no other worker took it")
+            if time.monotonic() - heard.since > silence:
+                return self._write_here(index, write_piece, f"its worker was silent {silence} s")
+            if self._cancelled():
+                raise Cancelled("the export was canceled")
+            progressed(heard.rows)
+            with contextlib.suppress(queue.Empty):
+                self._heard_of(self._news.get(timeout=NEWS_WAIT))
+
+    def _write_here(self, index: int, write_piece: PieceWriter, why: str) -> int:
+        log.info(
+            "task %s part %d: piece %d of %d written by the joining run: %s",
+            *(self.task.job_id, self.task.part, index + 1, self._count, why),
+        )
+        self._done.add(index)
+        return write_piece(index)
+
+    def _append(self, stored: FileInfo, file: BinaryIO) -> int | None:
+        """Append the stored piece ``stored`` to ``file``, then delete it; its rows, or
+        ``None`` if the storage failed to give it (then nothing is appended)."""
+        local = self.worker.work_area.new_path("piece")
+        try:
+            if not self._fetch(stored, local):
+                return None
+            with local.open("rb") as fetched:
+                shutil.copyfileobj(fetched, file, COPY_CHUNK)
+        finally:
+            local.unlink(missing_ok=True)
+        self._delete(stored.key)
+        return stored.rows
+
+    def _fetch(self, stored: FileInfo, local: Path) -> bool:
+        """Copy the stored piece into ``local``, checking its size and SHA-256 (a piece
+        that is not what its worker wrote fails the export); whether the storage gave it
+        (it is tried again, backing off, while its failures pass)."""
+        storage = self.worker.storage
+        for wait in (*FETCH_BACKOFF, None):
+            try:
+                digest, size = hashlib.sha256(), 0
+                with storage.open(stored.key) as source, local.open("wb") as target:
+                    while chunk := source.read(COPY_CHUNK):
+                        digest.update(chunk)
+                        size += target.write(chunk)
+            except PASSING_FAILURES as exc:
+                log.warning("the stored piece %s could not be read: %s", stored.key, exc)
+                if wait is None or self._cancelled():
+                    return False
+                time.sleep(wait)
+                continue
+            if (size, digest.hexdigest()) != (stored.size, stored.sha256):
+                raise ExportFailed(
+                    f"the stored piece {stored.key} is not what its worker wrote "
+                    f"({size} bytes, sha256 {digest.hexdigest()})"
+                )
+            return True
+        return False
+
+    def _take_news(self) -> None:
+        """Take in every piece of news that came meanwhile."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._heard_of(self._news.get_nowait())
+
+    def _heard_of(self, news: PieceNews) -> None:
+        """Record ``news`` of a piece; a stored file that is of no use now is deleted."""
+        heard = self._heard.get(news.piece)
+        if heard is None or news.piece in self._done or heard.news is not None:
+            if news.file is not None:
+                self._delete(news.file.key)
+            return
+        if news.status == "running":
+            heard.since, heard.rows = time.monotonic(), news.rows
+        elif news.status == "done" and news.file is not None:
+            heard.file = news.file
+            heard.news = news
+        else:
+            heard.news = news
+
+    def _close(self) -> None:
+        """Close the private queue (later news fails to reach it), then delete every
+        stored piece heard of that is not appended."""
+        replies, self._replies = self._replies, None
+        if replies is not None:
+            with contextlib.suppress(BusError):
+                self._on_loop(replies.stop())
+        self._take_news()
+        for index, heard in self._heard.items():
+            if heard.file is not None and index not in self._done:
+                self._delete(heard.file.key)
+                self._done.add(index)
+
+    def _delete(self, key: str) -> None:
+        try:
+            self.worker.storage.delete(key)
+        except Exception as exc:  # a piece left behind is no reason to fail the export
+            log.warning("the stored piece %s was not deleted: %s", key, exc)
+
+    async def _on_news(self, message: Message) -> None:
+        """Hand news to the export's thread; malformed news is dropped."""
+        try:
+            news = msgspec.json.decode(message.body, type=PieceNews)
+        except msgspec.DecodeError:
+            log.warning("task %s dropped malformed piece news", self.task.job_id)
+        else:
+            self._news.put(news)
+        await message.ack()
+
+    def _on_loop(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the worker's event loop, from the export's thread."""
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+
+def _plus(progressed: Callable[[int], None], before: int, rows: int) -> None:
+    """``progressed(before + rows)``: rows of a piece under way, after ``before``."""
+    progressed(before + rows)
+
+
+class PieceRun:
+    """One worker's writing of one :class:`~exportd.messages.PieceTask`."""
+
+    def __init__(self, worker: Worker, piece: PieceTask) -> None:
+        self.worker, self.piece, self.task = worker, piece, piece.task
+        self._stop = False
+        self._rows = 0
+
+    def stop(self) -> None:
+        """Have the piece stop before its next batch (a cancel signal, a shutdown)."""
+        self._stop = True
+
+    async def execute(self, message: Message) -> None:
+        """Say the piece runs (a joining run that is gone does not want it: acknowledge it
+        unwritten), acknowledge it, write and store it, and say how it ended."""
+        piece, task = self.piece, self.piece.task
+        try:
+            await self._tell("running")
+        except BusError:
+            log.info(
+                "worker %s: piece %d of task %s is not wanted: its joining run ended",
+                *(self.worker.name, piece.piece + 1, task.job_id),
+            )
+            await message.ack()
+            return
+        await message.ack()  # the joining run's watch, not the broker, has it from now
+        log.info(
+            "worker %s writes piece %d of %d of task %s part %d",
+            *(self.worker.name, piece.piece + 1, piece.count, task.job_id, task.part),
+        )
+        reporter = self.worker.loops.keep_running(
+            f"the reporter of piece {piece.piece} of {task.job_id}", self._report
+        )
+        stored: FileInfo | None = None
+        error: ErrorBody | None = None  # none for a piece dropped: the joining run writes it
+        try:
+            stored = await asyncio.to_thread(self._write_and_store)
+        except (Cancelled, Unavailable) as exc:
+            log.info("piece %d of task %s dropped: %s", piece.piece + 1, task.job_id, exc)
+        except ExportError as exc:
+            error = exc.body()
+        except Exception:
+            log.exception("piece %d of task %s dropped", piece.piece + 1, task.job_id)
+        finally:
+            await self.worker.loops.stop(reporter)
+        await self._end("done" if stored is not None else "failed", stored, error)
+
+    def _write_and_store(self) -> FileInfo:
+        """Write the piece into a file of this worker's, and store it (in the export's
+        thread)."""
+        worker, piece, task = self.worker, self.piece, self.piece.task
+        path = worker.work_area.new_path("piece")
+        try:
+            plan = plan_task(task, worker.plugins, data_store(worker.settings), worker=worker.name)
+            written = run_export(
+                plan,
+                path,
+                batch_size=worker.settings.batch_size,
+                on_progress=lambda progress: setattr(self, "_rows", progress.rows),
+                cancelled=lambda: self._stop,
+                part=task.part,
+                part_count=task.part_count,
+                piece=Piece(piece.piece, piece.count),
+                slicing=decode_slicing(plan, piece.slicing),
+            )
+            key = piece_key(piece.key, piece.piece)
+            worker.storage.store_checked(key, path, written.sha256)
+            return written.file(key=key, name=path.name)
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def _report(self) -> None:
+        """Say the piece runs, every ``progress_interval``; a joining run that is gone (its
+        queue is) stops the piece."""
+        await asyncio.sleep(self.worker.settings.worker.progress_interval)
+        try:
+            await self._tell("running")
+        except BusError:
+            self.stop()
+            raise
+
+    async def _end(
+        self, status: PieceStatus, stored: FileInfo | None, error: ErrorBody | None
+    ) -> None:
+        """Say how the piece ended; a stored piece that cannot be told of is deleted."""
+        try:
+            await self._tell(status, file=stored, error=error)
+        except BusError as exc:
+            log.info(
+                "piece %d of task %s: not told (%s)", self.piece.piece, self.piece.task.job_id, exc
+            )
+            if stored is not None:
+                await asyncio.to_thread(self.worker.storage.delete, stored.key)
+
+    async def _tell(
+        self, status: PieceStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None
+    ) -> None:
+        """Publish news of the piece to the joining run's private queue."""
+        news = PieceNews(
+            piece=self.piece.piece,
+            status=status,
+            rows=self._rows,
+            file=file,
+            error=error,
+            worker=self.worker.name,
+        )
+        await self.worker.bus.publish("", self.piece.reply_to, msgspec.json.encode(news))
