@@ -29,6 +29,7 @@ from exportd import (
     ExportError,
     ExportFailed,
     Format,
+    Piece,
     ReadContext,
 )
 from exportd.kernel import pipeline
@@ -383,7 +384,9 @@ def check_format(
     which shrinks a failure to a small example and shows it.  For each: ``open``
     returns a :class:`~exportd.RowWriter`; no call closes the file or raises; a media
     type that names a charset (or is JSON) gets text in it; the same rows written twice
-    give the same bytes; and ``abort`` after the first batch raises nothing either.
+    give the same bytes; ``abort`` after the first batch raises nothing either; and a
+    format that :meth:`~exportd.Format.joins` writes pieces (cut where a batch starts a
+    conversation) whose files, end to end, are the whole file.
 
     Call it from a plain test, not from one of Hypothesis's ``@given`` tests.
     """
@@ -445,13 +448,41 @@ class _FormatCheck:
                 zone=zone,
                 abort=True,
             )
+            if self.format.joins(columns, self.options):
+                self.joined(columns, batches, zone, written)
         except AssertionError as exc:
             exc.add_note(f"while writing {name}")
             raise
 
-    def write(self, columns: Sequence[Column], batches: Sequence[Batch], zone: str) -> bytes:
-        """The bytes of the export of ``batches``."""
-        write_export(self.path, self.format, columns, batches, options=self.options, zone=zone)
+    def joined(
+        self, columns: Sequence[Column], batches: Sequence[Batch], zone: str, whole: bytes
+    ) -> None:
+        """A format that joins writes ``batches`` in pieces (one a batch, a piece starting
+        where a conversation does) that, end to end, are the ``whole`` file."""
+        pieces = _pieces(columns, batches)
+        written = [
+            self.write(columns, piece, zone, Piece(index, len(pieces)))
+            for index, piece in enumerate(pieces)
+        ]
+        if b"".join(written) != whole:
+            raise AssertionError(
+                f"{self.label} says it joins these columns, but the files of {len(pieces)} "
+                "pieces, end to end, are not the file of the whole export: a piece writes "
+                "what comes before the rows only if info.piece.first, what comes after "
+                "them only if info.piece.last (see docs/plugins.md, 'Pieces')"
+            )
+
+    def write(
+        self,
+        columns: Sequence[Column],
+        batches: Sequence[Batch],
+        zone: str,
+        piece: Piece | None = None,
+    ) -> bytes:
+        """The bytes of the export of ``batches`` (of its ``piece``, if given)."""
+        write_export(
+            self.path, self.format, columns, batches, options=self.options, zone=zone, piece=piece
+        )
         return self.path.read_bytes()
 
     def encoded(self, written: bytes) -> None:
@@ -467,6 +498,24 @@ class _FormatCheck:
                 f"{self.format.media_type!r} says the file is: {exc} (a lone surrogate "
                 "written as it is? UTF-8 cannot encode one: write U+FFFD instead)"
             ) from exc
+
+
+def _pieces(columns: Sequence[Column], batches: Sequence[Batch]) -> list[list[Batch]]:
+    """``batches`` in pieces as a sliceable source's slices would cut them: a new piece at
+    each batch that has rows and starts a conversation (where a column has that role)."""
+    conversation = next((i for i, c in enumerate(columns) if c.role == "conversation"), None)
+    pieces: list[list[Batch]] = [[]]
+    last: list[Any] = []
+    for batch in batches:
+        if (
+            batch
+            and last
+            and (conversation is None or batch[0][conversation] != last[conversation])
+        ):
+            pieces.append([])
+        pieces[-1].append(batch)
+        last = list(batch[-1]) if batch else last
+    return pieces
 
 
 def _check_names(label: str, format_: Format[Any]) -> None:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from exportd import Column, DataStore, ExportInfo, Format, RowWriter, Settings, Window
+from exportd import Column, DataStore, ExportInfo, Format, Piece, RowWriter, Settings, Window
 from exportd.kernel import batches as forms
 from exportd.kernel import pipeline
 from exportd.kernel.datastores import SqliteStore
@@ -158,8 +158,11 @@ def run_export(
     ]
 
 
-def export_info(columns: Sequence[Column], zone: str = "UTC") -> ExportInfo:
-    """What a format is told about an export of room r1's March 2024 in ``zone``."""
+def export_info(
+    columns: Sequence[Column], zone: str = "UTC", piece: Piece | None = None
+) -> ExportInfo:
+    """What a format is told about an export of room r1's March 2024 in ``zone``, when it
+    writes ``piece`` of its file."""
     return ExportInfo(
         source="rooms",
         params={"room_id": "r1"},
@@ -170,6 +173,7 @@ def export_info(columns: Sequence[Column], zone: str = "UTC") -> ExportInfo:
         ),
         columns=columns,
         generated_at=GENERATED_AT,
+        piece=piece or Piece(),
     )
 
 
@@ -182,19 +186,20 @@ def write_export(
     options: msgspec.Struct | None = None,
     zone: str = "UTC",
     abort: bool = False,
+    piece: Piece | None = None,
 ) -> Path:
     """Write ``batches`` into ``path`` through ``format`` as the pipeline does: ``open``,
     ``write`` once per batch, then ``close`` (``abort`` instead with ``abort=True``, as
-    for an export that fails or is canceled).  A batch may be row tuples or a
-    :class:`pyarrow.RecordBatch`: each reaches the writer in the format's
-    :attr:`~exportd.Format.form`, converted as the pipeline converts it.
+    for an export that fails or is canceled); ``piece`` of the file only, if given.  A
+    batch may be row tuples or a :class:`pyarrow.RecordBatch`: each reaches the writer in
+    the format's :attr:`~exportd.Format.form`, converted as the pipeline converts it.
 
     The file must stay open throughout, and ``open`` must return a
     :class:`~exportd.RowWriter`: an :class:`AssertionError` naming the format says what
     it broke, as it does when one of those calls raises.
     """
     label = f"format {format.name!r}"
-    info = export_info(columns, zone)
+    info = export_info(columns, zone, piece)
     with path.open("wb") as file:
         with blame(label, "open()"):
             writer = format.open(

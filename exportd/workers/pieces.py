@@ -53,8 +53,8 @@ from exportd.errors import Cancelled, ErrorBody, ExportError, ExportFailed, Unav
 from exportd.kernel.datastores import data_store
 from exportd.kernel.pieces import Join, PieceWriter, decode_slicing
 from exportd.kernel.pipeline import run_export
-from exportd.kernel.plan import plan_task
-from exportd.messages import ExportTask, FileInfo, PieceNews, PieceStatus, PieceTask
+from exportd.kernel.plan import ExportPlan, plan_task
+from exportd.messages import ExportTask, FileInfo, PieceNews, PieceStatus, PieceTask, Progress
 from exportd.plugins.api import PASSING_FAILURES, Piece
 
 if TYPE_CHECKING:
@@ -340,32 +340,40 @@ class PieceRun:
         reporter = self.worker.loops.keep_running(
             f"the reporter of piece {piece.piece} of {task.job_id}", self._report
         )
+        plan: ExportPlan | None = None
         stored: FileInfo | None = None
         error: ErrorBody | None = None  # none for a piece dropped: the joining run writes it
         try:
-            stored = await asyncio.to_thread(self._write_and_store)
-        except (Cancelled, Unavailable) as exc:
-            log.info("piece %d of task %s dropped: %s", piece.piece + 1, task.job_id, exc)
+            # A piece this worker cannot plan (a plugin it lacks) the joining run can write.
+            plan = planned = await asyncio.to_thread(self._plan)
+            stored = await asyncio.to_thread(self._write_and_store, planned)
         except ExportError as exc:
-            error = exc.body()
+            if plan is None or isinstance(exc, (Cancelled, Unavailable)):
+                log.info("piece %d of task %s dropped: %s", piece.piece + 1, task.job_id, exc)
+            else:
+                error = exc.body()
         except Exception:
             log.exception("piece %d of task %s dropped", piece.piece + 1, task.job_id)
         finally:
             await self.worker.loops.stop(reporter)
         await self._end("done" if stored is not None else "failed", stored, error)
 
-    def _write_and_store(self) -> FileInfo:
-        """Write the piece into a file of this worker's, and store it (in the export's
-        thread)."""
+    def _plan(self) -> ExportPlan:
+        """The plan of the piece's task, on this worker (in a thread)."""
+        worker = self.worker
+        return plan_task(self.task, worker.plugins, data_store(worker.settings), worker=worker.name)
+
+    def _write_and_store(self, plan: ExportPlan) -> FileInfo:
+        """Write the piece of ``plan`` into a file of this worker's, and store it (in the
+        export's thread)."""
         worker, piece, task = self.worker, self.piece, self.piece.task
         path = worker.work_area.new_path("piece")
         try:
-            plan = plan_task(task, worker.plugins, data_store(worker.settings), worker=worker.name)
             written = run_export(
                 plan,
                 path,
                 batch_size=worker.settings.batch_size,
-                on_progress=lambda progress: setattr(self, "_rows", progress.rows),
+                on_progress=self._progressed,
                 cancelled=lambda: self._stop,
                 part=task.part,
                 part_count=task.part_count,
@@ -377,6 +385,10 @@ class PieceRun:
             return written.file(key=key, name=path.name)
         finally:
             path.unlink(missing_ok=True)
+
+    def _progressed(self, progress: Progress) -> None:
+        """News from the export's thread: how many rows it wrote."""
+        self._rows = progress.rows
 
     async def _report(self) -> None:
         """Say the piece runs, every ``progress_interval``; a joining run that is gone (its

@@ -199,6 +199,7 @@ class Worker:
                 run.stop()
             if late:
                 await asyncio.wait(late)
+        await pieces.stop()  # the pieces' runs, stopped above, end
         await cancels.cancel()
 
     async def _on_cancel(self, message: Message) -> None:
@@ -224,7 +225,10 @@ class Worker:
         if piece is None:
             return
         async with self._piece_slots:
-            if self._over(piece.task) or self.shutting_down:
+            if self.shutting_down:  # for another worker
+                await message.reject(requeue=True)
+                return
+            if self._over(piece.task):
                 await message.ack()
                 return
             run = PieceRun(self, piece)

@@ -135,6 +135,15 @@ class NoWriter(Lines):
         return None
 
 
+class EndsEveryPiece(Lines):
+    """Says it joins, but ends every piece with its end line, as a whole file ends."""
+
+    name = "ends_every_piece"
+
+    def joins(self, columns: Sequence[Column], options: NoOptions) -> bool:
+        return True
+
+
 @hookimpl
 def exportd_formats() -> list[Format[Any]]:
     """Every format of this module."""
@@ -150,5 +159,6 @@ def exportd_formats() -> list[Format[Any]]:
             DividesByRows,
             DottedExtension,
             NoWriter,
+            EndsEveryPiece,
         )
     ]

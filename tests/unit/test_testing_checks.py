@@ -118,6 +118,7 @@ def test_a_source_that_breaks_a_rule_fails_the_check_naming_it(source: str, brok
         ("divides_by_rows", r"raised ZeroDivisionError in close\(\)"),
         ("dotted_extension", r"extension '.txt' must be the file name extension, without the dot"),
         ("no_writer", r"open\(\) must return a RowWriter, got None"),
+        ("ends_every_piece", r"says it joins these columns, but the files of \d+ pieces"),
     ],
 )
 def test_a_format_that_breaks_a_rule_fails_the_check_naming_it(

@@ -45,11 +45,13 @@ class CountParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class CountSource(Source[CountParams]):
-    """Rows (n, n squared, "row n"), with an optional failure part-way."""
+    """Rows (n, n squared, "row n"), with an optional failure part-way; slice ``i`` of
+    ``k`` counts the ``i``-th ``k``-th of the rows."""
 
     name = "count"
     description = "counts"
     Params = CountParams
+    sliceable = True
 
     def validate(self, params: CountParams, ctx: ReadContext) -> None:
         if params.forbidden is not None:
@@ -81,7 +83,9 @@ class CountSource(Source[CountParams]):
         if params.fail_while is not None and Path(params.fail_while).exists():
             raise RuntimeError(f"failing while {params.fail_while} exists")
         batch: list[tuple[int, int, str]] = []
-        for n in range(params.rows):
+        first = params.rows * ctx.slice // ctx.slice_count
+        last = params.rows * (ctx.slice + 1) // ctx.slice_count
+        for n in range(first, last):
             if n == params.explode_at:
                 raise RuntimeError(f"boom at {n}")
             batch.append((n, n * n, f"row {n}"))
