@@ -139,8 +139,10 @@ def query(data: Path, rows: int) -> tuple[str, dict[str, object]]:
     return sql, args
 
 
-def plan_for(data: Path, fmt: str, rows: int) -> ExportPlan:
-    """The plan ``exportd export rooms -p type=logs ...`` would run on the bench room."""
+def plan_for(data: Path, fmt: str) -> ExportPlan:
+    """The plan ``exportd export rooms -p type=logs ...`` would run on the bench room, which
+    holds every message of ``data``: without a limit, which would keep the export
+    from being read in slices (the peers' SQL has one, of the same count)."""
     from exportd.config import Settings
     from exportd.kernel.datastores import SqliteStore
     from exportd.kernel.plan import plan_export
@@ -152,7 +154,6 @@ def plan_for(data: Path, fmt: str, rows: int) -> ExportPlan:
         format=fmt,
         params={"room_id": ROOM, "type": "logs"},
         interval=Interval(start=START, end=END),
-        limit=rows,
     )
     return plan_export(request, load_plugins(Settings(home=str(data.parent))), SqliteStore(data))
 
@@ -163,12 +164,12 @@ def exportd_export(data: Path, fmt: str, rows: int, out: Path) -> None:
     from exportd.config import Settings
     from exportd.kernel.pipeline import run_export
 
-    run_export(plan_for(data, fmt, rows), out, batch_size=BATCH, slices=Settings().read_slices)
+    run_export(plan_for(data, fmt), out, batch_size=BATCH, slices=Settings().read_slices)
 
 
 def source_only(data: Path, rows: int, out: Path) -> None:
     """Read the rows as an export does and write nothing: the source's share."""
-    plan = plan_for(data, "csv", rows)
+    plan = plan_for(data, "csv")
     batches = plan.source.read(plan.params, plan.context(batch_size=BATCH))
     out.write_text(f"{sum(len(batch) for batch in batches)}\n")
 
