@@ -35,8 +35,8 @@ TASK_DELIVERY_LIMIT = 5
 comes at the limit and runs it under the engine's lease instead (RabbitMQ 3.x counts
 every dropped connection as a delivery, so the count alone cannot tell poison)."""
 PIECE_DELIVERY_LIMIT = 3
-"""Deliveries of a piece before it is dead-lettered: its worker died before taking it up;
-the worker that joins the pieces writes a piece nobody took itself."""
+"""Deliveries of a piece before it is dead-lettered: its workers died writing it (or shut
+down) that often; the worker that joins the pieces writes a piece nobody finished itself."""
 ENGINE_DELIVERY_LIMIT = 5
 """Deliveries of a request, command or status update before it is dead-lettered: one
 that failed to apply that often, or that the engine died holding."""

@@ -60,7 +60,8 @@ class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     piece_silence: Seconds = 15.0
     """A piece whose worker has said nothing for this long (it reports every
-    ``progress_interval``) is written by the joining worker itself."""
+    ``progress_interval``; at least three of those count) is written by the joining
+    worker itself."""
 
 
 class EngineSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -199,10 +200,11 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     @property
     def data_pool_size(self) -> int:
         """``data.pool_size``, or for 0 ``(worker.concurrency + http.sync_concurrency) *
-        read_slices + 2``: a connection for each slice of each export a process may run
-        at once, and two to spare."""
+        read_slices + worker.concurrency + 2``: a connection for each slice of each export
+        a process may run at once, one for each piece of another worker's export it may
+        write (see ``worker.pieces``), and two to spare."""
         exports = self.worker.concurrency + self.http.sync_concurrency
-        return self.data.pool_size or exports * self.read_slices + 2
+        return self.data.pool_size or exports * self.read_slices + self.worker.concurrency + 2
 
     @property
     def files_path(self) -> Path:

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from exportd.errors import Cancelled, ExportFailed
 from exportd.kernel import batches
+from exportd.kernel import slices as sliced
 from exportd.kernel.guard import call_plugin
-from exportd.kernel.pieces import Join, encode_slicing, piece_count
+from exportd.kernel.pieces import Join, Pieces, ThreadedJoin, encode_slicing, piece_count
 from exportd.kernel.plan import ExportPlan
 from exportd.kernel.slices import read_slices, slice_count
 from exportd.messages import FileInfo, Progress
@@ -113,10 +114,12 @@ def run_export(
 ) -> Written:
     """Export ``plan`` into ``target``; what it measured of the finished file.
 
-    A large export of a source that can slice is read in up to ``slices`` slices at
-    once (see :mod:`exportd.kernel.slices`), or, given a ``join``, split into pieces
-    that the join has written elsewhere and appends (see :mod:`exportd.kernel.pieces`).
-    ``piece`` writes one such piece alone, with the ``slicing`` of its export.
+    A large export of a source that can slice is split: given a ``join``, into pieces
+    that the join has written elsewhere and appends; else, in a format that joins, into
+    up to ``slices`` pieces written at once by threads (:class:`ThreadedJoin`); else its
+    reading alone, into up to ``slices`` slices read at once (see
+    :mod:`exportd.kernel.pieces` and :mod:`exportd.kernel.slices`).  ``piece`` writes one
+    piece alone, with the ``slicing`` of its export.
 
     ``on_progress`` is called after every batch; ``cancelled`` is checked before
     every batch and stops the export with :class:`Cancelled`.  A source or
@@ -124,47 +127,76 @@ def run_export(
     does a source's row without one value per column, and a format that closes the
     file it writes into.
     """
-    context = partial(
-        plan.context, batch_size=batch_size, part=part, part_count=part_count, cancelled=cancelled
-    )
+
+    def context(**slice_of: Any) -> ReadContext:
+        return plan.context(
+            batch_size=batch_size,
+            part=part,
+            part_count=part_count,
+            cancelled=slice_of.pop("cancelled", cancelled),
+            **slice_of,
+        )
+
     ctx = context(slice=piece.index, slice_count=piece.count, slicing=slicing)
     total = None if piece != WHOLE else _estimate(plan, ctx)
+    if join is None and piece == WHOLE:
+        join = ThreadedJoin(slices, sliced.SLICE_ROWS, target.parent)
     count = 1 if join is None or piece != WHOLE else piece_count(plan, total, join)
-    if count > 1:
-        assert join is not None
-        slicing = call_plugin(
-            plan.source_label, lambda: plan.source.slicing(plan.params, context(slice_count=count))
-        )
-        encoded = encode_slicing(plan, slicing)
-        piece, ctx = Piece(0, count), context(slice=0, slice_count=count, slicing=slicing)
     _check_target(plan, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     unfinished = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    split: Join | None = None
     try:
-        if count > 1:
-            assert join is not None
-            join.start(count, encoded)
+        if join is not None and count > 1:
+            slicing = call_plugin(
+                plan.source_label,
+                lambda: plan.source.slicing(plan.params, context(slice_count=count)),
+            )
+            piece, split = Piece(0, count), join
+            failed = split.failure
+            ctx = context(
+                slice=0,
+                slice_count=count,
+                slicing=slicing,
+                cancelled=lambda: cancelled() or failed() is not None,
+            )
+
+            def write_piece(
+                index: int,
+                file: BinaryIO,
+                stop: Callable[[], bool],
+                on_rows: Callable[[int], None] | None,
+            ) -> int:
+                piece_ctx = context(
+                    slice=index,
+                    slice_count=count,
+                    slicing=slicing,
+                    cancelled=lambda: cancelled() or stop(),
+                )
+                report = None if on_rows is None else (lambda done: on_rows(done.rows))
+                one = Piece(index, count)
+                return _write_piece(plan, piece_ctx, file, one, None, report, 1, unfinished)
+
+            split.start(Pieces(count, partial(encode_slicing, plan, slicing), write_piece))
         with _measured(unfinished) as (file, measured):
             read_in = slice_count(plan, total, slices) if piece == WHOLE else 1
             rows = _write_piece(plan, ctx, file, piece, total, on_progress, read_in, unfinished)
-            if join is not None and count > 1:
-
-                def write_piece(index: int) -> int:
-                    piece_ctx = context(slice=index, slice_count=count, slicing=slicing)
-                    one = Piece(index, count)
-                    return _write_piece(plan, piece_ctx, file, one, None, None, 1, unfinished)
+            if split is not None:
 
                 def progressed(written: int) -> None:
                     if on_progress is not None:
                         on_progress(Progress(rows=written, bytes=file.tell(), total=total))
 
-                rows += join.finish(file, write_piece, rows, progressed)
+                rows += split.finish(file, rows, progressed)
             file.flush()
             measured.sync()
         os.replace(unfinished, target)
     except BaseException as exc:
-        if join is not None and count > 1:
-            join.abandon()
+        if split is not None:
+            failure = split.failure()
+            split.abandon()
+            if failure is not None and isinstance(exc, Cancelled):
+                raise failure from None
         if isinstance(exc, OSError):
             raise _about(exc, target) from exc
         raise

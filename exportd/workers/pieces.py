@@ -16,9 +16,11 @@ lease and its exactly-one outcome do not change.  What happens when something fa
 
 * A piece that nobody has taken when the joining run needs it, or whose worker has
   been silent for ``worker.piece_silence`` (it died, or lost the broker), is written
-  by the joining run itself, in place (work stealing).  A worker that takes a piece
-  acknowledges it once the joining run heard it start, so a worker that dies loses
-  nothing the joining run does not see.
+  by the joining run itself, in place (work stealing).  A worker acknowledges a piece
+  when it ends (or past ``worker.ack_deadline``), so the broker delivers the piece of a
+  worker that died to another, whose news the joining run takes if it has not written
+  the piece already.  Pieces run in a thread pool of their own, never in a thread that
+  a joining run may hold while it waits for them.
 * A piece that its worker could not write for a reason of its own (its data store or
   storage away, a shutdown, a cancel) is dropped, and the joining run writes it.
 * A piece that fails for a reason of the export's (the source or format raised) fails
@@ -51,7 +53,7 @@ import msgspec
 from exportd.bus.base import BusError, Message, Subscription
 from exportd.errors import Cancelled, ErrorBody, ExportError, ExportFailed, Unavailable
 from exportd.kernel.datastores import data_store
-from exportd.kernel.pieces import Join, PieceWriter, decode_slicing
+from exportd.kernel.pieces import Join, Pieces, PieceWriter, decode_slicing
 from exportd.kernel.pipeline import run_export
 from exportd.kernel.plan import ExportPlan, plan_task
 from exportd.messages import ExportTask, FileInfo, PieceNews, PieceStatus, PieceTask, Progress
@@ -112,18 +114,29 @@ class JoiningRun(Join):
         """``key``: where the run stores its own file; its pieces go beside it."""
         self._loop, self._cancelled = loop, cancelled
         self._count = 1
-        self._news: queue.SimpleQueue[PieceNews] = queue.SimpleQueue()
+        self._write: PieceWriter | None = None
+        self._news: queue.SimpleQueue[tuple[float, PieceNews]] = queue.SimpleQueue()
+        """News as it arrived, with the (monotonic) time it did."""
         self._heard: dict[int, _Heard] = {}
         self._done: set[int] = set()
         """Pieces appended or written here: a stored file of theirs heard of later is vain."""
         self._replies: Subscription | None = None
 
-    def start(self, count: int, slicing: bytes) -> None:
+    def start(self, pieces: Pieces) -> None:
         """Open the private queue for news, and publish pieces 1 to ``count - 1``; those
         that cannot be published (the broker away) are written by :meth:`finish`."""
-        self._count = count
+        count = self._count = pieces.count
+        self._write = pieces.write
         self._heard = {index: _Heard() for index in range(1, count)}
         task, bus = self.task, self.worker.bus
+        slicing = pieces.encoded_slicing()
+        if slicing is None:
+            log.warning(
+                "task %s part %d: the source's slicing cannot cross to other workers "
+                "unchanged (see Source.Slicing); this worker writes the pieces",
+                *(task.job_id, task.part),
+            )
+            return
         try:
             self._replies = self._on_loop(bus.private_queue(self._on_news))
             for index in range(1, count):
@@ -136,25 +149,19 @@ class JoiningRun(Join):
                     reply_to=self._replies.queue_name,
                 )
                 self._on_loop(bus.publish("", bus.topology.pieces, msgspec.json.encode(piece)))
-        except BusError as exc:
+        except (BusError, TimeoutError) as exc:
             log.warning(
                 "task %s part %d: pieces not handed out (%s); this worker writes them",
                 *(task.job_id, task.part, exc),
             )
         log.info("task %s part %d is written in %d pieces", task.job_id, task.part, count)
 
-    def finish(
-        self,
-        file: BinaryIO,
-        write_piece: PieceWriter,
-        rows: int,
-        progressed: Callable[[int], None],
-    ) -> int:
+    def finish(self, file: BinaryIO, rows: int, progressed: Callable[[int], None]) -> int:
         """Append pieces 1 to ``count - 1`` in order (see the module docstring)."""
         before = rows
         try:
             for index in range(1, self._count):
-                before += self._join(index, file, write_piece, partial(_plus, progressed, before))
+                before += self._join(index, file, partial(_plus, progressed, before))
                 progressed(before)
         finally:
             self._close()
@@ -164,15 +171,10 @@ class JoiningRun(Join):
         """Close the private queue and delete the stored pieces heard of."""
         self._close()
 
-    def _join(
-        self,
-        index: int,
-        file: BinaryIO,
-        write_piece: PieceWriter,
-        progressed: Callable[[int], None],
-    ) -> int:
+    def _join(self, index: int, file: BinaryIO, progressed: Callable[[int], None]) -> int:
         """Append piece ``index`` once it is stored, or write it here; its rows."""
-        silence = self.worker.settings.worker.piece_silence
+        settings = self.worker.settings.worker
+        silence = max(settings.piece_silence, 3 * settings.progress_interval)
         heard = self._heard[index]
         while True:
             self._take_news()
@@ -181,31 +183,39 @@ class JoiningRun(Join):
                 if appended is not None:
                     self._done.add(index)
                     return appended
-                return self._write_here(index, write_piece, "its stored file could not be read")
+                self._delete(heard.file.key)
+                return self._write_here(
+                    index, file, progressed, "its stored file could not be read"
+                )
             if heard.news is not None:  # it ended without a file
                 error = heard.news.error
                 if heard.news.status == "failed" and error is not None:
                     raise ExportFailed(
                         f"piece {index + 1} of {self._count} failed: {error.message}"
                     )
-                return self._write_here(index, write_piece, f"{heard.news.worker} dropped it")
+                return self._write_here(index, file, progressed, f"{heard.news.worker} dropped it")
             if heard.since is None:
-                return self._write_here(index, write_piece, "no other worker took it")
+                return self._write_here(index, file, progressed, "no other worker took it")
             if time.monotonic() - heard.since > silence:
-                return self._write_here(index, write_piece, f"its worker was silent {silence} s")
+                return self._write_here(
+                    index, file, progressed, f"its worker was silent {silence} s"
+                )
             if self._cancelled():
                 raise Cancelled("the export was canceled")
             progressed(heard.rows)
             with contextlib.suppress(queue.Empty):
-                self._heard_of(self._news.get(timeout=NEWS_WAIT))
+                self._heard_of(*self._news.get(timeout=NEWS_WAIT))
 
-    def _write_here(self, index: int, write_piece: PieceWriter, why: str) -> int:
+    def _write_here(
+        self, index: int, file: BinaryIO, progressed: Callable[[int], None], why: str
+    ) -> int:
         log.info(
             "task %s part %d: piece %d of %d written by the joining run: %s",
             *(self.task.job_id, self.task.part, index + 1, self._count, why),
         )
         self._done.add(index)
-        return write_piece(index)
+        assert self._write is not None  # start() came first
+        return self._write(index, file, self._cancelled, progressed)
 
     def _append(self, stored: FileInfo, file: BinaryIO) -> int | None:
         """Append the stored piece ``stored`` to ``file``, then delete it; its rows, or
@@ -235,9 +245,8 @@ class JoiningRun(Join):
                         size += target.write(chunk)
             except PASSING_FAILURES as exc:
                 log.warning("the stored piece %s could not be read: %s", stored.key, exc)
-                if wait is None or self._cancelled():
+                if wait is None or self._waited_out(wait):
                     return False
-                time.sleep(wait)
                 continue
             if (size, digest.hexdigest()) != (stored.size, stored.sha256):
                 raise ExportFailed(
@@ -247,21 +256,30 @@ class JoiningRun(Join):
             return True
         return False
 
+    def _waited_out(self, seconds: float) -> bool:
+        """Wait ``seconds``; whether the export was canceled meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self._cancelled() and time.monotonic() < deadline:
+            time.sleep(min(NEWS_WAIT, seconds))
+        return self._cancelled()
+
     def _take_news(self) -> None:
         """Take in every piece of news that came meanwhile."""
         with contextlib.suppress(queue.Empty):
             while True:
-                self._heard_of(self._news.get_nowait())
+                self._heard_of(*self._news.get_nowait())
 
-    def _heard_of(self, news: PieceNews) -> None:
-        """Record ``news`` of a piece; a stored file that is of no use now is deleted."""
+    def _heard_of(self, arrived: float, news: PieceNews) -> None:
+        """Record ``news`` of a piece, which ``arrived`` then; a stored file that is of no
+        use now is deleted (but for the one news told of again)."""
         heard = self._heard.get(news.piece)
         if heard is None or news.piece in self._done or heard.news is not None:
-            if news.file is not None:
+            told_again = heard is not None and heard.file is not None and news.file == heard.file
+            if news.file is not None and not told_again:
                 self._delete(news.file.key)
             return
         if news.status == "running":
-            heard.since, heard.rows = time.monotonic(), news.rows
+            heard.since, heard.rows = arrived, news.rows
         elif news.status == "done" and news.file is not None:
             heard.file = news.file
             heard.news = news
@@ -273,7 +291,7 @@ class JoiningRun(Join):
         stored piece heard of that is not appended."""
         replies, self._replies = self._replies, None
         if replies is not None:
-            with contextlib.suppress(BusError):
+            with contextlib.suppress(BusError, TimeoutError):
                 self._on_loop(replies.stop())
         self._take_news()
         for index, heard in self._heard.items():
@@ -294,12 +312,19 @@ class JoiningRun(Join):
         except msgspec.DecodeError:
             log.warning("task %s dropped malformed piece news", self.task.job_id)
         else:
-            self._news.put(news)
+            self._news.put((time.monotonic(), news))
         await message.ack()
 
     def _on_loop(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run ``work`` on the worker's event loop, from the export's thread."""
-        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+        """Run ``work`` on the worker's event loop, from the export's thread, for at most
+        a few broker confirm timeouts (:class:`TimeoutError`: the loop or the broker does
+        not answer)."""
+        future = asyncio.run_coroutine_threadsafe(work, self._loop)
+        try:
+            return future.result(timeout=3 * self.worker.settings.broker.confirm_timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
 
 
 def _plus(progressed: Callable[[int], None], before: int, rows: int) -> None:
@@ -308,20 +333,29 @@ def _plus(progressed: Callable[[int], None], before: int, rows: int) -> None:
 
 
 class PieceRun:
-    """One worker's writing of one :class:`~exportd.messages.PieceTask`."""
+    """One worker's writing of one :class:`~exportd.messages.PieceTask`, in a thread of the
+    worker's own for pieces (never one a joining run may hold while it waits).
 
-    def __init__(self, worker: Worker, piece: PieceTask) -> None:
-        self.worker, self.piece, self.task = worker, piece, piece.task
+    The piece is acknowledged when it ends, or once it has run ``worker.ack_deadline`` (as
+    a task is: the broker's acknowledgement timeout must not deliver it twice); a worker
+    that dies before has it delivered again, while the joining run's silence watch writes
+    it itself if that takes too long.
+    """
+
+    def __init__(self, worker: Worker, piece: PieceTask, message: Message) -> None:
+        self.worker, self.piece, self.task, self.message = worker, piece, piece.task, message
         self._stop = False
         self._rows = 0
+        self._acked = False
+        self._started = time.monotonic()
 
     def stop(self) -> None:
         """Have the piece stop before its next batch (a cancel signal, a shutdown)."""
         self._stop = True
 
-    async def execute(self, message: Message) -> None:
+    async def execute(self) -> None:
         """Say the piece runs (a joining run that is gone does not want it: acknowledge it
-        unwritten), acknowledge it, write and store it, and say how it ended."""
+        unwritten), write and store it, say how it ended, and acknowledge it."""
         piece, task = self.piece, self.piece.task
         try:
             await self._tell("running")
@@ -330,9 +364,8 @@ class PieceRun:
                 "worker %s: piece %d of task %s is not wanted: its joining run ended",
                 *(self.worker.name, piece.piece + 1, task.job_id),
             )
-            await message.ack()
+            await self._ack()
             return
-        await message.ack()  # the joining run's watch, not the broker, has it from now
         log.info(
             "worker %s writes piece %d of %d of task %s part %d",
             *(self.worker.name, piece.piece + 1, piece.count, task.job_id, task.part),
@@ -340,15 +373,16 @@ class PieceRun:
         reporter = self.worker.loops.keep_running(
             f"the reporter of piece {piece.piece} of {task.job_id}", self._report
         )
-        plan: ExportPlan | None = None
+        planned: tuple[ExportPlan, Any] | None = None
         stored: FileInfo | None = None
         error: ErrorBody | None = None  # none for a piece dropped: the joining run writes it
         try:
-            # A piece this worker cannot plan (a plugin it lacks) the joining run can write.
-            plan = planned = await asyncio.to_thread(self._plan)
-            stored = await asyncio.to_thread(self._write_and_store, planned)
+            # A piece this worker cannot plan (a plugin it lacks, a slicing of another
+            # version) the joining run can write.
+            planned = await self._in_thread(self._plan)
+            stored = await self._in_thread(partial(self._write_and_store, *planned))
         except ExportError as exc:
-            if plan is None or isinstance(exc, (Cancelled, Unavailable)):
+            if planned is None or isinstance(exc, (Cancelled, Unavailable)):
                 log.info("piece %d of task %s dropped: %s", piece.piece + 1, task.job_id, exc)
             else:
                 error = exc.body()
@@ -357,15 +391,21 @@ class PieceRun:
         finally:
             await self.worker.loops.stop(reporter)
         await self._end("done" if stored is not None else "failed", stored, error)
+        await self._ack()
 
-    def _plan(self) -> ExportPlan:
-        """The plan of the piece's task, on this worker (in a thread)."""
+    async def _in_thread(self, work: Callable[[], T]) -> T:
+        """``work()``, in a thread of the worker's pool for pieces."""
+        return await asyncio.get_running_loop().run_in_executor(self.worker.piece_threads, work)
+
+    def _plan(self) -> tuple[ExportPlan, Any]:
+        """The plan of the piece's task on this worker, and its slicing (in a thread)."""
         worker = self.worker
-        return plan_task(self.task, worker.plugins, data_store(worker.settings), worker=worker.name)
+        plan = plan_task(self.task, worker.plugins, data_store(worker.settings), worker=worker.name)
+        return plan, decode_slicing(plan, self.piece.slicing)
 
-    def _write_and_store(self, plan: ExportPlan) -> FileInfo:
-        """Write the piece of ``plan`` into a file of this worker's, and store it (in the
-        export's thread)."""
+    def _write_and_store(self, plan: ExportPlan, slicing: Any) -> FileInfo:
+        """Write the piece of ``plan`` into a file of this worker's, and store it (in a
+        thread)."""
         worker, piece, task = self.worker, self.piece, self.piece.task
         path = worker.work_area.new_path("piece")
         try:
@@ -378,7 +418,7 @@ class PieceRun:
                 part=task.part,
                 part_count=task.part_count,
                 piece=Piece(piece.piece, piece.count),
-                slicing=decode_slicing(plan, piece.slicing),
+                slicing=slicing,
             )
             key = piece_key(piece.key, piece.piece)
             worker.storage.store_checked(key, path, written.sha256)
@@ -391,14 +431,32 @@ class PieceRun:
         self._rows = progress.rows
 
     async def _report(self) -> None:
-        """Say the piece runs, every ``progress_interval``; a joining run that is gone (its
-        queue is) stops the piece."""
-        await asyncio.sleep(self.worker.settings.worker.progress_interval)
+        """Say the piece runs, every ``progress_interval``, and acknowledge it once it has
+        run ``ack_deadline``; a joining run that is gone (its queue is) stops the piece."""
+        settings = self.worker.settings.worker
+        await asyncio.sleep(settings.progress_interval)
         try:
             await self._tell("running")
         except BusError:
             self.stop()
             raise
+        if time.monotonic() - self._started >= settings.ack_deadline:
+            await self._ack()
+
+    async def _ack(self) -> None:
+        """Acknowledge the piece, once.  One whose channel dropped comes again, to a
+        worker whose news the joining run takes or drops."""
+        if not self._acked:
+            self._acked = True
+            try:
+                await self.message.ack()
+            except BusError as exc:
+                log.info(
+                    "piece %d of task %s not acknowledged: %s",
+                    self.piece.piece + 1,
+                    self.task.job_id,
+                    exc,
+                )
 
     async def _end(
         self, status: PieceStatus, stored: FileInfo | None, error: ErrorBody | None
@@ -408,10 +466,13 @@ class PieceRun:
             await self._tell(status, file=stored, error=error)
         except BusError as exc:
             log.info(
-                "piece %d of task %s: not told (%s)", self.piece.piece, self.piece.task.job_id, exc
+                "piece %d of task %s: not told (%s)", self.piece.piece + 1, self.task.job_id, exc
             )
             if stored is not None:
-                await asyncio.to_thread(self.worker.storage.delete, stored.key)
+                try:
+                    await self._in_thread(partial(self.worker.storage.delete, stored.key))
+                except Exception as failure:  # left behind; see docs/runtime.md, "Pieces"
+                    log.warning("the stored piece %s was not deleted: %s", stored.key, failure)
 
     async def _tell(
         self, status: PieceStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None

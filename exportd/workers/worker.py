@@ -49,6 +49,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -146,9 +147,11 @@ class Worker:
         # back when the channel dropped) is taken by that run (TaskRun.take).
         self._running: set[TaskRun] = set()
         self._pieces: set[PieceRun] = set()
-        # A piece is acknowledged as it starts: these, not the prefetch, bound how many
-        # run at once.
-        self._piece_slots = asyncio.Semaphore(settings.worker.concurrency)
+        self.piece_threads = ThreadPoolExecutor(
+            settings.worker.concurrency, thread_name_prefix="exportd-piece-run"
+        )
+        """The threads of pieces of other runs' files (as many as the prefetch of pieces):
+        never those that runs of tasks, which may wait for pieces, hold."""
         self._cancelled: deque[tuple[str, int]] = deque(maxlen=REMEMBERED_CANCELS)
         self._reported: deque[PartRef] = deque(maxlen=REMEMBERED_OUTCOMES)
         self.loops = loops or Loops()
@@ -178,6 +181,7 @@ class Worker:
             await self.loops.wait(stop)
         finally:
             await self.shutdown(tasks, cancels, pieces)
+            self.piece_threads.shutdown()
             self.work_area.close()
 
     async def shutdown(
@@ -224,19 +228,18 @@ class Worker:
         piece = await self._read(message, PieceTask, "piece")
         if piece is None:
             return
-        async with self._piece_slots:
-            if self.shutting_down:  # for another worker
-                await message.reject(requeue=True)
-                return
-            if self._over(piece.task):
-                await message.ack()
-                return
-            run = PieceRun(self, piece)
-            self._pieces.add(run)
-            try:
-                await run.execute(message)
-            finally:
-                self._pieces.discard(run)
+        if self.shutting_down:  # for another worker
+            await message.reject(requeue=True)
+            return
+        if self._over(piece.task):
+            await message.ack()
+            return
+        run = PieceRun(self, piece, message)
+        self._pieces.add(run)
+        try:
+            await run.execute()
+        finally:
+            self._pieces.discard(run)
 
     async def _on_task(self, message: Message) -> None:
         """Run a task and report it.  An :class:`Exception` from the export fails the task;

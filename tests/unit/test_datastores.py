@@ -139,12 +139,14 @@ def test_a_malformed_postgresql_url_is_a_config_error_naming_data_url(
 
 
 def test_the_pool_size_follows_the_concurrency_and_the_slices_unless_set() -> None:
+    """A connection for each slice of each export, one for each piece of another worker's
+    export (as many as the worker's concurrency), and two to spare."""
     exports = {"EXPORTD_WORKER__CONCURRENCY": "5", "EXPORTD_HTTP__SYNC_CONCURRENCY": "3"}
     settings = load_settings({**exports, "EXPORTD_SLICES": "1"})
-    assert (settings.data.pool_size, settings.data_pool_size) == (0, 10)
-    assert load_settings({**exports, "EXPORTD_SLICES": "2"}).data_pool_size == 18
+    assert (settings.data.pool_size, settings.data_pool_size) == (0, 8 + 5 + 2)
+    assert load_settings({**exports, "EXPORTD_SLICES": "2"}).data_pool_size == 16 + 5 + 2
     slices = min(4, len(os.sched_getaffinity(0)))
-    assert load_settings(exports).data_pool_size == 8 * slices + 2
+    assert load_settings(exports).data_pool_size == 8 * slices + 5 + 2
     assert load_settings({"EXPORTD_DATA__POOL_SIZE": "7"}).data_pool_size == 7
 
 

@@ -10,12 +10,14 @@ in ``tests/integration/test_pieces.py``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 import pytest
@@ -24,6 +26,8 @@ from exportd.bus.base import Message
 from exportd.data.demo import DemoSummary
 from exportd.errors import ErrorBody
 from exportd.messages import ExportTask, PieceNews, PieceTask, RequestFields, StatusUpdate
+from exportd.plugins.storages.local import LocalStorage
+from exportd.workers import pieces
 from tests.unit.test_worker import Bench, bench, until
 from tests.work import partial_files
 
@@ -213,3 +217,41 @@ async def test_a_cancel_stops_the_pieces_and_leaves_nothing(
         await until(lambda: "dropped: " in caplog.text or None)
         await no_piece_left(seen)
     assert outcome.status == "canceled"
+
+
+async def test_pieces_have_threads_of_their_own_that_runs_waiting_for_pieces_never_hold(
+    home: Path, exportd_demo: DemoSummary
+) -> None:
+    """The event loop's default pool of one thread, held by the run that waits for its
+    piece, as a worker's pool full of joining runs would be."""
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1))
+    async with bench(home, pieces=2, **SMALL_PIECES) as seen:
+        await seen.start_worker("w1")
+        outcome, _ = await exported(seen, rooms_task(exportd_demo, "csv"))
+    assert outcome.status == "done"
+
+
+async def test_a_stored_piece_the_storage_fails_to_give_is_written_here_and_deleted(
+    home: Path,
+    exportd_demo: DemoSummary,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The storage refuses to give stored pieces (its server down for longer than the
+    tries), as a passing failure."""
+    monkeypatch.setattr(pieces, "FETCH_BACKOFF", ())
+    give = LocalStorage.open
+
+    def refuse_pieces(storage: LocalStorage, key: str) -> BinaryIO:
+        if ".piece" in key:
+            raise ConnectionError("the storage is down")
+        return give(storage, key)
+
+    monkeypatch.setattr(LocalStorage, "open", refuse_pieces)
+    caplog.set_level(logging.INFO, "exportd.workers")
+    async with bench(home, pieces=2, concurrency=2, **SMALL_PIECES) as seen:
+        await seen.start_worker("w1")
+        await seen.start_worker("w2")
+        await exported(seen, rooms_task(exportd_demo, "csv"))
+        await no_piece_left(seen)
+    assert "its stored file could not be read" in caplog.text

@@ -1,10 +1,17 @@
-"""Slices of a sliceable source read at once: the file is the one a single read writes."""
+"""Slices of a sliceable source read at once: the file is the one a single read writes.
+
+Each test runs in a format that joins (csv: each slice is read and encoded by a thread
+of its own, as a piece, :class:`~exportd.kernel.pieces.ThreadedJoin`) and in one that
+does not (json: the slices are read in threads and encoded one after the other).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -81,10 +88,15 @@ def exportd_sources() -> list[Source[Any]]:
 PLUGINS = Plugins(entry_points=False, extra=[__import__(__name__, fromlist=["_"])])
 
 
-@pytest.fixture(autouse=True)
-def small_slices(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A slice for every 100 estimated rows, so that small exports are sliced."""
+FORMAT = "csv"
+
+
+@pytest.fixture(autouse=True, params=["csv", "json"])
+def small_slices(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """A slice for every 100 estimated rows, so that small exports are sliced; the
+    format of the test's exports."""
     monkeypatch.setattr(slices, "SLICE_ROWS", 100)
+    monkeypatch.setitem(globals(), "FORMAT", request.param)
     NumbersSource.read_by.clear()
     NumbersSource.slicings.clear()
 
@@ -93,18 +105,19 @@ def numbers(limit: int | None = None, **params: Any) -> ExportPlan:
     request = msgspec.convert(
         {
             "source": "numbers",
-            "format": "csv",
+            "format": FORMAT,
             "params": params,
             "limit": limit,
             "interval": {"start": "2024-03-01", "end": "2024-03-02"},
         },
         ExportRequest,
     )
-    return plan_export(request, PLUGINS, SqliteStore(Path("unused.db")))
+    plan = plan_export(request, PLUGINS, SqliteStore(Path("unused.db")))
+    return dataclasses.replace(plan, generated_at=datetime(2024, 3, 2, tzinfo=UTC))
 
 
 def export(tmp_path: Path, plan: ExportPlan, count: int, **options: Any) -> bytes:
-    target = tmp_path / f"{count}.csv"
+    target = tmp_path / f"{count}.{FORMAT}"
     info = run_export(plan, target, batch_size=30, slices=count, **options)
     content = target.read_bytes()
     assert info.size == len(content)
@@ -120,9 +133,14 @@ def test_slices_read_in_threads_of_their_own_write_the_file_of_one_read(tmp_path
     # The bounds the slices agree on are worked out once, before the slices start.
     assert NumbersSource.slicings == [(3, threading.current_thread().name)]
     assert sorted(one[:2] for one in NumbersSource.read_by) == [(0, 3), (1, 3), (2, 3)]
-    assert threading.current_thread().name not in {one[2] for one in NumbersSource.read_by}
-    assert whole.decode().splitlines()[513] == "512,512"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["1.csv", "3.csv"]
+    readers = {one[:2]: one[2] for one in NumbersSource.read_by}
+    here = threading.current_thread().name
+    # As a piece, slice 0 is read and written here; else every slice has a thread.
+    assert (readers[0, 3] == here) is (FORMAT == "csv")
+    assert here not in (readers[1, 3], readers[2, 3])
+    if FORMAT == "csv":
+        assert whole.decode().splitlines()[513] == "512,512"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [f"1.{FORMAT}", f"3.{FORMAT}"]
 
 
 def test_no_more_slices_than_the_estimate_fills_and_none_with_a_limit(tmp_path: Path) -> None:
@@ -132,7 +150,7 @@ def test_no_more_slices_than_the_estimate_fills_and_none_with_a_limit(tmp_path: 
 
     content = export(tmp_path, numbers(limit=500, rows=1000), 4)
     assert [one[:2] for one in NumbersSource.read_by] == [(0, 1)]
-    assert len(content.splitlines()) == 501
+    assert content.count(b"\n") == 501 if FORMAT == "csv" else content.count(b'{"n":') == 500
 
 
 @pytest.mark.parametrize("broken", [0, 2])
@@ -151,7 +169,7 @@ def test_a_slice_that_fails_stops_the_others_at_once(tmp_path: Path) -> None:
     with pytest.raises(ExportFailed, match="slice 2 broke"):
         run_export(
             numbers(rows=3000, explode_in=2, slow=0.05),
-            tmp_path / "out.csv",
+            tmp_path / f"out.{FORMAT}",
             batch_size=30,
             slices=3,
             on_progress=lambda progress: written.append(progress.rows),
@@ -170,7 +188,7 @@ def test_a_cancel_stops_every_slice_and_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(Cancelled):
         run_export(
             numbers(rows=3000),
-            tmp_path / "out.csv",
+            tmp_path / f"out.{FORMAT}",
             batch_size=30,
             slices=3,
             cancelled=cancelled,
@@ -178,5 +196,7 @@ def test_a_cancel_stops_every_slice_and_leaves_no_file(tmp_path: Path) -> None:
         )
     assert list(tmp_path.iterdir()) == []
     assert not [
-        thread for thread in threading.enumerate() if thread.name.startswith("exportd-slice")
+        thread
+        for thread in threading.enumerate()
+        if thread.name.startswith(("exportd-slice", "exportd-piece"))
     ]
