@@ -20,14 +20,20 @@ from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
+
+# Arrow's compute functions called by name: pyarrow.compute (which Array.cast imports)
+# makes a wrapper of each of its 280-odd functions as it loads, 20-30 ms of start-up.
+from pyarrow._compute import CastOptions, call_function
 
 from exportd.errors import ExportFailed
 from exportd.kernel.batches import to_arrow
 from exportd.plugins.api import Column, SqlArgs, arrow_type
+
+if TYPE_CHECKING:
+    import adbc_driver_manager
 
 BATCH_ROWS = "adbc.sqlite.query.batch_rows"
 RESTARTS = 8
@@ -83,30 +89,47 @@ def _after(sql: str, skip: int) -> str:
 
 
 def _adbc_batches(path: Path, sql: str, args: SqlArgs, size: int) -> Generator[pa.RecordBatch]:
+    # The driver manager's own handles, not its DB-API module: that one loads
+    # pyarrow.dataset, and polars when it is installed, about 100 ms of an export's
+    # start-up for nothing a read needs.
     import adbc_driver_manager
-    import adbc_driver_sqlite.dbapi
+    import adbc_driver_sqlite
+    from adbc_driver_manager._lib import _blocking_call
 
     uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
         with (
-            closing(adbc_driver_sqlite.dbapi.connect(uri)) as adbc,
-            closing(adbc.cursor()) as cursor,
+            closing(adbc_driver_sqlite.connect(uri)) as database,
+            closing(adbc_driver_manager.AdbcConnection(database)) as adbc,
+            closing(adbc_driver_manager.AdbcStatement(adbc)) as statement,
         ):
             # As long as Python's sqlite3 waits for a writer's lock before it gives up.
-            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-            cursor.fetchall()
-            cursor.adbc_statement.set_options(**{BATCH_ROWS: str(size)})
-            cursor.execute(sql, _named(args))
-            yield from cursor.fetch_record_batch()
+            statement.set_sql_query(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+            statement.execute_update()
+            statement.set_sql_query(sql)
+            statement.prepare()
+            statement.set_options(**{BATCH_ROWS: str(size)})
+            if args:
+                _bind(statement, args)
+            # As the DB-API cursor runs it: Ctrl-C cancels the statement.
+            handle, _ = _blocking_call(statement.execute_query, (), {}, statement.cancel)
+            with pa.RecordBatchReader._import_from_c(handle.address) as reader:
+                yield from reader
     except adbc_driver_manager.Error as exc:
         raise ExportFailed(f"cannot read the data store {path}: {exc}") from None
 
 
-def _named(args: SqlArgs) -> SqlArgs:
-    """``:name`` parameters as the driver binds them: by their name, colon included."""
+def _bind(statement: adbc_driver_manager.AdbcStatement, args: SqlArgs) -> None:
+    """Bind ``args`` as one row of parameters, as the DB-API cursor does: ``:name``
+    parameters by their name, colon included; others by position."""
+    import adbc_driver_manager
+
     if isinstance(args, Mapping):
-        return {f":{name}": value for name, value in args.items()}
-    return args
+        row = pa.record_batch({f":{name}": [value] for name, value in args.items()})
+        statement.set_options(**{adbc_driver_manager.StatementOptions.BIND_BY_NAME.value: "true"})
+    else:
+        row = pa.record_batch([[value] for value in args], names=[str(i) for i in range(len(args))])
+    statement.bind(row)
 
 
 def _typed(batch: pa.RecordBatch, columns: Sequence[Column]) -> pa.RecordBatch | None:
@@ -120,17 +143,22 @@ def _typed(batch: pa.RecordBatch, columns: Sequence[Column]) -> pa.RecordBatch |
         elif pa.types.is_null(array.type):
             arrays.append(pa.nulls(len(array), wanted))
         elif column.type == "boolean" and pa.types.is_integer(array.type):
-            arrays.append(pc.equal(array, 1))
+            arrays.append(call_function("equal", [array, 1]))
         elif column.type == "float" and pa.types.is_integer(array.type):
-            arrays.append(array.cast(wanted))
+            arrays.append(_cast(array, wanted))
         elif column.type == "datetime" and pa.types.is_string(array.type):
             try:
-                arrays.append(array.cast(wanted))
+                arrays.append(_cast(array, wanted))
             except pa.ArrowInvalid:
                 return None
         else:
             return None
     return pa.RecordBatch.from_arrays(arrays, names=[column.name for column in columns])
+
+
+def _cast(array: pa.Array, wanted: pa.DataType) -> pa.Array:
+    """``array.cast(wanted)``, checked as it checks (overflow, truncation, bad text)."""
+    return call_function("cast", [array], CastOptions.safe(wanted))
 
 
 def _row_batches(
