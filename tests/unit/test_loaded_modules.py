@@ -75,12 +75,14 @@ START_UP_CUTS = (
     "polars",
     "pyarrow.compute",
     "importlib.metadata",
+    "importlib.resources",
 )
 """What a small export's start-up does without (issue 15: bench/startup.py): ADBC's DB-API
 module, which loads pyarrow.dataset and polars when it is installed (about 100 ms);
 pyarrow.compute, which makes a wrapper of every compute function as it loads
 (exportd.plugins.formats.compute makes those called); importlib.metadata, where the
-entry points are found (exportd.plugins.manager.entry_points)."""
+entry points are found (exportd.plugins.manager.entry_points), and importlib.resources,
+where ADBC's SQLite driver library is."""
 
 
 def csv_export(tmp_path: Path, datastore: Path) -> set[str]:
