@@ -48,12 +48,15 @@ def fill_null(values: Any, fill_value: Any) -> Any:
     return _compute.call_function("coalesce", [values, fill_value])
 
 
-def __getattr__(name: str) -> Callable[..., Any]:
-    """The wrapper of the registry's function ``name``, made once."""
+def __getattr__(name: str) -> Any:
+    """The wrapper of the registry's function ``name``, made once; or what else
+    pyarrow.compute has from pyarrow._compute (the options' classes, ``call_function``)."""
     try:
         function = _compute.get_function(_RENAMED.get(name, name))
     except pa.ArrowKeyError:
-        raise AttributeError(f"pyarrow.compute has no function {name!r}") from None
+        if name.startswith("_") or not hasattr(_compute, name):
+            raise AttributeError(f"pyarrow.compute has no function {name!r}") from None
+        return getattr(_compute, name)
     wrapper = _wrapper(name, function)
     globals()[name] = wrapper
     return wrapper
@@ -71,16 +74,20 @@ def _wrapper(name: str, function: Any) -> Callable[..., Any]:
     def call(*args: Any, options: Any = None, memory_pool: Any = None, **kwargs: Any) -> Any:
         option_args: tuple[Any, ...] = ()
         if arity is not Ellipsis:
-            if len(args) < arity or (options_class is None and len(args) != arity):
+            if len(args) < arity:
                 raise TypeError(f"{name} takes {arity} positional argument(s), got {len(args)}")
             args, option_args = args[:arity], args[arity:]
-        if option_args or kwargs:
+        if options_class is None:
+            if option_args or kwargs or options is not None:
+                raise TypeError(f"{name} takes {arity} argument(s) and no options")
+        elif option_args or kwargs:
             if options is not None:
                 raise TypeError(f"{name} called with both options and option arguments")
-            assert options_class is not None, f"{name} takes no options"
             options = options_class(*option_args, **kwargs)
         elif isinstance(options, dict):
-            options = options_class(**options) if options_class else None
+            options = options_class(**options)
+        elif options is not None and not isinstance(options, options_class):
+            raise TypeError(f"{name} takes options of {options_class.__name__}, got {options!r}")
         return function.call(list(args), options, memory_pool)
 
     call.__name__ = call.__qualname__ = name
