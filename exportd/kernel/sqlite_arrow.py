@@ -16,11 +16,11 @@ rest is read so.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
@@ -31,9 +31,6 @@ from pyarrow._compute import CastOptions, call_function
 from exportd.errors import ExportFailed
 from exportd.kernel.batches import to_arrow
 from exportd.plugins.api import Column, SqlArgs, arrow_type
-
-if TYPE_CHECKING:
-    import adbc_driver_manager
 
 BATCH_ROWS = "adbc.sqlite.query.batch_rows"
 RESTARTS = 8
@@ -89,59 +86,16 @@ def _after(sql: str, skip: int) -> str:
 
 
 def _adbc_batches(path: Path, sql: str, args: SqlArgs, size: int) -> Generator[pa.RecordBatch]:
-    # The driver manager's own handles, not its DB-API module: that one loads
-    # pyarrow.dataset, and polars when it is installed, about 100 ms of an export's
-    # start-up for nothing a read needs.
-    import adbc_driver_manager
-    from adbc_driver_manager._lib import _blocking_call
+    from exportd.kernel import adbc
 
     uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
-        with (
-            closing(_sqlite_database(uri)) as database,
-            closing(adbc_driver_manager.AdbcConnection(database)) as adbc,
-            closing(adbc_driver_manager.AdbcStatement(adbc)) as statement,
-        ):
+        with closing(adbc.Connection(adbc.database("adbc_driver_sqlite", uri))) as connection:
             # As long as Python's sqlite3 waits for a writer's lock before it gives up.
-            statement.set_sql_query(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-            statement.execute_update()
-            statement.set_sql_query(sql)
-            statement.prepare()
-            statement.set_options(**{BATCH_ROWS: str(size)})
-            if args:
-                _bind(statement, args)
-            # As the DB-API cursor runs it: Ctrl-C cancels the statement.
-            handle, _ = _blocking_call(statement.execute_query, (), {}, statement.cancel)
-            with pa.RecordBatchReader._import_from_c(handle.address) as reader:
-                yield from reader
-    except adbc_driver_manager.Error as exc:
+            connection.run(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+            yield from connection.batches(sql, args, {BATCH_ROWS: str(size)})
+    except adbc.Error as exc:
         raise ExportFailed(f"cannot read the data store {path}: {exc}") from None
-
-
-def _sqlite_database(uri: str) -> adbc_driver_manager.AdbcDatabase:
-    """An ADBC database of the SQLite driver at ``uri``, the driver library the wheel
-    bundles beside its module: where ``adbc_driver_sqlite.connect`` looks first, through
-    importlib.resources (2-3 ms of start-up).  Without it, where that looks."""
-    import adbc_driver_manager
-    import adbc_driver_sqlite
-
-    bundled = Path(adbc_driver_sqlite.__file__).with_name("libadbc_driver_sqlite.so")
-    if bundled.is_file():
-        return adbc_driver_manager.AdbcDatabase(driver=str(bundled), uri=uri)
-    return adbc_driver_sqlite.connect(uri)
-
-
-def _bind(statement: adbc_driver_manager.AdbcStatement, args: SqlArgs) -> None:
-    """Bind ``args`` as one row of parameters, as the DB-API cursor does: ``:name``
-    parameters by their name, colon included; others by position."""
-    import adbc_driver_manager
-
-    if isinstance(args, Mapping):
-        row = pa.record_batch({f":{name}": [value] for name, value in args.items()})
-        statement.set_options(**{adbc_driver_manager.StatementOptions.BIND_BY_NAME.value: "true"})
-    else:
-        row = pa.record_batch([[value] for value in args], names=[str(i) for i in range(len(args))])
-    statement.bind(row)
 
 
 def _typed(batch: pa.RecordBatch, columns: Sequence[Column]) -> pa.RecordBatch | None:
