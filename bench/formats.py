@@ -117,10 +117,18 @@ def prepare(folder: Path, rows: int) -> Path:
     return data
 
 
-def query(data: Path, rows: int) -> tuple[str, dict[str, object]]:
-    """The SQL the ``rooms`` source runs for a logs export of the bench room in ``data``,
-    with its arguments: the first and last start times that bound the conversations are
-    looked up in ``data`` as the source looks them up.
+def query(
+    data: Path,
+    rows: int,
+    *,
+    room: str = ROOM,
+    start: str = "2000-01-01",
+    end: str = "2100-01-01",
+) -> tuple[str, dict[str, object]]:
+    """The SQL the ``rooms`` source runs for a logs export of ``rows`` messages of
+    ``room`` (the bench room) from ``start`` to ``end`` in ``data``, with its arguments:
+    the first and last start times that bound the conversations are looked up in
+    ``data`` as the source looks them up.
 
     Its columns are named as exportd names them (the SELECT has two ``id``).
     """
@@ -128,12 +136,7 @@ def query(data: Path, rows: int) -> tuple[str, dict[str, object]]:
         f"{expr} AS {name}" for expr, name in zip(LOG_SELECT.split(", "), NAMES, strict=True)
     )
     sql = SQLITE.logs.format(columns=named, filters="")
-    args: dict[str, object] = {
-        "room": ROOM,
-        "start": "2000-01-01",
-        "end": "2100-01-01",
-        "limit": rows,
-    }
+    args: dict[str, object] = {"room": room, "start": start, "end": end, "limit": rows}
     with closing(sqlite3.connect(data)) as conn:
         args["first"], args["last"] = touched_starts(conn, SQLITE, args) or (None, None)
     return sql, args
@@ -264,15 +267,20 @@ def loop_xlsx(data: Path, rows: int, out: Path) -> None:
     workbook.save(out)
 
 
-def sqlite3_shell(data: Path, rows: int, out: Path) -> None:
-    """The ``sqlite3`` command-line shell in csv mode running the source's SQL."""
-    sql, args = query(data, rows)
+def sqlite3_script(sql: str, args: dict[str, object], out: Path) -> str:
+    """What the ``sqlite3`` shell reads to run ``sql`` with ``args`` into a csv ``out``."""
     script = [".headers on", ".mode csv", f".output {out}"]
     for name, value in args.items():
         literal = f"'{value}'" if isinstance(value, str) else str(value)
         script.append(f'.parameter set :{name} "{literal}"')
     script.append(sql + ";")
-    subprocess.run(["sqlite3", str(data)], input="\n".join(script), text=True, check=True)
+    return "\n".join(script)
+
+
+def sqlite3_shell(data: Path, rows: int, out: Path) -> None:
+    """The ``sqlite3`` command-line shell in csv mode running the source's SQL."""
+    script = sqlite3_script(*query(data, rows), out)
+    subprocess.run(["sqlite3", str(data)], input=script, text=True, check=True)
 
 
 # --- xlsx writers fed the loop's rows ------------------------------------------
@@ -313,9 +321,8 @@ def xlsxwriter_xlsx(data: Path, rows: int, out: Path) -> None:
 # --- DuckDB: its sqlite scanner and its own writers ------------------------------
 
 
-def duckdb_sql(data: Path, rows: int) -> str:
+def duckdb_sql(sql: str, args: dict[str, object]) -> str:
     """The source's SQL in DuckDB's dialect: arguments inlined, SQLite-only syntax rewritten."""
-    sql, args = query(data, rows)
     for name, value in args.items():
         literal = "'" + value.replace("'", "''") + "'" if isinstance(value, str) else str(value)
         sql = re.sub(rf":{name}\b", literal, sql)
@@ -326,19 +333,25 @@ def duckdb_sql(data: Path, rows: int) -> str:
 def duckdb_copy(data: Path, rows: int, out: Path, options: str) -> None:
     """``COPY (the source's SQL) TO out (options)`` on data.db attached read-only."""
     import duckdb
+
+    with duckdb.connect() as conn:
+        conn.execute(f"LOAD '{sqlite_scanner()}'")
+        conn.execute(f"ATTACH '{data}' AS data (TYPE sqlite, READ_ONLY)")
+        conn.execute("USE data")
+        conn.execute(f"COPY ({duckdb_sql(*query(data, rows))}) TO '{out}' ({options})")
+
+
+def sqlite_scanner() -> Path:
+    """DuckDB's sqlite scanner extension, as its package ships it (nothing downloaded)."""
+    import duckdb
     import duckdb_extension_sqlite_scanner  # type: ignore[import-untyped]
 
-    extension = (
+    return (
         Path(duckdb_extension_sqlite_scanner.__file__).parent
         / "extensions"
         / f"v{duckdb.__version__}"
         / "sqlite_scanner.duckdb_extension"
     )
-    with duckdb.connect() as conn:
-        conn.execute(f"LOAD '{extension}'")
-        conn.execute(f"ATTACH '{data}' AS data (TYPE sqlite, READ_ONLY)")
-        conn.execute("USE data")
-        conn.execute(f"COPY ({duckdb_sql(data, rows)}) TO '{out}' ({options})")
 
 
 # --- polars: read_database on a sqlite3 connection -------------------------------

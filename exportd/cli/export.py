@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from exportd.cli import start_up
 from exportd.cli.arguments import add_broker_option, at_least, with_broker
 from exportd.cli.progress import progress_bar
 from exportd.cli.text import human_size
@@ -165,7 +166,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Validate the request, write every part (here, or through the engine at
     ``--broker``), print each file's path, rows, size and hash."""
     request = build_request(args)
-    plugins = load_plugins(settings)
+    with start_up():
+        plugins = load_plugins(settings)
     to_stdout = args.output == STDOUT
     with ExitStack() as spool:
 

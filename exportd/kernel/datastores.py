@@ -23,10 +23,11 @@ from exportd.errors import ConfigError, ExportFailed, Unavailable
 from exportd.plugins.api import Column, DataStore, Dialect, SqlArgs, arrow_type
 
 if TYPE_CHECKING:
-    import adbc_driver_postgresql.dbapi
     import psycopg
     import psycopg_pool
     import pyarrow as pa
+
+    from exportd.kernel import adbc
 
 CONNECT_TIMEOUT = 10
 """Seconds to wait for PostgreSQL to answer a new connection, unless the URL's
@@ -152,7 +153,7 @@ class PostgresStore(DataStore):
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
         self._lock = threading.Lock()
         self._cursors = itertools.count()
-        self._adbc_idle: list[adbc_driver_postgresql.dbapi.Connection] = []
+        self._adbc_idle: list[adbc.Connection] = []
 
     def _opened(self) -> psycopg_pool.ConnectionPool[psycopg.Connection[Any]]:
         """The pool, opened now if it is not yet; one connection first, so that an
@@ -240,20 +241,19 @@ class PostgresStore(DataStore):
         ``conn``'s pool at most, sessions as the pool's).  ``COPY`` takes no parameters:
         psycopg binds ``args`` on the client (``ClientCursor.mogrify``), as it quotes
         them for any statement."""
-        import adbc_driver_manager
         import psycopg
 
+        from exportd.kernel import adbc
+
         query = psycopg.ClientCursor(conn).mogrify(sql, args)
-        adbc = self._adbc_connection()
+        connection = self._adbc_connection()
         done = False
         try:
-            with closing(adbc.cursor()) as cursor:
-                cursor.execute(query)
-                for batch in cursor.fetch_record_batch():
-                    for start in range(0, batch.num_rows, size):
-                        yield _cast_to(batch.slice(start, size), columns)
+            for batch in connection.batches(query):
+                for start in range(0, batch.num_rows, size):
+                    yield _cast_to(batch.slice(start, size), columns)
             done = True
-        except (adbc_driver_manager.Error, OSError) as exc:
+        except (adbc.Error, OSError) as exc:
             message = f"cannot read the data store (data.url {self.url})"
             why = reason(exc, self._url)
             if str(getattr(exc, "sqlstate", None) or "").startswith(UNAVAILABLE_SQLSTATES):
@@ -262,16 +262,15 @@ class PostgresStore(DataStore):
         finally:
             if done:
                 with self._lock:
-                    self._adbc_idle.append(adbc)
+                    self._adbc_idle.append(connection)
             else:  # a statement cut short may leave its COPY running on the connection
-                adbc.close()
+                connection.close()
 
-    def _adbc_connection(self) -> adbc_driver_postgresql.dbapi.Connection:
+    def _adbc_connection(self) -> adbc.Connection:
         """An idle ADBC connection that still answers (a server restarted or a connection
         timed out meanwhile leaves dead ones), or a new one (in autocommit: one statement
         at a time)."""
-        import adbc_driver_manager
-        import adbc_driver_postgresql.dbapi
+        from exportd.kernel import adbc
 
         while True:
             with self._lock:
@@ -279,16 +278,14 @@ class PostgresStore(DataStore):
                     break
                 idle = self._adbc_idle.pop()
             try:
-                with closing(idle.cursor()) as cursor:
-                    cursor.execute("SELECT 1")
-                    cursor.fetchall()
-            except (adbc_driver_manager.Error, OSError):
+                idle.run("SELECT 1")
+            except (adbc.Error, OSError):
                 idle.close()
                 continue
             return idle
         try:
-            return adbc_driver_postgresql.dbapi.connect(self.conninfo, autocommit=True)
-        except adbc_driver_manager.Error as exc:
+            return adbc.Connection(adbc.database("adbc_driver_postgresql", self.conninfo))
+        except adbc.Error as exc:
             raise self._unavailable(
                 f"cannot connect to the data store (data.url {self.url})", reason(exc, self._url)
             ) from None
@@ -300,8 +297,8 @@ class PostgresStore(DataStore):
             idle, self._adbc_idle = self._adbc_idle, []
         if pool is not None:
             pool.close()
-        for adbc in idle:
-            adbc.close()
+        for connection in idle:
+            connection.close()
 
 
 def _cast_to(batch: pa.RecordBatch, columns: Sequence[Column]) -> pa.RecordBatch:

@@ -16,14 +16,17 @@ rest is read so.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
+
+# Arrow's compute functions called by name: pyarrow.compute (which Array.cast imports)
+# makes a wrapper of each of its 280-odd functions as it loads, 20-30 ms of start-up.
+from pyarrow._compute import CastOptions, call_function
 
 from exportd.errors import ExportFailed
 from exportd.kernel.batches import to_arrow
@@ -83,30 +86,16 @@ def _after(sql: str, skip: int) -> str:
 
 
 def _adbc_batches(path: Path, sql: str, args: SqlArgs, size: int) -> Generator[pa.RecordBatch]:
-    import adbc_driver_manager
-    import adbc_driver_sqlite.dbapi
+    from exportd.kernel import adbc
 
     uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
-        with (
-            closing(adbc_driver_sqlite.dbapi.connect(uri)) as adbc,
-            closing(adbc.cursor()) as cursor,
-        ):
+        with closing(adbc.Connection(adbc.database("adbc_driver_sqlite", uri))) as connection:
             # As long as Python's sqlite3 waits for a writer's lock before it gives up.
-            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-            cursor.fetchall()
-            cursor.adbc_statement.set_options(**{BATCH_ROWS: str(size)})
-            cursor.execute(sql, _named(args))
-            yield from cursor.fetch_record_batch()
-    except adbc_driver_manager.Error as exc:
+            connection.run(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+            yield from connection.batches(sql, args, {BATCH_ROWS: str(size)})
+    except adbc.Error as exc:
         raise ExportFailed(f"cannot read the data store {path}: {exc}") from None
-
-
-def _named(args: SqlArgs) -> SqlArgs:
-    """``:name`` parameters as the driver binds them: by their name, colon included."""
-    if isinstance(args, Mapping):
-        return {f":{name}": value for name, value in args.items()}
-    return args
 
 
 def _typed(batch: pa.RecordBatch, columns: Sequence[Column]) -> pa.RecordBatch | None:
@@ -120,17 +109,22 @@ def _typed(batch: pa.RecordBatch, columns: Sequence[Column]) -> pa.RecordBatch |
         elif pa.types.is_null(array.type):
             arrays.append(pa.nulls(len(array), wanted))
         elif column.type == "boolean" and pa.types.is_integer(array.type):
-            arrays.append(pc.equal(array, 1))
+            arrays.append(call_function("equal", [array, 1]))
         elif column.type == "float" and pa.types.is_integer(array.type):
-            arrays.append(array.cast(wanted))
+            arrays.append(_cast(array, wanted))
         elif column.type == "datetime" and pa.types.is_string(array.type):
             try:
-                arrays.append(array.cast(wanted))
+                arrays.append(_cast(array, wanted))
             except pa.ArrowInvalid:
                 return None
         else:
             return None
     return pa.RecordBatch.from_arrays(arrays, names=[column.name for column in columns])
+
+
+def _cast(array: pa.Array, wanted: pa.DataType) -> pa.Array:
+    """``array.cast(wanted)``, checked as it checks (overflow, truncation, bad text)."""
+    return call_function("cast", [array], CastOptions.safe(wanted))
 
 
 def _row_batches(

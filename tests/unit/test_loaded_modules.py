@@ -65,10 +65,24 @@ def test_a_local_export_loads_no_http_job_store_or_bus_client(
     assert among(loaded, (*HTTP, *JOB_STORE, *BUS_CLIENTS, *S3_CLIENT)) == []
 
 
-UNUSED_BY_A_CSV_EXPORT = ("email_validator", "smtplib", *S3_CLIENT)
+UNUSED_BY_A_CSV_EXPORT = ("email_validator", "smtplib", "ssl", *S3_CLIENT)
 """What the plugins that every process loads use only when they work: the email
-delivery's address checks and SMTP client, the s3 storage's client.  (Not ssl: the
-SQLite store's ADBC driver manager loads pyarrow.dataset, whose file systems load it.)"""
+delivery's address checks and SMTP client, the s3 storage's client (and the TLS it
+talks with)."""
+START_UP_CUTS = (
+    "adbc_driver_manager.dbapi",
+    "pyarrow.dataset",
+    "polars",
+    "pyarrow.compute",
+    "importlib.metadata",
+    "importlib.resources",
+)
+"""What a small export's start-up does without (issue 15: bench/startup.py): ADBC's DB-API
+module, which loads pyarrow.dataset and polars when it is installed (about 100 ms);
+pyarrow.compute, which makes a wrapper of every compute function as it loads
+(exportd.plugins.formats.compute makes those called); importlib.metadata, where the
+entry points are found (exportd.plugins.manager.entry_points), and importlib.resources,
+where ADBC's SQLite driver library is."""
 
 
 def csv_export(tmp_path: Path, datastore: Path) -> set[str]:
@@ -94,6 +108,20 @@ def test_a_csv_export_loads_no_library_that_only_other_plugins_use(
 
 def test_a_csv_export_loads_no_xlsx_library(tmp_path: Path, datastore: Path) -> None:
     assert among(csv_export(tmp_path, datastore), ("openpyxl",)) == []
+
+
+def test_a_csv_export_loads_nothing_its_start_up_was_cut_of(
+    tmp_path: Path, datastore: Path
+) -> None:
+    assert among(csv_export(tmp_path, datastore), START_UP_CUTS) == []
+
+
+def test_every_format_plugin_loads_without_pyarrow_compute(tmp_path: Path) -> None:
+    code = (
+        "from exportd.plugins.manager import Plugins\n"
+        "assert {'csv', 'xlsx', 'txt', 'html', 'json', 'json_bulk'} <= set(Plugins().formats)\n"
+    )
+    assert among(loaded_by(code, tmp_path / "modules"), START_UP_CUTS) == []
 
 
 def test_a_worker_loads_no_http_nor_job_store(tmp_path: Path) -> None:

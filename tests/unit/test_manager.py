@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 import types
 from importlib import metadata
-from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +26,7 @@ from exportd import (
 )
 from exportd.cli import main
 from exportd.plugins import manager
-from exportd.plugins.manager import Plugins
+from exportd.plugins.manager import EntryPoint, Plugins
 from exportd.plugins.storages.local import LocalStorage
 from tests.unit import toy_plugins
 
@@ -75,7 +74,7 @@ def test_a_blocked_plugin_is_not_loaded() -> None:
 def test_an_entry_point_that_fails_to_import_names_the_plugin(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    broken = EntryPoint(name="broken", value="exportd_no_such_module_xyz", group="exportd")
+    broken = EntryPoint(name="broken", value="exportd_no_such_module_xyz", package="broken 1.0")
     monkeypatch.setattr(manager, "entry_points", lambda group: [broken])
     with pytest.raises(PluginError) as caught:
         Plugins(builtins=False)
@@ -85,7 +84,7 @@ def test_an_entry_point_that_fails_to_import_names_the_plugin(
 
 
 def test_a_blocked_entry_point_is_not_even_imported(monkeypatch: pytest.MonkeyPatch) -> None:
-    broken = EntryPoint(name="broken", value="exportd_no_such_module_xyz", group="exportd")
+    broken = EntryPoint(name="broken", value="exportd_no_such_module_xyz", package="broken 1.0")
     monkeypatch.setattr(manager, "entry_points", lambda group: [broken])
     plugins = Plugins(builtins=False, blocked=["broken"])
     assert not plugins.formats
@@ -118,7 +117,19 @@ def test_the_entry_points_found_are_those_importlib_metadata_finds(
     expected = metadata.entry_points(group="exportd")
     assert {"one", "two", "ours"} <= set(expected.names)
     assert "old" not in expected.names
-    assert manager.entry_points("exportd") == list(expected)
+    assert manager.entry_points("exportd") == [
+        EntryPoint(ep.name, ep.value, f"{ep.dist.metadata['Name']} {ep.dist.metadata['Version']}")
+        for ep in expected
+        if ep.dist is not None
+    ]
+
+
+def test_an_entry_point_loads_the_attribute_it_names() -> None:
+    assert EntryPoint("x", "tests.unit.toy_plugins", "toy 1").load() is toy_plugins
+    nested = EntryPoint("x", "exportd.plugins.manager : Plugins.http_routes [extra]", "toy 1")
+    assert nested.load() is Plugins.http_routes
+    with pytest.raises(ValueError, match="names no module"):
+        EntryPoint("x", "not a module", "toy 1").load()
 
 
 def test_the_built_in_route_plugins_load_when_the_routes_are_asked_for_once() -> None:
@@ -211,7 +222,7 @@ def test_a_misspelt_hook_of_an_installed_plugin_names_its_package(
 
     typo.exportd_formats_list = exportd_formats_list  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "exportd_typo_plugin", typo)
-    installed = EntryPoint(name="typo", value="exportd_typo_plugin", group="exportd")
+    installed = EntryPoint(name="typo", value="exportd_typo_plugin", package="exportd_typo_plugin")
     monkeypatch.setattr(manager, "entry_points", lambda group: [installed])
     with pytest.raises(PluginError, match=r"^plugin 'typo' from exportd_typo_plugin implements"):
         Plugins(builtins=False)
@@ -245,7 +256,7 @@ def test_the_cli_reports_a_misspelt_hook_in_one_line(
 
     typo.exportd_source = exportd_source  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "exportd_typo_plugin", typo)
-    installed = EntryPoint(name="typo", value="exportd_typo_plugin", group="exportd")
+    installed = EntryPoint(name="typo", value="exportd_typo_plugin", package="exportd_typo_plugin")
     monkeypatch.setattr(manager, "entry_points", lambda group: [installed])
     assert main(["plugins"]) == 1
     assert capsys.readouterr().err == (

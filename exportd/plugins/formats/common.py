@@ -15,9 +15,9 @@ from typing import Any, BinaryIO, TypeVar
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from exportd import Column, ColumnType, ExportInfo
+from exportd.plugins.formats import compute as pc
 
 T = TypeVar("T")
 Render = Callable[[Any], str]
@@ -97,8 +97,8 @@ def by_kind(
     _, codes, offsets = array.buffers()[:3]
     codes = pa.Array.from_buffers(pa.int8(), len(array), [None, codes], offset=array.offset)
     offsets = pa.Array.from_buffers(pa.int32(), len(array), [None, offsets], offset=array.offset)
-    after_typed = pc.multiply(codes.cast(pa.int32()), len(typed_cells))
-    return pa.concat_arrays([typed_cells, text_cells]).take(pc.add(offsets, after_typed))
+    after_typed = pc.multiply(pc.cast(codes, pa.int32()), len(typed_cells))
+    return pc.take(pa.concat_arrays([typed_cells, text_cells]), pc.add(offsets, after_typed))
 
 
 def per_distinct(array: pa.Array, cells: Callable[[pa.Array], pa.Array]) -> pa.Array:
@@ -107,33 +107,33 @@ def per_distinct(array: pa.Array, cells: Callable[[pa.Array], pa.Array]) -> pa.A
     most half as many distinct values as values (nulls stay null)."""
     if len(array) < _FEW or pa.types.is_union(array.type):
         return cells(array)
-    encoded = array.dictionary_encode()
+    encoded = pc.dictionary_encode(array)
     if len(encoded.dictionary) * 2 > len(array):
         return cells(array)
-    return cells(encoded.dictionary).take(encoded.indices)
+    return pc.take(cells(encoded.dictionary), encoded.indices)
 
 
 def wall_clock(times: pa.Array, zone: ZoneInfo) -> pa.Array:
     """Times (a time without a zone is taken to be UTC) as naive ``timestamp("us")`` of
     their wall-clock time in ``zone``; nulls stay null."""
-    utc = times.cast(pa.timestamp("us", tz=times.type.tz or "UTC"))
+    utc = pc.cast(times, pa.timestamp("us", tz=times.type.tz or "UTC"))
     if zone.key == "UTC":
-        return utc.cast(pa.timestamp("us"))
-    local = pc.local_timestamp(utc.cast(pa.timestamp("us", tz=zone.key)))
+        return pc.cast(utc, pa.timestamp("us"))
+    local = pc.local_timestamp(pc.cast(utc, pa.timestamp("us", tz=zone.key)))
     # Arrow reads a zone's transitions from the tz database files, whose explicit ones
     # end in 2037 (later ones follow a rule that Arrow ignores): zoneinfo does those.
     late = pc.fill_null(pc.greater_equal(utc, pa.scalar(_LAST_LISTED_TRANSITIONS, utc.type)), False)
     if not pc.any(late).as_py():
         return local
-    clocks = [t.astimezone(zone).replace(tzinfo=None) for t in utc.filter(late).to_pylist()]
+    clocks = [t.astimezone(zone).replace(tzinfo=None) for t in pc.filter(utc, late).to_pylist()]
     return pc.replace_with_mask(local, late, pa.array(clocks, local.type))
 
 
 def offset_seconds(local: pa.Array, times: pa.Array) -> pa.Array:
     """The UTC offset, in seconds, of each wall-clock time of :func:`wall_clock` (``local``)
     of ``times``."""
-    utc = times.cast(pa.timestamp("us", tz=times.type.tz or "UTC")).cast(pa.int64())
-    return pc.divide(pc.subtract(local.cast(pa.int64()), utc), 1_000_000)
+    utc = pc.cast(pc.cast(times, pa.timestamp("us", tz=times.type.tz or "UTC")), pa.int64())
+    return pc.divide(pc.subtract(pc.cast(local, pa.int64()), utc), 1_000_000)
 
 
 def rfc3339_text(array: pa.Array, zone: ZoneInfo) -> pa.Array:
@@ -148,18 +148,18 @@ def rfc3339_text(array: pa.Array, zone: ZoneInfo) -> pa.Array:
     # pc.strftime, which formats through a stream a value at a time.  In seconds, it
     # has no fraction: a cast that refuses to drop one says whether any has one.
     try:
-        clock = local.cast(pa.timestamp("s")).cast(pa.string())
+        clock = pc.cast(pc.cast(local, pa.timestamp("s")), pa.string())
     except pa.ArrowInvalid:
-        clock = pc.replace_substring(local.cast(pa.string()), ".000000", "")
+        clock = pc.replace_substring(pc.cast(local, pa.string()), ".000000", "")
     clock = pc.replace_substring(clock, " ", "T", max_replacements=1)
     return pc.binary_join_element_wise(clock, offsets, "")
 
 
 def _offsets(offsets: pa.Array) -> pa.Array:
     """UTC offsets in seconds as RFC 3339 writes them (``Z``, ``+02:00``)."""
-    seconds = offsets.dictionary_encode()
+    seconds = pc.dictionary_encode(offsets)
     texts = [_offset(value) for value in seconds.dictionary.to_pylist()]
-    return pa.array(texts, pa.string()).take(seconds.indices)
+    return pc.take(pa.array(texts, pa.string()), seconds.indices)
 
 
 def _offset(seconds: int) -> str:
@@ -175,7 +175,7 @@ def number_text(array: pa.Array) -> pa.Array:
     """An Arrow array of numbers as text, a float's shortest that reads back the same,
     with ``.0`` after a whole one (as Python writes it, and a JSON reader takes it for
     a float); nulls stay null."""
-    text = array.cast(pa.string())
+    text = pc.cast(array, pa.string())
     if not pa.types.is_floating(array.type):
         return text
     whole = pc.invert(pc.match_substring_regex(text, "[.eEna]"))
@@ -323,16 +323,16 @@ class LocalClock:
         (``2024-05-01T10:15:02+03:00``), as :meth:`datetime.isoformat` writes it."""
         local, offsets = self._local(times)
         day, time = _wall_clock(local)
-        unique = pc.unique(offsets).drop_null()
+        unique = pc.drop_null(pc.unique(offsets))
         suffixes = pa.array([_offset_suffix(o) for o in unique.to_pylist()], pa.string())
-        suffix = suffixes.take(pc.index_in(offsets, unique))
+        suffix = pc.take(suffixes, pc.index_in(offsets, unique))
         iso = pc.binary_join_element_wise(day, "T", time, suffix, "")
         return pc.binary_join_element_wise(day, time, " "), iso
 
     def _local(self, times: pa.Array) -> tuple[pa.Array, pa.Array]:
         """The local wall-clock times (``timestamp("s")``, no zone) and offsets (s)."""
         local = wall_clock(times, self._zone)
-        seconds = pc.floor_temporal(local, unit="second").cast(pa.timestamp("s"))
+        seconds = pc.cast(pc.floor_temporal(local, unit="second"), pa.timestamp("s"))
         return seconds, offset_seconds(local, times)
 
 
@@ -343,19 +343,19 @@ def _wall_clock(local: pa.Array) -> tuple[pa.Array, pa.Array]:
     day is put together from two-digit numbers: much faster than Arrow's ``strftime``.
     """
     days = pc.floor_temporal(local, unit="day")
-    seconds = pc.subtract(local.cast(pa.int64()), days.cast(pa.int64()))
-    unique = pc.unique(days).drop_null()
+    seconds = pc.subtract(pc.cast(local, pa.int64()), pc.cast(days, pa.int64()))
+    unique = pc.drop_null(pc.unique(days))
     texts = pa.array([day.date().isoformat() for day in unique.to_pylist()], pa.string())
-    return texts.take(pc.index_in(days, unique)), _times_of_day(seconds)
+    return pc.take(texts, pc.index_in(days, unique)), _times_of_day(seconds)
 
 
 def _times_of_day(seconds: pa.Array) -> pa.Array:
     """Seconds since midnight as ``HH:MM:SS``."""
     minutes, hours = pc.divide(seconds, 60), pc.divide(seconds, 3600)
     return pc.binary_join_element_wise(
-        _TWO_DIGITS.take(hours),
-        _TWO_DIGITS.take(pc.subtract(minutes, pc.multiply(hours, 60))),
-        _TWO_DIGITS.take(pc.subtract(seconds, pc.multiply(minutes, 60))),
+        pc.take(_TWO_DIGITS, hours),
+        pc.take(_TWO_DIGITS, pc.subtract(minutes, pc.multiply(hours, 60))),
+        pc.take(_TWO_DIGITS, pc.subtract(seconds, pc.multiply(minutes, 60))),
         ":",
     )
 
@@ -395,16 +395,16 @@ class ColumnText:
             return self._text(array)
         if column_type == "boolean":
             if pa.types.is_boolean(kind):
-                return pc.if_else(array, "true", "false").fill_null("")
+                return pc.fill_null(pc.if_else(array, "true", "false"), "")
         elif pa.types.is_integer(kind) or pa.types.is_date32(kind):
-            return array.cast(pa.string()).fill_null("")
+            return pc.fill_null(pc.cast(array, pa.string()), "")
         elif column_type == "datetime" and kind == pa.timestamp("us", tz=kind.tz):
-            return self.clock.clock(array).fill_null("")
+            return pc.fill_null(self.clock.clock(array), "")
         rendered = [self._render(value) for value in array.to_pylist()]
         return self._shown(pa.array(rendered, pa.string()))
 
     def _text(self, array: pa.Array) -> pa.Array:
-        return self._shown(array.cast(pa.string()).fill_null(""))
+        return self._shown(pc.fill_null(pc.cast(array, pa.string()), ""))
 
 
 def _controls_fixed(cells: pa.Array, pattern: str, fix: Callable[[str], str]) -> pa.Array:
@@ -415,7 +415,7 @@ def _controls_fixed(cells: pa.Array, pattern: str, fix: Callable[[str], str]) ->
     found = pc.match_substring_regex(cells, pattern)
     if not pc.any(found).as_py():
         return cells
-    fixed = [fix(cell) for cell in cells.filter(found).to_pylist()]
+    fixed = [fix(cell) for cell in pc.filter(cells, found).to_pylist()]
     return pc.replace_with_mask(cells, found, pa.array(fixed, pa.string()))
 
 

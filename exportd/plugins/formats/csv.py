@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from exportd import (
     Column,
@@ -30,6 +29,7 @@ from exportd import (
     arrow_batch,
     hookimpl,
 )
+from exportd.plugins.formats import compute as pc
 from exportd.plugins.formats.common import (
     by_kind,
     number_text,
@@ -167,7 +167,7 @@ class CsvCells:
         cells = per_distinct(
             array, lambda values: self.quoted(by_kind(values, self._typed, self.text))
         )
-        return cells.fill_null("") if cells.null_count else cells
+        return pc.fill_null(cells, "") if cells.null_count else cells
 
     def text(self, array: pa.Array) -> pa.Array:
         """Text cells, neutralised unless that is off."""
@@ -201,7 +201,7 @@ class CsvCells:
             return rfc3339_text(array, self._zone)
         if pa.types.is_integer(kind) or pa.types.is_floating(kind):
             return number_text(array)
-        return array.cast(pa.string())
+        return pc.cast(array, pa.string())
 
 
 @hookimpl

@@ -27,9 +27,9 @@ from html import escape
 from typing import Any, BinaryIO
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from exportd import Column, ExportInfo, Format, NoOptions, RowWriter, hookimpl
+from exportd.plugins.formats import compute as pc
 from exportd.plugins.formats.common import (
     NUMERIC_TYPES,
     ColumnText,

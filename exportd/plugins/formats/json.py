@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from exportd import (
     Column,
@@ -33,6 +32,7 @@ from exportd import (
     arrow_batch,
     hookimpl,
 )
+from exportd.plugins.formats import compute as pc
 from exportd.plugins.formats.common import (
     by_kind,
     number_text,

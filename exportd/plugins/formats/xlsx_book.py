@@ -17,7 +17,8 @@ from zipfile import ZIP64_LIMIT, ZIP_DEFLATED, ZipFile, ZipInfo
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from exportd.plugins.formats import compute as pc
 
 if TYPE_CHECKING:
     from _typeshed import SizedBuffer, StrPath

@@ -15,8 +15,8 @@ from functools import partial
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from exportd.plugins.formats import compute as pc
 from exportd.plugins.formats.common import REPLACEMENT_CHARACTER, by_kind, wall_clock
 
 EXCEL_LARGEST_NUMBER = 9.99999999999999e307
