@@ -11,16 +11,25 @@ for a mapping), and run so that Ctrl-C cancels it.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import adbc_driver_manager
 import pyarrow as pa
-from adbc_driver_manager._lib import _blocking_call
 
 from exportd.plugins.api import SqlArgs
+
+try:  # what ADBC's DB-API cursor runs a query with, so that Ctrl-C cancels it
+    from adbc_driver_manager._lib import _blocking_call
+except ImportError:  # a release that moved it: the query runs, without Ctrl-C's cancel
+
+    def _blocking_call(  # type: ignore[misc]
+        func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[Any, Any], cancel: Any
+    ) -> Any:
+        return func(*args, **kwargs)
+
 
 Error = adbc_driver_manager.Error
 """What ADBC raises (a server's refusal carries its ``sqlstate``)."""
