@@ -31,7 +31,7 @@ from exportd.kernel.guard import call_plugin
 from exportd.kernel.plan import ExportPlan
 from exportd.plugins.api import ReadContext
 
-SLICE_ROWS = 100_000
+SLICE_ROWS = 50_000
 """The fewest rows an estimate must promise a slice before exportd reads one more."""
 QUEUED_BATCHES = 4
 """Batches of the slice being written that may wait, read, for the format."""
@@ -130,7 +130,9 @@ class _Slice:
         if not self.finished:
             return
         for path in self.files:
-            with pa.memory_map(str(path)) as spooled, pa.ipc.open_stream(spooled) as reader:
+            # Read, not mapped: a mapped spool's pages would count in the process's
+            # memory as they are touched, the whole slice by its end.
+            with pa.OSFile(str(path)) as spooled, pa.ipc.open_stream(spooled) as reader:
                 yield from reader
             path.unlink()
 
