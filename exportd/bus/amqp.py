@@ -45,6 +45,7 @@ from exportd.bus.base import (
     Handler,
     Message,
     Subscription,
+    Unroutable,
     cannot_connect,
     connect_reason,
 )
@@ -242,7 +243,9 @@ class AmqpBus(Bus):
         except TimeoutError as exc:
             raise BusError(f"RabbitMQ did not confirm the publish within {timeout} s") from exc
         except PublishError as exc:
-            raise BusError(f"no queue named {routing_key!r}: the message cannot be routed") from exc
+            raise Unroutable(
+                f"no queue named {routing_key!r}: the message cannot be routed"
+            ) from exc
         except _BROKER_ERRORS as exc:
             raise BusError(
                 f"cannot publish to {exchange!r} with key {routing_key!r}: {exc!r}"

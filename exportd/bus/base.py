@@ -29,6 +29,12 @@ class BusError(Exception):
     """The bus could not do what was asked: no broker, no confirm in time, a closed channel."""
 
 
+class Unroutable(BusError):
+    """A message published to the default exchange found no queue of its routing key's
+    name: that queue does not exist (a private queue whose consumer is gone, say).  Unlike
+    other bus errors it does not pass with a reconnect."""
+
+
 def redacted(url: str) -> str:
     """``url`` as given, with its password hidden: ``amqp://guest:**@host:5672/``."""
     parts = urlsplit(url)
@@ -150,7 +156,7 @@ class Bus(abc.ABC):
         ``exchange`` is ``""`` (the default exchange: ``routing_key`` names a queue)
         or one of the topology's exchanges.  Raises :class:`BusError` when the
         confirm does not come in time or the message cannot be routed: no such
-        queue or exchange.  An exchange that routes it to no queue (nobody
+        queue (:class:`Unroutable`) or exchange.  An exchange that routes it to no queue (nobody
         subscribed) drops it quietly.
         """
 

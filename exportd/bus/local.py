@@ -19,7 +19,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exportd.bus.base import Bus, BusError, Consumer, Handler, Message, Subscription
+from exportd.bus.base import (
+    Bus,
+    BusError,
+    Consumer,
+    Handler,
+    Message,
+    Subscription,
+    Unroutable,
+)
 from exportd.bus.topology import DEFAULT_EXCHANGE, ExchangeSpec, QueueSpec, Topology
 from exportd.config.settings import BrokerSettings
 
@@ -266,7 +274,7 @@ class LocalBus(Bus):
         if exchange == DEFAULT_EXCHANGE:
             queue = self._queues.get(routing_key)
             if queue is None:
-                raise BusError(f"no queue named {routing_key!r}: the message cannot be routed")
+                raise Unroutable(f"no queue named {routing_key!r}: the message cannot be routed")
             queues = [queue]
         else:
             queues = self._exchange(exchange).route(routing_key)

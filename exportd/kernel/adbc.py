@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Generator, Mapping
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,8 @@ class Connection:
             if options:
                 statement.set_options(**options)
             statement.set_sql_query(sql)
-            statement.prepare()
+            with suppress(adbc_driver_manager.NotSupportedError):  # as the DB-API does
+                _blocking_call(statement.prepare, (), {}, statement.cancel)
             if args:
                 _bind(statement, args)
             handle, _ = _blocking_call(statement.execute_query, (), {}, statement.cancel)

@@ -249,9 +249,11 @@ class PostgresStore(DataStore):
         connection = self._adbc_connection()
         done = False
         try:
-            for batch in connection.batches(query):
-                for start in range(0, batch.num_rows, size):
-                    yield _cast_to(batch.slice(start, size), columns)
+            # Closed before the connection is (an open statement would keep it open).
+            with closing(connection.batches(query)) as batches:
+                for batch in batches:
+                    for start in range(0, batch.num_rows, size):
+                        yield _cast_to(batch.slice(start, size), columns)
             done = True
         except (adbc.Error, OSError) as exc:
             message = f"cannot read the data store (data.url {self.url})"

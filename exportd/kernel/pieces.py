@@ -186,7 +186,8 @@ class ThreadedJoin(Join):
         """Stop the threads at their next batch, wait for them, remove their spool files."""
         self._stop.set()
         for thread in self._threads:
-            thread.join()
+            if thread.ident is not None:  # not one that never started (start raised)
+                thread.join()
             thread.spool.unlink(missing_ok=True)
 
 

@@ -115,7 +115,8 @@ def run_export(
     """Export ``plan`` into ``target``; what it measured of the finished file.
 
     A large export of a source that can slice is split: given a ``join``, into pieces
-    that the join has written elsewhere and appends; else, in a format that joins, into
+    that the join has written elsewhere and appends; else (or if it is too small for the
+    join's pieces), in a format that joins, into
     up to ``slices`` pieces written at once by threads (:class:`ThreadedJoin`); else its
     reading alone, into up to ``slices`` slices read at once (see
     :mod:`exportd.kernel.pieces` and :mod:`exportd.kernel.slices`).  ``piece`` writes one
@@ -139,9 +140,13 @@ def run_export(
 
     ctx = context(slice=piece.index, slice_count=piece.count, slicing=slicing)
     total = None if piece != WHOLE else _estimate(plan, ctx)
-    if join is None and piece == WHOLE:
-        join = ThreadedJoin(slices, sliced.SLICE_ROWS, target.parent)
-    count = 1 if join is None or piece != WHOLE else piece_count(plan, total, join)
+    count = 1
+    if piece == WHOLE:
+        if join is None or piece_count(plan, total, join) <= 1:
+            # Too small for the given join's pieces (other workers'), an export may
+            # still be worth pieces on this host's cores.
+            join = ThreadedJoin(slices, sliced.SLICE_ROWS, target.parent)
+        count = piece_count(plan, total, join)
     _check_target(plan, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     unfinished = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")

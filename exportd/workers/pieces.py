@@ -24,7 +24,7 @@ lease and its exactly-one outcome do not change.  What happens when something fa
 * A piece that its worker could not write for a reason of its own (its data store or
   storage away, a shutdown, a cancel) is dropped, and the joining run writes it.
 * A piece that fails for a reason of the export's (the source or format raised) fails
-  the joining run, and so the task, with that error.
+  the joining run, and so the task, with that error, as soon as its news comes.
 * A joining run that ends (done, failed, canceled, its worker killed) loses its
   private queue: a piece taken after that is acknowledged unwritten, and one that
   ends after it deletes its own stored file.  A piece whose news was still queued
@@ -50,8 +50,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import msgspec
 
-from exportd.bus.base import BusError, Message, Subscription
-from exportd.errors import Cancelled, ErrorBody, ExportError, ExportFailed, Unavailable
+from exportd.bus.base import BusError, Message, Subscription, Unroutable
+from exportd.errors import (
+    Cancelled,
+    ErrorBody,
+    ExportError,
+    ExportFailed,
+    Unavailable,
+    from_body,
+)
 from exportd.kernel.datastores import data_store
 from exportd.kernel.pieces import Join, Pieces, PieceWriter, decode_slicing
 from exportd.kernel.pipeline import run_export
@@ -120,6 +127,8 @@ class JoiningRun(Join):
         self._heard: dict[int, _Heard] = {}
         self._done: set[int] = set()
         """Pieces appended or written here: a stored file of theirs heard of later is vain."""
+        self._failed: ExportError | None = None
+        """The error of the first piece that failed for a reason of the export's."""
         self._replies: Subscription | None = None
 
     def start(self, pieces: Pieces) -> None:
@@ -171,6 +180,12 @@ class JoiningRun(Join):
         """Close the private queue and delete the stored pieces heard of."""
         self._close()
 
+    def failure(self) -> BaseException | None:
+        """The error of a piece that failed for a reason of the export's, once its news
+        came: piece 0 then stops at its next batch, not at its end."""
+        self._take_news()
+        return self._failed
+
     def _join(self, index: int, file: BinaryIO, progressed: Callable[[int], None]) -> int:
         """Append piece ``index`` once it is stored, or write it here; its rows."""
         settings = self.worker.settings.worker
@@ -187,12 +202,9 @@ class JoiningRun(Join):
                 return self._write_here(
                     index, file, progressed, "its stored file could not be read"
                 )
+            if self._failed is not None:
+                raise self._failed
             if heard.news is not None:  # it ended without a file
-                error = heard.news.error
-                if heard.news.status == "failed" and error is not None:
-                    raise ExportFailed(
-                        f"piece {index + 1} of {self._count} failed: {error.message}"
-                    )
                 return self._write_here(index, file, progressed, f"{heard.news.worker} dropped it")
             if heard.since is None:
                 return self._write_here(index, file, progressed, "no other worker took it")
@@ -243,6 +255,9 @@ class JoiningRun(Join):
                     while chunk := source.read(COPY_CHUNK):
                         digest.update(chunk)
                         size += target.write(chunk)
+            except FileNotFoundError:  # removed (a lifecycle rule), or on another host's disk
+                log.warning("the stored piece %s is not in the storage", stored.key)
+                return False
             except PASSING_FAILURES as exc:
                 log.warning("the stored piece %s could not be read: %s", stored.key, exc)
                 if wait is None or self._waited_out(wait):
@@ -285,19 +300,23 @@ class JoiningRun(Join):
             heard.news = news
         else:
             heard.news = news
+            if news.status == "failed" and news.error is not None and self._failed is None:
+                self._failed = _piece_failed(news.piece, self._count, news.error)
 
     def _close(self) -> None:
         """Close the private queue (later news fails to reach it), then delete every
-        stored piece heard of that is not appended."""
+        stored piece heard of that is not appended (whatever closing raised)."""
         replies, self._replies = self._replies, None
-        if replies is not None:
-            with contextlib.suppress(BusError, TimeoutError):
-                self._on_loop(replies.stop())
-        self._take_news()
-        for index, heard in self._heard.items():
-            if heard.file is not None and index not in self._done:
-                self._delete(heard.file.key)
-                self._done.add(index)
+        try:
+            if replies is not None:
+                with contextlib.suppress(BusError, TimeoutError):
+                    self._on_loop(replies.stop())
+        finally:
+            self._take_news()
+            for index, heard in self._heard.items():
+                if heard.file is not None and index not in self._done:
+                    self._delete(heard.file.key)
+                    self._done.add(index)
 
     def _delete(self, key: str) -> None:
         try:
@@ -327,6 +346,13 @@ class JoiningRun(Join):
             raise
 
 
+def _piece_failed(piece: int, count: int, error: ErrorBody) -> ExportError:
+    """The error of the joining run whose ``piece`` failed with ``error``: the same code
+    and fields, the piece named."""
+    message = f"piece {piece + 1} of {count} failed: {error.message}"
+    return from_body(msgspec.structs.replace(error, message=message))
+
+
 def _plus(progressed: Callable[[int], None], before: int, rows: int) -> None:
     """``progressed(before + rows)``: rows of a piece under way, after ``before``."""
     progressed(before + rows)
@@ -348,6 +374,9 @@ class PieceRun:
         self._rows = 0
         self._acked = False
         self._started = time.monotonic()
+        self._writing = False
+        """Whether a thread took the piece: until then it says no more that it runs, so
+        that one left waiting for a thread falls silent and its joining run writes it."""
 
     def stop(self) -> None:
         """Have the piece stop before its next batch (a cancel signal, a shutdown)."""
@@ -359,10 +388,11 @@ class PieceRun:
         piece, task = self.piece, self.piece.task
         try:
             await self._tell("running")
-        except BusError:
+        except BusError as exc:
+            why = "its joining run ended" if isinstance(exc, Unroutable) else str(exc)
             log.info(
-                "worker %s: piece %d of task %s is not wanted: its joining run ended",
-                *(self.worker.name, piece.piece + 1, task.job_id),
+                "worker %s leaves piece %d of task %s to its joining run: %s",
+                *(self.worker.name, piece.piece + 1, task.job_id, why),
             )
             await self._ack()
             return
@@ -386,6 +416,9 @@ class PieceRun:
                 log.info("piece %d of task %s dropped: %s", piece.piece + 1, task.job_id, exc)
             else:
                 error = exc.body()
+        except asyncio.CancelledError:  # the worker's end: its thread stops, unstored
+            self.stop()
+            raise
         except Exception:
             log.exception("piece %d of task %s dropped", piece.piece + 1, task.job_id)
         finally:
@@ -399,6 +432,7 @@ class PieceRun:
 
     def _plan(self) -> tuple[ExportPlan, Any]:
         """The plan of the piece's task on this worker, and its slicing (in a thread)."""
+        self._writing = True
         worker = self.worker
         plan = plan_task(self.task, worker.plugins, data_store(worker.settings), worker=worker.name)
         return plan, decode_slicing(plan, self.piece.slicing)
@@ -420,6 +454,8 @@ class PieceRun:
                 piece=Piece(piece.piece, piece.count),
                 slicing=slicing,
             )
+            if self._stop:  # stopped as it ended: nobody would take or delete it
+                raise Cancelled("the piece was stopped")
             key = piece_key(piece.key, piece.piece)
             worker.storage.store_checked(key, path, written.sha256)
             return written.file(key=key, name=path.name)
@@ -431,15 +467,20 @@ class PieceRun:
         self._rows = progress.rows
 
     async def _report(self) -> None:
-        """Say the piece runs, every ``progress_interval``, and acknowledge it once it has
-        run ``ack_deadline``; a joining run that is gone (its queue is) stops the piece."""
+        """Say the piece runs, every ``progress_interval`` once a thread writes it, and
+        acknowledge it once it has run ``ack_deadline``; a joining run that is gone (its
+        queue is) stops the piece, while news that fails otherwise (the broker away) is
+        tried again at the next interval."""
         settings = self.worker.settings.worker
         await asyncio.sleep(settings.progress_interval)
         try:
-            await self._tell("running")
-        except BusError:
+            if self._writing:
+                await self._tell("running")
+        except Unroutable:
             self.stop()
             raise
+        except BusError as exc:
+            self._note("news not told", exc)
         if time.monotonic() - self._started >= settings.ack_deadline:
             await self._ack()
 
@@ -451,12 +492,7 @@ class PieceRun:
             try:
                 await self.message.ack()
             except BusError as exc:
-                log.info(
-                    "piece %d of task %s not acknowledged: %s",
-                    self.piece.piece + 1,
-                    self.task.job_id,
-                    exc,
-                )
+                self._note("not acknowledged", exc)
 
     async def _end(
         self, status: PieceStatus, stored: FileInfo | None, error: ErrorBody | None
@@ -465,14 +501,16 @@ class PieceRun:
         try:
             await self._tell(status, file=stored, error=error)
         except BusError as exc:
-            log.info(
-                "piece %d of task %s: not told (%s)", self.piece.piece + 1, self.task.job_id, exc
-            )
+            self._note("its end not told", exc)
             if stored is not None:
                 try:
                     await self._in_thread(partial(self.worker.storage.delete, stored.key))
                 except Exception as failure:  # left behind; see docs/runtime.md, "Pieces"
                     log.warning("the stored piece %s was not deleted: %s", stored.key, failure)
+
+    def _note(self, what: str, error: Exception) -> None:
+        """Log at INFO that ``what`` happened to the piece, for ``error``."""
+        log.info("piece %d of task %s: %s: %s", self.piece.piece + 1, self.task.job_id, what, error)
 
     async def _tell(
         self, status: PieceStatus, *, file: FileInfo | None = None, error: ErrorBody | None = None

@@ -24,7 +24,7 @@ import pytest
 
 from exportd.bus.base import Message
 from exportd.data.demo import DemoSummary
-from exportd.errors import ErrorBody
+from exportd.errors import ErrorBody, FieldError
 from exportd.messages import ExportTask, PieceNews, PieceTask, RequestFields, StatusUpdate
 from exportd.plugins.storages.local import LocalStorage
 from exportd.workers import pieces
@@ -143,7 +143,7 @@ async def test_a_piece_nobody_takes_is_written_by_the_joining_run(
         await seen.stop_worker("w1")
         await seen.start_worker("w2")
         await holder.cancel()
-        await until(lambda: "is not wanted: its joining run ended" in caplog.text or None)
+        await until(lambda: "to its joining run: its joining run ended" in caplog.text or None)
         await no_piece_left(seen)
     assert content == whole
     assert "no other worker took it" in caplog.text
@@ -176,12 +176,14 @@ async def test_a_piece_whose_worker_falls_silent_is_written_by_the_joining_run(
     assert "its worker was silent 0.5 s" in caplog.text
 
 
+@pytest.mark.parametrize("fmt", ["csv", "txt"])
 async def test_a_piece_that_fails_for_the_export_fails_the_run_with_its_error(
-    home: Path, exportd_demo: DemoSummary
+    home: Path, exportd_demo: DemoSummary, fmt: str
 ) -> None:
-    """A piece whose worker's export fails (here a format option the worker refuses,
-    as a plugin of another version would) fails the run, naming the piece."""
-    error = ErrorBody("export_failed", "format 'csv' failed: no")
+    """A piece whose worker's export fails (here a plugin that raised, as one of another
+    version would) fails the run with the piece's error, its code and fields kept."""
+    field = FieldError(name="options.delimiter", message="no")
+    error = ErrorBody("plugin_error", f"format {fmt!r} failed", [field])
 
     async def fail(message: Message) -> None:
         piece = msgspec.json.decode(message.body, type=PieceTask)
@@ -192,12 +194,13 @@ async def test_a_piece_that_fails_for_the_export_fails_the_run_with_its_error(
     async with bench(home, pieces=2, **SMALL_PIECES) as seen:
         await seen.start_worker("w1")
         failing = await seen.bus.consume(seen.bus.topology.pieces, fail, prefetch=10)
-        task = rooms_task(exportd_demo, "csv")
+        task = rooms_task(exportd_demo, fmt)
         await seen.publish(task)
         outcome = await seen.outcome(task)
         await failing.cancel()
     assert outcome.status == "failed" and outcome.error is not None
-    assert outcome.error.message == "piece 2 of 2 failed: format 'csv' failed: no"
+    assert outcome.error.message == f"piece 2 of 2 failed: format {fmt!r} failed"
+    assert (outcome.error.code, outcome.error.fields) == ("plugin_error", [field])
     await no_piece_left(seen)
 
 
@@ -231,20 +234,26 @@ async def test_pieces_have_threads_of_their_own_that_runs_waiting_for_pieces_nev
     assert outcome.status == "done"
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [ConnectionError("the storage is down"), FileNotFoundError("removed by a lifecycle rule")],
+)
 async def test_a_stored_piece_the_storage_fails_to_give_is_written_here_and_deleted(
     home: Path,
     exportd_demo: DemoSummary,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    refusal: OSError,
 ) -> None:
-    """The storage refuses to give stored pieces (its server down for longer than the
-    tries), as a passing failure."""
+    """The storage refuses to give stored pieces: its server down for longer than the
+    tries (a passing failure), or the piece not there (removed, or stored on another
+    host's disk)."""
     monkeypatch.setattr(pieces, "FETCH_BACKOFF", ())
     give = LocalStorage.open
 
     def refuse_pieces(storage: LocalStorage, key: str) -> BinaryIO:
         if ".piece" in key:
-            raise ConnectionError("the storage is down")
+            raise refusal
         return give(storage, key)
 
     monkeypatch.setattr(LocalStorage, "open", refuse_pieces)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, BinaryIO, ClassVar
 
 import msgspec
 import pyarrow as pa
@@ -23,6 +23,7 @@ from exportd import Cancelled, Column, ExportFailed, ReadContext, Source, hookim
 from exportd.kernel import slices
 from exportd.kernel.batches import to_arrow
 from exportd.kernel.datastores import SqliteStore
+from exportd.kernel.pieces import Join, Pieces
 from exportd.kernel.pipeline import run_export
 from exportd.kernel.plan import ExportPlan, plan_export
 from exportd.messages import ExportRequest
@@ -200,3 +201,28 @@ def test_a_cancel_stops_every_slice_and_leaves_no_file(tmp_path: Path) -> None:
         for thread in threading.enumerate()
         if thread.name.startswith(("exportd-slice", "exportd-piece"))
     ]
+
+
+class FarPieces(Join):
+    """Other workers' pieces, each worth far more rows than the export has."""
+
+    most, piece_rows = 4, 10**9
+
+    def start(self, pieces: Pieces) -> None:
+        raise AssertionError("too small an export for these pieces")
+
+    def finish(self, file: BinaryIO, rows: int, progressed: Callable[[int], None]) -> int:
+        raise AssertionError("too small an export for these pieces")
+
+    def abandon(self) -> None:
+        raise AssertionError("too small an export for these pieces")
+
+
+def test_an_export_too_small_for_its_joins_pieces_is_still_sliced_here(tmp_path: Path) -> None:
+    """With ``worker.pieces`` on, an export below two of its pieces' rows keeps the
+    threads of this host's cores."""
+    whole = export(tmp_path, numbers(rows=1000), 1)
+    NumbersSource.read_by.clear()
+
+    assert export(tmp_path, numbers(rows=1000), 3, join=FarPieces()) == whole
+    assert sorted(one[:2] for one in NumbersSource.read_by) == [(0, 3), (1, 3), (2, 3)]

@@ -29,7 +29,7 @@ _RENAMED = {"and_": "and", "or_": "or"}
 def cast(array: Any, target_type: Any, safe: bool = True) -> Any:
     """``array`` cast to ``target_type``, as ``Array.cast`` and ``pyarrow.compute.cast``
     do (checked for overflow and truncation unless ``safe`` is false)."""
-    target = pa.types.lib.ensure_type(target_type)
+    target = pa.lib.ensure_type(target_type)
     options = _compute.CastOptions.safe(target) if safe else _compute.CastOptions.unsafe(target)
     return _compute.call_function("cast", [array], options)
 
