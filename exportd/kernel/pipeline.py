@@ -179,13 +179,30 @@ def run_export(
                     cancelled=lambda: cancelled() or stop(),
                 )
                 report = None if on_rows is None else (lambda done: on_rows(done.rows))
-                one = Piece(index, count)
-                return _write_piece(plan, piece_ctx, file, one, None, report, 1, unfinished)
+                return _write_piece(
+                    plan,
+                    piece_ctx,
+                    file,
+                    Piece(index, count),
+                    total=None,
+                    on_progress=report,
+                    slices=1,
+                    unfinished=unfinished,
+                )
 
             split.start(Pieces(count, partial(encode_slicing, plan, slicing), write_piece))
         with _measured(unfinished) as (file, measured):
             read_in = slice_count(plan, total, slices) if piece == WHOLE else 1
-            rows = _write_piece(plan, ctx, file, piece, total, on_progress, read_in, unfinished)
+            rows = _write_piece(
+                plan,
+                ctx,
+                file,
+                piece,
+                total=total,
+                on_progress=on_progress,
+                slices=read_in,
+                unfinished=unfinished,
+            )
             if split is not None:
 
                 def progressed(written: int) -> None:
@@ -218,11 +235,12 @@ def _estimate(plan: ExportPlan, ctx: ReadContext) -> int | None:
     return total
 
 
-def _write_piece(  # noqa: PLR0917 (internal)
+def _write_piece(
     plan: ExportPlan,
     ctx: ReadContext,
     file: BinaryIO,
     piece: Piece,
+    *,
     total: int | None,
     on_progress: Callable[[Progress], None] | None,
     slices: int,
