@@ -182,8 +182,10 @@ class JoiningRun(Join):
 
     def failure(self) -> BaseException | None:
         """The error of a piece that failed for a reason of the export's, once its news
-        came: piece 0 then stops at its next batch, not at its end."""
-        self._take_news()
+        came: piece 0 then stops at its next batch, not at its end.  Cheap while no news
+        came: the data store's cancel check calls it often."""
+        if not self._news.empty():
+            self._take_news()
         return self._failed
 
     def _join(self, index: int, file: BinaryIO, progressed: Callable[[int], None]) -> int:
