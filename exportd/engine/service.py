@@ -43,6 +43,7 @@ from exportd.errors import ErrorBody, ExportError, InternalError, InvalidRequest
 from exportd.kernel.datastores import data_store
 from exportd.kernel.plan import plan_export
 from exportd.kernel.validation import decode_json
+from exportd.logs.context import job_context
 from exportd.messages import (
     ExportRequest,
     JobCommand,
@@ -260,7 +261,8 @@ class Engine:
 
     async def _change(self, operation: Callable[[], Change]) -> JobSnapshot:
         change = await self._written(operation)
-        await self._discard(change.discard)
+        with job_context(change.job.id, attempt=change.job.attempt):
+            await self._discard(change.discard)
         return change.job
 
     async def _discard(self, keys: Iterable[str]) -> None:
@@ -433,12 +435,13 @@ class Engine:
             log.error("dead-lettered a status update it cannot read: %s", exc)
             await message.reject(requeue=False)
             return
-        outcome = await self._updates.call(update)
-        if isinstance(outcome, Dropped):
-            log.debug("dropped update %s/%s: %s", update.job_id, update.part, outcome.reason)
-        elif outcome.event is None:
-            await self._announce_progress(outcome.job)
-        await self._discard(outcome.discard)
+        with job_context(update.job_id, update.part, update.attempt):
+            outcome = await self._updates.call(update)
+            if isinstance(outcome, Dropped):
+                log.debug("dropped update %s/%s: %s", update.job_id, update.part, outcome.reason)
+            elif outcome.event is None:
+                await self._announce_progress(outcome.job)
+            await self._discard(outcome.discard)
         await message.ack()
 
     async def _apply_updates(
@@ -507,5 +510,6 @@ class Engine:
         if changes:
             self._outbox_ready.set()
         for change in changes:
-            await self._discard(change.discard)
+            with job_context(change.job.id, attempt=change.job.attempt):
+                await self._discard(change.discard)
         await asyncio.sleep(engine.sweep_interval)
