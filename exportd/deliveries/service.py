@@ -213,8 +213,11 @@ async def delivering(
         await service.catch_up()
         service.ledger.mark(listening_since)  # from now on the events bring every job
         running = engine.loops.start("exportd deliveries", service.run(), stop=service.stop)
+        engine.on_removed.append(service.ledger.forget)  # the jobs' records go with them
         yield service
     finally:
+        if service.ledger.forget in engine.on_removed:
+            engine.on_removed.remove(service.ledger.forget)
         await subscription.cancel()
         if running is not None:
             await engine.loops.stop(running)
