@@ -1,6 +1,6 @@
 """The HTTP access log: a line at INFO per request answered, on ``exportd.http.access``.
 
-A line holds the method, the route's template (``/v1/jobs/{job_id:str}``: never the
+A line holds the method, the route's template (``/v1/jobs/{job_id}``: never the
 path as sent, nor its query string, where download URLs carry their signature), the
 status, the time to the end of the answer in milliseconds and the caller's org (``-``
 for requests without a token, such as downloads); never a token or another header.  The
