@@ -71,7 +71,8 @@ class EngineSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds a finished file stays downloadable before the job expires."""
 
     sweep_interval: Seconds = 60.0
-    """Seconds between two sweeps for expired jobs and silent workers."""
+    """Seconds between two sweeps for expired jobs, silent workers and jobs past their
+    retention."""
 
     lease: Seconds = 120.0
     """A part acknowledged early (see ``worker.ack_deadline``) whose worker stays
