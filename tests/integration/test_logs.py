@@ -1,5 +1,5 @@
 """What the services log, as real processes: ``log.format = "json"`` lines parsed back,
-``log.level``, the HTTP access log, and a broker's forced disconnect on a RabbitMQ node
+``log.level``, the HTTP access log, and a forced disconnect and a restart of a RabbitMQ node
 of the test's own (one WARNING line, one INFO line, the traceback only at DEBUG)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.broker import PrivateBroker
-from tests.integration.commands import WAIT, Deployment, Process, run_exportd
+from tests.integration.commands import WAIT, Deployment, Process, done_over_http, run_exportd
 from tests.unit.datastore import ORG, ROOM, WINDOW
 
 SERVE = ["serve", "--workers", "1", "--http", "127.0.0.1:0"]
@@ -76,13 +76,8 @@ def test_json_lines_carry_their_fields_the_jobs_id_and_an_access_line_per_reques
     }
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=found[1], headers=headers, timeout=WAIT) as http:
-        created = http.post("/v1/jobs", json=request)
-        assert created.status_code == 201, created.text
-        job_id = created.json()["id"]
-        deadline = time.monotonic() + WAIT
-        while (job := http.get(f"/v1/jobs/{job_id}").json())["status"] != "done":
-            assert time.monotonic() < deadline, job
-            time.sleep(0.05)
+        job = done_over_http(http, request)
+        job_id = job["id"]
         assert http.get("/v1/nowhere").status_code == 404
     [link] = job["files"]
     assert httpx.get(link["url"], timeout=WAIT).status_code == 200  # signed: no token
@@ -156,7 +151,15 @@ def broker_lines(process: Process) -> list[str]:
     ]
 
 
-def test_a_forced_disconnect_is_one_warning_and_the_reconnect_one_info_line(
+def reconnected(process: Process, *, times: int) -> None:
+    """Wait until ``process`` said it reconnected to RabbitMQ ``times`` times."""
+    deadline = time.monotonic() + WAIT
+    while process.text().count("reconnected to RabbitMQ") < times:
+        assert time.monotonic() < deadline, process.text()
+        time.sleep(0.1)
+
+
+def test_a_lost_connection_is_one_warning_and_the_reconnect_one_info_line(
     tmp_path: Path, datastore: Path, stoppable_broker: PrivateBroker
 ) -> None:
     url = f"{stoppable_broker.url}?reconnect_interval=0.5"
@@ -170,7 +173,7 @@ def test_a_forced_disconnect_is_one_warning_and_the_reconnect_one_info_line(
         processes = [quiet.engine(), quiet.worker(), loud.worker()]
         assert stoppable_broker.close_all_connections() >= 3
         for process in processes:
-            process.wait_for("reconnected to RabbitMQ")
+            reconnected(process, times=1)
         time.sleep(1)  # anything the libraries log after the reconnect
         for process in processes[:2]:
             said = broker_lines(process)
@@ -185,6 +188,19 @@ def test_a_forced_disconnect_is_one_warning_and_the_reconnect_one_info_line(
         assert "Traceback (most recent call last)" in debug
         assert "DEBUG Unexpected connection close from remote" in debug  # aiormq's own
         assert not re.search(r" (ERROR|CRITICAL) ", debug), debug
+
+        # A broker that restarts: reconnect attempts fail while it is down, quietly.
+        stoppable_broker.stop_app()
+        time.sleep(2)  # a few failed attempts, every 0.5 s
+        stoppable_broker.start_app()
+        for process in processes:
+            reconnected(process, times=2)
+        time.sleep(1)
+        for process in processes[:2]:
+            said = broker_lines(process)
+            assert [line.split(" ")[2] for line in said] == ["WARNING", "INFO"] * 2, said
+            assert "Traceback" not in process.text(), process.text()
+        assert processes[2].text().count(" WARNING ") == 2
     finally:
         quiet.close()
         loud.close()
