@@ -14,8 +14,10 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
     "taskName",  # Python 3.12's
+    "color_message",  # uvicorn's message with terminal colours
 }
-"""The attributes every record has: any other one came from ``extra=`` or a filter."""
+"""The attributes every record has (and uvicorn's copy of the message): any other one came
+from ``extra=`` or a filter."""
 
 
 class JsonFormatter(logging.Formatter):
