@@ -49,6 +49,7 @@ from exportd.bus.base import (
     cannot_connect,
     connect_reason,
 )
+from exportd.bus.connection_log import ConnectionLog
 from exportd.bus.topology import DEFAULT_EXCHANGE, QueueSpec, Topology
 from exportd.config.settings import BrokerSettings
 
@@ -176,6 +177,7 @@ class AmqpBus(Bus):
         self._publisher: AbstractRobustChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._consumers: set[Consumer] = set()
+        self._connection_log: ConnectionLog | None = None
 
     async def start(self) -> None:
         """Connect, open the publishing channel and declare the topology."""
@@ -188,6 +190,9 @@ class AmqpBus(Bus):
             raise cannot_connect(url, LOGIN_REFUSED) from exc
         except _BROKER_ERRORS as exc:
             raise cannot_connect(url, connect_reason(exc)) from exc
+        watch = self._connection_log = ConnectionLog(str(self._connection))
+        self._connection.close_callbacks.add(watch.lost)
+        self._connection.reconnect_callbacks.add(watch.back)
         try:
             with _as_bus_error("cannot declare the topology"):
                 self._publisher = channel = await self._connection.channel(on_return_raises=True)
@@ -212,6 +217,8 @@ class AmqpBus(Bus):
         finally:
             self._connection = self._publisher = None
             self._exchanges = {}
+            if self._connection_log is not None:
+                self._connection_log.closing = True
             await connection.close()
 
     async def publish(

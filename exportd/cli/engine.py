@@ -55,4 +55,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             finally:
                 await changes.cancel()
 
-    return run_until_stopped(service)
+    return run_until_stopped(service, settings.log)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -19,7 +18,9 @@ from exportd.cli.arguments import with_broker
 from exportd.cli.text import event_line
 from exportd.client import Client
 from exportd.config import Settings
+from exportd.config.settings import LogSettings
 from exportd.control import SocketClient, socket_path
+from exportd.logs.handler import log_to_stderr
 from exportd.messages import JobEvent
 
 log = logging.getLogger("exportd")
@@ -27,7 +28,6 @@ log = logging.getLogger("exportd")
 REPLY_TIMEOUT = 10.0
 """Seconds a command waits for the engine's reply."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 NOISE = {
     # Each failed connection attempt, which the bus raises (at start) or aio-pika
     # logs again (while it reconnects).
@@ -70,15 +70,16 @@ def amqp_bus(settings: Settings, name: str) -> AmqpBus:
     return AmqpBus(settings.broker, topology(settings), name=name)
 
 
-def run_until_stopped(service: Callable[[asyncio.Event], Awaitable[None]]) -> int:
-    """Log to stderr and run ``service`` until SIGINT or SIGTERM sets its stop event,
-    then let it stop gracefully; the exit status.
+def run_until_stopped(
+    service: Callable[[asyncio.Event], Awaitable[None]], settings: LogSettings
+) -> int:
+    """Log to stderr as ``settings`` say and run ``service`` until SIGINT or SIGTERM sets
+    its stop event, then let it stop gracefully; the exit status.
 
     A second signal ends the process at once (the broker delivers its unsettled
     messages again).
     """
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format=LOG_FORMAT)
-    log.setLevel(logging.INFO)
+    log_to_stderr(settings)
     quiet_library_noise()
     asyncio.run(_until_signalled(service))
     log.info("stopped")
@@ -130,7 +131,8 @@ async def log_job_changes(bus: Bus) -> Subscription:
             log.warning("an event that is not a JobEvent: %s", exc)
         else:
             if event.job is not None and event.type != "job.progress":
-                log.info("%s", event_line(event))
+                fields = {"job_id": event.job.id, "attempt": event.job.attempt}
+                log.info("%s", event_line(event), extra=fields)
         await message.ack()
 
     return await bus.subscribe(bus.topology.events, "#", on_event)

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
             await engine.loops.wait(stop)
 
-    return run_until_stopped(service)
+    return run_until_stopped(service, settings.log)
 
 
 @asynccontextmanager

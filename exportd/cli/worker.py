@@ -50,4 +50,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         async with amqp_bus(settings, f"exportd worker {name}") as bus:
             await Worker(bus, plugins, settings, name=name).run(stop)
 
-    return run_until_stopped(service)
+    return run_until_stopped(service, settings.log)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -71,7 +71,8 @@ class EngineSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds a finished file stays downloadable before the job expires."""
 
     sweep_interval: Seconds = 60.0
-    """Seconds between two sweeps for expired jobs and silent workers."""
+    """Seconds between two sweeps for expired jobs, silent workers and jobs past their
+    retention."""
 
     lease: Seconds = 120.0
     """A part acknowledged early (see ``worker.ack_deadline``) whose worker stays
@@ -80,6 +81,11 @@ class EngineSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     lapses: Annotated[int, msgspec.Meta(ge=1)] = 3
     """A part whose runs fell silent this many times in one attempt fails: its task
     crashes every worker that takes it, or no worker stays in touch long enough."""
+
+    job_retention: Annotated[float, msgspec.Meta(ge=0)] = 30 * 86400.0
+    """Seconds a job stays in the job store once it is over (failed, canceled, expired
+    or deleted; a done job first expires after ``file_lifetime``): then the sweep
+    removes it, its parts and labels, and its delivery records.  0 keeps jobs for ever."""
 
 
 class HttpSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -114,6 +120,26 @@ class HttpSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     header_timeout: Seconds = 10.0
     """Seconds a connection has to send a request's line and headers, from its opening
     or the end of the previous answer; then it is closed (slow or idle clients)."""
+
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["text", "json"]
+
+
+class LogSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What the services (``exportd serve``, ``engine``, ``worker``) log on stderr
+    (``[log]``)."""
+
+    level: LogLevel = "INFO"
+    """The least level of exportd's own lines.  The libraries' lines (uvicorn, ...) show
+    from ``WARNING`` on (or from this level, if higher); those of the AMQP client
+    (aio-pika, aiormq: a lost connection's traceback) only at ``DEBUG``, exportd saying
+    itself in one line that the connection is lost, and in one that it is back."""
+
+    format: LogFormat = "text"
+    """``text``: a line of time, level and message; ``json``: one JSON object a line, with
+    ``time``, ``level``, ``logger``, ``message``, the ``job_id``, ``part`` and ``attempt``
+    of a job's lines, and ``exception`` (the traceback) where there is one."""
 
 
 DATA_URL_PATTERN = r"^(sqlite:///.+|postgres(ql)?://.*)?$"
@@ -173,6 +199,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     data: DataSettings = msgspec.field(default_factory=DataSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
 
     @property
     def home_path(self) -> Path:

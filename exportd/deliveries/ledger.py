@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -128,6 +129,13 @@ class Ledger:
             "DELETE FROM deliveries WHERE status != 'pending' AND updated_at < ?", [before]
         )
         return cursor.rowcount
+
+    def forget(self, job_ids: Sequence[str]) -> None:
+        """Forget every delivery of the jobs ``job_ids`` (removed from the job store), in
+        one statement."""
+        if job_ids:
+            placeholders = ", ".join("?" * len(job_ids))
+            self._db.execute(f"DELETE FROM deliveries WHERE job_id IN ({placeholders})", job_ids)
 
     def status(self, job_id: str, attempt: int) -> str | None:
         """``pending``, ``sent`` or ``given_up``; None if no delivery is recorded."""

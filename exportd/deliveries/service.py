@@ -37,6 +37,7 @@ from exportd.deliveries.ledger import Ledger, Pending
 from exportd.engine.service import Engine
 from exportd.engine.store import JobQuery
 from exportd.errors import NotFound
+from exportd.logs.context import job_context
 from exportd.messages import JobEvent, JobSnapshot
 from exportd.plugins.api import DeliveryContext, DeliveryMethod, Undeliverable
 from exportd.plugins.manager import FILE_DELIVERY, Plugins
@@ -145,6 +146,10 @@ class DeliveryService:
                 return
 
     async def _deliver(self, pending: Pending) -> None:
+        with job_context(pending.job_id, attempt=pending.attempt):
+            await self._deliver_in_context(pending)
+
+    async def _deliver_in_context(self, pending: Pending) -> None:
         try:
             job = await self.engine.get(pending.job_id)
         except NotFound:
@@ -208,8 +213,11 @@ async def delivering(
         await service.catch_up()
         service.ledger.mark(listening_since)  # from now on the events bring every job
         running = engine.loops.start("exportd deliveries", service.run(), stop=service.stop)
+        engine.on_removed.append(service.ledger.forget)  # the jobs' records go with them
         yield service
     finally:
+        if service.ledger.forget in engine.on_removed:
+            engine.on_removed.remove(service.ledger.forget)
         await subscription.cancel()
         if running is not None:
             await engine.loops.stop(running)

@@ -333,6 +333,17 @@ def _drop_channel_index(db: Database) -> None:
     db.execute("drop index if exists jobs_org_channel")
 
 
+def _index_retention(db: Database) -> None:
+    """Version 9: an index of the jobs that are over (failed, canceled, expired, deleted) by
+    ``completed_at``, for the sweep that removes them after ``engine.job_retention``."""
+    db.execute(
+        """
+        create index jobs_retention on jobs (completed_at)
+        where status in ('failed', 'canceled', 'expired', 'deleted')
+        """
+    )
+
+
 Migration = Callable[[Database], None]
 MIGRATIONS: list[Migration] = [
     _create_tables,
@@ -343,5 +354,6 @@ MIGRATIONS: list[Migration] = [
     _plan_columns,
     _label_jobs,
     _drop_channel_index,
+    _index_retention,
 ]
 """Every schema change, oldest first; a file at version N has had the first N."""

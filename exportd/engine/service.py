@@ -43,6 +43,7 @@ from exportd.errors import ErrorBody, ExportError, InternalError, InvalidRequest
 from exportd.kernel.datastores import data_store
 from exportd.kernel.plan import plan_export
 from exportd.kernel.validation import decode_json
+from exportd.logs.context import job_context
 from exportd.messages import (
     ExportRequest,
     JobCommand,
@@ -61,6 +62,9 @@ OUTBOX_BATCH = 200
 OUTBOX_POLL = 1.0
 """Seconds between two looks at the outbox when nothing woke the relay."""
 PROGRESS_EVENT_INTERVAL = 1.0
+RETENTION_BATCH = 500
+"""Jobs the sweep removes in one transaction of the job store: a long backlog is removed
+in many short ones, other writes going between them."""
 
 
 def now() -> datetime:
@@ -111,6 +115,10 @@ class Engine:
         self._progress_sent: dict[str, float] = {}
         self.loops = Loops()
         self.running = False
+        self.on_removed: list[Callable[[list[str]], None]] = []
+        """Called on the event loop with the ids of each batch of jobs the sweep removed
+        (``engine.job_retention``), for what keeps records of jobs elsewhere (the
+        delivery ledger) to forget them."""
 
     # -- the Python API -------------------------------------------------------------------
 
@@ -260,7 +268,8 @@ class Engine:
 
     async def _change(self, operation: Callable[[], Change]) -> JobSnapshot:
         change = await self._written(operation)
-        await self._discard(change.discard)
+        with job_context(change.job.id, attempt=change.job.attempt):
+            await self._discard(change.discard)
         return change.job
 
     async def _discard(self, keys: Iterable[str]) -> None:
@@ -433,12 +442,13 @@ class Engine:
             log.error("dead-lettered a status update it cannot read: %s", exc)
             await message.reject(requeue=False)
             return
-        outcome = await self._updates.call(update)
-        if isinstance(outcome, Dropped):
-            log.debug("dropped update %s/%s: %s", update.job_id, update.part, outcome.reason)
-        elif outcome.event is None:
-            await self._announce_progress(outcome.job)
-        await self._discard(outcome.discard)
+        with job_context(update.job_id, update.part, update.attempt):
+            outcome = await self._updates.call(update)
+            if isinstance(outcome, Dropped):
+                log.debug("dropped update %s/%s: %s", update.job_id, update.part, outcome.reason)
+            elif outcome.event is None:
+                await self._announce_progress(outcome.job)
+            await self._discard(outcome.discard)
         await message.ack()
 
     async def _apply_updates(
@@ -488,12 +498,14 @@ class Engine:
 
     async def _sweep(self) -> None:
         """One turn of the sweeper: expire finished jobs whose time has come, make silent
-        detached parts lapse, then wait ``engine.sweep_interval`` seconds.
+        detached parts lapse, remove the jobs over for ``engine.job_retention``, then wait
+        ``engine.sweep_interval`` seconds.
 
         Any :class:`Exception` (the store locked or full, a storage that cannot delete)
         ends the turn; the sweeper logs it, backs off and starts the next
         (:func:`~exportd.supervision.keep_running`).  A job whose files the storage
-        failed to delete is expired all the same; the files stay.
+        failed to delete is expired all the same; the files stay.  The batches removed
+        before a failure stay removed; the next turn removes the rest.
         """
         engine = self.settings.engine
         lease = timedelta(seconds=engine.lease)
@@ -507,5 +519,29 @@ class Engine:
         if changes:
             self._outbox_ready.set()
         for change in changes:
-            await self._discard(change.discard)
+            with job_context(change.job.id, attempt=change.job.attempt):
+                await self._discard(change.discard)
+        if engine.job_retention:
+            await self._remove_finished(moment - timedelta(seconds=engine.job_retention))
         await asyncio.sleep(engine.sweep_interval)
+
+    async def _remove_finished(self, before: datetime) -> None:
+        """Remove the jobs over that finished before ``before``, :data:`RETENTION_BATCH`
+        at a time (see :meth:`JobStore.remove_finished`), telling :attr:`on_removed` of
+        each batch."""
+        removed = 0
+        while True:
+            remove = partial(self.store.remove_finished, before, limit=RETENTION_BATCH)
+            ids = await self._stored(remove)
+            if ids:
+                for forget in self.on_removed:
+                    forget(ids)
+            removed += len(ids)
+            if len(ids) < RETENTION_BATCH:
+                break
+        if removed:
+            log.info(
+                "removed %d job(s) finished before %s (engine.job_retention)",
+                removed,
+                before.isoformat(timespec="seconds"),
+            )

@@ -109,6 +109,13 @@ _UNFINISHED = """
     where jobs.status in ('created', 'processing', 'uploading')
         and parts.status in ('created', 'processing', 'uploading')
 """
+_OVER = """
+    select id from jobs
+    where status in ('failed', 'canceled', 'expired', 'deleted') and completed_at <= ?
+    order by completed_at limit ?
+"""
+"""The jobs that are over (no file left, no worker at work) and finished long enough ago;
+the ``status in`` term is the index ``jobs_retention``'s own, so that it serves it."""
 _COUNT_DROP = """
     insert into dropped_updates (reason, count) values (?, 1)
     on conflict (reason) do update set count = count + 1
@@ -462,6 +469,21 @@ class JobStore(StoreFile):
             for before, change in zip(due, changes, strict=True):
                 self._record(before, change, now)
         return changes
+
+    def remove_finished(self, before: datetime, *, limit: int) -> list[str]:
+        """Remove from the file up to ``limit`` jobs that are over (failed, canceled,
+        expired or deleted: none runs, none has a file) and finished before ``before``,
+        oldest first, with their parts and labels, in one transaction; their ids.
+
+        A done job is not over until it expires: its files go first.  Nothing is
+        announced: the job's last event was its end."""
+        with transaction(self._db):
+            ids = [id_ for (id_,) in self._db.execute(_OVER, [rows.to_text(before), limit])]
+            if ids:
+                placeholders = ", ".join("?" * len(ids))
+                # Parts and labels go with their job (on delete cascade).
+                self._db.execute(f"delete from jobs where id in ({placeholders})", ids)
+        return ids
 
     def redispatch_lapsed(self, now: datetime, lease: timedelta, *, limit: int) -> list[Change]:
         """The parts of running jobs whose worker acknowledged the task early (``detached``)

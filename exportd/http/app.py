@@ -24,6 +24,7 @@ from exportd.config import Settings
 from exportd.engine.service import Engine
 from exportd.errors import ConfigError, InvalidRequest
 from exportd.http import native
+from exportd.http.access_log import AccessLog
 from exportd.http.context import AnyRequest, CheckedRequest, HttpApi, api_of
 from exportd.http.deadline import HttpConfig
 from exportd.http.errors import HANDLERS
@@ -148,7 +149,7 @@ async def serving_http(
         raise ConfigError(f"http.listen: cannot listen on {settings.http.listen}: {exc}") from None
     api = HttpApi(engine, plugins, settings)
     config = HttpConfig(
-        build_app(api),
+        AccessLog(build_app(api)),
         header_timeout=settings.http.header_timeout,
         log_config=None,
         access_log=False,

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import logging
 import queue
@@ -430,7 +431,11 @@ class PieceRun:
 
     async def _in_thread(self, work: Callable[[], T]) -> T:
         """``work()``, in a thread of the worker's pool for pieces."""
-        return await asyncio.get_running_loop().run_in_executor(self.worker.piece_threads, work)
+        # The thread logs for the piece's job too (run_in_executor does not copy the context).
+        in_context = partial(contextvars.copy_context().run, work)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.worker.piece_threads, in_context
+        )
 
     def _plan(self) -> tuple[ExportPlan, Any]:
         """The plan of the piece's task on this worker, and its slicing (in a thread)."""

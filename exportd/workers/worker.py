@@ -65,6 +65,7 @@ from exportd.kernel.datastores import data_store
 from exportd.kernel.pipeline import Written, run_export
 from exportd.kernel.plan import plan_task
 from exportd.kernel.workarea import WorkArea
+from exportd.logs.context import job_context
 from exportd.messages import (
     CancelSignal,
     ExportTask,
@@ -228,6 +229,11 @@ class Worker:
         piece = await self._read(message, PieceTask, "piece")
         if piece is None:
             return
+        with job_context(piece.task.job_id, piece.task.part, piece.task.attempt):
+            await self._run_piece(piece, message)
+
+    async def _run_piece(self, piece: PieceTask, message: Message) -> None:
+        """:meth:`_on_piece` for a piece that could be read."""
         if self.shutting_down:  # for another worker
             await message.reject(requeue=True)
             return
@@ -248,6 +254,11 @@ class Worker:
         task = await self._read(message, ExportTask, "task")
         if task is None:
             return
+        with job_context(task.job_id, task.part, task.attempt):
+            await self._run_task(task, message)
+
+    async def _run_task(self, task: ExportTask, message: Message) -> None:
+        """:meth:`_on_task` for a task that could be read."""
         if self._over(task):
             log.info(
                 "worker %s acknowledges task %s part %d unrun: its attempt or part is over",

@@ -16,7 +16,9 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import httpx
 
 from exportd.bus.topology import Topology
 from exportd.client import Client
@@ -104,6 +106,19 @@ class Process:
         """What ``stream`` said so far."""
         with self._changed:
             return "\n".join(self.lines[stream])
+
+
+def done_over_http(http: httpx.Client, request: Any) -> dict[str, Any]:
+    """The job ``request`` (JSON) makes through ``POST /v1/jobs`` on ``http``, as
+    ``GET /v1/jobs/ID`` shows it once it is done."""
+    created = http.post("/v1/jobs", json=request)
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    deadline = time.monotonic() + WAIT
+    while (job := http.get(f"/v1/jobs/{job_id}").json())["status"] != "done":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    return dict(job)
 
 
 def run_exportd(

@@ -54,7 +54,14 @@ from exportd.messages import (
     RequestFields,
 )
 from exportd.plugins.manager import Plugins
-from tests.integration.commands import WAIT, Deployment, Process, make_deployment, run_exportd
+from tests.integration.commands import (
+    WAIT,
+    Deployment,
+    Process,
+    done_over_http,
+    make_deployment,
+    run_exportd,
+)
 from tests.integration.runtime import settings_in
 from tests.loaded import HTTP, JOB_STORE, among, recorded
 from tests.unit import toy_plugins
@@ -554,13 +561,7 @@ def test_the_engine_serves_http_with_tenants_made_by_the_cli_and_a_worker_apart(
     headers = {"Authorization": f"Bearer {token['token']}"}
     body = msgspec.to_builtins(logs_request(org_id=None))
     with httpx.Client(base_url=url[1], headers=headers, timeout=WAIT) as http:
-        created = http.post("/v1/jobs", json=body)
-        assert created.status_code == 201, created.text
-        job_id = created.json()["id"]
-        deadline = time.monotonic() + WAIT
-        while (job := http.get(f"/v1/jobs/{job_id}").json())["status"] != "done":
-            assert time.monotonic() < deadline, job
-            time.sleep(0.05)
+        job = done_over_http(http, body)
         [link] = job["files"]
         download = httpx.get(link["url"], timeout=WAIT)  # the signed URL is the credential
     assert hashlib.sha256(download.content).hexdigest() == link["sha256"]

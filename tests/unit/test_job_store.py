@@ -943,3 +943,63 @@ def test_a_job_id_may_be_shortened_to_a_start_only_one_id_has(
         store.resolve_id("9f00aa", "acme")  # another org's
     with pytest.raises(NotFound, match="no job '%'"):
         store.resolve_id("%")
+
+
+def table_counts(store: JobStore, job_ids: list[str]) -> dict[str, int]:
+    """How many rows of ``job_ids`` each table that refers to jobs holds."""
+    marks = ", ".join("?" * len(job_ids))
+    return {
+        table: store._db.execute(
+            f"select count(*) from {table} where {column} in ({marks})", job_ids
+        ).fetchone()[0]
+        for table, column in [("jobs", "id"), ("parts", "job_id"), ("labels", "job_id")]
+    }
+
+
+def test_remove_finished_removes_the_jobs_over_before_the_time_with_their_rows(
+    store: JobStore,
+) -> None:
+    labels = {"api": "reports"}
+    over = [created(store, part_count=2, labels=labels) for _ in range(3)]
+    store.cancel(over[0].id, now=NOW)
+    apply(store, update(over[1], "failed", 1), now=NOW)
+    store.delete(over[2].id, now=NOW)
+    expired = created(store, labels=labels)
+    apply(store, update(expired, "done", 1), now=NOW)
+    store.expire_due(NOW + LIFETIME)  # finished at NOW, expired a day later
+    running = created(store, labels=labels)
+    done = created(store, labels=labels)
+    apply(store, update(done, "done", 1), now=NOW)  # finished long ago, but has its file
+    later = created(store, labels=labels)
+    store.cancel(later.id, now=NOW + timedelta(hours=2))
+
+    removed = store.remove_finished(NOW + timedelta(hours=1), limit=100)
+
+    gone = [job.id for job in [*over, expired]]
+    assert sorted(removed) == sorted(gone)
+    assert table_counts(store, gone) == {"jobs": 0, "parts": 0, "labels": 0}
+    kept = [running.id, done.id, later.id]
+    assert table_counts(store, kept) == {"jobs": 3, "parts": 3, "labels": 3}
+    assert store.get(running.id).status == "created"
+    assert store.remove_finished(NOW + timedelta(hours=1), limit=100) == []
+
+
+def test_remove_finished_takes_the_oldest_first_a_batch_at_a_time(store: JobStore) -> None:
+    jobs = [created(store) for _ in range(5)]
+    for n, job in enumerate(jobs):
+        store.cancel(job.id, now=NOW + timedelta(minutes=n))
+    later = NOW + timedelta(hours=1)
+    assert store.remove_finished(later, limit=2) == [jobs[0].id, jobs[1].id]
+    assert store.remove_finished(later, limit=2) == [jobs[2].id, jobs[3].id]
+    assert store.remove_finished(later, limit=2) == [jobs[4].id]
+
+
+def test_remove_finished_is_served_by_the_retention_index(store: JobStore) -> None:
+    plan = [
+        row[3]
+        for row in store._db.execute(
+            f"explain query plan {store_module._OVER}", [NOW.isoformat(), 10]
+        ).fetchall()
+    ]
+    assert any("USING INDEX jobs_retention (completed_at<?)" in row for row in plan), plan
+    assert not any("TEMP B-TREE" in row for row in plan), plan  # the index gives the order

@@ -33,3 +33,21 @@ def test_prune_forgets_closed_deliveries_only_and_only_those_closed_before(
     assert ledger.status(waiting.job_id, 1) == "pending"
     assert not ledger.add(waiting.job_id, 1, "email")  # still recorded: not made twice
     ledger.close()
+
+
+def test_forget_forgets_every_delivery_of_the_jobs_named_only(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "deliveries.db")
+    for job, attempt in (("a", 1), ("a", 2), ("b", 1), ("c", 1)):
+        assert ledger.add(job, attempt, "email")
+    ledger.finish(Pending("a", 1, "email", 0), "sent")
+
+    ledger.forget(["a", "b"])
+    ledger.forget([])
+
+    assert [ledger.status(job, attempt) for job, attempt in (("a", 1), ("a", 2), ("b", 1))] == [
+        None,
+        None,
+        None,
+    ]
+    assert ledger.status("c", 1) == "pending"
+    ledger.close()
