@@ -271,8 +271,8 @@ def test_each_batch_reaches_the_file_before_close(tmp_path: Path) -> None:
 
 def test_memory_stays_flat_as_the_export_grows(tmp_path: Path) -> None:
     columns = SYNTHETIC_COLUMNS
-    small = peak_memory_of_export(tmp_path / "s.csv", CSV, columns, synthetic_batches(3))
-    large = peak_memory_of_export(tmp_path / "l.csv", CSV, columns, synthetic_batches(30))
+    small = peak_memory_of_export(tmp_path / "s.csv", CSV, columns, lambda: synthetic_batches(3))
+    large = peak_memory_of_export(tmp_path / "l.csv", CSV, columns, lambda: synthetic_batches(30))
     assert large < small * 1.2
 
 

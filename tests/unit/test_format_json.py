@@ -182,8 +182,8 @@ def test_each_batch_reaches_the_file_before_close(tmp_path: Path, format_name: s
 @pytest.mark.parametrize("format_name", ["json", "json_bulk"])
 def test_memory_stays_flat_as_the_export_grows(tmp_path: Path, format_name: str) -> None:
     format_, columns = FORMATS[format_name], SYNTHETIC_COLUMNS
-    small = peak_memory_of_export(tmp_path / "s", format_, columns, synthetic_batches(3))
-    large = peak_memory_of_export(tmp_path / "l", format_, columns, synthetic_batches(30))
+    small = peak_memory_of_export(tmp_path / "s", format_, columns, lambda: synthetic_batches(3))
+    large = peak_memory_of_export(tmp_path / "l", format_, columns, lambda: synthetic_batches(30))
     assert large < small * 1.2
 
 
