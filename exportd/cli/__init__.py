@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from typing import NamedTuple, NoReturn
 
 from exportd import __version__
-from exportd.cli.text import error_line
 from exportd.config import load_settings
-from exportd.errors import ConfigError, ExportError
+from exportd.errors import ConfigError, ExportError, error_line
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -12,8 +12,9 @@ import msgspec
 
 from exportd.cli.arguments import add_broker_option
 from exportd.cli.runtime import engine_client
-from exportd.cli.text import error_line, human_size, job_line
+from exportd.cli.text import human_size, job_line
 from exportd.config import Settings
+from exportd.errors import error_line
 from exportd.messages import MIN_ID_PREFIX, JobSnapshot, JobStatus
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exportd.errors import ErrorBody
+from exportd.errors import error_line
 from exportd.messages import JobEvent, JobSnapshot
 
 
@@ -16,13 +16,6 @@ def human_size(size: int) -> str:
             return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
-
-
-def error_line(error: ErrorBody) -> str:
-    """An error in one line: the fields at fault if it names any, else its message."""
-    if not error.fields:
-        return error.message
-    return "; ".join(f"{field.name}: {field.message}" for field in error.fields)
 
 
 def job_line(job: JobSnapshot) -> str:
