@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from exportd.errors import error_line
 from exportd.messages import JobEvent, JobSnapshot
 
@@ -16,6 +18,16 @@ def human_size(size: int) -> str:
             return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
+
+
+def aligned(rows: Sequence[Sequence[str]]) -> str:
+    """Rows of cells (the first a header) as a table, each column as wide as its widest
+    cell."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
 
 
 def job_line(job: JobSnapshot) -> str:
