@@ -71,7 +71,19 @@ DeadLetter = Callable[[AbstractIncomingMessage, str], Awaitable[None]]
 BROKER_SET_HEADERS = ("x-delivery-count",)
 """Headers the broker sets on delivery, which a copy of the message must not carry."""
 
-_BROKER_ERRORS = (AMQPError, ChannelInvalidStateError, OSError)
+BROKER_ERRORS = (AMQPError, ChannelInvalidStateError, OSError)
+"""What aio-pika and the socket raise when the broker fails a call."""
+
+
+@contextlib.contextmanager
+def connect_errors(url: str) -> Iterator[None]:
+    """Turn a failed connection to ``url`` into the one line every client gives."""
+    try:
+        yield
+    except (AuthenticationError, ProbableAuthenticationError) as exc:
+        raise cannot_connect(url, LOGIN_REFUSED) from exc
+    except (*BROKER_ERRORS, TimeoutError) as exc:
+        raise cannot_connect(url, connect_reason(exc)) from exc
 
 
 @contextlib.contextmanager
@@ -79,7 +91,7 @@ def _as_bus_error(doing: str) -> Iterator[None]:
     """Turn aio-pika's and the socket's errors into :class:`BusError`."""
     try:
         yield
-    except _BROKER_ERRORS as exc:
+    except BROKER_ERRORS as exc:
         raise BusError(f"{doing}: {exc!r}") from exc
 
 
@@ -135,7 +147,7 @@ async def _declare_dead_letter_queue(connection: AbstractRobustConnection, spec:
             *(spec.name, spec.max_length, spec.name, exc.args[-1] if exc.args else exc),
         )
     finally:
-        with contextlib.suppress(*_BROKER_ERRORS):
+        with contextlib.suppress(*BROKER_ERRORS):
             await channel.close()
 
 
@@ -223,12 +235,12 @@ class _AmqpConsumer(Consumer):
     async def _stop_deliveries(self) -> None:
         if self._tag is not None:
             # Without a broker to answer, closing the channel stops deliveries anyway.
-            with contextlib.suppress(*_BROKER_ERRORS):
+            with contextlib.suppress(*BROKER_ERRORS):
                 async with asyncio.timeout(self._broker_timeout):
                     await self._queue.cancel(self._tag)
 
     async def _give_back(self) -> None:
-        with contextlib.suppress(*_BROKER_ERRORS):
+        with contextlib.suppress(*BROKER_ERRORS):
             await self._channel.close()
 
 
@@ -259,14 +271,10 @@ class AmqpBus(Bus):
     async def start(self) -> None:
         """Connect, open the publishing channel and declare the topology."""
         url = self.settings.url
-        try:
+        with connect_errors(url):
             self._connection = await aio_pika.connect_robust(
                 url, client_properties={"connection_name": self.name}
             )
-        except (AuthenticationError, ProbableAuthenticationError) as exc:
-            raise cannot_connect(url, LOGIN_REFUSED) from exc
-        except _BROKER_ERRORS as exc:
-            raise cannot_connect(url, connect_reason(exc)) from exc
         try:
             with _as_bus_error("cannot declare the topology"):
                 self._publisher = channel = await self._connection.channel(on_return_raises=True)
@@ -329,7 +337,7 @@ class AmqpBus(Bus):
             raise BusError(f"RabbitMQ did not confirm the publish within {timeout} s") from exc
         except PublishError as exc:
             raise BusError(f"no queue named {routing_key!r}: the message cannot be routed") from exc
-        except _BROKER_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             raise BusError(
                 f"cannot publish to {exchange!r} with key {routing_key!r}: {exc!r}"
             ) from exc
@@ -416,7 +424,7 @@ class AmqpBus(Bus):
                 await channel.set_qos(prefetch_count=prefetch)
                 queue = await declare(channel)
         except BusError:
-            with contextlib.suppress(*_BROKER_ERRORS):
+            with contextlib.suppress(*BROKER_ERRORS):
                 await channel.close()
             raise
         consumer = _AmqpConsumer(

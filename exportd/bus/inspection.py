@@ -23,21 +23,12 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
-from aio_pika.exceptions import (
-    AMQPError,
-    AuthenticationError,
-    ChannelClosed,
-    ChannelInvalidStateError,
-    ChannelNotFoundEntity,
-    ProbableAuthenticationError,
-    PublishError,
-)
+from aio_pika.exceptions import ChannelClosed, ChannelNotFoundEntity, PublishError
 
-from exportd.bus.amqp import BROKER_SET_HEADERS, dead_letter_copy
-from exportd.bus.base import LOGIN_REFUSED, BusError, cannot_connect, connect_reason
+from exportd.bus.amqp import BROKER_ERRORS, BROKER_SET_HEADERS, connect_errors, dead_letter_copy
+from exportd.bus.base import BusError
 from exportd.bus.topology import ERROR_HEADER, QUEUE_HEADER, REFUSED_AT_HEADER, Topology
 
-_BROKER_ERRORS = (AMQPError, ChannelInvalidStateError, OSError)
 DEATH_HEADERS = (
     "x-death",
     "x-first-death-queue",
@@ -196,19 +187,15 @@ class BrokerInspector:
         self._connection: AbstractConnection | None = None
 
     async def __aenter__(self) -> BrokerInspector:
-        try:
+        with connect_errors(self.url):
             self._connection = await aio_pika.connect(
                 self.url, client_properties={"connection_name": self.name}, timeout=self.timeout
             )
-        except (AuthenticationError, ProbableAuthenticationError) as exc:
-            raise cannot_connect(self.url, LOGIN_REFUSED) from exc
-        except (*_BROKER_ERRORS, TimeoutError) as exc:
-            raise cannot_connect(self.url, connect_reason(exc)) from exc
         return self
 
     async def __aexit__(self, *_: object) -> None:
         if self._connection is not None:
-            with contextlib.suppress(*_BROKER_ERRORS):
+            with contextlib.suppress(*BROKER_ERRORS):
                 await self._connection.close()
 
     @contextlib.asynccontextmanager
@@ -219,16 +206,16 @@ class BrokerInspector:
             raise BusError("not connected")
         try:
             channel = await self._connection.channel(on_return_raises=True)
-        except _BROKER_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             raise BusError(f"cannot {doing}: {exc!r}") from exc
         try:
             yield channel
-        except (ChannelClosed, *_BROKER_ERRORS) as exc:
+        except (ChannelClosed, *BROKER_ERRORS) as exc:
             if isinstance(exc, ChannelNotFoundEntity):
                 raise
             raise BusError(f"cannot {doing}: {exc!r}") from exc
         finally:
-            with contextlib.suppress(*_BROKER_ERRORS):
+            with contextlib.suppress(*BROKER_ERRORS):
                 await channel.close()
 
     async def depths(self) -> list[QueueDepth]:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
+import socket
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +19,12 @@ from typing import Any
 import aio_pika
 import pytest
 
-from exportd.bus.topology import ENGINE_DELIVERY_LIMIT, Topology
+from exportd.bus.amqp import AmqpBus
+from exportd.bus.base import Message
+from exportd.bus.topology import DEFAULT_EXCHANGE, ENGINE_DELIVERY_LIMIT, Topology
+from exportd.config.settings import BrokerSettings
 from exportd.errors import ExportError
+from tests.broker import delete_topology
 from tests.integration.commands import Deployment, make_deployment
 from tests.integration.test_cli_runtime import logs_request, one_error_line, wait_for_status
 
@@ -234,3 +241,40 @@ def test_the_commands_say_in_one_line_when_the_broker_is_unreachable(tmp_path: P
             "exportd: error: cannot connect to RabbitMQ at amqp://guest:**@127.0.0.1:1/: "
             "Connection refused"
         )
+
+
+def test_the_commands_say_the_embedded_mode_has_no_broker(tmp_path: Path) -> None:
+    deployment = Deployment(tmp_path, "amqp://guest:guest@127.0.0.1:1/", topology=Topology())
+    with socket.socket(socket.AF_UNIX) as serve:  # where exportd serve listens
+        serve.bind(str(tmp_path / "control.sock"))
+        for argv in (["queues"], ["dead", "list"]):
+            assert one_error_line(deployment.run(*argv)).startswith(
+                "exportd: error: --broker: exportd serve runs here (EXPORTD_HOME/control.sock): "
+                "the embedded mode has no broker"
+            )
+
+
+async def test_a_dead_letter_without_a_confirm_is_rejected_without_its_reason(
+    broker_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    topology = Topology(prefix=f"test-{uuid.uuid4().hex[:12]}.")
+    bus = AmqpBus(BrokerSettings(url=broker_url, confirm_timeout=5), topology, name="dl-test")
+    try:
+        async with bus:
+            await delete_queue(broker_url, topology.requests_dead)  # the copy cannot be routed
+            await bus.publish(DEFAULT_EXCHANGE, topology.requests, b"refused")
+            delivered: asyncio.Queue[Message] = asyncio.Queue()
+
+            async def keep(message: Message) -> None:
+                delivered.put_nowait(message)
+
+            await bus.consume(topology.requests, keep, prefetch=1)
+            message = await asyncio.wait_for(delivered.get(), 10)
+            with caplog.at_level(logging.WARNING, "exportd.bus.amqp"):
+                await message.dead_letter("invalid_request: why")
+            await asyncio.sleep(0.5)
+            assert delivered.empty()  # settled: not delivered again
+            [warning] = caplog.records
+            assert "without its reason" in warning.getMessage()
+    finally:
+        await delete_topology(broker_url, topology)
