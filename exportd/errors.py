@@ -162,3 +162,10 @@ def from_body(body: ErrorBody) -> ExportError:
 
 def _subclasses(cls: type[ExportError]) -> list[type[ExportError]]:
     return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
+
+
+def error_line(error: ErrorBody) -> str:
+    """An error in one line: the fields at fault if it names any, else its message."""
+    if not error.fields:
+        return error.message
+    return "; ".join(f"{field.name}: {field.message}" for field in error.fields)

@@ -85,6 +85,11 @@ class Message(abc.ABC):
         """Give it back (``requeue``) or drop it, which dead-letters it where the queue has
         a dead-letter queue."""
 
+    async def dead_letter(self, reason: str) -> None:
+        """Refuse it for good: to the dead-letter queue, with ``reason`` where the bus keeps
+        headers (RabbitMQ's ``x-exportd-error``; the in-process bus keeps none)."""
+        await self.reject(requeue=False)
+
 
 Handler = Callable[[Message], Awaitable[None]]
 

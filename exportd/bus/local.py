@@ -4,7 +4,8 @@ It keeps what exportd relies on: queues per the topology and the default
 exchange (``routing_key`` names a queue), fanout and topic exchanges routing to
 subscriptions, an unroutable publish as an error, prefetch, round-robin between
 the consumers of a queue, requeue with ``redelivered`` and (on quorum queues) a
-delivery count, dead-lettering on reject and past the delivery limit, and
+delivery count, dead-lettering on reject and past the delivery limit (without
+the reason: it keeps no headers), maximum lengths dropping the oldest, and
 unsettled messages going back to their queue when a consumer stops.
 
 Messages live as long as the :class:`LocalBus` object, across ``close`` and
@@ -57,8 +58,12 @@ class _Queue:
         self._turn = 0
 
     def put(self, stored: _Stored) -> None:
-        """Append a message and deliver what can be delivered."""
+        """Append a message and deliver what can be delivered; past the queue's maximum
+        length, the oldest ready message is dropped (RabbitMQ's ``drop-head``)."""
         self.ready.append(stored)
+        limit = self.spec.max_length
+        if limit is not None and len(self.ready) > limit:
+            self.ready.popleft()
         self.dispatch()
 
     def give_back(self, *returned: _Stored) -> None:

@@ -19,7 +19,11 @@
 
 Every queue exportd consumes is a durable quorum queue with a delivery limit
 (only quorum queues count deliveries) and a dead-letter queue, so that no
-message goes round for ever, whatever its consumer does with it.  Every name
+message goes round for ever, whatever its consumer does with it.  A message exportd
+refuses itself reaches its dead-letter queue with the ``x-exportd-*`` headers below
+(why, from where, when, by whom); one the broker dead-letters at the delivery limit
+carries RabbitMQ's ``x-death``.  A dead-letter queue keeps ``dead_letter_max``
+messages, dropping the oldest.  Every name
 can carry a prefix, so that tests (or two deployments sharing a
 vhost) keep apart: ``Topology(prefix="test-1.")``.
 """
@@ -28,6 +32,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from exportd.config.settings import DEAD_LETTER_MAX
 
 DEFAULT_EXCHANGE = ""
 TASK_DELIVERY_LIMIT = 5
@@ -42,6 +48,15 @@ ENGINE_DELIVERY_LIMIT = 5
 that failed to apply that often, or that the engine died holding."""
 NO_ORG = "_"
 
+ERROR_HEADER = "x-exportd-error"
+"""Header of a message exportd dead-lettered itself: why it was refused."""
+QUEUE_HEADER = "x-exportd-queue"
+"""Header of a message exportd dead-lettered itself: the queue it was refused from."""
+REFUSED_AT_HEADER = "x-exportd-refused-at"
+"""Header of a message exportd dead-lettered itself: when (ISO 8601, UTC)."""
+REFUSED_BY_HEADER = "x-exportd-refused-by"
+"""Header of a message exportd dead-lettered itself: the process (its connection name)."""
+
 
 @dataclass(frozen=True)
 class QueueSpec:
@@ -51,6 +66,8 @@ class QueueSpec:
     quorum: bool = False
     delivery_limit: int | None = None
     dead_letter: str | None = None
+    max_length: int | None = None
+    """Messages it keeps at most, dropping the oldest (``x-overflow: drop-head``)."""
 
 
 @dataclass(frozen=True)
@@ -63,9 +80,11 @@ class ExchangeSpec:
 
 @dataclass(frozen=True)
 class Topology:
-    """exportd's queue and exchange names, with an optional prefix."""
+    """exportd's queue and exchange names, with an optional prefix, and the length
+    of its dead-letter queues (``broker.dead_letter_max``)."""
 
     prefix: str = ""
+    dead_letter_max: int = DEAD_LETTER_MAX
 
     def _name(self, name: str) -> str:
         return f"{self.prefix}exportd.{name}"
@@ -132,18 +151,32 @@ class Topology:
 
     def queues(self) -> tuple[QueueSpec, ...]:
         """Every queue, dead-letter queues first (declaring is idempotent)."""
+        return (*self.dead_letter_queues(), *self.consumed_queues())
+
+    def consumed_queues(self) -> tuple[QueueSpec, ...]:
+        """The queues exportd consumes, each with its dead-letter queue."""
         return (
-            QueueSpec(self.requests_dead),
-            QueueSpec(self.control_dead),
-            QueueSpec(self.status_dead),
-            QueueSpec(self.tasks_dead, quorum=True),
-            QueueSpec(self.pieces_dead),
             self._consumed(self.requests, ENGINE_DELIVERY_LIMIT, self.requests_dead),
             self._consumed(self.control, ENGINE_DELIVERY_LIMIT, self.control_dead),
             self._consumed(self.status, ENGINE_DELIVERY_LIMIT, self.status_dead),
             self._consumed(self.tasks, TASK_DELIVERY_LIMIT, self.tasks_dead),
             self._consumed(self.pieces, PIECE_DELIVERY_LIMIT, self.pieces_dead),
         )
+
+    def dead_letter_queues(self) -> tuple[QueueSpec, ...]:
+        """The dead-letter queues, each kept to :attr:`dead_letter_max` messages."""
+        limit = self.dead_letter_max
+        return (
+            QueueSpec(self.requests_dead, max_length=limit),
+            QueueSpec(self.control_dead, max_length=limit),
+            QueueSpec(self.status_dead, max_length=limit),
+            QueueSpec(self.tasks_dead, quorum=True, max_length=limit),
+            QueueSpec(self.pieces_dead, max_length=limit),
+        )
+
+    def source_of(self, dead_letter: str) -> str | None:
+        """The queue whose refused messages go to the queue ``dead_letter``, if any."""
+        return next((q.name for q in self.consumed_queues() if q.dead_letter == dead_letter), None)
 
     @staticmethod
     def _consumed(name: str, delivery_limit: int, dead_letter: str) -> QueueSpec:

@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from typing import NamedTuple, NoReturn
 
 from exportd import __version__
-from exportd.cli.text import error_line
 from exportd.config import load_settings
-from exportd.errors import ConfigError, ExportError
+from exportd.errors import ConfigError, ExportError, error_line
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -51,6 +50,8 @@ COMMANDS = {
         "worker", "run a worker on RabbitMQ: it runs the exports the engine dispatches"
     ),
     "watch": Command("watch", "follow job events live"),
+    "queues": Command("queues", "show the depth and consumers of exportd's queues on RabbitMQ"),
+    "dead": Command("dead", "list, show, replay or drop the messages of the dead-letter queues"),
     "jobs": Command("jobs", "list, show, cancel, restart or delete the engine's jobs"),
     "orgs": Command("tenants", "add, list and change organisations (tenants)"),
     "users": Command("tenants", "add and list the users of organisations"),

@@ -12,8 +12,9 @@ import msgspec
 
 from exportd.cli.arguments import add_broker_option
 from exportd.cli.runtime import engine_client
-from exportd.cli.text import error_line, human_size, job_line
+from exportd.cli.text import aligned, human_size, job_line
 from exportd.config import Settings
+from exportd.errors import error_line
 from exportd.messages import MIN_ID_PREFIX, JobSnapshot, JobStatus
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -132,11 +133,7 @@ def table(jobs: Sequence[JobSnapshot]) -> str:
         )
         for job in jobs
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
+    return aligned(rows)
 
 
 def details(job: JobSnapshot) -> str:

@@ -13,6 +13,7 @@ import msgspec
 
 from exportd.bus.amqp import AmqpBus
 from exportd.bus.base import Bus, Message, Subscription
+from exportd.bus.inspection import BrokerInspector
 from exportd.bus.topology import Topology
 from exportd.cli.arguments import with_broker
 from exportd.cli.text import event_line
@@ -20,6 +21,7 @@ from exportd.client import Client
 from exportd.config import Settings
 from exportd.config.settings import LogSettings
 from exportd.control import SocketClient, socket_path
+from exportd.errors import InvalidRequest
 from exportd.logs.handler import log_to_stderr
 from exportd.messages import JobEvent
 
@@ -40,7 +42,7 @@ NOISE = {
 
 def topology(settings: Settings) -> Topology:
     """The queue and exchange names of the deployment ``settings`` describe."""
-    return Topology(prefix=settings.broker.prefix)
+    return Topology(prefix=settings.broker.prefix, dead_letter_max=settings.broker.dead_letter_max)
 
 
 def connect(settings: Settings) -> Client:
@@ -136,3 +138,25 @@ async def log_job_changes(bus: Bus) -> Subscription:
         await message.ack()
 
     return await bus.subscribe(bus.topology.events, "#", on_event)
+
+
+def inspector(settings: Settings, broker: str | None) -> BrokerInspector:
+    """A connection to the broker for ``exportd queues`` and ``exportd dead`` (``--broker``,
+    or the ``broker.url`` setting).  Where ``exportd serve`` runs (its control socket is
+    in EXPORTD_HOME) and no ``--broker`` is given, a clear error: the embedded mode has no
+    broker, its queues live in that process."""
+    if broker is None and socket_path(settings).is_socket():
+        raise InvalidRequest.field(
+            "--broker",
+            "exportd serve runs here (EXPORTD_HOME/control.sock): the embedded mode has no "
+            "broker, its queues live in memory in that process; give --broker URL to look "
+            "at the queues of a deployment on RabbitMQ",
+        )
+    settings = with_broker(settings, broker)
+    quiet_library_noise()
+    return BrokerInspector(
+        settings.broker.url,
+        topology(settings),
+        name="exportd command line",
+        timeout=settings.broker.confirm_timeout,
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from exportd.errors import ErrorBody
+from collections.abc import Sequence
+
+from exportd.errors import error_line
 from exportd.messages import JobEvent, JobSnapshot
 
 
@@ -18,11 +20,14 @@ def human_size(size: int) -> str:
     return f"{value:.1f} GiB"
 
 
-def error_line(error: ErrorBody) -> str:
-    """An error in one line: the fields at fault if it names any, else its message."""
-    if not error.fields:
-        return error.message
-    return "; ".join(f"{field.name}: {field.message}" for field in error.fields)
+def aligned(rows: Sequence[Sequence[str]]) -> str:
+    """Rows of cells (the first a header) as a table, each column as wide as its widest
+    cell."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
 
 
 def job_line(job: JobSnapshot) -> str:

@@ -8,6 +8,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+DEAD_LETTER_MAX = 10_000
+"""The default of ``broker.dead_letter_max``."""
+
 
 class BrokerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The RabbitMQ connection of the engine and workers (``[broker]``)."""
@@ -25,6 +28,11 @@ class BrokerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Put before every queue and exchange name (``test-1.exportd.tasks``), so that
     deployments or tests sharing a vhost keep apart; all of one deployment's processes
     must use the same."""
+
+    dead_letter_max: Annotated[int, msgspec.Meta(ge=1)] = DEAD_LETTER_MAX
+    """Messages each dead-letter queue keeps at most; past it the oldest is dropped, so
+    that refused messages cannot fill the broker.  A queue declared before with another
+    limit (or none) keeps it: exportd logs a WARNING saying how to change it."""
 
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]

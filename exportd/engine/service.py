@@ -39,7 +39,14 @@ from exportd.engine.batching import Batcher
 from exportd.engine.lifecycle import Change, Dropped
 from exportd.engine.readers import StoreReaders
 from exportd.engine.store import JobPage, JobQuery, JobStore, NewPart, OutboxRow
-from exportd.errors import ErrorBody, ExportError, InternalError, InvalidRequest, Unavailable
+from exportd.errors import (
+    ErrorBody,
+    ExportError,
+    InternalError,
+    InvalidRequest,
+    Unavailable,
+    error_line,
+)
 from exportd.kernel.datastores import data_store
 from exportd.kernel.plan import plan_export
 from exportd.kernel.validation import decode_json
@@ -406,7 +413,7 @@ class Engine:
         """Answer a refused request or command with the error, and dead-letter it."""
         log.info("refused %s: %s", message.routing_key, error.message)
         await self._reply(message, RequestReply(ok=False, error=error))
-        await message.reject(requeue=False)
+        await message.dead_letter(f"{error.code}: {error_line(error)}")
 
     async def _announce_rejection(self, error: ErrorBody) -> None:
         """Publish ``request.rejected`` for a refused request."""
@@ -440,7 +447,7 @@ class Engine:
             update = decode_json(message.body, StatusUpdate)
         except InvalidRequest as exc:
             log.error("dead-lettered a status update it cannot read: %s", exc)
-            await message.reject(requeue=False)
+            await message.dead_letter(f"{exc.code}: {error_line(exc.body())}")
             return
         with job_context(update.job_id, update.part, update.attempt):
             outcome = await self._updates.call(update)

@@ -286,7 +286,7 @@ class Worker:
             return msgspec.json.decode(message.body, type=kind)
         except msgspec.DecodeError as exc:
             log.error("worker %s dead-letters a malformed %s: %s", self.name, what, exc)
-            await message.reject(requeue=False)
+            await message.dead_letter(f"malformed {what}: {exc}")
             return None
 
     def reported(self, task: ExportTask) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 
 import aio_pika
@@ -194,6 +195,38 @@ async def test_a_rejected_message_is_dead_lettered(
     assert (message.body, message.reply_to, message.correlation_id) == (b"bad", "replies", "c-9")
     await message.ack()
     assert await consumed.stays_empty()
+
+
+@pytest.mark.parametrize(("queue", "dead", "limit"), CONSUMED)
+async def test_a_message_dead_lettered_for_a_reason_reaches_its_dead_letter_queue(
+    bus: Bus, queue: str, dead: str, limit: int
+) -> None:
+    topology = bus.topology
+    await bus.publish(DEFAULT_EXCHANGE, getattr(topology, queue), b"bad", correlation_id="c-1")
+    consumed, dead_letters = Inbox(), Inbox()
+    await bus.consume(getattr(topology, queue), consumed, prefetch=1)
+    await (await consumed.get()).dead_letter("invalid_request: why")
+
+    await bus.consume(getattr(topology, dead), dead_letters, prefetch=1)
+    message = await dead_letters.get()
+    assert (message.body, message.correlation_id) == (b"bad", "c-1")
+    await message.ack()
+    assert await consumed.stays_empty()
+
+
+async def test_a_dead_letter_queue_keeps_its_newest_messages(
+    implementation: Implementation,
+) -> None:
+    topology = Topology(prefix=f"test-{uuid.uuid4().hex}.", dead_letter_max=3)
+    try:
+        async with implementation.make(topology) as bus:
+            await publish_to(bus, topology.tasks_dead, b"1", b"2", b"3", b"4", b"5")
+            inbox = Inbox()
+            await bus.consume(topology.tasks_dead, inbox, prefetch=10)
+            assert bodies(await inbox.get_all(3)) == [b"3", b"4", b"5"]
+            assert await inbox.stays_empty()
+    finally:
+        await implementation.clean(topology)
 
 
 async def test_a_rejected_message_without_dead_letter_queue_is_dropped(bus: Bus) -> None:
