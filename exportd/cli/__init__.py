@@ -52,6 +52,7 @@ COMMANDS = {
     ),
     "watch": Command("watch", "follow job events live"),
     "jobs": Command("jobs", "list, show, cancel, restart or delete the engine's jobs"),
+    "workers": Command("workers", "list the workers the engine hears from, and those it lost"),
     "orgs": Command("tenants", "add, list and change organisations (tenants)"),
     "users": Command("tenants", "add and list the users of organisations"),
     "tokens": Command("tenants", "make, list and revoke API tokens"),

@@ -40,7 +40,9 @@ class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Least time between two progress updates of one task."""
 
     heartbeat_interval: Seconds = 30.0
-    """Most time between two updates of a running task, even without progress."""
+    """Most time between two updates of a running task, even without progress; and the
+    time between two of the worker's own heartbeats, which tell every engine that it is
+    alive, what it can export and what it runs (``exportd workers``)."""
 
     ack_deadline: Seconds = 900.0
     """A task running this long is acknowledged early and kept alive by heartbeats
@@ -80,6 +82,12 @@ class EngineSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     lapses: Annotated[int, msgspec.Meta(ge=1)] = 3
     """A part whose runs fell silent this many times in one attempt fails: its task
     crashes every worker that takes it, or no worker stays in touch long enough."""
+
+    worker_timeout: Seconds = 90.0
+    """A worker not heard from for this long is shown lost (``exportd workers``,
+    ``GET /v1/workers``); three of the default ``worker.heartbeat_interval``.  A lost
+    worker is forgotten once silent ten times as long; one that shuts down cleanly says
+    goodbye and is forgotten at once."""
 
 
 class HttpSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
