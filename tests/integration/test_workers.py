@@ -139,7 +139,14 @@ def test_the_engine_lists_its_workers_loses_a_killed_one_and_forgets_a_stopped_o
     assert warning.endswith("no live worker has format xlsx")
     assert job.status == "failed"
     assert job.error is not None
-    assert job.error.message.endswith("; no live worker has format xlsx"), job.error
+    assert job.error.message == (
+        f"worker {lacking_name} has no format 'xlsx': install the plugin that adds it on "
+        "every worker, or leave it unblocked there; no live worker has format xlsx"
+    )
+    shown = run_exportd(["jobs", "show", job.id], env, home).stdout.splitlines()
+    assert [line for line in shown if line.startswith("error:")] == [
+        f"error:      export_failed: {job.error.message}"
+    ]
 
     assert lacking.stop() == 0
     [lost] = listed(env, home)  # at once: it said goodbye
