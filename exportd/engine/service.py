@@ -13,9 +13,9 @@ The workers' heartbeats keep :attr:`Engine.workers` (see
 :mod:`exportd.engine.worker_registry`): a job that no live worker can run is logged as a
 warning when it is dispatched, and says so in its error if it fails.
 
-The relay, the sweeper, the handlers of the three queues and that of heartbeats go on through any
-:class:`Exception` (the broker gone, the job store locked or full), logging it
-once per streak and backing off (:mod:`exportd.supervision`); a loop that ends
+The relay, the sweeper, the handlers of the three queues and that of heartbeats go
+on through any :class:`Exception` (the broker gone, the job store locked or full),
+logging it once per streak and backing off (:mod:`exportd.supervision`); a loop that ends
 anyway fails :meth:`Engine.ready` and ends :meth:`Engine.run` with
 :class:`~exportd.supervision.LoopEnded`.
 """

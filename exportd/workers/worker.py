@@ -33,9 +33,9 @@ says it gives its part back, and the engine dispatches it again at once.
 A worker says every ``heartbeat_interval`` that it is alive, what it can export and what
 it runs, and says goodbye when it shuts down (:mod:`exportd.workers.heartbeats`).
 
-The handlers of the task queue and of the cancel signals, its heartbeats, and each task's reporter
-(progress, heartbeats, the early acknowledgement), go on through any
-:class:`Exception`, logging it once per streak and backing off
+The handlers of the task queue and of the cancel signals, the worker's heartbeats, and
+each task's reporter (progress, heartbeats, the early acknowledgement), go on through
+any :class:`Exception`, logging it once per streak and backing off
 (:mod:`exportd.supervision`); a reporter that ends anyway ends :meth:`Worker.run`
 with :class:`~exportd.supervision.LoopEnded`.
 """
