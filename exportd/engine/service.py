@@ -128,6 +128,8 @@ class Engine:
             started=now(),
         )
         """The workers heard from: :meth:`live_workers` counts the live ones."""
+        self.jobs_without_worker = 0
+        """Jobs dispatched that no live worker could run, since the start (for a counter)."""
         self.loops = Loops()
         self.running = False
 
@@ -157,6 +159,7 @@ class Engine:
         request = job.request
         reason = self.workers.capabilities(now()).missing(request.source, request.format)
         if reason is not None:
+            self.jobs_without_worker += 1
             log.warning("job %s (%s to %s): %s", job.id, request.source, request.format, reason)
 
     async def ready(self) -> None:

@@ -273,3 +273,28 @@ async def test_the_engine_drops_a_heartbeat_it_cannot_read_and_hears_the_next(
         finally:
             stop.set()
             await running
+
+
+async def test_a_job_no_live_worker_can_run_is_a_warning_once_the_engine_has_settled(
+    tmp_path: Path, datastore: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    shutil.copy(datastore, tmp_path / "data.db")
+    settings = settings_in(tmp_path, worker={"heartbeat_interval": 0.5})
+    stop = asyncio.Event()
+    async with LocalBus() as bus:
+        engine = Engine(bus, Plugins(settings=settings), settings)
+        running = asyncio.create_task(engine.run(stop))
+        try:
+            early = await engine.submit(logs_request())  # too early to tell
+            await asyncio.sleep(0.5)
+            late = await engine.submit(logs_request(format="xlsx"))
+        finally:
+            stop.set()
+            await running
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and " to " in r.getMessage()]
+    assert [r.getMessage() for r in warned] == [
+        f"job {late.id} (rooms to xlsx): no worker is live (none heard from within "
+        "engine.worker_timeout)"
+    ]
+    assert early.id not in caplog.text
+    assert engine.jobs_without_worker == 1
