@@ -702,9 +702,7 @@ def test_a_part_that_lapses_at_the_limit_fails_its_job_and_a_restart_counts_anew
     assert [task.lapses for kind, *_, task in outbox(store) if kind == "task"] == [0, 0]
 
 
-def test_a_part_failed_at_its_lapse_limit_names_what_no_live_worker_has(
-    store: JobStore,
-) -> None:
+def test_a_part_lapsed_at_its_limit_names_what_no_live_worker_has(store: JobStore) -> None:
     lease = timedelta(minutes=2)
     job = created(store)
     apply(store, update(job, "processing", 1, detached=True))
