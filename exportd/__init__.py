@@ -63,8 +63,7 @@ from exportd.plugins.api import (
     arrow_type,
 )
 from exportd.plugins.hookspecs import hookimpl
-
-__version__ = "0.1.0"
+from exportd.version import __version__ as __version__
 
 __all__ = [
     "Batch",

@@ -23,7 +23,7 @@ It speaks the wire contract of :mod:`exportd.messages` over RabbitMQ:
   :class:`~exportd.messages.RequestReply`, or raises its error as an
   :class:`~exportd.errors.ExportError`.
 * :meth:`Client.get`, :meth:`Client.list_jobs`, :meth:`Client.cancel`,
-  :meth:`Client.restart` and :meth:`Client.delete` send a
+  :meth:`Client.restart`, :meth:`Client.delete` and :meth:`Client.workers` send a
   :class:`~exportd.messages.JobCommand` to the engine's control queue the same way,
   and return what its reply holds.  A command that no engine answers within
   ``timeout`` expires in the queue rather than run later, unexpectedly.

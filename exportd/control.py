@@ -2,7 +2,8 @@
 
 :class:`JobCommands` is what every client of the engine's commands offers
 (:meth:`~JobCommands.get`, :meth:`~JobCommands.list_jobs`, :meth:`~JobCommands.cancel`,
-:meth:`~JobCommands.restart`, :meth:`~JobCommands.delete`), whatever carries the
+:meth:`~JobCommands.restart`, :meth:`~JobCommands.delete`, :meth:`~JobCommands.workers`),
+whatever carries the
 :class:`~exportd.messages.JobCommand`: RabbitMQ (:class:`exportd.client.Client`) or the
 control socket of ``exportd serve`` (:class:`SocketClient`).
 
@@ -31,7 +32,14 @@ from exportd.bus.base import BusError
 from exportd.config import Settings
 from exportd.errors import from_body
 from exportd.kernel.validation import validated
-from exportd.messages import JobCommand, JobEvent, JobSnapshot, JobStatus, RequestReply
+from exportd.messages import (
+    JobCommand,
+    JobEvent,
+    JobSnapshot,
+    JobStatus,
+    RequestReply,
+    WorkerSnapshot,
+)
 
 SOCKET_NAME = "control.sock"
 
@@ -104,6 +112,11 @@ class JobCommands(abc.ABC):
     def delete(self, job_id: str, *, org_id: str | None = None) -> JobSnapshot:
         """Delete a job and its files at once."""
         return job_of(self._answer(JobCommand(op="delete", job_id=job_id, org_id=org_id)))
+
+    def workers(self) -> list[WorkerSnapshot]:
+        """The workers the engine hears from, and those it lost, by name (see
+        :mod:`exportd.engine.worker_registry`)."""
+        return self._answer(JobCommand(op="workers")).workers or []
 
     def _answer(self, command: JobCommand) -> RequestReply:
         """The engine's reply to ``command``, checked first (a Struct's constructor checks

@@ -5,7 +5,7 @@ Every message carries ``v``, its schema version.  Messages that people write
 typo is an error naming the field, and refuse a version this exportd does not
 speak.  Messages that exportd's own processes exchange (:class:`ExportTask`,
 :class:`StatusUpdate`, :class:`CancelSignal`, :class:`JobEvent`, :class:`PieceTask`,
-:class:`PieceNews`) ignore unknown
+:class:`PieceNews`, :class:`WorkerHeartbeat`) ignore unknown
 fields, so that an engine and workers of neighbouring versions can run side by
 side while a deployment rolls; the engine refuses a :class:`StatusUpdate` of
 another version (it dead-letters it), as it cannot tell what such an update
@@ -306,6 +306,66 @@ class JobEvent(msgspec.Struct, kw_only=True):
     error: ErrorBody | None = None
 
 
+class PluginInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A source, format or storage a worker has: its name, the plugin that registers it
+    and that plugin's package with its version (``exportd 0.1.0``)."""
+
+    name: str
+    plugin: str
+    package: str
+
+
+class RunningTask(msgspec.Struct, frozen=True, kw_only=True):
+    """A part of a job that a worker is exporting."""
+
+    job_id: str
+    part: int
+    attempt: int
+
+
+class WorkerFacts(msgspec.Struct, kw_only=True):
+    """What a worker says of itself: where it runs, what it can export, what it runs."""
+
+    name: str
+    """The worker's name, as its status updates give it (``host:pid``)."""
+    host: str
+    pid: int
+    version: str
+    """The exportd version the worker runs."""
+    concurrency: int
+    """Tasks it runs at once (``worker.concurrency``)."""
+    heartbeat_interval: float
+    """Seconds between two of its heartbeats (``worker.heartbeat_interval``)."""
+    sources: list[PluginInfo] = []
+    formats: list[PluginInfo] = []
+    storages: list[PluginInfo] = []
+    tasks: list[RunningTask] = []
+    """The parts it is exporting now."""
+    started_at: datetime
+
+
+class WorkerHeartbeat(WorkerFacts, kw_only=True):
+    """A worker's announcement, repeated every ``worker.heartbeat_interval`` (fanout
+    ``exportd.workers``, which every running engine hears; nobody listening drops it).
+    ``leaving`` says goodbye: the worker shuts down and the engine forgets it at once."""
+
+    v: int = SCHEMA_VERSION
+    sent_at: datetime
+    leaving: bool = False
+
+
+WorkerState = Literal["live", "lost"]
+"""A worker heard from within ``engine.worker_timeout`` is ``live``; one silent for
+longer is ``lost`` (it crashed, was killed, or cannot reach the broker)."""
+
+
+class WorkerSnapshot(WorkerFacts, kw_only=True):
+    """A worker as the engine knows it: what it last said, when, and whether it is lost."""
+
+    state: WorkerState
+    last_seen: datetime
+
+
 MIN_ID_PREFIX: Final = 6
 """The fewest characters of a job id that a command may give for the whole id: the
 engine completes a start that only one id has."""
@@ -317,10 +377,11 @@ class JobCommand(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     ``get``, ``cancel``, ``restart`` and ``delete`` need ``job_id``; ``list`` takes the
     filters and paging.  ``org_id``, when given, limits the command to that org's jobs.
+    ``workers`` asks for the workers the engine hears from, and those it lost.
     """
 
     v: Version = SCHEMA_VERSION
-    op: Literal["get", "list", "cancel", "restart", "delete"]
+    op: Literal["get", "list", "cancel", "restart", "delete", "workers"]
     job_id: str | None = None
     org_id: str | None = None
     user_id: str | None = None
@@ -336,7 +397,8 @@ class RequestReply(msgspec.Struct, kw_only=True):
 
     ``ok`` with the job (created, or for a repeated idempotency key the existing
     one; or the one a command acted on), or with a page of ``jobs`` and their
-    ``total`` for ``list``; else ``error`` says why it was refused.
+    ``total`` for ``list``, or with the ``workers`` for ``workers``; else ``error`` says
+    why it was refused.
     """
 
     v: int = SCHEMA_VERSION
@@ -344,4 +406,5 @@ class RequestReply(msgspec.Struct, kw_only=True):
     job: JobSnapshot | None = None
     jobs: list[JobSnapshot] | None = None
     total: int | None = None
+    workers: list[WorkerSnapshot] | None = None
     error: ErrorBody | None = None

@@ -18,6 +18,7 @@ from exportd.messages import (
     JobEvent,
     RequestReply,
     StatusUpdate,
+    WorkerHeartbeat,
 )
 
 MESSAGES: dict[str, type[msgspec.Struct]] = {
@@ -28,6 +29,7 @@ MESSAGES: dict[str, type[msgspec.Struct]] = {
     "StatusUpdate": StatusUpdate,
     "CancelSignal": CancelSignal,
     "JobEvent": JobEvent,
+    "WorkerHeartbeat": WorkerHeartbeat,
 }
 
 

@@ -16,6 +16,8 @@
                                     a malformed one is dead-lettered to exportd.control.dead
     exportd.cancel         fanout   engine -> every worker: CancelSignal
     exportd.events         topic    engine -> subscribers: JobEvent, key <org_id>.<source>.<status>
+    exportd.workers        fanout   workers -> every engine: WorkerHeartbeat, into each engine's
+                                    private queue (none while no engine runs: nothing piles up)
 
 Every queue exportd consumes is a durable quorum queue with a delivery limit
 (only quorum queues count deliveries) and a dead-letter queue, so that no
@@ -149,6 +151,11 @@ class Topology:
         """Topic exchange of public job events."""
         return self._name("events")
 
+    @property
+    def workers(self) -> str:
+        """Fanout exchange of workers' heartbeats to every engine."""
+        return self._name("workers")
+
     def queues(self) -> tuple[QueueSpec, ...]:
         """Every queue, dead-letter queues first (declaring is idempotent)."""
         return (*self.dead_letter_queues(), *self.consumed_queues())
@@ -185,7 +192,11 @@ class Topology:
 
     def exchanges(self) -> tuple[ExchangeSpec, ...]:
         """Every exchange."""
-        return (ExchangeSpec(self.cancel, "fanout"), ExchangeSpec(self.events, "topic"))
+        return (
+            ExchangeSpec(self.cancel, "fanout"),
+            ExchangeSpec(self.events, "topic"),
+            ExchangeSpec(self.workers, "fanout"),
+        )
 
 
 def event_routing_key(org_id: str | None, source: str, status: str) -> str:

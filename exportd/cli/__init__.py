@@ -53,6 +53,7 @@ COMMANDS = {
     "queues": Command("queues", "show the depth and consumers of exportd's queues on RabbitMQ"),
     "dead": Command("dead", "list, show, replay or drop the messages of the dead-letter queues"),
     "jobs": Command("jobs", "list, show, cancel, restart or delete the engine's jobs"),
+    "workers": Command("workers", "list the workers the engine hears from, and those it lost"),
     "orgs": Command("tenants", "add, list and change organisations (tenants)"),
     "users": Command("tenants", "add and list the users of organisations"),
     "tokens": Command("tenants", "make, list and revoke API tokens"),

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, get_args
 
 import msgspec
 
 from exportd.cli.arguments import add_broker_option
 from exportd.cli.runtime import engine_client
-from exportd.cli.text import aligned, human_size, job_line
+from exportd.cli.text import aligned, human_size, job_line, local_time
 from exportd.config import Settings
 from exportd.errors import error_line
 from exportd.messages import MIN_ID_PREFIX, JobSnapshot, JobStatus
 
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 JOB_ID_HELP = (
     f"the job's id, or its start ({MIN_ID_PREFIX} characters or more) as the commands "
     "print it, such as 201c91a0"
@@ -120,7 +118,7 @@ def run_action(args: argparse.Namespace, settings: Settings) -> int:
 
 def table(jobs: Sequence[JobSnapshot]) -> str:
     """The jobs as an aligned table with a header row."""
-    rows = [COLUMNS]
+    rows: list[Sequence[str]] = [COLUMNS]
     rows += [
         (
             job.id,
@@ -195,8 +193,3 @@ def rows_done(job: JobSnapshot) -> str:
     if progress.total is None or job.status not in ("created", "processing", "uploading"):
         return f"{progress.rows:,}"
     return f"{progress.rows:,}/{progress.total:,}"
-
-
-def local_time(moment: datetime) -> str:
-    """``moment`` in this machine's time zone, to the second."""
-    return moment.astimezone().strftime(TIME_FORMAT)

@@ -1,11 +1,29 @@
-"""Sizes, errors, jobs and job events as the commands print them: one line each."""
+"""Sizes, times, errors, jobs and job events as the commands print them: one line each;
+and aligned tables."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from exportd.errors import error_line
 from exportd.messages import JobEvent, JobSnapshot
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def local_time(moment: datetime) -> str:
+    """``moment`` in this machine's time zone, to the second."""
+    return moment.astimezone().strftime(TIME_FORMAT)
+
+
+def aligned(rows: Sequence[Sequence[str]]) -> str:
+    """``rows`` (the header first) as a table: columns left-aligned, two spaces apart."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
 
 
 def human_size(size: int) -> str:
@@ -18,16 +36,6 @@ def human_size(size: int) -> str:
             return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
-
-
-def aligned(rows: Sequence[Sequence[str]]) -> str:
-    """Rows of cells (the first a header) as a table, each column as wide as its widest
-    cell."""
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
 
 
 def job_line(job: JobSnapshot) -> str:

@@ -48,7 +48,9 @@ class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Least time between two progress updates of one task."""
 
     heartbeat_interval: Seconds = 30.0
-    """Most time between two updates of a running task, even without progress."""
+    """Most time between two updates of a running task, even without progress; and the
+    time between two of the worker's own heartbeats, which tell every engine that it is
+    alive, what it can export and what it runs (``exportd workers``)."""
 
     ack_deadline: Seconds = 900.0
     """A task running this long is acknowledged early and kept alive by heartbeats
@@ -94,6 +96,11 @@ class EngineSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Seconds a job stays in the job store once it is over (failed, canceled, expired
     or deleted; a done job first expires after ``file_lifetime``): then the sweep
     removes it, its parts and labels, and its delivery records.  0 keeps jobs for ever."""
+    worker_timeout: Seconds = 90.0
+    """A worker not heard from for this long is shown lost (``exportd workers``,
+    ``GET /v1/workers``); three of the default ``worker.heartbeat_interval``.  A lost
+    worker is forgotten once silent ten times as long; one that shuts down cleanly says
+    goodbye and is forgotten at once."""
 
 
 class HttpSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

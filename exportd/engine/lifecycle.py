@@ -148,7 +148,7 @@ for the engine to delete.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, get_args
@@ -438,9 +438,17 @@ def redispatch(state: JobState, part: int) -> Change:
     return Change(JobState(state.job, tuple(seqs), state.lapses), event=None, dispatch=(part,))
 
 
-def lapse(state: JobState, part: int, *, limit: int, now: datetime) -> Change:
+NoWorker = Callable[[str, str], str | None]
+"""Why no live worker can export a source to a format, or ``None`` if one can (see
+:meth:`exportd.engine.worker_registry.Capabilities.missing`)."""
+
+
+def lapse(
+    state: JobState, part: int, *, limit: int, now: datetime, no_worker: NoWorker | None = None
+) -> Change:
     """A running part's run fell silent for the lease: dispatch the part again, with one
-    lapse more, or fail it (and with it the job) once it has lapsed ``limit`` times."""
+    lapse more, or fail it (and with it the job) once it has lapsed ``limit`` times; the
+    error then says, if ``no_worker`` tells, that no live worker can run the export."""
     _allow_part("lapse", state, part)
     lapses = list(state.lapses)
     lapses[part] += 1
@@ -451,6 +459,10 @@ def lapse(state: JobState, part: int, *, limit: int, now: datetime) -> Change:
         f"no worker finished this export: its run fell silent {limit} times (each worker "
         "crashed, was killed, or was cut off from the broker for longer than engine.lease)"
     )
+    request = state.job.request
+    reason = no_worker(request.source, request.format) if no_worker is not None else None
+    if reason is not None:
+        message = f"{message}; {reason}"
     failed = replace(state.job.parts[part], status="failed", error=ExportFailed(message).body())
     # A failed part never makes the job done: no file lifetime to give.
     return _moved(state, failed, state.seqs[part], now=now, lifetime=timedelta(0))

@@ -9,10 +9,13 @@ them only then, so none is lost when the engine or the broker restarts.
 Progress within a status is announced at most once a second per job, directly.
 A sweeper expires finished jobs and makes the parts whose early-acknowledged task
 fell silent lapse: dispatched again, or failed at ``engine.lapses``.
+The workers' heartbeats keep :attr:`Engine.workers` (see
+:mod:`exportd.engine.worker_registry`): a job that no live worker can run is logged as a
+warning when it is dispatched, and says so in its error if it fails.
 
-The relay, the sweeper and the handlers of the three queues go on through any
-:class:`Exception` (the broker gone, the job store locked or full), logging it
-once per streak and backing off (:mod:`exportd.supervision`); a loop that ends
+The relay, the sweeper, the handlers of the three queues and that of heartbeats go
+on through any :class:`Exception` (the broker gone, the job store locked or full),
+logging it once per streak and backing off (:mod:`exportd.supervision`); a loop that ends
 anyway fails :meth:`Engine.ready` and ends :meth:`Engine.run` with
 :class:`~exportd.supervision.LoopEnded`.
 """
@@ -39,11 +42,13 @@ from exportd.engine.batching import Batcher
 from exportd.engine.lifecycle import Change, Dropped
 from exportd.engine.readers import StoreReaders
 from exportd.engine.store import JobPage, JobQuery, JobStore, NewPart, OutboxRow
+from exportd.engine.worker_registry import WorkerRegistry
 from exportd.errors import (
     ErrorBody,
     ExportError,
     InternalError,
     InvalidRequest,
+    NotFound,
     Unavailable,
     error_line,
 )
@@ -58,6 +63,8 @@ from exportd.messages import (
     JobSnapshot,
     RequestReply,
     StatusUpdate,
+    WorkerHeartbeat,
+    WorkerSnapshot,
 )
 from exportd.plugins.manager import Plugins
 from exportd.supervision import Loops, guarded
@@ -120,6 +127,14 @@ class Engine:
         taken by one publisher (a change's own, the relay) is not taken by the other."""
         self._updates: Batcher[StatusUpdate, Change | Dropped] = Batcher(self._apply_updates)
         self._progress_sent: dict[str, float] = {}
+        self.workers = WorkerRegistry(
+            timeout=settings.engine.worker_timeout,
+            settle=settings.worker.heartbeat_interval,
+            started=now(),
+        )
+        """The workers heard from: :meth:`live_workers` counts the live ones."""
+        self.jobs_without_worker = 0
+        """Jobs dispatched that no live worker could run, since the start (for a counter)."""
         self.loops = Loops()
         self.running = False
         self.on_removed: list[Callable[[list[str]], None]] = []
@@ -133,7 +148,28 @@ class Engine:
         """Validate ``request``, record the job and queue its tasks; the new job (or, for a
         repeated idempotency key, the existing one)."""
         parts = await asyncio.to_thread(self._plan_parts, request)
-        return await self._written(partial(self.store.create, request, parts, now=now()))
+        job = await self._written(partial(self.store.create, request, parts, now=now()))
+        self._warn_if_no_worker(job)
+        return job
+
+    def list_workers(self) -> list[WorkerSnapshot]:
+        """Every worker heard from, live or lost, by name."""
+        return self.workers.snapshot(now())
+
+    def live_workers(self) -> int:
+        """How many workers are live now (heard from within ``engine.worker_timeout``)."""
+        return self.workers.live_count(now())
+
+    def _warn_if_no_worker(self, job: JobSnapshot) -> None:
+        """Log a warning when no live worker can run ``job``'s export (once the engine has
+        run a heartbeat interval: before, it may not have heard from every worker)."""
+        if job.status != "created":
+            return
+        request = job.request
+        reason = self.workers.capabilities(now()).missing(request.source, request.format)
+        if reason is not None:
+            self.jobs_without_worker += 1
+            log.warning("job %s (%s to %s): %s", job.id, request.source, request.format, reason)
 
     async def ready(self) -> None:
         """Raise :class:`Unavailable` unless the engine runs, none of its loops ended, and
@@ -167,7 +203,9 @@ class Engine:
 
     async def restart(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
         """Run a failed, canceled or expired job again as a new attempt."""
-        return await self._change(partial(self.store.restart, job_id, org_id, now=now()))
+        job = await self._change(partial(self.store.restart, job_id, org_id, now=now()))
+        self._warn_if_no_worker(job)
+        return job
 
     async def delete(self, job_id: str, org_id: str | None = None) -> JobSnapshot:
         """Delete a job and its files at once."""
@@ -311,6 +349,13 @@ class Engine:
             )
             for queue, handler in handlers.items()
         ]
+        subscriptions.append(
+            await self.bus.subscribe(
+                topology.workers,
+                "",
+                guarded(f"the handler of {topology.workers}", self._on_heartbeat),
+            )
+        )
         if not self.bus.durable:
             await self._redispatch_unfinished()
         self.running = True
@@ -386,6 +431,8 @@ class Engine:
         """Carry out an operation on jobs, as the control queue (or the control socket of
         the embedded mode) asks for it.  A command may name a job by the start of its id,
         as the command line prints it (see :meth:`JobStore.resolve_id`)."""
+        if command.op == "workers":
+            return RequestReply(ok=True, workers=self.list_workers())
         if command.op == "list":
             query = JobQuery(
                 org_id=command.org_id,
@@ -450,12 +497,41 @@ class Engine:
             await message.dead_letter(f"{exc.code}: {error_line(exc.body())}")
             return
         with job_context(update.job_id, update.part, update.attempt):
-            outcome = await self._updates.call(update)
+            outcome = await self._updates.call(await self._with_no_worker(update))
             if isinstance(outcome, Dropped):
                 log.debug("dropped update %s/%s: %s", update.job_id, update.part, outcome.reason)
             elif outcome.event is None:
                 await self._announce_progress(outcome.job)
             await self._discard(outcome.discard)
+        await message.ack()
+
+    async def _with_no_worker(self, update: StatusUpdate) -> StatusUpdate:
+        """``update``, whose error, if it fails a part that no live worker can export (its
+        worker lacks the source or format), says so."""
+        if update.status != "failed" or update.error is None:
+            return update
+        try:
+            request = (await self.get(update.job_id)).request
+        except NotFound:  # the store drops it
+            return update
+        reason = self.workers.capabilities(now()).missing(request.source, request.format)
+        if reason is None:
+            return update
+        error = msgspec.structs.replace(update.error, message=f"{update.error.message}; {reason}")
+        return msgspec.structs.replace(update, error=error)
+
+    async def _on_heartbeat(self, message: Message) -> None:
+        """Record a worker's heartbeat (see :mod:`exportd.engine.worker_registry`), and log
+        the workers that fell silent.  One that cannot be read is logged and dropped: the
+        next one comes within a heartbeat interval."""
+        moment = now()
+        try:
+            beat = decode_json(message.body, WorkerHeartbeat)
+        except InvalidRequest as exc:
+            log.warning("dropped a worker heartbeat it cannot read: %s", exc)
+        else:
+            self.workers.heard(beat, moment)
+        self.workers.log_lost(moment)
         await message.ack()
 
     async def _apply_updates(
@@ -517,10 +593,14 @@ class Engine:
         engine = self.settings.engine
         lease = timedelta(seconds=engine.lease)
         moment = now()
+        self.workers.log_lost(moment)
+        no_worker = self.workers.capabilities(moment).missing
         changes = await self._stored(
             lambda: [
                 *self.store.expire_due(moment),
-                *self.store.redispatch_lapsed(moment, lease, limit=engine.lapses),
+                *self.store.redispatch_lapsed(
+                    moment, lease, limit=engine.lapses, no_worker=no_worker
+                ),
             ]
         )
         if changes:

@@ -485,14 +485,22 @@ class JobStore(StoreFile):
                 self._db.execute(f"delete from jobs where id in ({placeholders})", ids)
         return ids
 
-    def redispatch_lapsed(self, now: datetime, lease: timedelta, *, limit: int) -> list[Change]:
+    def redispatch_lapsed(
+        self,
+        now: datetime,
+        lease: timedelta,
+        *,
+        limit: int,
+        no_worker: lifecycle.NoWorker | None = None,
+    ) -> list[Change]:
         """The parts of running jobs whose worker acknowledged the task early (``detached``)
         and has not been heard from for ``lease``: each lapses (:func:`lifecycle.lapse`),
-        dispatched again or, at its ``limit``-th lapse, failed."""
+        dispatched again or, at its ``limit``-th lapse, failed (with what ``no_worker``
+        says of its export in the error)."""
         return self._change_parts(
             _LAPSED,
             [rows.to_text(now - lease)],
-            partial(lifecycle.lapse, limit=limit, now=now),
+            partial(lifecycle.lapse, limit=limit, now=now, no_worker=no_worker),
             now,
         )
 

@@ -23,7 +23,7 @@ from exportd.bus.local import LocalBus
 from exportd.config import Settings
 from exportd.engine.service import Engine
 from exportd.errors import ConfigError, InvalidRequest
-from exportd.http import native
+from exportd.http import admin, native
 from exportd.http.access_log import AccessLog
 from exportd.http.context import AnyRequest, CheckedRequest, HttpApi, api_of
 from exportd.http.deadline import HttpConfig
@@ -60,7 +60,14 @@ async def readyz(request: AnyRequest) -> Health:
 def build_app(api: HttpApi) -> Litestar:
     """The application for ``api``, with every plugin's routes."""
     app = Litestar(
-        route_handlers=[healthz, readyz, native.jobs, native.files, *api.plugins.http_routes(api)],
+        route_handlers=[
+            healthz,
+            readyz,
+            native.jobs,
+            native.files,
+            admin.admin,
+            *api.plugins.http_routes(api),
+        ],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         request_class=CheckedRequest,
         openapi_config=OpenAPIConfig(

@@ -20,7 +20,7 @@ import msgspec
 from exportd.engine.schema import StoreFile, transaction
 from exportd.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 
-Permission = Literal["reports", "settings", "mail-messages", "data-reports:read"]
+Permission = Literal["reports", "settings", "mail-messages", "data-reports:read", "admin"]
 PERMISSIONS: tuple[str, ...] = get_args(Permission)
 TOKEN_PREFIX = "xd_"
 TOKEN_ID_LENGTH = 12

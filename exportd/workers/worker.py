@@ -30,9 +30,12 @@ the broker for a moment (the engine's lease counts only runs that fell silent), 
 one that the engine dispatched after a lapse.  A detached run stopped by a shutdown
 says it gives its part back, and the engine dispatches it again at once.
 
-The handlers of the task queue and of the cancel signals, and each task's reporter
-(progress, heartbeats, the early acknowledgement), go on through any
-:class:`Exception`, logging it once per streak and backing off
+A worker says every ``heartbeat_interval`` that it is alive, what it can export and what
+it runs, and says goodbye when it shuts down (:mod:`exportd.workers.heartbeats`).
+
+The handlers of the task queue and of the cancel signals, the worker's heartbeats, and
+each task's reporter (progress, heartbeats, the early acknowledgement), go on through
+any :class:`Exception`, logging it once per streak and backing off
 (:mod:`exportd.supervision`); a reporter that ends anyway ends :meth:`Worker.run`
 with :class:`~exportd.supervision.LoopEnded`.
 """
@@ -72,12 +75,14 @@ from exportd.messages import (
     FileInfo,
     PieceTask,
     Progress,
+    RunningTask,
     StatusUpdate,
     UpdateStatus,
 )
 from exportd.plugins.api import PASSING_FAILURES, Storage
 from exportd.plugins.manager import Plugins
 from exportd.supervision import Backoff, Guard, Loops, guarded
+from exportd.workers.heartbeats import Heartbeats
 from exportd.workers.pieces import JoiningRun, PieceRun
 
 log = logging.getLogger(__name__)
@@ -157,6 +162,19 @@ class Worker:
         self._reported: deque[PartRef] = deque(maxlen=REMEMBERED_OUTCOMES)
         self.loops = loops or Loops()
         self.shutting_down = False
+        self.heartbeats = Heartbeats(
+            bus,
+            plugins,
+            name=self.name,
+            concurrency=settings.worker.concurrency,
+            interval=settings.worker.heartbeat_interval,
+            running=self.running_tasks,
+        )
+
+    def running_tasks(self) -> list[RunningTask]:
+        """The parts this worker is exporting now, by job and part."""
+        parts = sorted(part_of(run.task) for run in self._running)
+        return [RunningTask(job_id=job, part=part, attempt=attempt) for job, attempt, part in parts]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then shut down gracefully (see :meth:`shutdown`).
@@ -177,11 +195,16 @@ class Worker:
             guarded(f"the handler of {topology.pieces}", self._on_piece),
             prefetch=self.settings.worker.concurrency,
         )
+        beating = self.loops.keep_running(
+            f"the heartbeats of worker {self.name}", self.heartbeats.beat
+        )
         log.info("worker %s taking tasks", self.name)
         try:
             await self.loops.wait(stop)
         finally:
             await self.shutdown(tasks, cancels, pieces)
+            await self.loops.stop(beating)
+            await self.heartbeats.say_goodbye()
             self.piece_threads.shutdown()
             self.work_area.close()
 

@@ -593,8 +593,12 @@ def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path, datastore: Pa
         )
         for line in log
     ), log
-    assert log[-2].endswith("SIGTERM: stopping (again to stop at once)")
-    assert log[-1].endswith("INFO stopped")
+    assert any(" INFO worker embedded joined: exportd " in line for line in log), log
+    assert [line.split(" INFO ")[1] for line in log[-3:]] == [
+        "SIGTERM: stopping (again to stop at once)",
+        "worker embedded said goodbye: it shut down",  # its engine forgets it at once
+        "stopped",
+    ]
 
 
 def test_jobs_and_watch_reach_serve_through_its_control_socket(

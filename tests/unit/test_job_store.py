@@ -702,6 +702,23 @@ def test_a_part_that_lapses_at_the_limit_fails_its_job_and_a_restart_counts_anew
     assert [task.lapses for kind, *_, task in outbox(store) if kind == "task"] == [0, 0]
 
 
+def test_a_part_lapsed_at_its_limit_names_what_no_live_worker_has(store: JobStore) -> None:
+    lease = timedelta(minutes=2)
+    job = created(store)
+    apply(store, update(job, "processing", 1, detached=True))
+    asked: list[tuple[str, str]] = []
+
+    def no_worker(source: str, format_: str) -> str:
+        asked.append((source, format_))
+        return f"no live worker has format {format_}"
+
+    [change] = store.redispatch_lapsed(NOW + lease, lease, limit=1, no_worker=no_worker)
+    assert asked == [(job.request.source, job.request.format)]
+    error = store.get(job.id).error
+    assert error is not None and error == change.job.error
+    assert error.message.endswith(f"; no live worker has format {job.request.format}")
+
+
 def test_a_run_overtaken_by_a_later_delivery_keeps_the_lease(store: JobStore) -> None:
     lease = timedelta(minutes=2)
     job = created(store)
