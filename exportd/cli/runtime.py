@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -21,6 +22,9 @@ from exportd.client import Client
 from exportd.config import Settings
 from exportd.control import SocketClient, socket_path
 from exportd.messages import JobEvent
+
+if TYPE_CHECKING:  # loaded only by the commands that serve metrics, not by `jobs`, `watch`
+    from exportd.metrics.process import ProcessMetrics
 
 log = logging.getLogger("exportd")
 
@@ -65,9 +69,15 @@ def engine_client(settings: Settings, broker: str | None) -> Client | SocketClie
     return connect(with_broker(settings, broker))
 
 
-def amqp_bus(settings: Settings, name: str) -> AmqpBus:
-    """The RabbitMQ bus of ``settings``, its connection called ``name`` on the broker."""
-    return AmqpBus(settings.broker, topology(settings), name=name)
+def amqp_bus(settings: Settings, name: str, metrics: ProcessMetrics) -> AmqpBus:
+    """The RabbitMQ bus of ``settings``, its connection called ``name`` on the broker, its
+    reconnects counted in ``metrics``."""
+    return AmqpBus(
+        settings.broker,
+        topology(settings),
+        name=name,
+        on_reconnect=metrics.broker_reconnects.inc,
+    )
 
 
 def run_until_stopped(service: Callable[[asyncio.Event], Awaitable[None]]) -> int:

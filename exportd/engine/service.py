@@ -37,6 +37,7 @@ from exportd.bus.topology import DEFAULT_EXCHANGE, event_routing_key
 from exportd.config import Settings
 from exportd.engine.batching import Batcher
 from exportd.engine.lifecycle import Change, Dropped
+from exportd.engine.metrics import EngineMetrics
 from exportd.engine.readers import StoreReaders
 from exportd.engine.store import JobPage, JobQuery, JobStore, NewPart, OutboxRow
 from exportd.errors import ErrorBody, ExportError, InternalError, InvalidRequest, Unavailable
@@ -51,6 +52,7 @@ from exportd.messages import (
     RequestReply,
     StatusUpdate,
 )
+from exportd.metrics.process import ProcessMetrics
 from exportd.plugins.manager import Plugins
 from exportd.supervision import Loops, guarded
 
@@ -89,9 +91,18 @@ class Engine:
     ``loops`` holds the engine's background loops while it runs, and those of whatever
     runs beside it in the process (the delivery service, the workers of the embedded
     mode): one that ends makes the engine unready and ends :meth:`run`.
+
+    Its metrics go to ``metrics``, the process's (a registry of its own if not given).
     """
 
-    def __init__(self, bus: Bus, plugins: Plugins, settings: Settings) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        plugins: Plugins,
+        settings: Settings,
+        *,
+        metrics: ProcessMetrics | None = None,
+    ) -> None:
         self.bus = bus
         self.plugins = plugins
         self.settings = settings
@@ -111,6 +122,8 @@ class Engine:
         self._progress_sent: dict[str, float] = {}
         self.loops = Loops()
         self.running = False
+        self.metrics = (metrics or ProcessMetrics()).part(EngineMetrics)
+        self.metrics.process.on_scrape(self._refresh_metrics)
 
     # -- the Python API -------------------------------------------------------------------
 
@@ -118,7 +131,11 @@ class Engine:
         """Validate ``request``, record the job and queue its tasks; the new job (or, for a
         repeated idempotency key, the existing one)."""
         parts = await asyncio.to_thread(self._plan_parts, request)
-        return await self._written(partial(self.store.create, request, parts, now=now()))
+        moment = now()
+        job = await self._written(partial(self.store.create, request, parts, now=moment))
+        if job.created_at == moment:  # not the earlier job of a repeated idempotency key
+            self.metrics.created(job)
+        return job
 
     async def ready(self) -> None:
         """Raise :class:`Unavailable` unless the engine runs, none of its loops ended, and
@@ -260,6 +277,7 @@ class Engine:
 
     async def _change(self, operation: Callable[[], Change]) -> JobSnapshot:
         change = await self._written(operation)
+        self.metrics.changed(change)
         await self._discard(change.discard)
         return change.job
 
@@ -397,7 +415,22 @@ class Engine:
         """Answer a refused request or command with the error, and dead-letter it."""
         log.info("refused %s: %s", message.routing_key, error.message)
         await self._reply(message, RequestReply(ok=False, error=error))
+        await self._dead_letter(message, message.routing_key)
+
+    async def _dead_letter(self, message: Message, queue: str) -> None:
+        """Refuse ``message`` of ``queue`` to its dead-letter queue, and count it."""
         await message.reject(requeue=False)
+        self.metrics.process.dead_lettered.labels(queue).inc()
+
+    async def _refresh_metrics(self) -> None:
+        """Read the outbox's figures and the counts of dropped updates from the job store
+        (off the event loop), for a scrape of the metrics."""
+
+        def read(store: JobStore) -> tuple[tuple[int, datetime | None], dict[str, int]]:
+            return store.outbox_figures(), store.dropped()
+
+        (outbox, oldest), dropped = await self.readers.read(read)
+        self.metrics.store_figures(outbox, oldest, dropped, now())
 
     async def _announce_rejection(self, error: ErrorBody) -> None:
         """Publish ``request.rejected`` for a refused request."""
@@ -431,13 +464,15 @@ class Engine:
             update = decode_json(message.body, StatusUpdate)
         except InvalidRequest as exc:
             log.error("dead-lettered a status update it cannot read: %s", exc)
-            await message.reject(requeue=False)
+            await self._dead_letter(message, self.bus.topology.status)
             return
         outcome = await self._updates.call(update)
         if isinstance(outcome, Dropped):
             log.debug("dropped update %s/%s: %s", update.job_id, update.part, outcome.reason)
-        elif outcome.event is None:
-            await self._announce_progress(outcome.job)
+        else:
+            self.metrics.changed(outcome)
+            if outcome.event is None:
+                await self._announce_progress(outcome.job)
         await self._discard(outcome.discard)
         await message.ack()
 
@@ -507,5 +542,6 @@ class Engine:
         if changes:
             self._outbox_ready.set()
         for change in changes:
+            self.metrics.changed(change)
             await self._discard(change.discard)
         await asyncio.sleep(engine.sweep_interval)

@@ -27,6 +27,7 @@ from exportd.http import native
 from exportd.http.context import AnyRequest, CheckedRequest, HttpApi, api_of
 from exportd.http.deadline import HttpConfig
 from exportd.http.errors import HANDLERS
+from exportd.http.metrics import HttpMetrics, measured, metrics_route
 from exportd.plugins.manager import Plugins
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,14 @@ async def readyz(request: AnyRequest) -> Health:
 def build_app(api: HttpApi) -> Litestar:
     """The application for ``api``, with every plugin's routes."""
     app = Litestar(
-        route_handlers=[healthz, readyz, native.jobs, native.files, *api.plugins.http_routes(api)],
+        route_handlers=[
+            healthz,
+            readyz,
+            metrics_route,
+            native.jobs,
+            native.files,
+            *api.plugins.http_routes(api),
+        ],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         request_class=CheckedRequest,
         openapi_config=OpenAPIConfig(
@@ -148,7 +156,7 @@ async def serving_http(
         raise ConfigError(f"http.listen: cannot listen on {settings.http.listen}: {exc}") from None
     api = HttpApi(engine, plugins, settings)
     config = HttpConfig(
-        build_app(api),
+        measured(build_app(api), engine.metrics.process.part(HttpMetrics)),
         header_timeout=settings.http.header_timeout,
         log_config=None,
         access_log=False,

@@ -74,9 +74,11 @@ from exportd.messages import (
     StatusUpdate,
     UpdateStatus,
 )
+from exportd.metrics.process import ProcessMetrics
 from exportd.plugins.api import PASSING_FAILURES, Storage
 from exportd.plugins.manager import Plugins
 from exportd.supervision import Backoff, Guard, Loops, guarded
+from exportd.workers.metrics import WorkerMetrics
 from exportd.workers.pieces import JoiningRun, PieceRun
 
 log = logging.getLogger(__name__)
@@ -125,7 +127,8 @@ def part_of(task: ExportTask) -> PartRef:
 class Worker:
     """Consumes ``exportd.tasks`` and runs up to ``worker.concurrency`` exports at once.
 
-    Its tasks' reporters run in ``loops`` (its own, or those of the engine it runs beside).
+    Its tasks' reporters run in ``loops`` (its own, or those of the engine it runs beside);
+    its metrics go to ``metrics``, the process's (a registry of its own if not given).
     """
 
     def __init__(
@@ -136,6 +139,7 @@ class Worker:
         *,
         name: str | None = None,
         loops: Loops | None = None,
+        metrics: ProcessMetrics | None = None,
     ) -> None:
         self.bus = bus
         self.plugins = plugins
@@ -155,6 +159,9 @@ class Worker:
         self._cancelled: deque[tuple[str, int]] = deque(maxlen=REMEMBERED_CANCELS)
         self._reported: deque[PartRef] = deque(maxlen=REMEMBERED_OUTCOMES)
         self.loops = loops or Loops()
+        self.metrics = (metrics or ProcessMetrics()).part(WorkerMetrics)
+        self.taking = False
+        """Whether its consumers run: from their start until its shutdown begins."""
         self.shutting_down = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -176,6 +183,7 @@ class Worker:
             guarded(f"the handler of {topology.pieces}", self._on_piece),
             prefetch=self.settings.worker.concurrency,
         )
+        self.taking = True
         log.info("worker %s taking tasks", self.name)
         try:
             await self.loops.wait(stop)
@@ -191,6 +199,7 @@ class Worker:
         stop them and give them back to the queue for another worker.  Pieces stop at
         once: their joining runs write them."""
         self.shutting_down = True
+        self.taking = False
         await tasks.cancel()
         await pieces.cancel()
         for piece in self._pieces:
@@ -205,6 +214,18 @@ class Worker:
                 await asyncio.wait(late)
         await pieces.stop()  # the pieces' runs, stopped above, end
         await cancels.cancel()
+
+    def health(self) -> str | None:
+        """Why the worker is not live (for ``/healthz`` on its metrics listener), or
+        ``None`` while its consumers run and none of its loops ended.  That the answer
+        comes at all says its event loop turns."""
+        if self.loops.ended is not None:
+            return str(self.loops.ended)
+        if self.shutting_down:
+            return "shutting down"
+        if not self.taking:
+            return "not taking tasks yet"
+        return None
 
     async def _on_cancel(self, message: Message) -> None:
         """Have the runs of the signalled job stop.  Any :class:`Exception` gives the
@@ -262,9 +283,12 @@ class Worker:
             return
         run = TaskRun(self, task, message)
         self._running.add(run)
+        in_progress = self.metrics.tasks_in_progress.labels(self.name)
+        in_progress.inc()
         try:
             await run.execute()
         finally:
+            in_progress.dec()
             self._running.discard(run)
             run.done.set_result(None)
 
@@ -276,6 +300,7 @@ class Worker:
         except msgspec.DecodeError as exc:
             log.error("worker %s dead-letters a malformed %s: %s", self.name, what, exc)
             await message.reject(requeue=False)
+            self.metrics.process.dead_lettered.labels(message.routing_key).inc()
             return None
 
     def reported(self, task: ExportTask) -> None:
@@ -371,6 +396,7 @@ class TaskRun:
             return
         status: UpdateStatus = "done" if file else "failed" if error else "canceled"
         await self._send_outcome(status, file=file, error=error)
+        self.worker.metrics.ran(task, status, time.monotonic() - self._started, file)
         log.info(
             "worker %s ran task %s part %d: %s (run %s)",
             *(self.worker.name, task.job_id, task.part, status, self.run),
