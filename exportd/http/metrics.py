@@ -77,4 +77,5 @@ def measured(app: ASGIApp, metrics: HttpMetrics) -> ASGIApp:
 async def metrics_route(request: AnyRequest) -> Response[Any]:
     """The process's metrics in Prometheus's text format."""
     body = await api_of(request).engine.metrics.process.exposition()
-    return Response(body, media_type=CONTENT_TYPE)
+    # As a header: Litestar adds a second charset to a text/ media type that has one.
+    return Response(body, headers={"content-type": CONTENT_TYPE})

@@ -6,7 +6,8 @@ framework (see docs/runtime.md, "Layers").  That it answers at all says the loop
 turns; ``/healthz`` answers 200 ``ok`` while the worker says it is live, and 503 with
 the reason otherwise (shutting down, a loop that ended).  Each connection carries one
 request (``Connection: close``); a request whose head does not arrive within
-:data:`HEAD_TIMEOUT` seconds, or is larger than :data:`HEAD_LIMIT`, is cut.
+:data:`HEAD_TIMEOUT` seconds, or is larger than :data:`HEAD_LIMIT`, is cut.  An answer
+that fails (a bug) is a 500, logged with its traceback; the listener goes on.
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ class MetricsListener:
         try:
             async with asyncio.timeout(HEAD_TIMEOUT):
                 head = await reader.readuntil(b"\r\n\r\n")
-            status, content_type, body = await self.answer(head)
+            try:
+                status, content_type, body = await self.answer(head)
+            except Exception:  # a bug: answered 500 and logged, the listener goes on
+                log.exception("the metrics listener failed to answer")
+                status, content_type, body = HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain", b""
             writer.write(_response(status, content_type, body))
             await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):

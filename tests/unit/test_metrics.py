@@ -127,6 +127,23 @@ async def test_the_listener_serves_metrics_and_liveness() -> None:
         assert (await client.post("/metrics")).status_code == 405
 
 
+async def test_an_answer_that_fails_is_a_500_logged_and_the_listener_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken() -> str | None:
+        raise RuntimeError("a bug in health")
+
+    async with (
+        serving_metrics("127.0.0.1:0", "x", ProcessMetrics(), broken) as url,
+        httpx.AsyncClient(base_url=str(url), timeout=5) as client,
+    ):
+        with caplog.at_level(logging.ERROR):
+            assert (await client.get("/healthz")).status_code == 500
+        assert "the metrics listener failed to answer" in caplog.text
+        assert "a bug in health" in caplog.text
+        assert (await client.get("/metrics")).status_code == 200
+
+
 async def test_the_listener_cuts_a_head_that_does_not_come_and_goes_on() -> None:
     async with listener(ProcessMetrics(), Liveness()) as client:
         host, port = client.base_url.host, client.base_url.port
