@@ -1,9 +1,9 @@
 """What a process of each kind loads, each run in a fresh Python: the command line
 and ``exportd export`` load no HTTP framework, job store, RabbitMQ client or
 Prometheus client, a worker no HTTP framework and no job store, and a blocked
-built-in plugin is not imported at all.  A csv export loads no library that only another format, another
-storage or a delivery uses, since start-up is most of a small export's time.  (A
-real ``exportd worker`` that ran an export is checked in
+built-in plugin is not imported at all.  A csv export loads no library that only
+another format, another storage or a delivery uses, since start-up is most of a
+small export's time.  (A real ``exportd worker`` that ran an export is checked in
 ``tests/integration/test_cli_runtime.py``.)"""
 
 from __future__ import annotations
