@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import msgspec
@@ -15,8 +16,10 @@ import pytest
 
 from exportd.config import Settings
 from exportd.deliveries.metrics import DeliveryMetrics
+from exportd.engine import lifecycle
 from exportd.engine.metrics import EngineMetrics
 from exportd.errors import ConfigError
+from exportd.messages import Interval, RequestFields, StatusUpdate
 from exportd.metrics.listener import HEAD_TIMEOUT, listen_address, serving_metrics
 from exportd.metrics.process import CONTENT_TYPE, ProcessMetrics
 from exportd.workers.metrics import WorkerMetrics
@@ -169,3 +172,38 @@ async def test_a_listener_on_an_address_in_use_is_a_config_error() -> None:
 async def test_no_listener_without_an_address() -> None:
     async with serving_metrics("", "worker.metrics_listen", ProcessMetrics(), Liveness()) as url:
         assert url is None
+
+
+def test_the_engine_counts_attempts_that_end_not_other_changes() -> None:
+    process = ProcessMetrics()
+    engine = process.part(EngineMetrics)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+
+    def at(seconds: float) -> datetime:
+        return start + timedelta(seconds=seconds)
+
+    request = RequestFields(source="count", format="lines", interval=Interval(start, at(60)))
+    created = lifecycle.create("j", request, 1, now=at(0))
+    engine.created(created.job)
+    update = StatusUpdate(job_id="j", part=0, attempt=1, seq=1, status="done")
+    done = lifecycle.apply_update(created.state, update, now=at(3), lifetime=timedelta(hours=1))
+    assert isinstance(done, lifecycle.Change)
+    expired = lifecycle.expire(done.state, now=at(7200))
+    restarted = lifecycle.restart(expired.state, now=at(9000))
+    changes = [
+        done,
+        expired,  # after its attempt ended: not counted again
+        lifecycle.delete(done.state, now=at(7200)),  # nor is a delete of a finished job
+        restarted,  # a new attempt
+        lifecycle.cancel(restarted.state, now=at(9001)),
+    ]
+    for change in changes:
+        engine.changed(change)
+    scraped = Scrape.parse(asyncio.run(process.exposition()).decode())
+    labels = {"source": "count", "format": "lines"}
+    assert scraped.value("exportd_jobs_created_total", **labels) == 2
+    assert scraped.value("exportd_jobs_finished_total", **labels, status="done") == 1
+    assert scraped.value("exportd_jobs_finished_total", **labels, status="canceled") == 1
+    assert scraped.value("exportd_jobs_finished_total", **labels, status="deleted") is None
+    assert scraped.value("exportd_job_duration_seconds_sum", **labels, status="done") == 3
+    assert scraped.value("exportd_job_rows_count", **labels) == 1
