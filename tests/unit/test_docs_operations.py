@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from exportd.deliveries.metrics import DeliveryMetrics
 from exportd.engine.metrics import EngineMetrics

@@ -182,7 +182,8 @@ def test_the_engine_counts_attempts_that_end_not_other_changes() -> None:
     def at(seconds: float) -> datetime:
         return start + timedelta(seconds=seconds)
 
-    request = RequestFields(source="count", format="lines", interval=Interval(start, at(60)))
+    day = Interval("2024-01-01", "2024-01-02")
+    request = RequestFields(source="count", format="lines", interval=day)
     created = lifecycle.create("j", request, 1, now=at(0))
     engine.created(created.job)
     update = StatusUpdate(job_id="j", part=0, attempt=1, seq=1, status="done")
