@@ -17,6 +17,8 @@ from exportd.metrics.process import ProcessMetrics
 from exportd.plugins.manager import load_plugins
 from exportd.workers.worker import Worker
 
+LISTEN_FIELD = "worker.metrics_listen"
+
 
 def add_parser(commands: Any, name: str, help_: str) -> None:
     """Add the ``worker`` command to the ``exportd`` parser's sub-commands."""
@@ -51,10 +53,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     metrics = ProcessMetrics()
 
     async def service(stop: asyncio.Event) -> None:
-        async with amqp_bus(settings, f"exportd worker {name}", metrics) as bus:
+        worker: Worker | None = None
+
+        def health() -> str | None:
+            return "connecting to the broker" if worker is None else worker.health()
+
+        # Listening first: an address it cannot listen on stops it before it connects.
+        async with (
+            serving_metrics(settings.worker.metrics_listen, LISTEN_FIELD, metrics, health),
+            amqp_bus(settings, f"exportd worker {name}", metrics) as bus,
+        ):
             worker = Worker(bus, plugins, settings, name=name, metrics=metrics)
-            listen = settings.worker.metrics_listen
-            async with serving_metrics(listen, "worker.metrics_listen", metrics, worker.health):
-                await worker.run(stop)
+            await worker.run(stop)
 
     return run_until_stopped(service)

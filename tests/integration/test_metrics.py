@@ -304,3 +304,23 @@ class TestReconnectsOnAPrivateNode(OnThePrivateNode):
         eventually(lambda: scrape(worker_url).value(reconnects) == 1)
         assert scrape(engine_url).value(reconnects) == 0
         assert healthz(worker_url).status_code == 200  # a reconnect is no reason to restart
+
+
+def test_a_worker_that_cannot_listen_stops_before_it_connects(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTD_")}
+        env |= {
+            "EXPORTD_HOME": str(tmp_path),
+            "EXPORTD_BROKER__URL": "amqp://guest:guest@127.0.0.1:1/",  # nobody: not asked
+            "EXPORTD_WORKER__METRICS_LISTEN": f"127.0.0.1:{port}",
+        }
+        result = run_exportd(["worker"], env, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"exportd: error: configuration key 'worker.metrics_listen': cannot listen on "
+        f"127.0.0.1:{port}: "
+    ), result.stderr
+    assert result.stderr.count("\n") == 1
