@@ -28,6 +28,8 @@ JOB_STORE = ("exportd.engine",)
 """The engine, its job store (``exportd.engine.store``) among it."""
 BUS_CLIENTS = ("kombu", "aio_pika", "exportd.bus", "exportd.client")
 """What talks to RabbitMQ."""
+METRICS = ("prometheus_client", "exportd.metrics")
+"""Prometheus metrics: loaded only by the processes that serve them (engine, worker, serve)."""
 S3_CLIENT = ("boto3", "botocore")
 """What the ``s3`` storage talks to its service with: loaded only where it is used."""
 

@@ -250,7 +250,9 @@ class AmqpBus(Bus):
     """A :class:`Bus` on RabbitMQ.
 
     ``name`` is the connection name the broker shows (``rabbitmqctl
-    list_connections client_properties``, the management UI).
+    list_connections client_properties``, the management UI); ``on_reconnect`` is
+    called each time aio-pika restored the connection after it dropped (the process's
+    metrics count them).
     """
 
     def __init__(
@@ -259,10 +261,12 @@ class AmqpBus(Bus):
         topology: Topology | None = None,
         *,
         name: str = "exportd",
+        on_reconnect: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(topology)
         self.settings = settings or BrokerSettings()
         self.name = name
+        self._on_reconnect = on_reconnect
         self._queue_specs = {spec.name: spec for spec in self.topology.queues()}
         self._exchange_names = {spec.name for spec in self.topology.exchanges()}
         self._connection: AbstractRobustConnection | None = None
@@ -281,6 +285,9 @@ class AmqpBus(Bus):
         watch = self._connection_log = ConnectionLog(str(self._connection))
         self._connection.close_callbacks.add(watch.lost)
         self._connection.reconnect_callbacks.add(watch.back)
+        if self._on_reconnect is not None:
+            on_reconnect = self._on_reconnect
+            self._connection.reconnect_callbacks.add(lambda _connection: on_reconnect())
         try:
             with _as_bus_error("cannot declare the topology"):
                 self._publisher = channel = await self._connection.channel(on_return_raises=True)

@@ -15,6 +15,7 @@ from exportd.deliveries.service import delivering
 from exportd.engine.service import Engine
 from exportd.http.app import serving_http
 from exportd.kernel.datastores import data_store
+from exportd.metrics.process import ProcessMetrics
 from exportd.plugins.manager import load_plugins
 
 
@@ -26,7 +27,8 @@ def add_parser(commands: Any, name: str, help_: str) -> None:
         description="Run the engine on RabbitMQ: it takes export requests and job commands, "
         "records jobs in EXPORTD_HOME/jobs.db, serves the HTTP API, dispatches their tasks "
         "to workers (exportd worker, on any host), announces every change of a job and "
-        "sends the files of jobs that ask for it by email.  Run one.  "
+        "sends the files of jobs that ask for it by email, and serves its metrics at /metrics "
+        "on its HTTP listener.  Run one.  "
         "Logs a line per change of a job's status on stderr.  On SIGINT or SIGTERM it "
         "stops taking messages and exits.",
     )
@@ -43,9 +45,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     async def service(stop: asyncio.Event) -> None:
         name = f"exportd engine {socket.gethostname()}:{os.getpid()}"
-        async with amqp_bus(settings, name) as bus:
+        metrics = ProcessMetrics()
+        async with amqp_bus(settings, name, metrics) as bus:
             changes = await log_job_changes(bus)
-            engine = Engine(bus, plugins, settings)
+            engine = Engine(bus, plugins, settings, metrics=metrics)
             try:
                 async with (
                     delivering(engine, bus, plugins, settings),

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -24,6 +25,9 @@ from exportd.control import SocketClient, socket_path
 from exportd.errors import InvalidRequest
 from exportd.logs.handler import log_to_stderr
 from exportd.messages import JobEvent
+
+if TYPE_CHECKING:  # loaded only by the commands that serve metrics, not by `jobs`, `watch`
+    from exportd.metrics.process import ProcessMetrics
 
 log = logging.getLogger("exportd")
 
@@ -67,9 +71,15 @@ def engine_client(settings: Settings, broker: str | None) -> Client | SocketClie
     return connect(with_broker(settings, broker))
 
 
-def amqp_bus(settings: Settings, name: str) -> AmqpBus:
-    """The RabbitMQ bus of ``settings``, its connection called ``name`` on the broker."""
-    return AmqpBus(settings.broker, topology(settings), name=name)
+def amqp_bus(settings: Settings, name: str, metrics: ProcessMetrics) -> AmqpBus:
+    """The RabbitMQ bus of ``settings``, its connection called ``name`` on the broker, its
+    reconnects counted in ``metrics``."""
+    return AmqpBus(
+        settings.broker,
+        topology(settings),
+        name=name,
+        on_reconnect=metrics.broker_reconnects.inc,
+    )
 
 
 def run_until_stopped(

@@ -20,6 +20,7 @@ from exportd.engine.control_socket import ControlSocket
 from exportd.engine.service import Engine
 from exportd.http.app import serving_http
 from exportd.kernel.datastores import data_store
+from exportd.metrics.process import ProcessMetrics
 from exportd.plugins.manager import Plugins, load_plugins
 from exportd.workers.worker import Worker
 
@@ -35,6 +36,7 @@ def add_parser(commands: Any, name: str, help_: str) -> None:
         "in-process bus: no RabbitMQ needed.  The job store and the files live under "
         "EXPORTD_HOME.  exportd jobs and exportd watch reach it through its control socket, "
         "EXPORTD_HOME/control.sock.  "
+        "Its HTTP API serves the metrics of the engine and its workers at /metrics.  "
         "Logs a line per change of a job's status on stderr.  On SIGINT or SIGTERM the "
         "running exports get worker.shutdown_grace seconds to finish.",
     )
@@ -87,9 +89,12 @@ async def embedded(settings: Settings, plugins: Plugins) -> AsyncIterator[Engine
     engine_stop, worker_stop = asyncio.Event(), asyncio.Event()
     async with LocalBus(topology(settings)) as bus:
         changes = await log_job_changes(bus)
-        engine = Engine(bus, plugins, settings)
+        metrics = ProcessMetrics()  # one registry: /metrics shows the engine and its worker
+        engine = Engine(bus, plugins, settings, metrics=metrics)
         async with delivering(engine, bus, plugins, settings):
-            worker = Worker(bus, plugins, settings, name="embedded", loops=engine.loops)
+            worker = Worker(
+                bus, plugins, settings, name="embedded", loops=engine.loops, metrics=metrics
+            )
             engine_run = asyncio.create_task(engine.run(engine_stop), name="exportd engine")
             worker_run = asyncio.create_task(worker.run(worker_stop), name="exportd worker")
             try:

@@ -12,8 +12,12 @@ from exportd.cli.arguments import add_broker_option, with_broker, with_concurren
 from exportd.cli.runtime import amqp_bus, run_until_stopped
 from exportd.config import Settings
 from exportd.kernel.datastores import data_store
+from exportd.metrics.listener import serving_metrics
+from exportd.metrics.process import ProcessMetrics
 from exportd.plugins.manager import load_plugins
 from exportd.workers.worker import Worker
+
+LISTEN_FIELD = "worker.metrics_listen"
 
 
 def add_parser(commands: Any, name: str, help_: str) -> None:
@@ -25,7 +29,8 @@ def add_parser(commands: Any, name: str, help_: str) -> None:
         "(exportd engine), runs them and stores their files.  Run as many as you like, on "
         "any host; they must share the storage with the engine.  On SIGINT or SIGTERM it "
         "takes no more tasks, gives the running ones worker.shutdown_grace seconds to "
-        "finish, then returns the rest to the queue for another worker.",
+        "finish, then returns the rest to the queue for another worker.  With the "
+        "worker.metrics_listen setting (HOST:PORT) it serves /metrics and /healthz there.",
     )
     add_broker_option(parser)
     parser.add_argument(
@@ -45,9 +50,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     plugins = load_plugins(settings)
     data_store(settings)  # a data.url it cannot use stops it now (no connection yet)
     name = f"{socket.gethostname()}:{os.getpid()}"
+    metrics = ProcessMetrics()
 
     async def service(stop: asyncio.Event) -> None:
-        async with amqp_bus(settings, f"exportd worker {name}") as bus:
-            await Worker(bus, plugins, settings, name=name).run(stop)
+        worker: Worker | None = None
+
+        def health() -> str | None:
+            return "connecting to the broker" if worker is None else worker.health()
+
+        # Listening first: an address it cannot listen on stops it before it connects.
+        async with (
+            serving_metrics(settings.worker.metrics_listen, LISTEN_FIELD, metrics, health),
+            amqp_bus(settings, f"exportd worker {name}", metrics) as bus,
+        ):
+            worker = Worker(bus, plugins, settings, name=name, metrics=metrics)
+            await worker.run(stop)
 
     return run_until_stopped(service, settings.log)

@@ -36,6 +36,8 @@ class BrokerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
+LISTEN_OR_OFF_PATTERN = r"^(.+:[0-9]{1,5})?$"
+"""``HOST:PORT``, or empty for no listener."""
 
 
 class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -72,6 +74,12 @@ class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A piece whose worker has said nothing for this long (it reports every
     ``progress_interval``; at least three of those count) is written by the joining
     worker itself."""
+
+    metrics_listen: Annotated[str, msgspec.Meta(pattern=LISTEN_OR_OFF_PATTERN)] = ""
+    """HOST:PORT where ``exportd worker`` serves ``/metrics`` (Prometheus) and
+    ``/healthz`` (200 while it takes tasks, 503 otherwise), e.g. ``127.0.0.1:9464``;
+    empty (the default): no listener.  ``exportd serve`` serves its worker's metrics on
+    its HTTP API instead."""
 
 
 class EngineSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

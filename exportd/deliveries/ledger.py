@@ -107,6 +107,13 @@ class Ledger:
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
+    def pending_by_method(self) -> dict[str, int]:
+        """How many deliveries are pending, by method."""
+        rows = self._db.execute(
+            "SELECT method, count(*) FROM deliveries WHERE status = 'pending' GROUP BY method"
+        )
+        return dict(rows.fetchall())
+
     def retry(self, pending: Pending, at: float, error: str) -> None:
         """Count a failed try and have the delivery tried again at ``at``."""
         self._db.execute(

@@ -34,6 +34,7 @@ import msgspec
 from exportd.bus.base import Bus, Message
 from exportd.config import Settings
 from exportd.deliveries.ledger import Ledger, Pending
+from exportd.deliveries.metrics import DeliveryMetrics
 from exportd.engine.service import Engine
 from exportd.engine.store import JobQuery
 from exportd.errors import NotFound
@@ -69,6 +70,7 @@ class DeliveryService:
         self.base_url = settings.http.public_url.rstrip("/") or None
         self.keep_closed = settings.engine.file_lifetime + KEEP_AFTER_EXPIRY
         self.ledger = Ledger(settings.home_path / LEDGER_FILE)
+        self.metrics = engine.metrics.process.part(DeliveryMetrics)
         self._wake = asyncio.Event()
         self._stopping = False
         self._prune_at = 0.0
@@ -153,22 +155,23 @@ class DeliveryService:
         try:
             job = await self.engine.get(pending.job_id)
         except NotFound:
-            self.ledger.finish(pending, "given_up", "the job is gone")
+            self._give_up(pending, "the job is gone")
             return
         if job.status != "done" or job.attempt != pending.attempt:
-            self.ledger.finish(pending, "given_up", f"its files are gone: the job is {job.status}")
+            self._give_up(pending, f"its files are gone: the job is {job.status}")
             log.warning("job %s: not delivered, it is %s", job.id, job.status)
             return
         try:
             method = self.plugins.delivery(pending.method)
             await asyncio.to_thread(method.deliver, job, self._context(job))
         except Undeliverable as exc:
-            self.ledger.finish(pending, "given_up", str(exc))
+            self._give_up(pending, str(exc))
             log.error("job %s: %s delivery given up: %s", job.id, pending.method, exc)
         except Exception as exc:
             # Plugins not loaded any more, an SMTP server down: it may pass.
             interval = self._retry_interval(pending.method)
             self.ledger.retry(pending, time.time() + interval, f"{type(exc).__name__}: {exc}")
+            self.metrics.failed.labels(pending.method, "retry").inc()
             log.warning(
                 "job %s: %s delivery failed (try %d), again in %g s: %s",
                 job.id,
@@ -179,7 +182,18 @@ class DeliveryService:
             )
         else:
             self.ledger.finish(pending, "sent")
+            self.metrics.sent.labels(pending.method).inc()
             log.info("job %s: delivered by %s", job.id, pending.method)
+
+    def _give_up(self, pending: Pending, why: str) -> None:
+        """Close a delivery that cannot be made, and count it."""
+        self.ledger.finish(pending, "given_up", why)
+        self.metrics.failed.labels(pending.method, "given_up").inc()
+
+    async def refresh_metrics(self) -> None:
+        """Read the pending deliveries from the ledger (on the event loop, the ledger's
+        thread: one indexed count), for a scrape of the metrics."""
+        self.metrics.pending_now(self.ledger.pending_by_method())
 
     def _retry_interval(self, method: str) -> float:
         found = self.plugins.deliveries.get(method)
@@ -209,6 +223,7 @@ async def delivering(
         bus.topology.events, DONE_EVENTS, guarded("the handler of done events", service.on_event)
     )
     running: asyncio.Task[None] | None = None
+    unwatch = service.metrics.process.on_scrape(service.refresh_metrics)
     try:
         await service.catch_up()
         service.ledger.mark(listening_since)  # from now on the events bring every job
@@ -221,4 +236,5 @@ async def delivering(
         await subscription.cancel()
         if running is not None:
             await engine.loops.stop(running)
+        unwatch()
         service.ledger.close()

@@ -40,6 +40,7 @@ from exportd.bus.topology import DEFAULT_EXCHANGE, event_routing_key
 from exportd.config import Settings
 from exportd.engine.batching import Batcher
 from exportd.engine.lifecycle import Change, Dropped
+from exportd.engine.metrics import EngineMetrics
 from exportd.engine.readers import StoreReaders
 from exportd.engine.store import JobPage, JobQuery, JobStore, NewPart, OutboxRow
 from exportd.engine.worker_registry import WorkerRegistry
@@ -66,6 +67,7 @@ from exportd.messages import (
     WorkerHeartbeat,
     WorkerSnapshot,
 )
+from exportd.metrics.process import ProcessMetrics
 from exportd.plugins.manager import Plugins
 from exportd.supervision import Loops, guarded
 
@@ -107,9 +109,18 @@ class Engine:
     ``loops`` holds the engine's background loops while it runs, and those of whatever
     runs beside it in the process (the delivery service, the workers of the embedded
     mode): one that ends makes the engine unready and ends :meth:`run`.
+
+    Its metrics go to ``metrics``, the process's (a registry of its own if not given).
     """
 
-    def __init__(self, bus: Bus, plugins: Plugins, settings: Settings) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        plugins: Plugins,
+        settings: Settings,
+        *,
+        metrics: ProcessMetrics | None = None,
+    ) -> None:
         self.bus = bus
         self.plugins = plugins
         self.settings = settings
@@ -133,14 +144,14 @@ class Engine:
             started=now(),
         )
         """The workers heard from: :meth:`live_workers` counts the live ones."""
-        self.jobs_without_worker = 0
-        """Jobs dispatched that no live worker could run, since the start (for a counter)."""
         self.loops = Loops()
         self.running = False
         self.on_removed: list[Callable[[list[str]], None]] = []
         """Called on the event loop with the ids of each batch of jobs the sweep removed
         (``engine.job_retention``), for what keeps records of jobs elsewhere (the
         delivery ledger) to forget them."""
+        self.metrics = (metrics or ProcessMetrics()).part(EngineMetrics)
+        self.metrics.process.on_scrape(self._refresh_metrics)
 
     # -- the Python API -------------------------------------------------------------------
 
@@ -148,7 +159,10 @@ class Engine:
         """Validate ``request``, record the job and queue its tasks; the new job (or, for a
         repeated idempotency key, the existing one)."""
         parts = await asyncio.to_thread(self._plan_parts, request)
-        job = await self._written(partial(self.store.create, request, parts, now=now()))
+        moment = now()
+        job = await self._written(partial(self.store.create, request, parts, now=moment))
+        if job.created_at == moment:  # not the earlier job of a repeated idempotency key
+            self.metrics.created(job)
         self._warn_if_no_worker(job)
         return job
 
@@ -168,7 +182,7 @@ class Engine:
         request = job.request
         reason = self.workers.capabilities(now()).missing(request.source, request.format)
         if reason is not None:
-            self.jobs_without_worker += 1
+            self.metrics.jobs_without_worker.labels(request.source, request.format).inc()
             log.warning("job %s (%s to %s): %s", job.id, request.source, request.format, reason)
 
     async def ready(self) -> None:
@@ -313,6 +327,7 @@ class Engine:
 
     async def _change(self, operation: Callable[[], Change]) -> JobSnapshot:
         change = await self._written(operation)
+        self.metrics.changed(change)
         with job_context(change.job.id, attempt=change.job.attempt):
             await self._discard(change.discard)
         return change.job
@@ -460,7 +475,24 @@ class Engine:
         """Answer a refused request or command with the error, and dead-letter it."""
         log.info("refused %s: %s", message.routing_key, error.message)
         await self._reply(message, RequestReply(ok=False, error=error))
-        await message.dead_letter(f"{error.code}: {error_line(error)}")
+        await self._dead_letter(message, message.routing_key, f"{error.code}: {error_line(error)}")
+
+    async def _dead_letter(self, message: Message, queue: str, reason: str) -> None:
+        """Refuse ``message`` of ``queue`` to its dead-letter queue with ``reason``, and
+        count it."""
+        await message.dead_letter(reason)
+        self.metrics.process.dead_lettered.labels(queue).inc()
+
+    async def _refresh_metrics(self) -> None:
+        """Read the outbox's figures and the counts of dropped updates from the job store
+        (off the event loop), for a scrape of the metrics."""
+
+        def read(store: JobStore) -> tuple[tuple[int, datetime | None], dict[str, int]]:
+            return store.outbox_figures(), store.dropped()
+
+        (outbox, oldest), dropped = await self.readers.read(read)
+        self.metrics.store_figures(outbox, oldest, dropped, now())
+        self.metrics.worker_figures(self.list_workers())
 
     async def _announce_rejection(self, error: ErrorBody) -> None:
         """Publish ``request.rejected`` for a refused request."""
@@ -494,14 +526,17 @@ class Engine:
             update = decode_json(message.body, StatusUpdate)
         except InvalidRequest as exc:
             log.error("dead-lettered a status update it cannot read: %s", exc)
-            await message.dead_letter(f"{exc.code}: {error_line(exc.body())}")
+            reason = f"{exc.code}: {error_line(exc.body())}"
+            await self._dead_letter(message, self.bus.topology.status, reason)
             return
         with job_context(update.job_id, update.part, update.attempt):
             outcome = await self._updates.call(await self._with_no_worker(update))
             if isinstance(outcome, Dropped):
                 log.debug("dropped update %s/%s: %s", update.job_id, update.part, outcome.reason)
-            elif outcome.event is None:
-                await self._announce_progress(outcome.job)
+            else:
+                self.metrics.changed(outcome)
+                if outcome.event is None:
+                    await self._announce_progress(outcome.job)
             await self._discard(outcome.discard)
         await message.ack()
 
@@ -606,6 +641,7 @@ class Engine:
         if changes:
             self._outbox_ready.set()
         for change in changes:
+            self.metrics.changed(change)
             with job_context(change.job.id, attempt=change.job.attempt):
                 await self._discard(change.discard)
         if engine.job_retention:

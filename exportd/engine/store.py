@@ -539,6 +539,12 @@ class JobStore(StoreFile):
             for row in waiting
         ]
 
+    def outbox_figures(self) -> tuple[int, datetime | None]:
+        """How many messages wait in the outbox, and when the oldest of them was written
+        (``None`` when none waits)."""
+        count, oldest = self._db.execute("select count(*), min(created_at) from outbox").fetchone()
+        return count, None if oldest is None else datetime.fromisoformat(oldest)
+
     def outbox_done(self, ids: Iterable[int]) -> None:
         """Forget published messages (once the broker confirmed them)."""
         with transaction(self._db):

@@ -28,6 +28,7 @@ from exportd.http.access_log import AccessLog
 from exportd.http.context import AnyRequest, CheckedRequest, HttpApi, api_of
 from exportd.http.deadline import HttpConfig
 from exportd.http.errors import HANDLERS
+from exportd.http.metrics import HttpMetrics, measured, metrics_route
 from exportd.plugins.manager import Plugins
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def build_app(api: HttpApi) -> Litestar:
         route_handlers=[
             healthz,
             readyz,
+            metrics_route,
             native.jobs,
             native.files,
             admin.admin,
@@ -156,7 +158,7 @@ async def serving_http(
         raise ConfigError(f"http.listen: cannot listen on {settings.http.listen}: {exc}") from None
     api = HttpApi(engine, plugins, settings)
     config = HttpConfig(
-        AccessLog(build_app(api)),
+        AccessLog(measured(build_app(api), engine.metrics.process.part(HttpMetrics))),
         header_timeout=settings.http.header_timeout,
         log_config=None,
         access_log=False,

@@ -79,10 +79,12 @@ from exportd.messages import (
     StatusUpdate,
     UpdateStatus,
 )
+from exportd.metrics.process import ProcessMetrics
 from exportd.plugins.api import PASSING_FAILURES, Storage
 from exportd.plugins.manager import Plugins
 from exportd.supervision import Backoff, Guard, Loops, guarded
 from exportd.workers.heartbeats import Heartbeats
+from exportd.workers.metrics import WorkerMetrics
 from exportd.workers.pieces import JoiningRun, PieceRun
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,8 @@ def part_of(task: ExportTask) -> PartRef:
 class Worker:
     """Consumes ``exportd.tasks`` and runs up to ``worker.concurrency`` exports at once.
 
-    Its tasks' reporters run in ``loops`` (its own, or those of the engine it runs beside).
+    Its tasks' reporters run in ``loops`` (its own, or those of the engine it runs beside);
+    its metrics go to ``metrics``, the process's (a registry of its own if not given).
     """
 
     def __init__(
@@ -142,6 +145,7 @@ class Worker:
         *,
         name: str | None = None,
         loops: Loops | None = None,
+        metrics: ProcessMetrics | None = None,
     ) -> None:
         self.bus = bus
         self.plugins = plugins
@@ -161,6 +165,9 @@ class Worker:
         self._cancelled: deque[tuple[str, int]] = deque(maxlen=REMEMBERED_CANCELS)
         self._reported: deque[PartRef] = deque(maxlen=REMEMBERED_OUTCOMES)
         self.loops = loops or Loops()
+        self.metrics = (metrics or ProcessMetrics()).part(WorkerMetrics)
+        self.taking = False
+        """Whether its consumers run: from their start until its shutdown begins."""
         self.shutting_down = False
         self.heartbeats = Heartbeats(
             bus,
@@ -198,6 +205,7 @@ class Worker:
         beating = self.loops.keep_running(
             f"the heartbeats of worker {self.name}", self.heartbeats.beat
         )
+        self.taking = True
         log.info("worker %s taking tasks", self.name)
         try:
             await self.loops.wait(stop)
@@ -215,6 +223,7 @@ class Worker:
         stop them and give them back to the queue for another worker.  Pieces stop at
         once: their joining runs write them."""
         self.shutting_down = True
+        self.taking = False
         await tasks.cancel()
         await pieces.cancel()
         for piece in self._pieces:
@@ -229,6 +238,18 @@ class Worker:
                 await asyncio.wait(late)
         await pieces.stop()  # the pieces' runs, stopped above, end
         await cancels.cancel()
+
+    def health(self) -> str | None:
+        """Why the worker is not live (for ``/healthz`` on its metrics listener), or
+        ``None`` while its consumers run and none of its loops ended.  That the answer
+        comes at all says its event loop turns."""
+        if self.loops.ended is not None:
+            return str(self.loops.ended)
+        if self.shutting_down:
+            return "shutting down"
+        if not self.taking:
+            return "not taking tasks yet"
+        return None
 
     async def _on_cancel(self, message: Message) -> None:
         """Have the runs of the signalled job stop.  Any :class:`Exception` gives the
@@ -296,9 +317,12 @@ class Worker:
             return
         run = TaskRun(self, task, message)
         self._running.add(run)
+        in_progress = self.metrics.tasks_in_progress.labels(self.name)
+        in_progress.inc()
         try:
             await run.execute()
         finally:
+            in_progress.dec()
             self._running.discard(run)
             run.done.set_result(None)
 
@@ -310,6 +334,7 @@ class Worker:
         except msgspec.DecodeError as exc:
             log.error("worker %s dead-letters a malformed %s: %s", self.name, what, exc)
             await message.dead_letter(f"malformed {what}: {exc}")
+            self.metrics.process.dead_lettered.labels(message.routing_key).inc()
             return None
 
     def reported(self, task: ExportTask) -> None:
@@ -405,6 +430,7 @@ class TaskRun:
             return
         status: UpdateStatus = "done" if file else "failed" if error else "canceled"
         await self._send_outcome(status, file=file, error=error)
+        self.worker.metrics.ran(task, status, time.monotonic() - self._started, file)
         log.info(
             "worker %s ran task %s part %d: %s (run %s)",
             *(self.worker.name, task.job_id, task.part, status, self.run),

@@ -297,4 +297,7 @@ async def test_a_job_no_live_worker_can_run_is_a_warning_once_the_engine_has_set
         "engine.worker_timeout)"
     ]
     assert early.id not in caplog.text
-    assert engine.jobs_without_worker == 1
+    without = engine.metrics.process.registry.get_sample_value(
+        "exportd_jobs_without_worker_total", {"source": "rooms", "format": "xlsx"}
+    )
+    assert without == 1

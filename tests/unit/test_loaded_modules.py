@@ -1,9 +1,9 @@
 """What a process of each kind loads, each run in a fresh Python: the command line
-and ``exportd export`` load no HTTP framework, job store or RabbitMQ client, a
-worker no HTTP framework and no job store, and a blocked built-in plugin is not
-imported at all.  A csv export loads no library that only another format, another
-storage or a delivery uses, since start-up is most of a small export's time.  (A
-real ``exportd worker`` that ran an export is checked in
+and ``exportd export`` load no HTTP framework, job store, RabbitMQ client or
+Prometheus client, a worker no HTTP framework and no job store, and a blocked
+built-in plugin is not imported at all.  A csv export loads no library that only
+another format, another storage or a delivery uses, since start-up is most of a
+small export's time.  (A real ``exportd worker`` that ran an export is checked in
 ``tests/integration/test_cli_runtime.py``.)"""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tests.loaded import (
     BUS_CLIENTS,
     HTTP,
     JOB_STORE,
+    METRICS,
     S3_CLIENT,
     among,
     exportd_command,
@@ -48,7 +49,15 @@ def exportd_env(home: Path) -> dict[str, str]:
 
 def test_the_command_line_loads_only_what_its_command_needs(tmp_path: Path) -> None:
     modules = loaded_by("import exportd.cli", tmp_path / "modules")
-    heavy = (*HTTP, *JOB_STORE, *BUS_CLIENTS, "asyncio", "sqlite_utils", "exportd.workers")
+    heavy = (
+        *HTTP,
+        *JOB_STORE,
+        *BUS_CLIENTS,
+        *METRICS,
+        "asyncio",
+        "sqlite_utils",
+        "exportd.workers",
+    )
     assert among(modules, heavy) == []
 
 
@@ -62,7 +71,7 @@ def test_a_local_export_loads_no_http_job_store_or_bus_client(
     subprocess.run(command, check=True, timeout=60, env=exportd_env(tmp_path), cwd=tmp_path)
     assert (tmp_path / "logs.xlsx").exists()
     loaded = recorded(tmp_path / "modules")
-    assert among(loaded, (*HTTP, *JOB_STORE, *BUS_CLIENTS, *S3_CLIENT)) == []
+    assert among(loaded, (*HTTP, *JOB_STORE, *BUS_CLIENTS, *S3_CLIENT, *METRICS)) == []
 
 
 UNUSED_BY_A_CSV_EXPORT = ("email_validator", "smtplib", "ssl", *S3_CLIENT)
@@ -142,4 +151,4 @@ def test_a_blocked_built_in_plugin_is_not_even_imported(tmp_path: Path) -> None:
 
 def test_the_jobs_commands_talk_to_an_engine_and_load_no_job_store(tmp_path: Path) -> None:
     modules = loaded_by("import exportd.cli.jobs", tmp_path / "modules")
-    assert among(modules, (*HTTP, *JOB_STORE, "sqlite_utils")) == []
+    assert among(modules, (*HTTP, *JOB_STORE, *METRICS, "sqlite_utils")) == []
