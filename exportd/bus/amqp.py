@@ -53,6 +53,7 @@ from exportd.bus.base import (
     Unroutable,
     cannot_connect,
     connect_reason,
+    redacted,
 )
 from exportd.bus.connection_log import ConnectionLog
 from exportd.bus.topology import (
@@ -282,7 +283,7 @@ class AmqpBus(Bus):
             self._connection = await aio_pika.connect_robust(
                 url, client_properties={"connection_name": self.name}
             )
-        watch = self._connection_log = ConnectionLog(str(self._connection))
+        watch = self._connection_log = ConnectionLog(redacted(url))
         self._connection.close_callbacks.add(watch.lost)
         self._connection.reconnect_callbacks.add(watch.back)
         if self._on_reconnect is not None:

@@ -105,12 +105,28 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def whole_ids(prefixes: list[str], messages: list[DeadMessage]) -> set[str]:
+    """The ids of dead messages that ``prefixes`` (ids, or their starts) name; an error
+    for one that names no message, or the ids of several (as ``exportd jobs`` refuses an
+    ambiguous job id).  Copies of one message (a replay cut short) share an id."""
+    ids: set[str] = set()
+    for given in prefixes:
+        found = {message.id for message in messages if message.id.startswith(given)}
+        if not found:
+            raise InvalidRequest.field("ID", f"no dead message with the id {given!r}")
+        if len(found) > 1:
+            raise InvalidRequest.field(
+                "ID", f"{given!r} starts the ids of {len(found)} dead messages: give more of it"
+            )
+        ids |= found
+    return ids
+
+
 def run_show(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the first dead message whose id starts with ID."""
+    """Print the dead message whose id is, or starts with, ID."""
     messages = asyncio.run(_messages(inspector(settings, args.broker), args))
-    message = next((m for m in messages if m.id.startswith(args.id)), None)
-    if message is None:
-        raise InvalidRequest.field("ID", f"no dead message with the id {args.id!r}")
+    [whole] = whole_ids([args.id], messages)
+    message = next(m for m in messages if m.id == whole)
     full = {**summary(message), "properties": message.properties, "body": body(message)}
     print(json.dumps(full) if args.json else json.dumps(full, indent=2, ensure_ascii=False))
     return 0
@@ -120,20 +136,22 @@ def run_action(args: argparse.Namespace, settings: Settings) -> int:
     """Replay or drop the chosen dead messages, a line for each; fails if an ID chose none."""
     if bool(args.ids) == args.all:
         raise InvalidRequest.field("ID", "give the ids of the messages, or --all (not both)")
-    unmatched = set(args.ids)
+    ids = set()
+    if not args.all:
+        ids = whole_ids(args.ids, asyncio.run(_messages(inspector(settings, args.broker), args)))
+    unmatched = set(ids)
 
     def chosen(message: DeadMessage) -> bool:
-        matching = {given for given in args.ids if message.id.startswith(given)}
-        unmatched.difference_update(matching)
-        return args.all or bool(matching)
+        unmatched.discard(message.id)
+        return args.all or message.id in ids
 
     def done(message: DeadMessage) -> None:
         target = f" to {message.source}" if args.action == "replay" else ""
         print(f"{PAST[args.action]} {message.id} from {message.queue}{target}")
 
     asyncio.run(_act(inspector(settings, args.broker), args, chosen, done))
-    for given in sorted(unmatched):
-        print(f"exportd: no dead message with the id {given!r}", file=sys.stderr)
+    for gone in sorted(unmatched):  # taken from its queue meanwhile (another command)
+        print(f"exportd: no dead message with the id {gone!r} any more", file=sys.stderr)
     return 1 if unmatched else 0
 
 

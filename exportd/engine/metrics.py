@@ -1,10 +1,11 @@
 """The engine's metrics: jobs created and finished, their durations and rows, the
-outbox, and the workers' updates the job store dropped (``docs/operations.md``,
-"Metrics").
+outbox, the workers' updates the job store dropped, and the workers heard from
+(``docs/operations.md``, "Metrics").
 
 Jobs are counted as the engine changes them, once per change (never per row); the
-outbox and the dropped updates are read from the job store when the metrics are
-scraped (:meth:`EngineMetrics.refresh`).
+outbox and the dropped updates are read from the job store, and the workers from the
+engine's registry, when the metrics are scraped (:meth:`EngineMetrics.store_figures`,
+:meth:`EngineMetrics.worker_figures`).
 """
 
 from __future__ import annotations
@@ -97,11 +98,6 @@ class EngineMetrics:
             ["state"],
             registry=registry,
         )
-        self.workers_live = Gauge(
-            "exportd_workers_live",
-            "Workers heartbeating now: 0 means no export will run.",
-            registry=registry,
-        )
         self.jobs_without_worker = Counter(
             "exportd_jobs_without_worker",
             "Jobs created or restarted that no live worker could run (it lacks the "
@@ -135,7 +131,6 @@ class EngineMetrics:
         states = Counter_(worker.state for worker in workers)
         for state in ("live", "lost"):
             self.workers.labels(state).set(states[state])
-        self.workers_live.set(states["live"])
 
     def store_figures(
         self, outbox: int, oldest: datetime | None, dropped: dict[str, int], now: datetime

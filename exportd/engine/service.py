@@ -163,7 +163,7 @@ class Engine:
         job = await self._written(partial(self.store.create, request, parts, now=moment))
         if job.created_at == moment:  # not the earlier job of a repeated idempotency key
             self.metrics.created(job)
-        self._warn_if_no_worker(job)
+            self._warn_if_no_worker(job)
         return job
 
     def list_workers(self) -> list[WorkerSnapshot]:
@@ -485,7 +485,8 @@ class Engine:
 
     async def _refresh_metrics(self) -> None:
         """Read the outbox's figures and the counts of dropped updates from the job store
-        (off the event loop), for a scrape of the metrics."""
+        (off the event loop), and count the workers heard from, for a scrape of the
+        metrics."""
 
         def read(store: JobStore) -> tuple[tuple[int, datetime | None], dict[str, int]]:
             return store.outbox_figures(), store.dropped()

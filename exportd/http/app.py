@@ -24,11 +24,12 @@ from exportd.config import Settings
 from exportd.engine.service import Engine
 from exportd.errors import ConfigError, InvalidRequest
 from exportd.http import admin, native
-from exportd.http.access_log import AccessLog
+from exportd.http.access_log import log_answer
+from exportd.http.answers import watched
 from exportd.http.context import AnyRequest, CheckedRequest, HttpApi, api_of
 from exportd.http.deadline import HttpConfig
 from exportd.http.errors import HANDLERS
-from exportd.http.metrics import HttpMetrics, measured, metrics_route
+from exportd.http.metrics import HttpMetrics, metrics_route
 from exportd.plugins.manager import Plugins
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ async def serving_http(
         raise ConfigError(f"http.listen: cannot listen on {settings.http.listen}: {exc}") from None
     api = HttpApi(engine, plugins, settings)
     config = HttpConfig(
-        AccessLog(measured(build_app(api), engine.metrics.process.part(HttpMetrics))),
+        watched(build_app(api), log_answer, engine.metrics.process.part(HttpMetrics).observe),
         header_timeout=settings.http.header_timeout,
         log_config=None,
         access_log=False,

@@ -26,7 +26,7 @@ class AmqpClientAtDebug(logging.Filter):
     A broker that drops the connection made aio-pika and aiormq log a dozen lines at
     ERROR and WARNING, with tracebacks, and nothing when the connection came back; the
     bus logs one WARNING line for the loss and one INFO line for the reconnect itself
-    (:mod:`exportd.bus.amqp`), and whatever else goes wrong reaches exportd as an
+    (:mod:`exportd.bus.connection_log`), and whatever else goes wrong reaches exportd as an
     exception.
     """
 

@@ -210,11 +210,13 @@ class Worker:
         try:
             await self.loops.wait(stop)
         finally:
-            await self.shutdown(tasks, cancels, pieces)
-            await self.loops.stop(beating)
-            await self.heartbeats.say_goodbye()
-            self.piece_threads.shutdown()
-            self.work_area.close()
+            try:
+                await self.shutdown(tasks, cancels, pieces)
+            finally:  # whatever the shutdown raised, the engine hears the worker is gone
+                await self.loops.stop(beating)
+                await self.heartbeats.say_goodbye()
+                self.piece_threads.shutdown()
+                self.work_area.close()
 
     async def shutdown(
         self, tasks: Subscription, cancels: Subscription, pieces: Subscription

@@ -6,13 +6,14 @@ dead-letter queues keep ``broker.dead_letter_max`` messages."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +60,14 @@ def succeeded(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-async def publish(url: str, queue: str, *bodies: bytes) -> None:
-    """Publish each body to ``queue``, as an outsider does, with confirms."""
+async def publish(url: str, queue: str, *bodies: bytes, ids: Sequence[str] = ()) -> None:
+    """Publish each body to ``queue``, as an outsider does, with confirms (and the
+    message ids ``ids``, if given)."""
     async with await aio_pika.connect(url) as connection:
         channel = await connection.channel()
-        for body in bodies:
-            await channel.default_exchange.publish(aio_pika.Message(body), routing_key=queue)
+        for body, message_id in itertools.zip_longest(bodies, ids):
+            message = aio_pika.Message(body, message_id=message_id)
+            await channel.default_exchange.publish(message, routing_key=queue)
 
 
 async def reject_until_dead(url: str, queue: str, body: bytes) -> None:
@@ -132,18 +135,32 @@ def test_dead_messages_are_dropped_by_id_or_all_and_a_wrong_id_fails(
         dead = listed(deployment, "--queue", "requests")
     assert [m["position"] for m in dead] == [1, 2, 3]
 
-    dropped = deployment.run("dead", "drop", dead[1]["id"], "nothing-like-it")
-    assert dropped.stdout == f"dropped {dead[1]['id']} from {dead[1]['queue']}\n"
-    assert (dropped.returncode, dropped.stderr) == (
-        1,
-        "exportd: no dead message with the id 'nothing-like-it'\n",
+    # An id that names no message drops nothing, not even the others given.
+    assert one_error_line(deployment.run("dead", "drop", dead[1]["id"], "nothing-like-it")) == (
+        "exportd: error: ID: no dead message with the id 'nothing-like-it'"
     )
+    assert len(listed(deployment)) == 3
+    dropped = succeeded(deployment.run("dead", "drop", dead[1]["id"]))
+    assert dropped == f"dropped {dead[1]['id']} from {dead[1]['queue']}\n"
     assert [m["id"] for m in listed(deployment)] == [dead[0]["id"], dead[2]["id"]]
     assert one_error_line(deployment.run("dead", "drop")) == (
         "exportd: error: ID: give the ids of the messages, or --all (not both)"
     )
     assert len(succeeded(deployment.run("dead", "drop", "--all")).splitlines()) == 2
     assert listed(deployment) == []
+
+    # The start of two messages' ids chooses neither, as an ambiguous job id does.
+    ids = ["ambiguous-1", "ambiguous-2"]
+    asyncio.run(publish(deployment.broker_url, deployment.topology.requests, *bad[:2], ids=ids))
+    while len(listed(deployment)) < len(ids):
+        pass
+    ambiguous = "exportd: error: ID: 'ambiguous' starts the ids of 2 dead messages: give more of it"
+    assert one_error_line(deployment.run("dead", "show", "ambiguous")) == ambiguous
+    assert one_error_line(deployment.run("dead", "drop", "ambiguous")) == ambiguous
+    assert succeeded(deployment.run("dead", "drop", "ambiguous-2")).startswith(
+        "dropped ambiguous-2"
+    )
+    assert [m["id"] for m in listed(deployment)] == ["ambiguous-1"]
 
 
 def test_a_replay_that_cannot_be_routed_keeps_the_message(deployment: Deployment) -> None:

@@ -129,7 +129,6 @@ def test_engine_and_worker_metrics_during_and_after_an_export(
         assert engine_during.value("exportd_jobs_created_total", **labels) == 1
         assert engine_during.matching("exportd_jobs_finished_total") == []
         # The worker's heartbeats, as the engine heard them.
-        assert engine_during.value("exportd_workers_live") == 1
         assert engine_during.value("exportd_workers", state="live") == 1
         assert engine_during.value("exportd_workers", state="lost") == 0
 
