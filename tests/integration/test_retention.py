@@ -1,18 +1,21 @@
 """``engine.job_retention``: the engine's sweep removes the jobs over from the job store,
 with their parts, labels and delivery records; running and recent jobs stay.  The engine,
 its delivery service and a worker run as ``exportd serve`` runs them (on the in-process
-bus), on real SQLite files."""
+bus), on real SQLite files; and a real ``exportd serve`` process removes a job past its
+retention."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 
@@ -24,12 +27,21 @@ from exportd.engine.service import Engine
 from exportd.errors import NotFound
 from exportd.messages import ExportRequest, JobSnapshot
 from exportd.plugins.manager import Plugins
+from tests.integration.commands import WAIT, Process, done_over_http
 from tests.integration.runtime import settings_in
+from tests.integration.test_logs import SERVE, environment, token_of_a_new_tenant
 from tests.unit import toy_plugins
+from tests.unit.datastore import ROOM, WINDOW
 
 RETENTION = 2.0
 QUICK = {"file_lifetime": 1.0, "job_retention": RETENTION, "sweep_interval": 0.2}
 TABLES = {"jobs": "id", "parts": "job_id", "labels": "job_id"}
+CSV_REQUEST = {
+    "source": "rooms",
+    "format": "csv",
+    "params": {"room_id": ROOM, "type": "logs"},
+    "interval": {"start": WINDOW.start.isoformat(), "end": WINDOW.end.isoformat()},
+}
 
 
 @pytest.fixture
@@ -152,3 +164,34 @@ async def test_a_sweep_that_fails_is_logged_and_the_next_one_removes_the_jobs(
     failures = [r for r in caplog.records if r.getMessage().startswith("exportd sweeper failed")]
     assert len(failures) == 1
     assert "the job store is locked" in failures[0].getMessage()
+
+
+def test_a_real_serve_removes_a_job_past_its_retention_and_keeps_a_recent_one(
+    home: Path,
+) -> None:
+    """``exportd serve`` as a process: its first job expires (a second's file lifetime)
+    and, two seconds after, is gone from the API; the job made after it stays."""
+    env = environment(
+        home,
+        EXPORTD_ENGINE__FILE_LIFETIME="1",
+        EXPORTD_ENGINE__JOB_RETENTION=str(RETENTION),
+        EXPORTD_ENGINE__SWEEP_INTERVAL="0.2",
+    )
+    _, token = token_of_a_new_tenant(env, home)
+    serve = Process(SERVE, env, home)
+    try:
+        url = re.search(r"HTTP API at (http://[^ \"]+)", serve.wait_for("HTTP API at"))
+        assert url is not None
+        with httpx.Client(base_url=url[1], headers={"Authorization": f"Bearer {token}"}) as http:
+            old = done_over_http(http, CSV_REQUEST)["id"]
+            deadline = time.monotonic() + WAIT
+            while http.get(f"/v1/jobs/{old}").status_code != 404:
+                assert time.monotonic() < deadline, http.get(f"/v1/jobs/{old}").json()
+                time.sleep(0.1)
+            recent = done_over_http(http, CSV_REQUEST)["id"]
+            assert http.get(f"/v1/jobs/{recent}").json()["status"] == "done"
+        serve.wait_for("removed 1 job(s) finished before")
+        assert serve.stop() == 0
+    finally:
+        serve.popen.kill()
+        serve.popen.wait(WAIT)
