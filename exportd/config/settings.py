@@ -40,6 +40,15 @@ LISTEN_OR_OFF_PATTERN = r"^(.+:[0-9]{1,5})?$"
 """``HOST:PORT``, or empty for no listener."""
 
 
+def host_and_port(listen: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[::1]:9464`` for IPv6) as a host and a port; ``None`` if it is
+    not one (each caller names the setting or option in its own error)."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return None
+    return host.strip("[]"), int(port)
+
+
 class WorkerSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """How workers run their tasks (``[worker]``)."""
 

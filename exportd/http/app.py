@@ -21,6 +21,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from exportd.bus.local import LocalBus
 from exportd.config import Settings
+from exportd.config.settings import host_and_port
 from exportd.engine.service import Engine
 from exportd.errors import ConfigError, InvalidRequest
 from exportd.http import admin, native
@@ -109,10 +110,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
 
 def parse_listen(value: str, field: str = "--http") -> tuple[str, int]:
     """``HOST:PORT`` as a host and a port; :class:`InvalidRequest` naming ``field``."""
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    address = host_and_port(value)
+    if address is None:
         raise InvalidRequest.field(field, f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
+    return address
 
 
 def listen_tcp(host: str, port: int) -> socket.socket:

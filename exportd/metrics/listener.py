@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 
+from exportd.config.settings import host_and_port
 from exportd.errors import ConfigError
 from exportd.metrics.process import CONTENT_TYPE, ProcessMetrics
 
@@ -34,10 +35,10 @@ Health = Callable[[], str | None]
 def listen_address(value: str, field: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:9464`` for IPv6) as a host and a port; :class:`ConfigError`
     naming ``field`` otherwise."""
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    address = host_and_port(value)
+    if address is None:
         raise ConfigError.field(field, f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
+    return address
 
 
 class MetricsListener:
