@@ -167,7 +167,7 @@ class Worker:
         self.loops = loops or Loops()
         self.metrics = (metrics or ProcessMetrics()).part(WorkerMetrics)
         self.taking = False
-        """Whether its consumers run: from their start until its shutdown begins."""
+        """Whether its consumers started (``shutting_down`` says when they stop)."""
         self.shutting_down = False
         self.heartbeats = Heartbeats(
             bus,
@@ -225,7 +225,6 @@ class Worker:
         stop them and give them back to the queue for another worker.  Pieces stop at
         once: their joining runs write them."""
         self.shutting_down = True
-        self.taking = False
         await tasks.cancel()
         await pieces.cancel()
         for piece in self._pieces:
