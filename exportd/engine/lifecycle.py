@@ -297,11 +297,18 @@ def create(job_id: str, request: RequestFields, part_count: int, *, now: datetim
 
 
 def apply_update(
-    state: JobState, update: StatusUpdate, *, now: datetime, lifetime: timedelta
+    state: JobState,
+    update: StatusUpdate,
+    *,
+    now: datetime,
+    lifetime: timedelta,
+    no_worker: NoWorker | None = None,
 ) -> Change | Dropped:
     """Apply a worker's update to its job, or drop it.
 
-    ``lifetime`` is how long the files of a job that becomes done are kept.
+    ``lifetime`` is how long the files of a job that becomes done are kept.  The error
+    of a part that failed says, if ``no_worker`` tells, that no live worker can run the
+    export (its worker lacked the source or the format, say).
     """
     reason = _drop_reason(state, update)
     if reason is not None:
@@ -309,6 +316,9 @@ def apply_update(
     if update.given_back:
         return redispatch(state, update.part)
     part = _updated_part(state.job.parts[update.part], update)
+    if part.error is not None and update.error is not None:
+        message = _told_of_workers(state, part.error.message, no_worker)
+        part = replace(part, error=replace(part.error, message=message))
     return _moved(state, part, update.seq, now=now, lifetime=lifetime)
 
 
@@ -459,13 +469,18 @@ def lapse(
         f"no worker finished this export: its run fell silent {limit} times (each worker "
         "crashed, was killed, or was cut off from the broker for longer than engine.lease)"
     )
-    request = state.job.request
-    reason = no_worker(request.source, request.format) if no_worker is not None else None
-    if reason is not None:
-        message = f"{message}; {reason}"
+    message = _told_of_workers(state, message, no_worker)
     failed = replace(state.job.parts[part], status="failed", error=ExportFailed(message).body())
     # A failed part never makes the job done: no file lifetime to give.
     return _moved(state, failed, state.seqs[part], now=now, lifetime=timedelta(0))
+
+
+def _told_of_workers(state: JobState, message: str, no_worker: NoWorker | None) -> str:
+    """``message``, and after it why no live worker can run ``state``'s export, if
+    ``no_worker`` tells."""
+    request = state.job.request
+    reason = no_worker(request.source, request.format) if no_worker is not None else None
+    return message if reason is None else f"{message}; {reason}"
 
 
 def _allow(operation: Operation, job: JobSnapshot) -> None:

@@ -49,7 +49,6 @@ from exportd.errors import (
     ExportError,
     InternalError,
     InvalidRequest,
-    NotFound,
     Unavailable,
     error_line,
 )
@@ -531,7 +530,7 @@ class Engine:
             await self._dead_letter(message, self.bus.topology.status, reason)
             return
         with job_context(update.job_id, update.part, update.attempt):
-            outcome = await self._updates.call(await self._with_no_worker(update))
+            outcome = await self._updates.call(update)
             if isinstance(outcome, Dropped):
                 log.debug("dropped update %s/%s: %s", update.job_id, update.part, outcome.reason)
             else:
@@ -540,21 +539,6 @@ class Engine:
                     await self._announce_progress(outcome.job)
             await self._discard(outcome.discard)
         await message.ack()
-
-    async def _with_no_worker(self, update: StatusUpdate) -> StatusUpdate:
-        """``update``, whose error, if it fails a part that no live worker can export (its
-        worker lacks the source or format), says so."""
-        if update.status != "failed" or update.error is None:
-            return update
-        try:
-            request = (await self.get(update.job_id)).request
-        except NotFound:  # the store drops it
-            return update
-        reason = self.workers.capabilities(now()).missing(request.source, request.format)
-        if reason is None:
-            return update
-        error = msgspec.structs.replace(update.error, message=f"{update.error.message}; {reason}")
-        return msgspec.structs.replace(update, error=error)
 
     async def _on_heartbeat(self, message: Message) -> None:
         """Record a worker's heartbeat (see :mod:`exportd.engine.worker_registry`), and log
@@ -575,7 +559,14 @@ class Engine:
     ) -> list[Change | Dropped | Exception]:
         """Apply the updates that arrived together in one transaction of the job store (see
         :meth:`JobStore.apply_updates`)."""
-        apply = partial(self.store.apply_updates, updates, now=now(), lifetime=self._lifetime)
+        moment = now()
+        apply = partial(
+            self.store.apply_updates,
+            updates,
+            now=moment,
+            lifetime=self._lifetime,
+            no_worker=self.workers.capabilities(moment).missing,
+        )
         return await self._written(apply)
 
     async def _announce_progress(self, job: JobSnapshot) -> None:

@@ -366,18 +366,29 @@ class JobStore(StoreFile):
         return JobPage([state.job for state in states], total, numbers)
 
     def apply_update(
-        self, update: StatusUpdate, *, now: datetime, lifetime: timedelta
+        self,
+        update: StatusUpdate,
+        *,
+        now: datetime,
+        lifetime: timedelta,
+        no_worker: lifecycle.NoWorker | None = None,
     ) -> Change | Dropped:
         """Apply a worker's update to its job, or drop it and count the reason.
 
         A job that becomes done keeps its files for ``lifetime``.  An update
-        applied also renews the part's lease (see :meth:`redispatch_lapsed`).
+        applied also renews the part's lease (see :meth:`redispatch_lapsed`).  A part
+        that failed says in its error what ``no_worker`` tells of its export.
         """
         with transaction(self._db):
-            return self._apply(update, now=now, lifetime=lifetime)
+            return self._apply(update, now=now, lifetime=lifetime, no_worker=no_worker)
 
     def apply_updates(
-        self, updates: Sequence[StatusUpdate], *, now: datetime, lifetime: timedelta
+        self,
+        updates: Sequence[StatusUpdate],
+        *,
+        now: datetime,
+        lifetime: timedelta,
+        no_worker: lifecycle.NoWorker | None = None,
     ) -> list[Change | Dropped | Exception]:
         """Apply several updates as :meth:`apply_update` does, in one transaction (one
         commit for all the updates that arrived together): the outcome of each, in order.
@@ -389,13 +400,14 @@ class JobStore(StoreFile):
         savepoint: it is applied by :meth:`apply_update`, which raises what it raises.
         """
         if len(updates) == 1:
-            return [self.apply_update(updates[0], now=now, lifetime=lifetime)]
+            return [self.apply_update(updates[0], now=now, lifetime=lifetime, no_worker=no_worker)]
         outcomes: list[Change | Dropped | Exception] = []
         with transaction(self._db):
             for update in updates:
                 self._db.execute("SAVEPOINT one_update")
                 try:
-                    outcomes.append(self._apply(update, now=now, lifetime=lifetime))
+                    outcome = self._apply(update, now=now, lifetime=lifetime, no_worker=no_worker)
+                    outcomes.append(outcome)
                 except sqlite3.Error:
                     raise
                 except Exception as exc:
@@ -405,14 +417,21 @@ class JobStore(StoreFile):
         return outcomes
 
     def _apply(
-        self, update: StatusUpdate, *, now: datetime, lifetime: timedelta
+        self,
+        update: StatusUpdate,
+        *,
+        now: datetime,
+        lifetime: timedelta,
+        no_worker: lifecycle.NoWorker | None,
     ) -> Change | Dropped:
         """:meth:`apply_update` within a transaction begun."""
         before = self._find(update.job_id)
         if before is None:
             outcome: Change | Dropped = lifecycle.unknown_job(update)
         else:
-            outcome = lifecycle.apply_update(before, update, now=now, lifetime=lifetime)
+            outcome = lifecycle.apply_update(
+                before, update, now=now, lifetime=lifetime, no_worker=no_worker
+            )
             if isinstance(outcome, Change):
                 self._record(before, outcome, now)
                 if not outcome.dispatch:  # a part given back: its lease starts anew
