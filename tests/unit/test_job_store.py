@@ -24,7 +24,14 @@ from exportd.engine import schema
 from exportd.engine import store as store_module
 from exportd.engine.lifecycle import Change, Dropped
 from exportd.engine.store import JobQuery, JobStore, NewPart
-from exportd.errors import ConfigError, Conflict, InvalidRequest, NotFound, Unavailable
+from exportd.errors import (
+    ConfigError,
+    Conflict,
+    ErrorBody,
+    InvalidRequest,
+    NotFound,
+    Unavailable,
+)
 from exportd.messages import (
     CancelSignal,
     Column,
@@ -717,6 +724,31 @@ def test_a_part_lapsed_at_its_limit_names_what_no_live_worker_has(store: JobStor
     error = store.get(job.id).error
     assert error is not None and error == change.job.error
     assert error.message.endswith(f"; no live worker has format {job.request.format}")
+
+
+def test_a_failed_part_names_what_no_live_worker_has_alone_or_among_others(
+    store: JobStore,
+) -> None:
+    """A worker that refused the task for want of its format: the error it sent, then the
+    words; a part that fails without an error of its own is left as it is."""
+
+    def no_worker(source: str, format_: str) -> str:
+        return f"no live worker has format {format_}"
+
+    refused = ErrorBody("plugin_error", "this worker has no such format")
+    jobs = [created(store) for _ in range(3)]
+    alone = update(jobs[0], "failed", 1, error=refused)
+    store.apply_update(alone, now=NOW, lifetime=LIFETIME, no_worker=no_worker)
+    together = [update(jobs[1], "failed", 1, error=refused), update(jobs[2], "failed", 1)]
+    store.apply_updates(together, now=NOW, lifetime=LIFETIME, no_worker=no_worker)
+
+    words = f"this worker has no such format; no live worker has format {jobs[0].request.format}"
+    errors = [store.get(job.id).error for job in jobs]
+    assert [(e.code, e.message) for e in errors if e is not None] == [
+        ("plugin_error", words),
+        ("plugin_error", words),
+        ("export_failed", "part 0 failed"),
+    ]
 
 
 def test_a_run_overtaken_by_a_later_delivery_keeps_the_lease(store: JobStore) -> None:
