@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from exportd.config import Settings
 from exportd.config.data_url import is_postgresql, reason, redact, url_problem, with_session
 from exportd.errors import ConfigError, ExportFailed, Unavailable
+from exportd.kernel.idle import IdleConnections
 from exportd.plugins.api import Column, DataStore, Dialect, SqlArgs, arrow_type
 
 if TYPE_CHECKING:
@@ -49,6 +53,10 @@ connections, a shutdown), as opposed to a statement's fault."""
 
 INSTALL_HINT = "pip install 'exportd[postgresql]'"
 
+BUSY_TIMEOUT_MS = 5000
+"""How long ADBC's SQLite connections wait for a writer's lock, as Python's sqlite3 does
+before it gives up."""
+
 
 def reset_session(conn: psycopg.Connection[Any]) -> None:
     """Give ``conn`` back to the pool as it was lent: every setting a source changed back
@@ -72,8 +80,14 @@ def is_unavailable(error: Exception) -> bool:
     )
 
 
+FileId = tuple[int, int]
+"""A file's device and inode: a SQLite file replaced under the same path is another."""
+
+
 class SqliteStore(DataStore):
-    """A SQLite file (``sqlite:///PATH``), opened read-only for each :meth:`connect`."""
+    """A SQLite file (``sqlite:///PATH``), read on read-only connections that it keeps
+    open between uses (:class:`~exportd.kernel.idle.IdleConnections`) for as long as the
+    file at the path is the same file."""
 
     dialect: ClassVar[Dialect] = "sqlite"
     path: Path
@@ -81,24 +95,69 @@ class SqliteStore(DataStore):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.url = f"sqlite:///{path}"
+        # A reader closed early (at its limit) has closed its statements: the connection
+        # is as clean as after its last row.
+        clean = (GeneratorExit,)
+        self._idle = IdleConnections[tuple[FileId, sqlite3.Connection]](_close_held, clean=clean)
+        self._adbc_idle = IdleConnections[tuple[FileId, "adbc.Connection"]](
+            _close_held, clean=clean
+        )
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        """A read-only connection to the file, closed on exit.  A missing or unreadable
+        """A read-only connection to the file, given back on exit.  A missing or unreadable
         file is an :class:`~exportd.ExportFailed` naming it, also at request time, where
         a plain ``sqlite3.Error`` would escape."""
-        path = self.path
-        if not path.is_file():
-            raise ExportFailed(
-                f"no data store at {path} (data.url {self.url}): run `exportd demo-data` "
-                "or load your data (see docs/data-model.md)"
-            )
-        uri = f"{path.resolve().as_uri()}?mode=ro"
+        file = self._file()
         try:
-            with closing(sqlite3.connect(uri, uri=True, check_same_thread=False)) as conn:
+            with self._idle.lent(partial(self._open, file), partial(_reset, file)) as (_, conn):
                 yield conn
         except sqlite3.Error as exc:
-            raise ExportFailed(f"cannot read the data store {path}: {exc}") from exc
+            raise ExportFailed(f"cannot read the data store {self.path}: {exc}") from exc
+
+    @contextmanager
+    def adbc_connection(self) -> Iterator[adbc.Connection]:
+        """A read-only ADBC connection to the file (waiting for a writer's lock as long as
+        :mod:`sqlite3` does), given back on exit; ADBC's errors pass through."""
+        file = self._file()
+        with self._adbc_idle.lent(partial(self._open_adbc, file), partial(_same, file)) as held:
+            yield held[1]
+
+    def close(self) -> None:
+        """Close the idle connections; the next :meth:`connect` opens a new one."""
+        self._idle.close()
+        self._adbc_idle.close()
+
+    def _file(self) -> FileId:
+        """The identity of the file at the path, or :class:`~exportd.ExportFailed` if there
+        is none."""
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            found = None
+        if found is None or not stat.S_ISREG(found.st_mode):
+            raise ExportFailed(
+                f"no data store at {self.path} (data.url {self.url}): run `exportd demo-data` "
+                "or load your data (see docs/data-model.md)"
+            )
+        return found.st_dev, found.st_ino
+
+    def _uri(self) -> str:
+        return f"{self.path.resolve().as_uri()}?mode=ro"
+
+    def _open(self, file: FileId) -> tuple[FileId, sqlite3.Connection]:
+        return file, sqlite3.connect(self._uri(), uri=True, check_same_thread=False)
+
+    def _open_adbc(self, file: FileId) -> tuple[FileId, adbc.Connection]:
+        from exportd.kernel import adbc
+
+        connection = adbc.Connection(adbc.database("adbc_driver_sqlite", self._uri()))
+        try:
+            connection.run(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        except BaseException:
+            connection.close()
+            raise
+        return file, connection
 
     def stream(
         self, conn: sqlite3.Connection, sql: str, args: SqlArgs, size: int
@@ -121,7 +180,46 @@ class SqliteStore(DataStore):
         not fit ``columns`` on (see :mod:`exportd.kernel.sqlite_arrow`)."""
         from exportd.kernel.sqlite_arrow import read_arrow
 
-        return read_arrow(self.path, conn, sql, args, size, columns=columns)
+        return read_arrow(self, conn, sql, args, size, columns=columns)
+
+
+def _close(connection: sqlite3.Connection | adbc.Connection) -> None:
+    connection.close()
+
+
+def _close_held(held: tuple[FileId, sqlite3.Connection | adbc.Connection]) -> None:
+    _close(held[1])
+
+
+def _answers(connection: adbc.Connection) -> bool:
+    """Whether an idle PostgreSQL connection still answers (a server restarted, or a
+    connection that timed out meanwhile, leaves dead ones)."""
+    from exportd.kernel import adbc
+
+    try:
+        connection.run("SELECT 1")
+    except (adbc.Error, OSError):
+        return False
+    return True
+
+
+def _same(file: FileId, held: tuple[FileId, object]) -> bool:
+    """Whether an idle connection ``held`` is to ``file``."""
+    return held[0] == file
+
+
+def _reset(file: FileId, held: tuple[FileId, sqlite3.Connection]) -> bool:
+    """Whether an idle connection ``held`` is to ``file``; if so, it is as a new one is:
+    out of any transaction, with the default row and text factories (a source may have
+    changed them)."""
+    if not _same(file, held):
+        return False
+    conn = held[1]
+    if conn.in_transaction:
+        conn.rollback()
+    conn.row_factory = None
+    conn.text_factory = str
+    return True
 
 
 class PostgresStore(DataStore):
@@ -153,7 +251,7 @@ class PostgresStore(DataStore):
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
         self._lock = threading.Lock()
         self._cursors = itertools.count()
-        self._adbc_idle: list[adbc.Connection] = []
+        self._adbc_idle = IdleConnections["adbc.Connection"](_close)
 
     def _opened(self) -> psycopg_pool.ConnectionPool[psycopg.Connection[Any]]:
         """The pool, opened now if it is not yet; one connection first, so that an
@@ -246,45 +344,27 @@ class PostgresStore(DataStore):
         from exportd.kernel import adbc
 
         query = psycopg.ClientCursor(conn).mogrify(sql, args)
-        connection = self._adbc_connection()
-        done = False
         try:
-            # Closed before the connection is (an open statement would keep it open).
-            with closing(connection.batches(query)) as batches:
+            # A statement cut short may leave its COPY running: its connection is closed.
+            with (
+                self._adbc_idle.lent(self._open_adbc, _answers) as connection,
+                # Closed before the connection is (an open statement would keep it open).
+                closing(connection.batches(query)) as batches,
+            ):
                 for batch in batches:
                     for start in range(0, batch.num_rows, size):
                         yield _cast_to(batch.slice(start, size), columns)
-            done = True
         except (adbc.Error, OSError) as exc:
             message = f"cannot read the data store (data.url {self.url})"
             why = reason(exc, self._url)
             if str(getattr(exc, "sqlstate", None) or "").startswith(UNAVAILABLE_SQLSTATES):
                 raise self._unavailable(message, why) from None
             raise ExportFailed(f"{message}: {why}") from None
-        finally:
-            if done:
-                with self._lock:
-                    self._adbc_idle.append(connection)
-            else:  # a statement cut short may leave its COPY running on the connection
-                connection.close()
 
-    def _adbc_connection(self) -> adbc.Connection:
-        """An idle ADBC connection that still answers (a server restarted or a connection
-        timed out meanwhile leaves dead ones), or a new one (in autocommit: one statement
-        at a time)."""
+    def _open_adbc(self) -> adbc.Connection:
+        """A new ADBC connection (in autocommit: one statement at a time)."""
         from exportd.kernel import adbc
 
-        while True:
-            with self._lock:
-                if not self._adbc_idle:
-                    break
-                idle = self._adbc_idle.pop()
-            try:
-                idle.run("SELECT 1")
-            except (adbc.Error, OSError):
-                idle.close()
-                continue
-            return idle
         try:
             return adbc.Connection(adbc.database("adbc_driver_postgresql", self.conninfo))
         except adbc.Error as exc:
@@ -296,11 +376,9 @@ class PostgresStore(DataStore):
         """Close the pools and their connections; the next :meth:`connect` opens a new one."""
         with self._lock:
             pool, self._pool = self._pool, None
-            idle, self._adbc_idle = self._adbc_idle, []
         if pool is not None:
             pool.close()
-        for connection in idle:
-            connection.close()
+        self._adbc_idle.close()
 
 
 def _cast_to(batch: pa.RecordBatch, columns: Sequence[Column]) -> pa.RecordBatch:

@@ -19,8 +19,7 @@ import sqlite3
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -32,6 +31,9 @@ from exportd.errors import ExportFailed
 from exportd.kernel.batches import to_arrow
 from exportd.plugins.api import Column, SqlArgs, arrow_type
 
+if TYPE_CHECKING:
+    from exportd.kernel.datastores import SqliteStore
+
 BATCH_ROWS = "adbc.sqlite.query.batch_rows"
 RESTARTS = 8
 """How many times a read starts again, after a batch ADBC could not type, before it
@@ -40,7 +42,7 @@ _MISMATCH = "Type mismatch"
 
 
 def read_arrow(
-    path: Path,
+    store: SqliteStore,
     conn: sqlite3.Connection,
     sql: str,
     args: SqlArgs,
@@ -49,13 +51,13 @@ def read_arrow(
     columns: Sequence[Column],
 ) -> Iterator[pa.RecordBatch]:
     """The rows of ``sql`` (one statement, no trailing ``;``) in record batches of
-    ``size`` rows of ``columns``, read by an ADBC connection of its own to the file
-    ``path``; ``conn`` reads the batches that do not fit the columns."""
+    ``size`` rows of ``columns``, read by an ADBC connection of ``store``'s; ``conn``
+    reads the batches that do not fit the columns."""
     delivered = 0
     for _ in range(RESTARTS):
         misfit = False
         try:
-            with closing(_adbc_batches(path, _after(sql, delivered), args, size)) as batches:
+            with closing(_adbc_batches(store, _after(sql, delivered), args, size)) as batches:
                 for batch in batches:
                     typed = _typed(batch, columns)
                     if typed is None:
@@ -67,7 +69,7 @@ def read_arrow(
                     return
         except OSError as exc:  # the reader's error for a value of another type
             if _MISMATCH not in str(exc):
-                raise ExportFailed(f"cannot read the data store {path}: {exc}") from None
+                raise ExportFailed(f"cannot read the data store {store.path}: {exc}") from None
         if misfit:
             rows = _row_batches(conn, sql, args, size, columns=columns, skip=delivered)
             if (batch := next(rows, None)) is None:
@@ -77,25 +79,21 @@ def read_arrow(
     yield from _row_batches(conn, sql, args, size, columns=columns, skip=delivered)
 
 
-BUSY_TIMEOUT_MS = 5000
-
-
 def _after(sql: str, skip: int) -> str:
     """``sql`` without its first ``skip`` rows (SQLite reads a subquery in its order)."""
     return f"SELECT * FROM ({sql}) LIMIT -1 OFFSET {skip:d}" if skip else sql
 
 
-def _adbc_batches(path: Path, sql: str, args: SqlArgs, size: int) -> Generator[pa.RecordBatch]:
+def _adbc_batches(
+    store: SqliteStore, sql: str, args: SqlArgs, size: int
+) -> Generator[pa.RecordBatch]:
     from exportd.kernel import adbc
 
-    uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
-        with closing(adbc.Connection(adbc.database("adbc_driver_sqlite", uri))) as connection:
-            # As long as Python's sqlite3 waits for a writer's lock before it gives up.
-            connection.run(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        with store.adbc_connection() as connection:
             yield from connection.batches(sql, args, {BATCH_ROWS: str(size)})
     except adbc.Error as exc:
-        raise ExportFailed(f"cannot read the data store {path}: {exc}") from None
+        raise ExportFailed(f"cannot read the data store {store.path}: {exc}") from None
 
 
 def _typed(batch: pa.RecordBatch, columns: Sequence[Column]) -> pa.RecordBatch | None:
