@@ -251,7 +251,7 @@ class PostgresStore(DataStore):
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] | None = None
         self._lock = threading.Lock()
         self._cursors = itertools.count()
-        self._adbc_idle = IdleConnections["adbc.Connection"](_close)
+        self._adbc_idle = IdleConnections["adbc.Connection"](_close, limit=pool_size)
 
     def _opened(self) -> psycopg_pool.ConnectionPool[psycopg.Connection[Any]]:
         """The pool, opened now if it is not yet; one connection first, so that an
