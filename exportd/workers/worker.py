@@ -50,13 +50,13 @@ import socket
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import msgspec
 
@@ -112,6 +112,8 @@ STORE_BACKOFF = Backoff(first=0.5, cap=30.0)
 """The waits between tries at handing a file to a storage that failed (its server down)."""
 
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 M = TypeVar("M", ExportTask, PieceTask)
 
 PartRef = tuple[str, int, int]
@@ -128,6 +130,30 @@ def run_key(task_key: str, run: str) -> str:
 def part_of(task: ExportTask) -> PartRef:
     """The part of an attempt that ``task`` exports."""
     return (task.job_id, task.attempt, task.part)
+
+
+class Recent(Generic[K, V]):
+    """The last ``size`` keys put, each with its value: what a worker remembers of the
+    engine's signals and of its own outcomes, looked up in constant time."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def put(self, key: K, value: V) -> None:
+        """Remember ``key`` (as the latest) with ``value``, forgetting the oldest beyond
+        the size."""
+        self._items[key] = value
+        self._items.move_to_end(key)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def get(self, key: K, default: V) -> V:
+        """The value of ``key``, or ``default`` if it is not remembered."""
+        return self._items.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
 
 
 class Worker:
@@ -162,8 +188,9 @@ class Worker:
         )
         """The threads of pieces of other runs' files (as many as the prefetch of pieces):
         never those that runs of tasks, which may wait for pieces, hold."""
-        self._cancelled: deque[tuple[str, int]] = deque(maxlen=REMEMBERED_CANCELS)
-        self._reported: deque[PartRef] = deque(maxlen=REMEMBERED_OUTCOMES)
+        self._cancelled = Recent[str, int](REMEMBERED_CANCELS)
+        """The latest attempt of each job the engine ended, by job."""
+        self._reported = Recent[PartRef, None](REMEMBERED_OUTCOMES)
         self.loops = loops or Loops()
         self.metrics = (metrics or ProcessMetrics()).part(WorkerMetrics)
         self.taking = False
@@ -260,7 +287,8 @@ class Worker:
         except msgspec.DecodeError:
             log.warning("worker %s dropped a malformed cancel signal", self.name)
         else:
-            self._cancelled.append((signal.job_id, signal.attempt))
+            ended = self._cancelled.get(signal.job_id, signal.attempt)
+            self._cancelled.put(signal.job_id, max(signal.attempt, ended))
             runs: list[TaskRun | PieceRun] = [*self._running, *self._pieces]
             for run in runs:
                 if run.task.job_id == signal.job_id and run.task.attempt <= signal.attempt:
@@ -340,14 +368,13 @@ class Worker:
 
     def reported(self, task: ExportTask) -> None:
         """The outcome of ``task``'s part is confirmed sent: no delivery of it needs a run."""
-        self._reported.append(part_of(task))
+        self._reported.put(part_of(task), None)
 
     def _over(self, task: ExportTask) -> bool:
         """Whether ``task`` needs no run: the engine ended its attempt (or a later one), or
         this worker reported the outcome of its part."""
-        return part_of(task) in self._reported or any(
-            job_id == task.job_id and attempt >= task.attempt for job_id, attempt in self._cancelled
-        )
+        ended = self._cancelled.get(task.job_id, -1)
+        return part_of(task) in self._reported or ended >= task.attempt
 
 
 class TaskRun:

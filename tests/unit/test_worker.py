@@ -25,7 +25,7 @@ from exportd.config import Settings
 from exportd.config.settings import WorkerSettings
 from exportd.messages import CancelSignal, ExportTask, PartStatus, RequestFields, StatusUpdate
 from exportd.plugins.manager import Plugins
-from exportd.workers.worker import SEQ_PER_DELIVERY, Worker
+from exportd.workers.worker import SEQ_PER_DELIVERY, Recent, Worker
 from tests.unit import toy_plugins
 from tests.work import partial_files
 
@@ -341,3 +341,27 @@ async def test_a_plugin_that_raises_fails_the_part_naming_it_and_the_worker_goes
     assert failed.error.code == "export_failed"
     assert "source 'count'" in failed.error.message and "boom at 2" in failed.error.message
     assert partial_files(seen.settings) == []
+
+
+def test_a_worker_remembers_the_latest_keys_up_to_its_size() -> None:
+    recent = Recent[str, int](2)
+    recent.put("a", 1)
+    recent.put("b", 2)
+    recent.put("a", 3)  # the latest again: "b" is now the oldest
+    recent.put("c", 4)
+    assert ("a" in recent, "b" in recent, "c" in recent) == (True, False, True)
+    assert (recent.get("a", -1), recent.get("b", -1)) == (3, -1)
+
+
+async def test_a_late_cancel_of_an_earlier_attempt_leaves_a_later_attempt_ended(
+    tmp_path: Path,
+) -> None:
+    async with bench(tmp_path) as seen:
+        await seen.start_worker("w1")
+        second = msgspec.structs.replace(task(3), attempt=2)
+        await seen.cancel(second)
+        await seen.cancel(msgspec.structs.replace(second, attempt=1))
+        await seen.publish(second)
+        after = await seen.publish(task(2))  # queued behind it, on the one worker
+        await seen.outcome(after)
+    assert seen.of(second) == []
