@@ -294,13 +294,11 @@ class Engine:
         return rows
 
     def _settle(self, rows: list[OutboxRow], confirmed: list[int]) -> None:
-        """Delete the ``confirmed`` rows and release the claim on ``rows`` (in the store's
-        thread): the others wait for the relay's next turn."""
-        try:
-            if confirmed:
-                self.store.outbox_done(confirmed)
-        finally:
-            self._claimed.difference_update(row.id for row in rows)
+        """Forget the ``confirmed`` rows (see :meth:`JobStore.outbox_done`) and release the
+        claim on ``rows`` (in the store's thread): the others wait for the relay's next
+        turn."""
+        self.store.outbox_done(confirmed)
+        self._claimed.difference_update(row.id for row in rows)
 
     async def _publish_rows(self, rows: list[OutboxRow]) -> None:
         """Publish claimed outbox ``rows`` at once (one wait for all their confirms), delete
@@ -318,8 +316,10 @@ class Engine:
                 for row, result in zip(rows, results, strict=True)
                 if not isinstance(result, BaseException)
             ]
-        finally:  # cancelled too: a row whose confirm was not seen waits for the relay
-            await self._stored(partial(self._settle, rows, confirmed))
+        finally:
+            # Cancelled too: a row whose confirm was not seen waits for the relay.  Not
+            # awaited: the store's one thread settles it before anything asked of it later.
+            self._store_thread.submit(self._settle, rows, confirmed)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -581,9 +581,9 @@ class Engine:
             await self.bus.publish(self.bus.topology.events, key, msgspec.json.encode(event))
 
     async def _relay(self) -> None:
-        """One turn of the outbox relay: publish the outbox, oldest first, deleting each
-        message once it is confirmed; then wait until a change wakes the relay, or
-        :data:`OUTBOX_POLL` seconds.
+        """One turn of the outbox relay: publish the outbox, oldest first, forgetting each
+        message once it is confirmed, and delete what was published since the store's last
+        write; then wait until a change wakes the relay, or :data:`OUTBOX_POLL` seconds.
 
         Any :class:`Exception` (a publish not confirmed, the store locked or full) ends
         the turn; the relay logs it, backs off and starts the next
@@ -592,6 +592,7 @@ class Engine:
         """
         self._outbox_ready.clear()
         await self._publish_outbox()
+        await self._stored(self.store.delete_published)  # what no write deleted meanwhile
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(OUTBOX_POLL):
                 await self._outbox_ready.wait()

@@ -8,8 +8,8 @@ same transaction the outbox rows that follow from it: the public
 per part when an attempt begins, a :class:`~exportd.messages.CancelSignal` when
 one ends with parts unfinished.  The engine publishes the outbox
 (:meth:`JobStore.outbox_batch`) and deletes the rows the broker confirmed
-(:meth:`JobStore.outbox_done`), so a change and its messages are kept or lost
-together, and a message is published at least once.
+(:meth:`JobStore.outbox_done`: with the next write), so a change and its messages
+are kept or lost together, and a message is published at least once.
 
 Dropped updates are counted by reason in the file, so the counts survive restarts.
 """
@@ -20,7 +20,8 @@ import hashlib
 import sqlite3
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -202,6 +203,8 @@ class JobStore(StoreFile):
         self._parts = self._db.table("parts")
         self._outbox = self._db.table("outbox")
         self._dropped = self._db.table("dropped_updates")
+        self._published: set[int] = set()
+        """Outbox rows the broker confirmed, deleted with the next write (:meth:`outbox_done`)."""
 
     def create(
         self, request: RequestFields, parts: Sequence[NewPart], *, now: datetime
@@ -216,7 +219,7 @@ class JobStore(StoreFile):
             request = RequestFields(**msgspec.structs.asdict(request))
         encoded = msgspec.json.encode(request)
         digest = request_hash(request)
-        with transaction(self._db):
+        with self._writing():
             if request.idempotency_key is not None:
                 earlier = self._idempotent_job(request, digest)
                 if earlier is not None:
@@ -379,7 +382,7 @@ class JobStore(StoreFile):
         applied also renews the part's lease (see :meth:`redispatch_lapsed`).  A part
         that failed says in its error what ``no_worker`` tells of its export.
         """
-        with transaction(self._db):
+        with self._writing():
             return self._apply(update, now=now, lifetime=lifetime, no_worker=no_worker)
 
     def apply_updates(
@@ -402,7 +405,7 @@ class JobStore(StoreFile):
         if len(updates) == 1:
             return [self.apply_update(updates[0], now=now, lifetime=lifetime, no_worker=no_worker)]
         outcomes: list[Change | Dropped | Exception] = []
-        with transaction(self._db):
+        with self._writing():
             for update in updates:
                 self._db.execute("SAVEPOINT one_update")
                 try:
@@ -480,7 +483,7 @@ class JobStore(StoreFile):
     def expire_due(self, now: datetime, *, limit: int = 100) -> list[Change]:
         """Expire up to ``limit`` done jobs whose ``expires_at`` has come; each change's
         ``discard`` lists the files to delete."""
-        with transaction(self._db):
+        with self._writing():
             due = self._states(
                 "status = 'done' and expires_at <= ?", [rows.to_text(now)], limit=limit
             )
@@ -496,7 +499,7 @@ class JobStore(StoreFile):
 
         A done job is not over until it expires: its files go first.  Nothing is
         announced: the job's last event was its end."""
-        with transaction(self._db):
+        with self._writing():
             ids = [id_ for (id_,) in self._db.execute(_OVER, [rows.to_text(before), limit])]
             if ids:
                 placeholders = ", ".join("?" * len(ids))
@@ -537,7 +540,7 @@ class JobStore(StoreFile):
     ) -> list[Change]:
         """Make ``change`` to each (job, part) pair that ``query`` selects and that still
         runs: a change to one part (a lapse at its limit) may end its job's other parts."""
-        with transaction(self._db):
+        with self._writing():
             changes = []
             for job_id, part in self._db.execute(query, args).fetchall():
                 before = self._state(job_id, None)
@@ -552,11 +555,12 @@ class JobStore(StoreFile):
 
     def outbox_batch(self, limit: int = 100) -> list[OutboxRow]:
         """The oldest ``limit`` messages waiting to be published, oldest first."""
-        waiting = self._outbox.rows_where(order_by="id", limit=limit)
+        waiting = self._outbox.rows_where(order_by="id", limit=limit + len(self._published))
         return [
             OutboxRow(**{**row, "created_at": datetime.fromisoformat(row["created_at"])})
             for row in waiting
-        ]
+            if row["id"] not in self._published
+        ][:limit]
 
     def outbox_figures(self) -> tuple[int, datetime | None]:
         """How many messages wait in the outbox, and when the oldest of them was written
@@ -565,9 +569,40 @@ class JobStore(StoreFile):
         return count, None if oldest is None else datetime.fromisoformat(oldest)
 
     def outbox_done(self, ids: Iterable[int]) -> None:
-        """Forget published messages (once the broker confirmed them)."""
+        """Forget published messages (once the broker confirmed them): :meth:`outbox_batch`
+        no longer gives them, and the store's next write deletes them in its own
+        transaction (or :meth:`delete_published` does), rather than a commit of their own
+        for every publish.  Until then, a crash of the process leaves them to be published
+        again (with their event ids), as a crash between a confirm and the delete always
+        could."""
+        self._published.update(ids)
+
+    def delete_published(self) -> None:
+        """Delete the published messages that no write has deleted yet."""
+        if self._published:
+            with self._writing():
+                pass
+
+    def close(self) -> None:
+        """Delete the published messages, then close the file (were the file locked, they
+        are published again at the next start)."""
+        try:
+            self.delete_published()
+        finally:
+            super().close()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write transaction (:func:`~exportd.engine.schema.transaction`) that deletes the
+        published outbox rows too, forgotten once it commits."""
+        published = list(self._published)
         with transaction(self._db):
-            self._db.conn.executemany("delete from outbox where id = ?", [(id_,) for id_ in ids])
+            if published:
+                self._db.conn.executemany(
+                    "delete from outbox where id = ?", [(id_,) for id_ in published]
+                )
+            yield
+        self._published.difference_update(published)
 
     def dropped(self) -> dict[str, int]:
         """How many workers' updates were dropped, by reason, since the store was created."""
@@ -580,7 +615,7 @@ class JobStore(StoreFile):
         org_id: str | None,
         now: datetime,
     ) -> Change:
-        with transaction(self._db):
+        with self._writing():
             before = self._state(job_id, org_id)
             change = operation(before, now=now)
             self._record(before, change, now)

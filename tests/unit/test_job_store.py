@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -1052,3 +1053,26 @@ def test_remove_finished_is_served_by_the_retention_index(store: JobStore) -> No
     ]
     assert any("USING INDEX jobs_retention (completed_at<?)" in row for row in plan), plan
     assert not any("TEMP B-TREE" in row for row in plan), plan  # the index gives the order
+
+
+def test_published_messages_go_with_the_next_write_and_stay_if_it_fails(
+    store: JobStore, tmp_path: Path
+) -> None:
+    def in_file() -> int:
+        with closing(sqlite3.connect(tmp_path / "jobs.db")) as db:
+            count: int = db.execute("select count(*) from outbox").fetchone()[0]
+        return count
+
+    store.create(request(), parts(1), now=NOW)
+    published = store.outbox_batch()
+    store.outbox_done(row.id for row in published)
+    assert store.outbox_batch() == [] and in_file() == 2  # forgotten, not yet deleted
+    with pytest.raises(ValueError, match="timezone-aware"):  # a write that fails
+        store.create(request(), parts(1), now=datetime(2024, 5, 1))
+    assert store.outbox_batch() == [] and in_file() == 2
+    job = store.create(request(), parts(1), now=NOW)  # the next write deletes them
+    assert in_file() == 2  # its own two
+    store.outbox_done(row.id for row in store.outbox_batch())
+    store.delete_published()  # what the relay does when no write comes
+    assert in_file() == 0
+    assert store.get(job.id).status == "created"
