@@ -217,6 +217,12 @@ class StatusUpdate(msgspec.Struct, kw_only=True):
     """The run of a detached task stopped without an outcome because its worker shuts
     down: the engine dispatches the part again at once (without waiting out the lease, and
     without counting a lapse)."""
+    first_delivery: bool = False
+    """The run took the first delivery of its task (the broker had given it to no one
+    before), so no other run of it can have started unless this run's channel dropped
+    meanwhile.  The outcome of a one-part job from such a run, never lapsed, sends no
+    cancel signal (see :mod:`exportd.engine.lifecycle`); unset (an older worker), one is
+    sent."""
 
 
 class PieceTask(msgspec.Struct, kw_only=True):

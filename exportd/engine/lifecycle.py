@@ -38,7 +38,12 @@ every part created                  created
 A job that fails or is canceled this way ends its attempt: its unfinished
 parts become canceled.  Whenever an attempt ends (done too) the workers are
 told to stop whatever run of it is still going (a copy of a task delivered
-twice) and to take no more of its tasks.
+twice) and to take no more of its tasks, with one exception: a one-part job
+made done by the run of its task's first delivery (``first_delivery``), never
+lapsed, has had no other run to stop (a fanout to every worker for every small
+job would cost more than it could save).  A run that got the task again after
+that run's channel dropped finishes unstopped; its outcome is dropped
+(``job_finished``) and its file discarded.
 
 What users (and the expiry sweeper) do
 --------------------------------------
@@ -319,15 +324,23 @@ def apply_update(
     if part.error is not None and update.error is not None:
         message = _told_of_workers(state, part.error.message, no_worker)
         part = replace(part, error=replace(part.error, message=message))
-    return _moved(state, part, update.seq, now=now, lifetime=lifetime)
+    alone = update.first_delivery and len(state.job.parts) == 1 and not state.lapses[update.part]
+    return _moved(state, part, update.seq, now=now, lifetime=lifetime, alone=alone)
 
 
 def _moved(
-    state: JobState, part: PartSnapshot, seq: int, *, now: datetime, lifetime: timedelta
+    state: JobState,
+    part: PartSnapshot,
+    seq: int,
+    *,
+    now: datetime,
+    lifetime: timedelta,
+    alone: bool = False,
 ) -> Change:
     """``state``'s job with ``part`` (one of its parts, changed) brought by ``seq``: the
     job's status and progress derived, its attempt ended if the part failed or was
-    canceled.  A job that becomes done keeps its files for ``lifetime``."""
+    canceled.  A job that becomes done keeps its files for ``lifetime``, and tells the
+    workers to stop unless the part's run was ``alone`` (see the module docstring)."""
     job = state.job
     old = job.parts[part.part]
     parts = list(job.parts)
@@ -354,7 +367,7 @@ def _moved(
     return Change(
         JobState(after, tuple(seqs), state.lapses),
         event=event,
-        stop_workers=status not in RUNNING,
+        stop_workers=status not in RUNNING and not (status == "done" and alone),
         discard=_discarded(job, after),
     )
 

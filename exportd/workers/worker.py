@@ -727,6 +727,7 @@ class TaskRun:
             at=datetime.now(UTC),
             detached=self.detached,
             given_back=given_back,
+            first_delivery=self.message.delivery_count == 0 and not self.message.redelivered,
         )
 
     async def _deliver(self, update: StatusUpdate) -> None:

@@ -259,6 +259,36 @@ def test_an_attempt_that_ends_tells_the_workers_to_stop_any_run_still_on_it(
     assert isinstance(progress, Change) and not progress.stop_workers
 
 
+def test_a_one_part_job_done_by_its_tasks_first_delivery_stops_nobody() -> None:
+    """No other run of it can have started (unless that run's channel dropped, and then
+    the other run's outcome is dropped); any other way, the workers are told."""
+
+    def stops(state: JobState, outcome: UpdateStatus, *, first: bool) -> bool:
+        change = lifecycle.apply_update(
+            state, update(outcome, 1, first_delivery=first), now=NOW, lifetime=LIFETIME
+        )
+        assert isinstance(change, Change)
+        return change.stop_workers
+
+    assert not stops(new_job(), "done", first=True)
+    alone = applied(new_job(), update("done", 1, first_delivery=True))
+    twin = FileInfo("job/1/0/run-2", "part0.csv", "text/csv", 10, "cd" * 32, 3)
+    # A copy that ran unstopped on another worker: its outcome dropped, its file deleted.
+    late = lifecycle.apply_update(
+        alone, update("done", 1_000_001, file=twin), now=NOW, lifetime=LIFETIME
+    )
+    assert late == Dropped("job_finished", (twin.key,))
+    assert stops(new_job(), "done", first=False)  # a redelivery: another run may go on
+    assert stops(new_job(), "failed", first=True)
+    lapsed = lifecycle.lapse(applied(new_job(), update("processing", 1)), 0, limit=3, now=NOW)
+    assert stops(lapsed.state, "done", first=True)  # the lapsed run may still be alive
+    two = applied(new_job(2), update("done", 1, first_delivery=True))
+    last = lifecycle.apply_update(
+        two, update("done", 1, part=1, first_delivery=True), now=NOW, lifetime=LIFETIME
+    )
+    assert isinstance(last, Change) and last.stop_workers
+
+
 def test_cancel_stops_the_unfinished_parts_and_drops_the_finished_files() -> None:
     state = applied(new_job(2), update("done", 1))
     change = lifecycle.cancel(state, now=LATER)

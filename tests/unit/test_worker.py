@@ -265,6 +265,21 @@ async def test_a_task_the_broker_cannot_watch_is_detached_at_once_and_run(
         assert first.seq > TASK_DELIVERY_LIMIT * SEQ_PER_DELIVERY
 
 
+async def test_an_outcome_says_whether_its_run_took_the_tasks_first_delivery(
+    tmp_path: Path,
+) -> None:
+    async with bench(tmp_path) as seen:
+        await seen.start_worker("w1")
+        first = await seen.outcome(await seen.publish(task(2)))
+        await seen.stop_worker("w1")
+        again = await seen.publish(task(2))
+        await give_back(seen.bus, 1)  # a consumer took it and its connection dropped
+        await seen.start_worker("w2")
+        second = await seen.outcome(again)
+    assert (first.status, first.first_delivery) == ("done", True)
+    assert (second.status, second.first_delivery) == ("done", False)
+
+
 async def test_a_shutdown_gives_a_task_back_to_its_queue_for_another_worker(
     tmp_path: Path,
 ) -> None:
