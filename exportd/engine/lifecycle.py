@@ -234,9 +234,11 @@ class Change:
     status changed, ``job.progress`` when only a part's did, ``None`` when only progress moved."""
     dispatch: tuple[int, ...] = ()
     """The parts that go to the workers as tasks: every part when an attempt begins."""
+    ended: bool = False
+    """The change ended the job's attempt (it ran, and no longer does)."""
     stop_workers: bool = False
-    """The attempt ended: the workers are told to stop whatever run of it still goes, and
-    to take no more of its tasks."""
+    """The workers are told to stop whatever run of the ended attempt still goes, and to
+    take no more of its tasks (every end but one, see the module docstring)."""
     discard: tuple[str, ...] = ()
     """Storage keys of files that nothing points at any more: delete them."""
 
@@ -367,6 +369,7 @@ def _moved(
     return Change(
         JobState(after, tuple(seqs), state.lapses),
         event=event,
+        ended=status not in RUNNING,
         stop_workers=status not in RUNNING and not (status == "done" and alone),
         discard=_discarded(job, after),
     )
@@ -567,6 +570,7 @@ def _end(state: JobState, status: JobStatus, *, now: datetime) -> Change:
     return Change(
         JobState(after, state.seqs, state.lapses),
         event=f"job.{status}",
+        ended=job.status in RUNNING,
         stop_workers=job.status in RUNNING,
         discard=_discarded(job, after),
     )

@@ -116,7 +116,7 @@ class EngineMetrics:
         job = change.job
         if change.event == "job.created":
             self.created(job)
-        if not change.stop_workers:
+        if not change.ended:
             return
         source, format_ = job.request.source, job.request.format
         self.jobs_finished.labels(source, format_, job.status).inc()

@@ -271,6 +271,10 @@ def test_a_one_part_job_done_by_its_tasks_first_delivery_stops_nobody() -> None:
         return change.stop_workers
 
     assert not stops(new_job(), "done", first=True)
+    done = lifecycle.apply_update(
+        new_job(), update("done", 1, first_delivery=True), now=NOW, lifetime=LIFETIME
+    )
+    assert isinstance(done, Change) and done.ended  # ended all the same (and counted)
     alone = applied(new_job(), update("done", 1, first_delivery=True))
     twin = FileInfo("job/1/0/run-2", "part0.csv", "text/csv", 10, "cd" * 32, 3)
     # A copy that ran unstopped on another worker: its outcome dropped, its file deleted.
