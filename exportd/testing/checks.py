@@ -386,7 +386,8 @@ def check_format(
     type that names a charset (or is JSON) gets text in it; the same rows written twice
     give the same bytes; ``abort`` after the first batch raises nothing either; and a
     format that :meth:`~exportd.Format.joins` writes pieces (cut where a batch starts a
-    conversation) whose files, end to end, are the whole file.
+    conversation, then with empty pieces between them too) whose files, end to end, are
+    the whole file.
 
     Call it from a plain test, not from one of Hypothesis's ``@given`` tests.
     """
@@ -458,19 +459,23 @@ class _FormatCheck:
         self, columns: Sequence[Column], batches: Sequence[Batch], zone: str, whole: bytes
     ) -> None:
         """A format that joins writes ``batches`` in pieces (one a batch, a piece starting
-        where a conversation does) that, end to end, are the ``whole`` file."""
-        pieces = _pieces(columns, batches)
-        written = [
-            self.write(columns, piece, zone, Piece(index, len(pieces)))
-            for index, piece in enumerate(pieces)
-        ]
-        if b"".join(written) != whole:
-            raise AssertionError(
-                f"{self.label} says it joins these columns, but the files of {len(pieces)} "
-                "pieces, end to end, are not the file of the whole export: a piece writes "
-                "what comes before the rows only if info.piece.first, what comes after "
-                "them only if info.piece.last (see docs/plugins.md, 'Pieces')"
-            )
+        where a conversation does), and in those pieces with an empty one before, between
+        and after them (as a source's slices without rows are), that end to end are the
+        ``whole`` file."""
+        cut = _pieces(columns, batches)
+        for pieces, which in ((cut, ""), (_between_empty_pieces(cut), ", every other one empty")):
+            written = [
+                self.write(columns, piece, zone, Piece(index, len(pieces)))
+                for index, piece in enumerate(pieces)
+            ]
+            if b"".join(written) != whole:
+                raise AssertionError(
+                    f"{self.label} says it joins these columns, but the files of {len(pieces)} "
+                    f"pieces{which}, end to end, are not the file of the whole export: a piece "
+                    "writes what comes before the rows only if info.piece.first, what comes "
+                    "after them only if info.piece.last, and nothing that depends on whether "
+                    "the pieces before it hold rows (see docs/plugins.md, 'Pieces')"
+                )
 
     def write(
         self,
@@ -516,6 +521,11 @@ def _pieces(columns: Sequence[Column], batches: Sequence[Batch]) -> list[list[Ba
         pieces[-1].append(batch)
         last = list(batch[-1]) if batch else last
     return pieces
+
+
+def _between_empty_pieces(pieces: list[list[Batch]]) -> list[list[Batch]]:
+    """``pieces`` with an empty piece before, between and after them."""
+    return [[], *(cut for piece in pieces for cut in (piece, []))]
 
 
 def _check_names(label: str, format_: Format[Any]) -> None:

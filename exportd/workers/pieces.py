@@ -21,6 +21,13 @@ lease and its exactly-one outcome do not change.  What happens when something fa
   worker that died to another, whose news the joining run takes if it has not written
   the piece already.  Pieces run in a thread pool of their own, never in a thread that
   a joining run may hold while it waits for them.
+* A piece that the joining run wrote itself stays queued on ``exportd.pieces`` (a
+  queued message cannot be taken back).  A worker that takes it once the run has
+  ended acknowledges it unwritten (below); one that takes it while the run still
+  appends later pieces cannot tell, and writes and stores it in vain: the run, which
+  has the piece, deletes the stored file when the news comes (or the worker does, if
+  the run ended meanwhile).  The waste is one piece's work at most, for each piece
+  written twice; telling that worker sooner would take a reply queue per piece.
 * A piece that its worker could not write for a reason of its own (its data store or
   storage away, a shutdown, a cancel) is dropped, and the joining run writes it.
 * A piece that fails for a reason of the export's (the source or format raised) fails

@@ -213,37 +213,65 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then shut down gracefully (see :meth:`shutdown`).
         Raises :class:`~exportd.supervision.LoopEnded` (once shut down) if a reporter ended
-        on its own."""
-        self.work_area.open()
-        topology = self.bus.topology
-        cancels = await self.bus.subscribe(
-            topology.cancel, "", guarded("the handler of cancel signals", self._on_cancel)
-        )
-        tasks = await self.bus.consume(
-            topology.tasks,
-            guarded(f"the handler of {topology.tasks}", self._on_task),
-            prefetch=self.settings.worker.concurrency,
-        )
-        pieces = await self.bus.consume(
-            topology.pieces,
-            guarded(f"the handler of {topology.pieces}", self._on_piece),
-            prefetch=self.settings.worker.concurrency,
-        )
-        beating = self.loops.keep_running(
-            f"the heartbeats of worker {self.name}", self.heartbeats.beat
-        )
-        self.taking = True
-        log.info("worker %s taking tasks", self.name)
-        try:
+        on its own.  A start that fails (the broker refuses a queue) raises too, once what
+        had started is stopped and closed."""
+        # Unwound last in, first out: the shutdown first, the work area last.
+        async with contextlib.AsyncExitStack() as started:
+            self.work_area.open()
+            started.callback(self.work_area.close)
+            started.callback(self.piece_threads.shutdown)
+            topology = self.bus.topology
+            cancels = await self._started(
+                started,
+                self.bus.subscribe(
+                    topology.cancel, "", guarded("the handler of cancel signals", self._on_cancel)
+                ),
+            )
+            tasks = await self._started(
+                started,
+                self.bus.consume(
+                    topology.tasks,
+                    guarded(f"the handler of {topology.tasks}", self._on_task),
+                    prefetch=self.settings.worker.concurrency,
+                ),
+            )
+            pieces = await self._started(
+                started,
+                self.bus.consume(
+                    topology.pieces,
+                    guarded(f"the handler of {topology.pieces}", self._on_piece),
+                    prefetch=self.settings.worker.concurrency,
+                ),
+            )
+            # Whatever the shutdown raises, the engine hears the worker is gone.
+            started.push_async_callback(self.heartbeats.say_goodbye)
+            beating = self.loops.keep_running(
+                f"the heartbeats of worker {self.name}", self.heartbeats.beat
+            )
+            started.push_async_callback(self.loops.stop, beating)
+            started.push_async_callback(self.shutdown, tasks, cancels, pieces)
+            self.taking = True
+            log.info("worker %s taking tasks", self.name)
             await self.loops.wait(stop)
-        finally:
-            try:
-                await self.shutdown(tasks, cancels, pieces)
-            finally:  # whatever the shutdown raised, the engine hears the worker is gone
-                await self.loops.stop(beating)
-                await self.heartbeats.say_goodbye()
-                self.piece_threads.shutdown()
-                self.work_area.close()
+
+    async def _started(
+        self, stack: contextlib.AsyncExitStack, starting: Awaitable[Subscription]
+    ) -> Subscription:
+        """The subscription ``starting`` gives, to be stopped as ``stack`` unwinds (see
+        :meth:`_left`)."""
+        subscription = await starting
+        stack.push_async_callback(self._left, subscription)
+        return subscription
+
+    async def _left(self, subscription: Subscription) -> None:
+        """Stop ``subscription``, and the runs its handler began (their tasks go back to
+        the queue, their pieces to their joining runs): after a start that failed, before
+        the graceful :meth:`shutdown` could run.  After the shutdown, nothing is left."""
+        self.shutting_down = True
+        runs: list[TaskRun | PieceRun] = [*self._running, *self._pieces]
+        for run in runs:
+            run.stop()
+        await subscription.stop()
 
     async def shutdown(
         self, tasks: Subscription, cancels: Subscription, pieces: Subscription

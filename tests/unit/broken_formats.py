@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from exportd import Batch, Column, ExportInfo, Format, NoOptions, RowWriter, hookimpl
+from exportd import Batch, Column, ExportInfo, Format, NoOptions, Piece, RowWriter, hookimpl
 
 
 class LinesWriter(RowWriter):
@@ -144,6 +144,42 @@ class EndsEveryPiece(Lines):
         return True
 
 
+class HeadsItsRows(Lines):
+    """Says it joins, and writes its header line before the first rows of its first
+    piece: a file whose first piece is empty has none."""
+
+    name = "heads_its_rows"
+
+    def joins(self, columns: Sequence[Column], options: NoOptions) -> bool:
+        return True
+
+    def open(
+        self, file: BinaryIO, columns: Sequence[Column], options: NoOptions, info: ExportInfo
+    ) -> RowWriter:
+        """A :class:`HeadedWriter` of ``file`` for ``info.piece``."""
+        return HeadedWriter(file, columns, info.piece)
+
+
+class HeadedWriter(LinesWriter):
+    """Lines under a header line written with the first piece's first rows; the end line
+    in the last piece."""
+
+    def __init__(self, file: BinaryIO, columns: Sequence[Column], piece: Piece) -> None:
+        super().__init__(file, columns)
+        self.piece = piece
+
+    def write(self, batch: Batch) -> None:
+        """Write the header first if these are the first piece's first rows."""
+        if batch and self.piece.first and not self.rows:
+            self.file.write(self.encode("|".join(column.name for column in self.columns) + "\n"))
+        super().write(batch)
+
+    def close(self) -> None:
+        """End the last piece with the end line."""
+        if self.piece.last:
+            super().close()
+
+
 @hookimpl
 def exportd_formats() -> list[Format[Any]]:
     """Every format of this module."""
@@ -160,5 +196,6 @@ def exportd_formats() -> list[Format[Any]]:
             DottedExtension,
             NoWriter,
             EndsEveryPiece,
+            HeadsItsRows,
         )
     ]

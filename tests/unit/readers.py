@@ -177,10 +177,12 @@ def read_txt(path: Path, columns: Sequence[Column]) -> Table:
     content = path.read_bytes().decode("utf-8")
     if not content.endswith("\n"):
         raise ValueError(f"{path}: the last line does not end")
-    title, blank, *lines = content[:-1].split("\n")
-    if blank:
-        raise ValueError(f"{path}: no blank line after the title")
+    title, *lines = content[:-1].split("\n")
     layout = transcript_layout(columns)
+    in_conversations = layout is not None and layout.conversation is not None
+    if lines[:1] != [""] and (lines or not in_conversations):  # (an empty one: no blank)
+        raise ValueError(f"{path}: no blank line after the title")
+    lines = lines[1:]
     if layout is None:
         header, rows = _txt_table(lines, columns)
     else:

@@ -81,9 +81,44 @@ class NumbersSource(Source[NumbersParams]):
             yield batch.set_column(0, "n", batch.column(0).cast(pa.int32()))
 
 
+class ChatsParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    held: list[int]
+    """Which of the conversations 0 to 3 have messages."""
+
+
+class ChatsSource(Source[ChatsParams]):
+    """A transcript of up to four conversations of three messages; slice ``i`` of
+    ``count`` holds those whose number times ``count`` over four is ``i``: in four
+    slices, one conversation each, and a slice of one that has none is empty."""
+
+    name = "chats"
+    Params = ChatsParams
+    sliceable = True
+    read_by: ClassVar[list[tuple[int, int]]] = []
+    """(slice, slice count) of every read, for the tests."""
+
+    def columns(self, params: ChatsParams, ctx: ReadContext) -> Sequence[Column]:
+        return [
+            Column("conversation_id", "integer", "conversation"),
+            Column("sent_at", "datetime", "time"),
+            Column("sender", "text", "author"),
+            Column("body", "text", "text"),
+        ]
+
+    def estimate(self, params: ChatsParams, ctx: ReadContext) -> int | None:
+        return 400
+
+    def read(self, params: ChatsParams, ctx: ReadContext) -> Iterator[list[tuple[Any, ...]]]:
+        self.read_by.append((ctx.slice, ctx.slice_count))
+        for conversation in sorted(params.held):
+            if conversation * ctx.slice_count // 4 == ctx.slice:
+                sent = datetime(2024, 3, 1, conversation, tzinfo=UTC)
+                yield [(conversation, sent, f"author {n}", f"message {n}") for n in range(3)]
+
+
 @hookimpl
 def exportd_sources() -> list[Source[Any]]:
-    return [NumbersSource()]
+    return [NumbersSource(), ChatsSource()]
 
 
 PLUGINS = Plugins(entry_points=False, extra=[__import__(__name__, fromlist=["_"])])
@@ -100,12 +135,17 @@ def small_slices(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
     monkeypatch.setitem(globals(), "FORMAT", request.param)
     NumbersSource.read_by.clear()
     NumbersSource.slicings.clear()
+    ChatsSource.read_by.clear()
 
 
 def numbers(limit: int | None = None, **params: Any) -> ExportPlan:
+    return plan_of("numbers", limit, params)
+
+
+def plan_of(source: str, limit: int | None, params: dict[str, Any]) -> ExportPlan:
     request = msgspec.convert(
         {
-            "source": "numbers",
+            "source": source,
             "format": FORMAT,
             "params": params,
             "limit": limit,
@@ -142,6 +182,28 @@ def test_slices_read_in_threads_of_their_own_write_the_file_of_one_read(tmp_path
     if FORMAT == "csv":
         assert whole.decode().splitlines()[513] == "512,512"
     assert sorted(path.name for path in tmp_path.iterdir()) == [f"1.{FORMAT}", f"3.{FORMAT}"]
+
+
+@pytest.mark.parametrize("small_slices", ["csv", "json_bulk", "txt"], indirect=True)
+@pytest.mark.parametrize(
+    "held",
+    [[1, 2, 3], [0, 3], [3], [0], []],
+    ids=[
+        "first-empty",
+        "middle-empty",
+        "all-but-the-last-empty",
+        "all-but-the-first-empty",
+        "all-empty",
+    ],
+)
+def test_slices_without_rows_join_into_the_file_of_one_read(
+    tmp_path: Path, small_slices: None, held: list[int]
+) -> None:
+    """Each format that joins writes the same file in four pieces, whichever are empty:
+    no piece's separator or header depends on whether the pieces before it hold rows."""
+    whole = export(tmp_path, plan_of("chats", None, {"held": held}), 1)
+    assert export(tmp_path, plan_of("chats", None, {"held": held}), 4) == whole
+    assert sorted(ChatsSource.read_by) == [(0, 1), (0, 4), (1, 4), (2, 4), (3, 4)]
 
 
 def test_no_more_slices_than_the_estimate_fills_and_none_with_a_limit(tmp_path: Path) -> None:

@@ -119,6 +119,11 @@ def test_a_source_that_breaks_a_rule_fails_the_check_naming_it(source: str, brok
         ("dotted_extension", r"extension '.txt' must be the file name extension, without the dot"),
         ("no_writer", r"open\(\) must return a RowWriter, got None"),
         ("ends_every_piece", r"says it joins these columns, but the files of \d+ pieces"),
+        (
+            "heads_its_rows",
+            r"says it joins these columns, but the files of \d+ pieces, every other one empty, "
+            r"end to end, are not the file of the whole export",
+        ),
     ],
 )
 def test_a_format_that_breaks_a_rule_fails_the_check_naming_it(

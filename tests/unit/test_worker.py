@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 import msgspec
 import pytest
 
-from exportd.bus.base import Message
+from exportd.bus.base import BusError, Message
 from exportd.bus.local import LocalBus
-from exportd.bus.topology import TASK_DELIVERY_LIMIT
+from exportd.bus.topology import TASK_DELIVERY_LIMIT, QueueSpec, Topology
 from exportd.config import Settings
 from exportd.config.settings import WorkerSettings
 from exportd.messages import CancelSignal, ExportTask, PartStatus, RequestFields, StatusUpdate
@@ -309,6 +309,38 @@ async def test_a_shutdown_gives_a_detached_task_back_to_the_engine(tmp_path: Pat
     assert (last.status, last.detached, last.given_back) == ("processing", True, True)
     assert seen.of(long)[-1] == last  # nobody runs it until the engine dispatches it again
     assert partial_files(seen.settings) == []
+
+
+@dataclass(frozen=True)
+class NoPiecesQueue(Topology):
+    """A topology without the pieces queue: consuming it fails, as on a broker that
+    refuses the queue."""
+
+    def consumed_queues(self) -> tuple[QueueSpec, ...]:
+        return tuple(spec for spec in super().consumed_queues() if spec.name != self.pieces)
+
+
+async def test_a_worker_whose_start_fails_stops_what_started_and_raises(tmp_path: Path) -> None:
+    """Its last consumer refused: its task consumer stops (a task goes to another
+    consumer, not to it), its work area is closed and its pieces' threads shut down."""
+    settings = Settings(home=str(tmp_path), worker=WorkerSettings(**QUICK))
+    async with LocalBus(NoPiecesQueue()) as bus:
+        worker = Worker(bus, Plugins(settings=settings, extra=[toy_plugins]), settings)
+        with pytest.raises(BusError, match=r"no queue named 'exportd\.pieces'"):
+            await worker.run(asyncio.Event())
+        taken: list[Message] = []
+
+        async def take(message: Message) -> None:
+            taken.append(message)
+            await message.ack()
+
+        await bus.publish("", bus.topology.tasks, msgspec.json.encode(task()))
+        other = await bus.consume(bus.topology.tasks, take, prefetch=1)
+        await until(lambda: taken or None)
+        await other.cancel()
+    assert list(settings.work_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        worker.piece_threads.submit(int)
 
 
 async def test_a_task_whose_attempt_was_canceled_before_it_came_is_acknowledged_unrun(

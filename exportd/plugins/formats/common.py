@@ -289,7 +289,6 @@ def transcript_layout(columns: Sequence[Column]) -> TranscriptLayout | None:
 
 
 _NOTHING_YET = object()
-_IN_AN_EARLIER_PIECE = object()
 
 
 # The column-wise display text of the human-readable formats (txt, html), on Arrow
@@ -475,13 +474,11 @@ class ConversationStarts:
 
     A conversation starts where the conversation column's value changes, so a
     source should order rows by conversation.  The last batch's conversation is
-    remembered: one that goes on from it does not start again.  ``after_others``: the
-    rows follow those of an earlier piece of the file (:class:`~exportd.Piece`), so
-    the first conversation is not the export's first.
+    remembered: one that goes on from it does not start again.
     """
 
-    def __init__(self, *, after_others: bool = False) -> None:
-        self._current: Any = _IN_AN_EARLIER_PIECE if after_others else _NOTHING_YET
+    def __init__(self) -> None:
+        self._current: Any = _NOTHING_YET
 
     @property
     def started(self) -> bool:

@@ -1,6 +1,7 @@
 """The ``txt`` format: plain UTF-8 text for people, with ``"\\n"`` line endings.
 
-The file starts with a title line (source, interval, time zone) and a blank line.
+The file starts with a title line (source, interval, time zone) and a blank line
+(but for an empty transcript in conversations: below).
 
 When the columns carry time, author and text roles it is a transcript::
 
@@ -12,11 +13,14 @@ When the columns carry time, author and text roles it is a transcript::
     == conversation_id: 42 ==
     ...
 
-A conversation heading starts each run of rows with the same conversation
-value (if a column has that role), so a source should order rows by
-conversation.  Each line break in a message (anything ``str.splitlines``
-splits on: LF, CRLF, CR, U+2028...) starts a continuation line indented by
-four spaces; trailing line breaks are dropped.
+A conversation heading, after a blank line, starts each run of rows with the
+same conversation value (if a column has that role), so a source should order
+rows by conversation.  The blank line after the title is the first heading's: a
+transcript in conversations without rows is its title line alone, and a piece
+of a file written in pieces (:class:`~exportd.Piece`) writes the same bytes
+whether the pieces before it hold rows or not.  Each line break in a message
+(anything ``str.splitlines`` splits on: LF, CRLF, CR, U+2028...) starts a
+continuation line indented by four spaces; trailing line breaks are dropped.
 
 Otherwise it is a table: a header, a rule, then one line per row, cells
 separated by ``" | "``.  As the file is streamed, column widths come from the
@@ -74,18 +78,21 @@ class TxtFormat(Format[NoOptions]):
     ) -> RowWriter:
         """Write the title (in the file's first piece) and return the transcript or table
         writer."""
-        if info.piece.first:
-            _write_lines(file, [printable(export_title(info)), ""])
         layout = transcript_layout(columns)
+        if info.piece.first:
+            # A transcript in conversations has its blank line before each heading.
+            in_conversations = layout is not None and layout.conversation is not None
+            title = [printable(export_title(info)), *([] if in_conversations else [""])]
+            _write_lines(file, title)
         if layout is None:
             return TableWriter(file, columns, info)
         return TranscriptWriter(file, columns, layout, info)
 
     def joins(self, columns: Sequence[Column], options: NoOptions) -> bool:
         """A transcript joins: a later piece starts with its conversation's heading, after
-        the blank line that parts conversations.  (A piece that follows only empty
-        pieces so starts with a blank line that the whole file would not have.)  A
-        table does not: its widths come from the first piece's rows."""
+        its blank line, as every heading is, so that it does not matter whether the pieces
+        before it hold rows.  A table does not: its widths come from the first piece's
+        rows."""
         return transcript_layout(columns) is not None
 
 
@@ -102,7 +109,7 @@ class TranscriptWriter(RowWriter):
         self._text[layout.text] = ColumnText(columns[layout.text], zone, _message_lines)
         conversation = layout.conversation
         self._label = "" if conversation is None else printable(columns[conversation].name)
-        self._starts = ConversationStarts(after_others=not info.piece.first)
+        self._starts = ConversationStarts()
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Write the batch's messages, starting a section where the conversation changes."""
@@ -121,13 +128,13 @@ class TranscriptWriter(RowWriter):
         return self._text[at].cells(batch.column(at))
 
     def _headings(self, batch: pa.RecordBatch, at: int) -> list[pa.Array]:
-        """A heading before each row that starts a conversation, after a blank line
-        unless it is the export's first; nothing before the others."""
-        starts, ends = self._starts.starts(batch.column(at))
+        """A blank line and a heading before each row that starts a conversation; nothing
+        before the others."""
+        starts, _ = self._starts.starts(batch.column(at))
         headings = pc.binary_join_element_wise(
-            f"== {self._label}: ", self._cells(batch, at), " ==\n", ""
+            f"\n== {self._label}: ", self._cells(batch, at), " ==\n", ""
         )
-        return [pc.if_else(ends, "\n", ""), pc.if_else(starts, headings, "")]
+        return [pc.if_else(starts, headings, "")]
 
 
 def _message_lines(cells: pa.Array) -> pa.Array:
