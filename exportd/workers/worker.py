@@ -60,7 +60,7 @@ from typing import Generic, TypeVar
 
 import msgspec
 
-from exportd.bus.base import Bus, BusError, Message, Subscription
+from exportd.bus.base import Bus, BusError, Handler, Message, Subscription
 from exportd.bus.topology import TASK_DELIVERY_LIMIT
 from exportd.config import Settings
 from exportd.errors import Cancelled, ErrorBody, ExportError, Unavailable
@@ -227,22 +227,8 @@ class Worker:
                     topology.cancel, "", guarded("the handler of cancel signals", self._on_cancel)
                 ),
             )
-            tasks = await self._started(
-                started,
-                self.bus.consume(
-                    topology.tasks,
-                    guarded(f"the handler of {topology.tasks}", self._on_task),
-                    prefetch=self.settings.worker.concurrency,
-                ),
-            )
-            pieces = await self._started(
-                started,
-                self.bus.consume(
-                    topology.pieces,
-                    guarded(f"the handler of {topology.pieces}", self._on_piece),
-                    prefetch=self.settings.worker.concurrency,
-                ),
-            )
+            tasks = await self._consuming(started, topology.tasks, self._on_task)
+            pieces = await self._consuming(started, topology.pieces, self._on_piece)
             # Whatever the shutdown raises, the engine hears the worker is gone.
             started.push_async_callback(self.heartbeats.say_goodbye)
             beating = self.loops.keep_running(
@@ -253,6 +239,21 @@ class Worker:
             self.taking = True
             log.info("worker %s taking tasks", self.name)
             await self.loops.wait(stop)
+
+    async def _consuming(
+        self,
+        stack: contextlib.AsyncExitStack,
+        queue: str,
+        handler: Handler,
+    ) -> Subscription:
+        """A consumer of ``queue`` (``worker.concurrency`` at a time) whose messages go to
+        ``handler`` under :func:`guarded`, stopped as ``stack`` unwinds."""
+        consuming = self.bus.consume(
+            queue,
+            guarded(f"the handler of {queue}", handler),
+            prefetch=self.settings.worker.concurrency,
+        )
+        return await self._started(stack, consuming)
 
     async def _started(
         self, stack: contextlib.AsyncExitStack, starting: Awaitable[Subscription]
@@ -268,10 +269,13 @@ class Worker:
         the queue, their pieces to their joining runs): after a start that failed, before
         the graceful :meth:`shutdown` could run.  After the shutdown, nothing is left."""
         self.shutting_down = True
-        runs: list[TaskRun | PieceRun] = [*self._running, *self._pieces]
-        for run in runs:
+        for run in self._runs():
             run.stop()
         await subscription.stop()
+
+    def _runs(self) -> list[TaskRun | PieceRun]:
+        """The runs of tasks and of pieces going on now."""
+        return [*self._running, *self._pieces]
 
     async def shutdown(
         self, tasks: Subscription, cancels: Subscription, pieces: Subscription
@@ -317,8 +321,7 @@ class Worker:
         else:
             ended = self._cancelled.get(signal.job_id, signal.attempt)
             self._cancelled.put(signal.job_id, max(signal.attempt, ended))
-            runs: list[TaskRun | PieceRun] = [*self._running, *self._pieces]
-            for run in runs:
+            for run in self._runs():
                 if run.task.job_id == signal.job_id and run.task.attempt <= signal.attempt:
                     run.stop()
         await message.ack()
