@@ -36,7 +36,7 @@ from exportd.engine.schema import LOCKED
 from exportd.http.app import serving_http
 from exportd.messages import ExportRequest, JobEvent
 from exportd.plugins.manager import Plugins
-from exportd.supervision import LoopEnded
+from exportd.supervision import DEFAULT_BACKOFF, LoopEnded
 from tests.integration.processes import (
     REPOSITORY,
     Processes,
@@ -246,7 +246,10 @@ async def test_with_the_store_on_a_full_disk_requests_are_refused_at_once_and_th
         assert not any(talker.seen(job_id, final) for final in FINAL_EVENTS)
 
         filler.unlink()
-        await until(lambda: any(talker.seen(job_id, final) for final in FINAL_EVENTS))
+        # The status handler retries with a jittered back-off that grew while the disk was
+        # full: its next try may come as late as the back-off's cap.
+        recovery = DEFAULT_BACKOFF.cap + 10
+        await until(lambda: any(talker.seen(job_id, final) for final in FINAL_EVENTS), recovery)
         (reply,) = await talker.replies_to(
             [await talker.send(json.dumps(count_request(1)).encode())]
         )
