@@ -43,6 +43,7 @@ from exportd.engine.lifecycle import Change, Dropped
 from exportd.engine.metrics import EngineMetrics
 from exportd.engine.readers import StoreReaders
 from exportd.engine.store import JobPage, JobQuery, JobStore, NewPart, OutboxRow
+from exportd.engine.throttle import Throttle
 from exportd.engine.worker_registry import WorkerRegistry
 from exportd.errors import (
     ErrorBody,
@@ -136,7 +137,7 @@ class Engine:
         """Outbox rows being published: touched in the store's thread only, so that a row
         taken by one publisher (a change's own, the relay) is not taken by the other."""
         self._updates: Batcher[StatusUpdate, Change | Dropped] = Batcher(self._apply_updates)
-        self._progress_sent: dict[str, float] = {}
+        self._progress_events: Throttle[str] = Throttle(PROGRESS_EVENT_INTERVAL)
         self.workers = WorkerRegistry(
             timeout=settings.engine.worker_timeout,
             settle=settings.worker.heartbeat_interval,
@@ -571,10 +572,8 @@ class Engine:
 
     async def _announce_progress(self, job: JobSnapshot) -> None:
         """Publish ``job.progress``, at most once a :data:`PROGRESS_EVENT_INTERVAL` per job."""
-        moment = time.monotonic()
-        if moment - self._progress_sent.get(job.id, 0.0) < PROGRESS_EVENT_INTERVAL:
+        if not self._progress_events.passes(job.id, time.monotonic()):
             return
-        self._progress_sent[job.id] = moment
         event = JobEvent(id=str(uuid.uuid4()), type="job.progress", occurred_at=now(), job=job)
         key = event_routing_key(job.request.org_id, job.request.source, job.status)
         with contextlib.suppress(BusError):  # progress is news, not state: a lost one is fine
