@@ -29,7 +29,15 @@ the overhead splits into the topology's share and exportd's own.
   stored as a worker does it, timed in this process in the same turn), p50 of
   the turns' differences;
 * throughput: ``--burst`` of them published at once, from the first publish to
-  the last done event (reply).
+  the last done event (reply);
+* the bound: the best any exportd could do on its four hops doing no work of its
+  own, beside Celery: the floor's trip plus the export alone, turn by turn
+  (latency), and the jobs per second the cores allow for the floor's CPU per trip
+  plus the export's CPU per job, at most the floor's own rate (throughput).  A
+  bound that misses Celery's figure says the target needs fewer or cheaper hops,
+  not savings inside exportd.  The latency's bound on classic hops (four of the
+  baseline's, classic queues with confirms) says whether queues of that type alone
+  would do.
 
 The peer is Celery 5 on the same RabbitMQ: two Celery workers (``--role celery``,
 the solo pool, or ``--concurrency`` threads) run the same export as a task (planned,
@@ -484,16 +492,19 @@ class ExportAlone:
         self.plugins = load_plugins(settings)
         self.storage = self.plugins.storage(settings.storage)
         self.count = 0
+        self.cpu: list[float] = []
+        """The CPU seconds (of the whole process) each export took."""
         settings.work_path.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, request: ExportRequest) -> float:
         """Seconds the export of ``request`` takes."""
         self.count += 1
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         plan = plan_export(request, self.plugins, data_store(self.settings))
         written = self.settings.work_path / f"{self.label}-{self.count}.csv"
         run_export(plan, written, batch_size=self.settings.batch_size)
         self.storage.store(f"{self.label}/{self.count}/{written.name}", written)
+        self.cpu.append(time.process_time() - began_cpu)
         return time.perf_counter() - began
 
 
@@ -549,6 +560,7 @@ class Results(msgspec.Struct):
     floor_rate: float
     stages: dict[str, list[float]]
     cpu: dict[str, dict[str, float]]
+    export_cpu: list[float] = msgspec.field(default_factory=list)
 
 
 def stage_times(inbox: Inbox, keys: list[str], sent: list[float]) -> dict[str, list[float]]:
@@ -577,7 +589,7 @@ async def run(args: argparse.Namespace, home: Path, names: Names) -> Results:
         org_id=summary.org_id,  # the room's: an org's export reads only its own data
     )
     settings = settings_for(home, args.url, args.concurrency)
-    export = partial(ExportAlone(settings), request)
+    alone = ExportAlone(settings)
     async with AmqpBus(settings.broker, names.topology, name="bench declare"):
         pass  # the topology exists before anyone consumes from it
     role = [sys.executable, __file__, "--url", args.url, "--prefix", names.prefix]
@@ -612,7 +624,9 @@ async def run(args: argparse.Namespace, home: Path, names: Names) -> Results:
                         },
                     )
                     try:
-                        return await measure(args, bench, crew, export, celery)
+                        results = await measure(args, bench, crew, partial(alone, request), celery)
+                        cpu = alone.cpu[WARMUP:]  # the turns' exports, as ``results.export``
+                        return msgspec.structs.replace(results, export_cpu=cpu)
                     finally:
                         celery.close()
         finally:
@@ -795,6 +809,7 @@ def report(args: argparse.Namespace, results: Results) -> bool:
         "baseline sent back to back, each echo woken two round trips after its last;"
         "\nexportd's and Celery's ratios: exportd's figure over Celery's"
     )
+    report_bound(args, results, celery_rate)
     print(f"\nwhere a job's time goes, from its events' arrival ({args.jobs} jobs, ms):")
     print(ROW.format("", "p50", "p99", "", "", ""))
     previous = "request sent"
@@ -813,6 +828,45 @@ def report(args: argparse.Namespace, results: Results) -> bool:
         figures = [f"{usage[role]:.2f}" for role in roles]
         print(cpu_row.format(phase, *figures, f"{sum(usage.values()):.2f}"))
     return met
+
+
+def report_bound(args: argparse.Namespace, results: Results, celery_rate: float) -> None:
+    """Print the best any exportd could do on its four hops, doing no work of its own,
+    beside Celery: the floor's trip and the export alone, turn by turn (latency); and
+    the jobs per second the machine's cores allow for the floor's CPU per trip (every
+    process and the broker) and the export's CPU per job, or the floor's own rate if
+    that is less (throughput)."""
+    trips = [trip + alone for trip, alone in zip(results.floor, results.export, strict=True)]
+    classic = [
+        2 * ping + alone for ping, alone in zip(results.baseline, results.export, strict=True)
+    ]
+    floor_cpu = sum(results.cpu["floor, all at once"].values())
+    export_cpu = p(results.export_cpu, 50)
+    cores = os.cpu_count() or 1
+    rate = min(results.floor_rate, cores * 1000 / (floor_cpu + export_cpu))
+    print(
+        "\nthe bound: the floor and the export alone, no work of exportd's own; a latency"
+        "\nratio above 1x or a rate's below 1x is a Celery target no saving inside exportd"
+        f"\nmeets on these hops (rate: {cores} cores over {floor_cpu:.2f} ms of the floor's"
+        f" CPU per trip\nand {export_cpu:.2f} ms of the export's, at most the floor's rate;"
+        "\non classic hops: four baseline hops, twice its round trip, for the floor's trip)"
+    )
+    print(ROW.format("", "bound", "celery", "ratio", "", ""))
+    celery_ms = p(results.celery, 50)
+    for label, times in (("latency p50 ms", trips), ("  on classic hops", classic)):
+        latency_ms = p(times, 50)
+        ratio = f"{latency_ms / celery_ms:.2f}x"
+        print(ROW.format(label, f"{latency_ms:.2f}", f"{celery_ms:.2f}", ratio, "", ""))
+    print(
+        ROW.format(
+            f"{args.burst} at once, jobs/s",
+            f"{rate:.0f}",
+            f"{celery_rate:.0f}",
+            f"{rate / celery_rate:.2f}x",
+            "",
+            "",
+        )
+    )
 
 
 def main() -> None:
