@@ -411,8 +411,10 @@ class Worker:
 class TaskRun:
     """One delivery of one task: the export, its updates and the settling of the message.
 
-    The export runs in a thread of its own.  It tells the event loop how far it got and
-    that its file is written (``call_soon_threadsafe``), and reads only :attr:`cancel`.
+    The export runs in a thread of its own and reads only :attr:`cancel`.  How far it got
+    it leaves where the reporter reads it at its next tick (one reference assigned: the
+    loop is not woken for it); that its file is written it tells the event loop
+    (``call_soon_threadsafe``), whose reporter may say ``uploading`` at once.
     On the loop, while the export runs, the run's reporter (:meth:`_report`) is the one
     that says anything: the announcement, progress, heartbeats, ``uploading`` and the
     early acknowledgement.  Once the export ends, :meth:`execute` stops the reporter and
@@ -570,9 +572,6 @@ class TaskRun:
         if worker.settings.worker.pieces > 1:
             join = JoiningRun(worker, task, key, loop, self.cancel.is_set)
 
-        def on_progress(progress: Progress) -> None:
-            loop.call_soon_threadsafe(self._progressed, progress)
-
         def write_and_store() -> tuple[Written, Exception | None]:
             plan = plan_task(task, worker.plugins, data_store(worker.settings), worker=worker.name)
             failure: Exception | None = None
@@ -582,7 +581,7 @@ class TaskRun:
                     path,
                     batch_size=worker.settings.batch_size,
                     slices=worker.settings.read_slices,
-                    on_progress=on_progress,
+                    on_progress=self._progressed,
                     cancelled=self.cancel.is_set,
                     part=task.part,
                     part_count=task.part_count,
@@ -659,7 +658,7 @@ class TaskRun:
         return outcome[0]
 
     def _progressed(self, progress: Progress) -> None:
-        """News from the export's thread: how far it got."""
+        """News from the export's thread (called in it): how far it got."""
         self._progress = progress
 
     def _file_written(self) -> None:
