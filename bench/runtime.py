@@ -35,9 +35,10 @@ the overhead splits into the topology's share and exportd's own.
   (latency), and the jobs per second the cores allow for the floor's CPU per trip
   plus the export's CPU per job, at most the floor's own rate (throughput).  A
   bound that misses Celery's figure says the target needs fewer or cheaper hops,
-  not savings inside exportd.  The latency's bound on classic hops (four of the
-  baseline's, classic queues with confirms) says whether queues of that type alone
-  would do.
+  not savings inside exportd; so does exportd's own CPU per job (its engine's and
+  workers', less the export's) above what the cores leave at Celery's rate.  The
+  latency's bound on classic hops (four of the baseline's, classic queues with
+  confirms) says whether queues of that type alone would do.
 
 The peer is Celery 5 on the same RabbitMQ: two Celery workers (``--role celery``,
 the solo pool, or ``--concurrency`` threads) run the same export as a task (planned,
@@ -866,6 +867,14 @@ def report_bound(args: argparse.Namespace, results: Results, celery_rate: float)
             "",
             "",
         )
+    )
+    burst = results.cpu["exportd, all at once"]
+    own = burst["engine"] + burst["workers"] - export_cpu
+    room = cores * 1000 / celery_rate - floor_cpu - export_cpu
+    print(
+        f"CPU per job left for exportd's own work at Celery's rate: {room:.2f} ms (the cores"
+        f"\nover Celery's rate, less the floor's and the export's); its engine's and workers'"
+        f"\nall at once, less the export's: {own:.2f} ms"
     )
 
 

@@ -30,6 +30,7 @@ def test_the_runtime_benchmark_measures_exportd_beside_its_peers(broker_url: str
         "5 at once, jobs/s",
         "the bound: the floor and the export alone",
         "  on classic hops",
+        "left for exportd's own work",
         "where a job's time goes",
         "CPU ms per job, by process",
         "exportd, all at once",
