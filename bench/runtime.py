@@ -286,7 +286,7 @@ def celery_worker(url: str, names: Names, home: Path, concurrency: int) -> None:
 
     @app.task(name=CELERY_TASK)  # type: ignore[untyped-decorator]
     def run_export_task(body: bytes) -> float:
-        return export(msgspec.json.decode(body, type=ExportRequest))
+        return export(msgspec.json.decode(body, type=ExportRequest)).wall
 
     pool = "solo" if concurrency == 1 else "threads"
     quiet = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
@@ -482,6 +482,13 @@ class Bench:
         await self.channel.default_exchange.publish(message, queue, mandatory=True)
 
 
+class Took(NamedTuple):
+    """What an export alone took: seconds of the wall clock, and of the process's CPU."""
+
+    wall: float
+    cpu: float
+
+
 class ExportAlone:
     """The export of a job done as a worker does it (plan, pipeline, storage), timed: in
     the bench process, and in each Celery worker as its task.  ``label`` keeps the files
@@ -493,20 +500,17 @@ class ExportAlone:
         self.plugins = load_plugins(settings)
         self.storage = self.plugins.storage(settings.storage)
         self.count = 0
-        self.cpu: list[float] = []
-        """The CPU seconds (of the whole process) each export took."""
         settings.work_path.mkdir(parents=True, exist_ok=True)
 
-    def __call__(self, request: ExportRequest) -> float:
-        """Seconds the export of ``request`` takes."""
+    def __call__(self, request: ExportRequest) -> Took:
+        """What the export of ``request`` takes."""
         self.count += 1
         began, began_cpu = time.perf_counter(), time.process_time()
         plan = plan_export(request, self.plugins, data_store(self.settings))
         written = self.settings.work_path / f"{self.label}-{self.count}.csv"
         run_export(plan, written, batch_size=self.settings.batch_size)
         self.storage.store(f"{self.label}/{self.count}/{written.name}", written)
-        self.cpu.append(time.process_time() - began_cpu)
-        return time.perf_counter() - began
+        return Took(time.perf_counter() - began, time.process_time() - began_cpu)
 
 
 class CeleryPeer:
@@ -561,7 +565,7 @@ class Results(msgspec.Struct):
     floor_rate: float
     stages: dict[str, list[float]]
     cpu: dict[str, dict[str, float]]
-    export_cpu: list[float] = msgspec.field(default_factory=list)
+    export_cpu: list[float]
 
 
 def stage_times(inbox: Inbox, keys: list[str], sent: list[float]) -> dict[str, list[float]]:
@@ -590,7 +594,7 @@ async def run(args: argparse.Namespace, home: Path, names: Names) -> Results:
         org_id=summary.org_id,  # the room's: an org's export reads only its own data
     )
     settings = settings_for(home, args.url, args.concurrency)
-    alone = ExportAlone(settings)
+    export = partial(ExportAlone(settings), request)
     async with AmqpBus(settings.broker, names.topology, name="bench declare"):
         pass  # the topology exists before anyone consumes from it
     role = [sys.executable, __file__, "--url", args.url, "--prefix", names.prefix]
@@ -625,9 +629,7 @@ async def run(args: argparse.Namespace, home: Path, names: Names) -> Results:
                         },
                     )
                     try:
-                        results = await measure(args, bench, crew, partial(alone, request), celery)
-                        cpu = alone.cpu[WARMUP:]  # the turns' exports, as ``results.export``
-                        return msgspec.structs.replace(results, export_cpu=cpu)
+                        return await measure(args, bench, crew, export, celery)
                     finally:
                         celery.close()
         finally:
@@ -635,18 +637,20 @@ async def run(args: argparse.Namespace, home: Path, names: Names) -> Results:
 
 
 class Turn(NamedTuple):
-    """Seconds each took, one after the other, and when the job was sent."""
+    """Seconds each took, one after the other (the export alone's CPU seconds too), and
+    when the job was sent."""
 
     ping: float
     floor: float
     job: float
     celery: float
     export: float
+    export_cpu: float
     job_sent: float
 
 
 async def take_turns(
-    bench: Bench, export: Callable[[], float], celery: CeleryPeer, key: str, celery_first: bool
+    bench: Bench, export: Callable[[], Took], celery: CeleryPeer, key: str, celery_first: bool
 ) -> Turn:
     """A ping, a floor trip, a job and a Celery task (``celery_first`` or not), then the
     export alone."""
@@ -656,14 +660,15 @@ async def take_turns(
     sent, job = await latency(bench.submit, bench.jobs, key)
     if not celery_first:
         task = await celery.latency()
-    return Turn(ping, floor, job, task, export(), sent)
+    took = export()
+    return Turn(ping, floor, job, task, took.wall, took.cpu, sent)
 
 
 async def measure(
     args: argparse.Namespace,
     bench: Bench,
     crew: Crew,
-    export: Callable[[], float],
+    export: Callable[[], Took],
     celery: CeleryPeer,
 ) -> Results:
     """The latencies of all three taking turns, then each one's throughput, after a
@@ -674,7 +679,7 @@ async def measure(
 
     for number, key in enumerate(keys("warm", WARMUP)):
         await take_turns(bench, export, celery, key, celery_first=number % 2 == 1)
-    baseline, floor, exportd, tasks, alone, sent = [], [], [], [], [], []
+    baseline, floor, exportd, tasks, alone, alone_cpu, sent = [], [], [], [], [], [], []
     with crew.counting("all four, one at a time", args.jobs):
         for number, key in enumerate(keys("one", args.jobs)):
             turn = await take_turns(bench, export, celery, key, celery_first=number % 2 == 1)
@@ -683,6 +688,7 @@ async def measure(
             exportd.append(turn.job)
             tasks.append(turn.celery)
             alone.append(turn.export)
+            alone_cpu.append(turn.export_cpu)
             sent.append(turn.job_sent)
     baseline_warm = [
         (await latency(bench.ping, bench.pongs, key))[1] for key in keys("warm-ping", args.jobs)
@@ -705,6 +711,7 @@ async def measure(
         baseline_warm=baseline_warm,
         floor=floor,
         export=alone,
+        export_cpu=alone_cpu,
         celery=tasks,
         exportd_rate=statistics.median(exportd_rates),
         exportd_rates=exportd_rates,
