@@ -78,7 +78,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 async def embedded(settings: Settings, plugins: Plugins) -> AsyncIterator[Engine]:
     """The engine, the delivery service and a worker running up to
     ``worker.concurrency`` exports at once, on an in-process bus, with every change of
-    a job's status logged; yields the engine.  The worker's loops are the engine's:
+    a job's status logged; yields the engine once it runs (so that ``/readyz`` answers
+    ready as soon as the HTTP API listens).  The worker's loops are the engine's:
     ``engine.loops.wait`` raises when any loop of the process ends on its own.
 
     At the end the worker stops first (running exports get ``worker.shutdown_grace``
@@ -98,6 +99,7 @@ async def embedded(settings: Settings, plugins: Plugins) -> AsyncIterator[Engine
             engine_run = asyncio.create_task(engine.run(engine_stop), name="exportd engine")
             worker_run = asyncio.create_task(worker.run(worker_stop), name="exportd worker")
             try:
+                await engine.until_running(engine_run)
                 yield engine
             finally:
                 # The worker's last updates travel on this bus, which ends with the

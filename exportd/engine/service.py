@@ -145,7 +145,7 @@ class Engine:
         )
         """The workers heard from: :meth:`live_workers` counts the live ones."""
         self.loops = Loops()
-        self.running = False
+        self._running = asyncio.Event()
         self.on_removed: list[Callable[[list[str]], None]] = []
         """Called on the event loop with the ids of each batch of jobs the sweep removed
         (``engine.job_retention``), for what keeps records of jobs elsewhere (the
@@ -184,6 +184,22 @@ class Engine:
         if reason is not None:
             self.metrics.jobs_without_worker.labels(request.source, request.format).inc()
             log.warning("job %s (%s to %s): %s", job.id, request.source, request.format, reason)
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` serves: its consumers are on and its loops run."""
+        return self._running.is_set()
+
+    async def until_running(self, run: asyncio.Task[None]) -> None:
+        """Wait until ``run``, the task of :meth:`run`, serves; if it ends first, raise
+        what it raised."""
+        serving = asyncio.create_task(self._running.wait())
+        try:
+            await asyncio.wait({serving, run}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            serving.cancel()
+        if not self.running:
+            run.result()
 
     async def ready(self) -> None:
         """Raise :class:`Unavailable` unless the engine runs, none of its loops ended, and
@@ -373,14 +389,14 @@ class Engine:
         )
         if not self.bus.durable:
             await self._redispatch_unfinished()
-        self.running = True
+        self._running.set()
         self.loops.keep_running("exportd outbox relay", self._relay)
         self.loops.keep_running("exportd sweeper", self._sweep)
         log.info("engine running: jobs in %s", self.settings.jobs_path)
         try:
             await self.loops.wait(stop)
         finally:
-            self.running = False
+            self._running.clear()
             for subscription in subscriptions:
                 await subscription.stop()
             await self._updates.drained()

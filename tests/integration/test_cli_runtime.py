@@ -700,6 +700,7 @@ async def test_embedded_runs_jobs_and_logs_each_change_of_status(
     caplog.set_level(logging.INFO, logger="exportd")
 
     async with embedded(settings, plugins) as engine:
+        await engine.ready()  # it runs once it is handed over
         job = await engine.submit(count_request(rows=20))  # two parts of 10 rows
         done = await wait_until(engine, job.id, "done")
 

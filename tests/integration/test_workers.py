@@ -23,6 +23,7 @@ import httpx
 import msgspec
 import pytest
 
+from exportd.bus.base import BusError
 from exportd.bus.local import LocalBus
 from exportd.engine.service import Engine
 from exportd.messages import WorkerHeartbeat
@@ -243,6 +244,18 @@ async def test_heartbeats_go_on_after_the_broker_refused_them(
         await loops.close()
 
 
+async def test_waiting_for_the_engine_to_run_raises_what_stopped_its_start(
+    tmp_path: Path,
+) -> None:
+    settings = settings_in(tmp_path)
+    engine = Engine(LocalBus(), Plugins(settings=settings), settings)  # a bus never started
+    running = asyncio.create_task(engine.run(asyncio.Event()))
+    with pytest.raises(BusError, match="the bus is not started"):
+        async with asyncio.timeout(WAIT):
+            await engine.until_running(running)
+    assert not engine.running
+
+
 async def test_the_engine_drops_a_heartbeat_it_cannot_read_and_hears_the_next(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -255,8 +268,7 @@ async def test_the_engine_drops_a_heartbeat_it_cannot_read_and_hears_the_next(
         running = asyncio.create_task(engine.run(stop))
         try:
             async with asyncio.timeout(WAIT):
-                while not engine.running:
-                    await asyncio.sleep(0.01)
+                await engine.until_running(running)
             exchange = bus.topology.workers
             await bus.publish(exchange, "", b'{"name": 1}')
             heartbeats = Heartbeats(
