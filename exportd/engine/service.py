@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from exportd.bus.base import Bus, BusError, Message
+from exportd.bus.base import Bus, BusError, Message, Subscription
 from exportd.bus.topology import DEFAULT_EXCHANGE, event_routing_key
 from exportd.config import Settings
 from exportd.engine.batching import Batcher
@@ -363,7 +363,8 @@ class Engine:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set: consume requests and updates, relay the outbox,
         sweep.  The bus must be started.  Raises :class:`~exportd.supervision.LoopEnded`
-        (once it stopped) if one of :attr:`loops` ended on its own."""
+        (once it stopped) if one of :attr:`loops` ended on its own, and what stopped its
+        start (a consumer the bus refused, say) once it closed what it had opened."""
         topology = self.bus.topology
         prefetch = self.settings.broker.prefetch
         handlers = {
@@ -372,28 +373,20 @@ class Engine:
             topology.status: self._on_status,
         }
         held = {topology.status: (Unavailable,)}  # an outage must not use up its limit
-        subscriptions = [
-            await self.bus.consume(
-                queue,
-                guarded(f"the handler of {queue}", handler, hold=held.get(queue, ())),
-                prefetch=prefetch,
-            )
-            for queue, handler in handlers.items()
-        ]
-        subscriptions.append(
-            await self.bus.subscribe(
-                topology.workers,
-                "",
-                guarded(f"the handler of {topology.workers}", self._on_heartbeat),
-            )
-        )
-        if not self.bus.durable:
-            await self._redispatch_unfinished()
-        self._running.set()
-        self.loops.keep_running("exportd outbox relay", self._relay)
-        self.loops.keep_running("exportd sweeper", self._sweep)
-        log.info("engine running: jobs in %s", self.settings.jobs_path)
+        subscriptions: list[Subscription] = []
         try:
+            for queue, handler in handlers.items():
+                hold = held.get(queue, ())
+                guard = guarded(f"the handler of {queue}", handler, hold=hold)
+                subscriptions.append(await self.bus.consume(queue, guard, prefetch=prefetch))
+            heartbeats = guarded(f"the handler of {topology.workers}", self._on_heartbeat)
+            subscriptions.append(await self.bus.subscribe(topology.workers, "", heartbeats))
+            if not self.bus.durable:
+                await self._redispatch_unfinished()
+            self._running.set()
+            self.loops.keep_running("exportd outbox relay", self._relay)
+            self.loops.keep_running("exportd sweeper", self._sweep)
+            log.info("engine running: jobs in %s", self.settings.jobs_path)
             await self.loops.wait(stop)
         finally:
             self._running.clear()

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -254,6 +255,8 @@ async def test_waiting_for_the_engine_to_run_raises_what_stopped_its_start(
         async with asyncio.timeout(WAIT):
             await engine.until_running(running)
     assert not engine.running
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        engine.store.ping()  # it closed its job store on the way out
 
 
 async def test_the_engine_drops_a_heartbeat_it_cannot_read_and_hears_the_next(
