@@ -579,13 +579,17 @@ def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path, datastore: Pa
     serve = Process(["serve", "--workers", "2", "--http", "127.0.0.1:0"], env, tmp_path)
     try:
         serve.wait_for("taking tasks")
+        serve.wait_for("serving in one process")
         assert serve.stop() == 0
     finally:
         serve.popen.kill()
         serve.popen.wait(WAIT)
     log = serve.text().splitlines()
     assert all(" INFO " in line for line in log), log
-    assert re.search(r"INFO HTTP API at http://127\.0\.0\.1:\d+ \(OpenAPI: ", log[0])
+    [running] = [n for n, line in enumerate(log) if " INFO engine running: jobs in " in line]
+    [api] = [n for n, line in enumerate(log) if " INFO HTTP API at " in line]
+    assert re.search(r"INFO HTTP API at http://127\.0\.0\.1:\d+ \(OpenAPI: ", log[api])
+    assert running < api  # it listens once the engine runs
     assert any("2 export(s) at once" in line for line in log), log
     assert any(
         line.endswith(
