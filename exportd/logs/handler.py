@@ -9,8 +9,8 @@ import sys
 from exportd.config.settings import LogSettings
 from exportd.logs.context import JobFields
 from exportd.logs.json_lines import JsonFormatter
+from exportd.logs.text_lines import TextFormatter
 
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 OWN_LOGGER = "exportd"
 LIBRARY_LEVEL = logging.WARNING
 """The least level of the libraries' lines, unless ``log.level`` is higher."""
@@ -54,9 +54,7 @@ def log_to_stderr(settings: LogSettings) -> None:
     A handler this installed before is replaced; other handlers (a test's) stay."""
     level = logging.getLevelNamesMapping()[settings.level]
     handler = ServiceHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if settings.format == "json" else logging.Formatter(TEXT_FORMAT)
-    )
+    handler.setFormatter(JsonFormatter() if settings.format == "json" else TextFormatter())
     handler.addFilter(JobFields())
     handler.addFilter(AmqpClientAtDebug(shown=level <= logging.DEBUG))
     root = logging.getLogger()

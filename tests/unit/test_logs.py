@@ -57,6 +57,27 @@ def test_a_json_line_has_its_fields_the_jobs_and_the_traceback_as_one_field(
     assert "job_id" not in second and "exception" not in second
 
 
+def test_a_text_line_ends_with_its_jobs_fields_before_the_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    log_to_stderr(LogSettings(format="text"))
+    with job_context("j1", part=2, attempt=3):
+        try:
+            raise ValueError("bad value")
+        except ValueError:
+            log.exception("task %s failed", "j1")
+    with job_context("j2"):
+        log.warning("a job's change")
+    log.info("no job")
+    first, *traceback, second, third = logged(capsys)
+    assert first.endswith(" ERROR task j1 failed job_id=j1 part=2 attempt=3")
+    assert datetime.strptime(first[:23], "%Y-%m-%d %H:%M:%S,%f")  # local time first
+    assert traceback[0] == "Traceback (most recent call last):"
+    assert traceback[-1] == "ValueError: bad value"
+    assert second.endswith(" WARNING a job's change job_id=j2")
+    assert third.endswith(" INFO no job")
+
+
 def test_fields_given_by_the_call_win_over_the_context() -> None:
     record = logging.LogRecord("exportd", logging.INFO, "", 0, "m", None, None)
     record.job_id = "given"
