@@ -36,15 +36,21 @@ def logged(capsys: pytest.CaptureFixture[str]) -> list[str]:
     return capsys.readouterr().err.splitlines()
 
 
+def log_a_failed_task(error: str) -> None:
+    """Log "task j1 failed" with the traceback of a ``ValueError(error)``, in the context
+    of job j1's part 2, attempt 3."""
+    with job_context("j1", part=2, attempt=3):
+        try:
+            raise ValueError(error)
+        except ValueError:
+            log.exception("task %s failed", "j1")
+
+
 def test_a_json_line_has_its_fields_the_jobs_and_the_traceback_as_one_field(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     log_to_stderr(LogSettings(format="json"))
-    with job_context("j1", part=2, attempt=3):
-        try:
-            raise ValueError("bad\nvalue")
-        except ValueError:
-            log.exception("task %s failed", "j1")
+    log_a_failed_task("bad\nvalue")
     log.info("no job", extra={"route": "/v1/jobs", "status": 201})
     first, second = (json.loads(line) for line in logged(capsys))  # two lines, two objects
     assert first["level"] == "ERROR" and first["logger"] == "exportd.test"
@@ -61,11 +67,7 @@ def test_a_text_line_ends_with_its_jobs_fields_before_the_traceback(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     log_to_stderr(LogSettings(format="text"))
-    with job_context("j1", part=2, attempt=3):
-        try:
-            raise ValueError("bad value")
-        except ValueError:
-            log.exception("task %s failed", "j1")
+    log_a_failed_task("bad value")
     with job_context("j2"):
         log.warning("a job's change")
     log.info("no job")
