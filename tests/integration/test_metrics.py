@@ -248,8 +248,7 @@ def test_serve_shows_its_engine_and_its_worker_on_one_listener(
     env = {**env, "EXPORTD_HOME": str(tmp_path)}
     serve = Process(["serve", "--http", "127.0.0.1:0"], env, tmp_path)
     try:
-        url = url_in(serve, "HTTP API at")
-        serve.wait_for("engine running")
+        url = url_in(serve, "HTTP API at")  # it listens once the engine runs
         run_exportd(["orgs", "create", "Acme", "--id", ORG], env, tmp_path)
         user = fields_of(run_exportd(["users", "create", ORG, "Ann"], env, tmp_path).stdout)
         token = fields_of(run_exportd(["tokens", "create", user["id"]], env, tmp_path).stdout)
