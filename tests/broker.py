@@ -98,6 +98,14 @@ async def delete_topology(url: str, topology: Topology) -> None:
             await channel.exchange_delete(exchange.name)
 
 
+async def message_count(url: str, queue: str) -> int:
+    """How many messages wait in ``queue``."""
+    async with await aio_pika.connect(url) as connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+
+
 def connections_named(rabbitmqctl: Callable[..., str], name: str) -> list[str]:
     """The PIDs of the connections whose client calls itself ``name``, as ``rabbitmqctl``
     (a function that runs it with the given arguments and returns its output) lists them."""

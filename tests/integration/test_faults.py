@@ -27,7 +27,7 @@ from exportd.bus.topology import TASK_DELIVERY_LIMIT, Topology
 from exportd.kernel.validation import MAX_NESTING
 from exportd.messages import JobEvent
 from exportd.workers.worker import SEQ_PER_DELIVERY
-from tests.broker import ACK_TIMEOUT, OnThePrivateNode, PrivateBroker
+from tests.broker import ACK_TIMEOUT, OnThePrivateNode, PrivateBroker, message_count
 from tests.http.server import nested_too_deep
 from tests.integration.processes import (
     Inbox,
@@ -154,14 +154,6 @@ async def dead_letters(url: str, queue: str) -> list[aio_pika.abc.AbstractIncomi
         while (message := await dead.get(no_ack=True, fail=False)) is not None:
             taken.append(message)
     return taken
-
-
-async def message_count(url: str, queue: str) -> int:
-    """How many messages wait in ``queue``."""
-    async with await aio_pika.connect(url) as connection:
-        channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
-        return int(declared.declaration_result.message_count or 0)
 
 
 async def test_a_task_that_kills_every_worker_fails_its_job_after_its_lapses_and_others_go_on(
