@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+import msgspec
+
 from exportd.bus.topology import event_routing_key
 from exportd.cli.export import COPY_CHUNK, Targets, make_all
 from exportd.cli.progress import progress_bar
@@ -31,13 +33,19 @@ def run_job(settings: Settings, request: ExportRequest, stream: TextIO) -> JobSn
 
     A job that does not end done raises its error.
     """
+    # Ctrl-C while the engine's reply is on its way leaves a job whose id is not known
+    # here: the key finds it again (or makes it, to be canceled at once).
+    key = request.idempotency_key or uuid.uuid4().hex
+    request = msgspec.structs.replace(request, idempotency_key=key)
     # The subscription comes first, so that no event of the job can be missed.
     pattern = event_routing_key(request.org_id, request.source, "*")
     with connect(settings) as client, client.events(pattern) as events:
-        job = client.submit(request)
-        bar = progress_bar(stream, f"job {job.id[:8]}")
+        job: JobSnapshot | None = None
+        bar = None
         looked = False
         try:
+            job = client.submit(request)
+            bar = progress_bar(stream, f"job {job.id[:8]}")
             while job.status not in FINAL_STATUSES:
                 event = events.receive(None if looked else NO_WORKER_AFTER)
                 if event is None:  # once, a few seconds after the job was created
@@ -55,7 +63,7 @@ def run_job(settings: Settings, request: ExportRequest, stream: TextIO) -> JobSn
             # This connection was interrupted mid-read: cancel on a fresh one.
             # A job that ended meanwhile refuses to be canceled: nothing to do then.
             with connect(settings) as other, contextlib.suppress(ExportError):
-                other.cancel(job.id)
+                other.cancel((job or other.submit(request)).id)
             raise
         finally:
             if bar is not None:

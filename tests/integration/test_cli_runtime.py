@@ -54,6 +54,7 @@ from exportd.messages import (
     RequestFields,
 )
 from exportd.plugins.manager import Plugins
+from tests.broker import message_count
 from tests.integration.commands import (
     WAIT,
     Deployment,
@@ -300,6 +301,26 @@ def test_ctrl_c_cancels_an_export_through_the_engine(deployment: Deployment) -> 
         # and, if that took seconds, the note that no worker takes the job
         assert export.text().splitlines()[-1] == "exportd: canceled"
         assert client.get(jobs[0].id).status == "canceled"
+
+
+def test_ctrl_c_before_the_engine_answered_cancels_the_job_the_request_makes(
+    deployment: Deployment,
+) -> None:
+    assert deployment.engine().stop() == 0  # the topology is declared, and no engine runs
+    export = deployment.start("export", *ROOM_LOGS, "--broker", deployment.broker_url, ctrl_c=True)
+    requests = deployment.topology.requests
+    deadline = time.monotonic() + WAIT
+    while not asyncio.run(message_count(deployment.broker_url, requests)):
+        assert time.monotonic() < deadline, export.text()
+        time.sleep(0.1)
+
+    export.popen.send_signal(signal.SIGINT)  # no reply yet: the job's id is not known
+    deployment.engine()
+    assert export.popen.wait(WAIT) == 130
+    assert export.text().splitlines()[-1] == "exportd: canceled"
+    with deployment.client() as client:
+        [job] = client.list_jobs()[0]  # one job: the request sent again had the same key
+        assert job.status == "canceled"
 
 
 def test_an_export_through_the_engine_says_when_no_worker_takes_it(
