@@ -219,10 +219,10 @@ class StatusUpdate(msgspec.Struct, kw_only=True):
     without counting a lapse)."""
     first_delivery: bool = False
     """The run took the first delivery of its task (the broker had given it to no one
-    before), so no other run of it can have started unless this run's channel dropped
-    meanwhile.  The outcome of a one-part job from such a run, never lapsed, sends no
-    cancel signal (see :mod:`exportd.engine.lifecycle`); unset (an older worker), one is
-    sent."""
+    before) and no later one came to it, so no other run of it can have started unless
+    this run's channel dropped meanwhile unseen.  The outcome of a one-part job from such
+    a run, never lapsed, sends no cancel signal (see :mod:`exportd.engine.lifecycle`);
+    unset (an older worker), one is sent."""
 
 
 class PieceTask(msgspec.Struct, kw_only=True):

@@ -39,11 +39,12 @@ A job that fails or is canceled this way ends its attempt: its unfinished
 parts become canceled.  Whenever an attempt ends (done too) the workers are
 told to stop whatever run of it is still going (a copy of a task delivered
 twice) and to take no more of its tasks, with one exception: a one-part job
-made done by the run of its task's first delivery (``first_delivery``), never
-lapsed, has had no other run to stop (a fanout to every worker for every small
-job would cost more than it could save).  A run that got the task again after
-that run's channel dropped finishes unstopped; its outcome is dropped
-(``job_finished``) and its file discarded.
+made done by the run of its task's first delivery (``first_delivery``: no later
+delivery of the task came to that run either), never lapsed, has had no other run
+to stop (a fanout to every worker for every small job would cost more than it
+could save).  A run on another worker that got the task again after that run's
+channel dropped, with no delivery coming back to the first run, finishes
+unstopped; its outcome is dropped (``job_finished``) and its file discarded.
 
 What users (and the expiry sweeper) do
 --------------------------------------

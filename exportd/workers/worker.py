@@ -427,6 +427,9 @@ class TaskRun:
         self.message = message
         self.taken: list[Message] = []
         """Later deliveries of the task, taken while this run went on: settled with it."""
+        self.delivered_again = False
+        """Whether a later delivery of the task came (to :meth:`take`): the broker took it
+        back once, and may have given it to another worker too."""
         self.run = f"{message.delivery_count}-{uuid.uuid4().hex[:8]}"
         """This run's name, in the key its file is stored under."""
         self.cancel = threading.Event()
@@ -511,6 +514,7 @@ class TaskRun:
             "worker %s: task %s part %d delivered again (%d) while its run goes on: taken",
             *(self.worker.name, self.task.job_id, self.task.part, message.delivery_count),
         )
+        self.delivered_again = True
         if self.detached:
             await message.ack()
         else:
@@ -757,7 +761,11 @@ class TaskRun:
             at=datetime.now(UTC),
             detached=self.detached,
             given_back=given_back,
-            first_delivery=self.message.delivery_count == 0 and not self.message.redelivered,
+            first_delivery=(
+                self.message.delivery_count == 0
+                and not self.message.redelivered
+                and not self.delivered_again
+            ),
         )
 
     async def _deliver(self, update: StatusUpdate) -> None:

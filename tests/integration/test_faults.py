@@ -475,3 +475,6 @@ class TestOnANodeWithAShortAckTimeout:
         started = bus.first(job.id, "processing")
         assert started is not None and again - started.at >= ACK_TIMEOUT
         assert all(update.seq < SEQ_PER_DELIVERY for update in bus.of(job.id))  # one run
+        # the broker took the task back once: the engine is to stop a run elsewhere too
+        [outcome] = [update for update in bus.of(job.id) if update.status == "done"]
+        assert not outcome.first_delivery
